@@ -1,0 +1,320 @@
+#include "driver/case_spec.h"
+
+#include <algorithm>
+#include <functional>
+#include <map>
+
+#include "driver/json_block.h"
+
+namespace pinmark {
+namespace {
+
+using nlohmann::json;
+
+std::string show(const json& value) { return value.dump(); }
+
+// Reads one typed config value, or records why it cannot.
+struct Reader {
+  const JsonBlock& block;
+  std::vector<CaseProblem>& problems;
+
+  bool integer(const std::string& key, const json& value, int& out) {
+    if (!value.is_number_integer()) {
+      problems.push_back(block.problem_at(key, key + " must be an integer, got " + show(value)));
+      return false;
+    }
+    out = value.get<int>();
+    return true;
+  }
+  bool number(const std::string& key, const json& value, double& out) {
+    if (!value.is_number()) {
+      problems.push_back(block.problem_at(key, key + " must be a number, got " + show(value)));
+      return false;
+    }
+    out = value.get<double>();
+    return true;
+  }
+  bool boolean(const std::string& key, const json& value, bool& out) {
+    if (!value.is_boolean()) {
+      problems.push_back(block.problem_at(key, key + " must be true or false, got " + show(value)));
+      return false;
+    }
+    out = value.get<bool>();
+    return true;
+  }
+  // A key pinmark accepts only at the one value it implements.
+  void only(const std::string& key, const json& value, const json& supported) {
+    if (value != supported)
+      problems.push_back(block.problem_at(key, key + " " + show(value) +
+                                                   " is not supported (pinmark implements " +
+                                                   show(supported) + ")"));
+  }
+};
+
+using KeyHandler = std::function<void(Reader&, const std::string&, const json&, ModelConfig&)>;
+
+// Every config.json key pinmark knows, by what it does to the model.
+const std::map<std::string, KeyHandler>& config_keys() {
+  static const std::map<std::string, KeyHandler> keys = {
+      {"architectures",
+       [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+         r.only(k, v, json::array({"LlamaForCausalLM"}));
+       }},
+      {"model_type",
+       [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+         r.only(k, v, "llama");
+         if (v.is_string()) c.model_type = v.get<std::string>();
+       }},
+      {"vocab_size", [](Reader& r, const std::string& k, const json& v,
+                        ModelConfig& c) { r.integer(k, v, c.vocab_size); }},
+      {"hidden_size", [](Reader& r, const std::string& k, const json& v,
+                         ModelConfig& c) { r.integer(k, v, c.hidden_size); }},
+      {"intermediate_size", [](Reader& r, const std::string& k, const json& v,
+                               ModelConfig& c) { r.integer(k, v, c.intermediate_size); }},
+      {"num_hidden_layers", [](Reader& r, const std::string& k, const json& v,
+                               ModelConfig& c) { r.integer(k, v, c.num_hidden_layers); }},
+      {"num_attention_heads", [](Reader& r, const std::string& k, const json& v,
+                                 ModelConfig& c) { r.integer(k, v, c.num_attention_heads); }},
+      {"num_key_value_heads", [](Reader& r, const std::string& k, const json& v,
+                                 ModelConfig& c) { r.integer(k, v, c.num_key_value_heads); }},
+      {"head_dim", [](Reader& r, const std::string& k, const json& v,
+                      ModelConfig& c) { r.integer(k, v, c.head_dim); }},
+      {"max_position_embeddings",
+       [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+         r.integer(k, v, c.max_position_embeddings);
+       }},
+      {"rms_norm_eps", [](Reader& r, const std::string& k, const json& v,
+                          ModelConfig& c) { r.number(k, v, c.rms_norm_eps); }},
+      {"rope_theta", [](Reader& r, const std::string& k, const json& v,
+                        ModelConfig& c) { r.number(k, v, c.rope_theta); }},
+      {"tie_word_embeddings", [](Reader& r, const std::string& k, const json& v,
+                                 ModelConfig& c) { r.boolean(k, v, c.tie_word_embeddings); }},
+      {"hidden_act", [](Reader& r, const std::string& k, const json& v,
+                        ModelConfig&) { r.only(k, v, "silu"); }},
+      {"attention_bias", [](Reader& r, const std::string& k, const json& v,
+                            ModelConfig&) { r.only(k, v, false); }},
+      {"mlp_bias", [](Reader& r, const std::string& k, const json& v,
+                      ModelConfig&) { r.only(k, v, false); }},
+      {"rope_scaling", [](Reader& r, const std::string& k, const json& v,
+                          ModelConfig&) { r.only(k, v, nullptr); }},
+      {"pretraining_tp", [](Reader& r, const std::string& k, const json& v,
+                            ModelConfig&) { r.only(k, v, 1); }},
+      {"pinmark",
+       [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+         if (!v.is_object()) {
+           r.problems.push_back(r.block.problem_at(k, "pinmark must be an object, got " + show(v)));
+           return;
+         }
+         for (const auto& [key, value] : v.items()) {
+           if (key == "seed") {
+             if (!value.is_number_unsigned())
+               r.problems.push_back(r.block.problem_at(
+                   key, "pinmark.seed must be a non-negative integer, got " + show(value)));
+             else
+               c.seed = value.get<uint64_t>();
+           } else {
+             r.problems.push_back(r.block.problem_at(key, "unknown pinmark key '" + key +
+                                                              "' (known: seed)"));
+           }
+         }
+       }},
+  };
+  return keys;
+}
+
+// Keys of a real config.json that do not change the numbers of inference.
+const std::vector<std::string>& ignored_config_keys() {
+  static const std::vector<std::string> keys = {
+      "bos_token_id",         "eos_token_id", "pad_token_id",         "initializer_range",
+      "torch_dtype",          "dtype",        "transformers_version", "use_cache",
+      "attention_dropout"};
+  return keys;
+}
+
+const std::vector<std::string> required_config_keys = {
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"};
+
+void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CaseProblem>& problems) {
+  Reader reader{block, problems};
+  std::vector<std::string> known;
+  for (const auto& [key, handler] : config_keys()) known.push_back(key);
+  for (const auto& [key, value] : block.value.items()) {
+    auto handler = config_keys().find(key);
+    if (handler != config_keys().end()) {
+      handler->second(reader, key, value, config);
+      continue;
+    }
+    const auto& ignored = ignored_config_keys();
+    if (std::find(ignored.begin(), ignored.end(), key) != ignored.end()) continue;
+    std::string message = "unknown config key '" + key + "'";
+    if (auto guess = did_you_mean(key, known)) message += " (did you mean '" + *guess + "'?)";
+    problems.push_back(block.problem_at(key, message));
+  }
+  for (const std::string& key : required_config_keys)
+    if (!block.value.contains(key))
+      problems.push_back(block.problem_at("", "missing required key '" + key + "'"));
+  if (!problems.empty()) return;
+  for (const ConfigProblem& p : validate(config)) problems.push_back(block.problem_at(p.key, p.message));
+  if (problems.empty()) config = with_defaults(config);
+}
+
+bool read_int_list(const json& value, std::vector<int>& out) {
+  if (!value.is_array()) return false;
+  for (const json& item : value) {
+    if (!item.is_number_integer()) return false;
+    out.push_back(item.get<int>());
+  }
+  return true;
+}
+
+void read_inputs(const JsonBlock& block, const ModelConfig& config, bool config_ok,
+                 ModelInputs& inputs, std::vector<CaseProblem>& problems) {
+  const json& v = block.value;
+  for (const auto& [key, value] : v.items()) {
+    if (key == "prompts") {
+      bool ok = value.is_array() && !value.empty();
+      inputs.prompts.clear();
+      for (size_t i = 0; ok && i < value.size(); ++i) {
+        std::vector<int> prompt;
+        ok = read_int_list(value[i], prompt);
+        inputs.prompts.push_back(std::move(prompt));
+      }
+      if (!ok) {
+        problems.push_back(block.problem_at(
+            key, "prompts must be a non-empty list of token id lists, e.g. [[1, 2, 3]]"));
+        inputs.prompts.clear();
+      }
+    } else if (key == "decode" || key == "prefill_chunk") {
+      int& target = key == "decode" ? inputs.decode : inputs.prefill_chunk;
+      if (!value.is_number_integer() || value.get<long long>() < 0)
+        problems.push_back(block.problem_at(key, key + " must be a non-negative integer, got " +
+                                                     show(value)));
+      else
+        target = value.get<int>();
+    } else if (key == "dumps") {
+      inputs.dump_patterns.clear();
+      bool ok = value.is_array();
+      for (size_t i = 0; ok && i < value.size(); ++i) {
+        ok = value[i].is_string();
+        if (ok) inputs.dump_patterns.push_back(value[i].get<std::string>());
+      }
+      if (!ok)
+        problems.push_back(
+            block.problem_at(key, "dumps must be a list of tap name patterns, e.g. [\"layers.0.*\"]"));
+    } else {
+      std::string message = "unknown input key '" + key + "'";
+      if (auto guess = did_you_mean(key, {"prompts", "decode", "prefill_chunk", "dumps"}))
+        message += " (did you mean '" + *guess + "'?)";
+      problems.push_back(block.problem_at(key, message));
+    }
+  }
+  if (!v.contains("prompts")) problems.push_back(block.problem_at("", "missing required key 'prompts'"));
+  for (size_t s = 0; s < inputs.prompts.size(); ++s) {
+    const auto& prompt = inputs.prompts[s];
+    if (prompt.empty())
+      problems.push_back(block.problem_at("prompts", "sequence " + std::to_string(s) +
+                                                         " is an empty prompt; a prompt needs at "
+                                                         "least one token"));
+    if (!config_ok) continue;
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      if (prompt[t] < 0 || prompt[t] >= config.vocab_size) {
+        problems.push_back(block.problem_at(
+            "prompts", "sequence " + std::to_string(s) + ", token " + std::to_string(t) +
+                           ": id " + std::to_string(prompt[t]) +
+                           " is outside the vocabulary (vocab_size " +
+                           std::to_string(config.vocab_size) + ")"));
+      }
+    }
+  }
+}
+
+void read_kernel(const JsonBlock& block, KernelSpec& kernel, std::vector<CaseProblem>& problems) {
+  for (const auto& [key, value] : block.value.items()) {
+    if (key == "op") {
+      if (value.is_string())
+        kernel.op = value.get<std::string>();
+      else
+        problems.push_back(block.problem_at(key, "op must be a string, got " + show(value)));
+    } else if (key == "seed") {
+      if (value.is_number_unsigned())
+        kernel.seed = value.get<uint64_t>();
+      else
+        problems.push_back(
+            block.problem_at(key, "seed must be a non-negative integer, got " + show(value)));
+    } else if (value.is_number()) {
+      kernel.params[key] = value.get<double>();
+    } else {
+      problems.push_back(block.problem_at(key, key + " must be a number, got " + show(value)));
+    }
+  }
+  if (!block.value.contains("op")) {
+    problems.push_back(block.problem_at("", "missing required key 'op'"));
+    return;
+  }
+  if (!problems.empty()) return;
+  for (const ConfigProblem& p : validate(kernel)) problems.push_back(block.problem_at(p.key, p.message));
+}
+
+}  // namespace
+
+CaseSpec read_case_spec(const Case& c) {
+  CaseSpec spec;
+  std::vector<CaseProblem>& problems = spec.problems;
+  std::map<std::string, const Section*> inputs;
+  for (const Section& s : c.sections) {
+    const auto& known = input_section_names();
+    if (is_output_section(s.name)) continue;
+    if (std::find(known.begin(), known.end(), s.name) == known.end()) {
+      std::vector<std::string> all = known;
+      all.insert(all.end(), output_section_names().begin(), output_section_names().end());
+      std::string message = "unknown section '" + s.name + "'";
+      if (auto guess = did_you_mean(s.name, all)) message += " (did you mean '" + *guess + "'?)";
+      message += "; a case takes Config and Inputs, or Kernel, and optionally Targets";
+      problems.push_back({"### " + s.name, s.line, message});
+      continue;
+    }
+    if (!inputs.emplace(s.name, &s).second)
+      problems.push_back({"### " + s.name, s.line, "a second '" + s.name + "' section in this case"});
+  }
+  if (inputs.count("Targets"))
+    problems.push_back({"### Targets", inputs["Targets"]->line,
+                        "Targets is not supported yet: the cpu fp32 target always runs"});
+
+  const bool has_model = inputs.count("Config") || inputs.count("Inputs");
+  if (inputs.count("Kernel") && has_model) {
+    problems.push_back({"### Kernel", inputs["Kernel"]->line,
+                        "a case has either Kernel, or Config and Inputs, not both"});
+    return spec;
+  }
+  if (inputs.count("Kernel")) {
+    if (auto block = read_json_block(*inputs["Kernel"], problems)) read_kernel(*block, spec.kernel, problems);
+    if (problems.empty()) spec.kind = CaseSpec::Kind::kernel;
+    return spec;
+  }
+  if (!has_model) {
+    problems.push_back({"## " + c.title, c.line,
+                        "the case has no input: it needs a Config and an Inputs section, or a "
+                        "Kernel section"});
+    return spec;
+  }
+  for (const char* name : {"Config", "Inputs"})
+    if (!inputs.count(name))
+      problems.push_back({"## " + c.title, c.line,
+                          std::string("missing section '") + name +
+                              "': a model case needs both Config and Inputs"});
+  bool config_ok = false;
+  if (inputs.count("Config")) {
+    size_t before = problems.size();
+    if (auto block = read_json_block(*inputs["Config"], problems)) {
+      read_config(*block, spec.model, problems);
+      config_ok = problems.size() == before;
+    }
+  }
+  if (inputs.count("Inputs"))
+    if (auto block = read_json_block(*inputs["Inputs"], problems))
+      read_inputs(*block, spec.model, config_ok, spec.inputs, problems);
+  if (problems.empty()) spec.kind = CaseSpec::Kind::model;
+  return spec;
+}
+
+}  // namespace pinmark

@@ -1,0 +1,8 @@
+#include <iostream>
+
+#include "driver/command_line.h"
+
+int main(int argc, char** argv) {
+  return pinmark::run_command_line(std::vector<std::string>(argv + 1, argv + argc), std::cout,
+                                   std::cerr);
+}

@@ -1,0 +1,176 @@
+#include "driver/render.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "driver/format.h"
+
+namespace pinmark {
+namespace {
+
+// Vocabularies up to this size print whole logit rows; larger ones print the top entries.
+constexpr int kFullRowVocab = 64;
+constexpr int kTopK = 8;
+constexpr int kValuesPerLine = 8;
+constexpr int kDumpLeadingValues = 4;
+
+std::string fenced(const std::string& body) { return "```text\n" + body + "```"; }
+
+struct Digest {
+  double mean = 0, rms = 0, min = 0, max = 0;
+};
+
+Digest digest(const std::vector<double>& v) {
+  Digest d;
+  if (v.empty()) return d;
+  double sum = 0, sum2 = 0;
+  d.min = d.max = v[0];
+  for (double x : v) {
+    sum += x;
+    sum2 += x * x;
+    d.min = std::min(d.min, x);
+    d.max = std::max(d.max, x);
+  }
+  d.mean = sum / v.size();
+  d.rms = std::sqrt(sum2 / v.size());
+  return d;
+}
+
+std::string digest_line(const std::vector<double>& v) {
+  Digest d = digest(v);
+  return "mean " + format_value(d.mean) + "  rms " + format_value(d.rms) + "  min " +
+         format_value(d.min) + "  max " + format_value(d.max);
+}
+
+std::string logits_row(const std::vector<double>& row) {
+  std::string out;
+  if (static_cast<int>(row.size()) <= kFullRowVocab) {
+    for (size_t i = 0; i < row.size(); i += kValuesPerLine) {
+      char index[32];
+      std::snprintf(index, sizeof index, "[%2zu]", i);
+      out += index;
+      for (size_t j = i; j < std::min(row.size(), i + kValuesPerLine); ++j) {
+        std::string value = format_value(row[j]);
+        out += std::string(value.size() < 12 ? 12 - value.size() : 1, ' ') + value;
+      }
+      out += '\n';
+    }
+    return out;
+  }
+  std::vector<int> order(row.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
+  out += "top " + std::to_string(kTopK) + ":";
+  for (int i = 0; i < kTopK; ++i)
+    out += " " + std::to_string(order[i]) + "=" + format_value(row[order[i]]);
+  out += "\nall " + std::to_string(row.size()) + ": " + digest_line(row) + "\n";
+  return out;
+}
+
+std::string render_logits(const CaseResult& r) {
+  std::string body;
+  for (size_t s = 0; s < r.oracle.size(); ++s) {
+    const size_t last = r.prompts[s].size() - 1;
+    body += "sequence " + std::to_string(s) + ", position " + std::to_string(last) + ":\n";
+    body += logits_row(r.oracle[s].logits[last]);
+  }
+  return "### Logits\n\nThe fp64 oracle's logits at the last prompt position of each sequence.\n\n" +
+         fenced(body);
+}
+
+std::string render_tokens(const CaseResult& r) {
+  std::string body;
+  for (size_t s = 0; s < r.oracle.size(); ++s) {
+    body += "sequence " + std::to_string(s) + ":";
+    for (int t : r.prompts[s]) body += " " + std::to_string(t);
+    body += " |";
+    for (int t : r.oracle[s].generated) body += " " + std::to_string(t);
+    body += '\n';
+  }
+  return "### Tokens\n\nEach prompt, then `|`, then its greedy continuation.\n\n" + fenced(body);
+}
+
+std::string table_row(const std::vector<std::string>& cells) {
+  std::string out = "|";
+  for (const std::string& c : cells) out += " " + c + " |";
+  return out + "\n";
+}
+
+std::string render_dumps(const std::vector<TapRecord>& taps) {
+  std::string out = table_row({"tap", "shape", "mean", "rms", "min", "max", "first values"});
+  out += table_row({"---", "---", "---:", "---:", "---:", "---:", "---"});
+  for (const TapRecord& tap : taps) {
+    Digest d = digest(tap.values);
+    std::vector<double> leading(
+        tap.values.begin(),
+        tap.values.begin() + std::min<size_t>(kDumpLeadingValues, tap.values.size()));
+    out += table_row({"`" + tap.name + "`", shape_string(tap.shape), format_value(d.mean),
+                      format_value(d.rms), format_value(d.min), format_value(d.max),
+                      format_values(leading)});
+  }
+  out.pop_back();
+  return "### Dumps\n\n" + out;
+}
+
+std::string render_numerics(const CaseResult& r) {
+  const bool model = r.kind == CaseSpec::Kind::model;
+  std::string out = table_row({"target", "rel L2", "max abs", model ? "top-1" : "", "verdict",
+                               "first divergence"});
+  if (!model) out = table_row({"target", "rel L2", "max abs", "verdict", "first divergence"});
+  out += model ? table_row({"---", "---:", "---:", "---:", "---", "---"})
+               : table_row({"---", "---:", "---:", "---", "---"});
+  for (const TargetRow& row : r.numerics) {
+    std::vector<std::string> cells = {row.target, "≤ " + format_bucket(row.rel_l2),
+                                      "≤ " + format_bucket(row.max_abs)};
+    if (model) cells.push_back(std::to_string(row.top1_agree) + "/" + std::to_string(row.top1_total));
+    cells.push_back(row.ok ? "ok" : "FAIL");
+    cells.push_back(row.first_divergence.empty() ? "—" : "`" + row.first_divergence + "`");
+    out += table_row(cells);
+  }
+  out.pop_back();
+  return "### Numerics\n\nEach target against the fp64 oracle, over every logit (or the kernel's "
+         "output); errors rounded up to 1, 2 or 5 x 10^k.\n\n" +
+         out;
+}
+
+std::string render_errors(const std::vector<CaseProblem>& problems) {
+  std::string body;
+  for (const CaseProblem& p : problems) body += problem_line(p) + "\n";
+  return "### Errors\n\n" + fenced(body);
+}
+
+}  // namespace
+
+std::string problem_line(const CaseProblem& problem) {
+  return problem.where.empty() ? problem.message : problem.where + ": " + problem.message;
+}
+
+std::string render_case(const Case& c, const CaseResult& result) {
+  std::vector<std::string> pieces = {c.head};
+  for (const Section& s : c.sections)
+    if (!is_output_section(s.name)) pieces.push_back(s.text);
+  if (!result.problems.empty()) {
+    pieces.push_back(render_errors(result.problems));
+  } else if (result.kind == CaseSpec::Kind::model) {
+    pieces.push_back(render_logits(result));
+    if (!result.oracle.empty() && !result.oracle[0].generated.empty())
+      pieces.push_back(render_tokens(result));
+    if (!result.dumps.empty()) pieces.push_back(render_dumps(result.dumps));
+    pieces.push_back(render_numerics(result));
+  } else if (result.kind == CaseSpec::Kind::kernel) {
+    TapRecord output{0, 0, "output", result.kernel_output.shape, result.kernel_output.data};
+    pieces.push_back(render_dumps({output}));
+    pieces.push_back(render_numerics(result));
+  }
+  std::string out;
+  for (size_t i = 0; i < pieces.size(); ++i) out += (i ? "\n\n" : "") + pieces[i];
+  return out;
+}
+
+std::string assemble_file(const std::string& preamble, const std::vector<std::string>& cases) {
+  std::string out = preamble;
+  for (const std::string& c : cases) out += (out.empty() ? "" : "\n\n") + c;
+  return out + "\n";
+}
+
+}  // namespace pinmark

@@ -1,0 +1,19 @@
+// A unified diff of two texts, computed with dtl.
+#pragma once
+
+#include <string>
+
+namespace pinmark {
+
+struct DiffStyle {
+  bool color = false;
+  int first_line = 1;  // line number of the texts' first line in the file, for hunk headers
+};
+
+// Empty when the texts are equal. Otherwise "--- golden_label\n+++ actual_label\n" and hunks
+// with three lines of context.
+std::string unified_diff(const std::string& golden, const std::string& actual,
+                         const std::string& golden_label, const std::string& actual_label,
+                         const DiffStyle& style = {});
+
+}  // namespace pinmark

@@ -1,0 +1,101 @@
+#include "runtime/generate.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace pinmark {
+
+namespace {
+
+template <class T>
+std::vector<double> logits_row(const Tensor<T>& logits, int r) {
+  const int64_t vocab = logits.shape[1];
+  auto first = logits.data.begin() + r * vocab;
+  return std::vector<double>(first, first + vocab);
+}
+
+// All input problems are reported before any forward pass runs, with the sequence they are in.
+void check_inputs(const ModelConfig& config, const std::vector<std::vector<int>>& prompts,
+                  const GenerateOptions& options) {
+  if (options.decode < 0)
+    throw std::runtime_error("decode must not be negative, got " + std::to_string(options.decode));
+  if (options.prefill_chunk < 0)
+    throw std::runtime_error("prefill_chunk must not be negative, got " +
+                             std::to_string(options.prefill_chunk));
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    const std::string where = "sequence " + std::to_string(s) + ": ";
+    if (prompts[s].empty()) throw std::runtime_error(where + "empty prompt");
+    for (int t : prompts[s])
+      if (t < 0 || t >= config.vocab_size)
+        throw std::runtime_error(where + "token id " + std::to_string(t) +
+                                 " is outside the vocabulary (vocab_size " +
+                                 std::to_string(config.vocab_size) + ")");
+  }
+}
+
+}  // namespace
+
+int argmax(const std::vector<double>& values) {
+  if (values.empty()) throw std::runtime_error("argmax of an empty row");
+  // Strictly greater, so the first of equal maxima wins.
+  int best = 0;
+  for (size_t i = 1; i < values.size(); ++i)
+    if (values[i] > values[best]) best = static_cast<int>(i);
+  return best;
+}
+
+template <class T>
+std::vector<SequenceOutput> generate(Model<T>& model, const std::vector<std::vector<int>>& prompts,
+                                     const GenerateOptions& options, const BatchTapFn<T>& tap) {
+  check_inputs(model.config(), prompts, options);
+  std::vector<SequenceOutput> outputs(prompts.size());
+
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    const std::vector<int>& prompt = prompts[s];
+    SequenceOutput& out = outputs[s];
+    KVCache<T> cache(model.config(), static_cast<int>(prompt.size()) + options.decode);
+    int call = 0;
+
+    // Runs one forward call, keeps every row of its logits, returns the last row.
+    auto feed = [&](const std::vector<int>& tokens) {
+      TapFn<T> call_tap;
+      if (tap)
+        call_tap = [&tap, s, call](const std::string& name, const Shape& shape, const T* data) {
+          tap(static_cast<int>(s), call, name, shape, data);
+        };
+      Tensor<T> logits;
+      try {
+        logits = model.forward(tokens, cache, call_tap);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error("sequence " + std::to_string(s) + ": " + e.what());
+      }
+      ++call;
+      for (int r = 0; r < static_cast<int>(tokens.size()); ++r)
+        out.logits.push_back(logits_row(logits, r));
+      return out.logits.back();
+    };
+
+    const size_t chunk = options.prefill_chunk > 0 ? options.prefill_chunk : prompt.size();
+    std::vector<double> last;
+    for (size_t start = 0; start < prompt.size(); start += chunk) {
+      const size_t end = std::min(prompt.size(), start + chunk);
+      last = feed(std::vector<int>(prompt.begin() + start, prompt.begin() + end));
+    }
+
+    if (options.decode > 0) out.generated.push_back(argmax(last));
+    for (int i = 1; i < options.decode; ++i)
+      out.generated.push_back(argmax(feed({out.generated[i - 1]})));
+  }
+  return outputs;
+}
+
+template std::vector<SequenceOutput> generate<double>(Model<double>&,
+                                                      const std::vector<std::vector<int>>&,
+                                                      const GenerateOptions&,
+                                                      const BatchTapFn<double>&);
+template std::vector<SequenceOutput> generate<float>(Model<float>&,
+                                                     const std::vector<std::vector<int>>&,
+                                                     const GenerateOptions&,
+                                                     const BatchTapFn<float>&);
+
+}  // namespace pinmark

@@ -1,0 +1,66 @@
+#include "runtime/rounding_backend.h"
+
+namespace pinmark {
+namespace {
+
+class RoundingBackend final : public Backend<float> {
+ public:
+  RoundingBackend(std::unique_ptr<Backend<float>> inner, DType storage)
+      : inner_(std::move(inner)), storage_(storage) {}
+
+  void embed(const float* table, const int* tokens, int n, int dim, float* out) override {
+    inner_->embed(table, tokens, n, dim, out);
+    round(out, int64_t{n} * dim);
+  }
+  void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
+    inner_->matmul(x, w, n, k, m, y);
+    round(y, int64_t{n} * m);
+  }
+  void rmsnorm(const float* x, const float* w, int n, int dim, double eps, float* y) override {
+    inner_->rmsnorm(x, w, n, dim, eps, y);
+    round(y, int64_t{n} * dim);
+  }
+  void rope(float* x, const int* positions, int n, int heads, int head_dim, double theta) override {
+    inner_->rope(x, positions, n, heads, head_dim, theta);
+    round(x, int64_t{n} * heads * head_dim);
+  }
+  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
+                        int heads, int kv_heads, int head_dim, double scale,
+                        float* scores) override {
+    inner_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
+  }
+  void softmax(float* x, int rows, int len) override {
+    inner_->softmax(x, rows, len);
+    round(x, int64_t{rows} * len);
+  }
+  void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
+                        int kv_heads, int head_dim, float* out) override {
+    inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
+    round(out, int64_t{n} * heads * head_dim);
+  }
+  void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
+    inner_->swiglu(gate, up, n, out);
+    round(out, n);
+  }
+  void add(float* y, const float* x, int64_t n) override {
+    inner_->add(y, x, n);
+    round(y, n);
+  }
+
+ private:
+  void round(float* values, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) values[i] = round_to(storage_, values[i]);
+  }
+
+  std::unique_ptr<Backend<float>> inner_;
+  DType storage_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend<float>> make_rounding_backend(std::unique_ptr<Backend<float>> inner,
+                                                      DType storage) {
+  return std::make_unique<RoundingBackend>(std::move(inner), storage);
+}
+
+}  // namespace pinmark

@@ -1,0 +1,25 @@
+// Model weights by Hugging Face tensor name ("model.layers.0.self_attn.q_proj.weight"), kept in
+// fp64. A backend of lower precision converts them when the model is built, so a synthetic
+// case and a checkpoint case differ only in where these numbers come from.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "runtime/model_config.h"
+#include "runtime/tensor.h"
+
+namespace pinmark {
+
+using Weights = std::map<std::string, Tensor<double>>;
+
+// Every tensor the config needs, drawn from random_tensor(config.seed, name, ...):
+// linear weights uniform with standard deviation 1/sqrt(fan_in), embeddings uniform in
+// [-1, 1), norm weights 1 + uniform(+-0.1) so that a dropped weight is visible.
+Weights synthetic_weights(const ModelConfig& config);
+
+// The tensor `name` with the expected shape, or throws std::runtime_error naming the tensor
+// and both shapes.
+const Tensor<double>& require(const Weights& weights, const std::string& name, const Shape& shape);
+
+}  // namespace pinmark

@@ -1,0 +1,180 @@
+// Each CPU kernel, in fp64 and fp32, against the plain fp64 loops in reference.h, at sizes
+// that are not powers of two so that off-by-one indexing shows.
+#include "runtime/cpu/cpu_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "reference.h"
+#include "test_util.h"
+
+namespace pinmark {
+namespace {
+
+using test::expect_close;
+using test::make_input;
+
+template <class T>
+class CpuKernel : public ::testing::Test {
+ protected:
+  std::unique_ptr<Backend<T>> backend = make_cpu_backend<T>();
+  const double tol = test::kernel_tolerance<T>();
+};
+
+using Types = ::testing::Types<double, float>;
+TYPED_TEST_SUITE(CpuKernel, Types);
+
+TYPED_TEST(CpuKernel, Embed) {
+  using T = TypeParam;
+  const int vocab = 11, dim = 7;
+  auto table = make_input<T>("table", vocab * dim);
+  const std::vector<int> tokens = {3, 0, 10, 3, 7};
+  std::vector<T> out(tokens.size() * dim);
+  this->backend->embed(table.t.data(), tokens.data(), 5, dim, out.data());
+  // A copy: exact in any precision.
+  expect_close(out, ref::embed(table.d, tokens, dim), 0.0, "embed");
+}
+
+TYPED_TEST(CpuKernel, Matmul) {
+  using T = TypeParam;
+  for (auto [n, k, m] :
+       {std::tuple{7, 13, 5}, std::tuple{1, 64, 9}, std::tuple{3, 1, 4}, std::tuple{5, 300, 3}}) {
+    auto x = make_input<T>("x", n * k);
+    auto w = make_input<T>("w", m * k, std::sqrt(3.0 / k));
+    std::vector<T> y(n * m, T(-99));
+    this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
+    expect_close(y, ref::matmul(x.d, w.d, n, k, m), this->tol,
+                 "matmul " + std::to_string(n) + "x" + std::to_string(k) + "x" + std::to_string(m));
+  }
+}
+
+TYPED_TEST(CpuKernel, Rmsnorm) {
+  using T = TypeParam;
+  const int rows = 3, dim = 13;
+  auto x = make_input<T>("x", rows * dim, 2.0, 0.3);
+  auto w = make_input<T>("w", dim, 0.1, 1.0);
+  for (double eps : {1e-6, 0.5}) {
+    std::vector<T> y(rows * dim);
+    this->backend->rmsnorm(x.t.data(), w.t.data(), rows, dim, eps, y.data());
+    expect_close(y, ref::rmsnorm(x.d, w.d, rows, dim, eps), this->tol,
+                 "rmsnorm eps " + std::to_string(eps));
+  }
+}
+
+TYPED_TEST(CpuKernel, RopeHalfSplit) {
+  using T = TypeParam;
+  const std::vector<int> positions = {0, 1, 5, 17, 1000};
+  const int n = static_cast<int>(positions.size()), heads = 3;
+  for (int hd : {6, 10, 2}) {
+    for (double theta : {10000.0, 500000.0}) {
+      auto x = make_input<T>("x", n * heads * hd);
+      std::vector<T> y = x.t;
+      this->backend->rope(y.data(), positions.data(), n, heads, hd, theta);
+      expect_close(y, ref::rope(x.d, positions, heads, hd, theta), this->tol,
+                   "rope head_dim " + std::to_string(hd));
+    }
+  }
+}
+
+TYPED_TEST(CpuKernel, RopeAtPositionZeroIsTheIdentity) {
+  using T = TypeParam;
+  auto x = make_input<T>("x", 2 * 10);
+  std::vector<T> y = x.t;
+  const int positions[] = {0};
+  this->backend->rope(y.data(), positions, 1, 2, 10, 10000.0);
+  EXPECT_EQ(y, x.t);
+}
+
+TYPED_TEST(CpuKernel, AttentionScores) {
+  using T = TypeParam;
+  const std::vector<int> positions = {4, 5, 6, 8};
+  const int n = 4, kv_len = 9, heads = 6, hd = 10;
+  for (int kv_heads : {6, 3, 2, 1}) {
+    auto q = make_input<T>("q", n * heads * hd);
+    auto k = make_input<T>("k", kv_len * kv_heads * hd);
+    const double scale = 1 / std::sqrt(10.0);
+    std::vector<T> s(heads * n * kv_len);
+    this->backend->attention_scores(q.t.data(), k.t.data(), positions.data(), n, kv_len, heads,
+                                    kv_heads, hd, scale, s.data());
+    expect_close(s, ref::attention_scores(q.d, k.d, positions, kv_len, heads, kv_heads, hd, scale),
+                 this->tol, "scores kv_heads " + std::to_string(kv_heads));
+  }
+}
+
+TYPED_TEST(CpuKernel, Softmax) {
+  using T = TypeParam;
+  const int rows = 5, len = 11;
+  auto x = make_input<T>("x", rows * len, 6.0, 40.0);  // large offset: max subtraction matters
+  std::vector<T> y = x.t;
+  this->backend->softmax(y.data(), rows, len);
+  expect_close(y, ref::softmax(x.d, rows, len), this->tol, "softmax");
+}
+
+TYPED_TEST(CpuKernel, SoftmaxTreatsMinusInfinityAsZeroProbability) {
+  using T = TypeParam;
+  const T inf = std::numeric_limits<T>::infinity();
+  auto x = make_input<T>("x", 2 * 6, 3.0);
+  x.t[1] = x.t[4] = x.t[5] = -inf;
+  x.t[6 + 0] = -inf;
+  std::vector<double> finite_row0 = {x.d[0], x.d[2], x.d[3]};
+  std::vector<double> finite_row1(x.d.begin() + 7, x.d.end());
+  std::vector<double> p0 = ref::softmax(finite_row0, 1, 3), p1 = ref::softmax(finite_row1, 1, 5);
+  const std::vector<double> expected = {p0[0], 0,     p0[1], p0[2], 0,     0,
+                                        0,     p1[0], p1[1], p1[2], p1[3], p1[4]};
+  std::vector<T> y = x.t;
+  this->backend->softmax(y.data(), 2, 6);
+  expect_close(y, expected, this->tol, "masked softmax");
+}
+
+TYPED_TEST(CpuKernel, AttentionValues) {
+  using T = TypeParam;
+  const int n = 3, kv_len = 7, heads = 4, hd = 6;
+  for (int kv_heads : {4, 2, 1}) {
+    auto probs = make_input<T>("p", heads * n * kv_len, 0.5, 0.5);
+    auto v = make_input<T>("v", kv_len * kv_heads * hd);
+    std::vector<T> out(n * heads * hd);
+    this->backend->attention_values(probs.t.data(), v.t.data(), n, kv_len, heads, kv_heads, hd,
+                                    out.data());
+    expect_close(out, ref::attention_values(probs.d, v.d, n, kv_len, heads, kv_heads, hd),
+                 this->tol, "values kv_heads " + std::to_string(kv_heads));
+  }
+}
+
+TYPED_TEST(CpuKernel, Swiglu) {
+  using T = TypeParam;
+  const int n = 37;
+  auto gate = make_input<T>("gate", n, 8.0);  // reaches both tails of silu
+  auto up = make_input<T>("up", n);
+  std::vector<T> out(n);
+  this->backend->swiglu(gate.t.data(), up.t.data(), n, out.data());
+  expect_close(out, ref::swiglu(gate.d, up.d), this->tol, "swiglu");
+}
+
+TYPED_TEST(CpuKernel, Add) {
+  using T = TypeParam;
+  const int n = 29;
+  auto y = make_input<T>("y", n), x = make_input<T>("x", n, 3.0);
+  std::vector<T> out = y.t;
+  this->backend->add(out.data(), x.t.data(), n);
+  expect_close(out, ref::add(y.d, x.d), this->tol, "add");
+}
+
+// The fp32 backend must accumulate in fp32: a long dot product then carries more error than
+// the single rounding of an fp64 sum to fp32 would.
+TEST(CpuKernelFp32, AccumulatesInFp32) {
+  auto backend = make_cpu_backend<float>();
+  const int n = 4, k = 4096, m = 8;
+  auto x = make_input<float>("x", n * k);
+  auto w = make_input<float>("w", m * k);
+  std::vector<float> y(n * m);
+  backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
+  const std::vector<double> exact = ref::matmul(x.d, w.d, n, k, m);
+  int beyond_one_rounding = 0;
+  for (int i = 0; i < n * m; ++i) beyond_one_rounding += y[i] != static_cast<float>(exact[i]);
+  EXPECT_GT(beyond_one_rounding, n * m / 2);
+}
+
+}  // namespace
+}  // namespace pinmark

@@ -1,0 +1,270 @@
+#include "runtime/model.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include "model_fixture.h"
+#include "reference_model.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "test_util.h"
+
+namespace pinmark {
+namespace {
+
+using test::expect_close;
+using test::small_llama;
+
+const std::vector<int> kPrompt = {1, 5, 9, 3, 31, 0, 17};
+
+template <class T>
+std::vector<double> logits_of(const ModelConfig& config, const Weights& weights,
+                              const std::vector<int>& tokens) {
+  auto backend = make_cpu_backend<T>();
+  Model<T> model(config, weights, *backend);
+  KVCache<T> cache(config, static_cast<int>(tokens.size()));
+  return to_double(model.forward(tokens, cache).data);
+}
+
+TEST(Model, Fp64MatchesTheReferenceForwardPass) {
+  for (bool tied : {false, true}) {
+    const ModelConfig c = small_llama(tied);
+    const Weights w = synthetic_weights(c);
+    expect_close(logits_of<double>(c, w, kPrompt), ref::llama_logits(c, w, kPrompt), 1e-12,
+                 tied ? "tied" : "untied");
+  }
+}
+
+TEST(Model, MatchesTheReferenceWithExplicitHeadDimAndMultiQuery) {
+  ModelConfig c = small_llama();
+  c.head_dim = 10;
+  c.num_key_value_heads = 1;
+  c.rope_theta = 500000.0;
+  const Weights w = synthetic_weights(c);
+  expect_close(logits_of<double>(c, w, kPrompt), ref::llama_logits(c, w, kPrompt), 1e-12);
+}
+
+TEST(Model, Fp32IsCloseToFp64) {
+  const ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  const std::vector<double> fp64 = logits_of<double>(c, w, kPrompt);
+  const std::vector<double> fp32 = logits_of<float>(c, w, kPrompt);
+  const double err = test::relative_l2(fp32, fp64);
+  EXPECT_LT(err, 1e-4);
+  EXPECT_GT(err, 0.0) << "fp32 logits identical to fp64: not fp32 arithmetic";
+}
+
+// Feeding the prompt through the cache in pieces computes the same function.
+TEST(Model, ChunkedPrefillMatchesPrefillAll) {
+  const ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, w, *backend);
+  KVCache<double> all_cache(c, 7);
+  const std::vector<double> all = model.forward(kPrompt, all_cache).data;
+  EXPECT_EQ(all_cache.length(), 7);
+
+  for (int chunk : {1, 3}) {
+    KVCache<double> cache(c, 7);
+    std::vector<double> pieces;
+    for (size_t s = 0; s < kPrompt.size(); s += chunk) {
+      const size_t e = std::min(kPrompt.size(), s + chunk);
+      const Tensor<double> part =
+          model.forward(std::vector<int>(kPrompt.begin() + s, kPrompt.begin() + e), cache);
+      EXPECT_EQ(part.shape, (Shape{static_cast<int64_t>(e - s), 32}));
+      pieces.insert(pieces.end(), part.data.begin(), part.data.end());
+    }
+    EXPECT_EQ(cache.length(), 7);
+    expect_close(pieces, all, 1e-12, "chunk " + std::to_string(chunk));
+  }
+}
+
+TEST(Model, TapsEveryIntermediateInOrderWithItsShape) {
+  const ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, w, *backend);
+  KVCache<double> cache(c, 10);
+  model.forward({4, 2}, cache);  // two cached positions, then three new tokens
+  std::vector<std::pair<std::string, Shape>> seen;
+  Tensor<double> scores;
+  model.forward(
+      {7, 8, 9}, cache, [&](const std::string& name, const Shape& shape, const double* d) {
+        seen.emplace_back(name, shape);
+        if (name == "layers.1.scores")
+          scores = Tensor<double>(shape, std::vector<double>(d, d + element_count(shape)));
+      });
+
+  std::vector<std::pair<std::string, Shape>> expected = {{"embed", {3, 24}}};
+  for (const char* l : {"layers.0.", "layers.1."}) {
+    const std::string p = l;
+    expected.push_back({p + "attn_norm", {3, 24}});
+    expected.push_back({p + "q", {3, 4, 6}});
+    expected.push_back({p + "k", {3, 2, 6}});
+    expected.push_back({p + "v", {3, 2, 6}});
+    expected.push_back({p + "scores", {4, 3, 5}});
+    expected.push_back({p + "attn_out", {3, 24}});
+    expected.push_back({p + "mlp_out", {3, 24}});
+  }
+  expected.push_back({"final_norm", {3, 24}});
+  expected.push_back({"logits", {3, 32}});
+  EXPECT_EQ(seen, expected);
+
+  // The scores tap holds probabilities: causal zeros, rows summing to one.
+  for (int h = 0; h < 4; ++h)
+    for (int i = 0; i < 3; ++i) {
+      double total = 0;
+      for (int j = 0; j < 5; ++j) {
+        const double p = scores.data[(h * 3 + i) * 5 + j];
+        if (j > 2 + i) {
+          EXPECT_EQ(p, 0.0);
+        }
+        total += p;
+      }
+      EXPECT_NEAR(total, 1.0, 1e-14);
+    }
+}
+
+TEST(Model, TiedModelNeedsNoLmHeadAndUntiedDoes) {
+  const Weights tied_weights = synthetic_weights(small_llama(true));
+  auto backend = make_cpu_backend<double>();
+  EXPECT_NO_THROW(Model<double>(small_llama(true), tied_weights, *backend));
+  try {
+    Model<double> model(small_llama(false), tied_weights, *backend);
+    FAIL() << "untied model built without lm_head.weight";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "missing tensor 'lm_head.weight'");
+  }
+  // The head really is the embedding table when tied, and a different matrix when not.
+  const std::vector<double> tied = logits_of<double>(small_llama(true), tied_weights, kPrompt);
+  const std::vector<double> untied =
+      logits_of<double>(small_llama(false), synthetic_weights(small_llama(false)), kPrompt);
+  EXPECT_NE(tied, untied);
+}
+
+TEST(Model, RejectsWeightsOfTheWrongShape) {
+  const ModelConfig c = small_llama();
+  Weights w = synthetic_weights(c);
+  w["model.layers.1.mlp.down_proj.weight"].shape = {40, 24};
+  auto backend = make_cpu_backend<float>();
+  try {
+    Model<float> model(c, w, *backend);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "tensor 'model.layers.1.mlp.down_proj.weight' has shape [40, 24], expected "
+                 "[24, 40]");
+  }
+}
+
+TEST(Model, RejectsAnInvalidConfig) {
+  ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  c.num_key_value_heads = 3;
+  auto backend = make_cpu_backend<double>();
+  try {
+    Model<double> model(c, w, *backend);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "num_attention_heads (4) is not divisible by num_key_value_heads (3)");
+  }
+}
+
+std::string forward_error(const std::vector<int>& tokens, int capacity, int cached = 0) {
+  const ModelConfig c = small_llama();
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, synthetic_weights(c), *backend);
+  KVCache<double> cache(c, capacity);
+  if (cached > 0) model.forward(std::vector<int>(cached, 1), cache);
+  try {
+    model.forward(tokens, cache);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Model, InputErrors) {
+  EXPECT_EQ(forward_error({1, 40, 2}, 8), "token id 40 is outside the vocabulary (vocab_size 32)");
+  EXPECT_EQ(forward_error({32}, 8), "token id 32 is outside the vocabulary (vocab_size 32)");
+  EXPECT_EQ(forward_error({-1}, 8), "token id -1 is outside the vocabulary (vocab_size 32)");
+  EXPECT_EQ(forward_error({}, 8), "empty prompt");
+  EXPECT_EQ(forward_error({1, 2, 3}, 4, 2),
+            "KV cache overflow: 2 cached + 3 new tokens exceed its capacity of 4");
+  EXPECT_EQ(forward_error({1, 2}, 4, 2), "no error");
+}
+
+// A backend that forwards to the CPU reference but nudges the output of one chosen op. If
+// the model computed anything itself, or skipped an op, nudging it would leave the logits alone.
+class NudgingBackend final : public Backend<double> {
+ public:
+  explicit NudgingBackend(std::string op) : op_(std::move(op)) {}
+
+  void embed(const double* t, const int* tok, int n, int dim, double* out) override {
+    cpu_->embed(t, tok, n, dim, out);
+    nudge("embed", out, int64_t{n} * dim);
+  }
+  void matmul(const double* x, const double* w, int n, int k, int m, double* y) override {
+    cpu_->matmul(x, w, n, k, m, y);
+    nudge("matmul", y, int64_t{n} * m);
+  }
+  void rmsnorm(const double* x, const double* w, int n, int dim, double eps, double* y) override {
+    cpu_->rmsnorm(x, w, n, dim, eps, y);
+    nudge("rmsnorm", y, int64_t{n} * dim);
+  }
+  void rope(double* x, const int* pos, int n, int heads, int hd, double theta) override {
+    cpu_->rope(x, pos, n, heads, hd, theta);
+    nudge("rope", x, int64_t{n} * heads * hd);
+  }
+  void attention_scores(const double* q, const double* k, const int* pos, int n, int kv_len,
+                        int heads, int kv_heads, int hd, double scale, double* s) override {
+    cpu_->attention_scores(q, k, pos, n, kv_len, heads, kv_heads, hd, scale, s);
+    nudge("attention_scores", s, int64_t{heads} * n * kv_len);
+  }
+  void softmax(double* x, int rows, int len) override {
+    cpu_->softmax(x, rows, len);
+    nudge("softmax", x, int64_t{rows} * len);
+  }
+  void attention_values(const double* p, const double* v, int n, int kv_len, int heads,
+                        int kv_heads, int hd, double* out) override {
+    cpu_->attention_values(p, v, n, kv_len, heads, kv_heads, hd, out);
+    nudge("attention_values", out, int64_t{n} * heads * hd);
+  }
+  void swiglu(const double* g, const double* u, int64_t n, double* out) override {
+    cpu_->swiglu(g, u, n, out);
+    nudge("swiglu", out, n);
+  }
+  void add(double* y, const double* x, int64_t n) override {
+    cpu_->add(y, x, n);
+    nudge("add", y, n);
+  }
+
+ private:
+  // The last element: the last query's last key is never masked, so a nudged score counts.
+  void nudge(const char* op, double* out, int64_t count) {
+    if (op_ == op) out[count - 1] += 1e-3;
+  }
+  std::string op_;
+  std::unique_ptr<Backend<double>> cpu_ = make_cpu_backend<double>();
+};
+
+TEST(Model, EveryKernelGoesThroughTheBackend) {
+  const ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  const std::vector<double> clean = logits_of<double>(c, w, kPrompt);
+  for (const char* op : {"none", "embed", "matmul", "rmsnorm", "rope", "attention_scores",
+                         "softmax", "attention_values", "swiglu", "add"}) {
+    NudgingBackend backend(op);
+    Model<double> model(c, w, backend);
+    KVCache<double> cache(c, 7);
+    const std::vector<double> logits = model.forward(kPrompt, cache).data;
+    if (std::string(op) == "none") {
+      EXPECT_EQ(logits, clean);
+    } else {
+      EXPECT_NE(logits, clean) << "nudging " << op << " did not change the logits";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pinmark
