@@ -255,9 +255,7 @@ void read_kernel(const JsonBlock& block, KernelSpec& kernel, std::vector<CasePro
   for (const ConfigProblem& p : validate(kernel)) problems.push_back(block.problem_at(p.key, p.message));
 }
 
-}  // namespace
-
-CaseSpec read_case_spec(const Case& c) {
+CaseSpec read_sections(const Case& c) {
   CaseSpec spec;
   std::vector<CaseProblem>& problems = spec.problems;
   std::map<std::string, const Section*> inputs;
@@ -314,6 +312,16 @@ CaseSpec read_case_spec(const Case& c) {
     if (auto block = read_json_block(*inputs["Inputs"], problems))
       read_inputs(*block, spec.model, config_ok, spec.inputs, problems);
   if (problems.empty()) spec.kind = CaseSpec::Kind::model;
+  return spec;
+}
+
+}  // namespace
+
+CaseSpec read_case_spec(const Case& c) {
+  CaseSpec spec = read_sections(c);
+  // Reported top to bottom, as a reader meets them.
+  std::stable_sort(spec.problems.begin(), spec.problems.end(),
+                   [](const CaseProblem& a, const CaseProblem& b) { return a.file_line < b.file_line; });
   return spec;
 }
 

@@ -113,12 +113,17 @@ std::string render_dumps(const std::vector<TapRecord>& taps) {
 }
 
 std::string render_numerics(const CaseResult& r) {
+  // Kernel cases have no next-token prediction, so no top-1 column.
   const bool model = r.kind == CaseSpec::Kind::model;
-  std::string out = table_row({"target", "rel L2", "max abs", model ? "top-1" : "", "verdict",
-                               "first divergence"});
-  if (!model) out = table_row({"target", "rel L2", "max abs", "verdict", "first divergence"});
-  out += model ? table_row({"---", "---:", "---:", "---:", "---", "---"})
-               : table_row({"---", "---:", "---:", "---", "---"});
+  std::vector<std::string> header = {"target", "rel L2", "max abs"};
+  std::vector<std::string> align = {"---", "---:", "---:"};
+  if (model) {
+    header.push_back("top-1");
+    align.push_back("---:");
+  }
+  header.insert(header.end(), {"verdict", "first divergence"});
+  align.insert(align.end(), {"---", "---"});
+  std::string out = table_row(header) + table_row(align);
   for (const TargetRow& row : r.numerics) {
     std::vector<std::string> cells = {row.target, "≤ " + format_bucket(row.rel_l2),
                                       "≤ " + format_bucket(row.max_abs)};
