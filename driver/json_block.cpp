@@ -70,10 +70,18 @@ std::optional<JsonBlock> read_json_block(const Section& section,
   try {
     parsed.value = nlohmann::json::parse(block.literal);
   } catch (const nlohmann::json::parse_error& e) {
-    const int line = line_of_offset(block.literal, e.byte == 0 ? 0 : e.byte - 1);
+    size_t at = e.byte == 0 ? 0 : e.byte - 1;
+    std::string message = "invalid JSON: " + strip_json_prefix(e.what());
+    // The parser stops at the '}' or ']' after a trailing comma; the comma is what to fix.
+    size_t before = at == 0 ? std::string::npos : block.literal.find_last_not_of(" \t\r\n", at - 1);
+    if (at < block.literal.size() && (block.literal[at] == '}' || block.literal[at] == ']') &&
+        before != std::string::npos && block.literal[before] == ',') {
+      at = before;
+      message += " (a trailing comma: JSON allows none)";
+    }
+    const int line = line_of_offset(block.literal, at);
     problems.push_back({section.name + ", line " + std::to_string(line),
-                        block.first_line + line - 1,
-                        "invalid JSON: " + strip_json_prefix(e.what())});
+                        block.first_line + line - 1, message});
     return std::nullopt;
   }
   if (!parsed.value.is_object()) {
