@@ -149,6 +149,8 @@ CaseFile parse_case_file(const std::string& text) {
   const std::vector<std::string> lines = split_lines(text);
   const int line_count = static_cast<int>(lines.size());
   ParsedBlocks blocks = parse_blocks(text);
+  if (!lines.empty() && lines[0].size() >= 2 && lines[0].compare(lines[0].size() - 2, 2, "\r\n") == 0)
+    file.newline = "\r\n";
 
   // Only headings of levels 1-3 structure the file; deeper ones belong to the text around them.
   std::vector<Heading> headings;
@@ -183,6 +185,13 @@ CaseFile parse_case_file(const std::string& text) {
   if (!title_line) {
     file.problems.push_back({headings.empty() ? 1 : headings.front().first_line,
                              "the file has no '#' title before its first case"});
+  } else {
+    for (int i = 1; i < title_line; ++i) {
+      if (!is_blank(lines[i - 1])) {
+        file.problems.push_back({i, "text before the '#' title; a file starts with its title"});
+        break;
+      }
+    }
   }
   const int preamble_end = first_case < headings.size() ? headings[first_case].first_line - 1
                                                         : line_count;

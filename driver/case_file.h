@@ -41,6 +41,7 @@ struct FileProblem {
 };
 
 struct CaseFile {
+  std::string newline = "\n";  // the file's line ending ("\r\n" when its first line has one)
   std::string preamble;  // title and prose before the first case, verbatim
   std::vector<Case> cases;
   std::vector<FileProblem> problems;  // empty when the file is usable

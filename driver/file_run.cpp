@@ -12,7 +12,7 @@ std::string FileRun::rendered() const {
   std::vector<std::string> texts;
   for (const Case& c : parsed.cases) texts.push_back(c.text);
   for (const CaseOutcome& o : outcomes) texts[o.index] = o.actual;
-  return assemble_file(parsed.preamble, texts);
+  return assemble_file(parsed.preamble, texts, parsed.newline);
 }
 
 FileRun run_file(const std::string& path, const std::function<bool(const Case&)>& selected) {
@@ -27,7 +27,7 @@ FileRun run_file(const std::string& path, const std::function<bool(const Case&)>
     CaseOutcome outcome;
     outcome.index = i;
     outcome.result = run_case(read_case_spec(c));
-    outcome.actual = render_case(c, outcome.result);
+    outcome.actual = render_case(c, outcome.result, run.parsed.newline);
     run.outcomes.push_back(std::move(outcome));
   }
   return run;
@@ -49,7 +49,7 @@ bool rewrite_cases(const std::string& path, const std::map<std::string, std::str
   }
   if (replaced != texts.size())
     throw std::runtime_error(path + ": a case changed while it ran (the file was not rewritten)");
-  const std::string updated = assemble_file(file.preamble, cases);
+  const std::string updated = assemble_file(file.preamble, cases, file.newline);
   if (updated == current) return false;
   write_file_atomically(path, updated);
   return true;

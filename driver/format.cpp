@@ -18,21 +18,20 @@ std::string format_bucket(double value) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return "inf";
   if (value <= 0) return "0";
-  int exponent = static_cast<int>(std::floor(std::log10(value)));
-  double mantissa = value / std::pow(10.0, exponent);
-  // log10 may land one below for exact powers of ten; keep the mantissa in [1, 10).
-  if (mantissa >= 10) {
-    mantissa /= 10;
-    ++exponent;
+  // Decimal powers are inexact in binary, so a value at a bucket's edge (1e-7 itself) must not
+  // spill into the next bucket: compare with a relative slack far below any real change.
+  constexpr double kSlack = 1e-9;
+  int exponent = static_cast<int>(std::floor(std::log10(value))) - 1;
+  for (;; ++exponent) {
+    const double scale = std::pow(10.0, exponent);
+    for (int step : {1, 2, 5}) {
+      if (value <= step * scale * (1 + kSlack)) {
+        char buffer[32];
+        std::snprintf(buffer, sizeof buffer, "%de%+03d", step, exponent);
+        return buffer;
+      }
+    }
   }
-  int step = mantissa <= 1 ? 1 : mantissa <= 2 ? 2 : mantissa <= 5 ? 5 : 10;
-  if (step == 10) {
-    step = 1;
-    ++exponent;
-  }
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%de%+03d", step, exponent);
-  return buffer;
 }
 
 std::string format_values(const std::vector<double>& values) {

@@ -70,7 +70,10 @@ std::optional<JsonBlock> read_json_block(const Section& section,
   try {
     parsed.value = nlohmann::json::parse(block.literal);
   } catch (const nlohmann::json::parse_error& e) {
-    size_t at = e.byte == 0 ? 0 : e.byte - 1;
+    // At the end of the input the parser points one past the last byte; name the last line.
+    size_t at = std::min(e.byte == 0 ? 0 : e.byte - 1, block.literal.size());
+    while (at > 0 && (at >= block.literal.size() || block.literal[at] == '\n'))
+      --at;
     std::string message = "invalid JSON: " + strip_json_prefix(e.what());
     // The parser stops at the '}' or ']' after a trailing comma; the comma is what to fix.
     size_t before = at == 0 ? std::string::npos : block.literal.find_last_not_of(" \t\r\n", at - 1);

@@ -150,10 +150,11 @@ std::string problem_line(const CaseProblem& problem) {
   return problem.where.empty() ? problem.message : problem.where + ": " + problem.message;
 }
 
-std::string render_case(const Case& c, const CaseResult& result) {
+std::string render_case(const Case& c, const CaseResult& result, const std::string& newline) {
   std::vector<std::string> pieces = {c.head};
   for (const Section& s : c.sections)
     if (!is_output_section(s.name)) pieces.push_back(s.text);
+  const size_t verbatim = pieces.size();
   if (!result.problems.empty()) {
     pieces.push_back(render_errors(result.problems));
   } else if (result.kind == CaseSpec::Kind::model) {
@@ -167,15 +168,23 @@ std::string render_case(const Case& c, const CaseResult& result) {
     pieces.push_back(render_dumps({output}));
     pieces.push_back(render_numerics(result));
   }
+  if (newline != "\n") {
+    for (size_t i = verbatim; i < pieces.size(); ++i) {
+      std::string converted;
+      for (char ch : pieces[i]) ch == '\n' ? converted += newline : converted += ch;
+      pieces[i] = std::move(converted);
+    }
+  }
   std::string out;
-  for (size_t i = 0; i < pieces.size(); ++i) out += (i ? "\n\n" : "") + pieces[i];
+  for (size_t i = 0; i < pieces.size(); ++i) out += (i ? newline + newline : "") + pieces[i];
   return out;
 }
 
-std::string assemble_file(const std::string& preamble, const std::vector<std::string>& cases) {
+std::string assemble_file(const std::string& preamble, const std::vector<std::string>& cases,
+                          const std::string& newline) {
   std::string out = preamble;
-  for (const std::string& c : cases) out += (out.empty() ? "" : "\n\n") + c;
-  return out + "\n";
+  for (const std::string& c : cases) out += (out.empty() ? "" : newline + newline) + c;
+  return out + newline;
 }
 
 }  // namespace pinmark

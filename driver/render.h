@@ -11,10 +11,12 @@ namespace pinmark {
 
 // The case as it should read: its heading and prose, its input (and unknown) sections in their
 // order, then the output sections rendered from `result`. No trailing newline.
-std::string render_case(const Case& c, const CaseResult& result);
+// Rendered sections use `newline` as their line ending, the verbatim ones keep their own.
+std::string render_case(const Case& c, const CaseResult& result, const std::string& newline = "\n");
 
 // The file from its preamble and its cases' texts, one blank line between pieces.
-std::string assemble_file(const std::string& preamble, const std::vector<std::string>& cases);
+std::string assemble_file(const std::string& preamble, const std::vector<std::string>& cases,
+                          const std::string& newline = "\n");
 
 // One problem as a line: "Config, line 3: unknown config key 'x'".
 std::string problem_line(const CaseProblem& problem);

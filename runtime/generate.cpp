@@ -83,8 +83,13 @@ std::vector<SequenceOutput> generate(Model<T>& model, const std::vector<std::vec
     }
 
     if (options.decode > 0) out.generated.push_back(argmax(last));
-    for (int i = 1; i < options.decode; ++i)
-      out.generated.push_back(argmax(feed({out.generated[i - 1]})));
+    const std::vector<int>* forced =
+        s < options.forced_tokens.size() ? &options.forced_tokens[s] : nullptr;
+    for (int i = 1; i < options.decode; ++i) {
+      const int next = forced && static_cast<size_t>(i - 1) < forced->size() ? (*forced)[i - 1]
+                                                                             : out.generated[i - 1];
+      out.generated.push_back(argmax(feed({next})));
+    }
   }
   return outputs;
 }

@@ -12,6 +12,10 @@ namespace pinmark {
 struct GenerateOptions {
   int decode = 0;         // tokens to generate greedily after the prompt
   int prefill_chunk = 0;  // feed the prompt this many tokens per forward call; 0 = all at once
+  // When set (one list per sequence), decode feeds these tokens instead of its own choices, so
+  // a lower-precision target is compared with the oracle position by position even where its
+  // argmax differs. `generated` still records the target's own choices.
+  std::vector<std::vector<int>> forced_tokens;
 };
 
 struct SequenceOutput {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "runtime/dtype.h"
 #include "runtime/random.h"
 
 namespace pinmark {
@@ -15,13 +16,15 @@ namespace {
 // Parameters with a default; every other parameter of an op is a required size.
 const std::map<std::string, double>& defaults() {
   static const std::map<std::string, double> d = {
-      {"eps", 1e-6}, {"theta", 10000.0}, {"start", 0.0}, {"past", 0.0}};
+      {"eps", 1e-6}, {"theta", 10000.0}, {"start", 0.0}, {"past", 0.0}, {"scale", 4.0}};
   return d;
 }
 
 // Positions and offsets, which may be zero; all other integral parameters must be positive.
 bool may_be_zero(const std::string& name) { return name == "start" || name == "past"; }
-bool is_real(const std::string& name) { return name == "eps" || name == "theta"; }
+bool is_real(const std::string& name) {
+  return name == "eps" || name == "theta" || name == "scale";
+}
 
 // Shortest text that reads back as the same double: 0.1 prints as "0.1", not "0.10000000000000001".
 std::string number(double v) {
@@ -46,14 +49,23 @@ std::string known_ops() {
   return s;
 }
 
+// Drawn in fp64 and rounded once to the storage type, so every target sees the same inputs up
+// to that rounding.
 template <class T>
-std::vector<T> input(const KernelSpec& spec, const char* name, int64_t count, double scale = 1.0,
-                     double offset = 0.0) {
-  // Drawn in fp64 and rounded once, so the fp64 and fp32 runs see the same inputs up to that
-  // rounding.
-  std::vector<double> v = random_tensor(spec.seed, name, static_cast<size_t>(count), scale, offset);
-  return std::vector<T>(v.begin(), v.end());
-}
+struct Inputs {
+  const KernelSpec& spec;
+  DType storage;
+
+  std::vector<T> operator()(const char* name, int64_t count, double scale = 1.0,
+                            double offset = 0.0) const {
+    std::vector<double> v =
+        random_tensor(spec.seed, name, static_cast<size_t>(count), scale, offset);
+    std::vector<T> out(v.begin(), v.end());
+    if constexpr (std::is_same_v<T, float>)
+      for (T& x : out) x = round_to(storage, x);
+    return out;
+  }
+};
 
 template <class T>
 Tensor<double> output(Shape shape, const std::vector<T>& values) {
@@ -67,7 +79,7 @@ const std::map<std::string, std::vector<std::string>>& kernel_ops() {
       {"matmul", {"n", "k", "m"}},
       {"rmsnorm", {"rows", "dim", "eps"}},
       {"rope", {"tokens", "heads", "head_dim", "theta", "start"}},
-      {"softmax", {"rows", "len"}},
+      {"softmax", {"rows", "len", "scale"}},
       {"attention", {"tokens", "past", "heads", "kv_heads", "head_dim"}},
       {"swiglu", {"n"}},
   };
@@ -131,22 +143,23 @@ std::vector<ConfigProblem> validate(const KernelSpec& spec) {
 }
 
 template <class T>
-Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend) {
+Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend, DType storage) {
   std::vector<ConfigProblem> problems = validate(spec);
   if (!problems.empty()) throw std::runtime_error(problems[0].message);
+  const Inputs<T> input{spec, storage};
 
   if (spec.op == "matmul") {
     const int n = iparam(spec, "n"), k = iparam(spec, "k"), m = iparam(spec, "m");
-    std::vector<T> x = input<T>(spec, "x", int64_t{n} * k);
-    std::vector<T> w = input<T>(spec, "w", int64_t{m} * k, std::sqrt(3.0 / k));
+    std::vector<T> x = input("x", int64_t{n} * k);
+    std::vector<T> w = input("w", int64_t{m} * k, std::sqrt(3.0 / k));
     std::vector<T> y(int64_t{n} * m);
     backend.matmul(x.data(), w.data(), n, k, m, y.data());
     return output({n, m}, y);
   }
   if (spec.op == "rmsnorm") {
     const int rows = iparam(spec, "rows"), dim = iparam(spec, "dim");
-    std::vector<T> x = input<T>(spec, "x", int64_t{rows} * dim);
-    std::vector<T> w = input<T>(spec, "w", dim, 0.1, 1.0);
+    std::vector<T> x = input("x", int64_t{rows} * dim);
+    std::vector<T> w = input("w", dim, 0.1, 1.0);
     std::vector<T> y(x.size());
     backend.rmsnorm(x.data(), w.data(), rows, dim, param(spec, "eps"), y.data());
     return output({rows, dim}, y);
@@ -154,7 +167,7 @@ Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend) {
   if (spec.op == "rope") {
     const int tokens = iparam(spec, "tokens"), heads = iparam(spec, "heads");
     const int hd = iparam(spec, "head_dim"), start = iparam(spec, "start");
-    std::vector<T> x = input<T>(spec, "x", int64_t{tokens} * heads * hd);
+    std::vector<T> x = input("x", int64_t{tokens} * heads * hd);
     std::vector<int> positions(tokens);
     for (int i = 0; i < tokens; ++i) positions[i] = start + i;
     backend.rope(x.data(), positions.data(), tokens, heads, hd, param(spec, "theta"));
@@ -162,8 +175,9 @@ Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend) {
   }
   if (spec.op == "softmax") {
     const int rows = iparam(spec, "rows"), len = iparam(spec, "len");
-    // Scale 4 spreads the logits enough that the max subtraction and the tail both matter.
-    std::vector<T> x = input<T>(spec, "x", int64_t{rows} * len, 4.0);
+    // The default scale 4 spreads the logits enough that the max subtraction and the tail both
+    // matter; a larger one overflows exp() in fp16 unless the max is subtracted.
+    std::vector<T> x = input("x", int64_t{rows} * len, param(spec, "scale"));
     backend.softmax(x.data(), rows, len);
     return output({rows, len}, x);
   }
@@ -171,9 +185,9 @@ Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend) {
     const int tokens = iparam(spec, "tokens"), past = iparam(spec, "past");
     const int heads = iparam(spec, "heads"), kv_heads = iparam(spec, "kv_heads");
     const int hd = iparam(spec, "head_dim"), kv_len = past + tokens;
-    std::vector<T> q = input<T>(spec, "q", int64_t{tokens} * heads * hd);
-    std::vector<T> k = input<T>(spec, "k", int64_t{kv_len} * kv_heads * hd);
-    std::vector<T> v = input<T>(spec, "v", int64_t{kv_len} * kv_heads * hd);
+    std::vector<T> q = input("q", int64_t{tokens} * heads * hd);
+    std::vector<T> k = input("k", int64_t{kv_len} * kv_heads * hd);
+    std::vector<T> v = input("v", int64_t{kv_len} * kv_heads * hd);
     std::vector<int> positions(tokens);
     for (int i = 0; i < tokens; ++i) positions[i] = past + i;
     std::vector<T> probs(int64_t{heads} * tokens * kv_len), out(q.size());
@@ -187,14 +201,14 @@ Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend) {
   // swiglu, the only op left after validate().
   const int n = iparam(spec, "n");
   // Gate scale 4 reaches into both tails of silu, where it is nearly 0 and nearly linear.
-  std::vector<T> gate = input<T>(spec, "gate", n, 4.0);
-  std::vector<T> up = input<T>(spec, "up", n);
+  std::vector<T> gate = input("gate", n, 4.0);
+  std::vector<T> up = input("up", n);
   std::vector<T> out(n);
   backend.swiglu(gate.data(), up.data(), n, out.data());
   return output({n}, out);
 }
 
-template Tensor<double> run_kernel<double>(const KernelSpec&, Backend<double>&);
-template Tensor<double> run_kernel<float>(const KernelSpec&, Backend<float>&);
+template Tensor<double> run_kernel<double>(const KernelSpec&, Backend<double>&, DType);
+template Tensor<double> run_kernel<float>(const KernelSpec&, Backend<float>&, DType);
 
 }  // namespace pinmark

@@ -69,4 +69,12 @@ const Tensor<double>& require(const Weights& weights, const std::string& name, c
   return t;
 }
 
+Weights rounded_weights(const Weights& weights, DType storage) {
+  Weights out = weights;
+  if (storage == DType::f64) return out;
+  for (auto& [name, tensor] : out)
+    for (double& v : tensor.data) v = round_to(storage, static_cast<float>(v));
+  return out;
+}
+
 }  // namespace pinmark

@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "runtime/dtype.h"
 #include "runtime/model_config.h"
 #include "runtime/tensor.h"
 
@@ -17,6 +18,9 @@ using Weights = std::map<std::string, Tensor<double>>;
 // linear weights uniform with standard deviation 1/sqrt(fan_in), embeddings uniform in
 // [-1, 1), norm weights 1 + uniform(+-0.1) so that a dropped weight is visible.
 Weights synthetic_weights(const ModelConfig& config);
+
+// Every value rounded to `storage` (through fp32), as a checkpoint stored in that type holds it.
+Weights rounded_weights(const Weights& weights, DType storage);
 
 // The tensor `name` with the expected shape, or throws std::runtime_error naming the tensor
 // and both shapes.

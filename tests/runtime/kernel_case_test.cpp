@@ -29,7 +29,7 @@ TEST(KernelOps, ListsEveryOpAndItsParameters) {
   EXPECT_EQ(ops.at("rmsnorm"), (std::vector<std::string>{"rows", "dim", "eps"}));
   EXPECT_EQ(ops.at("rope"),
             (std::vector<std::string>{"tokens", "heads", "head_dim", "theta", "start"}));
-  EXPECT_EQ(ops.at("softmax"), (std::vector<std::string>{"rows", "len"}));
+  EXPECT_EQ(ops.at("softmax"), (std::vector<std::string>{"rows", "len", "scale"}));
   EXPECT_EQ(ops.at("attention"),
             (std::vector<std::string>{"tokens", "past", "heads", "kv_heads", "head_dim"}));
   EXPECT_EQ(ops.at("swiglu"), (std::vector<std::string>{"n"}));

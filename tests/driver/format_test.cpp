@@ -1,0 +1,179 @@
+// How numbers are printed (format_value, format_bucket) and how a target is compared with the
+// oracle (compare, within).
+#include "driver/format.h"
+
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "driver/numerics.h"
+
+namespace pinmark {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+
+TEST(FormatValue, ZeroAndNegativeZero) {
+  EXPECT_EQ(format_value(0.0), "0");
+  EXPECT_EQ(format_value(-0.0), "0");
+}
+
+TEST(FormatValue, NonFinite) {
+  EXPECT_EQ(format_value(kNan), "nan");
+  EXPECT_EQ(format_value(-kNan), "nan");
+  EXPECT_EQ(format_value(kInf), "inf");
+  EXPECT_EQ(format_value(-kInf), "-inf");
+}
+
+TEST(FormatValue, SixSignificantDigits) {
+  EXPECT_EQ(format_value(1.0), "1");
+  EXPECT_EQ(format_value(2.5), "2.5");
+  EXPECT_EQ(format_value(-0.1), "-0.1");
+  EXPECT_EQ(format_value(1.0 / 3.0), "0.333333");
+  EXPECT_EQ(format_value(-2.0 / 3.0), "-0.666667");
+  EXPECT_EQ(format_value(123456.4), "123456");
+  EXPECT_EQ(format_value(123456.6), "123457");
+  EXPECT_EQ(format_value(1234567.0), "1.23457e+06");
+  EXPECT_EQ(format_value(0.0001234567), "0.000123457");
+  EXPECT_EQ(format_value(0.00001234567), "1.23457e-05");
+  EXPECT_EQ(format_value(-1.5e-7), "-1.5e-07");
+  EXPECT_EQ(format_value(1e300), "1e+300");
+}
+
+TEST(FormatValue, TinyNegativeIsNotZero) {
+  EXPECT_EQ(format_value(-1e-310), "-1e-310");
+}
+
+TEST(FormatValues, SpaceSeparated) {
+  EXPECT_EQ(format_values({}), "");
+  EXPECT_EQ(format_values({1.0, -0.0, 0.5, -2.25}), "1 0 0.5 -2.25");
+}
+
+// "Me+XX" / "Me-XX" with at least two exponent digits, written out by hand.
+std::string bucket_text(int mantissa, int exponent) {
+  std::string digits = std::to_string(std::abs(exponent));
+  if (digits.size() < 2) digits = "0" + digits;
+  return std::to_string(mantissa) + "e" + (exponent < 0 ? "-" : "+") + digits;
+}
+
+TEST(FormatBucket, ZeroAndNonFinite) {
+  EXPECT_EQ(format_bucket(0.0), "0");
+  EXPECT_EQ(format_bucket(-0.0), "0");
+  EXPECT_EQ(format_bucket(kNan), "nan");
+  EXPECT_EQ(format_bucket(kInf), "inf");
+}
+
+TEST(FormatBucket, RoundsUpToOneTwoOrFive) {
+  EXPECT_EQ(format_bucket(1e-7), "1e-07");
+  EXPECT_EQ(format_bucket(1.01e-7), "2e-07");
+  EXPECT_EQ(format_bucket(1.5e-7), "2e-07");
+  EXPECT_EQ(format_bucket(2e-7), "2e-07");
+  EXPECT_EQ(format_bucket(2.01e-7), "5e-07");
+  EXPECT_EQ(format_bucket(3e-7), "5e-07");
+  EXPECT_EQ(format_bucket(5e-7), "5e-07");
+  EXPECT_EQ(format_bucket(5.5e-7), "1e-06");
+  EXPECT_EQ(format_bucket(9.99e-7), "1e-06");
+  EXPECT_EQ(format_bucket(1e-6), "1e-06");
+  EXPECT_EQ(format_bucket(9.5e-8), "1e-07");
+  EXPECT_EQ(format_bucket(0.3), "5e-01");
+  EXPECT_EQ(format_bucket(1.0), "1e+00");
+  EXPECT_EQ(format_bucket(7.0), "1e+01");
+  EXPECT_EQ(format_bucket(1234.0), "2e+03");
+  EXPECT_EQ(format_bucket(1e-120), "1e-120");
+}
+
+TEST(FormatBucket, ExactBoundariesStayInTheirBucketAtEveryScale) {
+  // The double nearest to M x 10^k may sit a hair above or below the real number; either way it
+  // prints as M x 10^k, never as the next bucket up.
+  for (int k = -15; k <= 15; ++k) {
+    for (int m : {1, 2, 5}) {
+      const double value = std::stod(std::to_string(m) + "e" + std::to_string(k));
+      EXPECT_EQ(format_bucket(value), bucket_text(m, k)) << m << "e" << k;
+    }
+  }
+}
+
+TEST(FormatBucket, JustAboveABoundaryMovesUp) {
+  for (int k = -15; k <= 15; ++k) {
+    const double scale = std::stod("1e" + std::to_string(k));
+    EXPECT_EQ(format_bucket(1.001 * scale), bucket_text(2, k)) << k;
+    EXPECT_EQ(format_bucket(2.001 * scale), bucket_text(5, k)) << k;
+    EXPECT_EQ(format_bucket(5.001 * scale), bucket_text(1, k + 1)) << k;
+    EXPECT_EQ(format_bucket(0.999 * scale), bucket_text(1, k)) << k;
+  }
+}
+
+TEST(Compare, RelativeL2AndMaxAbsAgainstAHandComputation) {
+  // differences 0, 0.5, -1: ||d||^2 = 1.25, ||oracle||^2 = 1 + 4 + 4 = 9.
+  ErrorMetrics m = compare({1.0, 2.0, 2.0}, {1.0, 2.5, 1.0});
+  EXPECT_NEAR(m.rel_l2, std::sqrt(1.25) / 3.0, 1e-15);
+  EXPECT_DOUBLE_EQ(m.max_abs, 1.0);
+  EXPECT_TRUE(m.finite);
+}
+
+TEST(Compare, NegativeDifferencesCountByMagnitude) {
+  // differences -3 and 4: ||d|| = 5, ||oracle|| = sqrt(9 + 16 + 144) = 13.
+  ErrorMetrics m = compare({3.0, -4.0, 12.0}, {0.0, 0.0, 12.0});
+  EXPECT_NEAR(m.rel_l2, 5.0 / 13.0, 1e-15);
+  EXPECT_DOUBLE_EQ(m.max_abs, 4.0);
+}
+
+TEST(Compare, IdenticalVectorsHaveNoError) {
+  ErrorMetrics m = compare({0.5, -1.25, 3.0}, {0.5, -1.25, 3.0});
+  EXPECT_EQ(m.rel_l2, 0.0);
+  EXPECT_EQ(m.max_abs, 0.0);
+  EXPECT_TRUE(m.finite);
+}
+
+TEST(Compare, NonFiniteTargetIsNotFinite) {
+  EXPECT_FALSE(compare({1.0, 2.0}, {1.0, kNan}).finite);
+  EXPECT_FALSE(compare({1.0, 2.0}, {kInf, 2.0}).finite);
+  EXPECT_FALSE(compare({1.0, 2.0}, {1.0, -kInf}).finite);
+}
+
+TEST(Compare, NonFiniteTargetIsNeverWithinTolerance) {
+  const Tolerance generous{1e300};
+  EXPECT_FALSE(within(compare({1.0, 2.0}, {1.0, kNan}), generous));
+  EXPECT_FALSE(within(compare({1.0, 2.0}, {kInf, 2.0}), generous));
+  // Even with errors that look small.
+  EXPECT_FALSE(within(ErrorMetrics{0.0, 0.0, false}, generous));
+}
+
+TEST(Within, ComparesRelativeL2WithTheTolerance) {
+  const Tolerance tolerance{1e-5};
+  EXPECT_TRUE(within(ErrorMetrics{0.0, 0.0, true}, tolerance));
+  EXPECT_TRUE(within(ErrorMetrics{0.9e-5, 10.0, true}, tolerance));
+  EXPECT_TRUE(within(ErrorMetrics{1e-5, 0.0, true}, tolerance));
+  EXPECT_FALSE(within(ErrorMetrics{1.1e-5, 0.0, true}, tolerance));
+}
+
+TEST(Within, Fp32ToleranceSitsBetweenRoundingAndARealBug) {
+  // Above what fp32 rounding costs (a few units of 2^-24), below what a wrong index costs (1e-2).
+  const double tolerance = fp32_tolerance().rel_l2;
+  EXPECT_GT(tolerance, 16 * FLT_EPSILON);
+  EXPECT_LT(tolerance, 1e-3);
+  // A vector perturbed by fp32 rounding passes; one with a dropped term fails.
+  std::vector<double> oracle, rounded, dropped;
+  for (int i = 1; i <= 64; ++i) {
+    const double v = std::sin(i * 0.7) + 0.1 * i;
+    oracle.push_back(v);
+    rounded.push_back(static_cast<float>(v));
+    dropped.push_back(i == 10 ? 0.0 : v);
+  }
+  EXPECT_TRUE(within(compare(oracle, rounded), fp32_tolerance()));
+  EXPECT_FALSE(within(compare(oracle, dropped), fp32_tolerance()));
+}
+
+TEST(AllFinite, DetectsNanAndInfinity) {
+  EXPECT_TRUE(all_finite({}));
+  EXPECT_TRUE(all_finite({0.0, -1.0, DBL_MAX}));
+  EXPECT_FALSE(all_finite({0.0, kNan}));
+  EXPECT_FALSE(all_finite({-kInf}));
+}
+
+}  // namespace
+}  // namespace pinmark
