@@ -11,11 +11,16 @@ namespace pinmark {
 
 namespace {
 
+// Below this many multiply-adds a loop runs on one thread: starting a parallel region costs
+// more than it saves on the small shapes of most cases, and idle spinning threads slow down
+// test processes running side by side.
+constexpr int64_t kParallelWork = int64_t{1} << 16;
+
 template <class T>
 class CpuBackend final : public Backend<T> {
  public:
   void embed(const T* table, const int* tokens, int n, int dim, T* out) override {
-#pragma omp parallel for
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
     for (int i = 0; i < n; ++i) {
       const T* row = table + static_cast<int64_t>(tokens[i]) * dim;
       T* dst = out + static_cast<int64_t>(i) * dim;
@@ -26,7 +31,7 @@ class CpuBackend final : public Backend<T> {
   void matmul(const T* x, const T* w, int n, int k, int m, T* y) override {
     // Collapsed over (row, column) so that a single-token decode step still spreads its
     // columns over the threads.
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (int64_t{n} * m * k >= kParallelWork)
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < m; ++j) {
         const T* xr = x + static_cast<int64_t>(i) * k;
@@ -39,7 +44,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) override {
-#pragma omp parallel for
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
     for (int r = 0; r < n; ++r) {
       const T* xr = x + static_cast<int64_t>(r) * dim;
       T* yr = y + static_cast<int64_t>(r) * dim;
@@ -53,7 +58,7 @@ class CpuBackend final : public Backend<T> {
 
   void rope(T* x, const int* positions, int n, int heads, int head_dim, double theta) override {
     const int half = head_dim / 2;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (int64_t{n} * heads * head_dim >= kParallelWork)
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < half; ++j) {
         // Frequencies and angles in fp64 whatever T is: the angle pos * inv_freq grows with
@@ -78,7 +83,7 @@ class CpuBackend final : public Backend<T> {
     const int group = heads / kv_heads;
     const T s = static_cast<T>(scale);
     const T neg_inf = -std::numeric_limits<T>::infinity();
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (int64_t{heads} * n * kv_len * head_dim >= kParallelWork)
     for (int h = 0; h < heads; ++h) {
       for (int i = 0; i < n; ++i) {
         const int kvh = h / group;
@@ -100,7 +105,7 @@ class CpuBackend final : public Backend<T> {
 
   void softmax(T* x, int rows, int len) override {
     const T neg_inf = -std::numeric_limits<T>::infinity();
-#pragma omp parallel for
+#pragma omp parallel for if (int64_t{rows} * len >= kParallelWork)
     for (int r = 0; r < rows; ++r) {
       T* row = x + static_cast<int64_t>(r) * len;
       T max = neg_inf;
@@ -123,7 +128,7 @@ class CpuBackend final : public Backend<T> {
   void attention_values(const T* probs, const T* v, int n, int kv_len, int heads, int kv_heads,
                         int head_dim, T* out) override {
     const int group = heads / kv_heads;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (int64_t{n} * heads * head_dim * kv_len >= kParallelWork)
     for (int i = 0; i < n; ++i) {
       for (int h = 0; h < heads; ++h) {
         const int kvh = h / group;
@@ -140,7 +145,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void swiglu(const T* gate, const T* up, int64_t n, T* out) override {
-#pragma omp parallel for
+#pragma omp parallel for if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       const T g = gate[i];
       out[i] = (g / (T(1) + std::exp(-g))) * up[i];
@@ -148,7 +153,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void add(T* y, const T* x, int64_t n) override {
-#pragma omp parallel for
+#pragma omp parallel for if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
   }
 };
