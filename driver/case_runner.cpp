@@ -1,5 +1,10 @@
 #include "driver/case_runner.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "driver/numerics.h"
@@ -16,19 +21,22 @@ struct ModelRun {
 };
 
 template <class T>
-ModelRun run_model(const CaseSpec& spec, const Weights& weights) {
-  std::unique_ptr<Backend<T>> backend = make_cpu_backend<T>();
-  Model<T> model(spec.model, weights, *backend);
+ModelRun run_model(const CaseSpec& spec, const Weights& weights, Backend<T>& backend,
+                   const std::vector<std::vector<int>>& prompts,
+                   const std::vector<std::vector<int>>& forced, bool record_taps) {
+  Model<T> model(spec.model, weights, backend);
   GenerateOptions options;
   options.decode = spec.inputs.decode;
   options.prefill_chunk = spec.inputs.prefill_chunk;
+  options.forced_tokens = forced;
   ModelRun run;
-  auto tap = [&](int sequence, int call, const std::string& name, const Shape& shape,
-                 const T* data) {
-    run.taps.push_back({sequence, call, name, shape,
-                        std::vector<double>(data, data + element_count(shape))});
-  };
-  run.outputs = generate(model, spec.inputs.prompts, options, BatchTapFn<T>(tap));
+  BatchTapFn<T> tap;
+  if (record_taps)
+    tap = [&](int sequence, int call, const std::string& name, const Shape& shape, const T* data) {
+      run.taps.push_back({sequence, call, name, shape,
+                          std::vector<double>(data, data + element_count(shape))});
+    };
+  run.outputs = generate(model, prompts, options, tap);
   return run;
 }
 
@@ -46,43 +54,87 @@ std::string tap_label(const TapRecord& tap) {
   return label;
 }
 
-TargetRow compare_model(const std::string& target, const ModelRun& oracle, const ModelRun& run,
-                        const Tolerance& tolerance) {
-  TargetRow row;
-  row.target = target;
-  ErrorMetrics m = compare(flatten_logits(oracle.outputs), flatten_logits(run.outputs));
-  row.rel_l2 = m.rel_l2;
-  row.max_abs = m.max_abs;
-  for (size_t s = 0; s < oracle.outputs.size(); ++s) {
-    for (size_t p = 0; p < oracle.outputs[s].logits.size(); ++p) {
-      ++row.top1_total;
-      row.top1_agree += argmax(oracle.outputs[s].logits[p]) == argmax(run.outputs[s].logits[p]);
+// FNV-1a over the fp32 bits of the values (targets compute in fp32, so the conversion from
+// the fp64 copy is exact).
+std::string bits_digest(const std::vector<double>& values) {
+  uint64_t h = 14695981039346656037ull;
+  for (double v : values) {
+    const float f = static_cast<float>(v);
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    for (int b = 0; b < 4; ++b) {
+      h ^= (bits >> (8 * b)) & 0xFFu;
+      h *= 1099511628211ull;
     }
   }
-  row.ok = within(m, tolerance);
-  for (size_t i = 0; i < oracle.taps.size() && i < run.taps.size(); ++i) {
-    if (!within(compare(oracle.taps[i].values, run.taps[i].values), tolerance)) {
-      row.first_divergence = tap_label(oracle.taps[i]);
-      break;
-    }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// Runs `run` with the default thread count, again, and with one thread; notes which repeat
+// changed a bit.
+void note(std::vector<std::string>& list, const std::string& what) {
+  if (std::find(list.begin(), list.end(), what) == list.end()) list.push_back(what);
+}
+
+template <class Run>
+std::vector<double> run_checking_repeats(const Run& run, std::vector<std::string>& changed) {
+  std::vector<double> first = run();
+  if (run() != first) note(changed, "runs");
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  std::vector<double> single = run();
+  omp_set_num_threads(threads);
+  if (single != first) note(changed, "threads");
+  return first;
+}
+
+Workload model_workload(const ModelConfig& c, const ModelInputs& inputs) {
+  // Rounding points per layer: norm, q/k/v, rope, softmax, values, o_proj, residual, norm,
+  // gate/up, swiglu, down, residual; then final norm and LM head, and the embedding.
+  Workload w;
+  w.depth = 12 * c.num_hidden_layers + 3;
+  int longest = 0;
+  for (const auto& p : inputs.prompts) longest = std::max<int>(longest, p.size() + inputs.decode);
+  w.reduction = std::max({c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim,
+                          longest});
+  return w;
+}
+
+Workload kernel_workload(const KernelSpec& k) {
+  auto p = [&](const char* name) { return static_cast<int>(kernel_param(k, name)); };
+  Workload w;
+  w.depth = 2;  // the inputs' rounding and the output's
+  if (k.op == "matmul") w.reduction = p("k");
+  if (k.op == "rmsnorm") w.reduction = p("dim");
+  if (k.op == "softmax") {
+    w.reduction = p("len");
+    w.amplification = std::max(1.0, kernel_param(k, "scale"));
   }
-  return row;
+  if (k.op == "attention") {
+    w.depth = 4;  // scores, softmax, values
+    w.reduction = std::max(p("head_dim"), p("past") + p("tokens"));
+  }
+  return w;
 }
 
-void check_finite(const std::string& what, const std::vector<double>& values,
-                  std::vector<CaseProblem>& problems) {
-  if (!all_finite(values))
-    problems.push_back({"the fp64 oracle", 0,
-                        what + " holds NaN or infinity; a case must produce finite numbers"});
+double tolerance_for(const TargetPlan& plan, const Target& target, const Workload& work) {
+  auto it = plan.tolerance.find(target.name());
+  return it != plan.tolerance.end() ? it->second : default_tolerance(storage_type(target), work);
 }
 
-void run_model_case(const CaseSpec& spec, CaseResult& result) {
+void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseResult& result) {
   const Weights weights = synthetic_weights(spec.model);
-  ModelRun oracle = run_model<double>(spec, weights);
-  result.vocab_size = spec.model.vocab_size;
-  result.prompts = spec.inputs.prompts;
-  check_finite("the logits", flatten_logits(oracle.outputs), result.problems);
-  if (!result.problems.empty()) return;
+  const auto& prompts = spec.inputs.prompts;
+  std::unique_ptr<Backend<double>> oracle_backend = make_cpu_backend<double>();
+  ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
+  result.prompts = prompts;
+  if (!all_finite(flatten_logits(oracle.outputs))) {
+    result.problems.push_back({"the fp64 oracle", 0,
+                               "the logits hold NaN or infinity; a case must produce finite numbers"});
+    return;
+  }
   for (const TapRecord& tap : oracle.taps) {
     if (tap.sequence != 0 || tap.call != 0) continue;
     for (const std::string& pattern : spec.inputs.dump_patterns) {
@@ -92,26 +144,103 @@ void run_model_case(const CaseSpec& spec, CaseResult& result) {
       }
     }
   }
-  ModelRun fp32 = run_model<float>(spec, weights);
-  result.numerics.push_back(compare_model("cpu fp32", oracle, fp32, fp32_tolerance()));
+  std::vector<std::vector<int>> forced;
+  for (const SequenceOutput& s : oracle.outputs) forced.push_back(s.generated);
+
+  const Workload work = model_workload(spec.model, spec.inputs);
+  for (const Target& target : spec.targets.targets) {
+    TargetRow row;
+    row.target = target;
+    std::unique_ptr<Backend<float>> backend = backends(target);
+    if (!backend) {
+      result.numerics.push_back(row);
+      continue;
+    }
+    row.ran = true;
+    const DType storage = storage_type(target);
+    const Weights stored = rounded_weights(weights, storage);
+    row.tolerance = tolerance_for(spec.targets, target, work);
+
+    ModelRun run = run_model(spec, stored, *backend, prompts, forced, true);
+    const std::vector<double> logits = flatten_logits(run.outputs);
+    // Repeats and thread counts must not move a bit, and neither may the company a sequence
+    // keeps: each sequence alone must give what it gave in the batch.
+    auto rerun = [&] {
+      return flatten_logits(run_model(spec, stored, *backend, prompts, forced, false).outputs);
+    };
+    if (run_checking_repeats(rerun, row.nondeterministic) != logits) note(row.nondeterministic, "runs");
+    std::vector<double> alone;
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      std::vector<double> one = flatten_logits(
+          run_model(spec, stored, *backend, {prompts[s]}, {forced[s]}, false).outputs);
+      alone.insert(alone.end(), one.begin(), one.end());
+    }
+    if (alone != logits) row.nondeterministic.push_back("batch");
+
+    ErrorMetrics m = compare(flatten_logits(oracle.outputs), logits);
+    row.rel_l2 = m.rel_l2;
+    row.max_abs = m.max_abs;
+    bool top1_ok = true;
+    for (size_t s = 0; s < oracle.outputs.size(); ++s) {
+      for (size_t p = 0; p < oracle.outputs[s].logits.size(); ++p) {
+        const auto& expected = oracle.outputs[s].logits[p];
+        const auto& actual = run.outputs[s].logits[p];
+        ++row.top1_total;
+        row.kl += kl_divergence(expected, actual);
+        if (argmax(expected) == argmax(actual)) {
+          ++row.top1_agree;
+        } else if (near_tie(expected, storage)) {
+          ++row.near_ties;
+        } else {
+          top1_ok = false;
+        }
+      }
+    }
+    if (row.top1_total) row.kl /= row.top1_total;
+    for (size_t i = 0; i < oracle.taps.size() && i < run.taps.size(); ++i) {
+      if (!within(compare(oracle.taps[i].values, run.taps[i].values), row.tolerance)) {
+        row.first_divergence = tap_label(oracle.taps[i]);
+        break;
+      }
+    }
+    if (spec.targets.pin_bits) row.bits = bits_digest(logits);
+    row.ok = within(m, row.tolerance) && top1_ok && row.nondeterministic.empty();
+    result.numerics.push_back(row);
+  }
   result.oracle = std::move(oracle.outputs);
 }
 
-void run_kernel_case(const CaseSpec& spec, CaseResult& result) {
+void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseResult& result) {
   auto oracle_backend = make_cpu_backend<double>();
   result.kernel_output = run_kernel(spec.kernel, *oracle_backend);
-  check_finite("the kernel output", result.kernel_output.data, result.problems);
-  if (!result.problems.empty()) return;
-  auto fp32_backend = make_cpu_backend<float>();
-  Tensor<double> fp32 = run_kernel(spec.kernel, *fp32_backend);
-  TargetRow row;
-  row.target = "cpu fp32";
-  ErrorMetrics m = compare(result.kernel_output.data, fp32.data);
-  row.rel_l2 = m.rel_l2;
-  row.max_abs = m.max_abs;
-  row.ok = within(m, fp32_tolerance());
-  if (!row.ok) row.first_divergence = spec.kernel.op;
-  result.numerics.push_back(row);
+  if (!all_finite(result.kernel_output.data)) {
+    result.problems.push_back({"the fp64 oracle", 0,
+                               "the kernel output holds NaN or infinity; a case must produce "
+                               "finite numbers"});
+    return;
+  }
+  const Workload work = kernel_workload(spec.kernel);
+  for (const Target& target : spec.targets.targets) {
+    TargetRow row;
+    row.target = target;
+    std::unique_ptr<Backend<float>> backend = backends(target);
+    if (!backend) {
+      result.numerics.push_back(row);
+      continue;
+    }
+    row.ran = true;
+    row.tolerance = tolerance_for(spec.targets, target, work);
+    const DType storage = storage_type(target);
+    auto run = [&] { return run_kernel(spec.kernel, *backend, storage).data; };
+    const std::vector<double> output = run_checking_repeats(run, row.nondeterministic);
+    ErrorMetrics m = compare(result.kernel_output.data, output);
+    row.rel_l2 = m.rel_l2;
+    row.max_abs = m.max_abs;
+    row.ok = within(m, row.tolerance) && row.nondeterministic.empty();
+    if (!within(m, row.tolerance)) row.first_divergence = spec.kernel.op;
+    if (spec.targets.pin_bits) row.bits = bits_digest(output);
+    result.numerics.push_back(row);
+  }
 }
 
 }  // namespace
@@ -136,14 +265,15 @@ bool glob_match(const std::string& pattern, const std::string& text) {
   return p == pattern.size();
 }
 
-CaseResult run_case(const CaseSpec& spec) {
+CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {
   CaseResult result;
   result.kind = spec.kind;
   result.problems = spec.problems;
+  result.pin_bits = spec.targets.pin_bits;
   if (!result.problems.empty()) return result;
   try {
-    if (spec.kind == CaseSpec::Kind::model) run_model_case(spec, result);
-    if (spec.kind == CaseSpec::Kind::kernel) run_kernel_case(spec, result);
+    if (spec.kind == CaseSpec::Kind::model) run_model_case(spec, backends, result);
+    if (spec.kind == CaseSpec::Kind::kernel) run_kernel_case(spec, backends, result);
   } catch (const std::exception& e) {
     result.problems.push_back({"the runtime", 0, e.what()});
   }

@@ -1,11 +1,15 @@
-// Runs one case: the fp64 oracle, then each target, compared with the oracle tap by tap.
+// Runs one case: the fp64 oracle, then each target against it, tap by tap.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "driver/case_spec.h"
+#include "runtime/backend.h"
 #include "runtime/generate.h"
+#include "runtime/target.h"
 #include "runtime/tensor.h"
 
 namespace pinmark {
@@ -19,22 +23,29 @@ struct TapRecord {
   std::vector<double> values;
 };
 
+// One row of the Numerics table.
 struct TargetRow {
-  std::string target;  // "cpu fp32"
+  Target target;
+  bool ran = false;  // false: this machine cannot run it; the golden's row is carried over
   double rel_l2 = 0;
   double max_abs = 0;
-  int top1_agree = 0;  // positions whose argmax matches the oracle's (model cases)
+  double kl = 0;        // mean over positions (model cases)
+  int top1_agree = 0;   // positions whose argmax matches the oracle's
   int top1_total = 0;
+  int near_ties = 0;    // disagreements where the oracle's top two are within one rounding unit
+  double tolerance = 0;
+  std::vector<std::string> nondeterministic;  // "runs", "threads", "batch": what changed bits
+  std::string first_divergence;               // the first tap past tolerance, empty when none
+  std::string bits;                           // digest of the output bits, when pinned
   bool ok = false;
-  std::string first_divergence;  // the first tap past tolerance, empty when none
 };
 
 struct CaseResult {
   CaseSpec::Kind kind = CaseSpec::Kind::invalid;
   std::vector<CaseProblem> problems;  // non-empty: only Errors is rendered
+  bool pin_bits = false;
 
   // Model cases.
-  int vocab_size = 0;
   std::vector<std::vector<int>> prompts;
   std::vector<SequenceOutput> oracle;
   std::vector<TapRecord> dumps;  // the selected taps of the oracle's first call of sequence 0
@@ -42,10 +53,14 @@ struct CaseResult {
   // Kernel cases.
   Tensor<double> kernel_output;
 
-  std::vector<TargetRow> numerics;
+  std::vector<TargetRow> numerics;  // one per target of the case, in its order
 };
 
-CaseResult run_case(const CaseSpec& spec);
+// Builds a target's backend; nullptr when it cannot run here. Tests substitute their own
+// (deliberately broken) backends through this.
+using BackendFactory = std::function<std::unique_ptr<Backend<float>>(const Target&)>;
+
+CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends = make_target_backend);
 
 // Glob match with '*' and '?', for tap selection.
 bool glob_match(const std::string& pattern, const std::string& text);

@@ -255,6 +255,62 @@ void read_kernel(const JsonBlock& block, KernelSpec& kernel, std::vector<CasePro
   for (const ConfigProblem& p : validate(kernel)) problems.push_back(block.problem_at(p.key, p.message));
 }
 
+void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProblem>& problems) {
+  const json& v = block.value;
+  for (const auto& [key, value] : v.items()) {
+    if (key == "targets") {
+      plan.targets.clear();
+      if (!value.is_array() || value.empty()) {
+        problems.push_back(block.problem_at(
+            key, "targets must be a non-empty list of names, e.g. [\"cpu fp32\", \"cpu bf16\"]"));
+        continue;
+      }
+      for (const json& item : value) {
+        std::string why;
+        std::optional<Target> target =
+            item.is_string() ? parse_target(item.get<std::string>(), why) : std::nullopt;
+        if (!item.is_string()) why = "a target is a string like \"cpu bf16\", not " + show(item);
+        if (target) {
+          plan.targets.push_back(*target);
+        } else {
+          problems.push_back(block.problem_at(key, why));
+        }
+      }
+    } else if (key == "tolerance") {
+      if (!value.is_object()) {
+        problems.push_back(block.problem_at(
+            key, "tolerance maps a target to its relative L2 bound, e.g. {\"cpu bf16\": 0.05}"));
+        continue;
+      }
+      for (const auto& [name, bound] : value.items()) {
+        if (!bound.is_number() || !(bound.get<double>() > 0))
+          problems.push_back(block.problem_at(
+              name, "the tolerance of '" + name + "' must be a positive number, got " + show(bound)));
+        else
+          plan.tolerance[name] = bound.get<double>();
+      }
+    } else if (key == "pin_bits") {
+      if (!value.is_boolean())
+        problems.push_back(block.problem_at(key, "pin_bits must be true or false, got " + show(value)));
+      else
+        plan.pin_bits = value.get<bool>();
+    } else {
+      std::string message = "unknown Targets key '" + key + "'";
+      if (auto guess = did_you_mean(key, {"targets", "tolerance", "pin_bits"}))
+        message += " (did you mean '" + *guess + "'?)";
+      problems.push_back(block.problem_at(key, message));
+    }
+  }
+  for (const auto& [name, bound] : plan.tolerance) {
+    (void)bound;
+    bool listed = false;
+    for (const Target& t : plan.targets) listed |= t.name() == name;
+    if (!listed)
+      problems.push_back(block.problem_at(name, "a tolerance for '" + name +
+                                                    "', which is not among the case's targets"));
+  }
+}
+
 CaseSpec read_sections(const Case& c) {
   CaseSpec spec;
   std::vector<CaseProblem>& problems = spec.problems;
@@ -275,8 +331,8 @@ CaseSpec read_sections(const Case& c) {
       problems.push_back({"### " + s.name, s.line, "a second '" + s.name + "' section in this case"});
   }
   if (inputs.count("Targets"))
-    problems.push_back({"### Targets", inputs["Targets"]->line,
-                        "Targets is not supported yet: the cpu fp32 target always runs"});
+    if (auto block = read_json_block(*inputs["Targets"], problems))
+      read_targets(*block, spec.targets, problems);
 
   const bool has_model = inputs.count("Config") || inputs.count("Inputs");
   if (inputs.count("Kernel") && has_model) {

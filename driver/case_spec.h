@@ -2,12 +2,14 @@
 // Every problem found is collected (not just the first), each naming where it is.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "driver/case_file.h"
 #include "runtime/kernel_case.h"
 #include "runtime/model_config.h"
+#include "runtime/target.h"
 
 namespace pinmark {
 
@@ -27,11 +29,19 @@ struct ModelInputs {
   std::vector<std::string> dump_patterns = {"*"};
 };
 
+// What the `Targets` section asks for.
+struct TargetPlan {
+  std::vector<Target> targets = default_targets();
+  std::map<std::string, double> tolerance;  // target name -> relative L2 bound, overriding the default
+  bool pin_bits = false;                    // print a digest of each target's output bits
+};
+
 struct CaseSpec {
   enum class Kind { model, kernel, invalid } kind = Kind::invalid;
   ModelConfig model;
   ModelInputs inputs;
   KernelSpec kernel;
+  TargetPlan targets;
   std::vector<CaseProblem> problems;  // non-empty means the case cannot run
 };
 

@@ -34,6 +34,12 @@ std::string format_bucket(double value) {
   }
 }
 
+std::string format_tolerance(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.1e", value);
+  return buffer;
+}
+
 std::string format_values(const std::vector<double>& values) {
   std::string out;
   for (size_t i = 0; i < values.size(); ++i) {

@@ -16,6 +16,10 @@ std::string format_value(double value);
 // move a golden but a real change of precision does. 0 prints as "0".
 std::string format_bucket(double value);
 
+// A tolerance, with two significant digits ("3.1e-05"): it is computed, not measured, so it is
+// the same everywhere.
+std::string format_tolerance(double value);
+
 // Space-separated values.
 std::string format_values(const std::vector<double>& values);
 

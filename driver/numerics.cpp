@@ -21,19 +21,57 @@ ErrorMetrics compare(const std::vector<double>& oracle, const std::vector<double
   return m;
 }
 
-// fp32 unit roundoff u = 2^-24. A forward pass of a small model chains a few dozen kernels, each
-// adding a few u of relative error, and reductions of length K add up to sqrt(K) u in the
-// typical (random-walk) case; 2^-13 = 2048 u leaves a wide margin over the 1e-7..1e-6 that
-// fp32 actually costs on the shipped cases, while a real bug (a wrong index, a dropped term)
-// costs 1e-2 or more.
-Tolerance fp32_tolerance() { return {std::ldexp(1.0, -13)}; }
+double default_tolerance(DType storage, const Workload& work) {
+  const double u_acc = unit_roundoff(DType::f32);
+  return kToleranceMultiple * std::sqrt(static_cast<double>(std::max(work.depth, 1))) *
+         (work.amplification * unit_roundoff(storage) + u_acc * std::sqrt(static_cast<double>(std::max(work.reduction, 1))));
+}
 
-bool within(const ErrorMetrics& metrics, const Tolerance& tolerance) {
-  return metrics.finite && metrics.rel_l2 <= tolerance.rel_l2;
+bool within(const ErrorMetrics& metrics, double tolerance) {
+  return metrics.finite && metrics.rel_l2 <= tolerance;
 }
 
 bool all_finite(const std::vector<double>& values) {
   return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
+}
+
+namespace {
+
+std::vector<double> log_softmax(const std::vector<double>& logits) {
+  const double max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (double x : logits) sum += std::exp(x - max);
+  const double log_sum = max + std::log(sum);
+  std::vector<double> out(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_sum;
+  return out;
+}
+
+}  // namespace
+
+double kl_divergence(const std::vector<double>& oracle_logits,
+                     const std::vector<double>& target_logits) {
+  if (oracle_logits.empty() || oracle_logits.size() != target_logits.size() ||
+      !all_finite(target_logits))
+    return INFINITY;
+  const std::vector<double> p = log_softmax(oracle_logits), q = log_softmax(target_logits);
+  double kl = 0;
+  for (size_t i = 0; i < p.size(); ++i) kl += std::exp(p[i]) * (p[i] - q[i]);
+  return std::max(kl, 0.0);  // rounding can leave a tiny negative sum for equal rows
+}
+
+bool near_tie(const std::vector<double>& oracle_logits, DType storage) {
+  if (oracle_logits.size() < 2) return false;
+  double first = -INFINITY, second = -INFINITY;
+  for (double x : oracle_logits) {
+    if (x > first) {
+      second = first;
+      first = x;
+    } else if (x > second) {
+      second = x;
+    }
+  }
+  return first - second <= 2 * unit_roundoff(storage) * std::fabs(first);
 }
 
 }  // namespace pinmark

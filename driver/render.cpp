@@ -112,30 +112,75 @@ std::string render_dumps(const std::vector<TapRecord>& taps) {
   return "### Dumps\n\n" + out;
 }
 
-std::string render_numerics(const CaseResult& r) {
-  // Kernel cases have no next-token prediction, so no top-1 column.
+// The golden's row for a target this machine cannot run ("cuda sm90 bf16" for "cuda bf16").
+std::string carried_row(const Case& c, const Target& target) {
+  for (const Section& s : c.sections) {
+    if (s.name != "Numerics") continue;
+    size_t start = 0;
+    while (start < s.text.size()) {
+      size_t end = s.text.find('\n', start);
+      if (end == std::string::npos) end = s.text.size();
+      std::string line = s.text.substr(start, end - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      start = end + 1;
+      if (line.rfind("| ", 0) != 0) continue;
+      const std::string name = line.substr(2, line.find(" |", 2) - 2);
+      const size_t last_space = name.rfind(' ');
+      if (name.rfind(target.backend + " ", 0) == 0 && last_space != std::string::npos &&
+          name.substr(last_space + 1) == target.precision)
+        return line;
+    }
+  }
+  return "";
+}
+
+std::string render_numerics(const Case& c, const CaseResult& r) {
+  // Kernel cases have no next-token prediction, so no KL or top-1 column.
   const bool model = r.kind == CaseSpec::Kind::model;
   std::vector<std::string> header = {"target", "rel L2", "max abs"};
   std::vector<std::string> align = {"---", "---:", "---:"};
   if (model) {
-    header.push_back("top-1");
-    align.push_back("---:");
+    header.insert(header.end(), {"KL", "top-1"});
+    align.insert(align.end(), {"---:", "---:"});
   }
-  header.insert(header.end(), {"verdict", "first divergence"});
-  align.insert(align.end(), {"---", "---"});
-  std::string out = table_row(header) + table_row(align);
+  header.insert(header.end(), {"reproducible", "tolerance", "verdict", "first divergence"});
+  align.insert(align.end(), {"---", "---:", "---", "---"});
+  if (r.pin_bits) {
+    header.push_back("bits");
+    align.push_back("---");
+  }
+  std::string rows;
   for (const TargetRow& row : r.numerics) {
-    std::vector<std::string> cells = {row.target, "≤ " + format_bucket(row.rel_l2),
+    if (!row.ran) {
+      const std::string carried = carried_row(c, row.target);
+      if (!carried.empty()) rows += carried + "\n";
+      continue;
+    }
+    std::vector<std::string> cells = {row.target.name(), "≤ " + format_bucket(row.rel_l2),
                                       "≤ " + format_bucket(row.max_abs)};
-    if (model) cells.push_back(std::to_string(row.top1_agree) + "/" + std::to_string(row.top1_total));
+    if (model) {
+      cells.push_back("≤ " + format_bucket(row.kl));
+      std::string top1 = std::to_string(row.top1_agree) + "/" + std::to_string(row.top1_total);
+      if (row.near_ties) top1 += " (" + std::to_string(row.near_ties) + " near-tie)";
+      cells.push_back(top1);
+    }
+    std::string reproducible = "yes";
+    if (!row.nondeterministic.empty()) {
+      reproducible = "NO:";
+      for (const std::string& what : row.nondeterministic) reproducible += " " + what;
+    }
+    cells.push_back(reproducible);
+    cells.push_back(format_tolerance(row.tolerance));
     cells.push_back(row.ok ? "ok" : "FAIL");
     cells.push_back(row.first_divergence.empty() ? "—" : "`" + row.first_divergence + "`");
-    out += table_row(cells);
+    if (r.pin_bits) cells.push_back("`" + row.bits + "`");
+    rows += table_row(cells);
   }
-  out.pop_back();
-  return "### Numerics\n\nEach target against the fp64 oracle, over every logit (or the kernel's "
-         "output); errors rounded up to 1, 2 or 5 x 10^k.\n\n" +
-         out;
+  if (rows.empty()) return "";
+  rows.pop_back();
+  return "### Numerics\n\nEach target against the fp64 oracle over every logit (or the kernel's "
+         "output), errors rounded up to 1, 2 or 5 x 10^k; see docs/numerics.md.\n\n" +
+         table_row(header) + table_row(align) + rows;
 }
 
 std::string render_errors(const std::vector<CaseProblem>& problems) {
@@ -162,11 +207,13 @@ std::string render_case(const Case& c, const CaseResult& result, const std::stri
     if (!result.oracle.empty() && !result.oracle[0].generated.empty())
       pieces.push_back(render_tokens(result));
     if (!result.dumps.empty()) pieces.push_back(render_dumps(result.dumps));
-    pieces.push_back(render_numerics(result));
   } else if (result.kind == CaseSpec::Kind::kernel) {
     TapRecord output{0, 0, "output", result.kernel_output.shape, result.kernel_output.data};
     pieces.push_back(render_dumps({output}));
-    pieces.push_back(render_numerics(result));
+  }
+  if (result.problems.empty()) {
+    std::string numerics = render_numerics(c, result);
+    if (!numerics.empty()) pieces.push_back(numerics);
   }
   if (newline != "\n") {
     for (size_t i = verbatim; i < pieces.size(); ++i) {

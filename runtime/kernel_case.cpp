@@ -74,6 +74,8 @@ Tensor<double> output(Shape shape, const std::vector<T>& values) {
 
 }  // namespace
 
+double kernel_param(const KernelSpec& spec, const std::string& name) { return param(spec, name); }
+
 const std::map<std::string, std::vector<std::string>>& kernel_ops() {
   static const std::map<std::string, std::vector<std::string>> ops = {
       {"matmul", {"n", "k", "m"}},

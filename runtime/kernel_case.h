@@ -23,6 +23,10 @@ struct KernelSpec {
   uint64_t seed = 0;
 };
 
+// The value of parameter `name`, or its default. Throws std::out_of_range for a required
+// parameter the spec lacks.
+double kernel_param(const KernelSpec& spec, const std::string& name);
+
 // The ops and, for each, its parameter names (required unless it has a default).
 const std::map<std::string, std::vector<std::string>>& kernel_ops();
 

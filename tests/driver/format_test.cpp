@@ -136,7 +136,7 @@ TEST(Compare, NonFiniteTargetIsNotFinite) {
 }
 
 TEST(Compare, NonFiniteTargetIsNeverWithinTolerance) {
-  const Tolerance generous{1e300};
+  const double generous = 1e300;
   EXPECT_FALSE(within(compare({1.0, 2.0}, {1.0, kNan}), generous));
   EXPECT_FALSE(within(compare({1.0, 2.0}, {kInf, 2.0}), generous));
   // Even with errors that look small.
@@ -144,16 +144,16 @@ TEST(Compare, NonFiniteTargetIsNeverWithinTolerance) {
 }
 
 TEST(Within, ComparesRelativeL2WithTheTolerance) {
-  const Tolerance tolerance{1e-5};
+  const double tolerance = 1e-5;
   EXPECT_TRUE(within(ErrorMetrics{0.0, 0.0, true}, tolerance));
   EXPECT_TRUE(within(ErrorMetrics{0.9e-5, 10.0, true}, tolerance));
   EXPECT_TRUE(within(ErrorMetrics{1e-5, 0.0, true}, tolerance));
   EXPECT_FALSE(within(ErrorMetrics{1.1e-5, 0.0, true}, tolerance));
 }
 
-TEST(Within, Fp32ToleranceSitsBetweenRoundingAndARealBug) {
+TEST(DefaultTolerance, Fp32SitsBetweenRoundingAndARealBug) {
   // Above what fp32 rounding costs (a few units of 2^-24), below what a wrong index costs (1e-2).
-  const double tolerance = fp32_tolerance().rel_l2;
+  const double tolerance = default_tolerance(DType::f32, {2, 64});
   EXPECT_GT(tolerance, 16 * FLT_EPSILON);
   EXPECT_LT(tolerance, 1e-3);
   // A vector perturbed by fp32 rounding passes; one with a dropped term fails.
@@ -164,8 +164,43 @@ TEST(Within, Fp32ToleranceSitsBetweenRoundingAndARealBug) {
     rounded.push_back(static_cast<float>(v));
     dropped.push_back(i == 10 ? 0.0 : v);
   }
-  EXPECT_TRUE(within(compare(oracle, rounded), fp32_tolerance()));
-  EXPECT_FALSE(within(compare(oracle, dropped), fp32_tolerance()));
+  EXPECT_TRUE(within(compare(oracle, rounded), tolerance));
+  EXPECT_FALSE(within(compare(oracle, dropped), tolerance));
+}
+
+TEST(DefaultTolerance, FollowsTheFormulaInTheNumericsDoc) {
+  // 4 * sqrt(depth) * (u_storage + u_fp32 * sqrt(reduction)), u = 2^-8 (bf16), 2^-11 (fp16),
+  // 2^-24 (fp32).
+  const double u32 = std::ldexp(1.0, -24);
+  EXPECT_DOUBLE_EQ(default_tolerance(DType::bf16, {4, 100}),
+                   4 * 2 * (std::ldexp(1.0, -8) + u32 * 10));
+  EXPECT_DOUBLE_EQ(default_tolerance(DType::f16, {9, 16}), 4 * 3 * (std::ldexp(1.0, -11) + u32 * 4));
+  EXPECT_DOUBLE_EQ(default_tolerance(DType::f32, {1, 1}), 4 * (u32 + u32));
+}
+
+TEST(NearTie, TopTwoWithinOneRoundingUnitOfTheStorageType) {
+  // bf16 has 8 significant bits: around 4.0 one unit is 2^-6 = 0.015625.
+  EXPECT_TRUE(near_tie({4.0, 3.99, -1.0}, DType::bf16));
+  EXPECT_FALSE(near_tie({4.0, 3.9, -1.0}, DType::bf16));
+  EXPECT_FALSE(near_tie({4.0, 3.99, -1.0}, DType::f32));
+  EXPECT_FALSE(near_tie({1.0}, DType::bf16));
+}
+
+TEST(KlDivergence, MatchesTheDefinition) {
+  const std::vector<double> a = {1.0, 2.0, 0.5}, b = {1.5, 1.0, 0.0};
+  auto softmax = [](const std::vector<double>& x) {
+    double sum = 0;
+    for (double v : x) sum += std::exp(v);
+    std::vector<double> p;
+    for (double v : x) p.push_back(std::exp(v) / sum);
+    return p;
+  };
+  const std::vector<double> p = softmax(a), q = softmax(b);
+  double expected = 0;
+  for (size_t i = 0; i < p.size(); ++i) expected += p[i] * std::log(p[i] / q[i]);
+  EXPECT_NEAR(kl_divergence(a, b), expected, 1e-15);
+  EXPECT_EQ(kl_divergence(a, a), 0.0);
+  EXPECT_TRUE(std::isinf(kl_divergence(a, {1.0, kNan, 0.0})));
 }
 
 TEST(AllFinite, DetectsNanAndInfinity) {

@@ -1,0 +1,34 @@
+// A hardware x precision target ("cpu bf16", "cuda fp16"): which backend computes, and in what
+// storage type. The driver asks for targets by name; this is where names become backends.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/dtype.h"
+
+namespace pinmark {
+
+struct Target {
+  std::string backend;    // "cpu" or "cuda"
+  std::string precision;  // "fp32", "bf16", "fp16", and for cuda "tf32"
+  std::string name() const { return backend + " " + precision; }
+};
+
+// "cpu bf16" -> Target; nullopt with `why` set for anything else.
+std::optional<Target> parse_target(const std::string& text, std::string& why);
+
+// The targets a case runs when it does not say: cpu fp32 and cpu bf16.
+std::vector<Target> default_targets();
+
+// The storage type of a target's tensors (tf32 stores fp32).
+DType storage_type(const Target& target);
+
+// A backend for the target, or nullptr when this machine cannot run it (no GPU, or pinmark
+// built without CUDA). Its rows are then carried over from the golden unchanged.
+std::unique_ptr<Backend<float>> make_target_backend(const Target& target);
+
+}  // namespace pinmark
