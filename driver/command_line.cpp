@@ -107,6 +107,8 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
 
 struct Tally {
   int passed = 0, failed = 0, errors_pinned = 0, regenerated_files = 0;
+  int no_target_ran = 0;  // cases whose targets all need hardware this machine lacks
+  int carried_rows = 0;   // target rows this machine cannot run (kept from the golden)
 };
 
 // Runs one file; prints its cases and diff; regenerates it when asked.
@@ -133,6 +135,12 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, std::
     const bool pass = run.passed(outcome);
     const bool has_errors = !outcome.result.problems.empty();
     if (pass && has_errors) ++tally.errors_pinned;
+    bool any_ran = outcome.result.numerics.empty();
+    for (const TargetRow& row : outcome.result.numerics) {
+      any_ran |= row.ran;
+      tally.carried_rows += !row.ran;
+    }
+    if (!has_errors && !any_ran) ++tally.no_target_ran;
     if (!pass) changed[c.slug] = outcome.actual;
     if (pass || o.regenerate) {
       ++tally.passed;
@@ -188,6 +196,10 @@ int run_command_line(const std::vector<std::string>& args, std::ostream& out, st
     out << "\n";
     if (tally.errors_pinned)
       out << tally.errors_pinned << " of the passing cases pin an Errors section\n";
+    if (tally.carried_rows)
+      out << tally.carried_rows << " target rows cannot run on this machine; goldens keep their rows\n";
+    if (tally.no_target_ran)
+      out << tally.no_target_ran << " cases ran no target here (only the oracle)\n";
     if (o.regenerate)
       out << "regenerated " << tally.regenerated_files << " file"
           << (tally.regenerated_files == 1 ? "" : "s") << "\n";
