@@ -1,0 +1,154 @@
+#include "tests/broken_kernels/broken_backends.h"
+
+#include <cmath>
+#include <limits>
+
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/dtype.h"
+
+namespace pinmark::broken {
+
+DelegatingBackend::DelegatingBackend() : DelegatingBackend(make_cpu_backend<float>()) {}
+
+DelegatingBackend::DelegatingBackend(std::unique_ptr<Backend<float>> inner)
+    : inner_(std::move(inner)) {}
+
+void DelegatingBackend::embed(const float* table, const int* tokens, int n, int dim, float* out) {
+  inner_->embed(table, tokens, n, dim, out);
+}
+
+void DelegatingBackend::matmul(const float* x, const float* w, int n, int k, int m, float* y) {
+  inner_->matmul(x, w, n, k, m, y);
+}
+
+void DelegatingBackend::rmsnorm(const float* x, const float* w, int n, int dim, double eps,
+                                float* y) {
+  inner_->rmsnorm(x, w, n, dim, eps, y);
+}
+
+void DelegatingBackend::rope(float* x, const int* positions, int n, int heads, int head_dim,
+                             double theta) {
+  inner_->rope(x, positions, n, heads, head_dim, theta);
+}
+
+void DelegatingBackend::attention_scores(const float* q, const float* k, const int* positions,
+                                         int n, int kv_len, int heads, int kv_heads, int head_dim,
+                                         double scale, float* scores) {
+  inner_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
+}
+
+void DelegatingBackend::softmax(float* x, int rows, int len) { inner_->softmax(x, rows, len); }
+
+void DelegatingBackend::attention_values(const float* probs, const float* v, int n, int kv_len,
+                                         int heads, int kv_heads, int head_dim, float* out) {
+  inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
+}
+
+void DelegatingBackend::swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  inner_->swiglu(gate, up, n, out);
+}
+
+void DelegatingBackend::add(float* y, const float* x, int64_t n) { inner_->add(y, x, n); }
+
+namespace {
+
+// The reference's scores loop with the KV head and the last visible key as parameters, so
+// the two attention bugs differ from the healthy kernel in exactly one expression each.
+template <class KvHead, class LastKey>
+void scores_with(const float* q, const float* k, const int* positions, int n, int kv_len,
+                 int heads, int kv_heads, int head_dim, double scale, float* scores,
+                 KvHead kv_head, LastKey last_key) {
+  const float s = static_cast<float>(scale);
+  for (int h = 0; h < heads; ++h) {
+    const int kvh = kv_head(h);
+    for (int i = 0; i < n; ++i) {
+      const float* qv = q + (static_cast<int64_t>(i) * heads + h) * head_dim;
+      float* row = scores + (static_cast<int64_t>(h) * n + i) * kv_len;
+      for (int j = 0; j < kv_len; ++j) {
+        if (j > last_key(positions[i])) {
+          row[j] = -std::numeric_limits<float>::infinity();
+          continue;
+        }
+        const float* kv = k + (static_cast<int64_t>(j) * kv_heads + kvh) * head_dim;
+        float dot = 0;
+        for (int d = 0; d < head_dim; ++d) dot += qv[d] * kv[d];
+        row[j] = dot * s;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void InterleavedRope::rope(float* x, const int* positions, int n, int heads, int head_dim,
+                           double theta) {
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < head_dim / 2; ++j) {
+      const double inv_freq =
+          1.0 / std::pow(theta, static_cast<double>(2 * j) / static_cast<double>(head_dim));
+      const double angle = static_cast<double>(positions[i]) * inv_freq;
+      const float c = static_cast<float>(std::cos(angle));
+      const float s = static_cast<float>(std::sin(angle));
+      for (int h = 0; h < heads; ++h) {
+        float* v = x + (static_cast<int64_t>(i) * heads + h) * head_dim;
+        const float x1 = v[2 * j], x2 = v[2 * j + 1];
+        v[2 * j] = x1 * c - x2 * s;
+        v[2 * j + 1] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+void MaskOffByOne::attention_scores(const float* q, const float* k, const int* positions, int n,
+                                    int kv_len, int heads, int kv_heads, int head_dim,
+                                    double scale, float* scores) {
+  const int group = heads / kv_heads;
+  scores_with(
+      q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores,
+      [group](int h) { return h / group; }, [](int pos) { return pos + 1; });
+}
+
+void Fp16SoftmaxWithoutMax::softmax(float* x, int rows, int len) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < rows; ++r) {
+    float* row = x + static_cast<int64_t>(r) * len;
+    float sum = 0;
+    for (int j = 0; j < len; ++j) {
+      row[j] = row[j] == neg_inf ? 0.0f : round_to(DType::f16, std::exp(row[j]));
+      sum = round_to(DType::f16, sum + row[j]);
+    }
+    for (int j = 0; j < len; ++j) row[j] = row[j] / sum;
+  }
+}
+
+void RmsNormWithoutEps::rmsnorm(const float* x, const float* w, int n, int dim, double /*eps*/,
+                                float* y) {
+  inner().rmsnorm(x, w, n, dim, 0.0, y);
+}
+
+void GqaRoundRobin::attention_scores(const float* q, const float* k, const int* positions, int n,
+                                     int kv_len, int heads, int kv_heads, int head_dim,
+                                     double scale, float* scores) {
+  scores_with(
+      q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores,
+      [kv_heads](int h) { return h % kv_heads; }, [](int pos) { return pos; });
+}
+
+void GqaRoundRobin::attention_values(const float* probs, const float* v, int n, int kv_len,
+                                     int heads, int kv_heads, int head_dim, float* out) {
+  for (int i = 0; i < n; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      const int kvh = h % kv_heads;
+      const float* p = probs + (static_cast<int64_t>(h) * n + i) * kv_len;
+      float* o = out + (static_cast<int64_t>(i) * heads + h) * head_dim;
+      for (int d = 0; d < head_dim; ++d) {
+        float sum = 0;
+        for (int j = 0; j < kv_len; ++j)
+          sum += p[j] * v[(static_cast<int64_t>(j) * kv_heads + kvh) * head_dim + d];
+        o[d] = sum;
+      }
+    }
+  }
+}
+
+}  // namespace pinmark::broken

@@ -1,0 +1,81 @@
+// Backends with one deliberately wrong kernel each, for proving that the shipped cases catch
+// the mistakes people actually make when writing these kernels. Each bug lives in a subclass
+// of DelegatingBackend that overrides exactly one op (two for the GQA mapping, which is the
+// same mistake in both attention kernels); every other op is the CPU reference's, so whatever
+// a case reports can only come from that one op.
+#pragma once
+
+#include <memory>
+
+#include "runtime/backend.h"
+
+namespace pinmark::broken {
+
+// Forwards every call to `inner` (the fp32 CPU reference unless given another).
+class DelegatingBackend : public Backend<float> {
+ public:
+  DelegatingBackend();
+  explicit DelegatingBackend(std::unique_ptr<Backend<float>> inner);
+
+  void embed(const float* table, const int* tokens, int n, int dim, float* out) override;
+  void matmul(const float* x, const float* w, int n, int k, int m, float* y) override;
+  void rmsnorm(const float* x, const float* w, int n, int dim, double eps, float* y) override;
+  void rope(float* x, const int* positions, int n, int heads, int head_dim, double theta) override;
+  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
+                        int heads, int kv_heads, int head_dim, double scale,
+                        float* scores) override;
+  void softmax(float* x, int rows, int len) override;
+  void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
+                        int kv_heads, int head_dim, float* out) override;
+  void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
+  void add(float* y, const float* x, int64_t n) override;
+
+ protected:
+  Backend<float>& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<Backend<float>> inner_;
+};
+
+// Rotates adjacent pairs (2j, 2j+1), the GPT-J / Meta-checkpoint layout, on weights laid out
+// for Hugging Face's half split (j, j + head_dim/2). Still a rotation by the right angles, so
+// norms are preserved and nothing looks obviously wrong.
+class InterleavedRope final : public DelegatingBackend {
+ public:
+  void rope(float* x, const int* positions, int n, int heads, int head_dim, double theta) override;
+};
+
+// The causal mask compares with `j <= pos + 1`: each query also sees the key right after it.
+class MaskOffByOne final : public DelegatingBackend {
+ public:
+  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
+                        int heads, int kv_heads, int head_dim, double scale,
+                        float* scores) override;
+};
+
+// exp(x) of the raw scores with no max subtraction, each term and the running sum stored in
+// fp16, as a half-precision kernel that trusts its inputs to be small would do. Any score
+// above about 11.1 overflows to infinity and the row becomes inf / inf = NaN.
+class Fp16SoftmaxWithoutMax final : public DelegatingBackend {
+ public:
+  void softmax(float* x, int rows, int len) override;
+};
+
+// RMSNorm that drops eps: x / sqrt(mean(x^2)).
+class RmsNormWithoutEps final : public DelegatingBackend {
+ public:
+  void rmsnorm(const float* x, const float* w, int n, int dim, double eps, float* y) override;
+};
+
+// Query head h reads KV head h % kv_heads instead of h / (heads / kv_heads): round-robin
+// instead of Hugging Face's contiguous groups. Identical for MHA and MQA, wrong for GQA.
+class GqaRoundRobin final : public DelegatingBackend {
+ public:
+  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
+                        int heads, int kv_heads, int head_dim, double scale,
+                        float* scores) override;
+  void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
+                        int kv_heads, int head_dim, float* out) override;
+};
+
+}  // namespace pinmark::broken
