@@ -265,6 +265,13 @@ bool glob_match(const std::string& pattern, const std::string& text) {
   return p == pattern.size();
 }
 
+std::vector<std::string> failing_targets(const CaseResult& result) {
+  std::vector<std::string> failing;
+  for (const TargetRow& row : result.numerics)
+    if (row.ran && !row.ok) failing.push_back(row.target.name());
+  return failing;
+}
+
 CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {
   CaseResult result;
   result.kind = spec.kind;

@@ -56,6 +56,10 @@ struct CaseResult {
   std::vector<TargetRow> numerics;  // one per target of the case, in its order
 };
 
+// The targets whose verdict is FAIL. A case with one fails even when its golden agrees:
+// regeneration can record a failure, never accept it.
+std::vector<std::string> failing_targets(const CaseResult& result);
+
 // Builds a target's backend; nullptr when it cannot run here. Tests substitute their own
 // (deliberately broken) backends through this.
 using BackendFactory = std::function<std::unique_ptr<Backend<float>>(const Target&)>;

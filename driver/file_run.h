@@ -25,7 +25,12 @@ struct FileRun {
   std::vector<CaseOutcome> outcomes;  // the selected cases, in file order
 
   const Case& case_of(const CaseOutcome& o) const { return parsed.cases[o.index]; }
-  bool passed(const CaseOutcome& o) const { return case_of(o).text == o.actual; }
+  // The golden agrees with what the case renders now.
+  bool matches(const CaseOutcome& o) const { return case_of(o).text == o.actual; }
+  // It agrees, and no target failed its tolerance.
+  bool passed(const CaseOutcome& o) const {
+    return matches(o) && failing_targets(o.result).empty();
+  }
   // The whole file with the selected cases rendered and the others kept as they are.
   std::string rendered() const;
 };

@@ -365,5 +365,22 @@ TEST_F(CommandLine, FolderArgumentFindsMarkdownFilesRecursively) {
   EXPECT_TRUE(contains(read_file(deep), "### Numerics"));
 }
 
+// A target outside its tolerance fails the case even once the golden records it: regeneration
+// writes the FAIL row for review but never turns it into a pass.
+TEST_F(CommandLine, AFailingVerdictFailsEvenAfterRegeneration) {
+  const std::string path = write_case_file(
+      "strict.md",
+      "# Strict\n\n## Impossible bound\n\n### Kernel\n\n```json\n"
+      "{\"op\": \"matmul\", \"n\": 2, \"k\": 9, \"m\": 3, \"seed\": 4}\n```\n\n"
+      "### Targets\n\n```json\n{\"targets\": [\"cpu fp32\"], \"tolerance\": {\"cpu fp32\": 1e-15}}\n```\n");
+  Result regenerated = pinmark({"run", "--regenerate", path});
+  EXPECT_EQ(regenerated.status, 1) << describe(regenerated);
+  EXPECT_TRUE(contains(read_file(path), "| FAIL |"));
+  Result again = pinmark({"run", path});
+  EXPECT_EQ(again.status, 1) << describe(again);
+  EXPECT_TRUE(contains(again.out, "target cpu fp32 is outside its tolerance")) << describe(again);
+  EXPECT_TRUE(contains(again.out, "0 passed, 1 failed")) << describe(again);
+}
+
 }  // namespace
 }  // namespace pinmark
