@@ -51,109 +51,390 @@ struct Reader {
 };
 
 using KeyHandler = std::function<void(Reader&, const std::string&, const json&, ModelConfig&)>;
+using KeyTable = std::map<std::string, KeyHandler>;
 
-// Every config.json key pinmark knows, by what it does to the model.
-const std::map<std::string, KeyHandler>& config_keys() {
-  static const std::map<std::string, KeyHandler> keys = {
-      {"architectures",
-       [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
-         r.only(k, v, json::array({"LlamaForCausalLM"}));
-       }},
-      {"model_type",
-       [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
-         r.only(k, v, "llama");
-         if (v.is_string()) c.model_type = v.get<std::string>();
-       }},
-      {"vocab_size", [](Reader& r, const std::string& k, const json& v,
-                        ModelConfig& c) { r.integer(k, v, c.vocab_size); }},
-      {"hidden_size", [](Reader& r, const std::string& k, const json& v,
-                         ModelConfig& c) { r.integer(k, v, c.hidden_size); }},
-      {"intermediate_size", [](Reader& r, const std::string& k, const json& v,
-                               ModelConfig& c) { r.integer(k, v, c.intermediate_size); }},
-      {"num_hidden_layers", [](Reader& r, const std::string& k, const json& v,
-                               ModelConfig& c) { r.integer(k, v, c.num_hidden_layers); }},
-      {"num_attention_heads", [](Reader& r, const std::string& k, const json& v,
-                                 ModelConfig& c) { r.integer(k, v, c.num_attention_heads); }},
-      {"num_key_value_heads", [](Reader& r, const std::string& k, const json& v,
-                                 ModelConfig& c) { r.integer(k, v, c.num_key_value_heads); }},
-      {"head_dim", [](Reader& r, const std::string& k, const json& v,
-                      ModelConfig& c) { r.integer(k, v, c.head_dim); }},
-      {"max_position_embeddings",
-       [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
-         r.integer(k, v, c.max_position_embeddings);
-       }},
-      {"rms_norm_eps", [](Reader& r, const std::string& k, const json& v,
-                          ModelConfig& c) { r.number(k, v, c.rms_norm_eps); }},
-      {"rope_theta", [](Reader& r, const std::string& k, const json& v,
-                        ModelConfig& c) { r.number(k, v, c.rope_theta); }},
-      {"tie_word_embeddings", [](Reader& r, const std::string& k, const json& v,
-                                 ModelConfig& c) { r.boolean(k, v, c.tie_word_embeddings); }},
-      {"hidden_act", [](Reader& r, const std::string& k, const json& v,
-                        ModelConfig&) { r.only(k, v, "silu"); }},
-      {"attention_bias", [](Reader& r, const std::string& k, const json& v,
-                            ModelConfig&) { r.only(k, v, false); }},
-      {"mlp_bias", [](Reader& r, const std::string& k, const json& v,
-                      ModelConfig&) { r.only(k, v, false); }},
-      {"rope_scaling", [](Reader& r, const std::string& k, const json& v,
-                          ModelConfig&) { r.only(k, v, nullptr); }},
-      {"pretraining_tp", [](Reader& r, const std::string& k, const json& v,
-                            ModelConfig&) { r.only(k, v, 1); }},
-      {"pinmark",
-       [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
-         if (!v.is_object()) {
-           r.problems.push_back(r.block.problem_at(k, "pinmark must be an object, got " + show(v)));
-           return;
-         }
-         for (const auto& [key, value] : v.items()) {
-           if (key == "seed") {
-             if (!value.is_number_unsigned())
-               r.problems.push_back(r.block.problem_at(
-                   key, "pinmark.seed must be a non-negative integer, got " + show(value)));
-             else
-               c.seed = value.get<uint64_t>();
-           } else {
-             r.problems.push_back(r.block.problem_at(key, "unknown pinmark key '" + key +
-                                                              "' (known: seed)"));
-           }
-         }
-       }},
+// The architecture each model_type's config.json names: transformers builds the model from
+// model_type, and a config whose architectures disagrees was written for another model.
+const std::map<std::string, std::string>& architecture_of() {
+  static const std::map<std::string, std::string> names = {
+      {"llama", "LlamaForCausalLM"},   {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},   {"qwen3", "Qwen3ForCausalLM"},
+      {"gemma", "GemmaForCausalLM"},   {"gemma2", "Gemma2ForCausalLM"},
+      {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"}};
+  return names;
+}
+
+KeyHandler integer_key(int ModelConfig::*field) {
+  return [field](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+    r.integer(k, v, c.*field);
   };
+}
+KeyHandler number_key(double ModelConfig::*field) {
+  return [field](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+    r.number(k, v, c.*field);
+  };
+}
+KeyHandler boolean_key(bool ModelConfig::*field) {
+  return [field](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+    r.boolean(k, v, c.*field);
+  };
+}
+// A number where null means "none" (stored as 0).
+KeyHandler optional_number_key(double ModelConfig::*field) {
+  return [field](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+    if (v.is_null())
+      c.*field = 0;
+    else if (r.number(k, v, c.*field) && !(c.*field > 0))
+      r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
+  };
+}
+KeyHandler only_key(json supported) {
+  return [supported](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+    r.only(k, v, supported);
+  };
+}
+
+// sliding_window: a positive integer, or null for none.
+void read_sliding_window(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (v.is_null()) {
+    c.sliding_window = 0;
+  } else if (r.integer(k, v, c.sliding_window) && c.sliding_window <= 0) {
+    r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
+  }
+}
+
+void read_layer_types(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (v.is_null()) {
+    c.layer_types.clear();
+    return;
+  }
+  if (!v.is_array()) {
+    r.problems.push_back(r.block.problem_at(k, k + " must be a list of strings, got " + show(v)));
+    return;
+  }
+  c.layer_types.clear();
+  for (const json& t : v) {
+    if (!t.is_string()) {
+      r.problems.push_back(r.block.problem_at(k, k + " must be a list of strings, got " + show(v)));
+      return;
+    }
+    c.layer_types.push_back(t.get<std::string>());
+  }
+}
+
+void read_activation(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (!v.is_string()) {
+    r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+    return;
+  }
+  c.hidden_act = v.get<std::string>();
+}
+
+// rope_scaling (transformers 4.x) and rope_parameters (5.x, which also carries rope_theta):
+// {"rope_type" or "type": "default" | "linear" | "llama3", and that type's parameters}.
+void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (v.is_null()) return;
+  if (!v.is_object()) {
+    r.problems.push_back(r.block.problem_at(k, k + " must be an object or null, got " + show(v)));
+    return;
+  }
+  std::string type = "default";
+  for (const char* name : {"type", "rope_type"})
+    if (v.contains(name)) {
+      if (!v[name].is_string()) {
+        r.problems.push_back(r.block.problem_at(k, k + " " + name + " must be a string, got " +
+                                                       show(v[name])));
+        return;
+      }
+      type = v[name].get<std::string>();
+    }
+  if (type != "default" && type != "linear" && type != "llama3") {
+    r.problems.push_back(r.block.problem_at(
+        k, k + " " + show(v) +
+               " is not supported (pinmark implements rope types default, linear and llama3)"));
+    return;
+  }
+  c.rope_type = type;
+  const std::vector<std::string> allowed =
+      type == "default"  ? std::vector<std::string>{"rope_theta"}
+      : type == "linear" ? std::vector<std::string>{"rope_theta", "factor"}
+                         : std::vector<std::string>{"rope_theta", "factor", "low_freq_factor",
+                                                    "high_freq_factor",
+                                                    "original_max_position_embeddings"};
+  for (const auto& [key, value] : v.items()) {
+    if (key == "type" || key == "rope_type") continue;
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      r.problems.push_back(r.block.problem_at(
+          k, k + " key '" + key + "' is not supported for rope type " + type));
+      continue;
+    }
+    const std::string what = k + "." + key;
+    if (key == "original_max_position_embeddings") {
+      r.integer(what, value, c.rope_original_max_position_embeddings);
+      continue;
+    }
+    double number = 0;
+    if (!value.is_number()) {
+      r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(value)));
+      continue;
+    }
+    number = value.get<double>();
+    if (key == "rope_theta") c.rope_theta = number;
+    if (key == "factor") c.rope_factor = number;
+    if (key == "low_freq_factor") c.rope_low_freq_factor = number;
+    if (key == "high_freq_factor") c.rope_high_freq_factor = number;
+  }
+  for (const std::string& key : allowed)
+    if (key != "rope_theta" && !v.contains(key))
+      r.problems.push_back(
+          r.block.problem_at(k, k + " of type " + type + " needs '" + key + "'"));
+}
+
+void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (!v.is_object()) {
+    r.problems.push_back(r.block.problem_at(k, "pinmark must be an object, got " + show(v)));
+    return;
+  }
+  for (const auto& [key, value] : v.items()) {
+    if (key == "seed") {
+      if (!value.is_number_unsigned())
+        r.problems.push_back(r.block.problem_at(
+            key, "pinmark.seed must be a non-negative integer, got " + show(value)));
+      else
+        c.seed = value.get<uint64_t>();
+    } else {
+      r.problems.push_back(
+          r.block.problem_at(key, "unknown pinmark key '" + key + "' (known: seed)"));
+    }
+  }
+}
+
+// Every config.json key pinmark knows for `type`, by what it does to the model. Keys the
+// family's configuration class does not have are unknown, so a key copied from another
+// family's config is reported rather than silently ignored.
+KeyTable config_keys(const std::string& type) {
+  KeyTable keys = {
+      {"architectures",
+       [type](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+         auto it = architecture_of().find(type);
+         if (it == architecture_of().end()) return;
+         const json expected = json::array({it->second});
+         if (v != expected)
+           r.problems.push_back(r.block.problem_at(
+               k, k + " " + show(v) + " does not agree with model_type \"" + type +
+                      "\" (expected " + show(expected) + ")"));
+       }},
+      {"model_type", [](Reader&, const std::string&, const json&, ModelConfig&) {}},
+      {"vocab_size", integer_key(&ModelConfig::vocab_size)},
+      {"tie_word_embeddings", boolean_key(&ModelConfig::tie_word_embeddings)},
+      {"pinmark", read_pinmark},
+  };
+  if (type == "gpt2") {
+    keys["n_embd"] = integer_key(&ModelConfig::hidden_size);
+    keys["n_layer"] = integer_key(&ModelConfig::num_hidden_layers);
+    keys["n_head"] = integer_key(&ModelConfig::num_attention_heads);
+    keys["n_positions"] = integer_key(&ModelConfig::max_position_embeddings);
+    keys["n_inner"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+      if (v.is_null())
+        c.intermediate_size = 0;  // 4 * n_embd
+      else
+        r.integer(k, v, c.intermediate_size);
+    };
+    keys["layer_norm_epsilon"] = number_key(&ModelConfig::rms_norm_eps);
+    keys["activation_function"] = read_activation;
+    keys["scale_attn_weights"] = only_key(true);
+    keys["scale_attn_by_inverse_layer_idx"] = only_key(false);
+    keys["add_cross_attention"] = only_key(false);
+    // Upcasts the attention product to fp32, where pinmark's scores already are.
+    keys["reorder_and_upcast_attn"] = [](Reader& r, const std::string& k, const json& v,
+                                         ModelConfig&) {
+      bool ignored = false;
+      r.boolean(k, v, ignored);
+    };
+    return keys;
+  }
+
+  keys["hidden_size"] = integer_key(&ModelConfig::hidden_size);
+  keys["intermediate_size"] = integer_key(&ModelConfig::intermediate_size);
+  keys["num_hidden_layers"] = integer_key(&ModelConfig::num_hidden_layers);
+  keys["num_attention_heads"] = integer_key(&ModelConfig::num_attention_heads);
+  keys["num_key_value_heads"] = integer_key(&ModelConfig::num_key_value_heads);
+  keys["head_dim"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+    if (v.is_null())
+      c.head_dim = 0;
+    else
+      r.integer(k, v, c.head_dim);
+  };
+  keys["max_position_embeddings"] = integer_key(&ModelConfig::max_position_embeddings);
+  keys["rms_norm_eps"] = number_key(&ModelConfig::rms_norm_eps);
+  keys["rope_theta"] = number_key(&ModelConfig::rope_theta);
+  keys["rope_scaling"] = read_rope;
+  keys["rope_parameters"] = read_rope;
+  // Llama's MLP is SiLU in every released checkpoint; other activations are a different model
+  // (see cases/errors/config.md), while the Gemma families choose theirs.
+  keys["hidden_act"] = only_key("silu");
+
+  if (type == "llama") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    keys["mlp_bias"] = only_key(false);
+    keys["pretraining_tp"] = only_key(1);
+  } else if (type == "mistral" || type == "mixtral") {
+    keys["sliding_window"] = read_sliding_window;
+    if (type == "mixtral") {
+      keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
+      keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
+    }
+  } else if (type == "qwen2" || type == "qwen3") {
+    // Resolved into layer_types and sliding_window after all keys are read.
+    keys["use_sliding_window"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      bool b = false;
+      r.boolean(k, v, b);
+    };
+    keys["max_window_layers"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      int n = 0;
+      r.integer(k, v, n);
+    };
+    keys["sliding_window"] = read_sliding_window;
+    keys["layer_types"] = read_layer_types;
+    if (type == "qwen3") keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+  } else if (type == "gemma" || type == "gemma2") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    keys["use_bidirectional_attention"] = [](Reader& r, const std::string& k, const json& v,
+                                             ModelConfig&) {
+      if (!v.is_null()) r.only(k, v, false);
+    };
+    if (type == "gemma") {
+      // transformers 5.x builds GemmaMLP from hidden_act; hidden_activation (which 4.x
+      // preferred) is kept on the config but no longer read.
+      keys["hidden_act"] = read_activation;
+      keys["hidden_activation"] = [](Reader& r, const std::string& k, const json& v,
+                                     ModelConfig&) {
+        if (!v.is_null() && !v.is_string())
+          r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+      };
+    } else {
+      // Gemma2MLP reads hidden_activation; hidden_act is not used.
+      keys["hidden_activation"] = read_activation;
+      keys["hidden_act"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+        if (!v.is_null() && !v.is_string())
+          r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+      };
+      keys["query_pre_attn_scalar"] = number_key(&ModelConfig::query_pre_attn_scalar);
+      keys["sliding_window"] = read_sliding_window;
+      keys["layer_types"] = read_layer_types;
+      keys["attn_logit_softcapping"] = optional_number_key(&ModelConfig::attn_logit_softcapping);
+      keys["final_logit_softcapping"] = optional_number_key(&ModelConfig::final_logit_softcapping);
+    }
+  }
   return keys;
 }
 
 // Keys of a real config.json that do not change the numbers of inference.
-const std::vector<std::string>& ignored_config_keys() {
-  static const std::vector<std::string> keys = {
+const std::vector<std::string>& ignored_config_keys(const std::string& type) {
+  static const std::vector<std::string> common = {
       "bos_token_id",         "eos_token_id", "pad_token_id",         "initializer_range",
       "torch_dtype",          "dtype",        "transformers_version", "use_cache",
       "attention_dropout"};
-  return keys;
+  static const std::map<std::string, std::vector<std::string>> extra = {
+      {"gpt2",
+       {"resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_type", "summary_use_proj",
+        "summary_activation", "summary_proj_to_labels", "summary_first_dropout", "n_ctx",
+        "task_specific_params"}},
+      // Training-only: jitter noise is applied only in training mode, the others feed the loss.
+      {"mixtral", {"router_jitter_noise", "output_router_logits", "router_aux_loss_coef"}},
+      {"gemma2", {"cache_implementation"}},
+  };
+  static std::map<std::string, std::vector<std::string>> merged;
+  auto it = merged.find(type);
+  if (it != merged.end()) return it->second;
+  std::vector<std::string> keys = common;
+  if (auto e = extra.find(type); e != extra.end())
+    keys.insert(keys.end(), e->second.begin(), e->second.end());
+  return merged.emplace(type, keys).first->second;
 }
 
-const std::vector<std::string> required_config_keys = {
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"};
+std::vector<std::string> required_config_keys(const std::string& type) {
+  if (type == "gpt2") return {"vocab_size", "n_embd", "n_layer", "n_head"};
+  return {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+          "num_attention_heads"};
+}
+
+// Qwen2/Qwen3: the sliding window is off unless use_sliding_window, and then it applies to
+// layers from max_window_layers on (transformers 5.x's default layer_types).
+void resolve_qwen_window(const JsonBlock& block, ModelConfig& c,
+                         std::vector<CaseProblem>& problems) {
+  const json& v = block.value;
+  const bool use = v.contains("use_sliding_window") && v["use_sliding_window"].is_boolean() &&
+                   v["use_sliding_window"].get<bool>();
+  const int max_window_layers = v.contains("max_window_layers") &&
+                                        v["max_window_layers"].is_number_integer()
+                                    ? v["max_window_layers"].get<int>()
+                                    : 28;
+  if (!use) {
+    for (const std::string& t : c.layer_types)
+      if (t == "sliding_attention") {
+        problems.push_back(block.problem_at(
+            "layer_types",
+            "layer_types has sliding_attention layers but use_sliding_window is false"));
+        break;
+      }
+    c.sliding_window = 0;
+    return;
+  }
+  if (!v.contains("sliding_window")) c.sliding_window = 4096;
+  if (c.layer_types.empty() && c.num_hidden_layers > 0) {
+    for (int i = 0; i < c.num_hidden_layers; ++i)
+      c.layer_types.push_back(i >= max_window_layers ? "sliding_attention" : "full_attention");
+  }
+}
 
 }  // namespace
 
 void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CaseProblem>& problems) {
+  std::string type = "llama";
+  if (block.value.contains("model_type")) {
+    const json& v = block.value["model_type"];
+    const std::vector<std::string>& known = known_model_types();
+    if (!v.is_string() ||
+        std::find(known.begin(), known.end(), v.get<std::string>()) == known.end()) {
+      std::string list;
+      for (const std::string& t : known) list += (list.empty() ? "\"" : ", \"") + t + "\"";
+      problems.push_back(block.problem_at(
+          "model_type", "model_type " + show(v) + " is not supported (pinmark implements " +
+                            list + ")"));
+      return;
+    }
+    type = v.get<std::string>();
+  }
+  const uint64_t seed = config.seed;
+  config = family_defaults(type);
+  config.seed = seed;
+
   Reader reader{block, problems};
+  const KeyTable keys = config_keys(type);
   std::vector<std::string> known;
-  for (const auto& [key, handler] : config_keys()) known.push_back(key);
+  for (const auto& [key, handler] : keys) known.push_back(key);
+  const std::vector<std::string>& ignored = ignored_config_keys(type);
   for (const auto& [key, value] : block.value.items()) {
-    auto handler = config_keys().find(key);
-    if (handler != config_keys().end()) {
+    auto handler = keys.find(key);
+    if (handler != keys.end()) {
       handler->second(reader, key, value, config);
       continue;
     }
-    const auto& ignored = ignored_config_keys();
     if (std::find(ignored.begin(), ignored.end(), key) != ignored.end()) continue;
     std::string message = "unknown config key '" + key + "'";
+    if (type != "llama") message += " for model_type \"" + type + "\"";
     if (auto guess = did_you_mean(key, known)) message += " (did you mean '" + *guess + "'?)";
     problems.push_back(block.problem_at(key, message));
   }
-  for (const std::string& key : required_config_keys)
+  for (const std::string& key : required_config_keys(type))
     if (!block.value.contains(key))
       problems.push_back(block.problem_at("", "missing required key '" + key + "'"));
+  if (!problems.empty()) return;
+  if (type == "qwen2" || type == "qwen3") resolve_qwen_window(block, config, problems);
+  if (type == "gemma2" && config.layer_types.empty() && config.num_hidden_layers > 0)
+    for (int i = 0; i < config.num_hidden_layers; ++i)
+      config.layer_types.push_back((i + 1) % 2 ? "sliding_attention" : "full_attention");
   if (!problems.empty()) return;
   for (const ConfigProblem& p : validate(config)) problems.push_back(block.problem_at(p.key, p.message));
   if (problems.empty()) config = with_defaults(config);

@@ -47,6 +47,59 @@ class Backend {
 
   // y[i] += x[i]
   virtual void add(T* y, const T* x, int64_t n) = 0;
+
+  // The ops below serve the families beyond Llama; a Llama forward pass calls none of them.
+
+  // y[n, m] = x[n, k] * w[m, k]^T + b[m]: a Linear with bias, the bias added to the finished
+  // dot product (one rounding, as a GEMM with a bias epilogue stores it).
+  virtual void matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m, T* y) = 0;
+
+  // Gemma's RMSNorm: y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * (1 + w), the weight
+  // stored as an offset from one and added to it in the arithmetic type.
+  virtual void rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps, T* y) = 0;
+
+  // LayerNorm with bias: y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b, with the biased
+  // (divide by dim) variance, as torch.nn.LayerNorm computes it.
+  virtual void layernorm(const T* x, const T* w, const T* b, int n, int dim, double eps,
+                         T* y) = 0;
+
+  // Rotary embedding like rope(), with the inverse frequencies given: inv_freq[head_dim / 2],
+  // angle = positions[i] * inv_freq[j]. The frequencies are fp64 whatever T is.
+  virtual void rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
+                          const double* inv_freq) = 0;
+
+  // Applied to attention scores [heads, n, kv_len] after attention_scores(), before softmax;
+  // -infinity (masked) entries stay masked. When softcap > 0 every other score s becomes
+  // softcap * tanh(s / softcap). When window > 0, key j is also masked for query i when
+  // positions[i] - j >= window (a query sees itself and the window - 1 keys before it).
+  virtual void score_mod(T* scores, const int* positions, int n, int kv_len, int heads,
+                         double softcap, int window) = 0;
+
+  // x[i] = cap * tanh(x[i] / cap), in place (final logit softcapping).
+  virtual void softcap(T* x, int64_t n, double cap) = 0;
+
+  // x[i] *= scale, the scale first converted to the storage type (Gemma's embedding
+  // normalizer sqrt(hidden_size), which Hugging Face casts to the model's dtype).
+  virtual void scale(T* x, int64_t n, double scale) = 0;
+
+  // out[i] = gelu(x[i]); tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+  // otherwise the exact 0.5 x (1 + erf(x / sqrt(2))).
+  virtual void gelu(const T* x, int64_t n, bool tanh, T* out) = 0;
+
+  // out[i] = gelu(gate[i]) * up[i], gelu as above (a GeGLU MLP).
+  virtual void geglu(const T* gate, const T* up, int64_t n, bool tanh, T* out) = 0;
+
+  // Top-k routing of a mixture of experts. For each row r < n of logits[n, experts]:
+  // probs[r, :] = softmax(logits[r, :]); ids[r, :top_k] the top_k experts by probability,
+  // largest first, the lowest index first among equal probabilities; weights[r, :top_k] their
+  // probabilities divided by the sum of the selected ones.
+  virtual void moe_route(const T* logits, int n, int experts, int top_k, T* probs, int* ids,
+                         T* weights) = 0;
+
+  // y[rows[r], :] += x[r, :] * weights[r] for r < m: one expert's output added into the rows
+  // of the tokens routed to it. rows holds no index twice.
+  virtual void moe_combine(T* y, const T* x, const int* rows, const T* weights, int m,
+                           int dim) = 0;
 };
 
 }  // namespace pinmark

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "runtime/rope.h"
+
 namespace pinmark {
 
 namespace {
@@ -37,9 +39,29 @@ KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacit
                              std::to_string(capacity));
   const ModelConfig c = with_defaults(config);
   const size_t per_layer = static_cast<size_t>(capacity) * c.num_key_value_heads * c.head_dim;
-  k_.assign(c.num_hidden_layers, std::vector<T>(per_layer));
-  v_.assign(c.num_hidden_layers, std::vector<T>(per_layer));
+  const std::vector<int> sources = kv_source_layers(c);
+  slot_.assign(c.num_hidden_layers, 0);
+  int stored = 0;
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    slot_[l] = sources[l] == l ? stored++ : slot_[std::max(0, sources[l])];
+  k_.assign(stored, std::vector<T>(per_layer));
+  v_.assign(stored, std::vector<T>(per_layer));
 }
+
+namespace {
+
+bool is_gemma(const ModelConfig& c) { return c.model_type == "gemma" || c.model_type == "gemma2"; }
+
+// Mixtral's experts as transformers 5.x keeps them in memory ("mlp.experts.gate_up_proj"
+// [experts, 2 * intermediate, hidden], gate rows first, and "mlp.experts.down_proj"
+// [experts, hidden, intermediate]), split into one matrix per expert. save_pretrained writes
+// the legacy per-expert names by default (save_original_format), which synthetic weights use.
+template <class T>
+std::vector<T> slice(const Tensor<double>& t, int64_t first, int64_t count) {
+  return std::vector<T>(t.data.begin() + first, t.data.begin() + first + count);
+}
+
+}  // namespace
 
 template <class T>
 Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& backend)
@@ -48,24 +70,209 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
+  kv_source_ = kv_source_layers(c);
+  if (c.rope_type != "default") inv_freq_ = rope_inv_freq(c);
+
+  if (c.model_type == "gpt2") {
+    // Conv1D stores [in, out]; transposed once here into the Linear layout the backend takes.
+    auto conv = [&](const std::string& name, int64_t in, int64_t out) {
+      const Tensor<double>& t = require(weights, name, {in, out});
+      std::vector<T> w(static_cast<size_t>(in * out));
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t o = 0; o < out; ++o) w[o * in + i] = static_cast<T>(t.data[i * out + o]);
+      return w;
+    };
+    embed_ = load<T>(weights, "transformer.wte.weight", {vocab, hidden});
+    positions_ = load<T>(weights, "transformer.wpe.weight", {c.max_position_embeddings, hidden});
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      const std::string p = "transformer.h." + std::to_string(i) + ".";
+      Layer l;
+      l.attn_norm = load<T>(weights, p + "ln_1.weight", {hidden});
+      l.attn_norm_bias = load<T>(weights, p + "ln_1.bias", {hidden});
+      // c_attn's output columns are q, then k, then v.
+      const std::vector<T> qkv = conv(p + "attn.c_attn.weight", hidden, 3 * hidden);
+      const std::vector<T> qkv_bias = load<T>(weights, p + "attn.c_attn.bias", {3 * hidden});
+      const int64_t block = hidden * hidden;
+      l.q.assign(qkv.begin(), qkv.begin() + block);
+      l.k.assign(qkv.begin() + block, qkv.begin() + 2 * block);
+      l.v.assign(qkv.begin() + 2 * block, qkv.end());
+      l.q_bias.assign(qkv_bias.begin(), qkv_bias.begin() + hidden);
+      l.k_bias.assign(qkv_bias.begin() + hidden, qkv_bias.begin() + 2 * hidden);
+      l.v_bias.assign(qkv_bias.begin() + 2 * hidden, qkv_bias.end());
+      l.o = conv(p + "attn.c_proj.weight", hidden, hidden);
+      l.o_bias = load<T>(weights, p + "attn.c_proj.bias", {hidden});
+      l.mlp_norm = load<T>(weights, p + "ln_2.weight", {hidden});
+      l.mlp_norm_bias = load<T>(weights, p + "ln_2.bias", {hidden});
+      l.up = conv(p + "mlp.c_fc.weight", hidden, inter);
+      l.up_bias = load<T>(weights, p + "mlp.c_fc.bias", {inter});
+      l.down = conv(p + "mlp.c_proj.weight", inter, hidden);
+      l.down_bias = load<T>(weights, p + "mlp.c_proj.bias", {hidden});
+      layers_.push_back(std::move(l));
+    }
+    final_norm_ = load<T>(weights, "transformer.ln_f.weight", {hidden});
+    final_norm_bias_ = load<T>(weights, "transformer.ln_f.bias", {hidden});
+    if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+    return;
+  }
 
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
+    const bool computes_kv = kv_source_[i] == i;
     Layer l;
     l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
     l.q = load<T>(weights, p + "self_attn.q_proj.weight", {q_dim, hidden});
-    l.k = load<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
-    l.v = load<T>(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden});
+    if (computes_kv) {
+      l.k = load<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
+      l.v = load<T>(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden});
+    }
     l.o = load<T>(weights, p + "self_attn.o_proj.weight", {hidden, q_dim});
-    l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
-    l.gate = load<T>(weights, p + "mlp.gate_proj.weight", {inter, hidden});
-    l.up = load<T>(weights, p + "mlp.up_proj.weight", {inter, hidden});
-    l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
+    if (c.attention_bias || c.model_type == "qwen2") {
+      l.q_bias = load<T>(weights, p + "self_attn.q_proj.bias", {q_dim});
+      if (computes_kv) {
+        l.k_bias = load<T>(weights, p + "self_attn.k_proj.bias", {kv_dim});
+        l.v_bias = load<T>(weights, p + "self_attn.v_proj.bias", {kv_dim});
+      }
+    }
+    if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
+    if (c.model_type == "qwen3") {
+      l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
+      if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
+    }
+    if (c.model_type == "gemma2") {
+      l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+      l.mlp_norm = load<T>(weights, p + "pre_feedforward_layernorm.weight", {hidden});
+      l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
+    } else {
+      l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+    }
+    if (c.model_type == "mixtral") {
+      const int64_t experts = c.num_local_experts;
+      const std::string legacy = p + "block_sparse_moe.";
+      if (weights.count(legacy + "gate.weight")) {
+        l.router = load<T>(weights, legacy + "gate.weight", {experts, hidden});
+        for (int e = 0; e < experts; ++e) {
+          const std::string x = legacy + "experts." + std::to_string(e) + ".";
+          l.experts.push_back({load<T>(weights, x + "w1.weight", {inter, hidden}),
+                               load<T>(weights, x + "w3.weight", {inter, hidden}),
+                               load<T>(weights, x + "w2.weight", {hidden, inter})});
+        }
+      } else {
+        l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+        const Tensor<double>& gate_up =
+            require(weights, p + "mlp.experts.gate_up_proj", {experts, 2 * inter, hidden});
+        const Tensor<double>& down =
+            require(weights, p + "mlp.experts.down_proj", {experts, hidden, inter});
+        const int64_t block = inter * hidden;
+        for (int64_t e = 0; e < experts; ++e)
+          l.experts.push_back({slice<T>(gate_up, 2 * e * block, block),
+                               slice<T>(gate_up, (2 * e + 1) * block, block),
+                               slice<T>(down, e * block, block)});
+      }
+    } else {
+      l.gate = load<T>(weights, p + "mlp.gate_proj.weight", {inter, hidden});
+      l.up = load<T>(weights, p + "mlp.up_proj.weight", {inter, hidden});
+      l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
+    }
     layers_.push_back(std::move(l));
   }
   final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
   if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+}
+
+template <class T>
+void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows,
+                    int dim, T* y) {
+  const ModelConfig& c = config_;
+  if (c.model_type == "gpt2")
+    backend_.layernorm(x, w.data(), b.data(), rows, dim, c.rms_norm_eps, y);
+  else if (is_gemma(c))
+    backend_.rmsnorm_plus_one(x, w.data(), rows, dim, c.rms_norm_eps, y);
+  else
+    backend_.rmsnorm(x, w.data(), rows, dim, c.rms_norm_eps, y);
+}
+
+template <class T>
+void Model<T>::linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k,
+                      int m, T* y) {
+  if (b.empty())
+    backend_.matmul(x, w.data(), n, k, m, y);
+  else
+    backend_.matmul_bias(x, w.data(), b.data(), n, k, m, y);
+}
+
+// The gated MLP's activation times up, or (GPT-2, up == nullptr) the activation alone.
+template <class T>
+void Model<T>::activation(const T* gate, const T* up, int64_t n, T* out) {
+  const std::string& act = config_.hidden_act;
+  if (act == "silu") {
+    backend_.swiglu(gate, up, n, out);
+    return;
+  }
+  const bool tanh = act != "gelu";
+  if (up)
+    backend_.geglu(gate, up, n, tanh, out);
+  else
+    backend_.gelu(gate, n, tanh, out);
+}
+
+template <class T>
+void Model<T>::rotate(T* x, const int* positions, int n, int heads) {
+  if (inv_freq_.empty())
+    backend_.rope(x, positions, n, heads, config_.head_dim, config_.rope_theta);
+  else
+    backend_.rope_freqs(x, positions, n, heads, config_.head_dim, inv_freq_.data());
+}
+
+// Mixtral's sparse MoE block: every token's top-k experts, each run on the tokens routed to
+// it, in increasing expert order, each output added with its routing weight (as Hugging Face's
+// loop over the experts hit, with index_add_, accumulates them).
+template <class T>
+void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
+                       const TapFn<T>& tap) {
+  const ModelConfig& c = config_;
+  const int hidden = c.hidden_size, inter = c.intermediate_size;
+  const int count = c.num_local_experts, top_k = c.num_experts_per_tok;
+  std::vector<T> logits(int64_t{n} * count), probs(int64_t{n} * count);
+  std::vector<int> ids(int64_t{n} * top_k);
+  std::vector<T> weights(int64_t{n} * top_k);
+  backend_.matmul(h, L.router.data(), n, hidden, count, logits.data());
+  backend_.moe_route(logits.data(), n, count, top_k, probs.data(), ids.data(), weights.data());
+  if (tap) {
+    tap(prefix + "router", {n, count}, probs.data());
+    const std::vector<T> chosen(ids.begin(), ids.end());
+    tap(prefix + "experts", {n, top_k}, chosen.data());
+    tap(prefix + "expert_weights", {n, top_k}, weights.data());
+  }
+
+  std::fill(out, out + int64_t{n} * hidden, T(0));
+  std::vector<T> x, gate, up, act, y;
+  for (int e = 0; e < count; ++e) {
+    std::vector<int> rows;
+    std::vector<T> row_weights;
+    for (int r = 0; r < n; ++r)
+      for (int s = 0; s < top_k; ++s)
+        if (ids[int64_t{r} * top_k + s] == e) {
+          rows.push_back(r);
+          row_weights.push_back(weights[int64_t{r} * top_k + s]);
+        }
+    if (rows.empty()) continue;
+    const int m = static_cast<int>(rows.size());
+    x.resize(int64_t{m} * hidden);
+    for (int r = 0; r < m; ++r)
+      std::copy(h + int64_t{rows[r]} * hidden, h + int64_t{rows[r] + 1} * hidden,
+                x.begin() + int64_t{r} * hidden);
+    gate.resize(int64_t{m} * inter);
+    up.resize(int64_t{m} * inter);
+    act.resize(int64_t{m} * inter);
+    y.resize(int64_t{m} * hidden);
+    const Expert& E = L.experts[e];
+    backend_.matmul(x.data(), E.gate.data(), m, hidden, inter, gate.data());
+    backend_.matmul(x.data(), E.up.data(), m, hidden, inter, up.data());
+    activation(gate.data(), up.data(), int64_t{m} * inter, act.data());
+    backend_.matmul(act.data(), E.down.data(), m, inter, hidden, y.data());
+    backend_.moe_combine(out, y.data(), rows.data(), row_weights.data(), m, hidden);
+  }
 }
 
 template <class T>
@@ -84,13 +291,19 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     throw std::runtime_error("KV cache overflow: " + std::to_string(p0) + " cached + " +
                              std::to_string(n) + " new tokens exceed its capacity of " +
                              std::to_string(cache.capacity()));
+  const bool gpt2 = c.model_type == "gpt2";
+  if (gpt2 && p0 + n > c.max_position_embeddings)
+    throw std::runtime_error("position " + std::to_string(p0 + n - 1) +
+                             " is beyond the learned position embeddings (n_positions " +
+                             std::to_string(c.max_position_embeddings) + ")");
 
   const int hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int heads = c.num_attention_heads, kv_heads = c.num_key_value_heads, hd = c.head_dim;
   const int kv_len = p0 + n;
   const int64_t nh = int64_t{n} * hidden;
   const int64_t kv_row = int64_t{kv_heads} * hd;  // one position's keys (or values)
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const double scale = c.query_pre_attn_scalar > 0 ? std::pow(c.query_pre_attn_scalar, -0.5)
+                                                   : 1.0 / std::sqrt(static_cast<double>(hd));
   auto emit = [&](const std::string& name, const Shape& shape, const T* data) {
     if (tap) tap(name, shape, data);
   };
@@ -98,59 +311,109 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   std::vector<int> positions(n);
   for (int i = 0; i < n; ++i) positions[i] = p0 + i;
 
-  std::vector<T> x(nh), h(nh), attn_out(nh), mlp_out(nh);
+  std::vector<T> x(nh), h(nh), attn_out(nh), mlp_out(nh), post(nh);
   std::vector<T> q(int64_t{n} * heads * hd), k(n * kv_row), v(n * kv_row);
   std::vector<T> scores(int64_t{heads} * n * kv_len), att(int64_t{n} * heads * hd);
   std::vector<T> gate(int64_t{n} * inter), up(int64_t{n} * inter), act(int64_t{n} * inter);
 
   backend_.embed(embed_.data(), tokens.data(), n, hidden, x.data());
+  if (gpt2) {
+    backend_.embed(positions_.data(), positions.data(), n, hidden, h.data());
+    backend_.add(x.data(), h.data(), nh);
+  }
+  if (is_gemma(c)) backend_.scale(x.data(), nh, std::sqrt(static_cast<double>(hidden)));
   emit("embed", {n, hidden}, x.data());
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[l];
     const std::string p = "layers." + std::to_string(l) + ".";
+    const bool computes_kv = kv_source_[l] == l;
+    const bool sliding = is_sliding_layer(c, l);
 
-    backend_.rmsnorm(x.data(), L.attn_norm.data(), n, hidden, c.rms_norm_eps, h.data());
+    norm(x.data(), L.attn_norm, L.attn_norm_bias, n, hidden, h.data());
     emit(p + "attn_norm", {n, hidden}, h.data());
 
-    backend_.matmul(h.data(), L.q.data(), n, hidden, heads * hd, q.data());
-    backend_.matmul(h.data(), L.k.data(), n, hidden, kv_heads * hd, k.data());
-    backend_.matmul(h.data(), L.v.data(), n, hidden, kv_heads * hd, v.data());
-    backend_.rope(q.data(), positions.data(), n, heads, hd, c.rope_theta);
-    backend_.rope(k.data(), positions.data(), n, kv_heads, hd, c.rope_theta);
+    linear(h.data(), L.q, L.q_bias, n, hidden, heads * hd, q.data());
+    if (computes_kv) {
+      linear(h.data(), L.k, L.k_bias, n, hidden, kv_heads * hd, k.data());
+      linear(h.data(), L.v, L.v_bias, n, hidden, kv_heads * hd, v.data());
+    }
+    if (!L.q_norm.empty()) {
+      // Qwen3 normalises each head's query and key before rotating them.
+      std::vector<T> normed(q.size());
+      backend_.rmsnorm(q.data(), L.q_norm.data(), n * heads, hd, c.rms_norm_eps, normed.data());
+      q.swap(normed);
+      if (computes_kv) {
+        normed.resize(k.size());
+        backend_.rmsnorm(k.data(), L.k_norm.data(), n * kv_heads, hd, c.rms_norm_eps,
+                         normed.data());
+        k.swap(normed);
+      }
+    }
+    if (!gpt2) {
+      rotate(q.data(), positions.data(), n, heads);
+      if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads);
+    }
     emit(p + "q", {n, heads, hd}, q.data());
-    emit(p + "k", {n, kv_heads, hd}, k.data());
-    emit(p + "v", {n, kv_heads, hd}, v.data());
-
-    std::copy(k.begin(), k.end(), cache.keys(l) + p0 * kv_row);
-    std::copy(v.begin(), v.end(), cache.values(l) + p0 * kv_row);
+    if (computes_kv) {
+      emit(p + "k", {n, kv_heads, hd}, k.data());
+      emit(p + "v", {n, kv_heads, hd}, v.data());
+      std::copy(k.begin(), k.end(), cache.keys(l) + p0 * kv_row);
+      std::copy(v.begin(), v.end(), cache.values(l) + p0 * kv_row);
+    }
 
     backend_.attention_scores(q.data(), cache.keys(l), positions.data(), n, kv_len, heads, kv_heads,
                               hd, scale, scores.data());
+    const int window = sliding ? c.sliding_window : 0;
+    if (c.attn_logit_softcapping > 0 || window > 0)
+      backend_.score_mod(scores.data(), positions.data(), n, kv_len, heads,
+                         c.attn_logit_softcapping, window);
     backend_.softmax(scores.data(), heads * n, kv_len);
     emit(p + "scores", {heads, n, kv_len}, scores.data());
     backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
                               att.data());
-    backend_.matmul(att.data(), L.o.data(), n, heads * hd, hidden, attn_out.data());
+    linear(att.data(), L.o, L.o_bias, n, heads * hd, hidden, attn_out.data());
     emit(p + "attn_out", {n, hidden}, attn_out.data());
-    backend_.add(x.data(), attn_out.data(), nh);
+    if (!L.post_attn_norm.empty()) {
+      norm(attn_out.data(), L.post_attn_norm, {}, n, hidden, post.data());
+      emit(p + "post_attn_norm", {n, hidden}, post.data());
+      backend_.add(x.data(), post.data(), nh);
+    } else {
+      backend_.add(x.data(), attn_out.data(), nh);
+    }
 
-    backend_.rmsnorm(x.data(), L.mlp_norm.data(), n, hidden, c.rms_norm_eps, h.data());
-    backend_.matmul(h.data(), L.gate.data(), n, hidden, inter, gate.data());
-    backend_.matmul(h.data(), L.up.data(), n, hidden, inter, up.data());
-    backend_.swiglu(gate.data(), up.data(), int64_t{n} * inter, act.data());
-    backend_.matmul(act.data(), L.down.data(), n, inter, hidden, mlp_out.data());
+    norm(x.data(), L.mlp_norm, L.mlp_norm_bias, n, hidden, h.data());
+    if (!L.experts.empty()) {
+      experts(L, h.data(), n, p, mlp_out.data(), tap);
+    } else if (gpt2) {
+      linear(h.data(), L.up, L.up_bias, n, hidden, inter, up.data());
+      activation(up.data(), nullptr, int64_t{n} * inter, act.data());
+      linear(act.data(), L.down, L.down_bias, n, inter, hidden, mlp_out.data());
+    } else {
+      backend_.matmul(h.data(), L.gate.data(), n, hidden, inter, gate.data());
+      backend_.matmul(h.data(), L.up.data(), n, hidden, inter, up.data());
+      activation(gate.data(), up.data(), int64_t{n} * inter, act.data());
+      backend_.matmul(act.data(), L.down.data(), n, inter, hidden, mlp_out.data());
+    }
     emit(p + "mlp_out", {n, hidden}, mlp_out.data());
-    backend_.add(x.data(), mlp_out.data(), nh);
+    if (!L.post_mlp_norm.empty()) {
+      norm(mlp_out.data(), L.post_mlp_norm, {}, n, hidden, post.data());
+      emit(p + "post_mlp_norm", {n, hidden}, post.data());
+      backend_.add(x.data(), post.data(), nh);
+    } else {
+      backend_.add(x.data(), mlp_out.data(), nh);
+    }
   }
   cache.advance(n);
 
-  backend_.rmsnorm(x.data(), final_norm_.data(), n, hidden, c.rms_norm_eps, h.data());
+  norm(x.data(), final_norm_, final_norm_bias_, n, hidden, h.data());
   emit("final_norm", {n, hidden}, h.data());
 
   Tensor<T> logits({n, vocab});
   const std::vector<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
   backend_.matmul(h.data(), head.data(), n, hidden, vocab, logits.data.data());
+  if (c.final_logit_softcapping > 0)
+    backend_.softcap(logits.data.data(), int64_t{n} * vocab, c.final_logit_softcapping);
   emit("logits", logits.shape, logits.data.data());
   return logits;
 }

@@ -1,5 +1,6 @@
-// A Llama-family decoder: embedding, N x (RMSNorm, attention with RoPE and a KV cache,
-// residual, RMSNorm, SwiGLU MLP, residual), final RMSNorm, LM head (tied or not).
+// A decoder-only transformer in the layout of Hugging Face's *ForCausalLM for the families of
+// ModelConfig: embedding, N x (norm, attention with a KV cache, residual, norm, MLP or mixture
+// of experts, residual), final norm, LM head (tied or not).
 #pragma once
 
 #include <functional>
@@ -13,10 +14,19 @@
 
 namespace pinmark {
 
-// A named intermediate tensor seen during a forward pass. Names: "embed",
-// "layers.N.attn_norm", "layers.N.q", "layers.N.k", "layers.N.v" (q and k after RoPE),
-// "layers.N.scores" (attention probabilities after softmax), "layers.N.attn_out" (after the
-// output projection), "layers.N.mlp_out" (after down_proj), "final_norm", "logits".
+// A named intermediate tensor seen during a forward pass, in the order the pass produces them.
+// Every family:
+//   "embed" (after position embeddings / Gemma's scaling), "layers.N.attn_norm",
+//   "layers.N.q", "layers.N.k", "layers.N.v" (q and k after q/k norm and RoPE; a layer that
+//   shares another layer's keys and values has no k and v), "layers.N.scores" (attention
+//   probabilities after softmax), "layers.N.attn_out" (after the output projection),
+//   "layers.N.mlp_out" (after down_proj, or the experts' weighted sum), "final_norm", "logits"
+//   (after final logit softcapping where the family has it).
+// Gemma 2 adds "layers.N.post_attn_norm" (post_attention_layernorm of attn_out, what joins the
+// residual) and "layers.N.post_mlp_norm" (post_feedforward_layernorm of mlp_out).
+// Mixtral adds, before mlp_out: "layers.N.router" [tokens, experts] (the router's softmax over
+// all experts), "layers.N.experts" [tokens, top_k] (the chosen expert ids as numbers, largest
+// probability first) and "layers.N.expert_weights" [tokens, top_k] (their renormalised weights).
 template <class T>
 using TapFn = std::function<void(const std::string& name, const Shape& shape, const T* data)>;
 
@@ -26,13 +36,18 @@ class KVCache {
   KVCache(const ModelConfig& config, int capacity);
   int length() const { return length_; }
   int capacity() const { return capacity_; }
-  T* keys(int layer) { return k_[layer].data(); }    // [capacity, kv_heads, head_dim]
-  T* values(int layer) { return v_[layer].data(); }  // [capacity, kv_heads, head_dim]
+  // The keys and values layer `layer` attends over: its own, or for a layer that shares them
+  // (num_kv_shared_layers), those of its source layer.
+  T* keys(int layer) { return k_[slot_[layer]].data(); }    // [capacity, kv_heads, head_dim]
+  T* values(int layer) { return v_[slot_[layer]].data(); }  // [capacity, kv_heads, head_dim]
+  // How many layers' keys and values are stored: fewer than the layers when some share.
+  int stored_layers() const { return static_cast<int>(k_.size()); }
   void advance(int n) { length_ += n; }
 
  private:
   int capacity_;
   int length_ = 0;
+  std::vector<int> slot_;  // per layer, the index into k_ and v_
   std::vector<std::vector<T>> k_, v_;
 };
 
@@ -51,12 +66,35 @@ class Model {
   Tensor<T> forward(const std::vector<int>& tokens, KVCache<T>& cache, const TapFn<T>& tap = {});
 
  private:
-  struct Layer {
-    std::vector<T> attn_norm, q, k, v, o, mlp_norm, gate, up, down;
+  struct Expert {
+    std::vector<T> gate, up, down;  // Mixtral's w1, w3, w2
   };
+  // Every weight in the Linear layout [out, in]; an empty bias means none.
+  struct Layer {
+    std::vector<T> attn_norm, attn_norm_bias;
+    std::vector<T> q, k, v, o, q_bias, k_bias, v_bias, o_bias;
+    std::vector<T> q_norm, k_norm;                 // Qwen3
+    std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2
+    std::vector<T> mlp_norm, mlp_norm_bias;
+    std::vector<T> gate, up, down, up_bias, down_bias;  // GPT-2: up = c_fc, down = c_proj
+    std::vector<T> router;                              // Mixtral
+    std::vector<Expert> experts;
+  };
+  void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,
+            T* y);
+  void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
+              T* y);
+  void activation(const T* gate, const T* up, int64_t n, T* out);
+  void rotate(T* x, const int* positions, int n, int heads);
+  void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
+               const TapFn<T>& tap);
+
   ModelConfig config_;
   Backend<T>& backend_;
-  std::vector<T> embed_, final_norm_, lm_head_;  // lm_head_ empty when tied
+  std::vector<T> embed_, positions_, final_norm_, final_norm_bias_;
+  std::vector<T> lm_head_;  // empty when tied
+  std::vector<double> inv_freq_;  // for rope_scaling; empty for plain RoPE
+  std::vector<int> kv_source_;
   std::vector<Layer> layers_;
 };
 

@@ -1,7 +1,9 @@
 #include "runtime/model_config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <map>
 
 namespace pinmark {
 
@@ -14,38 +16,246 @@ std::string number(double v) {
   return std::string(buf, result.ptr);
 }
 
-void require_positive(std::vector<ConfigProblem>& problems, const char* key, int value) {
-  if (value <= 0)
-    problems.push_back({key, std::string(key) + " must be positive, got " + std::to_string(value)});
+// GPT-2's config.json names its sizes differently; a problem names the key the config has.
+std::string key_of(const ModelConfig& c, const std::string& key) {
+  if (c.model_type != "gpt2") return key;
+  static const std::map<std::string, std::string> gpt2 = {
+      {"hidden_size", "n_embd"},
+      {"intermediate_size", "n_inner"},
+      {"num_hidden_layers", "n_layer"},
+      {"num_attention_heads", "n_head"},
+      {"max_position_embeddings", "n_positions"},
+      {"rms_norm_eps", "layer_norm_epsilon"},
+      {"hidden_act", "activation_function"}};
+  auto it = gpt2.find(key);
+  return it == gpt2.end() ? key : it->second;
+}
+
+void require_positive(std::vector<ConfigProblem>& problems, const ModelConfig& c, const char* name,
+                      int value) {
+  const std::string key = key_of(c, name);
+  if (value <= 0) problems.push_back({key, key + " must be positive, got " + std::to_string(value)});
 }
 
 // For keys where 0 means "use the Hugging Face default".
-void require_not_negative(std::vector<ConfigProblem>& problems, const char* key, int value) {
-  if (value < 0)
-    problems.push_back({key, std::string(key) + " must be positive, got " + std::to_string(value)});
+void require_not_negative(std::vector<ConfigProblem>& problems, const ModelConfig& c,
+                          const char* name, int value) {
+  const std::string key = key_of(c, name);
+  if (value < 0) problems.push_back({key, key + " must be positive, got " + std::to_string(value)});
+}
+
+bool finite_positive(double v) { return v > 0 && !std::isinf(v); }
+
+// 0 stands for "none" (a null in config.json).
+void require_finite_not_negative(std::vector<ConfigProblem>& problems, const char* key, double v) {
+  if (!(v >= 0) || std::isinf(v))
+    problems.push_back({key, std::string(key) + " must be a finite positive number, got " +
+                                 number(v)});
+}
+
+bool uses_rope(const ModelConfig& c) { return c.model_type != "gpt2"; }
+
+void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems) {
+  const std::vector<std::string>& known = known_model_types();
+  if (std::find(known.begin(), known.end(), c.model_type) == known.end())
+    problems.push_back({"model_type", "model_type '" + c.model_type + "' is not supported"});
+
+  const std::string act_key = key_of(c, "hidden_act");
+  const bool gelu = c.hidden_act == "gelu_pytorch_tanh" || c.hidden_act == "gelu_new" ||
+                    c.hidden_act == "gelu";
+  if (c.hidden_act != "silu" && !gelu)
+    problems.push_back({act_key, act_key + " '" + c.hidden_act +
+                                     "' is not supported (pinmark implements silu, gelu, "
+                                     "gelu_new and gelu_pytorch_tanh)"});
+  else if (c.model_type == "gpt2" && !gelu)
+    problems.push_back({act_key, act_key + " '" + c.hidden_act +
+                                     "' is not supported for gpt2 (pinmark implements gelu, "
+                                     "gelu_new and gelu_pytorch_tanh)"});
+
+  if (c.rope_type != "default" && c.rope_type != "linear" && c.rope_type != "llama3")
+    problems.push_back({"rope_scaling", "rope_type '" + c.rope_type +
+                                            "' is not supported (pinmark implements default, "
+                                            "linear and llama3)"});
+  if (c.rope_type == "linear" || c.rope_type == "llama3") {
+    if (!finite_positive(c.rope_factor))
+      problems.push_back({"rope_scaling", "rope_scaling factor must be a finite positive number, "
+                                          "got " + number(c.rope_factor)});
+  }
+  if (c.rope_type == "llama3") {
+    if (!finite_positive(c.rope_low_freq_factor))
+      problems.push_back({"rope_scaling", "rope_scaling low_freq_factor must be a finite positive "
+                                          "number, got " + number(c.rope_low_freq_factor)});
+    if (!finite_positive(c.rope_high_freq_factor))
+      problems.push_back({"rope_scaling", "rope_scaling high_freq_factor must be a finite positive "
+                                          "number, got " + number(c.rope_high_freq_factor)});
+    else if (c.rope_high_freq_factor <= c.rope_low_freq_factor)
+      problems.push_back({"rope_scaling", "rope_scaling high_freq_factor (" +
+                                              number(c.rope_high_freq_factor) +
+                                              ") must be greater than low_freq_factor (" +
+                                              number(c.rope_low_freq_factor) + ")"});
+    if (c.rope_original_max_position_embeddings <= 0)
+      problems.push_back({"rope_scaling",
+                          "rope_scaling original_max_position_embeddings must be positive, got " +
+                              std::to_string(c.rope_original_max_position_embeddings)});
+  }
+
+  if (c.sliding_window < 0)
+    problems.push_back({"sliding_window", "sliding_window must be positive, got " +
+                                              std::to_string(c.sliding_window)});
+  if (!c.layer_types.empty()) {
+    if (static_cast<int>(c.layer_types.size()) != c.num_hidden_layers)
+      problems.push_back({"layer_types", "layer_types has " + std::to_string(c.layer_types.size()) +
+                                             " entries, num_hidden_layers is " +
+                                             std::to_string(c.num_hidden_layers)});
+    for (const std::string& t : c.layer_types) {
+      if (t != "full_attention" && t != "sliding_attention") {
+        problems.push_back({"layer_types", "layer_types entry '" + t +
+                                               "' is not supported (pinmark implements "
+                                               "full_attention and sliding_attention)"});
+        break;
+      }
+    }
+  }
+  bool any_sliding = false;
+  for (int l = 0; l < c.num_hidden_layers; ++l) any_sliding = any_sliding || is_sliding_layer(c, l);
+  if (any_sliding && c.sliding_window <= 0)
+    problems.push_back({"sliding_window", "layer_types has sliding_attention layers but "
+                                          "sliding_window is not set"});
+
+  require_finite_not_negative(problems, "attn_logit_softcapping", c.attn_logit_softcapping);
+  require_finite_not_negative(problems, "final_logit_softcapping", c.final_logit_softcapping);
+  require_finite_not_negative(problems, "query_pre_attn_scalar", c.query_pre_attn_scalar);
+
+  if (c.model_type == "mixtral") {
+    if (c.num_local_experts <= 0)
+      problems.push_back({"num_local_experts", "num_local_experts must be positive, got " +
+                                                   std::to_string(c.num_local_experts)});
+    if (c.num_experts_per_tok <= 0)
+      problems.push_back({"num_experts_per_tok", "num_experts_per_tok must be positive, got " +
+                                                     std::to_string(c.num_experts_per_tok)});
+    else if (c.num_local_experts > 0 && c.num_experts_per_tok > c.num_local_experts)
+      problems.push_back({"num_experts_per_tok", "num_experts_per_tok (" +
+                                                     std::to_string(c.num_experts_per_tok) +
+                                                     ") exceeds num_local_experts (" +
+                                                     std::to_string(c.num_local_experts) + ")"});
+  } else if (c.num_local_experts != 0 || c.num_experts_per_tok != 0) {
+    problems.push_back({"num_local_experts", "experts are only supported for mixtral, not " +
+                                                 c.model_type});
+  }
+
+  if (c.num_kv_shared_layers < 0 ||
+      (c.num_hidden_layers > 0 && c.num_kv_shared_layers >= c.num_hidden_layers)) {
+    problems.push_back({"num_kv_shared_layers",
+                        "num_kv_shared_layers must be between 0 and num_hidden_layers - 1 (" +
+                            std::to_string(c.num_hidden_layers - 1) + "), got " +
+                            std::to_string(c.num_kv_shared_layers)});
+  } else if (c.num_kv_shared_layers > 0) {
+    const std::vector<int> sources = kv_source_layers(c);
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      if (sources[l] < 0) {
+        problems.push_back({"num_kv_shared_layers",
+                            "layer " + std::to_string(l) + " shares its keys and values but no "
+                            "earlier layer has its attention type (" +
+                            (is_sliding_layer(c, l) ? "sliding_attention" : "full_attention") +
+                            ")"});
+        break;
+      }
+    }
+  }
 }
 
 }  // namespace
 
+const std::vector<std::string>& known_model_types() {
+  static const std::vector<std::string> types = {"llama", "mistral", "qwen2",   "qwen3",
+                                                 "gemma", "gemma2",  "gpt2",    "mixtral"};
+  return types;
+}
+
+bool is_sliding_layer(const ModelConfig& c, int layer) {
+  if (!c.layer_types.empty())
+    return layer < static_cast<int>(c.layer_types.size()) &&
+           c.layer_types[layer] == "sliding_attention";
+  // Gemma 2's default: layers 0, 2, 4, ... slide, the others attend globally.
+  if (c.model_type == "gemma2") return c.sliding_window > 0 && (layer + 1) % 2 != 0;
+  return c.sliding_window > 0;
+}
+
+std::vector<int> kv_source_layers(const ModelConfig& c) {
+  std::vector<int> sources(std::max(0, c.num_hidden_layers));
+  const int first_shared = c.num_hidden_layers - c.num_kv_shared_layers;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    sources[l] = l;
+    if (c.num_kv_shared_layers <= 0 || l < first_shared || first_shared <= 0) continue;
+    sources[l] = -1;
+    for (int s = first_shared - 1; s >= 0; --s) {
+      if (is_sliding_layer(c, s) == is_sliding_layer(c, l)) {
+        sources[l] = s;
+        break;
+      }
+    }
+  }
+  return sources;
+}
+
+ModelConfig family_defaults(const std::string& model_type) {
+  ModelConfig c;
+  c.model_type = model_type;
+  if (model_type == "mistral") {
+    c.sliding_window = 4096;
+  } else if (model_type == "qwen3") {
+    c.head_dim = 128;
+  } else if (model_type == "gemma" || model_type == "gemma2") {
+    c.head_dim = 256;
+    c.hidden_act = "gelu_pytorch_tanh";
+    c.tie_word_embeddings = true;
+    if (model_type == "gemma2") {
+      c.query_pre_attn_scalar = 256;
+      c.sliding_window = 4096;
+      c.attn_logit_softcapping = 50.0;
+      c.final_logit_softcapping = 30.0;
+    }
+  } else if (model_type == "gpt2") {
+    c.rms_norm_eps = 1e-5;
+    c.hidden_act = "gelu_new";
+    c.tie_word_embeddings = true;
+    c.max_position_embeddings = 1024;
+  } else if (model_type == "mixtral") {
+    c.rms_norm_eps = 1e-5;
+    c.rope_theta = 1e6;
+    c.num_local_experts = 8;
+    c.num_experts_per_tok = 2;
+  }
+  return c;
+}
+
 std::vector<ConfigProblem> validate(const ModelConfig& c) {
   std::vector<ConfigProblem> problems;
-  require_positive(problems, "vocab_size", c.vocab_size);
-  require_positive(problems, "hidden_size", c.hidden_size);
-  require_positive(problems, "intermediate_size", c.intermediate_size);
-  require_positive(problems, "num_hidden_layers", c.num_hidden_layers);
-  require_positive(problems, "num_attention_heads", c.num_attention_heads);
-  require_not_negative(problems, "num_key_value_heads", c.num_key_value_heads);
-  require_not_negative(problems, "head_dim", c.head_dim);
-  if (c.max_position_embeddings < 0)
+  require_positive(problems, c, "vocab_size", c.vocab_size);
+  require_positive(problems, c, "hidden_size", c.hidden_size);
+  // GPT-2's n_inner may be left to its default (4 * n_embd).
+  if (c.model_type == "gpt2")
+    require_not_negative(problems, c, "intermediate_size", c.intermediate_size);
+  else
+    require_positive(problems, c, "intermediate_size", c.intermediate_size);
+  require_positive(problems, c, "num_hidden_layers", c.num_hidden_layers);
+  require_positive(problems, c, "num_attention_heads", c.num_attention_heads);
+  require_not_negative(problems, c, "num_key_value_heads", c.num_key_value_heads);
+  require_not_negative(problems, c, "head_dim", c.head_dim);
+  if (c.model_type == "gpt2")
+    require_positive(problems, c, "max_position_embeddings", c.max_position_embeddings);
+  else if (c.max_position_embeddings < 0)
     problems.push_back(
         {"max_position_embeddings", "max_position_embeddings must not be negative, got " +
                                         std::to_string(c.max_position_embeddings)});
+  const std::string eps_key = key_of(c, "rms_norm_eps");
   if (!(c.rms_norm_eps >= 0) || std::isinf(c.rms_norm_eps))
-    problems.push_back({"rms_norm_eps", "rms_norm_eps must be a finite non-negative number, got " +
-                                            number(c.rms_norm_eps)});
+    problems.push_back({eps_key, eps_key + " must be a finite non-negative number, got " +
+                                     number(c.rms_norm_eps)});
   if (!(c.rope_theta > 0) || std::isinf(c.rope_theta))
     problems.push_back(
         {"rope_theta", "rope_theta must be a finite positive number, got " + number(c.rope_theta)});
+  validate_family(c, problems);
 
   const int heads = c.num_attention_heads;
   if (heads > 0 && c.num_key_value_heads > 0 && heads % c.num_key_value_heads != 0)
@@ -53,7 +263,14 @@ std::vector<ConfigProblem> validate(const ModelConfig& c) {
                                                    ") is not divisible by num_key_value_heads (" +
                                                    std::to_string(c.num_key_value_heads) + ")"});
 
-  if (c.head_dim > 0) {
+  if (!uses_rope(c)) {
+    // No rotary pairs: only the heads have to tile the hidden size.
+    if (c.head_dim == 0 && heads > 0 && c.hidden_size > 0 && c.hidden_size % heads != 0)
+      problems.push_back({key_of(c, "hidden_size"),
+                          key_of(c, "hidden_size") + " (" + std::to_string(c.hidden_size) +
+                              ") is not divisible by " + key_of(c, "num_attention_heads") + " (" +
+                              std::to_string(heads) + ")"});
+  } else if (c.head_dim > 0) {
     if (c.head_dim % 2 != 0)
       problems.push_back({"head_dim", "head_dim (" + std::to_string(c.head_dim) +
                                           ") must be even for rotary embedding"});
@@ -77,6 +294,8 @@ ModelConfig with_defaults(ModelConfig config) {
   if (config.num_key_value_heads == 0) config.num_key_value_heads = config.num_attention_heads;
   if (config.head_dim == 0 && config.num_attention_heads > 0)
     config.head_dim = config.hidden_size / config.num_attention_heads;
+  if (config.model_type == "gpt2" && config.intermediate_size == 0)
+    config.intermediate_size = 4 * config.hidden_size;
   return config;
 }
 

@@ -9,6 +9,11 @@
 
 namespace pinmark {
 
+// The families, by Hugging Face model_type. The model's layer loop branches on the family for
+// what is fixed by the architecture (Gemma's (1 + w) norms, GPT-2's LayerNorm and learned
+// positions, Qwen2's q/k/v biases, Qwen3's q/k norms, Gemma 2's sandwich norms, Mixtral's
+// experts) and reads the fields below for what a config chooses.
+//   llama, mistral, qwen2, qwen3, gemma, gemma2, gpt2, mixtral
 struct ModelConfig {
   std::string model_type = "llama";
   int vocab_size = 0;
@@ -23,7 +28,46 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   bool tie_word_embeddings = false;
   uint64_t seed = 0;  // synthetic weights are keyed by (seed, HF tensor name)
+
+  // rope_scaling / rope_parameters: "default", "linear" (factor) or "llama3" (all four).
+  std::string rope_type = "default";
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 0.0;
+  double rope_high_freq_factor = 0.0;
+  int rope_original_max_position_embeddings = 0;
+
+  // Attention.
+  bool attention_bias = false;  // q, k, v and o projections (Llama, Qwen3, Gemma); Qwen2's
+                                // q/k/v biases are part of its family, not of this flag
+  int sliding_window = 0;       // 0: none; otherwise a query sees itself and window - 1 keys back
+  // Per layer "full_attention" or "sliding_attention"; empty means every layer is sliding when
+  // sliding_window > 0 (Mistral, Mixtral) and full otherwise.
+  std::vector<std::string> layer_types;
+  double attn_logit_softcapping = 0.0;   // 0: none
+  double final_logit_softcapping = 0.0;  // 0: none
+  double query_pre_attn_scalar = 0.0;    // 0: scale by head_dim^-0.5
+
+  // MLP activation, as Hugging Face's ACT2FN names it: "silu", "gelu_pytorch_tanh",
+  // "gelu_new" (both the tanh approximation) or "gelu" (exact, erf).
+  std::string hidden_act = "silu";
+
+  // Mixture of experts (Mixtral): 0 experts means a dense MLP.
+  int num_local_experts = 0;
+  int num_experts_per_tok = 0;
+
+  // Cross-layer KV sharing (Gemma 3n's num_kv_shared_layers): the last N layers compute no keys
+  // or values of their own and attend over those of the last earlier layer of the same
+  // attention type; the cache stores only the layers that compute them.
+  int num_kv_shared_layers = 0;
 };
+
+// Whether layer `layer` uses the sliding window (see ModelConfig::layer_types).
+bool is_sliding_layer(const ModelConfig& config, int layer);
+
+// For each layer, the layer whose keys and values it attends over: itself, or for the last
+// num_kv_shared_layers layers, the last layer before them with the same attention type.
+// -1 for a shared layer with no such layer (validate() reports it).
+std::vector<int> kv_source_layers(const ModelConfig& config);
 
 // A problem with a config, naming the HF key it is about.
 struct ConfigProblem {
@@ -38,5 +82,13 @@ std::vector<ConfigProblem> validate(const ModelConfig& config);
 
 // Fills the HF defaults (num_key_value_heads, head_dim) for fields left at 0.
 ModelConfig with_defaults(ModelConfig config);
+
+// A config holding the Hugging Face defaults of `model_type`'s configuration class for every
+// field a config.json may leave out (e.g. gemma2: head_dim 256, softcaps 50 and 30, sliding
+// window 4096, tied embeddings). Sizes stay 0. An unknown model_type gives llama's.
+ModelConfig family_defaults(const std::string& model_type);
+
+// The model_types the runtime builds.
+const std::vector<std::string>& known_model_types();
 
 }  // namespace pinmark

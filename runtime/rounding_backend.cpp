@@ -46,6 +46,57 @@ class RoundingBackend final : public Backend<float> {
     inner_->add(y, x, n);
     round(y, n);
   }
+  void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
+                   float* y) override {
+    inner_->matmul_bias(x, w, b, n, k, m, y);
+    round(y, int64_t{n} * m);
+  }
+  void rmsnorm_plus_one(const float* x, const float* w, int n, int dim, double eps,
+                        float* y) override {
+    inner_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+    round(y, int64_t{n} * dim);
+  }
+  void layernorm(const float* x, const float* w, const float* b, int n, int dim, double eps,
+                 float* y) override {
+    inner_->layernorm(x, w, b, n, dim, eps, y);
+    round(y, int64_t{n} * dim);
+  }
+  void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
+                  const double* inv_freq) override {
+    inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq);
+    round(x, int64_t{n} * heads * head_dim);
+  }
+  // Part of the fused attention kernel, like the scores themselves: kept in fp32.
+  void score_mod(float* scores, const int* positions, int n, int kv_len, int heads,
+                 double softcap, int window) override {
+    inner_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
+  }
+  void softcap(float* x, int64_t n, double cap) override {
+    inner_->softcap(x, n, cap);
+    round(x, n);
+  }
+  void scale(float* x, int64_t n, double scale) override {
+    inner_->scale(x, n, round_to(storage_, static_cast<float>(scale)));
+    round(x, n);
+  }
+  void gelu(const float* x, int64_t n, bool tanh, float* out) override {
+    inner_->gelu(x, n, tanh, out);
+    round(out, n);
+  }
+  void geglu(const float* gate, const float* up, int64_t n, bool tanh, float* out) override {
+    inner_->geglu(gate, up, n, tanh, out);
+    round(out, n);
+  }
+  // Hugging Face routes in fp32 whatever the model's dtype: probabilities and weights stay fp32.
+  void moe_route(const float* logits, int n, int experts, int top_k, float* probs, int* ids,
+                 float* weights) override {
+    inner_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+  }
+  void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,
+                   int dim) override {
+    inner_->moe_combine(y, x, rows, weights, m, dim);
+    for (int r = 0; r < m; ++r) round(y + static_cast<int64_t>(rows[r]) * dim, dim);
+  }
 
  private:
   void round(float* values, int64_t n) const {

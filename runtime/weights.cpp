@@ -28,29 +28,113 @@ void add_norm(Weights& w, const ModelConfig& c, const std::string& name, int64_t
   add_tensor(w, c, name, {dim}, 0.1, 1.0);
 }
 
+// Gemma stores its norm weights as offsets from one (it multiplies by 1 + w), so uniform(+-0.1)
+// around zero plays the part of 1 + uniform(+-0.1) elsewhere.
+void add_offset_norm(Weights& w, const ModelConfig& c, const std::string& name, int64_t dim) {
+  add_tensor(w, c, name, {dim}, 0.1);
+}
+
+// Biases small next to the outputs they shift, but far from zero.
+void add_bias(Weights& w, const ModelConfig& c, const std::string& name, int64_t dim) {
+  add_tensor(w, c, name, {dim}, 0.1);
+}
+
+// GPT-2 under the names and the Conv1D layout ([in, out]) of Hugging Face's GPT2LMHeadModel.
+Weights gpt2_weights(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
+  Weights w;
+  auto conv = [&](const std::string& name, int64_t in, int64_t out) {
+    add_tensor(w, c, name + ".weight", {in, out}, std::sqrt(3.0 / static_cast<double>(in)));
+    add_bias(w, c, name + ".bias", out);
+  };
+  auto layernorm = [&](const std::string& name) {
+    add_norm(w, c, name + ".weight", hidden);
+    add_bias(w, c, name + ".bias", hidden);
+  };
+  add_tensor(w, c, "transformer.wte.weight", {vocab, hidden}, 1.0);
+  add_tensor(w, c, "transformer.wpe.weight", {c.max_position_embeddings, hidden}, 1.0);
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "transformer.h." + std::to_string(i) + ".";
+    layernorm(p + "ln_1");
+    conv(p + "attn.c_attn", hidden, 3 * hidden);
+    conv(p + "attn.c_proj", hidden, hidden);
+    layernorm(p + "ln_2");
+    conv(p + "mlp.c_fc", hidden, inter);
+    conv(p + "mlp.c_proj", inter, hidden);
+  }
+  layernorm("transformer.ln_f");
+  if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
+  return w;
+}
+
 }  // namespace
 
 Weights synthetic_weights(const ModelConfig& config) {
   const ModelConfig c = with_defaults(config);
+  if (c.model_type == "gpt2") return gpt2_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
+  const bool gemma = c.model_type == "gemma" || c.model_type == "gemma2";
+  auto norm = [&](Weights& w, const std::string& name) {
+    if (gemma)
+      add_offset_norm(w, c, name, hidden);
+    else
+      add_norm(w, c, name, hidden);
+  };
+  const std::vector<int> kv_sources = kv_source_layers(c);
 
   Weights w;
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    add_norm(w, c, p + "input_layernorm.weight", hidden);
+    // A layer that shares another's keys and values has no k/v projections (nor k_norm), as in
+    // Gemma 3n's checkpoints.
+    const bool computes_kv = kv_sources[i] == i;
+    norm(w, p + "input_layernorm.weight");
     add_linear(w, c, p + "self_attn.q_proj.weight", q_dim, hidden);
-    add_linear(w, c, p + "self_attn.k_proj.weight", kv_dim, hidden);
-    add_linear(w, c, p + "self_attn.v_proj.weight", kv_dim, hidden);
+    if (computes_kv) {
+      add_linear(w, c, p + "self_attn.k_proj.weight", kv_dim, hidden);
+      add_linear(w, c, p + "self_attn.v_proj.weight", kv_dim, hidden);
+    }
     add_linear(w, c, p + "self_attn.o_proj.weight", hidden, q_dim);
-    add_norm(w, c, p + "post_attention_layernorm.weight", hidden);
-    add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
-    add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
-    add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+    if (c.attention_bias || c.model_type == "qwen2") {
+      add_bias(w, c, p + "self_attn.q_proj.bias", q_dim);
+      if (computes_kv) {
+        add_bias(w, c, p + "self_attn.k_proj.bias", kv_dim);
+        add_bias(w, c, p + "self_attn.v_proj.bias", kv_dim);
+      }
+    }
+    if (c.attention_bias) add_bias(w, c, p + "self_attn.o_proj.bias", hidden);
+    if (c.model_type == "qwen3") {
+      add_norm(w, c, p + "self_attn.q_norm.weight", c.head_dim);
+      if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", c.head_dim);
+    }
+    norm(w, p + "post_attention_layernorm.weight");
+    if (c.model_type == "gemma2") {
+      norm(w, p + "pre_feedforward_layernorm.weight");
+      norm(w, p + "post_feedforward_layernorm.weight");
+    }
+    if (c.model_type == "mixtral") {
+      // The names save_pretrained writes by default in transformers 5.x (it converts back to
+      // the original checkpoint format); in memory 5.x holds them fused as
+      // mlp.gate.weight, mlp.experts.gate_up_proj and mlp.experts.down_proj, which the model
+      // also accepts.
+      const std::string moe = p + "block_sparse_moe.";
+      add_linear(w, c, moe + "gate.weight", c.num_local_experts, hidden);
+      for (int e = 0; e < c.num_local_experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        add_linear(w, c, x + "w1.weight", inter, hidden);
+        add_linear(w, c, x + "w2.weight", hidden, inter);
+        add_linear(w, c, x + "w3.weight", inter, hidden);
+      }
+    } else {
+      add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
+      add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
+      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+    }
   }
-  add_norm(w, c, "model.norm.weight", hidden);
+  norm(w, "model.norm.weight");
   if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
   return w;
 }

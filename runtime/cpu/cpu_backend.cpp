@@ -156,6 +156,160 @@ class CpuBackend final : public Backend<T> {
 #pragma omp parallel for if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
   }
+
+  void matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m, T* y) override {
+#pragma omp parallel for collapse(2) if (int64_t{n} * m * k >= kParallelWork)
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < m; ++j) {
+        const T* xr = x + static_cast<int64_t>(i) * k;
+        const T* wr = w + static_cast<int64_t>(j) * k;
+        T sum = 0;
+        for (int p = 0; p < k; ++p) sum += xr[p] * wr[p];
+        y[static_cast<int64_t>(i) * m + j] = sum + b[j];
+      }
+    }
+  }
+
+  void rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps, T* y) override {
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
+    for (int r = 0; r < n; ++r) {
+      const T* xr = x + static_cast<int64_t>(r) * dim;
+      T* yr = y + static_cast<int64_t>(r) * dim;
+      T ss = 0;
+      for (int d = 0; d < dim; ++d) ss += xr[d] * xr[d];
+      const T inv = T(1) / std::sqrt(ss / static_cast<T>(dim) + static_cast<T>(eps));
+      for (int d = 0; d < dim; ++d) yr[d] = (xr[d] * inv) * (T(1) + w[d]);
+    }
+  }
+
+  void layernorm(const T* x, const T* w, const T* b, int n, int dim, double eps, T* y) override {
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
+    for (int r = 0; r < n; ++r) {
+      const T* xr = x + static_cast<int64_t>(r) * dim;
+      T* yr = y + static_cast<int64_t>(r) * dim;
+      T sum = 0;
+      for (int d = 0; d < dim; ++d) sum += xr[d];
+      const T mean = sum / static_cast<T>(dim);
+      T ss = 0;
+      for (int d = 0; d < dim; ++d) ss += (xr[d] - mean) * (xr[d] - mean);
+      const T inv = T(1) / std::sqrt(ss / static_cast<T>(dim) + static_cast<T>(eps));
+      for (int d = 0; d < dim; ++d) yr[d] = ((xr[d] - mean) * inv) * w[d] + b[d];
+    }
+  }
+
+  void rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
+                  const double* inv_freq) override {
+    const int half = head_dim / 2;
+#pragma omp parallel for collapse(2) if (int64_t{n} * heads * head_dim >= kParallelWork)
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < half; ++j) {
+        const double angle = static_cast<double>(positions[i]) * inv_freq[j];
+        const T c = static_cast<T>(std::cos(angle));
+        const T s = static_cast<T>(std::sin(angle));
+        for (int h = 0; h < heads; ++h) {
+          T* v = x + (static_cast<int64_t>(i) * heads + h) * head_dim;
+          const T x1 = v[j], x2 = v[j + half];
+          v[j] = x1 * c - x2 * s;
+          v[j + half] = x2 * c + x1 * s;
+        }
+      }
+    }
+  }
+
+  void score_mod(T* scores, const int* positions, int n, int kv_len, int heads, double softcap,
+                 int window) override {
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    const T cap = static_cast<T>(softcap);
+#pragma omp parallel for collapse(2) if (int64_t{heads} * n * kv_len >= kParallelWork)
+    for (int h = 0; h < heads; ++h) {
+      for (int i = 0; i < n; ++i) {
+        T* row = scores + (static_cast<int64_t>(h) * n + i) * kv_len;
+        for (int j = 0; j < kv_len; ++j) {
+          if (row[j] == neg_inf) continue;
+          if (window > 0 && positions[i] - j >= window) {
+            row[j] = neg_inf;
+            continue;
+          }
+          if (softcap > 0) row[j] = std::tanh(row[j] / cap) * cap;
+        }
+      }
+    }
+  }
+
+  void softcap(T* x, int64_t n, double cap) override {
+    const T c = static_cast<T>(cap);
+#pragma omp parallel for if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] / c) * c;
+  }
+
+  void scale(T* x, int64_t n, double scale) override {
+    const T s = static_cast<T>(scale);
+#pragma omp parallel for if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) x[i] = x[i] * s;
+  }
+
+  void gelu(const T* x, int64_t n, bool tanh, T* out) override {
+#pragma omp parallel for if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) out[i] = gelu_of(x[i], tanh);
+  }
+
+  void geglu(const T* gate, const T* up, int64_t n, bool tanh, T* out) override {
+#pragma omp parallel for if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) out[i] = gelu_of(gate[i], tanh) * up[i];
+  }
+
+  void moe_route(const T* logits, int n, int experts, int top_k, T* probs, int* ids,
+                 T* weights) override {
+#pragma omp parallel for if (int64_t{n} * experts * top_k >= kParallelWork)
+    for (int r = 0; r < n; ++r) {
+      const T* lr = logits + static_cast<int64_t>(r) * experts;
+      T* pr = probs + static_cast<int64_t>(r) * experts;
+      int* ir = ids + static_cast<int64_t>(r) * top_k;
+      T* wr = weights + static_cast<int64_t>(r) * top_k;
+      T max = lr[0];
+      for (int e = 1; e < experts; ++e)
+        if (lr[e] > max) max = lr[e];
+      T sum = 0;
+      for (int e = 0; e < experts; ++e) {
+        pr[e] = std::exp(lr[e] - max);
+        sum += pr[e];
+      }
+      for (int e = 0; e < experts; ++e) pr[e] = pr[e] / sum;
+      // Selection by repeated strict-greater scans: each pass takes the largest probability
+      // not yet taken, the lowest index among equals.
+      T selected = 0;
+      for (int s = 0; s < top_k; ++s) {
+        int best = -1;
+        for (int e = 0; e < experts; ++e) {
+          bool taken = false;
+          for (int t = 0; t < s; ++t) taken = taken || ir[t] == e;
+          if (!taken && (best < 0 || pr[e] > pr[best])) best = e;
+        }
+        ir[s] = best;
+        wr[s] = pr[best];
+        selected += pr[best];
+      }
+      for (int s = 0; s < top_k; ++s) wr[s] = wr[s] / selected;
+    }
+  }
+
+  void moe_combine(T* y, const T* x, const int* rows, const T* weights, int m, int dim) override {
+#pragma omp parallel for if (int64_t{m} * dim >= kParallelWork)
+    for (int r = 0; r < m; ++r) {
+      T* yr = y + static_cast<int64_t>(rows[r]) * dim;
+      const T* xr = x + static_cast<int64_t>(r) * dim;
+      for (int d = 0; d < dim; ++d) yr[d] += xr[d] * weights[r];
+    }
+  }
+
+ private:
+  static T gelu_of(T x, bool tanh) {
+    if (tanh) {
+      const T k = static_cast<T>(0.7978845608028654);  // sqrt(2 / pi)
+      return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
+    }
+    return T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(0.7071067811865476)));
+  }
 };
 
 }  // namespace

@@ -50,6 +50,54 @@ void DelegatingBackend::swiglu(const float* gate, const float* up, int64_t n, fl
 
 void DelegatingBackend::add(float* y, const float* x, int64_t n) { inner_->add(y, x, n); }
 
+void DelegatingBackend::matmul_bias(const float* x, const float* w, const float* b, int n, int k,
+                                    int m, float* y) {
+  inner_->matmul_bias(x, w, b, n, k, m, y);
+}
+
+void DelegatingBackend::rmsnorm_plus_one(const float* x, const float* w, int n, int dim,
+                                         double eps, float* y) {
+  inner_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+}
+
+void DelegatingBackend::layernorm(const float* x, const float* w, const float* b, int n, int dim,
+                                  double eps, float* y) {
+  inner_->layernorm(x, w, b, n, dim, eps, y);
+}
+
+void DelegatingBackend::rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
+                                   const double* inv_freq) {
+  inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq);
+}
+
+void DelegatingBackend::score_mod(float* scores, const int* positions, int n, int kv_len,
+                                  int heads, double softcap, int window) {
+  inner_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
+}
+
+void DelegatingBackend::softcap(float* x, int64_t n, double cap) { inner_->softcap(x, n, cap); }
+
+void DelegatingBackend::scale(float* x, int64_t n, double scale) { inner_->scale(x, n, scale); }
+
+void DelegatingBackend::gelu(const float* x, int64_t n, bool tanh, float* out) {
+  inner_->gelu(x, n, tanh, out);
+}
+
+void DelegatingBackend::geglu(const float* gate, const float* up, int64_t n, bool tanh,
+                              float* out) {
+  inner_->geglu(gate, up, n, tanh, out);
+}
+
+void DelegatingBackend::moe_route(const float* logits, int n, int experts, int top_k,
+                                  float* probs, int* ids, float* weights) {
+  inner_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+}
+
+void DelegatingBackend::moe_combine(float* y, const float* x, const int* rows,
+                                    const float* weights, int m, int dim) {
+  inner_->moe_combine(y, x, rows, weights, m, dim);
+}
+
 namespace {
 
 // The reference's scores loop with the KV head and the last visible key as parameters, so

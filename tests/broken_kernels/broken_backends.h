@@ -29,6 +29,24 @@ class DelegatingBackend : public Backend<float> {
                         int kv_heads, int head_dim, float* out) override;
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
   void add(float* y, const float* x, int64_t n) override;
+  void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
+                   float* y) override;
+  void rmsnorm_plus_one(const float* x, const float* w, int n, int dim, double eps,
+                        float* y) override;
+  void layernorm(const float* x, const float* w, const float* b, int n, int dim, double eps,
+                 float* y) override;
+  void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
+                  const double* inv_freq) override;
+  void score_mod(float* scores, const int* positions, int n, int kv_len, int heads,
+                 double softcap, int window) override;
+  void softcap(float* x, int64_t n, double cap) override;
+  void scale(float* x, int64_t n, double scale) override;
+  void gelu(const float* x, int64_t n, bool tanh, float* out) override;
+  void geglu(const float* gate, const float* up, int64_t n, bool tanh, float* out) override;
+  void moe_route(const float* logits, int n, int experts, int top_k, float* probs, int* ids,
+                 float* weights) override;
+  void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,
+                   int dim) override;
 
  protected:
   Backend<float>& inner() { return *inner_; }

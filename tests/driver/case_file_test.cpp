@@ -306,8 +306,8 @@ TEST(CaseFileProblems, SeveralProblemsAreAllReported) {
 
 TEST(SectionNames, InputAndOutputSections) {
   EXPECT_EQ(output_section_names(),
-            (std::vector<std::string>{"Logits", "Tokens", "Dumps", "Numerics", "Errors"}));
-  for (const char* name : {"Logits", "Tokens", "Dumps", "Numerics", "Errors"})
+            (std::vector<std::string>{"Logits", "Tokens", "Dumps", "Numerics", "Reference", "Errors"}));
+  for (const char* name : {"Logits", "Tokens", "Dumps", "Numerics", "Reference", "Errors"})
     EXPECT_TRUE(is_output_section(name)) << name;
   for (const char* name : {"Config", "Inputs", "Kernel", "Targets", "logits", "Notes"})
     EXPECT_FALSE(is_output_section(name)) << name;

@@ -20,7 +20,10 @@ std::vector<SequenceOutput> run(const std::vector<std::vector<int>>& prompts, in
                                 int chunk = 0, const ModelConfig& config = small_llama()) {
   auto backend = make_cpu_backend<T>();
   Model<T> model(config, synthetic_weights(config), *backend);
-  return generate(model, prompts, GenerateOptions{decode, chunk});
+  GenerateOptions options;
+  options.decode = decode;
+  options.prefill_chunk = chunk;
+  return generate(model, prompts, options);
 }
 
 TEST(Argmax, LowestIndexWinsATie) {
@@ -117,8 +120,11 @@ TEST(Generate, TapNamesSequenceAndCall) {
   Model<double> model(c, synthetic_weights(c), *backend);
   std::vector<std::tuple<int, int, Shape>> embeds;
   int logits_taps = 0;
+  GenerateOptions options;
+  options.decode = 3;
+  options.prefill_chunk = 2;
   generate<double>(
-      model, {{1, 2, 3, 4, 5}, {6, 7}}, GenerateOptions{3, 2},
+      model, {{1, 2, 3, 4, 5}, {6, 7}}, options,
       [&](int s, int call, const std::string& name, const Shape& shape, const double*) {
         if (name == "embed") embeds.emplace_back(s, call, shape);
         logits_taps += name == "logits";

@@ -112,3 +112,145 @@ TEST(ModelConfig, ReportsEveryProblem) {
 
 }  // namespace
 }  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+ModelConfig family(const std::string& type) {
+  ModelConfig c = family_defaults(type);
+  c.vocab_size = 32;
+  c.hidden_size = 16;
+  c.intermediate_size = 40;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 0;
+  return c;
+}
+
+std::string problem_of(const ModelConfig& c) {
+  std::vector<ConfigProblem> problems = validate(c);
+  if (problems.size() != 1) return "expected one problem, got " + std::to_string(problems.size());
+  return problems[0].key + ": " + problems[0].message;
+}
+
+TEST(FamilyConfig, DefaultsAreValid) {
+  for (const std::string& type : known_model_types())
+    EXPECT_TRUE(validate(family(type)).empty()) << type;
+}
+
+TEST(FamilyConfig, ProblemsNameTheirKey) {
+  ModelConfig c = family("mistral");
+  c.sliding_window = -2;
+  EXPECT_EQ(problem_of(c), "sliding_window: sliding_window must be positive, got -2");
+
+  c = family("mixtral");
+  c.num_experts_per_tok = 9;
+  EXPECT_EQ(problem_of(c),
+            "num_experts_per_tok: num_experts_per_tok (9) exceeds num_local_experts (8)");
+  c.num_experts_per_tok = 0;
+  EXPECT_EQ(problem_of(c), "num_experts_per_tok: num_experts_per_tok must be positive, got 0");
+  c = family("mixtral");
+  c.num_local_experts = 0;
+  c.num_experts_per_tok = 0;
+  EXPECT_EQ(validate(c)[0].message, "num_local_experts must be positive, got 0");
+
+  c = family("gemma2");
+  c.head_dim = 7;
+  EXPECT_EQ(problem_of(c), "head_dim: head_dim (7) must be even for rotary embedding");
+  c = family("gemma2");
+  c.attn_logit_softcapping = -1;
+  EXPECT_EQ(problem_of(c),
+            "attn_logit_softcapping: attn_logit_softcapping must be a finite positive number, "
+            "got -1");
+  c = family("gemma2");
+  c.layer_types = {"full_attention"};
+  EXPECT_EQ(problem_of(c), "layer_types: layer_types has 1 entries, num_hidden_layers is 2");
+  c.layer_types = {"full_attention", "chunked_attention"};
+  EXPECT_EQ(problem_of(c),
+            "layer_types: layer_types entry 'chunked_attention' is not supported (pinmark "
+            "implements full_attention and sliding_attention)");
+  c = family("qwen2");
+  c.layer_types = {"full_attention", "sliding_attention"};
+  EXPECT_EQ(problem_of(c),
+            "sliding_window: layer_types has sliding_attention layers but sliding_window is not "
+            "set");
+
+  c = family("llama");
+  c.rope_type = "yarn";
+  EXPECT_EQ(problem_of(c),
+            "rope_scaling: rope_type 'yarn' is not supported (pinmark implements default, linear "
+            "and llama3)");
+  c.rope_type = "linear";
+  c.rope_factor = 0;
+  EXPECT_EQ(problem_of(c),
+            "rope_scaling: rope_scaling factor must be a finite positive number, got 0");
+  c = family("llama");
+  c.rope_type = "llama3";
+  c.rope_factor = 8;
+  c.rope_low_freq_factor = 4;
+  c.rope_high_freq_factor = 1;
+  c.rope_original_max_position_embeddings = 8192;
+  EXPECT_EQ(problem_of(c),
+            "rope_scaling: rope_scaling high_freq_factor (1) must be greater than "
+            "low_freq_factor (4)");
+
+  c = family("gpt2");
+  c.num_key_value_heads = 0;
+  c.hidden_size = 18;
+  EXPECT_EQ(problem_of(c), "n_embd: n_embd (18) is not divisible by n_head (4)");
+  c = family("gpt2");
+  c.num_key_value_heads = 0;
+  c.hidden_act = "silu";
+  EXPECT_EQ(problem_of(c),
+            "activation_function: activation_function 'silu' is not supported for gpt2 (pinmark "
+            "implements gelu, gelu_new and gelu_pytorch_tanh)");
+  c = family("gpt2");
+  c.num_key_value_heads = 0;
+  c.max_position_embeddings = 0;
+  EXPECT_EQ(problem_of(c), "n_positions: n_positions must be positive, got 0");
+
+  c = family("llama");
+  c.num_kv_shared_layers = 2;
+  EXPECT_EQ(problem_of(c),
+            "num_kv_shared_layers: num_kv_shared_layers must be between 0 and num_hidden_layers "
+            "- 1 (1), got 2");
+  c = family("qwen2");
+  c.num_hidden_layers = 3;
+  c.sliding_window = 4;
+  c.layer_types = {"full_attention", "full_attention", "sliding_attention"};
+  c.num_kv_shared_layers = 1;
+  EXPECT_EQ(problem_of(c),
+            "num_kv_shared_layers: layer 2 shares its keys and values but no earlier layer has its "
+            "attention type (sliding_attention)");
+
+  c = family("llama");
+  c.num_local_experts = 4;
+  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, not llama");
+  c = family("llama");
+  c.model_type = "falcon";
+  EXPECT_EQ(problem_of(c), "model_type: model_type 'falcon' is not supported");
+}
+
+TEST(FamilyConfig, HuggingFaceDefaults) {
+  EXPECT_EQ(family_defaults("gemma2").head_dim, 256);
+  EXPECT_EQ(family_defaults("gemma2").final_logit_softcapping, 30.0);
+  EXPECT_EQ(family_defaults("gemma2").attn_logit_softcapping, 50.0);
+  EXPECT_EQ(family_defaults("gemma2").query_pre_attn_scalar, 256.0);
+  EXPECT_EQ(family_defaults("gemma2").sliding_window, 4096);
+  EXPECT_TRUE(family_defaults("gemma").tie_word_embeddings);
+  EXPECT_EQ(family_defaults("mistral").sliding_window, 4096);
+  EXPECT_EQ(family_defaults("qwen2").sliding_window, 0);
+  EXPECT_EQ(family_defaults("qwen3").head_dim, 128);
+  EXPECT_EQ(family_defaults("gpt2").hidden_act, "gelu_new");
+  EXPECT_EQ(family_defaults("gpt2").rms_norm_eps, 1e-5);
+  EXPECT_EQ(family_defaults("mixtral").num_local_experts, 8);
+  EXPECT_EQ(family_defaults("mixtral").num_experts_per_tok, 2);
+  EXPECT_EQ(family_defaults("mixtral").rope_theta, 1e6);
+  ModelConfig gpt2 = family("gpt2");
+  gpt2.intermediate_size = 0;
+  EXPECT_EQ(with_defaults(gpt2).intermediate_size, 64);
+}
+
+}  // namespace
+}  // namespace pinmark

@@ -238,6 +238,57 @@ class NudgingBackend final : public Backend<double> {
     cpu_->add(y, x, n);
     nudge("add", y, n);
   }
+  void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
+                   double* y) override {
+    cpu_->matmul_bias(x, w, b, n, k, m, y);
+    nudge("matmul_bias", y, int64_t{n} * m);
+  }
+  void rmsnorm_plus_one(const double* x, const double* w, int n, int dim, double eps,
+                        double* y) override {
+    cpu_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+    nudge("rmsnorm_plus_one", y, int64_t{n} * dim);
+  }
+  void layernorm(const double* x, const double* w, const double* b, int n, int dim, double eps,
+                 double* y) override {
+    cpu_->layernorm(x, w, b, n, dim, eps, y);
+    nudge("layernorm", y, int64_t{n} * dim);
+  }
+  void rope_freqs(double* x, const int* pos, int n, int heads, int hd,
+                  const double* inv_freq) override {
+    cpu_->rope_freqs(x, pos, n, heads, hd, inv_freq);
+    nudge("rope_freqs", x, int64_t{n} * heads * hd);
+  }
+  void score_mod(double* s, const int* pos, int n, int kv_len, int heads, double cap,
+                 int window) override {
+    cpu_->score_mod(s, pos, n, kv_len, heads, cap, window);
+    nudge("score_mod", s, int64_t{heads} * n * kv_len);
+  }
+  void softcap(double* x, int64_t n, double cap) override {
+    cpu_->softcap(x, n, cap);
+    nudge("softcap", x, n);
+  }
+  void scale(double* x, int64_t n, double s) override {
+    cpu_->scale(x, n, s);
+    nudge("scale", x, n);
+  }
+  void gelu(const double* x, int64_t n, bool tanh, double* out) override {
+    cpu_->gelu(x, n, tanh, out);
+    nudge("gelu", out, n);
+  }
+  void geglu(const double* g, const double* u, int64_t n, bool tanh, double* out) override {
+    cpu_->geglu(g, u, n, tanh, out);
+    nudge("geglu", out, n);
+  }
+  void moe_route(const double* logits, int n, int experts, int top_k, double* probs, int* ids,
+                 double* weights) override {
+    cpu_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+    nudge("moe_route", weights, int64_t{n} * top_k);
+  }
+  void moe_combine(double* y, const double* x, const int* rows, const double* weights, int m,
+                   int dim) override {
+    cpu_->moe_combine(y, x, rows, weights, m, dim);
+    nudge("moe_combine", y, int64_t{rows[m - 1] + 1} * dim);
+  }
 
  private:
   // The last element: the last query's last key is never masked, so a nudged score counts.
@@ -263,6 +314,50 @@ TEST(Model, EveryKernelGoesThroughTheBackend) {
     } else {
       EXPECT_NE(logits, clean) << "nudging " << op << " did not change the logits";
     }
+  }
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// The family ops go through the backend too: nudging each changes the logits of a model that
+// uses it.
+TEST(Model, EveryFamilyKernelGoesThroughTheBackend) {
+  auto config = [](const std::string& type) {
+    ModelConfig c = family_defaults(type);
+    c.vocab_size = 32;
+    c.hidden_size = 24;
+    c.intermediate_size = 40;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = type == "gpt2" ? 0 : 2;
+    c.head_dim = 0;
+    c.max_position_embeddings = type == "gpt2" ? 16 : 0;
+    c.sliding_window = type == "gemma2" || type == "mistral" ? 3 : 0;
+    c.num_local_experts = type == "mixtral" ? 4 : 0;
+    c.seed = 5;
+    return c;
+  };
+  ModelConfig scaled = config("llama");
+  scaled.rope_type = "linear";
+  scaled.rope_factor = 2;
+  const std::vector<std::pair<std::string, ModelConfig>> uses = {
+      {"matmul_bias", config("qwen2")},  {"rmsnorm_plus_one", config("gemma")},
+      {"layernorm", config("gpt2")},     {"rope_freqs", scaled},
+      {"score_mod", config("mistral")},  {"softcap", config("gemma2")},
+      {"scale", config("gemma")},        {"gelu", config("gpt2")},
+      {"geglu", config("gemma2")},       {"moe_route", config("mixtral")},
+      {"moe_combine", config("mixtral")}};
+  for (const auto& [op, c] : uses) {
+    const Weights w = synthetic_weights(c);
+    NudgingBackend clean("none"), nudged(op);
+    Model<double> a(c, w, clean), b(c, w, nudged);
+    KVCache<double> ca(c, 7), cb(c, 7);
+    EXPECT_NE(a.forward(kPrompt, ca).data, b.forward(kPrompt, cb).data)
+        << "nudging " << op << " did not change the logits";
   }
 }
 

@@ -49,4 +49,157 @@ inline Vec llama_logits(const ModelConfig& config, const Weights& weights,
   return matmul(h, w(head), n, hidden, config.vocab_size);
 }
 
+// Any supported family, whole sequence at positions 0, 1, ..., written from the Hugging Face
+// modeling files: modeling_llama/mistral/qwen2/qwen3/gemma/gemma2/gpt2/mixtral.py, and Gemma
+// 3n's KV sharing. Sliding layers and shared layers are worked out here from the config's
+// fields rather than through the runtime's helpers.
+inline Vec family_logits(const ModelConfig& config, const Weights& weights,
+                         const std::vector<int>& tokens, std::vector<std::vector<int>>* experts =
+                                                             nullptr) {
+  const std::string& type = config.model_type;
+  const int n = static_cast<int>(tokens.size());
+  const int hidden = config.hidden_size, layers = config.num_hidden_layers;
+  const int inter = type == "gpt2" && config.intermediate_size == 0 ? 4 * hidden
+                                                                     : config.intermediate_size;
+  const int heads = config.num_attention_heads;
+  const int kv_heads = config.num_key_value_heads ? config.num_key_value_heads : heads;
+  const int hd = config.head_dim ? config.head_dim : hidden / heads;
+  const double eps = config.rms_norm_eps;
+  const bool gemma = type == "gemma" || type == "gemma2";
+  auto w = [&](const std::string& name) -> const Vec& { return weights.at(name).data; };
+  auto opt = [&](const std::string& name) -> Vec {
+    auto it = weights.find(name);
+    return it == weights.end() ? Vec{} : it->second.data;
+  };
+  auto norm = [&](const Vec& x, const std::string& name) {
+    return gemma ? rmsnorm_plus_one(x, w(name), n, hidden, eps) : rmsnorm(x, w(name), n, hidden, eps);
+  };
+  auto act = [&](const Vec& gate, const Vec& up) {
+    return config.hidden_act == "silu" ? swiglu(gate, up)
+                                       : geglu(gate, up, config.hidden_act != "gelu");
+  };
+  auto sliding = [&](int l) {
+    if (!config.layer_types.empty()) return config.layer_types[l] == "sliding_attention";
+    if (type == "gemma2") return l % 2 == 0;
+    return config.sliding_window > 0;
+  };
+  // Gemma 3n: shared layers read the last layer before first_shared of the same type.
+  const int first_shared = layers - config.num_kv_shared_layers;
+  auto source = [&](int l) {
+    if (config.num_kv_shared_layers == 0 || l < first_shared) return l;
+    for (int s = first_shared - 1; s >= 0; --s)
+      if (sliding(s) == sliding(l)) return s;
+    return -1;
+  };
+  Vec inv_freq = scaled_inv_freq(config.rope_type, config.rope_theta, hd, config.rope_factor,
+                                 config.rope_low_freq_factor, config.rope_high_freq_factor,
+                                 config.rope_original_max_position_embeddings);
+  const double scale =
+      config.query_pre_attn_scalar > 0 ? 1 / std::sqrt(config.query_pre_attn_scalar) : 1 / std::sqrt(hd);
+
+  std::vector<int> positions(n);
+  for (int i = 0; i < n; ++i) positions[i] = i;
+
+  if (type == "gpt2") {
+    // Conv1D: y = x W + b with W [in, out]; transpose to reuse matmul's [out, in].
+    auto conv = [&](const Vec& x, const std::string& name, int in, int out) {
+      const Vec& W = w(name + ".weight");
+      Vec t(W.size());
+      for (int i = 0; i < in; ++i)
+        for (int o = 0; o < out; ++o) t[o * in + i] = W[i * out + o];
+      return linear(x, t, w(name + ".bias"), n, in, out);
+    };
+    Vec x = add(embed(w("transformer.wte.weight"), tokens, hidden),
+                embed(w("transformer.wpe.weight"), positions, hidden));
+    for (int l = 0; l < layers; ++l) {
+      const std::string p = "transformer.h." + std::to_string(l) + ".";
+      Vec h = layernorm(x, w(p + "ln_1.weight"), w(p + "ln_1.bias"), n, hidden, eps);
+      Vec qkv = conv(h, p + "attn.c_attn", hidden, 3 * hidden);
+      Vec q(n * hidden), k(n * hidden), v(n * hidden);
+      for (int i = 0; i < n; ++i)
+        for (int d = 0; d < hidden; ++d) {
+          q[i * hidden + d] = qkv[i * 3 * hidden + d];
+          k[i * hidden + d] = qkv[i * 3 * hidden + hidden + d];
+          v[i * hidden + d] = qkv[i * 3 * hidden + 2 * hidden + d];
+        }
+      Vec probs = softmax(attention_scores(q, k, positions, n, heads, heads, hd, scale), heads * n, n);
+      Vec att = attention_values(probs, v, n, n, heads, heads, hd);
+      x = add(x, conv(att, p + "attn.c_proj", hidden, hidden));
+      Vec h2 = layernorm(x, w(p + "ln_2.weight"), w(p + "ln_2.bias"), n, hidden, eps);
+      Vec mid = gelu(conv(h2, p + "mlp.c_fc", hidden, inter), config.hidden_act != "gelu");
+      x = add(x, conv(mid, p + "mlp.c_proj", inter, hidden));
+    }
+    Vec h = layernorm(x, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), n, hidden, eps);
+    return matmul(h, w(config.tie_word_embeddings ? "transformer.wte.weight" : "lm_head.weight"), n,
+                  hidden, config.vocab_size);
+  }
+
+  Vec x = embed(w("model.embed_tokens.weight"), tokens, hidden);
+  if (gemma)
+    for (double& e : x) e *= std::sqrt(static_cast<double>(hidden));
+  std::vector<Vec> keys(layers), values(layers);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Vec h = norm(x, p + "input_layernorm.weight");
+    Vec q = linear(h, w(p + "self_attn.q_proj.weight"), opt(p + "self_attn.q_proj.bias"), n, hidden,
+                   heads * hd);
+    if (type == "qwen3") q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n * heads, hd, eps);
+    q = rope_with(q, positions, heads, hd, inv_freq);
+    const int src = source(l);
+    if (src == l) {
+      Vec k = linear(h, w(p + "self_attn.k_proj.weight"), opt(p + "self_attn.k_proj.bias"), n,
+                     hidden, kv_heads * hd);
+      if (type == "qwen3") k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n * kv_heads, hd, eps);
+      keys[l] = rope_with(k, positions, kv_heads, hd, inv_freq);
+      values[l] = linear(h, w(p + "self_attn.v_proj.weight"), opt(p + "self_attn.v_proj.bias"), n,
+                         hidden, kv_heads * hd);
+    }
+    Vec probs = softmax(attention_scores_full(q, keys[src], positions, n, heads, kv_heads, hd, scale,
+                                              config.attn_logit_softcapping,
+                                              sliding(l) ? config.sliding_window : 0),
+                        heads * n, n);
+    Vec att = attention_values(probs, values[src], n, n, heads, kv_heads, hd);
+    Vec o = linear(att, w(p + "self_attn.o_proj.weight"), opt(p + "self_attn.o_proj.bias"), n,
+                   heads * hd, hidden);
+    if (type == "gemma2") {
+      x = add(x, norm(o, p + "post_attention_layernorm.weight"));
+      h = norm(x, p + "pre_feedforward_layernorm.weight");
+    } else {
+      x = add(x, o);
+      h = norm(x, p + "post_attention_layernorm.weight");
+    }
+    Vec mlp(n * hidden, 0.0);
+    if (type == "mixtral") {
+      const int count = config.num_local_experts;
+      const std::string m = p + "block_sparse_moe.";
+      Vec logits = matmul(h, w(m + "gate.weight"), n, hidden, count);
+      for (int i = 0; i < n; ++i) {
+        Routing r = route(Vec(logits.begin() + i * count, logits.begin() + (i + 1) * count),
+                          config.num_experts_per_tok);
+        if (experts) experts->push_back(r.ids);
+        const Vec row(h.begin() + i * hidden, h.begin() + (i + 1) * hidden);
+        for (size_t s = 0; s < r.ids.size(); ++s) {
+          const std::string e = m + "experts." + std::to_string(r.ids[s]) + ".";
+          Vec y = matmul(act(matmul(row, w(e + "w1.weight"), 1, hidden, inter),
+                             matmul(row, w(e + "w3.weight"), 1, hidden, inter)),
+                         w(e + "w2.weight"), 1, inter, hidden);
+          for (int d = 0; d < hidden; ++d) mlp[i * hidden + d] += r.weights[s] * y[d];
+        }
+      }
+    } else {
+      mlp = matmul(act(matmul(h, w(p + "mlp.gate_proj.weight"), n, hidden, inter),
+                       matmul(h, w(p + "mlp.up_proj.weight"), n, hidden, inter)),
+                   w(p + "mlp.down_proj.weight"), n, inter, hidden);
+    }
+    x = add(x, type == "gemma2" ? norm(mlp, p + "post_feedforward_layernorm.weight") : mlp);
+  }
+  Vec h = norm(x, "model.norm.weight");
+  Vec logits = matmul(h, w(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
+                      n, hidden, config.vocab_size);
+  if (config.final_logit_softcapping > 0)
+    for (double& v : logits)
+      v = std::tanh(v / config.final_logit_softcapping) * config.final_logit_softcapping;
+  return logits;
+}
+
 }  // namespace pinmark::ref

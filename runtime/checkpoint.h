@@ -1,0 +1,65 @@
+// A Hugging Face checkpoint directory: either one model.safetensors, or shards listed by
+// model.safetensors.index.json ({"metadata": {...}, "weight_map": {"tensor": "shard file"}}).
+// The single file wins when both are present, as in transformers.
+//
+// Every shard is opened (mapped and its header checked) once, when the checkpoint is opened;
+// tensors are converted from the mappings on demand. The index may only name plain file names:
+// a shard path that leaves the directory ("../x", "/abs/x", "sub/../../x") is an error, so a
+// downloaded index can never make pinmark read a file outside the checkpoint.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
+#include "runtime/weights.h"
+
+namespace pinmark {
+
+class Checkpoint {
+ public:
+  // Throws std::runtime_error when the directory holds neither file, the index is malformed or
+  // names a shard that is missing or outside the directory, a shard fails its header check, or
+  // the index puts a tensor in a shard that does not hold it.
+  explicit Checkpoint(std::string directory);
+
+  const std::string& directory() const { return directory_; }
+
+  // Every tensor name in the checkpoint, sorted: with the names a model reads, what is left
+  // over is what it ignores.
+  std::vector<std::string> names() const;
+  bool contains(const std::string& name) const { return shard_of_.count(name) > 0; }
+
+  // The file that holds `name`, as a path under directory().
+  std::string file_of(const std::string& name) const;
+
+  // The tensor `name`, which must have shape `expected` (the shape the model's config.json
+  // implies). Throws naming the tensor, its file and both shapes on a mismatch, or naming the
+  // tensor, the directory and the closest name the checkpoint has when it is missing.
+  Tensor<double> read(const std::string& name, const Shape& expected) const;
+
+  // read() for each (name, expected shape).
+  Weights load(const std::vector<std::pair<std::string, Shape>>& wanted) const;
+
+ private:
+  Tensor<double> read(const std::string& name, const Shape& expected,
+                      const std::set<std::string>& wanted) const;
+  [[noreturn]] void missing(const std::string& name, const std::set<std::string>& wanted) const;
+
+  std::string directory_;
+  std::vector<SafetensorsFile> shards_;
+  std::map<std::string, size_t> shard_of_;  // tensor name -> index into shards_
+};
+
+// Checkpoint(directory).load(wanted).
+Weights load_checkpoint(const std::string& directory,
+                        const std::vector<std::pair<std::string, Shape>>& wanted);
+
+// Checkpoint(directory).names().
+std::vector<std::string> checkpoint_tensor_names(const std::string& directory);
+
+}  // namespace pinmark

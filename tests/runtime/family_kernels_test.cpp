@@ -1,0 +1,223 @@
+// The kernels added for the families beyond Llama, in fp64 and fp32, against plain fp64 loops
+// (reference.h) at sizes that are not powers of two.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "reference.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/dtype.h"
+#include "runtime/model_config.h"
+#include "runtime/rope.h"
+#include "runtime/rounding_backend.h"
+#include "test_util.h"
+
+namespace pinmark {
+namespace {
+
+using test::expect_close;
+using test::make_input;
+
+template <class T>
+class FamilyKernel : public ::testing::Test {
+ protected:
+  std::unique_ptr<Backend<T>> backend = make_cpu_backend<T>();
+  const double tol = test::kernel_tolerance<T>();
+};
+
+using Types = ::testing::Types<double, float>;
+TYPED_TEST_SUITE(FamilyKernel, Types);
+
+TYPED_TEST(FamilyKernel, MatmulBias) {
+  using T = TypeParam;
+  for (auto [n, k, m] : {std::tuple{7, 13, 5}, std::tuple{1, 64, 9}, std::tuple{3, 1, 4}}) {
+    auto x = make_input<T>("x", n * k);
+    auto w = make_input<T>("w", m * k, std::sqrt(3.0 / k));
+    auto b = make_input<T>("b", m, 0.5);
+    std::vector<T> y(n * m, T(-99));
+    this->backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), n, k, m, y.data());
+    expect_close(y, ref::linear(x.d, w.d, b.d, n, k, m), this->tol, "matmul_bias");
+  }
+}
+
+TYPED_TEST(FamilyKernel, RmsnormPlusOne) {
+  using T = TypeParam;
+  const int rows = 3, dim = 13;
+  auto x = make_input<T>("x", rows * dim, 2.0, 0.3);
+  auto w = make_input<T>("w", dim, 0.1);
+  for (double eps : {1e-6, 0.5}) {
+    std::vector<T> y(rows * dim);
+    this->backend->rmsnorm_plus_one(x.t.data(), w.t.data(), rows, dim, eps, y.data());
+    expect_close(y, ref::rmsnorm_plus_one(x.d, w.d, rows, dim, eps), this->tol, "rmsnorm_plus_one");
+  }
+}
+
+TYPED_TEST(FamilyKernel, Layernorm) {
+  using T = TypeParam;
+  const int rows = 5, dim = 11;
+  auto x = make_input<T>("x", rows * dim, 2.0, 0.7);
+  auto w = make_input<T>("w", dim, 0.1, 1.0);
+  auto b = make_input<T>("b", dim, 0.3);
+  for (double eps : {1e-5, 0.5}) {
+    std::vector<T> y(rows * dim);
+    this->backend->layernorm(x.t.data(), w.t.data(), b.t.data(), rows, dim, eps, y.data());
+    expect_close(y, ref::layernorm(x.d, w.d, b.d, rows, dim, eps), this->tol, "layernorm");
+  }
+}
+
+TYPED_TEST(FamilyKernel, GeluBothForms) {
+  using T = TypeParam;
+  const int n = 37;
+  auto x = make_input<T>("x", n, 4.0);
+  auto up = make_input<T>("up", n);
+  for (bool tanh : {true, false}) {
+    std::vector<T> y(n), g(n);
+    this->backend->gelu(x.t.data(), n, tanh, y.data());
+    expect_close(y, ref::gelu(x.d, tanh), this->tol, tanh ? "gelu tanh" : "gelu erf");
+    this->backend->geglu(x.t.data(), up.t.data(), n, tanh, g.data());
+    expect_close(g, ref::geglu(x.d, up.d, tanh), this->tol, tanh ? "geglu tanh" : "geglu erf");
+  }
+  // The two forms differ by about 4e-4 at x = 2.5: a kernel that ignores the flag is seen.
+  std::vector<T> a(1), b(1);
+  const T x0 = 2.5;
+  this->backend->gelu(&x0, 1, true, a.data());
+  this->backend->gelu(&x0, 1, false, b.data());
+  EXPECT_GT(std::fabs(static_cast<double>(a[0]) - static_cast<double>(b[0])), 1e-4);
+}
+
+TYPED_TEST(FamilyKernel, RopeWithScaledFrequencies) {
+  using T = TypeParam;
+  const int n = 3, heads = 3, hd = 10;
+  const std::vector<int> positions = {0, 9, 4000};
+  auto x = make_input<T>("x", n * heads * hd);
+  for (const char* type : {"linear", "llama3"}) {
+    ModelConfig c;
+    c.hidden_size = heads * hd;
+    c.num_attention_heads = heads;
+    c.rope_theta = 500000;
+    c.rope_type = type;
+    c.rope_factor = 8;
+    c.rope_low_freq_factor = 1;
+    c.rope_high_freq_factor = 4;
+    c.rope_original_max_position_embeddings = 64;
+    const std::vector<double> inv = rope_inv_freq(c);
+    const std::vector<double> expected_inv = ref::scaled_inv_freq(type, 500000, hd, 8, 1, 4, 64);
+    expect_close(inv, expected_inv, 1e-15, std::string(type) + " inv_freq");
+    std::vector<T> y = x.t;
+    this->backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv.data());
+    expect_close(y, ref::rope_with(x.d, positions, heads, hd, expected_inv),
+                 sizeof(T) == 8 ? 1e-12 : 2e-5, type);
+  }
+}
+
+TYPED_TEST(FamilyKernel, ScoreModSoftcapAndWindow) {
+  using T = TypeParam;
+  const int n = 4, kv_len = 9, heads = 3, kv_heads = 1, hd = 5;
+  const std::vector<int> positions = {5, 6, 7, 8};
+  auto q = make_input<T>("q", n * heads * hd, 3.0);
+  auto k = make_input<T>("k", kv_len * kv_heads * hd, 3.0);
+  for (auto [cap, window] : {std::pair{2.5, 0}, std::pair{0.0, 3}, std::pair{4.0, 1},
+                             std::pair{0.0, 100}}) {
+    std::vector<T> s(heads * n * kv_len);
+    this->backend->attention_scores(q.t.data(), k.t.data(), positions.data(), n, kv_len, heads,
+                                    kv_heads, hd, 0.5, s.data());
+    this->backend->score_mod(s.data(), positions.data(), n, kv_len, heads, cap, window);
+    expect_close(s,
+                 ref::attention_scores_full(q.d, k.d, positions, kv_len, heads, kv_heads, hd, 0.5,
+                                            cap, window),
+                 this->tol, "cap " + std::to_string(cap) + " window " + std::to_string(window));
+  }
+}
+
+TYPED_TEST(FamilyKernel, SoftcapAndScale) {
+  using T = TypeParam;
+  const int n = 29;
+  auto x = make_input<T>("x", n, 80.0);
+  std::vector<T> y = x.t;
+  this->backend->softcap(y.data(), n, 30.0);
+  std::vector<double> expected(n);
+  for (int i = 0; i < n; ++i) expected[i] = std::tanh(x.d[i] / 30.0) * 30.0;
+  expect_close(y, expected, this->tol, "softcap");
+
+  y = x.t;
+  this->backend->scale(y.data(), n, std::sqrt(3072.0));
+  for (int i = 0; i < n; ++i)
+    expected[i] = x.d[i] * static_cast<double>(static_cast<T>(std::sqrt(3072.0)));
+  expect_close(y, expected, this->tol, "scale");
+}
+
+TYPED_TEST(FamilyKernel, MoeRouteAndCombine) {
+  using T = TypeParam;
+  const int n = 5, experts = 7, top_k = 3, dim = 6;
+  auto logits = make_input<T>("logits", n * experts, 3.0);
+  std::vector<T> probs(n * experts), weights(n * top_k);
+  std::vector<int> ids(n * top_k);
+  this->backend->moe_route(logits.t.data(), n, experts, top_k, probs.data(), ids.data(),
+                           weights.data());
+  std::vector<double> expected_probs, expected_weights;
+  for (int r = 0; r < n; ++r) {
+    ref::Routing routing = ref::route(
+        std::vector<double>(logits.d.begin() + r * experts, logits.d.begin() + (r + 1) * experts),
+        top_k);
+    expected_probs.insert(expected_probs.end(), routing.probs.begin(), routing.probs.end());
+    expected_weights.insert(expected_weights.end(), routing.weights.begin(), routing.weights.end());
+    EXPECT_EQ(std::vector<int>(ids.begin() + r * top_k, ids.begin() + (r + 1) * top_k),
+              routing.ids)
+        << "row " << r;
+  }
+  expect_close(probs, expected_probs, this->tol, "router probabilities");
+  expect_close(weights, expected_weights, this->tol, "routing weights");
+
+  // Ties go to the lowest expert index.
+  const std::vector<T> tied = {1, 3, 3, 0, 3};
+  std::vector<T> p(5), wt(2);
+  std::vector<int> chosen(2);
+  this->backend->moe_route(tied.data(), 1, 5, 2, p.data(), chosen.data(), wt.data());
+  EXPECT_EQ(chosen, (std::vector<int>{1, 2}));
+  EXPECT_EQ(wt[0], T(0.5));
+
+  auto y0 = make_input<T>("y", n * dim);
+  auto x = make_input<T>("x", 3 * dim);
+  const std::vector<int> rows = {4, 0, 2};
+  auto w = make_input<T>("w", 3, 0.5, 0.5);
+  std::vector<T> y = y0.t;
+  this->backend->moe_combine(y.data(), x.t.data(), rows.data(), w.t.data(), 3, dim);
+  std::vector<double> expected = y0.d;
+  for (int r = 0; r < 3; ++r)
+    for (int d = 0; d < dim; ++d) expected[rows[r] * dim + d] += x.d[r * dim + d] * w.d[r];
+  expect_close(y, expected, this->tol, "moe_combine");
+}
+
+// The emulated narrow targets round each new op's output, except the parts of the fused
+// attention kernel (score_mod) and the router, which Hugging Face keeps in fp32.
+TEST(RoundingBackendFamilies, RoundsWhereTheDocSays) {
+  auto bf16 = make_rounding_backend(make_cpu_backend<float>(), DType::bf16);
+  auto is_bf16 = [](const std::vector<float>& v) {
+    for (float f : v)
+      if (round_to(DType::bf16, f) != f) return false;
+    return true;
+  };
+  auto x = make_input<float>("x", 24, 2.0);
+  auto w = make_input<float>("w", 24, 0.1);
+  std::vector<float> y(24);
+  bf16->gelu(x.t.data(), 24, true, y.data());
+  EXPECT_TRUE(is_bf16(y));
+  bf16->rmsnorm_plus_one(x.t.data(), w.t.data(), 2, 12, 1e-6, y.data());
+  EXPECT_TRUE(is_bf16(y));
+  y = x.t;
+  bf16->scale(y.data(), 24, std::sqrt(3072.0));
+  EXPECT_TRUE(is_bf16(y));
+  // The normaliser is rounded first, as Hugging Face casts it: sqrt(3072) = 55.4256 -> 55.5.
+  float one = 1;
+  bf16->scale(&one, 1, std::sqrt(3072.0));
+  EXPECT_EQ(one, 55.5f);
+
+  std::vector<float> probs(24), weights(4);
+  std::vector<int> ids(4);
+  bf16->moe_route(x.t.data(), 2, 12, 2, probs.data(), ids.data(), weights.data());
+  EXPECT_FALSE(is_bf16(probs));
+}
+
+}  // namespace
+}  // namespace pinmark
