@@ -129,8 +129,8 @@ std::string slugify(const std::string& title) {
 }
 
 const std::vector<std::string>& output_section_names() {
-  static const std::vector<std::string> names = {"Logits", "Tokens", "Dumps", "Numerics",
-                                                 "Errors"};
+  static const std::vector<std::string> names = {"Logits", "Tokens",    "Dumps",
+                                                 "Numerics", "Reference", "Errors"};
   return names;
 }
 

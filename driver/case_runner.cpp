@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "driver/numerics.h"
+#include "runtime/checkpoint.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/kernel_case.h"
 #include "runtime/weights.h"
@@ -151,8 +152,25 @@ double tolerance_for(const TargetPlan& plan, const Target& target, const Workloa
   return it != plan.tolerance.end() ? it->second : default_tolerance(storage_type(target), work);
 }
 
+// Synthetic weights, or the checkpoint's: the synthetic set names every tensor the model
+// needs with its shape, and a checkpoint must hold exactly those, so a tensor pinmark would
+// silently ignore (a bias, a norm) is an error rather than a wrong reference.
+Weights load_weights(const CaseSpec& spec) {
+  Weights synthetic = synthetic_weights(spec.model);
+  if (spec.checkpoint.empty()) return synthetic;
+  const Checkpoint checkpoint(spec.checkpoint);
+  std::vector<std::pair<std::string, Shape>> wanted;
+  for (const auto& [name, tensor] : synthetic) wanted.emplace_back(name, tensor.shape);
+  for (const std::string& name : checkpoint.names())
+    if (!synthetic.count(name))
+      throw std::runtime_error("checkpoint " + spec.checkpoint_label + " has tensor '" + name +
+                               "', which pinmark's " + spec.model.model_type +
+                               " model does not use");
+  return checkpoint.load(wanted);
+}
+
 void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseResult& result) {
-  const Weights weights = synthetic_weights(spec.model);
+  const Weights weights = load_weights(spec);
   const auto& prompts = spec.inputs.prompts;
   std::unique_ptr<Backend<double>> oracle_backend = make_cpu_backend<double>();
   ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
@@ -171,6 +189,8 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
       }
     }
   }
+  if (!spec.checkpoint.empty())
+    result.reference = check_against_reference(spec.checkpoint, prompts, oracle.outputs);
   std::vector<std::vector<int>> forced;
   for (const SequenceOutput& s : oracle.outputs) forced.push_back(s.generated);
 
@@ -302,6 +322,9 @@ std::vector<std::string> failing_targets(const CaseResult& result) {
   std::vector<std::string> failing;
   for (const TargetRow& row : result.numerics)
     if (row.ran && !row.ok) failing.push_back(row.target.name());
+  if (result.reference)
+    for (const ReferenceRow& row : result.reference->rows)
+      if (row.found && !row.ok) failing.push_back("HF reference, sequence " + std::to_string(row.sequence));
   return failing;
 }
 
@@ -310,6 +333,7 @@ CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {
   result.kind = spec.kind;
   result.problems = spec.problems;
   result.pin_bits = spec.targets.pin_bits;
+  result.checkpoint_label = spec.checkpoint_label;
   if (!result.problems.empty()) return result;
   try {
     if (spec.kind == CaseSpec::Kind::model) run_model_case(spec, backends, result);

@@ -3,10 +3,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "driver/case_spec.h"
+#include "driver/hf_reference.h"
 #include "runtime/backend.h"
 #include "runtime/generate.h"
 #include "runtime/target.h"
@@ -54,9 +56,14 @@ struct CaseResult {
   Tensor<double> kernel_output;
 
   std::vector<TargetRow> numerics;  // one per target of the case, in its order
+
+  // Checkpoint cases whose checkpoint carries Hugging Face's own logits.
+  std::optional<ReferenceCheck> reference;
+  std::string checkpoint_label;
 };
 
-// The targets whose verdict is FAIL. A case with one fails even when its golden agrees:
+// The targets whose verdict is FAIL, and "HF reference, sequence N" for a sequence that
+// disagrees with Hugging Face's logits. A case with one fails even when its golden agrees:
 // regeneration can record a failure, never accept it.
 std::vector<std::string> failing_targets(const CaseResult& result);
 

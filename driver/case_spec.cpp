@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 
+#include "driver/checkpoint_config.h"
 #include "driver/hf_config.h"
 #include "driver/json_block.h"
 
@@ -167,7 +168,7 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
   }
 }
 
-CaseSpec read_sections(const Case& c) {
+CaseSpec read_sections(const Case& c, const std::string& case_file) {
   CaseSpec spec;
   std::vector<CaseProblem>& problems = spec.problems;
   std::map<std::string, const Section*> inputs;
@@ -216,7 +217,10 @@ CaseSpec read_sections(const Case& c) {
   if (inputs.count("Config")) {
     size_t before = problems.size();
     if (auto block = read_json_block(*inputs["Config"], problems)) {
-      read_config(*block, spec.model, problems);
+      if (names_checkpoint(*block))
+        read_checkpoint_config(*block, case_file, spec, problems);
+      else
+        read_config(*block, spec.model, problems);
       config_ok = problems.size() == before;
     }
   }
@@ -229,8 +233,8 @@ CaseSpec read_sections(const Case& c) {
 
 }  // namespace
 
-CaseSpec read_case_spec(const Case& c) {
-  CaseSpec spec = read_sections(c);
+CaseSpec read_case_spec(const Case& c, const std::string& case_file) {
+  CaseSpec spec = read_sections(c, case_file);
   // Reported top to bottom, as a reader meets them.
   std::stable_sort(spec.problems.begin(), spec.problems.end(),
                    [](const CaseProblem& a, const CaseProblem& b) { return a.file_line < b.file_line; });

@@ -39,12 +39,16 @@ struct TargetPlan {
 struct CaseSpec {
   enum class Kind { model, kernel, invalid } kind = Kind::invalid;
   ModelConfig model;
+  std::string checkpoint;        // absolute checkpoint folder; empty for synthetic weights
+  std::string checkpoint_label;  // the folder as the case wrote it
   ModelInputs inputs;
   KernelSpec kernel;
   TargetPlan targets;
   std::vector<CaseProblem> problems;  // non-empty means the case cannot run
 };
 
-CaseSpec read_case_spec(const Case& c);
+// `case_file` locates checkpoints named relative to the case; without it a case that names
+// one gets a problem.
+CaseSpec read_case_spec(const Case& c, const std::string& case_file = "");
 
 }  // namespace pinmark

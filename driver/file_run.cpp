@@ -26,7 +26,7 @@ FileRun run_file(const std::string& path, const std::function<bool(const Case&)>
     if (!selected(c)) continue;
     CaseOutcome outcome;
     outcome.index = i;
-    outcome.result = run_case(read_case_spec(c));
+    outcome.result = run_case(read_case_spec(c, path));
     outcome.actual = render_case(c, outcome.result, run.parsed.newline);
     run.outcomes.push_back(std::move(outcome));
   }

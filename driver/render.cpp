@@ -183,6 +183,27 @@ std::string render_numerics(const Case& c, const CaseResult& r) {
          table_row(header) + table_row(align) + rows;
 }
 
+std::string render_reference(const ReferenceCheck& check, const std::string& label) {
+  std::string out = "### Reference\n\nThe fp64 oracle against Hugging Face's float64 logits for `" +
+                    label + "` (`reference.json`: " + check.generator +
+                    "), every prompt position; bound " + format_tolerance(kReferenceBound) +
+                    ".\n\n";
+  out += table_row({"sequence", "positions", "rel L2", "max abs", "greedy", "verdict"});
+  out += table_row({"---", "---:", "---:", "---:", "---", "---"});
+  for (const ReferenceRow& row : check.rows) {
+    if (!row.found) {
+      out += table_row({std::to_string(row.sequence), "—", "—", "—", "—",
+                        "no reference for this prompt"});
+      continue;
+    }
+    out += table_row({std::to_string(row.sequence), std::to_string(row.positions),
+                      "≤ " + format_bucket(row.rel_l2), "≤ " + format_bucket(row.max_abs),
+                      row.greedy, row.ok ? "ok" : "FAIL"});
+  }
+  out.pop_back();
+  return out;
+}
+
 std::string render_errors(const std::vector<CaseProblem>& problems) {
   std::string body;
   for (const CaseProblem& p : problems) body += problem_line(p) + "\n";
@@ -214,6 +235,7 @@ std::string render_case(const Case& c, const CaseResult& result, const std::stri
   if (result.problems.empty()) {
     std::string numerics = render_numerics(c, result);
     if (!numerics.empty()) pieces.push_back(numerics);
+    if (result.reference) pieces.push_back(render_reference(*result.reference, result.checkpoint_label));
   }
   if (newline != "\n") {
     for (size_t i = verbatim; i < pieces.size(); ++i) {

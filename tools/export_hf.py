@@ -24,6 +24,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -556,6 +557,68 @@ def check_implementations(model, label):
             raise ExportError(f"{label}: experts implementation is {impl!r}, not 'eager'")
 
 
+@contextlib.contextmanager
+def float64_throughout(torch):
+    """Runs transformers' float32 islands in float64.
+
+    For the sake of fp16/bf16 models, transformers computes RMSNorm, the rotary tables, eager
+    attention's softmax and MoE routing in float32, whatever the model's dtype. In a float64
+    model those are downcasts, worth 1e-7 of relative error, which would swamp the comparison
+    with pinmark's fp64 oracle. Inside this block float32 means float64 for Tensor.to,
+    Tensor.float, torch.arange and the softmaxes' dtype argument, so the reference is each
+    model's own code, operation for operation, carried out in float64.
+    """
+    tensor = torch.Tensor
+    functional = torch.nn.functional
+    saved = (tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax)
+    original_to, _, original_tensor_softmax, original_torch_softmax, original_functional_softmax = saved
+
+    def widen(value):
+        return torch.float64 if value is torch.float32 else value
+
+    def to(self, *args, **kwargs):
+        args = tuple(widen(a) for a in args)
+        if "dtype" in kwargs:
+            kwargs["dtype"] = widen(kwargs["dtype"])
+        return original_to(self, *args, **kwargs)
+
+    def to_float(self, *args, **kwargs):
+        return original_to(self, torch.float64)
+
+    def tensor_softmax(self, *args, dtype=None, **kwargs):
+        return original_tensor_softmax(self, *args, dtype=widen(dtype), **kwargs)
+
+    def torch_softmax(input, *args, dtype=None, **kwargs):
+        return original_torch_softmax(input, *args, dtype=widen(dtype), **kwargs)
+
+    def functional_softmax(input, dim=None, _stacklevel=3, dtype=None):
+        return original_functional_softmax(input, dim=dim, _stacklevel=_stacklevel, dtype=widen(dtype))
+
+    # The rotary inv_freq is built from torch.arange(..., dtype=torch.float). Only arange is
+    # widened: masks are built by other factories from float32's own extremes, which must
+    # stay as they are.
+    factories = ("arange",)
+    saved_factories = {name: getattr(torch, name) for name in factories}
+
+    def widening(factory):
+        def call(*args, **kwargs):
+            if "dtype" in kwargs:
+                kwargs["dtype"] = widen(kwargs["dtype"])
+            return factory(*args, **kwargs)
+        return call
+
+    tensor.to, tensor.float, tensor.softmax = to, to_float, tensor_softmax
+    torch.softmax, functional.softmax = torch_softmax, functional_softmax
+    for name, factory in saved_factories.items():
+        setattr(torch, name, widening(factory))
+    try:
+        yield
+    finally:
+        tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax = saved
+        for name, factory in saved_factories.items():
+            setattr(torch, name, factory)
+
+
 def load_float64(torch, directory, local_only):
     from transformers import AutoConfig, AutoModelForCausalLM
     try:
@@ -646,8 +709,9 @@ def unused_parameters(torch, model, prompts):
 
 def write_reference(torch, transformers, out, family, prompts, logits, greedy):
     reference = {
-        "generator": f"transformers {transformers.__version__}, torch {torch.__version__}",
-        "dtype": "float64",
+        "generator": f"transformers {transformers.__version__}, torch {torch.__version__}, "
+                     "float64 throughout",
+        "dtype": "float64, float32 islands widened to float64",
         "family": family,
         "prompts": prompts,
         "logits": logits,
@@ -690,12 +754,13 @@ def export_family(family, out, seed, prompts, shards, dtype_name, force):
         raise ExportError(f"{family}: checkpoint is {total} bytes, over {MAX_CHECKPOINT_BYTES}; removed")
 
     setup_determinism(torch, seed)
-    reloaded = load_float64(torch, out, local_only=True)
-    logits, greedy = compute_references(torch, transformers, reloaded, prompts, family)
-    write_reference(torch, transformers, out, family, prompts, logits, greedy)
-    print_checkpoint(out, f"{family} ({spec['notes']}; stored {dtype_name})")
-    print(f"greedy: {greedy}")
-    report_unused(torch, reloaded, prompts)
+    with float64_throughout(torch):
+        reloaded = load_float64(torch, out, local_only=True)
+        logits, greedy = compute_references(torch, transformers, reloaded, prompts, family)
+        write_reference(torch, transformers, out, family, prompts, logits, greedy)
+        print_checkpoint(out, f"{family} ({spec['notes']}; stored {dtype_name})")
+        print(f"greedy: {greedy}")
+        report_unused(torch, reloaded, prompts)
 
 
 def report_unused(torch, model, prompts):
@@ -713,10 +778,11 @@ def export_model(model_path, out, seed, prompts, force):
     setup_determinism(torch, seed)
     local = os.path.isdir(model_path)
     prepare_out_dir(out, force)
-    model = load_float64(torch, model_path, local_only=local)
-    family = model.config.model_type
-    logits, greedy = compute_references(torch, transformers, model, prompts, family)
-    path = write_reference(torch, transformers, out, family, prompts, logits, greedy)
+    with float64_throughout(torch):
+        model = load_float64(torch, model_path, local_only=local)
+        family = model.config.model_type
+        logits, greedy = compute_references(torch, transformers, model, prompts, family)
+        path = write_reference(torch, transformers, out, family, prompts, logits, greedy)
     if local:
         print_checkpoint(model_path, f"{model_path} ({family})")
     print(f"reference: {path}")
