@@ -175,6 +175,9 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   std::unique_ptr<Backend<double>> oracle_backend = make_cpu_backend<double>();
   ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
   result.prompts = prompts;
+  result.layers = spec.model.num_hidden_layers;
+  const std::vector<int> sources = kv_source_layers(spec.model);
+  for (int l = 0; l < result.layers; ++l) result.kv_layers_stored += sources[l] == l;
   if (!all_finite(flatten_logits(oracle.outputs))) {
     result.problems.push_back({"the fp64 oracle", 0,
                                "the logits hold NaN or infinity; a case must produce finite numbers"});

@@ -51,6 +51,8 @@ struct CaseResult {
   std::vector<std::vector<int>> prompts;
   std::vector<SequenceOutput> oracle;
   std::vector<TapRecord> dumps;  // the selected taps of the oracle's first call of sequence 0
+  int layers = 0;                // decoder layers, and how many of them store keys and values
+  int kv_layers_stored = 0;
 
   // Kernel cases.
   Tensor<double> kernel_output;

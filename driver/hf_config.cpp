@@ -202,9 +202,17 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
             key, "pinmark.seed must be a non-negative integer, got " + show(value)));
       else
         c.seed = value.get<uint64_t>();
+    } else if (key == "kv_shared_layers") {
+      // Gemma 3n's num_kv_shared_layers, on any family: transformers reads that key only in
+      // models whose other parts pinmark does not implement, so it is pinmark's own key here.
+      if (!value.is_number_unsigned())
+        r.problems.push_back(r.block.problem_at(
+            key, "pinmark.kv_shared_layers must be a non-negative integer, got " + show(value)));
+      else
+        c.num_kv_shared_layers = value.get<int>();
     } else {
-      r.problems.push_back(
-          r.block.problem_at(key, "unknown pinmark key '" + key + "' (known: seed)"));
+      r.problems.push_back(r.block.problem_at(
+          key, "unknown pinmark key '" + key + "' (known: seed, kv_shared_layers)"));
     }
   }
 }

@@ -74,8 +74,11 @@ std::string render_logits(const CaseResult& r) {
     body += "sequence " + std::to_string(s) + ", position " + std::to_string(last) + ":\n";
     body += logits_row(r.oracle[s].logits[last]);
   }
-  return "### Logits\n\nThe fp64 oracle's logits at the last prompt position of each sequence.\n\n" +
-         fenced(body);
+  std::string intro = "The fp64 oracle's logits at the last prompt position of each sequence.";
+  if (r.kv_layers_stored < r.layers)
+    intro += " The KV cache stores keys and values for " + std::to_string(r.kv_layers_stored) +
+             " of the " + std::to_string(r.layers) + " layers; the others reuse them.";
+  return "### Logits\n\n" + intro + "\n\n" + fenced(body);
 }
 
 std::string render_tokens(const CaseResult& r) {

@@ -145,15 +145,15 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
 
   if (c.num_kv_shared_layers < 0 ||
       (c.num_hidden_layers > 0 && c.num_kv_shared_layers >= c.num_hidden_layers)) {
-    problems.push_back({"num_kv_shared_layers",
-                        "num_kv_shared_layers must be between 0 and num_hidden_layers - 1 (" +
+    problems.push_back({"kv_shared_layers",
+                        "pinmark.kv_shared_layers must be between 0 and num_hidden_layers - 1 (" +
                             std::to_string(c.num_hidden_layers - 1) + "), got " +
                             std::to_string(c.num_kv_shared_layers)});
   } else if (c.num_kv_shared_layers > 0) {
     const std::vector<int> sources = kv_source_layers(c);
     for (int l = 0; l < c.num_hidden_layers; ++l) {
       if (sources[l] < 0) {
-        problems.push_back({"num_kv_shared_layers",
+        problems.push_back({"kv_shared_layers",
                             "layer " + std::to_string(l) + " shares its keys and values but no "
                             "earlier layer has its attention type (" +
                             (is_sliding_layer(c, l) ? "sliding_attention" : "full_attention") +

@@ -213,7 +213,7 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
   c = family("llama");
   c.num_kv_shared_layers = 2;
   EXPECT_EQ(problem_of(c),
-            "num_kv_shared_layers: num_kv_shared_layers must be between 0 and num_hidden_layers "
+            "kv_shared_layers: pinmark.kv_shared_layers must be between 0 and num_hidden_layers "
             "- 1 (1), got 2");
   c = family("qwen2");
   c.num_hidden_layers = 3;
@@ -221,7 +221,7 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
   c.layer_types = {"full_attention", "full_attention", "sliding_attention"};
   c.num_kv_shared_layers = 1;
   EXPECT_EQ(problem_of(c),
-            "num_kv_shared_layers: layer 2 shares its keys and values but no earlier layer has its "
+            "kv_shared_layers: layer 2 shares its keys and values but no earlier layer has its "
             "attention type (sliding_attention)");
 
   c = family("llama");
