@@ -14,29 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
+
 namespace pinmark {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "pinmark-checkpoint-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 // A tensor of random F32 values, and those values in fp64 to compare with.
 struct Spec {
@@ -117,7 +102,7 @@ const std::string kEmbed = "model.embed_tokens.weight";
 class CheckpointTest : public ::testing::Test {
  protected:
   TempDir tmp_;
-  const fs::path dir_ = tmp_.path() / "ckpt";
+  const fs::path dir_ = fs::path(tmp_.path()) / "ckpt";
   const Spec q_ = random_spec(kQ, {16, 16}, 1);
   const Spec k_ = random_spec(kK, {8, 16}, 2);
   const Spec norm_ = random_spec(kNorm, {16}, 3);
@@ -234,9 +219,9 @@ TEST_F(CheckpointTest, MissingShard) {
 
 TEST_F(CheckpointTest, IndexMayNotLeaveTheDirectory) {
   // The outside files exist and are valid, so only the path check can stop them.
-  write_safetensors(tmp_.path() / "outside.safetensors", {q_});
+  write_safetensors(fs::path(tmp_.path()) / "outside.safetensors", {q_});
   fs::create_directory(dir_ / "sub");
-  const std::string absolute = (tmp_.path() / "outside.safetensors").string();
+  const std::string absolute = (fs::path(tmp_.path()) / "outside.safetensors").string();
   for (const std::string& shard :
        {std::string("../outside.safetensors"), absolute, std::string("sub/../../outside.safetensors"),
         std::string(".."), std::string("")}) {
