@@ -1,9 +1,15 @@
 #include "runtime/target.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/rounding_backend.h"
+
+#ifdef PINMARK_HAVE_CUDA
+#include "runtime/cuda/cuda_backend.h"
+#include "runtime/cuda/device_info.h"
+#endif
 
 namespace pinmark {
 
@@ -33,7 +39,15 @@ std::optional<Target> parse_target(const std::string& text, std::string& why) {
   return t;
 }
 
-std::vector<Target> default_targets() { return {{"cpu", "fp32"}, {"cpu", "bf16"}}; }
+std::vector<Target> default_targets() {
+  return {{"cpu", "fp32"},   {"cpu", "bf16"},   {"cuda", "fp32"},
+          {"cuda", "tf32"}, {"cuda", "bf16"}, {"cuda", "fp16"}};
+}
+
+double target_unit_roundoff(const Target& target) {
+  if (target.precision == "tf32") return std::ldexp(1.0, -11);
+  return unit_roundoff(storage_type(target));
+}
 
 DType storage_type(const Target& target) {
   if (target.precision == "bf16") return DType::bf16;
@@ -41,11 +55,61 @@ DType storage_type(const Target& target) {
   return DType::f32;
 }
 
+namespace {
+
+#ifdef PINMARK_HAVE_CUDA
+CudaPrecision cuda_precision(const Target& target) {
+  if (target.precision == "tf32") return CudaPrecision::tf32;
+  if (target.precision == "bf16") return CudaPrecision::bf16;
+  if (target.precision == "fp16") return CudaPrecision::fp16;
+  return CudaPrecision::fp32;
+}
+#endif
+
+// Whether this build and this machine can run a cuda target.
+[[maybe_unused]] bool cuda_runnable() {
+#ifdef PINMARK_HAVE_CUDA
+  return cuda_device_available();
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 std::unique_ptr<Backend<float>> make_target_backend(const Target& target) {
-  if (target.backend != "cpu") return nullptr;
   const DType storage = storage_type(target);
-  if (storage == DType::f32) return make_cpu_backend<float>();
-  return make_rounding_backend(make_cpu_backend<float>(), storage);
+  if (target.backend == "cpu") {
+    if (storage == DType::f32) return make_cpu_backend<float>();
+    return make_rounding_backend(make_cpu_backend<float>(), storage);
+  }
+#ifdef PINMARK_HAVE_CUDA
+  if (target.backend == "cuda" && cuda_runnable()) {
+    // The device computes in fp32 (matmul operands in the narrow type on the tensor cores);
+    // the rounding layer stores each op's output in the target's type, as for cpu bf16.
+    auto backend = make_cuda_backend(cuda_precision(target));
+    if (storage == DType::f32) return backend;
+    return make_rounding_backend(std::move(backend), storage);
+  }
+#endif
+  return nullptr;
+}
+
+std::string target_device_class(const Target& target) {
+#ifdef PINMARK_HAVE_CUDA
+  if (target.backend == "cuda" && cuda_runnable()) return cuda_device_class();
+#endif
+  (void)target;
+  return "";
+}
+
+std::string target_provenance(const Target& target) {
+#ifdef PINMARK_HAVE_CUDA
+  if (target.backend == "cuda" && cuda_runnable())
+    return cuda_provenance() + ", matmul: " + cuda_math_mode(cuda_precision(target));
+#endif
+  (void)target;
+  return "";
 }
 
 }  // namespace pinmark

@@ -1,0 +1,459 @@
+// The CUDA backend against independent fp64 computations (tests/runtime/reference.h), on sizes
+// that are multiples of no tile (1, 7, 33, 127, 300), head sizes 64 to 256, one token and long
+// prompts; then run-to-run bitwise determinism. Every test skips on a machine without a CUDA
+// device, so the suite passes where CUDA is built but no GPU is present (CI).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "runtime/cuda/cuda_backend.h"
+#include "runtime/cuda/device_info.h"
+#include "runtime/dtype.h"
+#include "runtime/rounding_backend.h"
+#include "runtime/target.h"
+#include "tests/runtime/reference.h"
+#include "tests/runtime/test_util.h"
+
+namespace pinmark {
+namespace {
+
+using test::expect_close;
+using test::make_input;
+
+// The fp32 kernels' tolerance against fp64, relative to the largest expected value.
+constexpr double kFp32 = 1e-5;
+
+std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// x[i] rounded to `storage` and back, so that the reference sees the operands the tensor
+// cores see.
+std::vector<float> rounded(std::vector<float> v, DType storage) {
+  for (float& x : v) x = round_to(storage, x);
+  return v;
+}
+
+std::vector<int> iota_positions(int n, int first) {
+  std::vector<int> p(n);
+  for (int i = 0; i < n; ++i) p[i] = first + i;
+  return p;
+}
+
+class CudaTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device on this machine";
+    backend = make_cuda_backend(CudaPrecision::fp32);
+  }
+  std::unique_ptr<Backend<float>> backend;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products, every precision
+
+struct MatmulCase {
+  CudaPrecision precision;
+  const char* name;
+  double tolerance;  // operands as generated (fp32), against fp64
+};
+
+// Names the case in test listings instead of dumping the struct's bytes.
+void PrintTo(const MatmulCase& c, std::ostream* os) { *os << c.name; }
+
+class CudaMatmulTest : public testing::TestWithParam<MatmulCase> {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device on this machine";
+    backend = make_cuda_backend(GetParam().precision);
+  }
+  std::unique_ptr<Backend<float>> backend;
+};
+
+struct Shape {
+  int n, k, m;
+};
+const Shape kShapes[] = {{1, 7, 33}, {7, 127, 33}, {33, 1, 127}, {3, 300, 65}, {127, 256, 7},
+                         {1, 4097, 3}};
+
+TEST_P(CudaMatmulTest, MatmulMatchesFp64) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " k=" << s.k << " m=" << s.m);
+    auto x = make_input<float>("x", s.n * s.k);
+    auto w = make_input<float>("w", s.m * s.k, std::sqrt(3.0 / s.k));
+    std::vector<float> y(s.n * s.m);
+    backend->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
+    expect_close(y, ref::matmul(x.d, w.d, s.n, s.k, s.m), GetParam().tolerance, "matmul");
+  }
+}
+
+TEST_P(CudaMatmulTest, MatmulBiasMatchesFp64) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " k=" << s.k << " m=" << s.m);
+    auto x = make_input<float>("x", s.n * s.k);
+    auto w = make_input<float>("w", s.m * s.k, std::sqrt(3.0 / s.k));
+    auto b = make_input<float>("b", s.m, 0.5);
+    std::vector<float> y(s.n * s.m);
+    backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y.data());
+    expect_close(y, ref::linear(x.d, w.d, b.d, s.n, s.k, s.m), GetParam().tolerance,
+                 "matmul_bias");
+  }
+}
+
+// Operands already in the narrow type (what the rounding backend passes on): the conversion
+// is exact, the products are exact in fp32, and only the fp32 accumulation is left.
+TEST_P(CudaMatmulTest, RepresentableOperandsLeaveOnlyFp32Accumulation) {
+  const CudaPrecision p = GetParam().precision;
+  if (p != CudaPrecision::bf16 && p != CudaPrecision::fp16) GTEST_SKIP() << "16-bit only";
+  const DType storage = p == CudaPrecision::bf16 ? DType::bf16 : DType::f16;
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " k=" << s.k << " m=" << s.m);
+    auto x = rounded(make_input<float>("x", s.n * s.k).t, storage);
+    auto w = rounded(make_input<float>("w", s.m * s.k, std::sqrt(3.0 / s.k)).t, storage);
+    std::vector<float> y(s.n * s.m);
+    backend->matmul(x.data(), w.data(), s.n, s.k, s.m, y.data());
+    expect_close(y, ref::matmul(widen(x), widen(w), s.n, s.k, s.m), 1e-4, "matmul");
+  }
+}
+
+TEST_P(CudaMatmulTest, BitwiseReproducibleRunToRun) {
+  auto x = make_input<float>("x", 127 * 300);
+  auto w = make_input<float>("w", 65 * 300, 0.1);
+  std::vector<float> first(127 * 65), again(127 * 65), fresh(127 * 65);
+  backend->matmul(x.t.data(), w.t.data(), 127, 300, 65, first.data());
+  backend->matmul(x.t.data(), w.t.data(), 127, 300, 65, again.data());
+  make_cuda_backend(GetParam().precision)
+      ->matmul(x.t.data(), w.t.data(), 127, 300, 65, fresh.data());
+  EXPECT_EQ(first, again);
+  EXPECT_EQ(first, fresh);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaMatmulTest,
+                         testing::Values(MatmulCase{CudaPrecision::fp32, "fp32", kFp32},
+                                         MatmulCase{CudaPrecision::tf32, "tf32", 2e-3},
+                                         MatmulCase{CudaPrecision::bf16, "bf16", 2e-2},
+                                         MatmulCase{CudaPrecision::fp16, "fp16", 4e-3}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// fp32 pedantic must not quietly run on TF32: TF32 keeps 10 mantissa bits, an error near 1e-3
+// on these inputs, where fp32's is near 1e-7.
+TEST_F(CudaTest, Fp32MatmulIsNotTf32) {
+  const int n = 33, k = 300, m = 33;
+  auto x = make_input<float>("x", n * k);
+  auto w = make_input<float>("w", m * k, 0.1);
+  std::vector<float> y(n * m);
+  backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
+  EXPECT_LT(test::relative_l2(widen(y), ref::matmul(x.d, w.d, n, k, m)), 1e-5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row-wise ops
+
+const int kDims[] = {1, 7, 33, 127, 300, 4097};
+
+TEST_F(CudaTest, Embed) {
+  for (int dim : kDims) {
+    const int vocab = 50;
+    auto table = make_input<float>("table", vocab * dim);
+    const std::vector<int> tokens = {3, 49, 0, 3, 17, 8, 22};
+    std::vector<float> out(tokens.size() * dim);
+    backend->embed(table.t.data(), tokens.data(), static_cast<int>(tokens.size()), dim,
+                   out.data());
+    const auto expected = ref::embed(table.d, tokens, dim);
+    EXPECT_EQ(widen(out), expected) << "dim " << dim;
+  }
+}
+
+TEST_F(CudaTest, Rmsnorm) {
+  for (int dim : kDims)
+    for (int rows : {1, 7}) {
+      SCOPED_TRACE(testing::Message() << "rows=" << rows << " dim=" << dim);
+      auto x = make_input<float>("x", rows * dim, 2.0, 0.3);
+      auto w = make_input<float>("w", dim, 0.1, 1.0);
+      std::vector<float> y(rows * dim);
+      backend->rmsnorm(x.t.data(), w.t.data(), rows, dim, 1e-5, y.data());
+      expect_close(y, ref::rmsnorm(x.d, w.d, rows, dim, 1e-5), kFp32, "rmsnorm");
+      backend->rmsnorm_plus_one(x.t.data(), w.t.data(), rows, dim, 1e-6, y.data());
+      expect_close(y, ref::rmsnorm_plus_one(x.d, w.d, rows, dim, 1e-6), kFp32,
+                   "rmsnorm_plus_one");
+    }
+}
+
+TEST_F(CudaTest, Layernorm) {
+  for (int dim : kDims) {
+    if (dim == 1) continue;  // zero variance: the output is the bias alone
+    for (int rows : {1, 7}) {
+      SCOPED_TRACE(testing::Message() << "rows=" << rows << " dim=" << dim);
+      auto x = make_input<float>("x", rows * dim, 2.0, 0.7);  // non-zero mean
+      auto w = make_input<float>("w", dim, 0.1, 1.0);
+      auto b = make_input<float>("b", dim, 0.2);
+      std::vector<float> y(rows * dim);
+      backend->layernorm(x.t.data(), w.t.data(), b.t.data(), rows, dim, 1e-5, y.data());
+      expect_close(y, ref::layernorm(x.d, w.d, b.d, rows, dim, 1e-5), kFp32, "layernorm");
+    }
+  }
+}
+
+TEST_F(CudaTest, Softmax) {
+  for (int len : kDims)
+    for (int rows : {1, 7}) {
+      SCOPED_TRACE(testing::Message() << "rows=" << rows << " len=" << len);
+      auto x = make_input<float>("x", rows * len, 6.0, 40.0);  // max subtraction matters
+      std::vector<float> y = x.t;
+      backend->softmax(y.data(), rows, len);
+      expect_close(y, ref::softmax(x.d, rows, len), kFp32, "softmax");
+    }
+}
+
+TEST_F(CudaTest, SoftmaxMaskedEntriesAndFullyMaskedRows) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x = {1.0f, -inf, 2.0f, -inf, -inf, -inf, -inf, -inf};
+  backend->softmax(x.data(), 2, 4);
+  const double e = std::exp(-1.0);
+  expect_close(x, {e / (1 + e), 0, 1 / (1 + e), 0, 0, 0, 0, 0}, kFp32, "softmax");
+  for (int j = 4; j < 8; ++j) EXPECT_EQ(x[j], 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding and attention
+
+const int kHeadDims[] = {64, 80, 128, 256};
+
+TEST_F(CudaTest, Rope) {
+  const std::vector<int> positions = {0, 1, 7, 299, 4095, 131071};
+  const int n = static_cast<int>(positions.size()), heads = 3;
+  for (int hd : kHeadDims) {
+    SCOPED_TRACE(testing::Message() << "head_dim=" << hd);
+    auto x = make_input<float>("x", n * heads * hd);
+    std::vector<float> y = x.t;
+    backend->rope(y.data(), positions.data(), n, heads, hd, 500000.0);
+    expect_close(y, ref::rope(x.d, positions, heads, hd, 500000.0), kFp32, "rope");
+    const auto inv_freq = ref::scaled_inv_freq("linear", 10000.0, hd, 4.0, 0, 0, 0);
+    y = x.t;
+    backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv_freq.data());
+    expect_close(y, ref::rope_with(x.d, positions, heads, hd, inv_freq), kFp32, "rope_freqs");
+  }
+}
+
+struct AttentionShape {
+  int n, kv_len, first_position;
+};
+// One decode token after a 299-token prompt, a short prompt, a chunk continuing a long one.
+const AttentionShape kAttention[] = {{1, 300, 299}, {7, 7, 0}, {33, 300, 267}, {1, 1, 0}};
+
+TEST_F(CudaTest, AttentionScoresWithGqaAndCausalMask) {
+  const int heads = 8, kv_heads = 2;
+  for (int hd : kHeadDims)
+    for (const AttentionShape& a : kAttention) {
+      SCOPED_TRACE(testing::Message() << "head_dim=" << hd << " n=" << a.n
+                                      << " kv_len=" << a.kv_len);
+      const auto positions = iota_positions(a.n, a.first_position);
+      auto q = make_input<float>("q", a.n * heads * hd);
+      auto k = make_input<float>("k", a.kv_len * kv_heads * hd);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+      std::vector<float> s(heads * a.n * a.kv_len);
+      backend->attention_scores(q.t.data(), k.t.data(), positions.data(), a.n, a.kv_len, heads,
+                                kv_heads, hd, scale, s.data());
+      expect_close(s,
+                   ref::attention_scores(q.d, k.d, positions, a.kv_len, heads, kv_heads, hd,
+                                         static_cast<float>(scale)),
+                   kFp32, "attention_scores");
+    }
+}
+
+TEST_F(CudaTest, ScoreModSoftcapAndSlidingWindow) {
+  const int heads = 4, kv_heads = 1, hd = 80;
+  for (const AttentionShape& a : kAttention)
+    for (int window : {0, 1, 5, 128}) {
+      for (double cap : {0.0, 50.0, 0.5}) {
+        SCOPED_TRACE(testing::Message() << "n=" << a.n << " kv_len=" << a.kv_len
+                                        << " window=" << window << " cap=" << cap);
+        const auto positions = iota_positions(a.n, a.first_position);
+        auto q = make_input<float>("q", a.n * heads * hd, 3.0);
+        auto k = make_input<float>("k", a.kv_len * kv_heads * hd);
+        std::vector<float> s(heads * a.n * a.kv_len);
+        backend->attention_scores(q.t.data(), k.t.data(), positions.data(), a.n, a.kv_len, heads,
+                                  kv_heads, hd, 1.0, s.data());
+        backend->score_mod(s.data(), positions.data(), a.n, a.kv_len, heads, cap, window);
+        expect_close(s,
+                     ref::attention_scores_full(q.d, k.d, positions, a.kv_len, heads, kv_heads,
+                                                hd, 1.0, cap, window),
+                     kFp32, "score_mod");
+      }
+    }
+}
+
+TEST_F(CudaTest, AttentionValues) {
+  const int heads = 8, kv_heads = 2;
+  for (int hd : kHeadDims)
+    for (const AttentionShape& a : kAttention) {
+      SCOPED_TRACE(testing::Message() << "head_dim=" << hd << " n=" << a.n
+                                      << " kv_len=" << a.kv_len);
+      auto probs = make_input<float>("p", heads * a.n * a.kv_len, 0.5, 0.5);
+      auto v = make_input<float>("v", a.kv_len * kv_heads * hd, 1.0, 0.5);
+      std::vector<float> out(a.n * heads * hd);
+      backend->attention_values(probs.t.data(), v.t.data(), a.n, a.kv_len, heads, kv_heads, hd,
+                                out.data());
+      expect_close(out, ref::attention_values(probs.d, v.d, a.n, a.kv_len, heads, kv_heads, hd),
+                   kFp32, "attention_values");
+    }
+}
+
+TEST_F(CudaTest, GroupsThatDoNotDivideAreAnErrorNotACrash) {
+  std::vector<float> q(3 * 64), k(2 * 64), s(3);
+  const int position = 0;
+  EXPECT_THROW(
+      backend->attention_scores(q.data(), k.data(), &position, 1, 1, 3, 2, 64, 1.0, s.data()),
+      std::runtime_error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise ops
+
+const int64_t kLengths[] = {1, 7, 33, 127, 100003};
+
+TEST_F(CudaTest, ElementWise) {
+  for (int64_t n : kLengths) {
+    SCOPED_TRACE(testing::Message() << "n=" << n);
+    auto gate = make_input<float>("gate", n, 8.0);  // both tails of silu and gelu
+    auto up = make_input<float>("up", n);
+    std::vector<float> out(n);
+
+    backend->swiglu(gate.t.data(), up.t.data(), n, out.data());
+    expect_close(out, ref::swiglu(gate.d, up.d), kFp32, "swiglu");
+
+    for (bool tanh : {false, true}) {
+      backend->gelu(gate.t.data(), n, tanh, out.data());
+      expect_close(out, ref::gelu(gate.d, tanh), kFp32, tanh ? "gelu tanh" : "gelu");
+      backend->geglu(gate.t.data(), up.t.data(), n, tanh, out.data());
+      expect_close(out, ref::geglu(gate.d, up.d, tanh), kFp32, tanh ? "geglu tanh" : "geglu");
+    }
+
+    out = up.t;
+    backend->add(out.data(), gate.t.data(), n);
+    expect_close(out, ref::add(up.d, gate.d), kFp32, "add");
+
+    out = gate.t;
+    backend->softcap(out.data(), n, 30.0);
+    std::vector<double> capped(n);
+    for (int64_t i = 0; i < n; ++i) capped[i] = std::tanh(gate.d[i] / 30.0) * 30.0;
+    expect_close(out, capped, kFp32, "softcap");
+
+    out = up.t;
+    backend->scale(out.data(), n, 45.254833995939045);  // sqrt(2048)
+    std::vector<double> scaled(n);
+    for (int64_t i = 0; i < n; ++i) scaled[i] = up.d[i] * static_cast<float>(45.254833995939045);
+    expect_close(out, scaled, kFp32, "scale");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixture of experts
+
+TEST_F(CudaTest, MoeRouteAndCombine) {
+  for (int experts : {8, 60}) {
+    const int n = 7, top_k = 2, dim = 33;
+    SCOPED_TRACE(testing::Message() << "experts=" << experts);
+    auto logits = make_input<float>("logits", n * experts, 3.0);
+    std::vector<float> probs(n * experts), weights(n * top_k);
+    std::vector<int> ids(n * top_k);
+    backend->moe_route(logits.t.data(), n, experts, top_k, probs.data(), ids.data(),
+                       weights.data());
+    for (int r = 0; r < n; ++r) {
+      const std::vector<double> row(logits.d.begin() + r * experts,
+                                    logits.d.begin() + (r + 1) * experts);
+      const ref::Routing expected = ref::route(row, top_k);
+      expect_close(std::vector<float>(probs.begin() + r * experts,
+                                      probs.begin() + (r + 1) * experts),
+                   expected.probs, kFp32, "probs");
+      expect_close(std::vector<float>(weights.begin() + r * top_k,
+                                      weights.begin() + (r + 1) * top_k),
+                   expected.weights, kFp32, "weights");
+      EXPECT_EQ(std::vector<int>(ids.begin() + r * top_k, ids.begin() + (r + 1) * top_k),
+                expected.ids);
+    }
+
+    // Rows 5, 0 and 2 of a 7-row y get one expert's outputs; the others stay as they were.
+    auto y = make_input<float>("y", n * dim);
+    auto x = make_input<float>("x", 3 * dim);
+    const std::vector<int> rows = {5, 0, 2};
+    const std::vector<float> w = {0.25f, 0.5f, 0.75f};
+    std::vector<float> out = y.t;
+    backend->moe_combine(out.data(), x.t.data(), rows.data(), w.data(), 3, dim);
+    std::vector<double> expected = y.d;
+    for (int r = 0; r < 3; ++r)
+      for (int d = 0; d < dim; ++d) expected[rows[r] * dim + d] += x.d[r * dim + d] * w[r];
+    expect_close(out, expected, kFp32, "moe_combine");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Determinism and targets
+
+// An attention block's ops run twice on one backend and once on a fresh one: the same bits.
+TEST_F(CudaTest, AttentionBlockIsBitwiseReproducible) {
+  const int n = 33, kv_len = 300, heads = 8, kv_heads = 2, hd = 128, dim = 1024;
+  const auto positions = iota_positions(n, kv_len - n);
+  auto x = make_input<float>("x", n * dim);
+  auto w = make_input<float>("w", dim, 0.1, 1.0);
+  auto q = make_input<float>("q", n * heads * hd);
+  auto k = make_input<float>("k", kv_len * kv_heads * hd);
+  auto v = make_input<float>("v", kv_len * kv_heads * hd);
+  auto run = [&](Backend<float>& b) {
+    std::vector<float> normed(n * dim), qr = q.t, s(heads * n * kv_len), out(n * heads * hd);
+    b.rmsnorm(x.t.data(), w.t.data(), n, dim, 1e-5, normed.data());
+    b.rope(qr.data(), positions.data(), n, heads, hd, 10000.0);
+    b.attention_scores(qr.data(), k.t.data(), positions.data(), n, kv_len, heads, kv_heads, hd,
+                       0.088, s.data());
+    b.score_mod(s.data(), positions.data(), n, kv_len, heads, 50.0, 100);
+    b.softmax(s.data(), heads * n, kv_len);
+    b.attention_values(s.data(), v.t.data(), n, kv_len, heads, kv_heads, hd, out.data());
+    normed.insert(normed.end(), out.begin(), out.end());
+    return normed;
+  };
+  const auto first = run(*backend);
+  EXPECT_EQ(first, run(*backend));
+  EXPECT_EQ(first, run(*make_cuda_backend(CudaPrecision::fp32)));
+}
+
+TEST_F(CudaTest, TargetsRunOnTheDeviceAndSayWhere) {
+  for (const char* precision : {"fp32", "tf32", "bf16", "fp16"}) {
+    const Target t{"cuda", precision};
+    auto b = make_target_backend(t);
+    ASSERT_NE(b, nullptr) << t.name();
+    EXPECT_EQ(target_device_class(t).rfind("sm", 0), 0u) << target_device_class(t);
+    EXPECT_NE(target_provenance(t).find("compute capability"), std::string::npos)
+        << target_provenance(t);
+    EXPECT_NE(target_provenance(t).find("cuBLAS"), std::string::npos) << target_provenance(t);
+  }
+  EXPECT_EQ(target_device_class(Target{"cpu", "fp32"}), "");
+  EXPECT_EQ(target_provenance(Target{"cpu", "fp32"}), "");
+}
+
+// The bf16 target through the rounding layer: each output is stored in bf16, and the result
+// stays within bf16's error of fp64.
+TEST_F(CudaTest, Bf16TargetRoundsEachOutput) {
+  auto b = make_target_backend(Target{"cuda", "bf16"});
+  ASSERT_NE(b, nullptr);
+  const int n = 7, k = 127, m = 33;
+  auto x = rounded(make_input<float>("x", n * k).t, DType::bf16);
+  auto w = rounded(make_input<float>("w", m * k, std::sqrt(3.0 / k)).t, DType::bf16);
+  std::vector<float> y(n * m);
+  b->matmul(x.data(), w.data(), n, k, m, y.data());
+  for (float value : y) EXPECT_EQ(round_to(DType::bf16, value), value);
+  expect_close(y, ref::matmul(widen(x), widen(w), n, k, m), 1e-2, "bf16 matmul");
+}
+
+TEST(CudaAbsentTest, NoDeviceMeansNoBackendRatherThanAnError) {
+  if (cuda_device_available()) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_EQ(make_target_backend(Target{"cuda", "fp32"}), nullptr);
+  EXPECT_EQ(target_device_class(Target{"cuda", "fp32"}), "");
+  EXPECT_THROW(make_cuda_backend(CudaPrecision::fp32), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace pinmark
