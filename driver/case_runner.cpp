@@ -147,9 +147,21 @@ int tap_depth(const std::string& name, int layers) {
   return kRoundingPointsPerLayer * layers + 3;
 }
 
+// A row that ran here is keyed by the device class it ran on, since another GPU generation
+// may round differently and keeps its own row.
+void mark_ran(TargetRow& row) {
+  row.ran = true;
+  const std::string device_class = target_device_class(row.target);
+  row.label = device_class.empty() ? row.target.name()
+                                   : row.target.backend + " " + device_class + " " +
+                                         row.target.precision;
+  row.provenance = target_provenance(row.target);
+}
+
 double tolerance_for(const TargetPlan& plan, const Target& target, const Workload& work) {
   auto it = plan.tolerance.find(target.name());
-  return it != plan.tolerance.end() ? it->second : default_tolerance(storage_type(target), work);
+  return it != plan.tolerance.end() ? it->second
+                                    : default_tolerance(target_unit_roundoff(target), work);
 }
 
 // Synthetic weights, or the checkpoint's: the synthetic set names every tensor the model
@@ -206,7 +218,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
       result.numerics.push_back(row);
       continue;
     }
-    row.ran = true;
+    mark_ran(row);
     const DType storage = storage_type(target);
     const Weights stored = rounded_weights(weights, storage);
     row.tolerance = tolerance_for(spec.targets, target, work);
@@ -241,7 +253,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
         row.kl += kl_divergence(expected, actual);
         if (argmax(expected) == argmax(actual)) {
           ++row.top1_agree;
-        } else if (near_tie(expected, storage)) {
+        } else if (near_tie(expected, target_unit_roundoff(target))) {
           ++row.near_ties;
         } else if (top1_ok) {
           top1_ok = false;
@@ -284,7 +296,7 @@ void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseR
       result.numerics.push_back(row);
       continue;
     }
-    row.ran = true;
+    mark_ran(row);
     row.tolerance = tolerance_for(spec.targets, target, work);
     const DType storage = storage_type(target);
     auto run = [&] { return run_kernel(spec.kernel, *backend, storage).data; };

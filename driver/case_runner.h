@@ -28,6 +28,8 @@ struct TapRecord {
 // One row of the Numerics table.
 struct TargetRow {
   Target target;
+  std::string label;       // the row's name: "cpu bf16", or "cuda sm90 bf16" keyed by device class
+  std::string provenance;  // what produced a GPU row: device, compute capability, CUDA, cuBLAS
   bool ran = false;  // false: this machine cannot run it; the golden's row is carried over
   double rel_l2 = 0;
   double max_abs = 0;

@@ -22,9 +22,13 @@ ErrorMetrics compare(const std::vector<double>& oracle, const std::vector<double
 }
 
 double default_tolerance(DType storage, const Workload& work) {
+  return default_tolerance(unit_roundoff(storage), work);
+}
+
+double default_tolerance(double u, const Workload& work) {
   const double u_acc = unit_roundoff(DType::f32);
   return kToleranceMultiple * std::sqrt(static_cast<double>(std::max(work.depth, 1))) *
-         (work.amplification * unit_roundoff(storage) + u_acc * std::sqrt(static_cast<double>(std::max(work.reduction, 1))));
+         (work.amplification * u + u_acc * std::sqrt(static_cast<double>(std::max(work.reduction, 1))));
 }
 
 bool within(const ErrorMetrics& metrics, double tolerance) {
@@ -60,7 +64,7 @@ double kl_divergence(const std::vector<double>& oracle_logits,
   return std::max(kl, 0.0);  // rounding can leave a tiny negative sum for equal rows
 }
 
-bool near_tie(const std::vector<double>& oracle_logits, DType storage) {
+bool near_tie(const std::vector<double>& oracle_logits, double u) {
   if (oracle_logits.size() < 2) return false;
   double first = -INFINITY, second = -INFINITY;
   for (double x : oracle_logits) {
@@ -71,7 +75,7 @@ bool near_tie(const std::vector<double>& oracle_logits, DType storage) {
       second = x;
     }
   }
-  return first - second <= 2 * unit_roundoff(storage) * std::fabs(first);
+  return first - second <= 2 * u * std::fabs(first);
 }
 
 }  // namespace pinmark

@@ -31,6 +31,7 @@ struct Workload {
 // accumulating in fp32:
 //   kToleranceMultiple * sqrt(depth) * (amplification * u_storage + u_fp32 * sqrt(reduction)).
 constexpr double kToleranceMultiple = 4;
+double default_tolerance(double unit_roundoff, const Workload& work);
 double default_tolerance(DType storage, const Workload& work);
 
 bool within(const ErrorMetrics& metrics, double tolerance);
@@ -44,6 +45,6 @@ double kl_divergence(const std::vector<double>& oracle_logits,
 
 // Whether the oracle's top two logits are within one unit of `storage` rounding of each other
 // (2 u |top|): a target may pick either without being wrong.
-bool near_tie(const std::vector<double>& oracle_logits, DType storage);
+bool near_tie(const std::vector<double>& oracle_logits, double unit_roundoff);
 
 }  // namespace pinmark

@@ -115,8 +115,9 @@ std::string render_dumps(const std::vector<TapRecord>& taps) {
   return "### Dumps\n\n" + out;
 }
 
-// The golden's row for a target this machine cannot run ("cuda sm90 bf16" for "cuda bf16").
-std::string carried_row(const Case& c, const Target& target) {
+// Lines of the golden's Numerics section, without line endings.
+std::vector<std::string> numerics_lines(const Case& c) {
+  std::vector<std::string> lines;
   for (const Section& s : c.sections) {
     if (s.name != "Numerics") continue;
     size_t start = 0;
@@ -125,16 +126,41 @@ std::string carried_row(const Case& c, const Target& target) {
       if (end == std::string::npos) end = s.text.size();
       std::string line = s.text.substr(start, end - start);
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      lines.push_back(line);
       start = end + 1;
-      if (line.rfind("| ", 0) != 0) continue;
-      const std::string name = line.substr(2, line.find(" |", 2) - 2);
-      const size_t last_space = name.rfind(' ');
-      if (name.rfind(target.backend + " ", 0) == 0 && last_space != std::string::npos &&
-          name.substr(last_space + 1) == target.precision)
-        return line;
     }
   }
-  return "";
+  return lines;
+}
+
+// Whether a row or provenance label ("cuda sm90 bf16") belongs to `target` ("cuda bf16").
+bool label_of(const std::string& label, const Target& target) {
+  const size_t last_space = label.rfind(' ');
+  return label.rfind(target.backend + " ", 0) == 0 && last_space != std::string::npos &&
+         label.substr(last_space + 1) == target.precision;
+}
+
+// The golden's rows (`| label | ...`) and provenance lines (`- \`label\`: ...`) for `target`,
+// except the one labelled `skip`: what other machines measured, kept as they wrote it.
+struct Carried {
+  std::string rows, provenance;
+};
+
+Carried carried_lines(const std::vector<std::string>& lines, const Target& target,
+                      const std::string& skip) {
+  Carried carried;
+  for (const std::string& line : lines) {
+    if (line.rfind("| ", 0) == 0) {
+      const std::string label = line.substr(2, line.find(" |", 2) - 2);
+      if (label != skip && label_of(label, target)) carried.rows += line + "\n";
+    } else if (line.rfind("- `", 0) == 0) {
+      const size_t close = line.find('`', 3);
+      if (close == std::string::npos) continue;
+      const std::string label = line.substr(3, close - 3);
+      if (label != skip && label_of(label, target)) carried.provenance += line + "\n";
+    }
+  }
+  return carried;
 }
 
 std::string render_numerics(const Case& c, const CaseResult& r) {
@@ -152,14 +178,17 @@ std::string render_numerics(const Case& c, const CaseResult& r) {
     header.push_back("bits");
     align.push_back("---");
   }
-  std::string rows;
+  const std::vector<std::string> golden = numerics_lines(c);
+  std::string rows, provenance;
   for (const TargetRow& row : r.numerics) {
+    const Carried carried = carried_lines(golden, row.target, row.ran ? row.label : "");
     if (!row.ran) {
-      const std::string carried = carried_row(c, row.target);
-      if (!carried.empty()) rows += carried + "\n";
+      rows += carried.rows;
+      provenance += carried.provenance;
       continue;
     }
-    std::vector<std::string> cells = {row.target.name(), "≤ " + format_bucket(row.rel_l2),
+    if (!row.provenance.empty()) provenance += "- `" + row.label + "`: " + row.provenance + "\n";
+    std::vector<std::string> cells = {row.label, "≤ " + format_bucket(row.rel_l2),
                                       "≤ " + format_bucket(row.max_abs)};
     if (model) {
       cells.push_back("≤ " + format_bucket(row.kl));
@@ -177,13 +206,17 @@ std::string render_numerics(const Case& c, const CaseResult& r) {
     cells.push_back(row.ok ? "ok" : "FAIL");
     cells.push_back(row.first_divergence.empty() ? "—" : "`" + row.first_divergence + "`");
     if (r.pin_bits) cells.push_back("`" + row.bits + "`");
-    rows += table_row(cells);
+    rows += table_row(cells) + carried.rows;
+    provenance += carried.provenance;
   }
   if (rows.empty()) return "";
-  rows.pop_back();
-  return "### Numerics\n\nEach target against the fp64 oracle over every logit (or the kernel's "
-         "output), errors rounded up to 1, 2 or 5 x 10^k; see docs/numerics.md.\n\n" +
-         table_row(header) + table_row(align) + rows;
+  std::string out = "### Numerics\n\nEach target against the fp64 oracle over every logit (or the "
+                    "kernel's output), errors rounded up to 1, 2 or 5 x 10^k; see "
+                    "docs/numerics.md.\n\n" +
+                    table_row(header) + table_row(align) + rows;
+  if (!provenance.empty()) out += "\nGPU rows were produced by:\n\n" + provenance;
+  out.pop_back();
+  return out;
 }
 
 std::string render_reference(const ReferenceCheck& check, const std::string& label) {

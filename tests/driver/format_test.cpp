@@ -180,10 +180,10 @@ TEST(DefaultTolerance, FollowsTheFormulaInTheNumericsDoc) {
 
 TEST(NearTie, TopTwoWithinOneRoundingUnitOfTheStorageType) {
   // bf16 has 8 significant bits: around 4.0 one unit is 2^-6 = 0.015625.
-  EXPECT_TRUE(near_tie({4.0, 3.99, -1.0}, DType::bf16));
-  EXPECT_FALSE(near_tie({4.0, 3.9, -1.0}, DType::bf16));
-  EXPECT_FALSE(near_tie({4.0, 3.99, -1.0}, DType::f32));
-  EXPECT_FALSE(near_tie({1.0}, DType::bf16));
+  EXPECT_TRUE(near_tie({4.0, 3.99, -1.0}, unit_roundoff(DType::bf16)));
+  EXPECT_FALSE(near_tie({4.0, 3.9, -1.0}, unit_roundoff(DType::bf16)));
+  EXPECT_FALSE(near_tie({4.0, 3.99, -1.0}, unit_roundoff(DType::f32)));
+  EXPECT_FALSE(near_tie({1.0}, unit_roundoff(DType::bf16)));
 }
 
 TEST(KlDivergence, MatchesTheDefinition) {

@@ -117,6 +117,26 @@ TEST(Targets, RowOfATargetThatCannotRunHereIsCarriedOverVerbatim) {
   EXPECT_LT(out.find("| cpu fp32 |"), out.find(gpu_row));
 }
 
+TEST(Targets, GpuRowsOfEveryDeviceClassAndTheirProvenanceAreCarriedOver) {
+  const std::string sm90 = "| cuda sm90 bf16 | ≤ 5e-03 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |";
+  const std::string sm80 = "| cuda sm80 bf16 | ≤ 1e-02 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |";
+  const std::string provenance = "- `cuda sm90 bf16`: NVIDIA H100 80GB HBM3, compute capability 9.0";
+  const std::string other_target = "- `cuda sm90 fp16`: NVIDIA H100 80GB HBM3, compute capability 9.0";
+  const std::string golden = kernel_case(
+      R"({"targets": ["cpu fp32", "cuda bf16"]})",
+      "\n### Numerics\n\n| target | x |\n| --- | --- |\n" + sm90 + "\n" + sm80 +
+          "\n\nGPU rows were produced by:\n\n" + provenance + "\n" + other_target + "\n");
+  CaseFile file = parse_case_file(golden);
+  const Case& c = file.cases.at(0);
+  CaseResult result = run_case(read_case_spec(c), [](const Target& t) {
+    return t.backend == "cpu" ? make_target_backend(t) : nullptr;
+  });
+  const std::string out = render_case(c, result);
+  EXPECT_TRUE(contains(out, sm90 + "\n" + sm80)) << out;
+  EXPECT_TRUE(contains(out, "GPU rows were produced by:\n\n" + provenance)) << out;
+  EXPECT_FALSE(contains(out, other_target)) << out;  // cuda fp16 is not among the targets
+}
+
 TEST(Targets, RowOfATargetNoLongerListedIsDropped) {
   const std::string golden =
       kernel_case(R"({"targets": ["cpu fp32"]})",
