@@ -1,0 +1,923 @@
+// Prefill and decode speed of a device-resident bf16 Llama forward, printed beside the two
+// ceilings of the card it runs on: the measured device-to-device copy bandwidth and the
+// measured cuBLAS bf16 matrix rate. Weights, activations and the KV cache never leave the GPU;
+// the weights are pinmark's synthetic ones (runtime/random.h), drawn on the device by the same
+// counter-based generator so that the correctness check can compare with the CPU reference.
+//
+// Targets (printed, not asserted): decode at batch 1 reaches 60% of the bandwidth floor;
+// prefill of 2048 tokens reaches 50% of the cuBLAS rate in useful matrix FLOPs.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/reference_check.h"
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/model_config.h"
+#include "runtime/random.h"
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+using pinmark::ModelConfig;
+
+#define CHECK PINMARK_CUDA_CHECK
+#define CHECK_LAUNCH PINMARK_CUDA_CHECK_LAUNCH
+
+// ---------------------------------------------------------------------------------------------
+// Model dimensions.
+
+struct Dims {
+  const char* name;
+  int hidden, layers, heads, kv_heads, head_dim, inter, vocab;
+  double theta, eps;
+};
+
+const Dims kLlama1B = {"Llama-3.2-1B dims", 2048, 16, 32, 8, 64, 8192, 128256, 500000.0, 1e-5};
+const Dims kSmall = {"small (1024 x 8)", 1024, 8, 16, 4, 64, 4096, 32000, 500000.0, 1e-5};
+
+constexpr uint64_t kSeed = 20240925;
+
+ModelConfig to_config(const Dims& d, int max_positions) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = d.vocab;
+  c.hidden_size = d.hidden;
+  c.intermediate_size = d.inter;
+  c.num_hidden_layers = d.layers;
+  c.num_attention_heads = d.heads;
+  c.num_key_value_heads = d.kv_heads;
+  c.head_dim = d.head_dim;
+  c.max_position_embeddings = max_positions;
+  c.rms_norm_eps = d.eps;
+  c.rope_theta = d.theta;
+  c.tie_word_embeddings = true;
+  c.seed = kSeed;
+  return c;
+}
+
+int64_t q_dim(const Dims& d) { return int64_t{d.heads} * d.head_dim; }
+int64_t kv_dim(const Dims& d) { return int64_t{d.kv_heads} * d.head_dim; }
+
+// Parameters of one layer's matrix products (q, k, v, o, gate, up, down).
+int64_t layer_matmul_params(const Dims& d) {
+  return int64_t{d.hidden} * (q_dim(d) + 2 * kv_dim(d)) + q_dim(d) * d.hidden +
+         3 * int64_t{d.hidden} * d.inter;
+}
+int64_t lm_head_params(const Dims& d) { return int64_t{d.vocab} * d.hidden; }
+// Every stored parameter; the tied embedding counts once.
+int64_t total_params(const Dims& d) {
+  return d.layers * (layer_matmul_params(d) + 2 * int64_t{d.hidden}) + lm_head_params(d) +
+         d.hidden;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels.
+
+// runtime/random.cpp's random_bits and random_uniform, bit for bit, so that element i of tensor
+// "name" on the device is the value the CPU reference draws.
+__device__ __forceinline__ uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+__global__ void fill_synthetic(bf16* out, int64_t count, uint64_t seed, uint64_t name_hash,
+                               double scale, double offset) {
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  const uint64_t base = mix64(mix64(seed + kGolden) ^ (name_hash + kGolden));
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < count; i += stride) {
+    const uint64_t bits = mix64(mix64(base ^ (static_cast<uint64_t>(i) + kGolden)) + kGolden);
+    const int64_t k = static_cast<int64_t>(bits >> 11);
+    const double u = static_cast<double>(k - (int64_t{1} << 52)) * 0x1p-52;
+    // No contraction: the reference computes scale * u + offset as two roundings.
+    const double v = __dadd_rn(__dmul_rn(scale, u), offset);
+    out[i] = __float2bfloat16_rn(static_cast<float>(v));
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Every thread of the block gets the result; `scratch` holds one float per warp.
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = kMax ? -INFINITY : 0.0f;
+  for (int w = 0; w < warps; ++w) r = kMax ? fmaxf(r, scratch[w]) : r + scratch[w];
+  return r;
+}
+
+// Eight bf16 in one 16-byte access.
+union Pack8 {
+  uint4 u;
+  __nv_bfloat162 h[4];
+};
+
+__global__ void embed_rows(const bf16* table, const int* tokens, int dim, bf16* out) {
+  const int row = blockIdx.x;
+  const uint4* src = reinterpret_cast<const uint4*>(table + int64_t{tokens[row]} * dim);
+  uint4* dst = reinterpret_cast<uint4*>(out + int64_t{row} * dim);
+  for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) dst[i] = src[i];
+}
+
+// y = x / sqrt(mean(x^2) + eps) * w, one block per row, in fp32, stored in bf16.
+__global__ void rmsnorm_rows(const bf16* x, const bf16* w, int dim, float eps, bf16* y) {
+  __shared__ float scratch[32];
+  const uint4* xr = reinterpret_cast<const uint4*>(x + int64_t{blockIdx.x} * dim);
+  const uint4* wr = reinterpret_cast<const uint4*>(w);
+  uint4* yr = reinterpret_cast<uint4*>(y + int64_t{blockIdx.x} * dim);
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
+    Pack8 p;
+    p.u = xr[i];
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __bfloat1622float2(p.h[k]);
+      ss += f.x * f.x + f.y * f.y;
+    }
+  }
+  ss = block_reduce<false>(ss, scratch);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
+    Pack8 p, q, o;
+    p.u = xr[i];
+    q.u = wr[i];
+    for (int k = 0; k < 4; ++k) {
+      const float2 a = __bfloat1622float2(p.h[k]), b = __bfloat1622float2(q.h[k]);
+      o.h[k] = __floats2bfloat162_rn((a.x * inv) * b.x, (a.y * inv) * b.y);
+    }
+    yr[i] = o.u;
+  }
+}
+
+// qkv[n, q_dim + 2 kv_dim] from the fused projection: rotates q into q_out[n, heads, hd],
+// rotates k and copies v into the layer's cache rows p0 ... p0 + n - 1. One thread per rotary
+// pair (j, j + hd/2) of one head of one token; cos/sin tables [positions, hd/2] hold the angles
+// computed in fp64 on the host, as the reference computes them.
+__global__ void rope_and_cache(const bf16* qkv, int n, int p0, int heads, int kv_heads, int hd,
+                               const float* cos_t, const float* sin_t, bf16* q_out,
+                               bf16* k_cache, bf16* v_cache) {
+  const int half = hd / 2, all = heads + 2 * kv_heads;
+  const int64_t total = int64_t{n} * all * half;
+  const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (idx >= total) return;
+  const int j = static_cast<int>(idx % half);
+  const int head = static_cast<int>((idx / half) % all);
+  const int i = static_cast<int>(idx / (int64_t{half} * all));
+  const int pos = p0 + i;
+  const bf16* src = qkv + int64_t{i} * all * hd + int64_t{head} * hd;
+  const float x1 = __bfloat162float(src[j]), x2 = __bfloat162float(src[j + half]);
+  bf16* dst;
+  if (head < heads + kv_heads) {
+    const float c = cos_t[int64_t{pos} * half + j], s = sin_t[int64_t{pos} * half + j];
+    dst = head < heads ? q_out + (int64_t{i} * heads + head) * hd
+                       : k_cache + (int64_t{pos} * kv_heads + (head - heads)) * hd;
+    dst[j] = __float2bfloat16_rn(x1 * c - x2 * s);
+    dst[j + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+  } else {
+    dst = v_cache + (int64_t{pos} * kv_heads + (head - heads - kv_heads)) * hd;
+    dst[j] = src[j];
+    dst[j + half] = src[j + half];
+  }
+}
+
+// Row r of scores[heads * n, kv_len] belongs to query i = r % n at position p0 + i: keys after
+// it are masked. Probabilities (masked ones as exact zeros, which the PV product then sums
+// over) are stored in bf16, as the reference stores them.
+__global__ void causal_softmax(const float* scores, int n, int kv_len, int p0, bf16* probs) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const int valid = p0 + static_cast<int>(r % n) + 1;
+  const float* s = scores + r * kv_len;
+  bf16* p = probs + r * kv_len;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) m = fmaxf(m, s[j]);
+  m = block_reduce<true>(m, scratch);
+  float l = 0.0f;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) l += __expf(s[j] - m);
+  l = block_reduce<false>(l, scratch);
+  const float inv = 1.0f / l;
+  for (int j = threadIdx.x; j < kv_len; j += blockDim.x)
+    p[j] = __float2bfloat16_rn(j < valid ? __expf(s[j] - m) * inv : 0.0f);
+}
+
+// Pointer arrays for the batched attention GEMMs of every layer, written on the device so that
+// a forward needs no host-to-device copy: per layer and head, K and V of its KV head, Q, the
+// scores, the probabilities and the output slices.
+__global__ void attention_pointers(const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                                   float* scores, bf16* probs, bf16* out, int layers, int heads,
+                                   int kv_heads, int hd, int n, int kv_len, int64_t cache_layer,
+                                   const void** ptrs) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= layers * heads) return;
+  const int l = idx / heads, h = idx % heads, g = h / (heads / kv_heads);
+  const int64_t count = int64_t{layers} * heads;
+  ptrs[0 * count + idx] = k_cache + l * cache_layer + int64_t{g} * hd;
+  ptrs[1 * count + idx] = v_cache + l * cache_layer + int64_t{g} * hd;
+  ptrs[2 * count + idx] = q + int64_t{h} * hd;
+  ptrs[3 * count + idx] = scores + int64_t{h} * n * kv_len;
+  ptrs[4 * count + idx] = probs + int64_t{h} * n * kv_len;
+  ptrs[5 * count + idx] = out + int64_t{h} * hd;
+}
+
+constexpr int kDecodeChunk = 128;  // keys per block of the decode attention; also its threads
+
+// One query per head over the cache, split along the keys: block (h, s) takes keys
+// [s * 128, s * 128 + 128) and writes its running max, its sum of exponentials and its
+// unnormalised output, which decode_attention_combine merges. The 4 query heads of a KV head
+// read the same keys, which then come from L2.
+template <int HD>
+__global__ void __launch_bounds__(kDecodeChunk)
+    decode_attention_partial(const bf16* q, const bf16* k_cache, const bf16* v_cache, int kv_len,
+                             int heads, int kv_heads, float scale, float* part) {
+  static_assert(kDecodeChunk % HD == 0 && HD % 8 == 0, "decode tiling");
+  __shared__ float qs[HD];
+  __shared__ float ps[kDecodeChunk];
+  __shared__ float acc_s[kDecodeChunk / HD][HD];
+  __shared__ float scratch[32];
+  const int h = blockIdx.x, s = blockIdx.y, S = gridDim.y, t = threadIdx.x;
+  const int g = h / (heads / kv_heads);
+  const int j0 = s * kDecodeChunk, count = min(kv_len - j0, kDecodeChunk);
+  if (t < HD) qs[t] = __bfloat162float(q[int64_t{h} * HD + t]);
+  __syncthreads();
+
+  float score = -INFINITY;
+  if (t < count) {
+    const uint4* kr =
+        reinterpret_cast<const uint4*>(k_cache + (int64_t{j0 + t} * kv_heads + g) * HD);
+    float dot = 0.0f;
+#pragma unroll
+    for (int c = 0; c < HD / 8; ++c) {
+      Pack8 p;
+      p.u = kr[c];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float2 f = __bfloat1622float2(p.h[k]);
+        dot += f.x * qs[c * 8 + 2 * k] + f.y * qs[c * 8 + 2 * k + 1];
+      }
+    }
+    score = dot * scale;
+  }
+  const float m = block_reduce<true>(score, scratch);
+  const float p = t < count ? __expf(score - m) : 0.0f;
+  ps[t] = p;
+  const float l = block_reduce<false>(p, scratch);  // its barriers also publish ps
+
+  const int d = t % HD, lane_group = t / HD;
+  float acc = 0.0f;
+  for (int jj = lane_group; jj < count; jj += kDecodeChunk / HD)
+    acc += ps[jj] * __bfloat162float(v_cache[(int64_t{j0 + jj} * kv_heads + g) * HD + d]);
+  acc_s[lane_group][d] = acc;
+  __syncthreads();
+  if (t < HD) {
+    float sum = 0.0f;
+    for (int k = 0; k < kDecodeChunk / HD; ++k) sum += acc_s[k][t];
+    float* out = part + (int64_t{h} * S + s) * (HD + 2);
+    out[t] = sum;
+    if (t == 0) {
+      out[HD] = m;
+      out[HD + 1] = l;
+    }
+  }
+}
+
+template <int HD>
+__global__ void decode_attention_combine(const float* part, int S, bf16* out) {
+  const int h = blockIdx.x, d = threadIdx.x;
+  const float* base = part + int64_t{h} * S * (HD + 2);
+  float m = -INFINITY;
+  for (int s = 0; s < S; ++s) m = fmaxf(m, base[s * (HD + 2) + HD]);
+  float num = 0.0f, den = 0.0f;
+  for (int s = 0; s < S; ++s) {
+    const float w = __expf(base[s * (HD + 2) + HD] - m);
+    num += w * base[s * (HD + 2) + d];
+    den += w * base[s * (HD + 2) + HD + 1];
+  }
+  out[int64_t{h} * HD + d] = __float2bfloat16_rn(num / den);
+}
+
+// act[n, inter] = silu(gate) * up from gu[n, 2 * inter] (gate columns first, then up).
+__global__ void swiglu_rows(const bf16* gu, int n, int inter, bf16* act) {
+  const int64_t vecs = int64_t{n} * inter / 8;
+  const int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (v >= vecs) return;
+  const int64_t row = v / (inter / 8), col = v % (inter / 8);
+  const uint4* g = reinterpret_cast<const uint4*>(gu + row * 2 * inter);
+  const uint4* u = reinterpret_cast<const uint4*>(gu + row * 2 * inter + inter);
+  Pack8 a, b, o;
+  a.u = g[col];
+  b.u = u[col];
+  for (int k = 0; k < 4; ++k) {
+    const float2 x = __bfloat1622float2(a.h[k]), y = __bfloat1622float2(b.h[k]);
+    o.h[k] = __floats2bfloat162_rn(x.x / (1.0f + __expf(-x.x)) * y.x,
+                                   x.y / (1.0f + __expf(-x.y)) * y.y);
+  }
+  reinterpret_cast<uint4*>(act + row * inter)[col] = o.u;
+}
+
+int blocks_for(int64_t work, int threads) {
+  return static_cast<int>((work + threads - 1) / threads);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device model.
+
+void fill(cudaStream_t stream, bf16* out, int64_t count, const std::string& name, double scale,
+          double offset = 0.0) {
+  fill_synthetic<<<2048, 256, 0, stream>>>(out, count, kSeed, pinmark::hash_name(name), scale,
+                                           offset);
+  CHECK_LAUNCH(fill_synthetic);
+}
+
+// y[n, m] = x[n, k] w[m, k]^T (+ y when beta is 1): bf16 operands and output, fp32 accumulation.
+void gemm(cublasHandle_t blas, const bf16* x, const bf16* w, int n, int k, int m, bf16* y,
+          float beta = 0.0f) {
+  const float alpha = 1.0f;
+  CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF, k, x,
+                     CUDA_R_16BF, k, &beta, y, CUDA_R_16BF, m, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT));
+}
+
+enum Part { kLayerGemm, kAttention, kLmHead, kOther, kParts };
+const char* const kPartNames[kParts] = {"layer GEMMs", "attention", "LM head", "other ops"};
+
+// Events between the ops of one forward, so that each op's time is charged to its part.
+// Recording them costs a few microseconds each, so timings with it on are a breakdown only.
+class Profiler {
+ public:
+  explicit Profiler(cudaStream_t stream) : stream_(stream) {}
+  ~Profiler() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  void mark(int part) {
+    if (used_ == events_.size()) {
+      events_.emplace_back();
+      CHECK(cudaEventCreate(&events_.back()));
+    }
+    CHECK(cudaEventRecord(events_[used_++], stream_));
+    parts_.push_back(part);
+  }
+  // Milliseconds per part since the last reset; waits for the device.
+  std::vector<double> totals() {
+    std::vector<double> ms(kParts, 0.0);
+    if (used_ == 0) return ms;
+    CHECK(cudaEventSynchronize(events_[used_ - 1]));
+    for (size_t i = 0; i + 1 < used_; ++i) {
+      float t = 0.0f;
+      CHECK(cudaEventElapsedTime(&t, events_[i], events_[i + 1]));
+      if (parts_[i] < kParts) ms[parts_[i]] += t;
+    }
+    return ms;
+  }
+
+ private:
+  cudaStream_t stream_;
+  std::vector<cudaEvent_t> events_;
+  std::vector<int> parts_;
+  size_t used_ = 0;
+};
+
+class DeviceModel {
+ public:
+  DeviceModel(const Dims& d, int max_tokens, int cache_capacity, cublasHandle_t blas,
+              cudaStream_t stream)
+      : d_(d), max_tokens_(max_tokens), capacity_(cache_capacity), blas_(blas), stream_(stream) {
+    if (d.head_dim != 64) throw std::runtime_error("the decode attention is built for head_dim 64");
+    const int64_t H = d.hidden, Q = q_dim(d), KV = kv_dim(d), I = d.inter;
+    // One arena for every weight, laid out per layer as the fused products read them.
+    const int64_t per_layer = 2 * H + (Q + 2 * KV) * H + H * Q + 2 * I * H + H * I;
+    const int64_t weights = int64_t{d.vocab} * H + H + d.layers * per_layer;
+    arena_ = alloc<bf16>(weights);
+    bf16* p = arena_;
+    auto take = [&](int64_t count) {
+      bf16* r = p;
+      p += count;
+      return r;
+    };
+    embed_ = take(int64_t{d.vocab} * H);
+    fill(stream, embed_, int64_t{d.vocab} * H, "model.embed_tokens.weight", 1.0);
+    final_norm_ = take(H);
+    fill(stream, final_norm_, H, "model.norm.weight", 0.1, 1.0);
+    auto lin = [](int64_t in) { return std::sqrt(3.0 / static_cast<double>(in)); };
+    for (int l = 0; l < d.layers; ++l) {
+      const std::string n = "model.layers." + std::to_string(l) + ".";
+      Layer L;
+      L.attn_norm = take(H);
+      fill(stream, L.attn_norm, H, n + "input_layernorm.weight", 0.1, 1.0);
+      L.mlp_norm = take(H);
+      fill(stream, L.mlp_norm, H, n + "post_attention_layernorm.weight", 0.1, 1.0);
+      // q, k and v projections as the rows of one [q + 2 kv, hidden] matrix: one GEMM.
+      L.wqkv = take((Q + 2 * KV) * H);
+      fill(stream, L.wqkv, Q * H, n + "self_attn.q_proj.weight", lin(H));
+      fill(stream, L.wqkv + Q * H, KV * H, n + "self_attn.k_proj.weight", lin(H));
+      fill(stream, L.wqkv + (Q + KV) * H, KV * H, n + "self_attn.v_proj.weight", lin(H));
+      L.wo = take(H * Q);
+      fill(stream, L.wo, H * Q, n + "self_attn.o_proj.weight", lin(Q));
+      L.wgu = take(2 * I * H);
+      fill(stream, L.wgu, I * H, n + "mlp.gate_proj.weight", lin(H));
+      fill(stream, L.wgu + I * H, I * H, n + "mlp.up_proj.weight", lin(H));
+      L.wdown = take(H * I);
+      fill(stream, L.wdown, H * I, n + "mlp.down_proj.weight", lin(I));
+      layers_.push_back(L);
+    }
+
+    const int64_t T = max_tokens;
+    x_ = alloc<bf16>(T * H);
+    h_ = alloc<bf16>(T * H);
+    qkv_ = alloc<bf16>(T * (Q + 2 * KV));
+    q_ = alloc<bf16>(T * Q);
+    att_ = alloc<bf16>(T * Q);
+    gu_ = alloc<bf16>(T * 2 * I);
+    act_ = alloc<bf16>(T * I);
+    logits_ = alloc<bf16>(T * d.vocab);
+    tokens_ = alloc<int>(T);
+    cache_layer_ = int64_t{capacity_} * KV;
+    k_cache_ = alloc<bf16>(d.layers * cache_layer_);
+    v_cache_ = alloc<bf16>(d.layers * cache_layer_);
+    // The reference's scores hold every key, the masked ones too; so do these.
+    scores_ = alloc<float>(int64_t{d.heads} * T * capacity_);
+    probs_ = alloc<bf16>(int64_t{d.heads} * T * capacity_);
+    ptrs_ = alloc<const void*>(6 * int64_t{d.layers} * d.heads);
+    const int splits = (capacity_ + kDecodeChunk - 1) / kDecodeChunk;
+    part_ = alloc<float>(int64_t{d.heads} * splits * (d.head_dim + 2));
+
+    // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
+    const int half = d.head_dim / 2;
+    std::vector<float> c(static_cast<size_t>(capacity_) * half), s(c.size());
+    for (int pos = 0; pos < capacity_; ++pos)
+      for (int j = 0; j < half; ++j) {
+        const double inv = 1.0 / std::pow(d.theta, static_cast<double>(2 * j) / d.head_dim);
+        const double a = static_cast<double>(pos) * inv;
+        c[static_cast<size_t>(pos) * half + j] = static_cast<float>(std::cos(a));
+        s[static_cast<size_t>(pos) * half + j] = static_cast<float>(std::sin(a));
+      }
+    cos_ = alloc<float>(static_cast<int64_t>(c.size()));
+    sin_ = alloc<float>(static_cast<int64_t>(s.size()));
+    CHECK(cudaMemcpy(cos_, c.data(), c.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(sin_, s.data(), s.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CHECK(cudaStreamSynchronize(stream));
+  }
+  ~DeviceModel() {
+    for (void* b : buffers_) cudaFree(b);
+  }
+  DeviceModel(const DeviceModel&) = delete;
+  DeviceModel& operator=(const DeviceModel&) = delete;
+
+  const Dims& dims() const { return d_; }
+  bf16* logits() const { return logits_; }
+  int* tokens() const { return tokens_; }
+
+  // Runs the tokens already in tokens()[0, n) at positions p0 ... p0 + n - 1, writing their keys
+  // and values into the cache, and the logits of the last `logit_rows` of them into logits().
+  void forward(int n, int p0, int logit_rows, Profiler* prof = nullptr) {
+    if (n < 1 || n > max_tokens_ || p0 + n > capacity_ || logit_rows < 1 || logit_rows > n)
+      throw std::runtime_error("forward: bad sizes");
+    const Dims& d = d_;
+    const int H = d.hidden, Q = static_cast<int>(q_dim(d)), KV = static_cast<int>(kv_dim(d));
+    const int kv_len = p0 + n;
+    const float eps = static_cast<float>(d.eps);
+    auto mark = [&](int part) {
+      if (prof) prof->mark(part);
+    };
+
+    mark(kOther);
+    embed_rows<<<n, 128, 0, stream_>>>(embed_, tokens_, H, x_);
+    CHECK_LAUNCH(embed_rows);
+    if (n > 1) {
+      mark(kAttention);
+      const int count = d.layers * d.heads;
+      attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
+          q_, k_cache_, v_cache_, scores_, probs_, att_, d.layers, d.heads, d.kv_heads,
+          d.head_dim, n, kv_len, cache_layer_, ptrs_);
+      CHECK_LAUNCH(attention_pointers);
+    }
+    for (int l = 0; l < d.layers; ++l) {
+      const Layer& L = layers_[l];
+      bf16* kc = k_cache_ + l * cache_layer_;
+      bf16* vc = v_cache_ + l * cache_layer_;
+      mark(kOther);
+      rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.attn_norm, H, eps, h_);
+      CHECK_LAUNCH(rmsnorm_rows);
+      mark(kLayerGemm);
+      gemm(blas_, h_, L.wqkv, n, H, Q + 2 * KV, qkv_);
+      mark(kOther);
+      const int64_t pairs = int64_t{n} * (d.heads + 2 * d.kv_heads) * (d.head_dim / 2);
+      rope_and_cache<<<blocks_for(pairs, 256), 256, 0, stream_>>>(
+          qkv_, n, p0, d.heads, d.kv_heads, d.head_dim, cos_, sin_, q_, kc, vc);
+      CHECK_LAUNCH(rope_and_cache);
+      mark(kAttention);
+      attention(l, n, p0);
+      mark(kLayerGemm);
+      gemm(blas_, att_, L.wo, n, Q, H, x_, 1.0f);  // the residual add rides on beta = 1
+      mark(kOther);
+      rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.mlp_norm, H, eps, h_);
+      CHECK_LAUNCH(rmsnorm_rows);
+      mark(kLayerGemm);
+      gemm(blas_, h_, L.wgu, n, H, 2 * d.inter, gu_);
+      mark(kOther);
+      swiglu_rows<<<blocks_for(int64_t{n} * d.inter / 8, 256), 256, 0, stream_>>>(gu_, n, d.inter,
+                                                                                  act_);
+      CHECK_LAUNCH(swiglu_rows);
+      mark(kLayerGemm);
+      gemm(blas_, act_, L.wdown, n, d.inter, H, x_, 1.0f);
+    }
+    mark(kOther);
+    rmsnorm_rows<<<logit_rows, 256, 0, stream_>>>(x_ + int64_t{n - logit_rows} * H, final_norm_,
+                                                   H, eps, h_);
+    CHECK_LAUNCH(rmsnorm_rows);
+    mark(kLmHead);
+    gemm(blas_, h_, embed_, logit_rows, H, d.vocab, logits_);
+    mark(kParts);
+  }
+
+ private:
+  struct Layer {
+    bf16 *attn_norm, *mlp_norm, *wqkv, *wo, *wgu, *wdown;
+  };
+
+  template <class T>
+  T* alloc(int64_t count) {
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, static_cast<size_t>(count) * sizeof(T)));
+    buffers_.push_back(p);
+    return static_cast<T*>(p);
+  }
+
+  void attention(int l, int n, int p0) {
+    const Dims& d = d_;
+    const int kv_len = p0 + n, hd = d.head_dim;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    if (n == 1) {
+      const int splits = (kv_len + kDecodeChunk - 1) / kDecodeChunk;
+      decode_attention_partial<64><<<dim3(d.heads, splits), kDecodeChunk, 0, stream_>>>(
+          q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len, d.heads,
+          d.kv_heads, scale, part_);
+      CHECK_LAUNCH(decode_attention_partial);
+      decode_attention_combine<64><<<d.heads, 64, 0, stream_>>>(part_, splits, att_);
+      CHECK_LAUNCH(decode_attention_combine);
+      return;
+    }
+    // Prefill: scores = scale * Q K^T and out = P V as batched cuBLAS products over the heads,
+    // each head's K and V those of its KV head, the causal softmax between them.
+    const int64_t count = int64_t{d.layers} * d.heads, at = int64_t{l} * d.heads;
+    const void* const* k = ptrs_ + 0 * count + at;
+    const void* const* v = ptrs_ + 1 * count + at;
+    const void* const* q = ptrs_ + 2 * count + at;
+    void* const* s = const_cast<void* const*>(ptrs_ + 3 * count + at);
+    const void* const* p = ptrs_ + 4 * count + at;
+    void* const* o = const_cast<void* const*>(ptrs_ + 5 * count + at);
+    const float zero = 0.0f, one = 1.0f;
+    const int q_ld = d.heads * hd, kv_ld = d.kv_heads * hd;
+    CHECK(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, kv_len, n, hd, &scale, k,
+                              CUDA_R_16BF, kv_ld, q, CUDA_R_16BF, q_ld, &zero, s, CUDA_R_32F,
+                              kv_len, d.heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    causal_softmax<<<d.heads * n, 256, 0, stream_>>>(scores_, n, kv_len, p0, probs_);
+    CHECK_LAUNCH(causal_softmax);
+    CHECK(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, kv_len, &one, v,
+                              CUDA_R_16BF, kv_ld, p, CUDA_R_16BF, kv_len, &zero, o, CUDA_R_16BF,
+                              q_ld, d.heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  Dims d_;
+  int max_tokens_, capacity_;
+  cublasHandle_t blas_;
+  cudaStream_t stream_;
+  std::vector<void*> buffers_;
+  bf16 *arena_, *embed_, *final_norm_;
+  std::vector<Layer> layers_;
+  bf16 *x_, *h_, *qkv_, *q_, *att_, *gu_, *act_, *logits_;
+  int* tokens_;
+  int64_t cache_layer_;
+  bf16 *k_cache_, *v_cache_;
+  float *scores_, *cos_, *sin_, *part_;
+  bf16* probs_;
+  const void** ptrs_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Measurement.
+
+struct Timer {
+  cudaStream_t stream;
+  // Median milliseconds of `repeats` timed calls of fn, after `warmup` untimed ones.
+  double median_ms(int warmup, int repeats, const std::function<void()>& fn) const {
+    for (int i = 0; i < warmup; ++i) fn();
+    CHECK(cudaStreamSynchronize(stream));
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    std::vector<double> ms;
+    for (int i = 0; i < repeats; ++i) {
+      CHECK(cudaEventRecord(a, stream));
+      fn();
+      CHECK(cudaEventRecord(b, stream));
+      CHECK(cudaEventSynchronize(b));
+      float t = 0.0f;
+      CHECK(cudaEventElapsedTime(&t, a, b));
+      ms.push_back(t);
+    }
+    CHECK(cudaEventDestroy(a));
+    CHECK(cudaEventDestroy(b));
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  }
+};
+
+// Bytes read plus bytes written per second by a large device-to-device copy.
+double measure_copy_bandwidth(cudaStream_t stream, const Timer& timer) {
+  const int64_t bytes = int64_t{1} << 30;
+  void *src = nullptr, *dst = nullptr;
+  CHECK(cudaMalloc(&src, bytes));
+  CHECK(cudaMalloc(&dst, bytes));
+  fill(stream, static_cast<bf16*>(src), bytes / 2, "bench.copy", 1.0);
+  const double ms = timer.median_ms(3, 15, [&] {
+    CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+  });
+  CHECK(cudaFree(src));
+  CHECK(cudaFree(dst));
+  return 2.0 * static_cast<double>(bytes) / (ms * 1e-3);
+}
+
+// FLOP/s of an 8192^3 bf16 GEMM (fp32 accumulation, bf16 output) on random data.
+double measure_gemm_rate(cublasHandle_t blas, cudaStream_t stream, const Timer& timer) {
+  const int N = 8192;
+  const int64_t count = int64_t{N} * N;
+  bf16 *a = nullptr, *b = nullptr, *c = nullptr;
+  CHECK(cudaMalloc(&a, count * sizeof(bf16)));
+  CHECK(cudaMalloc(&b, count * sizeof(bf16)));
+  CHECK(cudaMalloc(&c, count * sizeof(bf16)));
+  fill(stream, a, count, "bench.gemm.a", 1.0);
+  fill(stream, b, count, "bench.gemm.b", 1.0);
+  const double ms = timer.median_ms(3, 10, [&] { gemm(blas, a, b, N, N, N, c); });
+  CHECK(cudaFree(a));
+  CHECK(cudaFree(b));
+  CHECK(cudaFree(c));
+  return 2.0 * N * static_cast<double>(N) * N / (ms * 1e-3);
+}
+
+std::vector<int> random_tokens(int n, int vocab, const char* name) {
+  std::vector<int> t(n);
+  for (int i = 0; i < n; ++i)
+    t[i] = static_cast<int>(pinmark::random_bits(kSeed, name, i) % static_cast<uint64_t>(vocab));
+  return t;
+}
+
+void upload_tokens(DeviceModel& m, const std::vector<int>& t, cudaStream_t stream) {
+  CHECK(cudaMemcpyAsync(m.tokens(), t.data(), t.size() * sizeof(int), cudaMemcpyHostToDevice,
+                        stream));
+  CHECK(cudaStreamSynchronize(stream));
+}
+
+std::vector<float> download_logits(const DeviceModel& m, int rows) {
+  std::vector<uint16_t> raw(static_cast<size_t>(rows) * m.dims().vocab);
+  CHECK(cudaMemcpy(raw.data(), m.logits(), raw.size() * sizeof(uint16_t),
+                   cudaMemcpyDeviceToHost));
+  std::vector<float> out(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;
+    std::memcpy(&out[i], &bits, sizeof(float));
+  }
+  return out;
+}
+
+// ||a - b|| / ||b||; NaN when any element of a is not finite (an unwritten or broken output).
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return NAN;
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return NAN;
+    const double e = static_cast<double>(a[i]) - b[i];
+    num += e * e;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// The device forward's logits against the CPU reference on the same synthetic weights: every
+// row of a short prompt (prefill path), then one decode step (decode path).
+bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) {
+  const int prompt_len = 7;
+  const std::vector<int> prompt = random_tokens(prompt_len, d.vocab, "bench.check.prompt");
+  const int next = random_tokens(1, d.vocab, "bench.check.next")[0];
+  std::printf("correctness check (%s, %d-token prompt + 1 decode step) vs CPU bf16 reference...\n",
+              d.name, prompt_len);
+  std::fflush(stdout);
+  const pinmark::bench::ReferenceLogits ref =
+      pinmark::bench::reference_logits(to_config(d, 64), prompt, next);
+
+  DeviceModel m(d, prompt_len, prompt_len + 1, blas, stream);
+  // Poison: bf16 0xffff is a NaN, so an unwritten logit fails the check.
+  CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * prompt_len * d.vocab, stream));
+  upload_tokens(m, prompt, stream);
+  m.forward(prompt_len, 0, prompt_len);
+  CHECK(cudaStreamSynchronize(stream));
+  const double e_prefill = rel_l2(download_logits(m, prompt_len), ref.prompt);
+  CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
+  upload_tokens(m, {next}, stream);
+  m.forward(1, prompt_len, 1);
+  CHECK(cudaStreamSynchronize(stream));
+  const double e_decode = rel_l2(download_logits(m, 1), ref.next);
+  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2;
+  std::printf("  logits rel L2: prefill %.3e, decode %.3e  (bf16 expect ~1e-2): %s\n", e_prefill,
+              e_decode, ok ? "PASS" : "FAIL");
+  return ok;
+}
+
+std::vector<std::string>& summary() {
+  static std::vector<std::string> lines;
+  return lines;
+}
+
+struct Ceilings {
+  double bandwidth;  // bytes/s
+  double gemm_rate;  // FLOP/s
+};
+
+void print_breakdown(const char* title, const std::vector<double>& ms,
+                     const std::vector<double>& floor_ms) {
+  std::printf("  %s breakdown (events between ops; adds launch gaps):\n", title);
+  std::printf("    %-12s %10s %10s %8s\n", "part", "ms", "floor ms", "% floor");
+  for (int p = 0; p < kParts; ++p)
+    std::printf("    %-12s %10.3f %10.3f %7.1f%%\n", kPartNames[p], ms[p], floor_ms[p],
+                100.0 * floor_ms[p] / ms[p]);
+}
+
+void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStream_t stream,
+                 const Timer& timer) {
+  const int prefill = 2048, context = 2048;
+  DeviceModel m(d, prefill, context + 1, blas, stream);
+  const double H = d.hidden, L = d.layers, hd = d.head_dim, heads = d.heads;
+  const double layer_params = static_cast<double>(layer_matmul_params(d));
+  const double head_params = static_cast<double>(lm_head_params(d));
+  const double weight_bytes = 2.0 * static_cast<double>(total_params(d));
+  std::printf("\n== %s: hidden %d, %d layers, %d heads / %d KV, inter %d, vocab %d, %.3f B params"
+              " (%.2f GB bf16)\n",
+              d.name, d.hidden, d.layers, d.heads, d.kv_heads, d.inter, d.vocab,
+              total_params(d) * 1e-9, weight_bytes * 1e-9);
+
+  // Prefill: 2048 prompt tokens at batch 1, logits for the last one (what generation needs).
+  upload_tokens(m, random_tokens(prefill, d.vocab, "bench.prompt"), stream);
+  const double n = prefill;
+  const double prefill_ms = timer.median_ms(2, 7, [&] { m.forward(prefill, 0, 1); });
+  const double gemm_flops = 2.0 * (layer_params * L * n + head_params);
+  // Causal attention: query i meets i + 1 keys, 2 * hd FLOPs each for QK and for PV.
+  const double attn_flops = 4.0 * hd * heads * L * n * (n + 1) / 2;
+  const double flops = gemm_flops + attn_flops;
+  const double rate = flops / (prefill_ms * 1e-3);
+  std::printf("  prefill %d tokens: %.3f ms, %.0f tokens/s; matrix %.1f TFLOP (GEMM %.1f + attn "
+              "%.2f) -> %.1f TFLOP/s = %.1f%% of cuBLAS rate\n",
+              prefill, prefill_ms, n / (prefill_ms * 1e-3), flops * 1e-12, gemm_flops * 1e-12,
+              attn_flops * 1e-12, rate * 1e-12, 100.0 * rate / c.gemm_rate);
+  {
+    Profiler prof(stream);
+    m.forward(prefill, 0, 1, &prof);
+    std::vector<double> ms = prof.totals();
+    const double act = 2.0 * n * H;  // one bf16 activation row set
+    std::vector<double> fl(kParts);
+    fl[kLayerGemm] = std::max(2.0 * layer_params * L * n / c.gemm_rate,
+                              (2.0 * layer_params * L + 0.0) / c.bandwidth) * 1e3;
+    fl[kAttention] = std::max(attn_flops / c.gemm_rate,
+                              2.0 * n * L * (heads * hd * 2 + 2.0 * d.kv_heads * hd) /
+                                  c.bandwidth) * 1e3;
+    fl[kLmHead] = std::max(2.0 * head_params / c.gemm_rate, 2.0 * head_params / c.bandwidth) *
+                  1e3;
+    // Norms (read x, write h, twice a layer), rope (read qkv, write q, k, v), SwiGLU (read
+    // gate and up, write act), the embedding gather.
+    const double other_bytes =
+        L * (4.0 * act + 4.0 * n * (q_dim(d) + 2 * kv_dim(d)) + 6.0 * n * d.inter) + 2.0 * act;
+    fl[kOther] = other_bytes / c.bandwidth * 1e3;
+    print_breakdown("prefill", ms, fl);
+  }
+
+  // Decode: one token at position 2048 over a cache of 2048 filled by the prefill above, each
+  // replay recomputing the same step, so every timed step has the same context.
+  upload_tokens(m, random_tokens(prefill, d.vocab, "bench.prompt"), stream);
+  m.forward(prefill, 0, 1);
+  upload_tokens(m, random_tokens(1, d.vocab, "bench.decode"), stream);
+  const int kv_len = context + 1;
+  const double kv_bytes = 2.0 * L * kv_len * kv_dim(d) * 2.0;
+  const double bytes = weight_bytes + kv_bytes;
+  const double floor_ms = bytes / c.bandwidth * 1e3;
+  const double eager_ms = timer.median_ms(3, 21, [&] { m.forward(1, context, 1); });
+
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  m.forward(1, context, 1);
+  CHECK(cudaStreamEndCapture(stream, &graph));
+  CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const int steps = 20;
+  const double graph_ms = timer.median_ms(2, 9, [&] {
+                            for (int i = 0; i < steps; ++i) CHECK(cudaGraphLaunch(exec, stream));
+                          }) /
+                          steps;
+  CHECK(cudaGraphExecDestroy(exec));
+  CHECK(cudaGraphDestroy(graph));
+  const double best = std::min(graph_ms, eager_ms);
+  std::printf("  decode batch 1, context %d: %.3f ms/token (graph; eager %.3f), %.0f tokens/s;"
+              " bytes/token %.3f GB (weights %.3f + KV %.4f), floor %.3f ms = %.0f tokens/s;"
+              " %.1f%% of floor\n",
+              context, graph_ms, eager_ms, 1e3 / best, bytes * 1e-9, weight_bytes * 1e-9,
+              kv_bytes * 1e-9, floor_ms, 1e3 / floor_ms, 100.0 * floor_ms / best);
+  {
+    Profiler prof(stream);
+    m.forward(1, context, 1, &prof);
+    std::vector<double> ms = prof.totals();
+    std::vector<double> fl(kParts);
+    fl[kLayerGemm] = 2.0 * layer_params * L / c.bandwidth * 1e3;
+    fl[kAttention] = kv_bytes / c.bandwidth * 1e3;
+    fl[kLmHead] = 2.0 * head_params / c.bandwidth * 1e3;
+    fl[kOther] = (2.0 * L * 2.0 * H * 2.0 * 2.0) / c.bandwidth * 1e3;
+    print_breakdown("decode", ms, fl);
+  }
+  std::printf("  target decode >= 60%% of bandwidth floor: %s (%.1f%%)\n",
+              100.0 * floor_ms / best >= 60.0 ? "met" : "NOT met", 100.0 * floor_ms / best);
+  std::printf("  target prefill matrix work >= 50%% of cuBLAS rate: %s (%.1f%%)\n",
+              rate / c.gemm_rate >= 0.5 ? "met" : "NOT met", 100.0 * rate / c.gemm_rate);
+
+  // The one-line summary gathered at the end.
+  char line[512];
+  std::snprintf(line, sizeof line, "| %-18s | %9.0f | %9.1f%% | %8.3f | %8.0f | %8.3f | %8.3f | %7.1f%% |",
+                d.name, n / (prefill_ms * 1e-3), 100.0 * rate / c.gemm_rate, best, 1e3 / best,
+                bytes * 1e-9, floor_ms, 100.0 * floor_ms / best);
+  summary().push_back(line);
+}
+
+}  // namespace
+
+int main() {
+  try {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+      std::printf("llama_bench: no CUDA device\n");
+      return 1;
+    }
+    cudaDeviceProp prop{};
+    CHECK(cudaGetDeviceProperties(&prop, 0));
+    cudaStream_t stream;
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cublasHandle_t blas;
+    CHECK(cublasCreate(&blas));
+    CHECK(cublasSetStream(blas, stream));
+    // A workspace of our own, so that cuBLAS allocates nothing while a graph is captured.
+    void* workspace = nullptr;
+    const size_t workspace_bytes = size_t{64} << 20;
+    CHECK(cudaMalloc(&workspace, workspace_bytes));
+    CHECK(cublasSetWorkspace(blas, workspace, workspace_bytes));
+    const Timer timer{stream};
+
+    std::printf("device: %s (%d SMs, %.0f MB L2)\n", prop.name, prop.multiProcessorCount,
+                prop.l2CacheSize / 1048576.0);
+    const bool ok = correctness_check(kSmall, blas, stream);
+
+    Ceilings c;
+    c.bandwidth = measure_copy_bandwidth(stream, timer);
+    c.gemm_rate = measure_gemm_rate(blas, stream, timer);
+    std::printf("ceiling: copy bandwidth (1 GiB D2D, read + write) %.0f GB/s\n", c.bandwidth * 1e-9);
+    std::printf("ceiling: cuBLAS bf16 GEMM 8192^3 (fp32 accumulate)  %.1f TFLOP/s\n",
+                c.gemm_rate * 1e-12);
+    std::fflush(stdout);
+
+    for (const Dims* d : {&kLlama1B, &kSmall}) {
+      bench_model(*d, c, blas, stream, timer);
+      std::fflush(stdout);
+    }
+
+    std::printf("\n## llama_bench on %s\n", prop.name);
+    std::printf("copy bandwidth %.0f GB/s; cuBLAS bf16 %.1f TFLOP/s; correctness %s\n",
+                c.bandwidth * 1e-9, c.gemm_rate * 1e-12, ok ? "PASS" : "FAIL");
+    std::printf("| %-18s | %9s | %10s | %8s | %8s | %8s | %8s | %8s |\n", "model",
+                "prefill/s", "% cuBLAS", "dec ms", "dec tok/s", "GB/token", "floor ms",
+                "% floor");
+    for (const std::string& line : summary()) std::printf("%s\n", line.c_str());
+    CHECK(cublasDestroy(blas));
+    CHECK(cudaFree(workspace));
+    CHECK(cudaStreamDestroy(stream));
+    return ok ? 0 : 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llama_bench: %s\n", e.what());
+    return 1;
+  }
+}
