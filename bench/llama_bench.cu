@@ -242,6 +242,10 @@ __global__ void attention_pointers(const bf16* q, const bf16* k_cache, const bf1
   ptrs[5 * count + idx] = out + int64_t{h} * hd;
 }
 
+// Prefill attention through flash_attention_prefill; false selects the unfused cuBLAS path
+// (materialised scores), which the attention check compares it with either way.
+constexpr bool kFlashPrefill = true;
+
 constexpr int kDecodeChunk = 128;  // keys per block of the decode attention; also its threads
 
 // One query per head over the cache, split along the keys: block (h, s) takes keys
@@ -316,6 +320,218 @@ __global__ void decode_attention_combine(const float* part, int S, bf16* out) {
     den += w * base[s * (HD + 2) + HD + 1];
   }
   out[int64_t{h} * HD + d] = __float2bfloat16_rn(num / den);
+}
+
+// Prefill attention, fused: per block 64 queries of one head (16 per warp), key tiles of 64
+// streamed through shared memory (double-buffered with cp.async), S = Q K^T and O += P V on the
+// tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation), the softmax online in
+// registers, so the scores never reach device memory. Query i sits at position p0 + i and sees
+// keys 0 ... p0 + i: tiles wholly above the diagonal are never loaded, only tiles that cross it
+// are masked. Q is q[n, heads, 64]; K and V are one layer's cache rows [pos, kv_heads, 64];
+// out[n, heads * 64] is what the o projection reads. The probabilities enter the PV product in
+// bf16, as the unfused path stores them; the normalisation is applied once, in fp32, at the end.
+constexpr int kFlashQ = 64, kFlashK = 64, kFlashD = 64, kFlashThreads = 128;
+// Rows padded by 16 bytes: 144-byte rows put the 8 rows an ldmatrix phase reads in 8 distinct
+// 4-bank groups, so the fragment loads are conflict-free.
+constexpr int kFlashLd = kFlashD + 8;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16 bytes global -> shared; bytes = 0 writes zeros and reads nothing (rows past the keys).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+// c += a b for one m16n8k16 tile: a row-major 16 x 16, b column-major 16 x 8, c fp32 16 x 8.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Grid: one block per (query tile, head), the heads of a query tile adjacent (the 4 that share a
+// KV head then read its tiles from L2), the longest query tiles (most keys) first so that the
+// short ones fill the tail.
+__global__ void __launch_bounds__(kFlashThreads)
+    flash_attention_prefill(const bf16* q, const bf16* k_cache, const bf16* v_cache, int n, int p0,
+                            int heads, int kv_heads, float scale_log2, bf16* out) {
+  __shared__ __align__(16) bf16 qs[kFlashQ][kFlashLd];
+  __shared__ __align__(16) bf16 ks[2][kFlashK][kFlashLd];
+  __shared__ __align__(16) bf16 vs[2][kFlashK][kFlashLd];
+  const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
+  const int h = blockIdx.x % heads;
+  const int qt = tiles_q - 1 - blockIdx.x / heads;
+  const int g = h / (heads / kv_heads);
+  const int q0 = qt * kFlashQ;
+  const int kv_len = p0 + n;
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
+  const int last_key = p0 + min(q0 + kFlashQ - 1, n - 1);
+  const int tiles_k = last_key / kFlashK + 1;
+
+  auto load_kv = [&](int tile, int buf) {
+    for (int c = t; c < kFlashK * kFlashD / 8; c += kFlashThreads) {
+      const int row = c >> 3, col = (c & 7) * 8, key = tile * kFlashK + row;
+      const bool in = key < kv_len;
+      const int64_t off = in ? (int64_t{key} * kv_heads + g) * kFlashD + col : 0;
+      cp_async16(&ks[buf][row][col], k_cache + off, in ? 16 : 0);
+      cp_async16(&vs[buf][row][col], v_cache + off, in ? 16 : 0);
+    }
+  };
+  load_kv(0, 0);
+  cp_async_commit();
+
+  for (int c = t; c < kFlashQ * kFlashD / 8; c += kFlashThreads) {
+    const int row = c >> 3, col = (c & 7) * 8, i = q0 + row;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (i < n) v = *reinterpret_cast<const uint4*>(q + (int64_t{i} * heads + h) * kFlashD + col);
+    *reinterpret_cast<uint4*>(&qs[row][col]) = v;
+  }
+  __syncthreads();
+  // This warp's 16 query rows as A fragments, one per 16 dims.
+  uint32_t qa[kFlashD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < kFlashD / 16; ++kk)
+    ldmatrix_x4(qa[kk], &qs[warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][kk * 16 + (lane >> 4) * 8]);
+
+  // The thread holds rows r0 = lane / 4 and r0 + 8 of the warp's 16, columns 2 (lane % 4) + {0, 1}
+  // of each 8-wide tile.
+  const int r0 = lane >> 2, c0 = (lane & 3) * 2;
+  const int pos0 = p0 + q0 + warp * 16 + r0, pos1 = pos0 + 8;
+  float o[kFlashD / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < kFlashD / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  // Running max (log2 units) and this thread's part of the running sum, per row.
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  for (int kt = 0; kt < tiles_k; ++kt) {
+    const int buf = kt & 1;
+    if (kt + 1 < tiles_k) load_kv(kt + 1, buf ^ 1);
+    cp_async_commit();  // an empty group on the last tile keeps the wait count uniform
+    cp_async_wait<1>();
+    __syncthreads();
+
+    float s[kFlashK / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kFlashK / 8; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+      for (int kp = 0; kp < kFlashD / 32; ++kp) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, &ks[buf][nt * 8 + (lane & 7)][kp * 32 + (lane >> 3) * 8]);
+        mma_bf16(s[nt], qa[2 * kp], kb[0], kb[1]);
+        mma_bf16(s[nt], qa[2 * kp + 1], kb[2], kb[3]);
+      }
+    }
+    const int k0 = kt * kFlashK;
+    const bool diagonal = k0 + kFlashK - 1 > p0 + q0;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < kFlashK / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float v = s[nt][e] * scale_log2;
+        if (diagonal) {
+          const int key = k0 + nt * 8 + c0 + (e & 1);
+          if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
+        }
+        s[nt][e] = v;
+      }
+      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Key 0 is visible to every row and sits in the first tile, so the max is finite from
+    // then on and no -inf - -inf arises.
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    const float a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+    m0 = n0;
+    m1 = n1;
+    l0 *= a0;
+    l1 *= a1;
+#pragma unroll
+    for (int dt = 0; dt < kFlashD / 8; ++dt) {
+      o[dt][0] *= a0;
+      o[dt][1] *= a0;
+      o[dt][2] *= a1;
+      o[dt][3] *= a1;
+    }
+#pragma unroll
+    for (int nt = 0; nt < kFlashK / 8; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - n0);
+      s[nt][1] = exp2f(s[nt][1] - n0);
+      s[nt][2] = exp2f(s[nt][2] - n1);
+      s[nt][3] = exp2f(s[nt][3] - n1);
+      l0 += s[nt][0] + s[nt][1];
+      l1 += s[nt][2] + s[nt][3];
+    }
+    // The S accumulator of keys 16j ... 16j + 15 is, packed to bf16, the A fragment of P.
+#pragma unroll
+    for (int j = 0; j < kFlashK / 16; ++j) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]),
+                              pack_bf16(s[2 * j][2], s[2 * j][3]),
+                              pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
+                              pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < kFlashD / 16; ++dp) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, &vs[buf][j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8]
+                                 [dp * 16 + (lane >> 4) * 8]);
+        mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
+        mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // the next iteration's loads overwrite the other buffer of this one's
+  }
+  cp_async_wait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+  const int i0 = q0 + warp * 16 + r0, i1 = i0 + 8;
+  const int64_t ld = int64_t{heads} * kFlashD;
+#pragma unroll
+  for (int dt = 0; dt < kFlashD / 8; ++dt) {
+    const int col = h * kFlashD + dt * 8 + c0;
+    if (i0 < n)
+      *reinterpret_cast<__nv_bfloat162*>(out + i0 * ld + col) =
+          __floats2bfloat162_rn(o[dt][0] * inv0, o[dt][1] * inv0);
+    if (i1 < n)
+      *reinterpret_cast<__nv_bfloat162*>(out + i1 * ld + col) =
+          __floats2bfloat162_rn(o[dt][2] * inv1, o[dt][3] * inv1);
+  }
 }
 
 // act[n, inter] = silu(gate) * up from gu[n, 2 * inter] (gate columns first, then up).
@@ -487,6 +703,35 @@ class DeviceModel {
 
   const Dims& dims() const { return d_; }
   bf16* logits() const { return logits_; }
+
+  // The fused and the unfused prefill attention on what q() and layer l's cache hold now, rows
+  // [0, n) of q() taken as queries at positions p0 ... p0 + n - 1: ||flash - unfused|| /
+  // ||unfused|| over the n x heads x head_dim outputs, NaN if the fused one left any unwritten.
+  // Overwrites the attention output buffer.
+  double compare_attention(int l, int n, int p0) {
+    const Dims& d = d_;
+    if (n < 2 || n > max_tokens_ || p0 + n > capacity_ || l < 0 || l >= d.layers)
+      throw std::runtime_error("compare_attention: bad sizes");
+    const int count = d.layers * d.heads;
+    attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
+        q_, k_cache_, v_cache_, scores_, probs_, att_, d.layers, d.heads, d.kv_heads, d.head_dim,
+        n, p0 + n, cache_layer_, ptrs_);
+    CHECK_LAUNCH(attention_pointers);
+    const size_t elems = static_cast<size_t>(n) * q_dim(d);
+    attention_unfused(l, n, p0);
+    const std::vector<float> ref = download_bf16(att_, elems);
+    CHECK(cudaMemsetAsync(att_, 0xff, elems * sizeof(bf16), stream_));  // bf16 NaN
+    attention_flash(l, n, p0);
+    const std::vector<float> got = download_bf16(att_, elems);
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < elems; ++i) {
+      if (!std::isfinite(got[i])) return NAN;
+      const double e = static_cast<double>(got[i]) - ref[i];
+      num += e * e;
+      den += static_cast<double>(ref[i]) * ref[i];
+    }
+    return std::sqrt(num / den);
+  }
   int* tokens() const { return tokens_; }
 
   // Runs the tokens already in tokens()[0, n) at positions p0 ... p0 + n - 1, writing their keys
@@ -505,7 +750,7 @@ class DeviceModel {
     mark(kOther);
     embed_rows<<<n, 128, 0, stream_>>>(embed_, tokens_, H, x_);
     CHECK_LAUNCH(embed_rows);
-    if (n > 1) {
+    if (n > 1 && !kFlashPrefill) {
       mark(kAttention);
       const int count = d.layers * d.heads;
       attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
@@ -557,6 +802,19 @@ class DeviceModel {
     bf16 *attn_norm, *mlp_norm, *wqkv, *wo, *wgu, *wdown;
   };
 
+  std::vector<float> download_bf16(const bf16* src, size_t count) const {
+    std::vector<uint16_t> raw(count);
+    CHECK(cudaMemcpyAsync(raw.data(), src, count * sizeof(bf16), cudaMemcpyDeviceToHost,
+                          stream_));
+    CHECK(cudaStreamSynchronize(stream_));
+    std::vector<float> out(count);
+    for (size_t i = 0; i < count; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;
+      std::memcpy(&out[i], &bits, sizeof(float));
+    }
+    return out;
+  }
+
   template <class T>
   T* alloc(int64_t count) {
     void* p = nullptr;
@@ -566,21 +824,42 @@ class DeviceModel {
   }
 
   void attention(int l, int n, int p0) {
+    if (n > 1) {
+      if (kFlashPrefill)
+        attention_flash(l, n, p0);
+      else
+        attention_unfused(l, n, p0);
+      return;
+    }
+    const Dims& d = d_;
+    const int kv_len = p0 + n;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
+    const int splits = (kv_len + kDecodeChunk - 1) / kDecodeChunk;
+    decode_attention_partial<64><<<dim3(d.heads, splits), kDecodeChunk, 0, stream_>>>(
+        q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len, d.heads,
+        d.kv_heads, scale, part_);
+    CHECK_LAUNCH(decode_attention_partial);
+    decode_attention_combine<64><<<d.heads, 64, 0, stream_>>>(part_, splits, att_);
+    CHECK_LAUNCH(decode_attention_combine);
+  }
+
+  void attention_flash(int l, int n, int p0) {
+    const Dims& d = d_;
+    const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(d.head_dim));
+    const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
+    flash_attention_prefill<<<tiles_q * d.heads, kFlashThreads, 0, stream_>>>(
+        q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, n, p0, d.heads, d.kv_heads,
+        scale_log2, att_);
+    CHECK_LAUNCH(flash_attention_prefill);
+  }
+
+  // Prefill: scores = scale * Q K^T and out = P V as batched cuBLAS products over the heads,
+  // each head's K and V those of its KV head, the causal softmax between them. Reads the pointer
+  // arrays attention_pointers wrote for this n and kv_len.
+  void attention_unfused(int l, int n, int p0) {
     const Dims& d = d_;
     const int kv_len = p0 + n, hd = d.head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    if (n == 1) {
-      const int splits = (kv_len + kDecodeChunk - 1) / kDecodeChunk;
-      decode_attention_partial<64><<<dim3(d.heads, splits), kDecodeChunk, 0, stream_>>>(
-          q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len, d.heads,
-          d.kv_heads, scale, part_);
-      CHECK_LAUNCH(decode_attention_partial);
-      decode_attention_combine<64><<<d.heads, 64, 0, stream_>>>(part_, splits, att_);
-      CHECK_LAUNCH(decode_attention_combine);
-      return;
-    }
-    // Prefill: scores = scale * Q K^T and out = P V as batched cuBLAS products over the heads,
-    // each head's K and V those of its KV head, the causal softmax between them.
     const int64_t count = int64_t{d.layers} * d.heads, at = int64_t{l} * d.heads;
     const void* const* k = ptrs_ + 0 * count + at;
     const void* const* v = ptrs_ + 1 * count + at;
@@ -734,12 +1013,20 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   m.forward(prompt_len, 0, prompt_len);
   CHECK(cudaStreamSynchronize(stream));
   const double e_prefill = rel_l2(download_logits(m, prompt_len), ref.prompt);
+  // The fused attention against the unfused one on the last layer's inputs: the whole prompt,
+  // then its first 3 query rows placed at positions 4 ... 6 (a prefill that continues a cache).
+  const double e_att = m.compare_attention(d.layers - 1, prompt_len, 0);
+  const double e_att_cont = m.compare_attention(d.layers - 1, 3, prompt_len - 3);
   CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
   upload_tokens(m, {next}, stream);
   m.forward(1, prompt_len, 1);
   CHECK(cudaStreamSynchronize(stream));
   const double e_decode = rel_l2(download_logits(m, 1), ref.next);
-  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2;
+  const bool att_ok = e_att < 1e-2 && e_att_cont < 1e-2;
+  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2 && att_ok;
+  std::printf("  flash vs unfused attention rel L2 (layer %d): 7 rows at 0 %.3e, 3 rows at 4 %.3e"
+              " (expect ~1e-3): %s\n",
+              d.layers - 1, e_att, e_att_cont, att_ok ? "PASS" : "FAIL");
   std::printf("  logits rel L2: prefill %.3e, decode %.3e  (bf16 expect ~1e-2): %s\n", e_prefill,
               e_decode, ok ? "PASS" : "FAIL");
   return ok;
@@ -748,6 +1035,11 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
 std::vector<std::string>& summary() {
   static std::vector<std::string> lines;
   return lines;
+}
+
+bool& attention_check_ok() {
+  static bool ok = true;
+  return ok;
 }
 
 struct Ceilings {
@@ -809,6 +1101,17 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
         L * (4.0 * act + 4.0 * n * (q_dim(d) + 2 * kv_dim(d)) + 6.0 * n * d.inter) + 2.0 * act;
     fl[kOther] = other_bytes / c.bandwidth * 1e3;
     print_breakdown("prefill", ms, fl);
+  }
+  {
+    // The last layer's queries and cache from the forward above: the full causal square, and
+    // 1000 query rows continuing a cache of 1048 (an offset that is no multiple of the tiles).
+    const double e_full = m.compare_attention(d.layers - 1, prefill, 0);
+    const double e_cont = m.compare_attention(d.layers - 1, 1000, prefill - 1000);
+    const bool ok = e_full < 1e-2 && e_cont < 1e-2;
+    if (!ok) attention_check_ok() = false;
+    std::printf("  flash vs unfused attention rel L2 (layer %d): %d rows at 0 %.3e, 1000 rows at"
+                " %d %.3e (expect ~1e-3): %s\n",
+                d.layers - 1, prefill, e_full, prefill - 1000, e_cont, ok ? "PASS" : "FAIL");
   }
 
   // Decode: one token at position 2048 over a cache of 2048 filled by the prefill above, each
@@ -906,8 +1209,11 @@ int main() {
     }
 
     std::printf("\n## llama_bench on %s\n", prop.name);
-    std::printf("copy bandwidth %.0f GB/s; cuBLAS bf16 %.1f TFLOP/s; correctness %s\n",
-                c.bandwidth * 1e-9, c.gemm_rate * 1e-12, ok ? "PASS" : "FAIL");
+    const bool att_ok = attention_check_ok();
+    std::printf("copy bandwidth %.0f GB/s; cuBLAS bf16 %.1f TFLOP/s; correctness %s; flash "
+                "attention vs unfused %s; prefill attention %s\n",
+                c.bandwidth * 1e-9, c.gemm_rate * 1e-12, ok ? "PASS" : "FAIL",
+                att_ok ? "PASS" : "FAIL", kFlashPrefill ? "flash" : "unfused");
     std::printf("| %-18s | %9s | %10s | %8s | %8s | %8s | %8s | %8s |\n", "model",
                 "prefill/s", "% cuBLAS", "dec ms", "dec tok/s", "GB/token", "floor ms",
                 "% floor");
@@ -915,7 +1221,7 @@ int main() {
     CHECK(cublasDestroy(blas));
     CHECK(cudaFree(workspace));
     CHECK(cudaStreamDestroy(stream));
-    return ok ? 0 : 2;
+    return ok && att_ok ? 0 : 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llama_bench: %s\n", e.what());
     return 1;
