@@ -44,16 +44,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) override {
-#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
-    for (int r = 0; r < n; ++r) {
-      const T* xr = x + static_cast<int64_t>(r) * dim;
-      T* yr = y + static_cast<int64_t>(r) * dim;
-      T ss = 0;
-      for (int d = 0; d < dim; ++d) ss += xr[d] * xr[d];
-      const T inv = T(1) / std::sqrt(ss / static_cast<T>(dim) + static_cast<T>(eps));
-      // Same order as Hugging Face: normalize first, then scale by the weight.
-      for (int d = 0; d < dim; ++d) yr[d] = (xr[d] * inv) * w[d];
-    }
+    rms_normalize(x, n, dim, eps, y, [w](int d) { return w[d]; });
   }
 
   void rope(T* x, const int* positions, int n, int heads, int head_dim, double theta) override {
@@ -152,6 +143,21 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // Both RMSNorm variants: normalise each row, then scale element d by weight(d), in Hugging
+  // Face's order (normalise first, then scale).
+  template <class Weight>
+  static void rms_normalize(const T* x, int n, int dim, double eps, T* y, Weight weight) {
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
+    for (int r = 0; r < n; ++r) {
+      const T* xr = x + static_cast<int64_t>(r) * dim;
+      T* yr = y + static_cast<int64_t>(r) * dim;
+      T ss = 0;
+      for (int d = 0; d < dim; ++d) ss += xr[d] * xr[d];
+      const T inv = T(1) / std::sqrt(ss / static_cast<T>(dim) + static_cast<T>(eps));
+      for (int d = 0; d < dim; ++d) yr[d] = (xr[d] * inv) * weight(d);
+    }
+  }
+
   void add(T* y, const T* x, int64_t n) override {
 #pragma omp parallel for if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
@@ -171,15 +177,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps, T* y) override {
-#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
-    for (int r = 0; r < n; ++r) {
-      const T* xr = x + static_cast<int64_t>(r) * dim;
-      T* yr = y + static_cast<int64_t>(r) * dim;
-      T ss = 0;
-      for (int d = 0; d < dim; ++d) ss += xr[d] * xr[d];
-      const T inv = T(1) / std::sqrt(ss / static_cast<T>(dim) + static_cast<T>(eps));
-      for (int d = 0; d < dim; ++d) yr[d] = (xr[d] * inv) * (T(1) + w[d]);
-    }
+    rms_normalize(x, n, dim, eps, y, [w](int d) { return T(1) + w[d]; });
   }
 
   void layernorm(const T* x, const T* w, const T* b, int n, int dim, double eps, T* y) override {
