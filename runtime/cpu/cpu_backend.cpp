@@ -29,18 +29,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void matmul(const T* x, const T* w, int n, int k, int m, T* y) override {
-    // Collapsed over (row, column) so that a single-token decode step still spreads its
-    // columns over the threads.
-#pragma omp parallel for collapse(2) if (int64_t{n} * m * k >= kParallelWork)
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < m; ++j) {
-        const T* xr = x + static_cast<int64_t>(i) * k;
-        const T* wr = w + static_cast<int64_t>(j) * k;
-        T sum = 0;
-        for (int p = 0; p < k; ++p) sum += xr[p] * wr[p];
-        y[static_cast<int64_t>(i) * m + j] = sum;
-      }
-    }
+    product(x, w, nullptr, n, k, m, y);
   }
 
   void rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) override {
@@ -143,6 +132,22 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // y = x w^T (+ b when given), each element summed in index order by one thread. Collapsed
+  // over (row, column) so that a single-token decode step still spreads its columns over the
+  // threads.
+  static void product(const T* x, const T* w, const T* b, int n, int k, int m, T* y) {
+#pragma omp parallel for collapse(2) if (int64_t{n} * m * k >= kParallelWork)
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < m; ++j) {
+        const T* xr = x + static_cast<int64_t>(i) * k;
+        const T* wr = w + static_cast<int64_t>(j) * k;
+        T sum = 0;
+        for (int p = 0; p < k; ++p) sum += xr[p] * wr[p];
+        y[static_cast<int64_t>(i) * m + j] = b ? sum + b[j] : sum;
+      }
+    }
+  }
+
   // Both RMSNorm variants: normalise each row, then scale element d by weight(d), in Hugging
   // Face's order (normalise first, then scale).
   template <class Weight>
@@ -164,16 +169,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m, T* y) override {
-#pragma omp parallel for collapse(2) if (int64_t{n} * m * k >= kParallelWork)
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < m; ++j) {
-        const T* xr = x + static_cast<int64_t>(i) * k;
-        const T* wr = w + static_cast<int64_t>(j) * k;
-        T sum = 0;
-        for (int p = 0; p < k; ++p) sum += xr[p] * wr[p];
-        y[static_cast<int64_t>(i) * m + j] = sum + b[j];
-      }
-    }
+    product(x, w, b, n, k, m, y);
   }
 
   void rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps, T* y) override {
