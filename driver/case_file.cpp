@@ -1,5 +1,7 @@
 #include "driver/case_file.h"
 
+#include "driver/fence.h"
+
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
 #include <cmark-gfm.h>
@@ -7,6 +9,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <stdexcept>
 
 namespace pinmark {
 namespace {
@@ -21,6 +24,7 @@ struct Heading {
 struct ParsedBlocks {
   std::vector<Heading> headings;
   std::vector<CodeBlock> code_blocks;
+  std::vector<FileProblem> unclosed;  // blocks that run to the end of the file
 };
 
 // Plain text of a heading's inline content.
@@ -41,8 +45,44 @@ void collect_text(cmark_node* node, std::string& out) {
   }
 }
 
+// Whether `line` closes a fence of `length` characters `fence`: up to three spaces, at least
+// that many fence characters, then only spaces or tabs.
+bool closes_fence(const std::string& line, char fence, int length) {
+  size_t i = 0;
+  while (i < line.size() && i < 3 && line[i] == ' ') ++i;
+  size_t run = 0;
+  while (i < line.size() && line[i] == fence) ++i, ++run;
+  if (run < static_cast<size_t>(length)) return false;
+  return line.find_first_not_of(" \t\r\n", i) == std::string::npos;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// For an HTML block that only ends at a marker (CommonMark's kinds 1 to 5), what opens it and
+// the marker that ends it; nullopt for the kinds a blank line ends.
+std::optional<std::pair<std::string, std::string>> html_block_end(const std::string& literal) {
+  const std::string start = lower(literal.substr(literal.find_first_not_of(' ') == std::string::npos
+                                                     ? 0
+                                                     : literal.find_first_not_of(' ')));
+  if (start.rfind("<!--", 0) == 0) return std::pair{std::string("<!--"), std::string("-->")};
+  if (start.rfind("<?", 0) == 0) return std::pair{std::string("<?"), std::string("?>")};
+  if (start.rfind("<![cdata[", 0) == 0) return std::pair{std::string("<![CDATA["), std::string("]]>")};
+  if (start.size() > 2 && start.rfind("<!", 0) == 0 && std::isalpha(static_cast<unsigned char>(start[2])))
+    return std::pair{std::string("<!"), std::string(">")};
+  for (const char* tag : {"script", "pre", "style", "textarea"}) {
+    const std::string open = std::string("<") + tag;
+    if (start.rfind(open, 0) == 0 &&
+        (start.size() == open.size() || std::string(" \t\r\n>").find(start[open.size()]) != std::string::npos))
+      return std::pair{open, "</" + std::string(tag) + ">"};
+  }
+  return std::nullopt;
+}
+
 // Only top-level blocks count: a heading inside a list or a quote is prose.
-ParsedBlocks parse_blocks(const std::string& text) {
+ParsedBlocks parse_blocks(const std::string& text, const std::vector<std::string>& lines) {
   cmark_gfm_core_extensions_ensure_registered();
   std::unique_ptr<cmark_parser, decltype(&cmark_parser_free)> parser(
       cmark_parser_new(CMARK_OPT_DEFAULT), cmark_parser_free);
@@ -66,27 +106,106 @@ ParsedBlocks parse_blocks(const std::string& text) {
       int fence_length = 0, fence_offset = 0;
       char fence_char = 0;
       if (!cmark_node_get_fenced(node, &fence_length, &fence_offset, &fence_char)) continue;
+      // Only the end of the file ends an unclosed fence at the top level: outputs rendered
+      // after it would land inside it.
+      const int open = cmark_node_get_start_line(node), end = cmark_node_get_end_line(node);
+      if (end <= open || end > static_cast<int>(lines.size()) ||
+          !closes_fence(lines[end - 1], fence_char, fence_length))
+        blocks.unclosed.push_back(
+            {open, "the code fence opened at line " + std::to_string(open) +
+                       " is never closed, so it would swallow everything after it; close it "
+                       "with a line of " + std::to_string(fence_length) + " '" +
+                       std::string(1, fence_char) + "'"});
       CodeBlock block;
       block.info = cmark_node_get_fence_info(node);
       block.literal = cmark_node_get_literal(node);
       block.first_line = cmark_node_get_start_line(node) + 1;
       blocks.code_blocks.push_back(std::move(block));
+    } else if (cmark_node_get_type(node) == CMARK_NODE_HTML_BLOCK) {
+      const std::string literal = cmark_node_get_literal(node);
+      const auto marker = html_block_end(literal);
+      if (!marker) continue;
+      const size_t opened = lower(literal).find(lower(marker->first));
+      if (lower(literal).find(lower(marker->second), opened) != std::string::npos)
+        continue;
+      const int open = cmark_node_get_start_line(node);
+      blocks.unclosed.push_back(
+          {open, "the HTML block ('" + marker->first + "') opened at line " + std::to_string(open) +
+                     " is never closed with '" + marker->second +
+                     "', so it would swallow everything after it"});
     }
   }
   return blocks;
 }
 
 // The file as lines, each with its own line ending, so slices rejoin to the original bytes.
+// A line ends at LF, CRLF or a lone CR, as cmark-gfm ends it, so line numbers agree with its.
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    end = end == std::string::npos ? text.size() : end + 1;
+    size_t end = text.find_first_of("\r\n", start);
+    if (end == std::string::npos)
+      end = text.size();
+    else
+      end += text.compare(end, 2, "\r\n") == 0 ? 2 : 1;
     lines.push_back(text.substr(start, end - start));
     start = end;
   }
   return lines;
+}
+
+// "\r\n", "\n", "\r", or "" for a last line without one.
+std::string ending_of(const std::string& line) {
+  if (line.size() >= 2 && line.compare(line.size() - 2, 2, "\r\n") == 0) return "\r\n";
+  if (!line.empty() && (line.back() == '\n' || line.back() == '\r')) return line.substr(line.size() - 1);
+  return "";
+}
+
+std::string ending_name(const std::string& ending) {
+  return ending == "\r\n" ? "CRLF" : ending == "\n" ? "LF" : "a lone CR";
+}
+
+// One ending for every line, never a lone CR: a file is kept in its ending or refused, since a
+// regenerated section could only guess which ending to use.
+std::optional<FileProblem> line_ending_problem(const std::vector<std::string>& lines) {
+  if (lines.empty()) return std::nullopt;
+  const std::string first = ending_of(lines[0]);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string ending = ending_of(lines[i]);
+    if (ending == "\r")
+      return FileProblem{static_cast<int>(i + 1),
+                         "line " + std::to_string(i + 1) +
+                             " ends in a lone CR; pinmark reads files whose lines end in LF or "
+                             "in CRLF"};
+    if (!ending.empty() && ending != first)
+      return FileProblem{static_cast<int>(i + 1),
+                         "line " + std::to_string(i + 1) + " ends in " + ending_name(ending) +
+                             " but line 1 in " + ending_name(first) +
+                             "; every line of a file must end the same way"};
+  }
+  return std::nullopt;
+}
+
+// Goldens are UTF-8 text: a NUL or a byte outside a valid UTF-8 sequence is refused before a
+// regeneration could copy it on.
+std::optional<FileProblem> encoding_problem(const std::vector<std::string>& lines) {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    for (size_t k = 0; k < line.size();) {
+      const size_t length = fence_detail::utf8_sequence_length(line, k);
+      const int number = static_cast<int>(i + 1);
+      if (length == 0)
+        return FileProblem{number, "line " + std::to_string(number) + " is not valid UTF-8 (byte " +
+                                       fence_detail::hex_escape(static_cast<unsigned char>(line[k])) +
+                                       "); a case file is UTF-8 text"};
+      if (line[k] == '\0')
+        return FileProblem{number, "line " + std::to_string(number) +
+                                       " holds a NUL byte; a case file is UTF-8 text without NUL"};
+      k += length;
+    }
+  }
+  return std::nullopt;
 }
 
 bool is_blank(const std::string& line) {
@@ -102,6 +221,30 @@ std::string slice(const std::vector<std::string>& lines, int first, int last) {
   for (int i = first; i <= last; ++i) out += lines[i - 1];
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
+}
+
+// How many line endings `text` holds (CRLF counts once).
+int line_ends_in(const std::string& text) {
+  int count = 0;
+  for (size_t i = 0; i < text.size(); ++i)
+    count += text[i] == '\n' || (text[i] == '\r' && (i + 1 == text.size() || text[i + 1] != '\n'));
+  return count;
+}
+
+// The bytes slicing left out: after the preamble, after each case, and the file's tail.
+std::vector<std::string> gaps_between(const std::string& text, const std::vector<std::string>& lines,
+                                      const CaseFile& file) {
+  std::vector<size_t> offsets(lines.size() + 1, 0);  // offsets[i]: where line i + 1 starts
+  for (size_t i = 0; i < lines.size(); ++i) offsets[i + 1] = offsets[i] + lines[i].size();
+  std::vector<std::pair<int, size_t>> pieces = {{1, file.preamble.size()}};  // first line, bytes
+  for (const Case& c : file.cases) pieces.push_back({c.line, c.text.size()});
+  std::vector<std::string> gaps;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const size_t end = offsets[pieces[k].first - 1] + pieces[k].second;
+    const size_t next = k + 1 < pieces.size() ? offsets[pieces[k + 1].first - 1] : text.size();
+    gaps.push_back(text.substr(end, next - end));
+  }
+  return gaps;
 }
 
 std::string trim(const std::string& s) {
@@ -148,9 +291,11 @@ CaseFile parse_case_file(const std::string& text) {
   CaseFile file;
   const std::vector<std::string> lines = split_lines(text);
   const int line_count = static_cast<int>(lines.size());
-  ParsedBlocks blocks = parse_blocks(text);
-  if (!lines.empty() && lines[0].size() >= 2 && lines[0].compare(lines[0].size() - 2, 2, "\r\n") == 0)
-    file.newline = "\r\n";
+  ParsedBlocks blocks = parse_blocks(text, lines);
+  if (!lines.empty() && ending_of(lines[0]) == "\r\n") file.newline = "\r\n";
+  if (auto problem = line_ending_problem(lines)) file.problems.push_back(*problem);
+  if (auto problem = encoding_problem(lines)) file.problems.push_back(*problem);
+  for (const FileProblem& problem : blocks.unclosed) file.problems.push_back(problem);
 
   // Only headings of levels 1-3 structure the file; deeper ones belong to the text around them.
   std::vector<Heading> headings;
@@ -242,7 +387,29 @@ CaseFile parse_case_file(const std::string& text) {
     const int end = j < headings.size() ? headings[j].first_line - 1 : line_count;
     file.cases[c++].text = slice(lines, headings[i].first_line, end);
   }
+  if (file.problems.empty()) file.gaps = gaps_between(text, lines, file);
   return file;
+}
+
+std::string assemble_case_file(const CaseFile& file, const std::vector<std::string>& case_texts) {
+  const size_t n = file.cases.size();
+  if (case_texts.size() != n)
+    throw std::invalid_argument("assemble_case_file: " + std::to_string(case_texts.size()) +
+                                " texts for " + std::to_string(n) + " cases");
+  const std::string blank_line = file.newline + file.newline;
+  const bool have_gaps = file.gaps.size() == n + 1;
+  auto replaced = [&](size_t i) { return i < n && case_texts[i] != file.cases[i].text; };
+  std::string out = file.preamble;
+  for (size_t k = 0; k <= n; ++k) {
+    std::string gap = have_gaps ? file.gaps[k] : (k < n ? blank_line : file.newline);
+    // A new text must not run into its neighbour: a paragraph followed directly by the next
+    // case's setext heading would become one paragraph.
+    const bool beside_new = replaced(k) || (k > 0 && replaced(k - 1));
+    if (k < n && beside_new && line_ends_in(gap) < 2) gap = blank_line;
+    out += gap;
+    if (k < n) out += case_texts[k];
+  }
+  return out;
 }
 
 }  // namespace pinmark

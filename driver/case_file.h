@@ -44,11 +44,27 @@ struct CaseFile {
   std::string newline = "\n";  // the file's line ending ("\r\n" when its first line has one)
   std::string preamble;  // title and prose before the first case, verbatim
   std::vector<Case> cases;
+  // The bytes between pieces, verbatim: gaps[0] follows the preamble, gaps[i] follows case
+  // i - 1 (line endings and blank lines, with any spaces on them); the last is the file's tail.
+  // Empty when the file has problems.
+  std::vector<std::string> gaps;
   std::vector<FileProblem> problems;  // empty when the file is usable
 };
 
-// Splits Markdown text into title, cases and sections.
+// Splits Markdown text into title, cases and sections. Lines end where cmark-gfm ends them:
+// at LF, CRLF or a lone CR. Reports in `problems` (never throws): no title, text before it, two
+// titles, an output section before the first case, a case title without letters or digits, two
+// cases of one slug, lines that do not all end the same way or end in a lone CR, bytes that are
+// not UTF-8 or NUL, and a code fence or HTML block (`<!--`, `<?`, `<script`, ...) that is never
+// closed, so that it would swallow everything after it.
 CaseFile parse_case_file(const std::string& text);
+
+// The file again from a parse of it and one text per case (`case_texts[i]` replacing
+// `file.cases[i].text`): the preamble and gaps verbatim, so
+// `assemble_case_file(f, texts of f.cases) == text` for every file without problems. A gap
+// beside a replaced case that holds no blank line gets one, so the pieces stay apart.
+// Requires `case_texts.size() == file.cases.size()` (throws std::invalid_argument otherwise).
+std::string assemble_case_file(const CaseFile& file, const std::vector<std::string>& case_texts);
 
 // "GQA, 4 heads" -> "gqa_4_heads": lower-case, runs of anything but [a-z0-9] become one '_'.
 std::string slugify(const std::string& title);

@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -29,9 +31,52 @@ std::string read_text_file(const std::string& path) {
   return buffer.str();
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
+std::vector<std::string> leftover_temp_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  const fs::path folder = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  const std::string name = file.filename().string();
+  // mkstemps replaces the six X with letters and digits.
+  auto made_for_this_file = [&](const std::string& entry) {
+    if (entry.size() != name.size() + 11 || entry.rfind(name + ".", 0) != 0 ||
+        entry.compare(entry.size() - 4, 4, ".tmp") != 0)
+      return false;
+    for (size_t i = name.size() + 1; i < name.size() + 7; ++i)
+      if (!std::isalnum(static_cast<unsigned char>(entry[i]))) return false;
+    return true;
+  };
+  std::vector<std::string> leftovers;
+  std::error_code error;
+  for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error))
+    if (made_for_this_file(it->path().filename().string()))
+      leftovers.push_back((folder / it->path().filename()).string());
+  if (error)
+    throw std::runtime_error("cannot read the folder of " + path + ": " + error.message());
+  return leftovers;
+}
+
+void write_file_atomically(const std::string& link_or_file, const std::string& text) {
+  // Through a symbolic link to the file it names: renaming over the link would replace it.
+  std::string path = link_or_file;
+  struct stat link {};
+  if (::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    std::error_code error;
+    path = std::filesystem::canonical(link_or_file, error).string();
+    if (error)
+      throw std::runtime_error("cannot follow the link " + link_or_file + ": " + error.message());
+  }
   struct stat original {};
   const bool exists = ::stat(path.c_str(), &original) == 0;
+  if (exists && !S_ISREG(original.st_mode))
+    throw std::runtime_error("cannot replace " + path + ": it is not a regular file");
+  // Renaming a new file over one of several names would leave the others with the old text.
+  if (exists && original.st_nlink > 1)
+    throw std::runtime_error("cannot replace " + path + ": it has " +
+                             std::to_string(original.st_nlink) +
+                             " hard links, and replacing it would split them (the other names "
+                             "would keep the old text); make it a single file or a symbolic "
+                             "link");
+  for (const std::string& leftover : leftover_temp_files(path)) ::unlink(leftover.c_str());
   std::string temp = path + ".XXXXXX.tmp";
   int fd = ::mkstemps(temp.data(), 4);
   if (fd < 0) fail("create a temporary file beside", path);

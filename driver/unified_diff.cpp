@@ -21,6 +21,14 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+// A carriage return is invisible on a terminal, so lines that differ only in one would print
+// alike: show each as U+240D (␍).
+std::string visible(const std::string& line) {
+  std::string out;
+  for (char c : line) c == '\r' ? out += "\u240D" : out += c;
+  return out;
+}
+
 }  // namespace
 
 std::string unified_diff(const std::string& golden, const std::string& actual,
@@ -43,16 +51,16 @@ std::string unified_diff(const std::string& golden, const std::string& actual,
     out += std::string(cyan) + "@@ -" + std::to_string(hunk.a + offset) + "," +
            std::to_string(hunk.b) + " +" + std::to_string(hunk.c + offset) + "," +
            std::to_string(hunk.d) + " @@" + reset + "\n";
-    for (const auto& e : hunk.common[0]) out += " " + e.first + "\n";
+    for (const auto& e : hunk.common[0]) out += " " + visible(e.first) + "\n";
     for (const auto& e : hunk.change) {
       if (e.second.type == dtl::SES_ADD)
-        out += std::string(green) + "+" + e.first + reset + "\n";
+        out += std::string(green) + "+" + visible(e.first) + reset + "\n";
       else if (e.second.type == dtl::SES_DELETE)
-        out += std::string(red) + "-" + e.first + reset + "\n";
+        out += std::string(red) + "-" + visible(e.first) + reset + "\n";
       else
-        out += " " + e.first + "\n";
+        out += " " + visible(e.first) + "\n";
     }
-    for (const auto& e : hunk.common[1]) out += " " + e.first + "\n";
+    for (const auto& e : hunk.common[1]) out += " " + visible(e.first) + "\n";
   }
   // Texts that differ only in a final newline have no line-level hunk.
   if (out.find("@@") == std::string::npos) out += "(the texts differ only in line endings)\n";

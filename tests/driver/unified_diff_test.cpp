@@ -142,5 +142,16 @@ TEST(UnifiedDiff, TextsDifferingOnlyInTheFinalNewlineStillDiffer) {
   EXPECT_EQ(diff.rfind("--- g\n+++ a\n", 0), 0u) << diff;
 }
 
+TEST(UnifiedDiff, ACarriageReturnIsVisible) {
+  // Lines that differ only in a CR would print alike; the CR shows as U+240D.
+  const std::string diff = unified_diff("# Title\nprose\n", "# Title\r\nprose\n", "g", "a");
+  EXPECT_NE(diff.find("-# Title\n"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("+# Title\u240D\n"), std::string::npos) << diff;
+  EXPECT_EQ(diff.find('\r'), std::string::npos) << diff;
+  // A CR inside a line, and one in a context line, show as well.
+  const std::string inner = unified_diff("a\rb\nold\n", "a\rb\nnew\n", "g", "a");
+  EXPECT_NE(inner.find(" a\u240Db\n"), std::string::npos) << inner;
+}
+
 }  // namespace
 }  // namespace pinmark
