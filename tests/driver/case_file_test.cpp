@@ -313,5 +313,43 @@ TEST(SectionNames, InputAndOutputSections) {
     EXPECT_FALSE(is_output_section(name)) << name;
 }
 
+TEST(CaseFile, LinesEndWhereTheMarkdownParserEndsThem) {
+  // A lone CR ends a line for cmark-gfm; counted the same way, the problem names line 3 and the
+  // case heading after it is at line 4 (not 3, as a splitter at LF alone would say).
+  const CaseFile file = parse_case_file("# T\n\nprose\r## A\n");
+  ASSERT_EQ(file.problems.size(), 1u);
+  EXPECT_EQ(file.problems[0].line, 3);
+  EXPECT_EQ(file.problems[0].message,
+            "line 3 ends in a lone CR; pinmark reads files whose lines end in LF or in CRLF");
+  ASSERT_EQ(file.cases.size(), 1u);
+  EXPECT_EQ(file.cases[0].line, 4);
+}
+
+TEST(CaseFile, MixedLineEndingsNameTheFirstLineThatDiffers) {
+  const CaseFile lf_then_crlf = parse_case_file("# T\n\n## A\r\n\r\n## B\n");
+  ASSERT_EQ(lf_then_crlf.problems.size(), 1u);
+  EXPECT_EQ(lf_then_crlf.problems[0].line, 3);
+  EXPECT_EQ(lf_then_crlf.problems[0].message,
+            "line 3 ends in CRLF but line 1 in LF; every line of a file must end the same way");
+  EXPECT_TRUE(lf_then_crlf.gaps.empty());
+  // A last line without an ending is not a different ending.
+  EXPECT_TRUE(parse_case_file("# T\r\n\r\n## A").problems.empty());
+}
+
+TEST(CaseFile, GapsKeepEveryByteBetweenPieces) {
+  const std::string text = "# T  \n \n\n## A\n\ntext\n\t\n\n\n## B\nlast";
+  const CaseFile file = parse_case_file(text);
+  ASSERT_TRUE(file.problems.empty()) << file.problems.front().message;
+  EXPECT_EQ(file.gaps, (std::vector<std::string>{"\n \n\n", "\n\t\n\n\n", ""}));
+  EXPECT_EQ(assemble_case_file(file, {file.cases[0].text, file.cases[1].text}), text);
+  // A new text beside a gap without a blank line gets one; the gaps elsewhere stay.
+  const CaseFile tight = parse_case_file("# T\n## A\ntext\n## B\n");
+  EXPECT_EQ(assemble_case_file(tight, {"## A\n\nnew", tight.cases[1].text}),
+            "# T\n\n## A\n\nnew\n\n## B\n");
+  EXPECT_EQ(assemble_case_file(tight, {tight.cases[0].text, tight.cases[1].text}),
+            "# T\n## A\ntext\n## B\n");
+  EXPECT_THROW(assemble_case_file(tight, {"## A"}), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace pinmark

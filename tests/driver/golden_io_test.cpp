@@ -227,5 +227,117 @@ TEST(RewriteCases, MissingFileThrows) {
   EXPECT_THROW(rewrite_cases(dir.file("gone.md"), {{"a", "## A"}}), std::runtime_error);
 }
 
+TEST(RewriteCases, ACaseEditedWhileItRanIsKeptAndReported) {
+  TempDir dir;
+  const std::string path = dir.file("six.md");
+  write_file(path, kSixCases);
+  // The run read "old 1" and "old 2"; meanwhile someone edited case 1's prose.
+  const std::string edited = std::string(kSixCases).replace(std::string(kSixCases).find("old 1"), 5,
+                                                            "edited by hand");
+  write_file(path, edited);
+  const RewriteOutcome outcome =
+      rewrite_cases(path, {{"case_1", CaseRewrite("## Case 1\n\nold 1", "## Case 1\n\nrendered")},
+                           {"case_2", CaseRewrite("## Case 2\n\nold 2", "## Case 2\n\nrendered")}});
+  EXPECT_TRUE(outcome.written);
+  EXPECT_EQ(outcome.skipped, std::vector<std::string>{"case_1"});
+  const std::string text = read_file(path);
+  EXPECT_TRUE(contains(text, "## Case 1\n\nedited by hand\n")) << text;
+  EXPECT_TRUE(contains(text, "## Case 2\n\nrendered\n")) << text;
+}
+
+TEST(RewriteCases, OnlyEditedCasesWriteNothing) {
+  TempDir dir;
+  const std::string path = dir.file("six.md");
+  write_file(path, kSixCases);
+  const RewriteOutcome outcome =
+      rewrite_cases(path, {{"case_3", CaseRewrite("## Case 3\n\nan older text", "## Case 3\n\nnew")}});
+  EXPECT_FALSE(outcome.written);
+  EXPECT_EQ(outcome.skipped, std::vector<std::string>{"case_3"});
+  EXPECT_EQ(read_file(path), kSixCases);
+}
+
+TEST(RewriteCases, ACaseGoneSinceItRanIsNamed) {
+  TempDir dir;
+  const std::string path = dir.file("six.md");
+  write_file(path, kSixCases);
+  try {
+    rewrite_cases(path, {{"case_9", CaseRewrite("## Case 9", "## Case 9\n\nnew")}});
+    FAIL() << "a rewrite of a missing case was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(contains(e.what(), path + ":1: case 'case_9' is gone from the file since it ran"))
+        << e.what();
+  }
+  EXPECT_EQ(read_file(path), kSixCases);
+}
+
+TEST(WriteFileAtomically, RemovesTemporaryFilesAnEarlierWriterLeft) {
+  TempDir dir;
+  const std::string path = dir.file("golden.md");
+  write_file(path, "old\n");
+  // What a kill between mkstemps and rename leaves, and names that only look alike.
+  write_file(dir.file("golden.md.a1B2c3.tmp"), "partial");
+  write_file(dir.file("golden.md.zzzzzz.tmp"), "partial");
+  write_file(dir.file("golden.md.toolong1.tmp"), "keep");
+  write_file(dir.file("other.md.a1B2c3.tmp"), "keep");
+  EXPECT_EQ(leftover_temp_files(path).size(), 2u);
+  write_file_atomically(path, "new\n");
+  EXPECT_EQ(read_file(path), "new\n");
+  EXPECT_EQ(folder_entries(dir.path()),
+            (std::vector<std::string>{"golden.md", "golden.md.toolong1.tmp", "other.md.a1B2c3.tmp"}));
+}
+
+TEST(WriteFileAtomically, WritesThroughASymbolicLink) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.file("real"));
+  const std::string target = dir.file("real/golden.md");
+  const std::string link = dir.file("golden.md");
+  write_file(target, "old\n");
+  std::filesystem::create_symlink("real/golden.md", link);
+  write_file_atomically(link, "new\n");
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(read_file(target), "new\n");
+  EXPECT_EQ(folder_entries(dir.file("real")), std::vector<std::string>{"golden.md"});
+}
+
+TEST(RewriteCases, RegeneratesASymlinkedGoldenThroughTheLink) {
+  TempDir dir;
+  const std::string target = dir.file("six.md");
+  const std::string link = dir.file("link.md");
+  write_file(target, kSixCases);
+  std::filesystem::create_symlink("six.md", link);
+  EXPECT_TRUE(rewrite_cases(link, {{"case_0", CaseRewrite("## Case 0\n\nold 0", "## Case 0\n\nnew")}})
+                  .written);
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_TRUE(contains(read_file(target), "## Case 0\n\nnew\n"));
+}
+
+TEST(WriteFileAtomically, RefusesAHardLinkedFile) {
+  // A rename would leave the other name with the old text; writing in place could leave a
+  // torn file on a kill. Refusing keeps both names identical and every golden whole.
+  TempDir dir;
+  const std::string path = dir.file("golden.md");
+  write_file(path, "old\n");
+  std::filesystem::create_hard_link(path, dir.file("other.md"));
+  try {
+    write_file_atomically(path, "new\n");
+    FAIL() << "a hard-linked file was replaced";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(contains(e.what(), "cannot replace " + path + ": it has 2 hard links")) << e.what();
+  }
+  EXPECT_EQ(read_file(path), "old\n");
+  EXPECT_EQ(read_file(dir.file("other.md")), "old\n");
+}
+
+TEST(WriteFileAtomically, RefusesWhatIsNotARegularFile) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.file("folder.md"));
+  try {
+    write_file_atomically(dir.file("folder.md"), "new\n");
+    FAIL() << "a folder was replaced";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(contains(e.what(), "folder.md: it is not a regular file")) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace pinmark
