@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "runtime/json_limits.h"
+#include "runtime/regular_file.h"
+
 namespace pinmark {
 
 namespace {
@@ -68,59 +71,84 @@ std::optional<std::string> closest_name(const std::string& name,
   return best;
 }
 
-json read_index(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path);
-  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+// `path` with the folders above the repository it is in left out; unchanged outside one.
+std::string repository_relative(const std::string& path) {
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(path, ec).lexically_normal();
+  if (ec) return path;
+  for (fs::path dir = absolute.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    if (fs::exists(dir / ".git", ec)) return absolute.lexically_relative(dir).generic_string();
+    if (dir == dir.parent_path()) break;
+  }
+  return path;
+}
+
+json read_index(const std::string& path, const std::string& label) {
+  const std::string text = read_regular_file(path, label, uint64_t{256} << 20);
+  if (auto bad = check_json_text(text))
+    throw std::runtime_error(label + ": not valid JSON: " + bad->message);
   json index;
   try {
     index = json::parse(text);
   } catch (const json::exception& e) {
-    throw std::runtime_error(path + ": not valid JSON: " + e.what());
+    throw std::runtime_error(label + ": not valid JSON: " + e.what());
   }
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    throw std::runtime_error(path + ": has no \"weight_map\" object mapping tensor names to shard files");
+    throw std::runtime_error(label + ": has no \"weight_map\" object mapping tensor names to shard files");
   return index;
+}
+
+// Whether `path` exists, after following links; a folder that cannot be searched is an error
+// naming the file, not a missing file.
+bool present(const std::string& path, const std::string& label) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory)
+    throw std::runtime_error(label + ": cannot look for it: " + ec.message());
+  return fs::exists(status);
 }
 
 }  // namespace
 
-Checkpoint::Checkpoint(std::string directory) : directory_(std::move(directory)) {
+Checkpoint::Checkpoint(std::string directory, std::string label)
+    : directory_(std::move(directory)),
+      label_(label.empty() ? repository_relative(directory_) : std::move(label)) {
   const std::string single = join(directory_, kSingleFile);
   const std::string index_path = join(directory_, kIndexFile);
-  std::error_code ec;
-  if (fs::exists(single, ec)) {
-    shards_.emplace_back(single);
+  const std::string index_label = join(label_, kIndexFile);
+  if (present(single, join(label_, kSingleFile))) {
+    shards_.emplace_back(single, join(label_, kSingleFile));
     for (const std::string& name : shards_.back().names()) shard_of_[name] = 0;
     return;
   }
-  if (!fs::exists(index_path, ec))
+  if (!present(index_path, index_label))
     throw std::runtime_error("no " + std::string(kSingleFile) + " or " + kIndexFile + " in " +
-                             directory_ + ": not a safetensors checkpoint directory");
+                             label_ + ": not a safetensors checkpoint directory");
 
-  const json index = read_index(index_path);
+  const json index = read_index(index_path, index_label);
   std::map<std::string, size_t> shard_index;  // file name -> index into shards_
   for (const auto& [name, file] : index["weight_map"].items()) {
     if (!file.is_string())
-      throw std::runtime_error(index_path + ": tensor " + quoted(name) +
+      throw std::runtime_error(index_label + ": tensor " + quoted(name) +
                                " maps to " + file.dump() + ", not a shard file name");
     const std::string shard = file.get<std::string>();
     if (!is_plain_file_name(shard))
-      throw std::runtime_error(index_path + ": tensor " + quoted(name) + " is in shard " +
+      throw std::runtime_error(index_label + ": tensor " + quoted(name) + " is in shard " +
                                quoted(shard) +
                                ", which is not a file name inside the checkpoint directory");
     auto it = shard_index.find(shard);
     if (it == shard_index.end()) {
       const std::string path = join(directory_, shard);
-      if (!fs::exists(path, ec))
-        throw std::runtime_error(index_path + " puts tensor " + quoted(name) + " in shard " +
-                                 quoted(shard) + ", but " + path + " does not exist");
-      shards_.emplace_back(path);
+      const std::string shown = join(label_, shard);
+      if (!present(path, shown))
+        throw std::runtime_error(index_label + " puts tensor " + quoted(name) + " in shard " +
+                                 quoted(shard) + ", but " + shown + " does not exist");
+      shards_.emplace_back(path, shown);
       it = shard_index.emplace(shard, shards_.size() - 1).first;
     }
     if (!shards_[it->second].contains(name))
-      throw std::runtime_error(index_path + " puts tensor " + quoted(name) + " in " +
-                               shards_[it->second].path() + ", which has no such tensor");
+      throw std::runtime_error(index_label + " puts tensor " + quoted(name) + " in " +
+                               shards_[it->second].label() + ", which has no such tensor");
     shard_of_[name] = it->second;
   }
 }
@@ -133,7 +161,7 @@ std::vector<std::string> Checkpoint::names() const {
 }
 
 void Checkpoint::missing(const std::string& name, const std::set<std::string>& wanted) const {
-  std::string message = "tensor " + quoted(name) + " is not in the checkpoint " + directory_;
+  std::string message = "tensor " + quoted(name) + " is not in the checkpoint " + label_;
   if (const std::optional<std::string> close = closest_name(name, names(), wanted))
     message += " (did you mean " + quoted(*close) + "?)";
   throw std::runtime_error(message);
@@ -154,7 +182,7 @@ Tensor<double> Checkpoint::read(const std::string& name, const Shape& expected,
   auto it = shard_of_.find(name);
   if (it == shard_of_.end()) missing(name, wanted);
   const SafetensorsFile& file = shards_[it->second];
-  const std::string& path = file.path();
+  const std::string& path = file.label();
   // Checked before reading, so that a wrong config fails without converting a large tensor.
   if (file.shape(name) != expected)
     throw std::runtime_error("tensor " + quoted(name) + " in " + path + " has shape " +

@@ -22,12 +22,17 @@ namespace pinmark {
 
 class Checkpoint {
  public:
-  // Throws std::runtime_error when the directory holds neither file, the index is malformed or
-  // names a shard that is missing or outside the directory, a shard fails its header check, or
-  // the index puts a tensor in a shard that does not hold it.
-  explicit Checkpoint(std::string directory);
+  // Throws std::runtime_error when the directory holds neither file or cannot be read, a
+  // file is not a regular file after following links (a FIFO, a directory, /dev/zero), the
+  // index is malformed or names a shard that is missing or outside the directory, a shard
+  // fails its header check, or the index puts a tensor in a shard that does not hold it.
+  // Messages name the directory and its files by `label` (the folder as a case wrote it);
+  // without one, by the path relative to the repository (the nearest folder above holding
+  // .git) that holds the directory, so that no message carries the checkout's absolute path.
+  explicit Checkpoint(std::string directory, std::string label = "");
 
   const std::string& directory() const { return directory_; }
+  const std::string& label() const { return label_; }
 
   // Every tensor name in the checkpoint, sorted: with the names a model reads, what is left
   // over is what it ignores.
@@ -51,6 +56,7 @@ class Checkpoint {
   [[noreturn]] void missing(const std::string& name, const std::set<std::string>& wanted) const;
 
   std::string directory_;
+  std::string label_;
   std::vector<SafetensorsFile> shards_;
   std::map<std::string, size_t> shard_of_;  // tensor name -> index into shards_
 };

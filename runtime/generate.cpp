@@ -1,6 +1,7 @@
 #include "runtime/generate.h"
 
 #include <algorithm>
+#include <climits>
 #include <stdexcept>
 
 namespace pinmark {
@@ -10,7 +11,7 @@ namespace {
 template <class T>
 std::vector<double> logits_row(const Tensor<T>& logits, int r) {
   const int64_t vocab = logits.shape[1];
-  auto first = logits.data.begin() + r * vocab;
+  auto first = logits.data.begin() + int64_t{r} * vocab;
   return std::vector<double>(first, first + vocab);
 }
 
@@ -25,6 +26,12 @@ void check_inputs(const ModelConfig& config, const std::vector<std::vector<int>>
   for (size_t s = 0; s < prompts.size(); ++s) {
     const std::string where = "sequence " + std::to_string(s) + ": ";
     if (prompts[s].empty()) throw std::runtime_error(where + "empty prompt");
+    // Positions are ints; counted in 64 bits so that the check itself cannot overflow.
+    const int64_t positions = static_cast<int64_t>(prompts[s].size()) + options.decode;
+    if (positions > INT_MAX)
+      throw std::runtime_error(where + std::to_string(prompts[s].size()) + " prompt tokens + decode " +
+                               std::to_string(options.decode) + " = " + std::to_string(positions) +
+                               " positions, more than " + std::to_string(INT_MAX));
     for (int t : prompts[s])
       if (t < 0 || t >= config.vocab_size)
         throw std::runtime_error(where + "token id " + std::to_string(t) +

@@ -138,6 +138,14 @@ std::vector<ConfigProblem> validate(const KernelSpec& spec) {
     problems.push_back({"kv_heads", "heads (" + std::to_string(iparam(spec, "heads")) +
                                         ") is not divisible by kv_heads (" +
                                         std::to_string(iparam(spec, "kv_heads")) + ")"});
+  // Positions are ints: the last one, start + tokens - 1 (or past + tokens - 1), must be one.
+  for (const auto& [offset, op] : {std::pair{"start", "rope"}, std::pair{"past", "attention"}}) {
+    if (spec.op != op) continue;
+    const int64_t last = int64_t{iparam(spec, offset)} + iparam(spec, "tokens") - 1;
+    if (last > INT_MAX)
+      problems.push_back({offset, std::string(offset) + " + tokens - 1 = " + std::to_string(last) +
+                                      " is past the largest position, " + std::to_string(INT_MAX)});
+  }
   if (spec.op == "rope" && iparam(spec, "head_dim") % 2 != 0)
     problems.push_back({"head_dim", "head_dim (" + std::to_string(iparam(spec, "head_dim")) +
                                         ") must be even for rotary embedding"});
@@ -171,7 +179,7 @@ Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend, DType sto
     const int hd = iparam(spec, "head_dim"), start = iparam(spec, "start");
     std::vector<T> x = input("x", int64_t{tokens} * heads * hd);
     std::vector<int> positions(tokens);
-    for (int i = 0; i < tokens; ++i) positions[i] = start + i;
+    for (int i = 0; i < tokens; ++i) positions[i] = static_cast<int>(int64_t{start} + i);
     backend.rope(x.data(), positions.data(), tokens, heads, hd, param(spec, "theta"));
     return output({tokens, heads, hd}, x);
   }
@@ -186,6 +194,7 @@ Tensor<double> run_kernel(const KernelSpec& spec, Backend<T>& backend, DType sto
   if (spec.op == "attention") {
     const int tokens = iparam(spec, "tokens"), past = iparam(spec, "past");
     const int heads = iparam(spec, "heads"), kv_heads = iparam(spec, "kv_heads");
+    // validate() keeps past + tokens within an int.
     const int hd = iparam(spec, "head_dim"), kv_len = past + tokens;
     std::vector<T> q = input("q", int64_t{tokens} * heads * hd);
     std::vector<T> k = input("k", int64_t{kv_len} * kv_heads * hd);

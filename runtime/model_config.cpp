@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <map>
 
@@ -116,8 +117,15 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       }
     }
   }
+  // Without a list, layer 0 slides exactly when any layer does (is_sliding_layer), so a config
+  // with a huge layer count is not walked layer by layer.
   bool any_sliding = false;
-  for (int l = 0; l < c.num_hidden_layers; ++l) any_sliding = any_sliding || is_sliding_layer(c, l);
+  if (!c.layer_types.empty()) {
+    for (int l = 0; l < c.num_hidden_layers && l < static_cast<int>(c.layer_types.size()) && !any_sliding; ++l)
+      any_sliding = is_sliding_layer(c, l);
+  } else {
+    any_sliding = c.num_hidden_layers > 0 && is_sliding_layer(c, 0);
+  }
   if (any_sliding && c.sliding_window <= 0)
     problems.push_back({"sliding_window", "layer_types has sliding_attention layers but "
                                           "sliding_window is not set"});
@@ -147,7 +155,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       (c.num_hidden_layers > 0 && c.num_kv_shared_layers >= c.num_hidden_layers)) {
     problems.push_back({"kv_shared_layers",
                         "pinmark.kv_shared_layers must be between 0 and num_hidden_layers - 1 (" +
-                            std::to_string(c.num_hidden_layers - 1) + "), got " +
+                            std::to_string(int64_t{c.num_hidden_layers} - 1) + "), got " +
                             std::to_string(c.num_kv_shared_layers)});
   } else if (c.num_kv_shared_layers > 0) {
     const std::vector<int> sources = kv_source_layers(c);
@@ -248,6 +256,11 @@ std::vector<ConfigProblem> validate(const ModelConfig& c) {
     problems.push_back(
         {"max_position_embeddings", "max_position_embeddings must not be negative, got " +
                                         std::to_string(c.max_position_embeddings)});
+  // GPT-2's default n_inner is 4 * n_embd, which must itself be an int.
+  if (c.model_type == "gpt2" && c.intermediate_size == 0 && c.hidden_size > INT_MAX / 4)
+    problems.push_back({"n_embd", "n_embd " + std::to_string(c.hidden_size) +
+                                      " makes the default n_inner (4 * n_embd) larger than " +
+                                      std::to_string(INT_MAX)});
   const std::string eps_key = key_of(c, "rms_norm_eps");
   if (!(c.rms_norm_eps >= 0) || std::isinf(c.rms_norm_eps))
     problems.push_back({eps_key, eps_key + " must be a finite non-negative number, got " +
@@ -290,11 +303,16 @@ std::vector<ConfigProblem> validate(const ModelConfig& c) {
   return problems;
 }
 
+std::string config_key_name(const ModelConfig& config, const std::string& field) {
+  return key_of(config, field);
+}
+
 ModelConfig with_defaults(ModelConfig config) {
   if (config.num_key_value_heads == 0) config.num_key_value_heads = config.num_attention_heads;
   if (config.head_dim == 0 && config.num_attention_heads > 0)
     config.head_dim = config.hidden_size / config.num_attention_heads;
-  if (config.model_type == "gpt2" && config.intermediate_size == 0)
+  if (config.model_type == "gpt2" && config.intermediate_size == 0 &&
+      config.hidden_size <= INT_MAX / 4)
     config.intermediate_size = 4 * config.hidden_size;
   return config;
 }

@@ -80,6 +80,10 @@ struct ConfigProblem {
 // num_key_value_heads, and an even head_dim (rotary pairs).
 std::vector<ConfigProblem> validate(const ModelConfig& config);
 
+// The config.json key for a ModelConfig field name: GPT-2 spells its sizes differently
+// ("hidden_size" -> "n_embd"); other families' keys are the field names.
+std::string config_key_name(const ModelConfig& config, const std::string& field);
+
 // Fills the HF defaults (num_key_value_heads, head_dim) for fields left at 0.
 ModelConfig with_defaults(ModelConfig config);
 

@@ -14,6 +14,9 @@
 #include <stdexcept>
 #include <utility>
 
+#include "runtime/json_limits.h"
+#include "runtime/regular_file.h"
+
 namespace pinmark {
 
 namespace {
@@ -55,19 +58,12 @@ std::string quoted(const std::string& name) { return "'" + name + "'"; }
 
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
+SafetensorsFile::SafetensorsFile(std::string path, std::string label)
+    : path_(std::move(path)), label_(label.empty() ? path_ : std::move(label)) {
+  const RegularFile file = open_regular_file(path_, label_);
+  const int fd = file.fd;
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::runtime_error("cannot stat " + path_ + ": " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("not a regular file");
-  }
+  st.st_size = static_cast<off_t>(file.size);
   size_ = static_cast<size_t>(st.st_size);
   if (size_ < 8) {
     ::close(fd);
@@ -94,6 +90,7 @@ SafetensorsFile::~SafetensorsFile() { unmap(); }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
     : path_(std::move(other.path_)),
+      label_(std::move(other.label_)),
       map_(std::exchange(other.map_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       data_(std::exchange(other.data_, nullptr)),
@@ -105,6 +102,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
   if (this != &other) {
     unmap();
     path_ = std::move(other.path_);
+    label_ = std::move(other.label_);
     map_ = std::exchange(other.map_, nullptr);
     size_ = std::exchange(other.size_, 0);
     data_ = std::exchange(other.data_, nullptr);
@@ -124,7 +122,7 @@ void SafetensorsFile::unmap() noexcept {
 }
 
 void SafetensorsFile::fail(const std::string& what) const {
-  throw std::runtime_error(path_ + ": " + what);
+  throw std::runtime_error(label_ + ": " + what);
 }
 
 void SafetensorsFile::parse_header(uint64_t header_length) {
@@ -138,6 +136,9 @@ void SafetensorsFile::parse_header(uint64_t header_length) {
 
   const char* text = reinterpret_cast<const char*>(map_ + 8);
   json header;
+  if (auto bad = check_json_text(std::string_view(text, header_length)))
+    fail("the header is not valid JSON: " + bad->message + " (at byte " +
+         std::to_string(bad->offset) + " of the header)");
   try {
     header = json::parse(text, text + header_length);
   } catch (const json::exception& e) {

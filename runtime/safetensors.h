@@ -22,10 +22,12 @@ namespace pinmark {
 
 class SafetensorsFile {
  public:
-  // Maps `path` and checks its header. Throws std::runtime_error naming the path (and the
-  // tensor, where one is at fault) when the file is missing, shorter than its header, or its
-  // header is not a valid description of the bytes that follow.
-  explicit SafetensorsFile(std::string path);
+  // Maps `path` and checks its header. Throws std::runtime_error naming the file (and the
+  // tensor, where one is at fault) when the file is missing, not a regular file after following
+  // links (a FIFO, a directory, /dev/zero), shorter than its header, or its header is not a
+  // valid description of the bytes that follow. Messages name the file by `label` (e.g. a
+  // repository-relative path) when it is given, by `path` otherwise.
+  explicit SafetensorsFile(std::string path, std::string label = "");
   ~SafetensorsFile();
 
   SafetensorsFile(SafetensorsFile&& other) noexcept;
@@ -34,6 +36,8 @@ class SafetensorsFile {
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   const std::string& path() const { return path_; }
+  // The name messages give the file.
+  const std::string& label() const { return label_; }
 
   // Tensor names, sorted.
   std::vector<std::string> names() const;
@@ -69,6 +73,7 @@ class SafetensorsFile {
   void unmap() noexcept;
 
   std::string path_;
+  std::string label_;
   const unsigned char* map_ = nullptr;
   size_t size_ = 0;
   const unsigned char* data_ = nullptr;  // the byte after the header
