@@ -1,12 +1,14 @@
 #include "driver/case_spec.h"
 
 #include <algorithm>
+#include <climits>
 #include <functional>
 #include <map>
 
 #include "driver/checkpoint_config.h"
 #include "driver/hf_config.h"
 #include "driver/json_block.h"
+#include "runtime/budget.h"
 
 namespace pinmark {
 namespace {
@@ -15,11 +17,15 @@ using nlohmann::json;
 
 std::string show(const json& value) { return value.dump(); }
 
-bool read_int_list(const json& value, std::vector<int>& out) {
+// Token ids as written, kept wide until they are checked against the vocabulary, so that
+// 2^32 + 1 is reported rather than read as 1.
+bool read_token_list(const json& value, std::vector<int64_t>& out) {
   if (!value.is_array()) return false;
   for (const json& item : value) {
     if (!item.is_number_integer()) return false;
-    out.push_back(item.get<int>());
+    out.push_back(item.is_number_unsigned() && item.get<uint64_t>() > uint64_t{INT64_MAX}
+                      ? INT64_MAX
+                      : item.get<int64_t>());
   }
   return true;
 }
@@ -27,27 +33,24 @@ bool read_int_list(const json& value, std::vector<int>& out) {
 void read_inputs(const JsonBlock& block, const ModelConfig& config, bool config_ok,
                  ModelInputs& inputs, std::vector<CaseProblem>& problems) {
   const json& v = block.value;
+  std::vector<std::vector<int64_t>> prompts;
   for (const auto& [key, value] : v.items()) {
     if (key == "prompts") {
       bool ok = value.is_array() && !value.empty();
-      inputs.prompts.clear();
+      prompts.clear();
       for (size_t i = 0; ok && i < value.size(); ++i) {
-        std::vector<int> prompt;
-        ok = read_int_list(value[i], prompt);
-        inputs.prompts.push_back(std::move(prompt));
+        std::vector<int64_t> prompt;
+        ok = read_token_list(value[i], prompt);
+        prompts.push_back(std::move(prompt));
       }
       if (!ok) {
         problems.push_back(block.problem_at(
             key, "prompts must be a non-empty list of token id lists, e.g. [[1, 2, 3]]"));
-        inputs.prompts.clear();
+        prompts.clear();
       }
     } else if (key == "decode" || key == "prefill_chunk") {
       int& target = key == "decode" ? inputs.decode : inputs.prefill_chunk;
-      if (!value.is_number_integer() || value.get<long long>() < 0)
-        problems.push_back(block.problem_at(key, key + " must be a non-negative integer, got " +
-                                                     show(value)));
-      else
-        target = value.get<int>();
+      if (auto n = block.integer(key, value, 0, INT_MAX, problems)) target = *n;
     } else if (key == "dumps") {
       inputs.dump_patterns.clear();
       bool ok = value.is_array();
@@ -66,22 +69,37 @@ void read_inputs(const JsonBlock& block, const ModelConfig& config, bool config_
     }
   }
   if (!v.contains("prompts")) problems.push_back(block.problem_at("", "missing required key 'prompts'"));
-  for (size_t s = 0; s < inputs.prompts.size(); ++s) {
-    const auto& prompt = inputs.prompts[s];
+  // Without a valid config the vocabulary is unknown; an id must still be an int.
+  const int64_t vocab = config_ok ? config.vocab_size : int64_t{INT_MAX} + 1;
+  inputs.prompts.clear();
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    const auto& prompt = prompts[s];
     if (prompt.empty())
       problems.push_back(block.problem_at("prompts", "sequence " + std::to_string(s) +
                                                          " is an empty prompt; a prompt needs at "
                                                          "least one token"));
-    if (!config_ok) continue;
+    std::vector<int> ids;
     for (size_t t = 0; t < prompt.size(); ++t) {
-      if (prompt[t] < 0 || prompt[t] >= config.vocab_size) {
+      if (prompt[t] < 0 || prompt[t] >= vocab) {
         problems.push_back(block.problem_at(
             "prompts", "sequence " + std::to_string(s) + ", token " + std::to_string(t) +
-                           ": id " + std::to_string(prompt[t]) +
-                           " is outside the vocabulary (vocab_size " +
-                           std::to_string(config.vocab_size) + ")"));
+                           ": id " + std::to_string(prompt[t]) + " is outside the " +
+                           (config_ok ? "vocabulary (vocab_size " + std::to_string(config.vocab_size) + ")"
+                                      : "range of token ids (0 to " + std::to_string(INT_MAX) + ")")));
+        ids.push_back(0);
+      } else {
+        ids.push_back(static_cast<int>(prompt[t]));
       }
     }
+    // Every position is an int: the prompt's and the decode steps'.
+    const int64_t positions = static_cast<int64_t>(prompt.size()) + inputs.decode;
+    if (positions > INT_MAX)
+      problems.push_back(block.problem_at(
+          "decode", "sequence " + std::to_string(s) + ": " + std::to_string(prompt.size()) +
+                        " prompt tokens + decode " + std::to_string(inputs.decode) + " = " +
+                        std::to_string(positions) + " positions, more than " +
+                        std::to_string(INT_MAX)));
+    inputs.prompts.push_back(std::move(ids));
   }
 }
 
@@ -146,6 +164,13 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
         else
           plan.tolerance[name] = bound.get<double>();
       }
+    } else if (key == "reference_tolerance") {
+      if (!value.is_number() || !(value.get<double>() > 0))
+        problems.push_back(block.problem_at(
+            key, "reference_tolerance must be a positive number (the bound on the oracle's rel L2 "
+                 "against reference.json), got " + show(value)));
+      else
+        plan.reference_tolerance = value.get<double>();
     } else if (key == "pin_bits") {
       if (!value.is_boolean())
         problems.push_back(block.problem_at(key, "pin_bits must be true or false, got " + show(value)));
@@ -153,7 +178,7 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
         plan.pin_bits = value.get<bool>();
     } else {
       std::string message = "unknown Targets key '" + key + "'";
-      if (auto guess = did_you_mean(key, {"targets", "tolerance", "pin_bits"}))
+      if (auto guess = did_you_mean(key, {"targets", "tolerance", "pin_bits", "reference_tolerance"}))
         message += " (did you mean '" + *guess + "'?)";
       problems.push_back(block.problem_at(key, message));
     }
@@ -166,6 +191,29 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
       problems.push_back(block.problem_at(name, "a tolerance for '" + name +
                                                     "', which is not among the case's targets"));
   }
+}
+
+int targets_run(const TargetPlan& plan) { return static_cast<int>(plan.targets.size()); }
+
+void add_refusal(const JsonBlock& block, const BudgetRefusal& refusal,
+                 std::vector<CaseProblem>& problems, const std::string& at = "") {
+  CaseProblem p = block.problem_at(at.empty() ? refusal.key : at, refusal.message);
+  p.machine_dependent = refusal.machine_dependent;
+  problems.push_back(std::move(p));
+}
+
+// Runs `check` against the budget the environment sets; a malformed budget variable is a
+// problem of every case, and one that depends on this machine.
+template <class Check>
+void check_budget(const Case& c, std::vector<CaseProblem>& problems, const Check& check) {
+  Budget budget;
+  try {
+    budget = budget_from_environment();
+  } catch (const std::exception& e) {
+    problems.push_back({"## " + c.title, c.line, e.what(), true});
+    return;
+  }
+  check(budget);
 }
 
 CaseSpec read_sections(const Case& c, const std::string& case_file) {
@@ -198,7 +246,15 @@ CaseSpec read_sections(const Case& c, const std::string& case_file) {
     return spec;
   }
   if (inputs.count("Kernel")) {
-    if (auto block = read_json_block(*inputs["Kernel"], problems)) read_kernel(*block, spec.kernel, problems);
+    if (auto block = read_json_block(*inputs["Kernel"], problems)) {
+      read_kernel(*block, spec.kernel, problems);
+      if (problems.empty())
+        check_budget(c, problems, [&](const Budget& b) {
+          auto refusal = check_kernel_budget(spec.kernel, targets_run(spec.targets), b);
+          if (refusal) add_refusal(*block, *refusal, problems);
+          return refusal;
+        });
+    }
     if (problems.empty()) spec.kind = CaseSpec::Kind::kernel;
     return spec;
   }
@@ -214,24 +270,50 @@ CaseSpec read_sections(const Case& c, const std::string& case_file) {
                           std::string("missing section '") + name +
                               "': a model case needs both Config and Inputs"});
   bool config_ok = false;
+  std::optional<JsonBlock> config_block, inputs_block;
   if (inputs.count("Config")) {
     size_t before = problems.size();
-    if (auto block = read_json_block(*inputs["Config"], problems)) {
-      if (names_checkpoint(*block))
-        read_checkpoint_config(*block, case_file, spec, problems);
+    if ((config_block = read_json_block(*inputs["Config"], problems))) {
+      if (names_checkpoint(*config_block))
+        read_checkpoint_config(*config_block, case_file, spec, problems);
       else
-        read_config(*block, spec.model, problems);
+        read_config(*config_block, spec.model, problems);
       config_ok = problems.size() == before;
     }
   }
   if (inputs.count("Inputs"))
-    if (auto block = read_json_block(*inputs["Inputs"], problems))
-      read_inputs(*block, spec.model, config_ok, spec.inputs, problems);
+    if ((inputs_block = read_json_block(*inputs["Inputs"], problems)))
+      read_inputs(*inputs_block, spec.model, config_ok, spec.inputs, problems);
+  if (problems.empty()) {
+    check_budget(c, problems, [&](const Budget& b) {
+      std::vector<int64_t> lengths;
+      for (const auto& p : spec.inputs.prompts) lengths.push_back(static_cast<int64_t>(p.size()));
+      auto refusal = check_model_budget(spec.model, lengths, spec.inputs.decode,
+                                        targets_run(spec.targets), b);
+      if (!refusal) return refusal;
+      const bool input_key = refusal->key == "decode" || refusal->key == "prompts";
+      // A checkpoint's keys are in its config.json: the case's line is the checkpoint's.
+      if (input_key)
+        add_refusal(*inputs_block, *refusal, problems);
+      else if (!spec.checkpoint.empty())
+        add_refusal(*config_block, *refusal, problems, "checkpoint");
+      else
+        add_refusal(*config_block, *refusal, problems);
+      return refusal;
+    });
+  }
   if (problems.empty()) spec.kind = CaseSpec::Kind::model;
   return spec;
 }
 
 }  // namespace
+
+CaseProblem out_of_memory_problem() {
+  return {"the runtime", 0,
+          "ran out of memory (std::bad_alloc) although the case was within the memory budget; "
+          "set PINMARK_MEMORY_BUDGET lower to have such a case refused before it runs",
+          true};
+}
 
 CaseSpec read_case_spec(const Case& c, const std::string& case_file) {
   CaseSpec spec = read_sections(c, case_file);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,15 @@ namespace pinmark {
 // A problem with one case. `where` never holds an absolute file line, so a golden's Errors
 // section does not move when an earlier case grows: it names the section and the line inside
 // its code block ("Config, line 3"). `file_line` is for messages on the terminal.
+//
+// `machine_dependent` marks a problem whose text depends on the machine that found it (the
+// memory budget, which is half of physical memory; a budget set in the environment; memory
+// that ran out): such a problem must fail every run and never be pinned in a golden.
 struct CaseProblem {
   std::string where;
   int file_line = 0;
   std::string message;
+  bool machine_dependent = false;
 };
 
 struct ModelInputs {
@@ -34,6 +40,7 @@ struct TargetPlan {
   std::vector<Target> targets = default_targets();
   std::map<std::string, double> tolerance;  // target name -> relative L2 bound, overriding the default
   bool pin_bits = false;                    // print a digest of each target's output bits
+  std::optional<double> reference_tolerance;  // the Reference bound, overriding the derived one
 };
 
 struct CaseSpec {
@@ -48,7 +55,14 @@ struct CaseSpec {
 };
 
 // `case_file` locates checkpoints named relative to the case; without it a case that names
-// one gets a problem.
+// one gets a problem. Every integer is range-checked before it is narrowed, a prompt's length
+// plus decode must fit the positions, and a case whose bytes or multiply-adds are past the
+// budget (runtime/budget.h, from the environment) is refused with a problem naming the key
+// that drives the cost.
 CaseSpec read_case_spec(const Case& c, const std::string& case_file = "");
+
+// The problem for a case that ran out of memory while it ran (std::bad_alloc), marked
+// machine_dependent so that it fails every run and is never pinned.
+CaseProblem out_of_memory_problem();
 
 }  // namespace pinmark

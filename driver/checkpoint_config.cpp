@@ -4,6 +4,7 @@
 
 #include "driver/golden_io.h"
 #include "driver/hf_config.h"
+#include "runtime/regular_file.h"
 
 namespace pinmark {
 namespace {
@@ -72,21 +73,29 @@ void read_checkpoint_config(const JsonBlock& config_block, const std::string& ca
     return;
   }
   const fs::path config_path = dir / "config.json";
-  if (!fs::is_regular_file(config_path, error)) {
+  // Named as the case wrote the folder, never by the checkout's absolute path.
+  const std::string config_label = (written / "config.json").lexically_normal().generic_string();
+  const std::string kind = file_kind(config_path.string());
+  if (kind == "missing") {
     problems.push_back(config_block.problem_at(
         "checkpoint", "checkpoint '" + written.string() + "' has no config.json"));
+    return;
+  }
+  if (kind != "a regular file") {
+    problems.push_back(config_block.problem_at(
+        "checkpoint", config_label + " is " + kind + ", not a regular file"));
     return;
   }
 
   // config.json read like a Config block; its problems name the file (relative to the case).
   Section section;
-  section.name = (written / "config.json").lexically_normal().generic_string();
+  section.name = config_label;
   section.line = config_block.section->line;
   CodeBlock block;
   block.info = "json";
   block.first_line = 1;
   try {
-    block.literal = read_text_file(config_path.string());
+    block.literal = read_regular_file(config_path.string(), config_label, uint64_t{16} << 20);
   } catch (const std::exception& e) {
     problems.push_back(config_block.problem_at("checkpoint", e.what()));
     return;

@@ -1,6 +1,7 @@
 #include "driver/hf_config.h"
 
 #include <algorithm>
+#include <climits>
 #include <functional>
 #include <map>
 #include <string>
@@ -10,6 +11,9 @@ namespace {
 
 using nlohmann::json;
 
+// Far past any released model (hundreds of layers); the budget refuses most counts below it.
+constexpr int kMaxLayers = 1 << 20;
+
 std::string show(const json& value) { return value.dump(); }
 
 // Reads one typed config value, or records why it cannot.
@@ -17,13 +21,11 @@ struct Reader {
   const JsonBlock& block;
   std::vector<CaseProblem>& problems;
 
+  // Any int: sizes are checked for sign by validate(), which names the key.
   bool integer(const std::string& key, const json& value, int& out) {
-    if (!value.is_number_integer()) {
-      problems.push_back(block.problem_at(key, key + " must be an integer, got " + show(value)));
-      return false;
-    }
-    out = value.get<int>();
-    return true;
+    const std::optional<int> v = block.integer(key, value, INT_MIN, INT_MAX, problems);
+    if (v) out = *v;
+    return v.has_value();
   }
   bool number(const std::string& key, const json& value, double& out) {
     if (!value.is_number()) {
@@ -205,11 +207,8 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
     } else if (key == "kv_shared_layers") {
       // Gemma 3n's num_kv_shared_layers, on any family: transformers reads that key only in
       // models whose other parts pinmark does not implement, so it is pinmark's own key here.
-      if (!value.is_number_unsigned())
-        r.problems.push_back(r.block.problem_at(
-            key, "pinmark.kv_shared_layers must be a non-negative integer, got " + show(value)));
-      else
-        c.num_kv_shared_layers = value.get<int>();
+      if (auto n = r.block.integer(key, value, 0, INT_MAX, r.problems, "pinmark.kv_shared_layers"))
+        c.num_kv_shared_layers = *n;
     } else {
       r.problems.push_back(r.block.problem_at(
           key, "unknown pinmark key '" + key + "' (known: seed, kv_shared_layers)"));
@@ -438,6 +437,13 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
   for (const std::string& key : required_config_keys(type))
     if (!block.value.contains(key))
       problems.push_back(block.problem_at("", "missing required key '" + key + "'"));
+  // Layer lists are built per layer below; a count no model has is refused before that.
+  if (config.num_hidden_layers > kMaxLayers) {
+    const std::string key = type == "gpt2" ? "n_layer" : "num_hidden_layers";
+    problems.push_back(block.problem_at(key, key + " " + std::to_string(config.num_hidden_layers) +
+                                                 " is more than the " + std::to_string(kMaxLayers) +
+                                                 " layers pinmark builds"));
+  }
   if (!problems.empty()) return;
   if (type == "qwen2" || type == "qwen3") resolve_qwen_window(block, config, problems);
   if (type == "gemma2" && config.layer_types.empty() && config.num_hidden_layers > 0)
