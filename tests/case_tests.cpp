@@ -5,10 +5,19 @@
 //
 // With REGENERATE=1 a case whose output moved rewrites its own part of its golden (under a
 // file lock, so `REGENERATE=1 ctest -j` gives the same files as a serial run).
+//
+// ctest runs each case as `case_tests --gtest_filter=suite.slug`, with names listed when ctest
+// started (tests/case_tests_discovery.cmake). A name that no longer matches a case (deleted,
+// renamed, its file gone or invalid) fails with the reason instead of running zero tests and
+// passing, and a filter that selects nothing at all exits 1.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "driver/case_discovery.h"
 #include "driver/case_file.h"
@@ -65,9 +74,11 @@ class CaseTest : public testing::Test {
   std::string path_, slug_;
 };
 
-class InvalidFileTest : public testing::Test {
+// Fails with a problem found before any case ran: an invalid file, or a test name that the
+// filter asks for and the files no longer hold.
+class ProblemTest : public testing::Test {
  public:
-  explicit InvalidFileTest(std::string message) : message_(std::move(message)) {}
+  explicit ProblemTest(std::string message) : message_(std::move(message)) {}
   void TestBody() override { FAIL() << message_; }
 
  private:
@@ -79,7 +90,21 @@ std::string cases_root() {
   return PINMARK_DEFAULT_CASES_DIR;
 }
 
-void register_case_tests() {
+// The root as the reader knows it: the shipped suite is "cases", wherever the checkout is.
+std::string cases_root_shown() {
+  if (const char* dir = std::getenv("PINMARK_CASES_DIR")) return dir;
+  return "cases";
+}
+
+// What registration found, per suite: the file's slugs, or that the file is invalid.
+struct SuiteOnDisk {
+  std::set<std::string> slugs;
+  bool invalid = false;
+};
+using SuitesOnDisk = std::map<std::string, SuiteOnDisk>;
+
+SuitesOnDisk register_case_tests() {
+  SuitesOnDisk suites;
   const std::string root = cases_root();
   for (const std::string& path : find_case_files({root})) {
     std::string suite = relative_to(path, root);
@@ -95,18 +120,67 @@ void register_case_tests() {
       for (const FileProblem& p : file.problems)
         message += path + ":" + std::to_string(p.line) + ": " + p.message + "\n";
       message += "the file is not run, and regeneration leaves it untouched";
+      suites[suite].invalid = true;
       testing::RegisterTest(suite.c_str(), "invalid_file", nullptr, nullptr, path.c_str(),
                             file.problems.front().line,
-                            [message]() -> testing::Test* { return new InvalidFileTest(message); });
+                            [message]() -> testing::Test* { return new ProblemTest(message); });
       continue;
     }
     for (const Case& c : file.cases) {
+      suites[suite].slugs.insert(c.slug);
       testing::RegisterTest(suite.c_str(), c.slug.c_str(), nullptr, nullptr, path.c_str(), c.line,
                             [path, slug = c.slug]() -> testing::Test* {
                               return new CaseTest(path, slug);
                             });
     }
   }
+  return suites;
+}
+
+// The positive patterns of a --gtest_filter that name one test exactly (no * or ?), split
+// into suite and test at the last '.' (slugs hold no '.'; a file's path may).
+std::vector<std::pair<std::string, std::string>> exact_names(const std::string& filter) {
+  std::vector<std::pair<std::string, std::string>> names;
+  const std::string positive = filter.substr(0, filter.find('-'));
+  size_t start = 0;
+  while (start <= positive.size()) {
+    size_t end = positive.find(':', start);
+    if (end == std::string::npos) end = positive.size();
+    const std::string pattern = positive.substr(start, end - start);
+    const size_t dot = pattern.rfind('.');
+    if (pattern.find_first_of("*?") == std::string::npos && dot != std::string::npos &&
+        dot > 0 && dot + 1 < pattern.size())
+      names.emplace_back(pattern.substr(0, dot), pattern.substr(dot + 1));
+    start = end + 1;
+  }
+  return names;
+}
+
+// Registers a failing test under each exactly named test that the files no longer hold, so
+// that `ctest` with a stale name fails and says why.
+void register_gone_cases(const SuitesOnDisk& suites, const std::string& filter) {
+  for (const auto& [suite, slug] : exact_names(filter)) {
+    const auto found = suites.find(suite);
+    if (found != suites.end() && (found->second.slugs.count(slug) ||
+                                  (found->second.invalid && slug == "invalid_file")))
+      continue;
+    const std::string file = cases_root_shown() + "/" + suite + ".md";
+    std::string message = "case '" + slug + "' is no longer in " + file;
+    if (found == suites.end())
+      message += ": the file is gone (deleted or renamed)";
+    else if (found->second.invalid)
+      message += ": the file is invalid, see " + suite + ".invalid_file";
+    else
+      message += " (deleted or renamed)";
+    message += "; `ctest -N` lists the cases as they are now";
+    testing::RegisterTest(suite.c_str(), slug.c_str(), nullptr, nullptr, file.c_str(), 0,
+                          [message]() -> testing::Test* { return new ProblemTest(message); });
+  }
+}
+
+bool sharded() {
+  const char* shards = std::getenv("GTEST_TOTAL_SHARDS");
+  return shards && std::string(shards) != "1";
 }
 
 }  // namespace
@@ -114,11 +188,21 @@ void register_case_tests() {
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
+  const std::string filter = GTEST_FLAG_GET(filter);
   try {
-    pinmark::register_case_tests();
+    pinmark::register_gone_cases(pinmark::register_case_tests(), filter);
   } catch (const std::exception& e) {
     std::cerr << "pinmark: " << e.what() << "\n";
     return 2;
   }
-  return RUN_ALL_TESTS();
+  const int status = RUN_ALL_TESTS();
+  // Zero tests run is not a pass: the filter asked for cases that are not there. A shard may
+  // be empty when there are more shards than cases.
+  if (status == 0 && !GTEST_FLAG_GET(list_tests) && !pinmark::sharded() &&
+      testing::UnitTest::GetInstance()->test_to_run_count() == 0) {
+    std::cerr << "pinmark: --gtest_filter=" << filter << " matches no case under "
+              << pinmark::cases_root_shown() << "\n";
+    return 1;
+  }
+  return status;
 }
