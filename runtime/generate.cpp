@@ -72,7 +72,12 @@ std::vector<SequenceOutput> generate(Model<T>& model, const std::vector<std::vec
         };
       Tensor<T> logits;
       try {
-        logits = model.forward(tokens, cache, call_tap);
+        RouteFn route;
+        if (options.forced_routing)
+          route = [&options, s, call](const std::string& layer, int n, int top_k, int* ids) {
+            options.forced_routing(static_cast<int>(s), call, layer, n, top_k, ids);
+          };
+        logits = model.forward(tokens, cache, call_tap, route);
       } catch (const std::runtime_error& e) {
         throw std::runtime_error("sequence " + std::to_string(s) + ": " + e.what());
       }

@@ -16,6 +16,11 @@ struct GenerateOptions {
   // a lower-precision target is compared with the oracle position by position even where its
   // argmax differs. `generated` still records the target's own choices.
   std::vector<std::vector<int>> forced_tokens;
+  // When set, every MoE routing of sequence `sequence` in forward call `call` goes through it
+  // (model.h, RouteFn), so a target can be fed the oracle's experts.
+  std::function<void(int sequence, int call, const std::string& layer, int tokens, int top_k,
+                     int* ids)>
+      forced_routing;
 };
 
 struct SequenceOutput {

@@ -229,7 +229,7 @@ void Model<T>::rotate(T* x, const int* positions, int n, int heads) {
 // loop over the experts hit, with index_add_, accumulates them).
 template <class T>
 void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
-                       const TapFn<T>& tap) {
+                       const TapFn<T>& tap, const RouteFn& route) {
   const ModelConfig& c = config_;
   const int hidden = c.hidden_size, inter = c.intermediate_size;
   const int count = c.num_local_experts, top_k = c.num_experts_per_tok;
@@ -242,8 +242,24 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
     tap(prefix + "router", {n, count}, probs.data());
     const std::vector<T> chosen(ids.begin(), ids.end());
     tap(prefix + "experts", {n, top_k}, chosen.data());
-    tap(prefix + "expert_weights", {n, top_k}, weights.data());
   }
+  if (route) {
+    const std::vector<int> own = ids;
+    route(prefix, n, top_k, ids.data());
+    for (int r = 0; r < n; ++r) {
+      int* ir = ids.data() + int64_t{r} * top_k;
+      if (std::equal(ir, ir + top_k, own.begin() + int64_t{r} * top_k)) continue;
+      // Renormalised over the experts now chosen, summed in order as moe_route does.
+      const T* pr = probs.data() + int64_t{r} * count;
+      T selected = 0;
+      for (int s = 0; s < top_k; ++s) {
+        if (ir[s] < 0 || ir[s] >= count) throw std::runtime_error("forced expert id out of range");
+        selected += pr[ir[s]];
+      }
+      for (int s = 0; s < top_k; ++s) weights[int64_t{r} * top_k + s] = pr[ir[s]] / selected;
+    }
+  }
+  if (tap) tap(prefix + "expert_weights", {n, top_k}, weights.data());
 
   std::fill(out, out + int64_t{n} * hidden, T(0));
   std::vector<T> x, gate, up, act, y;
@@ -277,7 +293,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
 
 template <class T>
 Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
-                            const TapFn<T>& tap) {
+                            const TapFn<T>& tap, const RouteFn& route) {
   const ModelConfig& c = config_;
   const int n = static_cast<int>(tokens.size());
   if (n == 0) throw std::runtime_error("empty prompt");
@@ -384,7 +400,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
 
     norm(x.data(), L.mlp_norm, L.mlp_norm_bias, n, hidden, h.data());
     if (!L.experts.empty()) {
-      experts(L, h.data(), n, p, mlp_out.data(), tap);
+      experts(L, h.data(), n, p, mlp_out.data(), tap, route);
     } else if (gpt2) {
       linear(h.data(), L.up, L.up_bias, n, hidden, inter, up.data());
       activation(up.data(), nullptr, int64_t{n} * inter, act.data());

@@ -30,6 +30,14 @@ namespace pinmark {
 template <class T>
 using TapFn = std::function<void(const std::string& name, const Shape& shape, const T* data)>;
 
+// Called after each MoE routing with the experts the router chose, ids [tokens, top_k] of
+// layer `layer` ("layers.N."), largest probability first; it may overwrite them. A target is
+// fed the oracle's experts this way, as decode feeds it the oracle's tokens, so that it is
+// compared with the oracle expert for expert even where a rounding-level difference in the
+// router would pick another one. The "experts" tap shows the router's own choice, and the
+// weights of overwritten experts are renormalised from the router's probabilities.
+using RouteFn = std::function<void(const std::string& layer, int tokens, int top_k, int* ids)>;
+
 template <class T>
 class KVCache {
  public:
@@ -63,7 +71,8 @@ class Model {
   // Runs `tokens` at positions cache.length() ... and appends their keys and values to the
   // cache. Returns logits [tokens.size(), vocab_size]. Throws std::runtime_error when a token
   // is outside the vocabulary or the cache would overflow.
-  Tensor<T> forward(const std::vector<int>& tokens, KVCache<T>& cache, const TapFn<T>& tap = {});
+  Tensor<T> forward(const std::vector<int>& tokens, KVCache<T>& cache, const TapFn<T>& tap = {},
+                    const RouteFn& route = {});
 
  private:
   struct Expert {
@@ -87,7 +96,7 @@ class Model {
   void activation(const T* gate, const T* up, int64_t n, T* out);
   void rotate(T* x, const int* positions, int n, int heads);
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
-               const TapFn<T>& tap);
+               const TapFn<T>& tap, const RouteFn& route);
 
   ModelConfig config_;
   Backend<T>& backend_;
