@@ -105,8 +105,15 @@ std::string target_device_class(const Target& target) {
 
 std::string target_provenance(const Target& target) {
 #ifdef PINMARK_HAVE_CUDA
-  if (target.backend == "cuda" && cuda_runnable())
-    return cuda_provenance() + ", matmul: " + cuda_math_mode(cuda_precision(target));
+  if (target.backend == "cuda" && cuda_runnable()) return cuda_provenance();
+#endif
+  (void)target;
+  return "";
+}
+
+std::string target_math_mode(const Target& target) {
+#ifdef PINMARK_HAVE_CUDA
+  if (target.backend == "cuda" && cuda_runnable()) return cuda_math_mode(cuda_precision(target));
 #endif
   (void)target;
   return "";

@@ -42,9 +42,13 @@ std::unique_ptr<Backend<float>> make_target_backend(const Target& target);
 // targets on a machine that cannot run them.
 std::string target_device_class(const Target& target);
 
-// What produced a target's numbers, for the Numerics table: for cuda the device, its compute
-// capability, the CUDA runtime, driver and cuBLAS versions and the matmul math mode; "" for cpu
-// targets and for cuda targets this machine cannot run.
+// The device that produces a target's numbers, for the Numerics table: for cuda the device, its
+// compute capability, the CUDA runtime, driver and cuBLAS versions; "" for cpu targets and for
+// cuda targets this machine cannot run.
 std::string target_provenance(const Target& target);
+
+// How a target's matrix products are computed ("cuBLAS GemmEx bf16 operands, ..."), for the
+// Numerics table; "" for cpu targets and for cuda targets this machine cannot run.
+std::string target_math_mode(const Target& target);
 
 }  // namespace pinmark
