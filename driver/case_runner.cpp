@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <stdexcept>
 
+#include "driver/fingerprint.h"
 #include "driver/numerics.h"
 #include "runtime/checkpoint.h"
 #include "runtime/cpu/cpu_backend.h"
@@ -22,15 +24,45 @@ struct ModelRun {
   std::vector<TapRecord> taps;  // every tap of every call, in the order they happened
 };
 
+// The oracle's experts of every MoE layer of every forward call, by (sequence, call, layer
+// prefix "layers.N."): what a target is fed (model.h, RouteFn).
+using RoutingTable = std::map<std::tuple<int, int, std::string>, std::vector<int>>;
+
+bool is_experts_tap(const std::string& name) {
+  const std::string suffix = ".experts";
+  return name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+RoutingTable routing_of(const ModelRun& oracle) {
+  RoutingTable table;
+  for (const TapRecord& tap : oracle.taps)
+    if (is_experts_tap(tap.name))
+      table[{tap.sequence, tap.call, tap.name.substr(0, tap.name.size() - 7)}] =
+          std::vector<int>(tap.values.begin(), tap.values.end());
+  return table;
+}
+
+// `routing`, when given, feeds the oracle's experts; `first_sequence` is the oracle's index of
+// prompts[0] (a sequence run alone is sequence 0 of its own run).
 template <class T>
 ModelRun run_model(const CaseSpec& spec, const Weights& weights, Backend<T>& backend,
                    const std::vector<std::vector<int>>& prompts,
-                   const std::vector<std::vector<int>>& forced, bool record_taps) {
+                   const std::vector<std::vector<int>>& forced, bool record_taps,
+                   const RoutingTable* routing = nullptr, int first_sequence = 0) {
   Model<T> model(spec.model, weights, backend);
   GenerateOptions options;
   options.decode = spec.inputs.decode;
   options.prefill_chunk = spec.inputs.prefill_chunk;
   options.forced_tokens = forced;
+  if (routing && !routing->empty())
+    options.forced_routing = [routing, first_sequence](int sequence, int call,
+                                                       const std::string& layer, int tokens,
+                                                       int top_k, int* ids) {
+      auto it = routing->find({first_sequence + sequence, call, layer});
+      if (it != routing->end() && it->second.size() == static_cast<size_t>(tokens) * top_k)
+        std::copy(it->second.begin(), it->second.end(), ids);
+    };
   ModelRun run;
   BatchTapFn<T> tap;
   if (record_taps)
@@ -59,19 +91,17 @@ std::string tap_label(const TapRecord& tap) {
 // FNV-1a over the fp32 bits of the values (targets compute in fp32, so the conversion from
 // the fp64 copy is exact).
 std::string bits_digest(const std::vector<double>& values) {
-  uint64_t h = 14695981039346656037ull;
+  Fnv1a hash;
   for (double v : values) {
     const float f = static_cast<float>(v);
     uint32_t bits;
     std::memcpy(&bits, &f, sizeof bits);
-    for (int b = 0; b < 4; ++b) {
-      h ^= (bits >> (8 * b)) & 0xFFu;
-      h *= 1099511628211ull;
-    }
+    const unsigned char bytes[4] = {static_cast<unsigned char>(bits), static_cast<unsigned char>(bits >> 8),
+                                    static_cast<unsigned char>(bits >> 16),
+                                    static_cast<unsigned char>(bits >> 24)};
+    hash.add(bytes, sizeof bytes);
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return hex;
+  return hash.hex();
 }
 
 // Runs `run` with the default thread count, again, and with one thread; notes which repeat
@@ -135,7 +165,7 @@ Workload kernel_workload(const KernelSpec& k) {
 int tap_depth(const std::string& name, int layers) {
   static const std::map<std::string, int> within_layer = {
       {"attn_norm", 1}, {"q", 3}, {"k", 3}, {"v", 2},          {"scores", 3},
-      {"attn_out", 6},  {"mlp_out", 11}};
+      {"attn_out", 6},  {"router", 9}, {"experts", 9}, {"expert_weights", 9}, {"mlp_out", 11}};
   if (name == "embed") return 1;
   if (name == "final_norm") return kRoundingPointsPerLayer * layers + 2;
   if (name.rfind("layers.", 0) == 0) {
@@ -147,6 +177,38 @@ int tap_depth(const std::string& name, int layers) {
   return kRoundingPointsPerLayer * layers + 3;
 }
 
+// Whether a target's expert choices agree with the oracle's, token by token, up to near-ties:
+// an expert chosen in place of one of the oracle's is a near-tie when the oracle's router
+// probabilities of the two are within twice the error `bound` allows each (numerics.h,
+// near_tie). Counts such near-ties in `near_ties`.
+bool routing_within(const TapRecord& oracle_router, const TapRecord& oracle_experts,
+                    const TapRecord& target_experts, double bound, int& near_ties) {
+  if (oracle_experts.values.size() != target_experts.values.size() ||
+      oracle_router.shape.size() != 2 || oracle_experts.shape.size() != 2)
+    return false;
+  const int64_t tokens = oracle_experts.shape[0], top_k = oracle_experts.shape[1];
+  const int64_t count = oracle_router.shape[1];
+  for (int64_t r = 0; r < tokens; ++r) {
+    auto first = [&](const TapRecord& t) { return t.values.begin() + r * top_k; };
+    const std::vector<double> ours(first(oracle_experts), first(oracle_experts) + top_k);
+    const std::vector<double> theirs(first(target_experts), first(target_experts) + top_k);
+    if (std::is_permutation(ours.begin(), ours.end(), theirs.begin())) continue;
+    const std::vector<double> probs(oracle_router.values.begin() + r * count,
+                                    oracle_router.values.begin() + (r + 1) * count);
+    for (double id : theirs) {
+      if (std::find(ours.begin(), ours.end(), id) != ours.end()) continue;
+      if (!(id >= 0 && id < count)) return false;
+      // The oracle's weakest chosen expert against the one the target took instead.
+      size_t weakest = static_cast<size_t>(ours[0]);
+      for (double o : ours)
+        if (probs[static_cast<size_t>(o)] < probs[weakest]) weakest = static_cast<size_t>(o);
+      if (!near_tie(probs, weakest, static_cast<size_t>(id), bound)) return false;
+    }
+    ++near_ties;
+  }
+  return true;
+}
+
 // A row that ran here is keyed by the device class it ran on, since another GPU generation
 // may round differently and keeps its own row.
 void mark_ran(TargetRow& row) {
@@ -155,7 +217,8 @@ void mark_ran(TargetRow& row) {
   row.label = device_class.empty() ? row.target.name()
                                    : row.target.backend + " " + device_class + " " +
                                          row.target.precision;
-  row.provenance = target_provenance(row.target);
+  row.device = target_provenance(row.target);
+  row.math_mode = target_math_mode(row.target);
 }
 
 double tolerance_for(const TargetPlan& plan, const Target& target, const Workload& work) {
@@ -191,8 +254,8 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   const std::vector<int> sources = kv_source_layers(spec.model);
   for (int l = 0; l < result.layers; ++l) result.kv_layers_stored += sources[l] == l;
   if (!all_finite(flatten_logits(oracle.outputs))) {
-    result.problems.push_back({"the fp64 oracle", 0,
-                               "the logits hold NaN or infinity; a case must produce finite numbers"});
+    result.unpinnable.push_back(
+        "the fp64 oracle's logits hold NaN or infinity: nothing can be judged against them");
     return;
   }
   for (const TapRecord& tap : oracle.taps) {
@@ -205,14 +268,19 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     }
   }
   if (!spec.checkpoint.empty())
-    result.reference = check_against_reference(spec.checkpoint, prompts, oracle.outputs);
+    result.reference = check_against_reference(spec.checkpoint, spec.checkpoint_label, prompts,
+                                               oracle.outputs, model_workload(spec.model, spec.inputs),
+                                               spec.targets.reference_tolerance);
   std::vector<std::vector<int>> forced;
   for (const SequenceOutput& s : oracle.outputs) forced.push_back(s.generated);
+  const RoutingTable routing = routing_of(oracle);
 
   const Workload work = model_workload(spec.model, spec.inputs);
   for (const Target& target : spec.targets.targets) {
     TargetRow row;
     row.target = target;
+    row.label = target.name();
+    row.tolerance = tolerance_for(spec.targets, target, work);
     std::unique_ptr<Backend<float>> backend = backends(target);
     if (!backend) {
       result.numerics.push_back(row);
@@ -221,21 +289,23 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     mark_ran(row);
     const DType storage = storage_type(target);
     const Weights stored = rounded_weights(weights, storage);
-    row.tolerance = tolerance_for(spec.targets, target, work);
 
-    ModelRun run = run_model(spec, stored, *backend, prompts, forced, true);
+    ModelRun run = run_model(spec, stored, *backend, prompts, forced, true, &routing);
     const std::vector<double> logits = flatten_logits(run.outputs);
     // Repeats and thread counts must not move a bit, and neither may the company a sequence
     // keeps: each sequence alone must give what it gave in the batch.
     auto rerun = [&] {
-      return flatten_logits(run_model(spec, stored, *backend, prompts, forced, false).outputs);
+      return flatten_logits(
+          run_model(spec, stored, *backend, prompts, forced, false, &routing).outputs);
     };
     if (!same_bits(run_checking_repeats(rerun, row.nondeterministic), logits))
       note(row.nondeterministic, "runs");
     std::vector<double> alone;
     for (size_t s = 0; s < prompts.size(); ++s) {
       std::vector<double> one = flatten_logits(
-          run_model(spec, stored, *backend, {prompts[s]}, {forced[s]}, false).outputs);
+          run_model(spec, stored, *backend, {prompts[s]}, {forced[s]}, false, &routing,
+                    static_cast<int>(s))
+              .outputs);
       alone.insert(alone.end(), one.begin(), one.end());
     }
     if (!same_bits(alone, logits)) row.nondeterministic.push_back("batch");
@@ -253,7 +323,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
         row.kl += kl_divergence(expected, actual);
         if (argmax(expected) == argmax(actual)) {
           ++row.top1_agree;
-        } else if (near_tie(expected, target_unit_roundoff(target))) {
+        } else if (near_tie(expected, argmax(expected), argmax(actual), row.tolerance)) {
           ++row.near_ties;
         } else if (top1_ok) {
           top1_ok = false;
@@ -265,7 +335,14 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     for (size_t i = 0; i < oracle.taps.size() && i < run.taps.size(); ++i) {
       const double depth = tap_depth(oracle.taps[i].name, spec.model.num_hidden_layers);
       const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
-      if (!within(compare(oracle.taps[i].values, run.taps[i].values), bound)) {
+      // Expert ids are a decision, not a value: judged like top-1, against the router's
+      // probabilities (the tap before them), and then the target is fed the oracle's choice.
+      const bool diverged =
+          is_experts_tap(oracle.taps[i].name) && i > 0
+              ? !routing_within(oracle.taps[i - 1], oracle.taps[i], run.taps[i], bound,
+                                row.near_ties)
+              : !within(compare(oracle.taps[i].values, run.taps[i].values), bound);
+      if (diverged) {
         row.first_divergence = tap_label(oracle.taps[i]);
         break;
       }
@@ -282,22 +359,22 @@ void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseR
   auto oracle_backend = make_cpu_backend<double>();
   result.kernel_output = run_kernel(spec.kernel, *oracle_backend);
   if (!all_finite(result.kernel_output.data)) {
-    result.problems.push_back({"the fp64 oracle", 0,
-                               "the kernel output holds NaN or infinity; a case must produce "
-                               "finite numbers"});
+    result.unpinnable.push_back(
+        "the fp64 oracle's kernel output holds NaN or infinity: nothing can be judged against it");
     return;
   }
   const Workload work = kernel_workload(spec.kernel);
   for (const Target& target : spec.targets.targets) {
     TargetRow row;
     row.target = target;
+    row.label = target.name();
+    row.tolerance = tolerance_for(spec.targets, target, work);
     std::unique_ptr<Backend<float>> backend = backends(target);
     if (!backend) {
       result.numerics.push_back(row);
       continue;
     }
     mark_ran(row);
-    row.tolerance = tolerance_for(spec.targets, target, work);
     const DType storage = storage_type(target);
     auto run = [&] { return run_kernel(spec.kernel, *backend, storage).data; };
     const std::vector<double> output = run_checking_repeats(run, row.nondeterministic);
@@ -333,26 +410,46 @@ bool glob_match(const std::string& pattern, const std::string& text) {
   return p == pattern.size();
 }
 
-std::vector<std::string> failing_targets(const CaseResult& result) {
-  std::vector<std::string> failing;
-  for (const TargetRow& row : result.numerics)
-    if (row.ran && !row.ok) failing.push_back(row.target.name());
+std::vector<std::string> case_failures(const CaseResult& result, bool require_fresh) {
+  std::vector<std::string> failures = result.unpinnable;
+  for (const TargetRow& row : result.numerics) {
+    if (row.ran && !row.ok)
+      failures.push_back("target " + row.label + " is outside its tolerance (Numerics verdict FAIL)");
+    if (row.carried && !row.ok)
+      failures.push_back("row " + row.label +
+                         ", carried over from the golden (this machine cannot run it), records a "
+                         "failure: verdict FAIL or errors that are not finite");
+    if (require_fresh && row.carried && !row.stale.empty())
+      failures.push_back("row " + row.label + " is stale (" + row.stale + ")");
+    if (require_fresh && !row.ran && !row.carried)
+      failures.push_back("target " + row.label + " has not been measured on any machine");
+  }
   if (result.reference)
     for (const ReferenceRow& row : result.reference->rows)
-      if (row.found && !row.ok) failing.push_back("HF reference, sequence " + std::to_string(row.sequence));
-  return failing;
+      if (row.found && !row.ok)
+        failures.push_back("Reference: sequence " + std::to_string(row.sequence) +
+                           " disagrees with Hugging Face's logits beyond the bound");
+  return failures;
 }
 
 CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {
   CaseResult result;
   result.kind = spec.kind;
-  result.problems = spec.problems;
+  for (const CaseProblem& p : spec.problems) {
+    if (p.machine_dependent)
+      result.unpinnable.push_back(p.where.empty() ? p.message : p.where + ": " + p.message);
+    else
+      result.problems.push_back(p);
+  }
   result.pin_bits = spec.targets.pin_bits;
   result.checkpoint_label = spec.checkpoint_label;
-  if (!result.problems.empty()) return result;
+  if (!result.problems.empty() || !result.unpinnable.empty()) return result;
   try {
     if (spec.kind == CaseSpec::Kind::model) run_model_case(spec, backends, result);
     if (spec.kind == CaseSpec::Kind::kernel) run_kernel_case(spec, backends, result);
+  } catch (const std::bad_alloc&) {
+    // How much memory there is depends on the machine: never pin it in a golden.
+    result.unpinnable.push_back("out of memory while running the case");
   } catch (const std::exception& e) {
     result.problems.push_back({"the runtime", 0, e.what()});
   }

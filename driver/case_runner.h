@@ -25,28 +25,43 @@ struct TapRecord {
   std::vector<double> values;
 };
 
-// One row of the Numerics table.
+// One row of the Numerics table: measured here, carried over from the golden (a target this
+// machine cannot run, or another device class of one it can), or a target the case asks for
+// that no machine has measured yet.
 struct TargetRow {
   Target target;
-  std::string label;       // the row's name: "cpu bf16", or "cuda sm90 bf16" keyed by device class
-  std::string provenance;  // what produced a GPU row: device, compute capability, CUDA, cuBLAS
-  bool ran = false;  // false: this machine cannot run it; the golden's row is carried over
+  std::string label;  // the row's name: "cpu bf16", or "cuda sm90 bf16" keyed by device class
+  bool ran = false;      // measured on this machine
+  bool carried = false;  // copied from the golden; neither: not measured anywhere
   double rel_l2 = 0;
   double max_abs = 0;
   double kl = 0;        // mean over positions (model cases)
   int top1_agree = 0;   // positions whose argmax matches the oracle's
   int top1_total = 0;
-  int near_ties = 0;    // disagreements where the oracle's top two are within one rounding unit
+  int near_ties = 0;    // disagreements within the tolerance's error (numerics.h, near_tie)
   double tolerance = 0;
   std::vector<std::string> nondeterministic;  // "runs", "threads", "batch": what changed bits
   std::string first_divergence;               // the first tap past tolerance, empty when none
   std::string bits;                           // digest of the output bits, when pinned
   bool ok = false;
+
+  // Provenance of GPU rows (empty for cpu rows, which every machine measures afresh).
+  std::string device;                // measured: the device this machine ran it on
+  std::string math_mode;             // how its matrix products were computed
+  std::string fingerprint;           // what it measured (driver/fingerprint.h)
+  std::vector<std::string> devices;  // carried: every device recorded as producing its numbers
+
+  // Carried rows only.
+  std::vector<std::string> cells;  // the golden's cells, label first
+  std::string stale;  // why the row no longer describes the case ("" while it does)
 };
 
 struct CaseResult {
   CaseSpec::Kind kind = CaseSpec::Kind::invalid;
   std::vector<CaseProblem> problems;  // non-empty: only Errors is rendered
+  // Problems that depend on the machine or that no golden may accept (out of memory, NaN from
+  // the oracle): the case fails on every run and its golden is left as it is.
+  std::vector<std::string> unpinnable;
   bool pin_bits = false;
 
   // Model cases.
@@ -66,10 +81,12 @@ struct CaseResult {
   std::string checkpoint_label;
 };
 
-// The targets whose verdict is FAIL, and "HF reference, sequence N" for a sequence that
-// disagrees with Hugging Face's logits. A case with one fails even when its golden agrees:
-// regeneration can record a failure, never accept it.
-std::vector<std::string> failing_targets(const CaseResult& result);
+// Why the case fails whatever its golden says, one message each: a measured target outside its
+// tolerance, a carried row whose recorded verdict is FAIL or whose errors are NaN, a sequence
+// that disagrees with Hugging Face's logits, a problem that depends on the machine (never
+// pinned in a golden); with `require_fresh`, also every stale and every unmeasured row.
+// Regeneration can record a failure, never accept it.
+std::vector<std::string> case_failures(const CaseResult& result, bool require_fresh = false);
 
 // Builds a target's backend; nullptr when it cannot run here. Tests substitute their own
 // (deliberately broken) backends through this.

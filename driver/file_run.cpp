@@ -3,7 +3,9 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "driver/fingerprint.h"
 #include "driver/golden_io.h"
+#include "driver/golden_rows.h"
 #include "driver/render.h"
 
 namespace pinmark {
@@ -15,6 +17,27 @@ std::string FileRun::rendered() const {
   return assemble_case_file(parsed, texts);
 }
 
+CaseOutcome run_one_case(const Case& c, const std::string& path, const std::string& newline,
+                         const BackendFactory& backends) {
+  CaseOutcome outcome;
+  const CaseSpec spec = read_case_spec(c, path);
+  outcome.result = run_case(spec, backends);
+  if (!outcome.result.unpinnable.empty()) {
+    // Nothing a golden may accept: the case fails, and its text stays as it is.
+    outcome.actual = outcome.expected = c.text;
+    return outcome;
+  }
+  try {
+    if (outcome.result.problems.empty())
+      carry_golden_rows(c, row_fingerprint(c, spec.checkpoint), outcome.result);
+  } catch (const std::exception& e) {
+    outcome.result.problems.push_back({"the runtime", 0, e.what()});
+  }
+  outcome.actual = render_case(c, outcome.result, newline);
+  outcome.expected = render_case(c, outcome.result, newline, false);
+  return outcome;
+}
+
 FileRun run_file(const std::string& path, const std::function<bool(const Case&)>& selected) {
   FileRun run;
   run.path = path;
@@ -24,10 +47,8 @@ FileRun run_file(const std::string& path, const std::function<bool(const Case&)>
   for (size_t i = 0; i < run.parsed.cases.size(); ++i) {
     const Case& c = run.parsed.cases[i];
     if (!selected(c)) continue;
-    CaseOutcome outcome;
+    CaseOutcome outcome = run_one_case(c, path, run.parsed.newline);
     outcome.index = i;
-    outcome.result = run_case(read_case_spec(c, path));
-    outcome.actual = render_case(c, outcome.result, run.parsed.newline);
     run.outcomes.push_back(std::move(outcome));
   }
   return run;
@@ -130,11 +151,12 @@ bool rewrite_cases(const std::string& path, const std::map<std::string, std::str
   return true;
 }
 
-std::optional<std::string> regeneration_refusal(bool force) {
+std::optional<std::string> regeneration_refusal(bool force, const std::string& override_hint) {
   const char* ci = std::getenv("CI");
-  if (force || !ci || !*ci) return std::nullopt;
+  const std::string value = ci ? ci : "";
+  if (force || value.empty() || value == "0" || value == "false" || value == "no") return std::nullopt;
   return "refusing to regenerate goldens: CI is set in the environment, and a CI run must "
-         "check goldens, not rewrite them (pass --force to override)";
+         "check goldens, not rewrite them (" + override_hint + " to override)";
 }
 
 }  // namespace pinmark

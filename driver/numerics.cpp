@@ -14,7 +14,10 @@ ErrorMetrics compare(const std::vector<double>& oracle, const std::vector<double
     const double d = target[i] - oracle[i];
     diff2 += d * d;
     ref2 += oracle[i] * oracle[i];
-    m.max_abs = std::max(m.max_abs, std::fabs(d));
+    // std::max would drop a NaN (every comparison with it is false): keep it, so a NaN output
+    // never prints as a small error.
+    if (!std::isnan(m.max_abs) && (std::isnan(d) || std::fabs(d) > m.max_abs))
+      m.max_abs = std::fabs(d);
   }
   if (oracle.size() != target.size()) m.finite = false;
   m.rel_l2 = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
@@ -25,10 +28,14 @@ double default_tolerance(DType storage, const Workload& work) {
   return default_tolerance(unit_roundoff(storage), work);
 }
 
-double default_tolerance(double u, const Workload& work) {
+double error_estimate(double u, const Workload& work) {
   const double u_acc = unit_roundoff(DType::f32);
-  return kToleranceMultiple * std::sqrt(static_cast<double>(std::max(work.depth, 1))) *
+  return std::sqrt(static_cast<double>(std::max(work.depth, 1))) *
          (work.amplification * u + u_acc * std::sqrt(static_cast<double>(std::max(work.reduction, 1))));
+}
+
+double default_tolerance(double u, const Workload& work) {
+  return std::min(kToleranceMultiple * error_estimate(u, work), kMaxTolerance);
 }
 
 bool within(const ErrorMetrics& metrics, double tolerance) {
@@ -64,18 +71,13 @@ double kl_divergence(const std::vector<double>& oracle_logits,
   return std::max(kl, 0.0);  // rounding can leave a tiny negative sum for equal rows
 }
 
-bool near_tie(const std::vector<double>& oracle_logits, double u) {
-  if (oracle_logits.size() < 2) return false;
-  double first = -INFINITY, second = -INFINITY;
-  for (double x : oracle_logits) {
-    if (x > first) {
-      second = first;
-      first = x;
-    } else if (x > second) {
-      second = x;
-    }
-  }
-  return first - second <= 2 * u * std::fabs(first);
+bool near_tie(const std::vector<double>& oracle_row, size_t preferred, size_t chosen,
+              double tolerance) {
+  if (preferred >= oracle_row.size() || chosen >= oracle_row.size()) return false;
+  double sum2 = 0;
+  for (double x : oracle_row) sum2 += x * x;
+  const double rms = std::sqrt(sum2 / oracle_row.size());
+  return oracle_row[preferred] - oracle_row[chosen] <= 2 * tolerance * rms;
 }
 
 }  // namespace pinmark

@@ -27,10 +27,17 @@ struct Workload {
   double amplification = 1;
 };
 
-// The default bound on relative L2 error for a target storing tensors in `storage` and
-// accumulating in fp32:
-//   kToleranceMultiple * sqrt(depth) * (amplification * u_storage + u_fp32 * sqrt(reduction)).
+// The expected relative L2 error of a result that went through `work` storing in a type of
+// unit roundoff `u` and accumulating in fp32 (docs/numerics.md, "Tolerances"):
+//   sqrt(depth) * (amplification * u + u_fp32 * sqrt(reduction)).
+double error_estimate(double unit_roundoff, const Workload& work);
+
+// The default bound on relative L2 error: kToleranceMultiple times the estimate, but never
+// more than kMaxTolerance. An all-zero output has rel L2 1 and an unrelated one about 1.4, so
+// a bound near 1 would accept output that carries no information: past kMaxTolerance the
+// target is held to kMaxTolerance, and fails if it cannot meet it.
 constexpr double kToleranceMultiple = 4;
+constexpr double kMaxTolerance = 0.25;
 double default_tolerance(double unit_roundoff, const Workload& work);
 double default_tolerance(DType storage, const Workload& work);
 
@@ -43,8 +50,13 @@ bool all_finite(const std::vector<double>& values);
 double kl_divergence(const std::vector<double>& oracle_logits,
                      const std::vector<double>& target_logits);
 
-// Whether the oracle's top two logits are within one unit of `storage` rounding of each other
-// (2 u |top|): a target may pick either without being wrong.
-bool near_tie(const std::vector<double>& oracle_logits, double unit_roundoff);
+// Whether a target that chose `chosen` where the oracle ranks `preferred` higher (the next
+// token, an MoE expert) is within the error its tolerance allows. The tolerance bounds the
+// rel L2 of the values, i.e. lets each move by about `tolerance * rms(row)`; two values moving
+// in opposite directions close a gap of twice that. So the choice is a near-tie when
+//   oracle[preferred] - oracle[chosen] <= 2 * tolerance * rms(oracle row)
+// (docs/numerics.md, "One error model"). False for an index outside the row, or a NaN.
+bool near_tie(const std::vector<double>& oracle_row, size_t preferred, size_t chosen,
+              double tolerance);
 
 }  // namespace pinmark

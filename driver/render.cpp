@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "driver/fence.h"
 #include "driver/format.h"
+#include "driver/golden_rows.h"
 
 namespace pinmark {
 namespace {
@@ -14,7 +16,8 @@ constexpr int kTopK = 8;
 constexpr int kValuesPerLine = 8;
 constexpr int kDumpLeadingValues = 4;
 
-std::string fenced(const std::string& body) { return "```text\n" + body + "```"; }
+// The fence outgrows any backtick run in the body, so rendered text cannot close it.
+std::string fenced(const std::string& body) { return fenced_block(body, "text"); }
 
 struct Digest {
   double mean = 0, rms = 0, min = 0, max = 0;
@@ -115,55 +118,67 @@ std::string render_dumps(const std::vector<TapRecord>& taps) {
   return "### Dumps\n\n" + out;
 }
 
-// Lines of the golden's Numerics section, without line endings.
-std::vector<std::string> numerics_lines(const Case& c) {
-  std::vector<std::string> lines;
-  for (const Section& s : c.sections) {
-    if (s.name != "Numerics") continue;
-    size_t start = 0;
-    while (start < s.text.size()) {
-      size_t end = s.text.find('\n', start);
-      if (end == std::string::npos) end = s.text.size();
-      std::string line = s.text.substr(start, end - start);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      lines.push_back(line);
-      start = end + 1;
-    }
+// A measured error: "≤ 2e-07", rounded up to its bucket; NaN and infinity print as such.
+std::string error_cell(double value) {
+  return std::isfinite(value) ? "≤ " + format_bucket(value) : format_value(value);
+}
+
+std::vector<std::string> measured_cells(const TargetRow& row, bool model, bool pin_bits) {
+  std::vector<std::string> cells = {row.label, error_cell(row.rel_l2), error_cell(row.max_abs)};
+  if (model) {
+    cells.push_back(error_cell(row.kl));
+    std::string top1 = std::to_string(row.top1_agree) + "/" + std::to_string(row.top1_total);
+    if (row.near_ties) top1 += " (" + std::to_string(row.near_ties) + " near-tie)";
+    cells.push_back(top1);
   }
-  return lines;
-}
-
-// Whether a row or provenance label ("cuda sm90 bf16") belongs to `target` ("cuda bf16").
-bool label_of(const std::string& label, const Target& target) {
-  const size_t last_space = label.rfind(' ');
-  return label.rfind(target.backend + " ", 0) == 0 && last_space != std::string::npos &&
-         label.substr(last_space + 1) == target.precision;
-}
-
-// The golden's rows (`| label | ...`) and provenance lines (`- \`label\`: ...`) for `target`,
-// except the one labelled `skip`: what other machines measured, kept as they wrote it.
-struct Carried {
-  std::string rows, provenance;
-};
-
-Carried carried_lines(const std::vector<std::string>& lines, const Target& target,
-                      const std::string& skip) {
-  Carried carried;
-  for (const std::string& line : lines) {
-    if (line.rfind("| ", 0) == 0) {
-      const std::string label = line.substr(2, line.find(" |", 2) - 2);
-      if (label != skip && label_of(label, target)) carried.rows += line + "\n";
-    } else if (line.rfind("- `", 0) == 0) {
-      const size_t close = line.find('`', 3);
-      if (close == std::string::npos) continue;
-      const std::string label = line.substr(3, close - 3);
-      if (label != skip && label_of(label, target)) carried.provenance += line + "\n";
-    }
+  std::string reproducible = "yes";
+  if (!row.nondeterministic.empty()) {
+    reproducible = "NO:";
+    for (const std::string& what : row.nondeterministic) reproducible += " " + what;
   }
-  return carried;
+  cells.push_back(reproducible);
+  cells.push_back(format_tolerance(row.tolerance));
+  cells.push_back(row.ok ? "ok" : "FAIL");
+  cells.push_back(row.first_divergence.empty() ? "—" : "`" + row.first_divergence + "`");
+  if (pin_bits) cells.push_back("`" + row.bits + "`");
+  return cells;
 }
 
-std::string render_numerics(const Case& c, const CaseResult& r) {
+std::vector<std::string> unmeasured_cells(const TargetRow& row, bool model, bool pin_bits) {
+  std::vector<std::string> cells = {row.label, "—", "—"};
+  if (model) cells.insert(cells.end(), {"—", "—"});
+  cells.insert(cells.end(), {"—", format_tolerance(row.tolerance), kNotMeasured, "—"});
+  if (pin_bits) cells.push_back("—");
+  return cells;
+}
+
+// The devices a measured row's numbers were produced on: the golden's list when the golden
+// holds the same row measured from the same fingerprint (with this device added when
+// `record_device`), otherwise this device alone.
+std::vector<std::string> measured_devices(const TargetRow& row,
+                                          const std::vector<std::string>& cells,
+                                          const std::vector<GoldenRow>& golden,
+                                          bool record_device) {
+  const GoldenRow* g = find_golden_row(golden, row.label);
+  if (!g || g->cells != cells || g->fingerprint != row.fingerprint) return {row.device};
+  std::vector<std::string> devices = g->devices;
+  if (record_device && std::find(devices.begin(), devices.end(), row.device) == devices.end())
+    devices.push_back(row.device);
+  return devices;
+}
+
+std::string provenance_entry(const TargetRow& row, const std::vector<std::string>& devices) {
+  std::string out = "- `" + row.label + "`";
+  if (!row.stale.empty()) out += " (stale: " + row.stale + ")";
+  out += ": fingerprint `" + (row.fingerprint.empty() ? std::string(kNoFingerprint) : row.fingerprint) +
+         "`";
+  if (!row.math_mode.empty()) out += "; matmul: " + row.math_mode;
+  out += "; produced on:\n";
+  for (const std::string& device : devices) out += "  - " + device + "\n";
+  return out;
+}
+
+std::string render_numerics(const Case& c, const CaseResult& r, bool record_device) {
   // Kernel cases have no next-token prediction, so no KL or top-1 column.
   const bool model = r.kind == CaseSpec::Kind::model;
   std::vector<std::string> header = {"target", "rel L2", "max abs"};
@@ -178,52 +193,40 @@ std::string render_numerics(const Case& c, const CaseResult& r) {
     header.push_back("bits");
     align.push_back("---");
   }
-  const std::vector<std::string> golden = numerics_lines(c);
+  const std::vector<GoldenRow> golden = read_golden_rows(c);
   std::string rows, provenance;
   for (const TargetRow& row : r.numerics) {
-    const Carried carried = carried_lines(golden, row.target, row.ran ? row.label : "");
-    if (!row.ran) {
-      rows += carried.rows;
-      provenance += carried.provenance;
-      continue;
+    if (row.carried) {
+      rows += table_row(row.cells);
+      if (!row.devices.empty() || !row.fingerprint.empty())
+        provenance += provenance_entry(row, row.devices);
+    } else if (!row.ran) {
+      rows += table_row(unmeasured_cells(row, model, r.pin_bits));
+    } else {
+      const std::vector<std::string> cells = measured_cells(row, model, r.pin_bits);
+      rows += table_row(cells);
+      if (!row.device.empty())
+        provenance += provenance_entry(row, measured_devices(row, cells, golden, record_device));
     }
-    if (!row.provenance.empty()) provenance += "- `" + row.label + "`: " + row.provenance + "\n";
-    std::vector<std::string> cells = {row.label, "≤ " + format_bucket(row.rel_l2),
-                                      "≤ " + format_bucket(row.max_abs)};
-    if (model) {
-      cells.push_back("≤ " + format_bucket(row.kl));
-      std::string top1 = std::to_string(row.top1_agree) + "/" + std::to_string(row.top1_total);
-      if (row.near_ties) top1 += " (" + std::to_string(row.near_ties) + " near-tie)";
-      cells.push_back(top1);
-    }
-    std::string reproducible = "yes";
-    if (!row.nondeterministic.empty()) {
-      reproducible = "NO:";
-      for (const std::string& what : row.nondeterministic) reproducible += " " + what;
-    }
-    cells.push_back(reproducible);
-    cells.push_back(format_tolerance(row.tolerance));
-    cells.push_back(row.ok ? "ok" : "FAIL");
-    cells.push_back(row.first_divergence.empty() ? "—" : "`" + row.first_divergence + "`");
-    if (r.pin_bits) cells.push_back("`" + row.bits + "`");
-    rows += table_row(cells) + carried.rows;
-    provenance += carried.provenance;
   }
   if (rows.empty()) return "";
   std::string out = "### Numerics\n\nEach target against the fp64 oracle over every logit (or the "
                     "kernel's output), errors rounded up to 1, 2 or 5 x 10^k; see "
                     "docs/numerics.md.\n\n" +
                     table_row(header) + table_row(align) + rows;
-  if (!provenance.empty()) out += "\nGPU rows were produced by:\n\n" + provenance;
+  if (!provenance.empty())
+    out += "\nGPU rows record what they measured (a fingerprint of the case's inputs and of the "
+           "code that computed them) and every device that produced their numbers:\n\n" +
+           provenance;
   out.pop_back();
   return out;
 }
 
 std::string render_reference(const ReferenceCheck& check, const std::string& label) {
-  std::string out = "### Reference\n\nThe fp64 oracle against Hugging Face's float64 logits for `" +
-                    label + "` (`reference.json`: " + check.generator +
-                    "), every prompt position; bound " + format_tolerance(kReferenceBound) +
-                    ".\n\n";
+  std::string out = "### Reference\n\nThe fp64 oracle against Hugging Face's logits for `" + label +
+                    "` (`reference.json`: " + check.generator + "; computed in " +
+                    check.computation + "), every prompt position; bound " +
+                    format_tolerance(check.bound) + ", " + check.bound_reason + ".\n\n";
   out += table_row({"sequence", "positions", "rel L2", "max abs", "greedy", "verdict"});
   out += table_row({"---", "---:", "---:", "---:", "---", "---"});
   for (const ReferenceRow& row : check.rows) {
@@ -233,7 +236,7 @@ std::string render_reference(const ReferenceCheck& check, const std::string& lab
       continue;
     }
     out += table_row({std::to_string(row.sequence), std::to_string(row.positions),
-                      "≤ " + format_bucket(row.rel_l2), "≤ " + format_bucket(row.max_abs),
+                      error_cell(row.rel_l2), error_cell(row.max_abs),
                       row.greedy, row.ok ? "ok" : "FAIL"});
   }
   out.pop_back();
@@ -242,7 +245,8 @@ std::string render_reference(const ReferenceCheck& check, const std::string& lab
 
 std::string render_errors(const std::vector<CaseProblem>& problems) {
   std::string body;
-  for (const CaseProblem& p : problems) body += problem_line(p) + "\n";
+  // One message, one line: a message quoting a key cannot start a heading or a new entry.
+  for (const CaseProblem& p : problems) body += one_line(problem_line(p)) + "\n";
   return "### Errors\n\n" + fenced(body);
 }
 
@@ -252,7 +256,8 @@ std::string problem_line(const CaseProblem& problem) {
   return problem.where.empty() ? problem.message : problem.where + ": " + problem.message;
 }
 
-std::string render_case(const Case& c, const CaseResult& result, const std::string& newline) {
+std::string render_case(const Case& c, const CaseResult& result, const std::string& newline,
+                        bool record_device) {
   std::vector<std::string> pieces = {c.head};
   for (const Section& s : c.sections)
     if (!is_output_section(s.name)) pieces.push_back(s.text);
@@ -269,7 +274,7 @@ std::string render_case(const Case& c, const CaseResult& result, const std::stri
     pieces.push_back(render_dumps({output}));
   }
   if (result.problems.empty()) {
-    std::string numerics = render_numerics(c, result);
+    std::string numerics = render_numerics(c, result, record_device);
     if (!numerics.empty()) pieces.push_back(numerics);
     if (result.reference) pieces.push_back(render_reference(*result.reference, result.checkpoint_label));
   }

@@ -12,7 +12,11 @@ namespace pinmark {
 // The case as it should read: its heading and prose, its input (and unknown) sections in their
 // order, then the output sections rendered from `result`. No trailing newline.
 // Rendered sections use `newline` as their line ending, the verbatim ones keep their own.
-std::string render_case(const Case& c, const CaseResult& result, const std::string& newline = "\n");
+// With `record_device`, a GPU row that reproduced its golden row adds this machine's device to
+// the row's list of devices; without, it keeps the golden's list (what a golden is checked
+// against: a new device that reproduces a row is no difference).
+std::string render_case(const Case& c, const CaseResult& result, const std::string& newline = "\n",
+                        bool record_device = true);
 
 // The file from its preamble and its cases' texts, one blank line between pieces.
 std::string assemble_file(const std::string& preamble, const std::vector<std::string>& cases,

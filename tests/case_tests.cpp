@@ -21,6 +21,7 @@
 
 #include "driver/case_discovery.h"
 #include "driver/case_file.h"
+#include "driver/env_flag.h"
 #include "driver/file_run.h"
 #include "driver/golden_io.h"
 #include "driver/render.h"
@@ -29,10 +30,6 @@
 namespace pinmark {
 namespace {
 
-bool regenerating() {
-  const char* value = std::getenv("REGENERATE");
-  return value && *value && std::string(value) != "0";
-}
 
 class CaseTest : public testing::Test {
  public:
@@ -46,16 +43,22 @@ class CaseTest : public testing::Test {
     ASSERT_EQ(run.outcomes.size(), 1u) << path_ << ": case '" << slug_ << "' is gone from the file";
     const CaseOutcome& outcome = run.outcomes.front();
     const Case& c = run.case_of(outcome);
-    for (const std::string& target : failing_targets(outcome.result))
-      ADD_FAILURE_AT(path_.c_str(), c.line)
-          << "case '" << slug_ << "': target " << target
-          << " is outside its tolerance (verdict FAIL in Numerics)";
+    for (const std::string& why : case_failures(outcome.result))
+      ADD_FAILURE_AT(path_.c_str(), c.line) << "case '" << slug_ << "': " << why;
     if (run.matches(outcome)) return;
-    if (regenerating()) {
-      if (auto refusal = regeneration_refusal(std::getenv("PINMARK_FORCE") != nullptr)) {
+    bool regenerate = false, force = false;
+    try {
+      regenerate = env_flag("REGENERATE");
+      force = env_flag("PINMARK_FORCE");
+    } catch (const std::invalid_argument& e) {
+      FAIL() << e.what();
+    }
+    if (regenerate) {
+      if (auto refusal = regeneration_refusal(force, "set PINMARK_FORCE=1")) {
         FAIL() << *refusal;
       }
-      rewrite_cases(path_, {{slug_, outcome.actual}});
+      const RewriteOutcome rewritten = rewrite_cases(path_, {{slug_, CaseRewrite(c.text, outcome.actual)}});
+      if (!rewritten.skipped.empty()) FAIL() << path_ << ": case '" << slug_ << "' was edited while it ran, so it was not rewritten";
       std::cout << "regenerated " << path_ << " :: " << slug_ << "\n";
       return;
     }

@@ -55,13 +55,13 @@ TEST_F(CheckpointCase, AgreesWithTheReferenceAndPasses) {
   ASSERT_TRUE(contains(out, "### Reference")) << out;
   EXPECT_TRUE(contains(out, "| 0 | 8 |")) << out;
   EXPECT_TRUE(contains(out, "| same | ok |")) << out;
-  EXPECT_TRUE(failing_targets(result_).empty()) << out;
+  EXPECT_TRUE(case_failures(result_).empty()) << out;
 }
 
 TEST_F(CheckpointCase, APromptTheReferenceLacksIsMarked) {
   const std::string out = run(R"({"pinmark": {"checkpoint": "gpt2"}})", "[[2, 2]]");
   EXPECT_TRUE(contains(out, "no reference for this prompt")) << out;
-  EXPECT_TRUE(failing_targets(result_).empty()) << out;
+  EXPECT_TRUE(case_failures(result_).empty()) << out;
 }
 
 TEST_F(CheckpointCase, ADisagreementWithTheReferenceFailsTheCase) {
@@ -74,8 +74,9 @@ TEST_F(CheckpointCase, ADisagreementWithTheReferenceFailsTheCase) {
   write_file(checkpoint_file("reference.json"), reference);
   const std::string out = run(R"({"pinmark": {"checkpoint": "gpt2"}})");
   EXPECT_TRUE(contains(out, "| FAIL |")) << out;
-  ASSERT_EQ(failing_targets(result_).size(), 1u) << out;
-  EXPECT_EQ(failing_targets(result_)[0], "HF reference, sequence 0");
+  ASSERT_EQ(case_failures(result_).size(), 1u) << out;
+  EXPECT_EQ(case_failures(result_)[0],
+            "Reference: sequence 0 disagrees with Hugging Face's logits beyond the bound");
 }
 
 TEST_F(CheckpointCase, AMalformedReferenceIsAnError) {

@@ -7,6 +7,7 @@
 #include "driver/case_file.h"
 #include "driver/case_runner.h"
 #include "driver/case_spec.h"
+#include "driver/file_run.h"
 #include "driver/render.h"
 #include "tests/driver/test_support.h"
 
@@ -99,44 +100,6 @@ TEST(Targets, PinBitsAddsADigestThatFollowsTheData) {
   EXPECT_NE(digest(a), digest(b));
 }
 
-TEST(Targets, RowOfATargetThatCannotRunHereIsCarriedOverVerbatim) {
-  const std::string gpu_row =
-      "| cuda sm90 bf16 | ≤ 5e-03 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |";
-  const std::string golden = kernel_case(R"({"targets": ["cpu fp32", "cuda bf16"]})",
-                                         "\n### Numerics\n\n| target | x |\n| --- | --- |\n"
-                                         "| cpu fp32 | stale |\n" + gpu_row + "\n");
-  CaseFile file = parse_case_file(golden);
-  const Case& c = file.cases.at(0);
-  // A factory that can run only CPU targets, as on a machine without a GPU.
-  CaseResult result = run_case(read_case_spec(c), [](const Target& t) {
-    return t.backend == "cpu" ? make_target_backend(t) : nullptr;
-  });
-  const std::string out = render_case(c, result);
-  EXPECT_TRUE(contains(out, gpu_row)) << out;
-  EXPECT_FALSE(contains(out, "stale")) << out;
-  EXPECT_LT(out.find("| cpu fp32 |"), out.find(gpu_row));
-}
-
-TEST(Targets, GpuRowsOfEveryDeviceClassAndTheirProvenanceAreCarriedOver) {
-  const std::string sm90 = "| cuda sm90 bf16 | ≤ 5e-03 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |";
-  const std::string sm80 = "| cuda sm80 bf16 | ≤ 1e-02 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |";
-  const std::string provenance = "- `cuda sm90 bf16`: NVIDIA H100 80GB HBM3, compute capability 9.0";
-  const std::string other_target = "- `cuda sm90 fp16`: NVIDIA H100 80GB HBM3, compute capability 9.0";
-  const std::string golden = kernel_case(
-      R"({"targets": ["cpu fp32", "cuda bf16"]})",
-      "\n### Numerics\n\n| target | x |\n| --- | --- |\n" + sm90 + "\n" + sm80 +
-          "\n\nGPU rows were produced by:\n\n" + provenance + "\n" + other_target + "\n");
-  CaseFile file = parse_case_file(golden);
-  const Case& c = file.cases.at(0);
-  CaseResult result = run_case(read_case_spec(c), [](const Target& t) {
-    return t.backend == "cpu" ? make_target_backend(t) : nullptr;
-  });
-  const std::string out = render_case(c, result);
-  EXPECT_TRUE(contains(out, sm90 + "\n" + sm80)) << out;
-  EXPECT_TRUE(contains(out, "GPU rows were produced by:\n\n" + provenance)) << out;
-  EXPECT_FALSE(contains(out, other_target)) << out;  // cuda fp16 is not among the targets
-}
-
 TEST(Targets, RowOfATargetNoLongerListedIsDropped) {
   const std::string golden =
       kernel_case(R"({"targets": ["cpu fp32"]})",
@@ -145,10 +108,15 @@ TEST(Targets, RowOfATargetNoLongerListedIsDropped) {
   EXPECT_FALSE(contains(out, "cuda sm90")) << out;
 }
 
-TEST(Targets, ACaseWhoseTargetsCannotRunHereRendersNoTable) {
-  const std::string out = rendered(kernel_case(R"({"targets": ["cuda fp16"]})"));
-  EXPECT_FALSE(contains(out, "### Numerics")) << out;
-  EXPECT_TRUE(contains(out, "### Dumps")) << out;
+TEST(Targets, ATargetNoMachineHasMeasuredShowsAsNotMeasured) {
+  CaseFile file = parse_case_file(kernel_case(R"({"targets": ["cuda fp16"]})"));
+  const Case& c = file.cases.at(0);
+  const CaseOutcome o = run_one_case(c, "", "\n", [](const Target&) { return nullptr; });
+  EXPECT_TRUE(contains(o.actual, "| cuda fp16 | — | — | — | 2.8e-03 | not measured | — |")) << o.actual;
+  EXPECT_TRUE(contains(o.actual, "### Dumps")) << o.actual;
+  EXPECT_TRUE(case_failures(o.result).empty());
+  ASSERT_EQ(case_failures(o.result, /*require_fresh=*/true).size(), 1u);
+  EXPECT_EQ(case_failures(o.result, true)[0], "target cuda fp16 has not been measured on any machine");
 }
 
 }  // namespace

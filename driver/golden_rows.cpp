@@ -1,0 +1,206 @@
+#include "driver/golden_rows.h"
+
+#include <map>
+
+namespace pinmark {
+namespace {
+
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t") - a + 1);
+}
+
+std::vector<std::string> section_lines(const Section& s) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start <= s.text.size()) {
+    size_t end = s.text.find('\n', start);
+    if (end == std::string::npos) end = s.text.size();
+    std::string line = s.text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+    start = end + 1;
+  }
+  return lines;
+}
+
+std::vector<std::string> table_cells(const std::string& line) {
+  std::vector<std::string> cells;
+  size_t start = 1;
+  for (size_t bar; (bar = line.find('|', start)) != std::string::npos; start = bar + 1)
+    cells.push_back(trim(line.substr(start, bar - start)));
+  return cells;
+}
+
+struct Provenance {
+  std::string fingerprint, math_mode;
+  std::vector<std::string> devices;
+};
+
+// "- `label` (stale: ...): rest" -> label and rest.
+bool entry_head(const std::string& line, std::string& label, std::string& rest) {
+  if (line.rfind("- `", 0) != 0) return false;
+  const size_t close = line.find('`', 3);
+  if (close == std::string::npos) return false;
+  label = line.substr(3, close - 3);
+  size_t colon = close + 1;
+  if (line.compare(colon, 2, " (") == 0) {  // " (stale: why)"
+    colon = line.find(')', colon);
+    if (colon == std::string::npos) return false;
+    ++colon;
+  }
+  if (line.compare(colon, 2, ": ") != 0) return false;
+  rest = line.substr(colon + 2);
+  return true;
+}
+
+Provenance parse_entry(const std::string& rest) {
+  Provenance p;
+  const std::string fp = "fingerprint `";
+  if (rest.rfind(fp, 0) == 0) {
+    const size_t close = rest.find('`', fp.size());
+    p.fingerprint = rest.substr(fp.size(), close == std::string::npos ? std::string::npos
+                                                                        : close - fp.size());
+    if (p.fingerprint == kNoFingerprint) p.fingerprint.clear();
+    const std::string mm = "; matmul: ";
+    const size_t m = rest.find(mm);
+    const size_t end = rest.rfind("; produced on:");
+    if (m != std::string::npos)
+      p.math_mode = rest.substr(m + mm.size(), end == std::string::npos || end < m
+                                                   ? std::string::npos
+                                                   : end - m - mm.size());
+    return p;
+  }
+  // The one-line form: "DEVICE, matmul: MODE".
+  const size_t m = rest.find(", matmul: ");
+  p.devices.push_back(rest.substr(0, m));
+  if (m != std::string::npos) p.math_mode = rest.substr(m + 10);
+  return p;
+}
+
+}  // namespace
+
+std::vector<GoldenRow> read_golden_rows(const Case& c) {
+  std::vector<GoldenRow> rows;
+  std::map<std::string, Provenance> provenance;
+  for (const Section& s : c.sections) {
+    if (s.name != "Numerics") continue;
+    int verdict_column = -1;
+    Provenance* current = nullptr;
+    for (const std::string& line : section_lines(s)) {
+      if (line.rfind("|", 0) == 0) {
+        current = nullptr;
+        std::vector<std::string> cells = table_cells(line);
+        if (cells.empty()) continue;
+        if (cells[0] == "target") {
+          for (size_t i = 0; i < cells.size(); ++i)
+            if (cells[i] == "verdict") verdict_column = static_cast<int>(i);
+          continue;
+        }
+        if (cells[0].find_first_not_of("-: ") == std::string::npos) continue;
+        GoldenRow row;
+        row.label = cells[0];
+        if (verdict_column >= 0 && verdict_column < static_cast<int>(cells.size())) {
+          row.verdict_column = verdict_column;
+          row.verdict = cells[verdict_column];
+          const std::string mark = kStaleMark;
+          if (row.verdict.size() > mark.size() &&
+              row.verdict.compare(row.verdict.size() - mark.size(), mark.size(), mark) == 0) {
+            row.marked_stale = true;
+            row.verdict.resize(row.verdict.size() - mark.size());
+          }
+        }
+        row.cells = std::move(cells);
+        rows.push_back(std::move(row));
+        continue;
+      }
+      std::string label, rest;
+      if (entry_head(line, label, rest)) {
+        current = &provenance[label];
+        *current = parse_entry(rest);
+      } else if (current && line.rfind("  - ", 0) == 0) {
+        current->devices.push_back(line.substr(4));
+      } else if (!trim(line).empty()) {
+        current = nullptr;
+      }
+    }
+  }
+  for (GoldenRow& row : rows) {
+    auto it = provenance.find(row.label);
+    if (it == provenance.end()) continue;
+    row.fingerprint = it->second.fingerprint;
+    row.math_mode = it->second.math_mode;
+    row.devices = it->second.devices;
+  }
+  return rows;
+}
+
+namespace {
+
+std::string stale_reason(const std::string& recorded, const std::string& current) {
+  if (recorded.empty()) return "measured before rows recorded what they measured";
+  if (recorded == current) return "";
+  const size_t a = recorded.find(", "), b = current.find(", ");
+  const bool inputs = recorded.substr(0, a) != current.substr(0, b);
+  const bool code = a == std::string::npos || b == std::string::npos ||
+                    recorded.substr(a) != current.substr(b);
+  if (inputs && code) return "the case's inputs and the code changed since it was measured";
+  return inputs ? "the case's inputs changed since it was measured"
+                : "the code changed since it was measured";
+}
+
+bool finite_cell(const std::string& cell) {
+  return cell.find("nan") == std::string::npos && cell.find("inf") == std::string::npos;
+}
+
+TargetRow carried_row(const Target& target, const GoldenRow& g, const std::string& fingerprint) {
+  TargetRow row;
+  row.target = target;
+  row.label = g.label;
+  row.carried = true;
+  row.cells = g.cells;
+  row.fingerprint = g.fingerprint;
+  row.math_mode = g.math_mode;
+  row.devices = g.devices;
+  row.stale = stale_reason(g.fingerprint, fingerprint);
+  if (g.verdict_column >= 0)
+    row.cells[g.verdict_column] = g.verdict + (row.stale.empty() ? "" : kStaleMark);
+  // rel L2 and max abs are the two cells after the label.
+  row.ok = g.verdict == "ok" && g.cells.size() > 2 && finite_cell(g.cells[1]) &&
+           finite_cell(g.cells[2]);
+  return row;
+}
+
+}  // namespace
+
+void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result) {
+  const std::vector<GoldenRow> golden = read_golden_rows(c);
+  std::vector<TargetRow> rows;
+  for (TargetRow& row : result.numerics) {
+    std::vector<TargetRow> carried;
+    for (const GoldenRow& g : golden) {
+      if (!is_row_of(g.label, row.target) || g.verdict == kNotMeasured) continue;
+      if (row.ran && g.label == row.label) continue;  // measured again here
+      carried.push_back(carried_row(row.target, g, fingerprint));
+    }
+    if (row.ran) row.fingerprint = fingerprint;
+    if (row.ran || carried.empty()) rows.push_back(std::move(row));
+    for (TargetRow& t : carried) rows.push_back(std::move(t));
+  }
+  result.numerics = std::move(rows);
+}
+
+const GoldenRow* find_golden_row(const std::vector<GoldenRow>& rows, const std::string& label) {
+  for (const GoldenRow& row : rows)
+    if (row.label == label) return &row;
+  return nullptr;
+}
+
+bool is_row_of(const std::string& label, const Target& target) {
+  const size_t last_space = label.rfind(' ');
+  return label.rfind(target.backend + " ", 0) == 0 && last_space != std::string::npos &&
+         label.substr(last_space + 1) == target.precision;
+}
+
+}  // namespace pinmark

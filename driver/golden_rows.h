@@ -1,0 +1,62 @@
+// The rows of a golden's Numerics table, read back. A row this machine cannot measure (a GPU
+// target on a machine without one) is carried over from the golden and still judged; a row it
+// measures again keeps the list of every device that produced the same numbers.
+//
+// Under the table, each GPU row has a provenance entry:
+//
+//   - `cuda sm90 bf16`: fingerprint `inputs 1a2b3c4d5e6f, code 0a1b2c3d4e5f`; matmul: cuBLAS ...; produced on:
+//     - NVIDIA H100 80GB HBM3, compute capability 9.0, CUDA runtime 13.0, driver 13.0, cuBLAS 13.1.0
+//     - NVIDIA H200, compute capability 9.0, CUDA runtime 13.0, driver 13.0, cuBLAS 13.1.0
+//
+// and a stale row says why after its label: "- `cuda sm90 bf16` (stale: inputs changed): ...".
+// The one-line form older goldens hold ("- `cuda sm90 bf16`: DEVICE, matmul: MODE") reads as
+// a row with no fingerprint.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "driver/case_file.h"
+#include "driver/case_runner.h"
+#include "runtime/target.h"
+
+namespace pinmark {
+
+struct GoldenRow {
+  std::string label;               // "cuda sm90 bf16"; a row never measured is "cuda bf16"
+  std::vector<std::string> cells;  // the table cells, trimmed, label first
+  int verdict_column = -1;         // index of the verdict in `cells`, -1 when there is none
+  std::string verdict;             // the verdict cell without a "(stale)" mark
+  bool marked_stale = false;
+  // From its provenance entry (empty when it has none).
+  std::string fingerprint;
+  std::string math_mode;
+  std::vector<std::string> devices;
+};
+
+// The rows of the case's Numerics section, in table order; header and alignment rows are not
+// rows. Never throws: lines that are not rows or entries are ignored.
+std::vector<GoldenRow> read_golden_rows(const Case& c);
+
+// The golden row labelled `label`, if any.
+const GoldenRow* find_golden_row(const std::vector<GoldenRow>& rows, const std::string& label);
+
+// Whether a row label belongs to `target`: "cuda sm90 bf16" and "cuda bf16" to cuda bf16.
+bool is_row_of(const std::string& label, const Target& target);
+
+// Completes `result.numerics` from the golden. Every measured row records `fingerprint`. A
+// target this machine did not measure gets the golden's rows for it, each judged by what it
+// recorded (FAIL, or errors that are NaN or infinite, fail the case here too) and stale when
+// the fingerprint it was measured with is not `fingerprint`; with no such row it stays a row
+// "not measured". A measured target keeps the golden's rows of other device classes after its
+// own.
+void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result);
+
+// The verdict cell that marks a row never measured anywhere, and the mark of a stale row.
+inline constexpr const char* kNotMeasured = "not measured";
+inline constexpr const char* kStaleMark = " (stale)";
+// The fingerprint written for a carried row that recorded none.
+inline constexpr const char* kNoFingerprint = "none";
+
+}  // namespace pinmark
