@@ -332,16 +332,25 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
       }
     }
     if (row.top1_total) row.kl /= row.top1_total;
+    // Expert ids are a decision, not a value: judged like top-1, against the router's
+    // probabilities (the tap before them). The target was fed the oracle's choice after it,
+    // so a wrong choice shows here and nowhere downstream: it fails the row by itself.
+    std::vector<bool> routing_diverged(oracle.taps.size(), false);
+    bool routing_ok = true;
+    for (size_t i = 1; i < oracle.taps.size() && i < run.taps.size(); ++i) {
+      if (!is_experts_tap(oracle.taps[i].name)) continue;
+      const double depth = tap_depth(oracle.taps[i].name, spec.model.num_hidden_layers);
+      const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
+      routing_diverged[i] =
+          !routing_within(oracle.taps[i - 1], oracle.taps[i], run.taps[i], bound, row.near_ties);
+      routing_ok = routing_ok && !routing_diverged[i];
+    }
     for (size_t i = 0; i < oracle.taps.size() && i < run.taps.size(); ++i) {
       const double depth = tap_depth(oracle.taps[i].name, spec.model.num_hidden_layers);
       const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
-      // Expert ids are a decision, not a value: judged like top-1, against the router's
-      // probabilities (the tap before them), and then the target is fed the oracle's choice.
-      const bool diverged =
-          is_experts_tap(oracle.taps[i].name) && i > 0
-              ? !routing_within(oracle.taps[i - 1], oracle.taps[i], run.taps[i], bound,
-                                row.near_ties)
-              : !within(compare(oracle.taps[i].values, run.taps[i].values), bound);
+      const bool diverged = is_experts_tap(oracle.taps[i].name)
+                                ? routing_diverged[i]
+                                : !within(compare(oracle.taps[i].values, run.taps[i].values), bound);
       if (diverged) {
         row.first_divergence = tap_label(oracle.taps[i]);
         break;
@@ -349,7 +358,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     }
     if (row.first_divergence.empty() && !top1_ok) row.first_divergence = first_flip;
     if (spec.targets.pin_bits) row.bits = bits_digest(logits);
-    row.ok = within(m, row.tolerance) && top1_ok && row.nondeterministic.empty();
+    row.ok = within(m, row.tolerance) && top1_ok && routing_ok && row.nondeterministic.empty();
     result.numerics.push_back(row);
   }
   result.oracle = std::move(oracle.outputs);

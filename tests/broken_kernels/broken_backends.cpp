@@ -1,7 +1,9 @@
 #include "tests/broken_kernels/broken_backends.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/dtype.h"
@@ -172,6 +174,25 @@ void Fp16SoftmaxWithoutMax::softmax(float* x, int rows, int len) {
 void RmsNormWithoutEps::rmsnorm(const float* x, const float* w, int n, int dim, double /*eps*/,
                                 float* y) {
   inner().rmsnorm(x, w, n, dim, 0.0, y);
+}
+
+void MoeRouteLeastLikely::moe_route(const float* logits, int n, int experts, int top_k,
+                                    float* probs, int* ids, float* weights) {
+  inner().moe_route(logits, n, experts, top_k, probs, ids, weights);
+  for (int r = 0; r < n; ++r) {
+    const float* pr = probs + static_cast<int64_t>(r) * experts;
+    int* ir = ids + static_cast<int64_t>(r) * top_k;
+    float* wr = weights + static_cast<int64_t>(r) * top_k;
+    std::vector<int> order(experts);
+    for (int e = 0; e < experts; ++e) order[e] = e;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return pr[a] < pr[b]; });
+    float selected = 0;
+    for (int s = 0; s < top_k; ++s) selected += pr[order[s]];
+    for (int s = 0; s < top_k; ++s) {
+      ir[s] = order[s];
+      wr[s] = pr[order[s]] / selected;
+    }
+  }
 }
 
 void GqaRoundRobin::attention_scores(const float* q, const float* k, const int* positions, int n,

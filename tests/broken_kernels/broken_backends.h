@@ -96,4 +96,13 @@ class GqaRoundRobin final : public DelegatingBackend {
                         int kv_heads, int head_dim, float* out) override;
 };
 
+// MoE routing that takes the top-k by router logit in ascending instead of descending order:
+// the k least likely experts, renormalised as usual. Targets are fed the oracle's experts
+// after routing, which must not hide this: the experts tap disagrees far outside a near-tie.
+class MoeRouteLeastLikely final : public DelegatingBackend {
+ public:
+  void moe_route(const float* logits, int n, int experts, int top_k, float* probs, int* ids,
+                 float* weights) override;
+};
+
 }  // namespace pinmark::broken
