@@ -174,7 +174,7 @@ std::string provenance_entry(const TargetRow& row, const std::vector<std::string
          "`";
   if (!row.math_mode.empty()) out += "; matmul: " + row.math_mode;
   out += "; produced on:\n";
-  for (const std::string& device : devices) out += "  - " + device + "\n";
+  for (const std::string& device : devices) out += "  - " + one_line(device) + "\n";
   return out;
 }
 
@@ -223,10 +223,13 @@ std::string render_numerics(const Case& c, const CaseResult& r, bool record_devi
 }
 
 std::string render_reference(const ReferenceCheck& check, const std::string& label) {
-  std::string out = "### Reference\n\nThe fp64 oracle against Hugging Face's logits for `" + label +
-                    "` (`reference.json`: " + check.generator + "; computed in " +
-                    check.computation + "), every prompt position; bound " +
-                    format_tolerance(check.bound) + ", " + check.bound_reason + ".\n\n";
+  // The label and what reference.json says of itself are the user's text: as code spans, so
+  // nothing in them can add Markdown structure.
+  std::string out = "### Reference\n\nThe fp64 oracle against Hugging Face's logits for " +
+                    inline_code(label) + " (`reference.json`: " + inline_code(check.generator) +
+                    ", computed in " + inline_code(check.computation) +
+                    "), every prompt position; bound " + format_tolerance(check.bound) + ", " +
+                    check.bound_reason + ".\n\n";
   out += table_row({"sequence", "positions", "rel L2", "max abs", "greedy", "verdict"});
   out += table_row({"---", "---:", "---:", "---:", "---", "---"});
   for (const ReferenceRow& row : check.rows) {

@@ -283,6 +283,10 @@ def build_parser():
                         help="storage dtype of the checkpoint")
     parser.add_argument("--force", action="store_true",
                         help="replace files this script wrote earlier in the output directory")
+    parser.add_argument("--stock-float64", action="store_true",
+                        help="with --model: compute the reference as stock transformers does in "
+                             "float64, keeping its float32 islands (RMSNorm, rotary table, "
+                             "softmax, routing); reference.json says so in its dtype")
     return parser
 
 
@@ -707,11 +711,13 @@ def unused_parameters(torch, model, prompts):
     return unused
 
 
-def write_reference(torch, transformers, out, family, prompts, logits, greedy):
+def write_reference(torch, transformers, out, family, prompts, logits, greedy, stock=False):
+    # pinmark bounds the reference by how it was computed (docs/numerics.md, "The Reference
+    # section"): "float64" alone means stock transformers, float32 islands included.
+    how = "float64 with its float32 islands" if stock else "float64 throughout"
     reference = {
-        "generator": f"transformers {transformers.__version__}, torch {torch.__version__}, "
-                     "float64 throughout",
-        "dtype": "float64, float32 islands widened to float64",
+        "generator": f"transformers {transformers.__version__}, torch {torch.__version__}, {how}",
+        "dtype": "float64" if stock else "float64, float32 islands widened to float64",
         "family": family,
         "prompts": prompts,
         "logits": logits,
@@ -773,16 +779,16 @@ def report_unused(torch, model, prompts):
         print("every parameter affects the logits")
 
 
-def export_model(model_path, out, seed, prompts, force):
+def export_model(model_path, out, seed, prompts, force, stock=False):
     torch, transformers = import_backends()
     setup_determinism(torch, seed)
     local = os.path.isdir(model_path)
     prepare_out_dir(out, force)
-    with float64_throughout(torch):
+    with contextlib.nullcontext() if stock else float64_throughout(torch):
         model = load_float64(torch, model_path, local_only=local)
         family = model.config.model_type
         logits, greedy = compute_references(torch, transformers, model, prompts, family)
-        path = write_reference(torch, transformers, out, family, prompts, logits, greedy)
+        path = write_reference(torch, transformers, out, family, prompts, logits, greedy, stock)
     if local:
         print_checkpoint(model_path, f"{model_path} ({family})")
     print(f"reference: {path}")
@@ -938,7 +944,7 @@ def main(argv=None):
         elif args.family:
             export_family(args.family, args.out, args.seed, prompts, args.shards, args.dtype, args.force)
         elif args.model:
-            export_model(args.model, args.out, args.seed, prompts, args.force)
+            export_model(args.model, args.out, args.seed, prompts, args.force, args.stock_float64)
         else:
             failed = []
             for family in FAMILIES:
