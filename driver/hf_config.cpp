@@ -132,6 +132,40 @@ void read_activation(Reader& r, const std::string& k, const json& v, ModelConfig
   c.hidden_act = v.get<std::string>();
 }
 
+// Gemma 2's hidden_activation, checked here so that a refusal names this key and not the
+// hidden_act that validate() knows it by.
+void read_gemma2_activation(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  static const std::vector<std::string> implemented = {"silu", "gelu", "gelu_new",
+                                                       "gelu_pytorch_tanh"};
+  if (v.is_string() &&
+      std::find(implemented.begin(), implemented.end(), v.get<std::string>()) == implemented.end()) {
+    r.problems.push_back(r.block.problem_at(
+        k, k + " " + show(v) +
+               " is not supported (pinmark implements silu, gelu, gelu_new and gelu_pytorch_tanh)"));
+    return;
+  }
+  read_activation(r, k, v, c);
+}
+
+// cache_implementation picks the KV cache generate() builds (Gemma 2 publishes "hybrid").
+// Every cache but "quantized" keeps keys and values exactly, as pinmark's cache does; the
+// quantized one rounds them to a few bits and so computes other numbers.
+void read_cache_implementation(Reader& r, const std::string& k, const json& v, ModelConfig&) {
+  static const std::vector<std::string> exact = {
+      "dynamic",   "static",        "offloaded",          "offloaded_static",
+      "hybrid",    "hybrid_chunked", "offloaded_hybrid", "offloaded_hybrid_chunked",
+      "sliding_window"};
+  if (v.is_null()) return;
+  if (v.is_string() &&
+      std::find(exact.begin(), exact.end(), v.get<std::string>()) != exact.end())
+    return;
+  r.problems.push_back(r.block.problem_at(
+      k, k + " " + show(v) +
+             " is not supported (pinmark keeps keys and values exactly: dynamic, static, "
+             "offloaded, offloaded_static, hybrid, hybrid_chunked, offloaded_hybrid, "
+             "offloaded_hybrid_chunked, sliding_window or null)"));
+}
+
 // rope_scaling (transformers 4.x) and rope_parameters (5.x, which also carries rope_theta):
 // {"rope_type" or "type": "default" | "linear" | "llama3", and that type's parameters}.
 void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
@@ -321,13 +355,18 @@ KeyTable config_keys(const std::string& type) {
       };
     } else {
       // Gemma2MLP reads hidden_activation; hidden_act is not used.
-      keys["hidden_activation"] = read_activation;
+      keys["hidden_activation"] = read_gemma2_activation;
       keys["hidden_act"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
         if (!v.is_null() && !v.is_string())
           r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
       };
       keys["query_pre_attn_scalar"] = number_key(&ModelConfig::query_pre_attn_scalar);
       keys["sliding_window"] = read_sliding_window;
+      // Google's own config.json carries sliding_window_size beside sliding_window.
+      // Gemma2Config keeps it as a plain attribute that no modeling code reads: the window is
+      // sliding_window's, even where the two disagree.
+      keys["sliding_window_size"] = [](Reader&, const std::string&, const json&, ModelConfig&) {};
+      keys["cache_implementation"] = read_cache_implementation;
       keys["layer_types"] = read_layer_types;
       keys["attn_logit_softcapping"] = optional_number_key(&ModelConfig::attn_logit_softcapping);
       keys["final_logit_softcapping"] = optional_number_key(&ModelConfig::final_logit_softcapping);
@@ -349,7 +388,6 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
         "task_specific_params"}},
       // Training-only: jitter noise is applied only in training mode, the others feed the loss.
       {"mixtral", {"router_jitter_noise", "output_router_logits", "router_aux_loss_coef"}},
-      {"gemma2", {"cache_implementation"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);

@@ -1,0 +1,120 @@
+// Config keys of published checkpoints that pinmark must read as transformers reads them:
+// Google's gemma-2-9b-it config.json (fixtures/gemma2_published_config.md, sizes shrunk) and
+// each of its keys that Gemma2Config stores but the modeling code reads differently or not.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "driver/case_file.h"
+#include "driver/case_runner.h"
+#include "driver/case_spec.h"
+#include "driver/render.h"
+#include "tests/driver/test_support.h"
+
+namespace pinmark {
+namespace {
+
+using test::contains;
+
+// A Gemma 2 case whose Config block is these keys after the sizes.
+std::string gemma2_case(const std::string& extra_keys) {
+  return "# T\n\n## C\n\n### Config\n\n```json\n{\n"
+         "  \"model_type\": \"gemma2\",\n"
+         "  \"vocab_size\": 48,\n"
+         "  \"hidden_size\": 32,\n"
+         "  \"intermediate_size\": 64,\n"
+         "  \"num_hidden_layers\": 2,\n"
+         "  \"num_attention_heads\": 4,\n"
+         "  \"num_key_value_heads\": 2,\n"
+         "  \"head_dim\": 16" +
+         extra_keys +
+         "\n}\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17]], \"decode\": 1}\n```\n";
+}
+
+CaseSpec read(const std::string& markdown) {
+  CaseFile file = parse_case_file(markdown);
+  EXPECT_TRUE(file.problems.empty());
+  return read_case_spec(file.cases.at(0));
+}
+
+std::string problems_of(const CaseSpec& spec) {
+  std::string out;
+  for (const CaseProblem& p : spec.problems) out += problem_line(p) + "\n";
+  return out;
+}
+
+TEST(PublishedConfig, Gemma2ItConfigRunsLikeAnyGemma2) {
+  const std::string path =
+      std::string(PINMARK_SOURCE_DIR) + "/tests/driver/fixtures/gemma2_published_config.md";
+  CaseFile file = parse_case_file(test::read_file(path));
+  ASSERT_TRUE(file.problems.empty());
+  const Case& c = file.cases.at(0);
+  const CaseSpec spec = read_case_spec(c, path);
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.sliding_window, 4);
+  EXPECT_EQ(spec.model.hidden_act, "gelu_pytorch_tanh");
+  const CaseResult result = run_case(spec);
+  const std::string out = render_case(c, result);
+  EXPECT_FALSE(contains(out, "### Errors")) << out;
+  EXPECT_TRUE(contains(out, "### Logits")) << out;
+  EXPECT_TRUE(case_failures(result).empty()) << out;
+}
+
+TEST(PublishedConfig, SlidingWindowSizeIsNotReadSlidingWindowDecides) {
+  const CaseSpec spec =
+      read(gemma2_case(",\n  \"sliding_window\": 4,\n  \"sliding_window_size\": 4096"));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.sliding_window, 4);
+  // Alone it changes nothing either: the window stays Gemma2Config's default.
+  const CaseSpec alone = read(gemma2_case(",\n  \"sliding_window_size\": 2"));
+  ASSERT_TRUE(alone.problems.empty()) << problems_of(alone);
+  EXPECT_EQ(alone.model.sliding_window, 4096);
+}
+
+TEST(PublishedConfig, HiddenActBesideHiddenActivationIsNotRead) {
+  const CaseSpec spec = read(gemma2_case(
+      ",\n  \"hidden_act\": \"silu\",\n  \"hidden_activation\": \"gelu_pytorch_tanh\""));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.hidden_act, "gelu_pytorch_tanh");
+  const CaseSpec alone = read(gemma2_case(",\n  \"hidden_act\": \"silu\""));
+  ASSERT_TRUE(alone.problems.empty()) << problems_of(alone);
+  EXPECT_EQ(alone.model.hidden_act, "gelu_pytorch_tanh");
+}
+
+TEST(PublishedConfig, AnUnimplementedHiddenActivationIsRefusedByItsOwnName) {
+  const CaseSpec spec = read(gemma2_case(",\n  \"hidden_activation\": \"relu\""));
+  ASSERT_EQ(spec.problems.size(), 1u) << problems_of(spec);
+  EXPECT_EQ(spec.problems[0].message,
+            "hidden_activation \"relu\" is not supported (pinmark implements silu, gelu, "
+            "gelu_new and gelu_pytorch_tanh)");
+  EXPECT_EQ(spec.problems[0].where, "Config, line 10");
+}
+
+TEST(PublishedConfig, AnExactCacheImplementationIsAccepted) {
+  for (const std::string value : {"\"hybrid\"", "\"static\"", "\"dynamic\"", "null"}) {
+    const CaseSpec spec = read(gemma2_case(",\n  \"cache_implementation\": " + value));
+    EXPECT_TRUE(spec.problems.empty()) << value << "\n" << problems_of(spec);
+  }
+}
+
+TEST(PublishedConfig, AQuantizedCacheIsRefused) {
+  const CaseSpec spec = read(gemma2_case(",\n  \"cache_implementation\": \"quantized\""));
+  ASSERT_EQ(spec.problems.size(), 1u) << problems_of(spec);
+  EXPECT_TRUE(contains(spec.problems[0].message,
+                       "cache_implementation \"quantized\" is not supported (pinmark keeps keys "
+                       "and values exactly: dynamic, static,"))
+      << spec.problems[0].message;
+  EXPECT_EQ(spec.problems[0].where, "Config, line 10");
+}
+
+TEST(PublishedConfig, GemmaOneStillRefusesGemma2OnlyKeys) {
+  std::string md = gemma2_case(",\n  \"sliding_window_size\": 4");
+  md.replace(md.find("\"gemma2\""), 8, "\"gemma\"");
+  const CaseSpec spec = read(md);
+  ASSERT_EQ(spec.problems.size(), 1u) << problems_of(spec);
+  EXPECT_TRUE(contains(spec.problems[0].message, "unknown config key 'sliding_window_size'"))
+      << spec.problems[0].message;
+}
+
+}  // namespace
+}  // namespace pinmark
