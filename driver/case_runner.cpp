@@ -233,15 +233,10 @@ double tolerance_for(const TargetPlan& plan, const Target& target, const Workloa
 Weights load_weights(const CaseSpec& spec) {
   Weights synthetic = synthetic_weights(spec.model);
   if (spec.checkpoint.empty()) return synthetic;
-  const Checkpoint checkpoint(spec.checkpoint);
+  const Checkpoint checkpoint(spec.checkpoint, spec.checkpoint_label);
   std::vector<std::pair<std::string, Shape>> wanted;
   for (const auto& [name, tensor] : synthetic) wanted.emplace_back(name, tensor.shape);
-  for (const std::string& name : checkpoint.names())
-    if (!synthetic.count(name))
-      throw std::runtime_error("checkpoint " + spec.checkpoint_label + " has tensor '" + name +
-                               "', which pinmark's " + spec.model.model_type +
-                               " model does not use");
-  return checkpoint.load(wanted);
+  return checkpoint.load_model(spec.model.model_type, spec.model.tie_word_embeddings, wanted);
 }
 
 void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseResult& result) {

@@ -1,6 +1,7 @@
 #include "runtime/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -22,7 +23,30 @@ using nlohmann::json;
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
 
+constexpr const char* kHead = "lm_head.weight";
+
 std::string quoted(const std::string& name) { return "'" + name + "'"; }
+
+// `name` against a pattern in which '#' stands for one or more digits.
+bool matches(const std::string& name, const std::string& pattern) {
+  size_t n = 0;
+  for (size_t p = 0; p < pattern.size(); ++p) {
+    if (pattern[p] != '#') {
+      if (n >= name.size() || name[n] != pattern[p]) return false;
+      ++n;
+      continue;
+    }
+    const size_t start = n;
+    while (n < name.size() && name[n] >= '0' && name[n] <= '9') ++n;
+    if (n == start) return false;
+  }
+  return n == name.size();
+}
+
+bool matches_any(const std::string& name, const std::vector<std::string>& patterns) {
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const std::string& p) { return matches(name, p); });
+}
 
 std::string join(const std::string& directory, const std::string& file) {
   return (fs::path(directory) / file).string();
@@ -197,6 +221,76 @@ Weights Checkpoint::load(const std::vector<std::pair<std::string, Shape>>& wante
   for (const auto& [name, shape] : wanted) names.insert(name);
   for (const auto& [name, shape] : wanted) weights.insert_or_assign(name, read(name, shape, names));
   return weights;
+}
+
+Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embeddings,
+                               const std::vector<std::pair<std::string, Shape>>& wanted) const {
+  const CheckpointNaming naming = checkpoint_naming(model_type);
+  const std::string prefix = naming.base_model_prefix + ".";
+  // transformers' rule: one name under the prefix and the checkpoint is the whole model's;
+  // none and it is the base model's, every name of which is read with the prefix added.
+  const bool whole_model = std::any_of(shard_of_.begin(), shard_of_.end(), [&](const auto& entry) {
+    return entry.first.starts_with(prefix);
+  });
+  auto stored_name = [&](const std::string& model_name) {
+    return !whole_model && model_name.starts_with(prefix) ? model_name.substr(prefix.size())
+                                                          : model_name;
+  };
+  std::set<std::string> stored_wanted;
+  for (const auto& [name, shape] : wanted) {
+    if (!whole_model && !name.starts_with(prefix))
+      throw std::runtime_error(
+          "checkpoint " + label_ + " has no tensor under '" + prefix +
+          "', so transformers reads it as the base model alone and does not load " +
+          quoted(name) + " from it; pinmark's " + model_type + " model needs that tensor" +
+          (name == kHead ? " unless config.json sets tie_word_embeddings" : ""));
+    stored_wanted.insert(stored_name(name));
+  }
+
+  bool tied_head = false;
+  for (const auto& [name, shard] : shard_of_) {
+    if (stored_wanted.count(name)) continue;
+    const std::string in_base_model =
+        !whole_model ? name : name.starts_with(prefix) ? name.substr(prefix.size()) : "";
+    if (!in_base_model.empty() && matches_any(in_base_model, naming.buffers)) continue;
+    if (name == kHead && tie_word_embeddings) {
+      tied_head = true;
+      continue;
+    }
+    throw std::runtime_error("checkpoint " + label_ + " has tensor " + quoted(name) +
+                             ", which pinmark's " + model_type + " model does not use");
+  }
+
+  Weights weights;
+  for (const auto& [name, shape] : wanted)
+    weights.insert_or_assign(name, read(stored_name(name), shape, stored_wanted));
+  if (!tied_head) return weights;
+  // transformers makes the head the embedding itself, so a stored copy is only redundant when
+  // it holds the same numbers; any other head would be silently dropped.
+  auto embedding = weights.find(naming.embedding);
+  if (embedding == weights.end())
+    throw std::runtime_error("checkpoint " + label_ + ": the " + model_type +
+                             " model reads no " + quoted(naming.embedding));
+  const Tensor<double>& embed = embedding->second;
+  const Tensor<double> head = read(kHead, embed.shape, stored_wanted);
+  for (size_t i = 0; i < head.data.size(); ++i)
+    if (!(head.data[i] == embed.data[i]) &&
+        !(std::isnan(head.data[i]) && std::isnan(embed.data[i])))
+      throw std::runtime_error(
+          "checkpoint " + label_ + " stores " + quoted(kHead) + " apart from the embedding " +
+          quoted(stored_name(naming.embedding)) + " and they differ (first at element " +
+          std::to_string(i) + "), but config.json ties them (tie_word_embeddings true), so " +
+          "transformers uses the embedding as the head: set tie_word_embeddings to false to "
+          "use " + quoted(kHead) + ", or remove it from the checkpoint");
+  return weights;
+}
+
+CheckpointNaming checkpoint_naming(const std::string& model_type) {
+  if (model_type == "gpt2")
+    // GPT2Attention's causal mask and its fill value, saved by checkpoints written before
+    // transformers made them non-persistent.
+    return {"transformer", "transformer.wte.weight", {"h.#.attn.bias", "h.#.attn.masked_bias"}};
+  return {"model", "model.embed_tokens.weight", {}};
 }
 
 Weights load_checkpoint(const std::string& directory,

@@ -50,6 +50,18 @@ class Checkpoint {
   // read() for each (name, expected shape).
   Weights load(const std::vector<std::pair<std::string, Shape>>& wanted) const;
 
+  // The tensors a `model_type` model reads, given by the names and shapes the model uses
+  // (`wanted`: "transformer.wte.weight", "lm_head.weight", ...), matched to this checkpoint's
+  // names as transformers' from_pretrained matches them (see CheckpointNaming): a checkpoint
+  // with no name under the base-model prefix is read with that prefix added to every name;
+  // the family's buffers are skipped; with `tie_word_embeddings`, a stored "lm_head.weight"
+  // equal to the embedding is accepted. Throws, naming the tensor as the checkpoint stores it,
+  // when the checkpoint holds a tensor the model does not use, when a wanted tensor is missing
+  // or has another shape (as read()), when a tied head differs from the embedding, and when
+  // an untied model's head is wanted from a checkpoint of the base model alone.
+  Weights load_model(const std::string& model_type, bool tie_word_embeddings,
+                     const std::vector<std::pair<std::string, Shape>>& wanted) const;
+
  private:
   Tensor<double> read(const std::string& name, const Shape& expected,
                       const std::set<std::string>& wanted) const;
@@ -60,6 +72,22 @@ class Checkpoint {
   std::vector<SafetensorsFile> shards_;
   std::map<std::string, size_t> shard_of_;  // tensor name -> index into shards_
 };
+
+// How transformers matches a checkpoint's tensor names to one family's *ForCausalLM model.
+struct CheckpointNaming {
+  // The base model's attribute, transformers' base_model_prefix ("transformer" for gpt2,
+  // "model" for the others). A checkpoint saved from the base model alone (as the Hub stores
+  // openai-community/gpt2: "wte.weight", "h.0.attn.c_attn.weight") has no name under it.
+  std::string base_model_prefix;
+  // The input embedding, by the model's name: a tied output head is this tensor.
+  std::string embedding;
+  // Buffers, not parameters, that older checkpoints saved and transformers drops on load (the
+  // model rebuilds them): names relative to the base model, '#' standing for a layer number.
+  std::vector<std::string> buffers;
+};
+
+// The naming of `model_type`'s checkpoints; llama's for a family without its own.
+CheckpointNaming checkpoint_naming(const std::string& model_type);
 
 // Checkpoint(directory).load(wanted).
 Weights load_checkpoint(const std::string& directory,
