@@ -54,6 +54,7 @@ struct TargetRow {
   // Carried rows only.
   std::vector<std::string> cells;  // the golden's cells, label first
   std::string stale;  // why the row no longer describes the case ("" while it does)
+  std::string carried_failure;  // why the recorded row fails here ("" when it passes)
 };
 
 struct CaseResult {
@@ -80,13 +81,6 @@ struct CaseResult {
   std::optional<ReferenceCheck> reference;
   std::string checkpoint_label;
 };
-
-// Why the case fails whatever its golden says, one message each: a measured target outside its
-// tolerance, a carried row whose recorded verdict is FAIL or whose errors are NaN, a sequence
-// that disagrees with Hugging Face's logits, a problem that depends on the machine (never
-// pinned in a golden); with `require_fresh`, also every stale and every unmeasured row.
-// Regeneration can record a failure, never accept it.
-std::vector<std::string> case_failures(const CaseResult& result, bool require_fresh = false);
 
 // Builds a target's backend; nullptr when it cannot run here. Tests substitute their own
 // (deliberately broken) backends through this.

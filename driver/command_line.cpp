@@ -14,6 +14,7 @@
 #include "driver/file_run.h"
 #include "driver/render.h"
 #include "driver/unified_diff.h"
+#include "driver/verdict.h"
 
 namespace pinmark {
 namespace {
@@ -190,7 +191,9 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, std::
       continue;
     }
     ++tally.failed;
-    out << red << "FAIL    " << reset << path << " :: " << c.slug << "\n";
+    out << red << "FAIL    " << reset << path << " :: " << c.slug
+        << (o.regenerate && c.text != outcome.actual ? "  (rewritten; the failure stands)" : "")
+        << "\n";
     for (const std::string& why : failing) out << "  " << path << ":" << c.line << ": " << why << "\n";
     for (const CaseProblem& p : outcome.result.problems)
       out << "  " << path << ":" << (p.file_line ? p.file_line : c.line) << ": " << problem_line(p)

@@ -10,6 +10,7 @@
 
 #include "driver/case_file.h"
 #include "driver/case_runner.h"
+#include "driver/verdict.h"
 
 namespace pinmark {
 

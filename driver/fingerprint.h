@@ -20,7 +20,7 @@ namespace pinmark {
 std::string row_fingerprint(const Case& c, const std::string& checkpoint);
 
 // A digest of the sources that compute a target's numbers (runtime/, and the driver's
-// case_runner and numerics), taken when pinmark was configured (driver/CMakeLists.txt).
+// case_runner.cpp and numerics), taken when pinmark was configured (driver/CMakeLists.txt).
 std::string code_fingerprint();
 
 // 64-bit FNV-1a, for fingerprints and bit digests.

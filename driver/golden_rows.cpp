@@ -1,6 +1,10 @@
 #include "driver/golden_rows.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <optional>
 
 namespace pinmark {
 namespace {
@@ -154,11 +158,41 @@ bool finite_cell(const std::string& cell) {
   return cell.find("nan") == std::string::npos && cell.find("inf") == std::string::npos;
 }
 
-TargetRow carried_row(const Target& target, const GoldenRow& g, const std::string& fingerprint) {
+// The smallest value a bucketed cell ("≤ 5e-03": rounded up to 1, 2 or 5 x 10^k) can stand
+// for: the bucket below it (2e-03 here). nullopt for a cell that is not a bucket.
+std::optional<double> bucket_floor(const std::string& cell) {
+  const std::string prefix = "≤ ";
+  if (cell.rfind(prefix, 0) != 0) return std::nullopt;
+  const std::string number = cell.substr(prefix.size());
+  char* end = nullptr;
+  const double value = std::strtod(number.c_str(), &end);
+  if (end == number.c_str() || *end != '\0' || !(value > 0)) return std::nullopt;
+  const double step = value / std::pow(10.0, std::floor(std::log10(value) + 1e-9));
+  return step < 1.5 ? value / 2 : step < 3 ? value / 2 : value * 2 / 5;
+}
+
+// Why a carried row fails here, judged by what it recorded and the tolerance the case has now;
+// "" when it passes.
+std::string carried_failure(const GoldenRow& g, double tolerance) {
+  if (g.cells.size() <= 2) return "records no errors to judge";
+  if (g.verdict == "FAIL") return "records verdict FAIL";
+  if (g.verdict != "ok") return "records an unknown verdict '" + g.verdict + "'";
+  if (!finite_cell(g.cells[1]) || !finite_cell(g.cells[2]))
+    return "records errors that are not finite (" + g.cells[1] + ", " + g.cells[2] + ")";
+  if (auto floor = bucket_floor(g.cells[1]); floor && *floor > tolerance) {
+    char bound[32];
+    std::snprintf(bound, sizeof bound, "%.1e", tolerance);
+    return "records rel L2 " + g.cells[1] + ", past its tolerance " + bound;
+  }
+  return "";
+}
+
+TargetRow carried_row(const TargetRow& wanted, const GoldenRow& g, const std::string& fingerprint) {
   TargetRow row;
-  row.target = target;
+  row.target = wanted.target;
   row.label = g.label;
   row.carried = true;
+  row.tolerance = wanted.tolerance;
   row.cells = g.cells;
   row.fingerprint = g.fingerprint;
   row.math_mode = g.math_mode;
@@ -166,9 +200,8 @@ TargetRow carried_row(const Target& target, const GoldenRow& g, const std::strin
   row.stale = stale_reason(g.fingerprint, fingerprint);
   if (g.verdict_column >= 0)
     row.cells[g.verdict_column] = g.verdict + (row.stale.empty() ? "" : kStaleMark);
-  // rel L2 and max abs are the two cells after the label.
-  row.ok = g.verdict == "ok" && g.cells.size() > 2 && finite_cell(g.cells[1]) &&
-           finite_cell(g.cells[2]);
+  row.carried_failure = carried_failure(g, wanted.tolerance);
+  row.ok = row.carried_failure.empty();
   return row;
 }
 
@@ -182,7 +215,7 @@ void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult
     for (const GoldenRow& g : golden) {
       if (!is_row_of(g.label, row.target) || g.verdict == kNotMeasured) continue;
       if (row.ran && g.label == row.label) continue;  // measured again here
-      carried.push_back(carried_row(row.target, g, fingerprint));
+      carried.push_back(carried_row(row, g, fingerprint));
     }
     if (row.ran) row.fingerprint = fingerprint;
     if (row.ran || carried.empty()) rows.push_back(std::move(row));

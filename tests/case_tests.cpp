@@ -26,6 +26,7 @@
 #include "driver/golden_io.h"
 #include "driver/render.h"
 #include "driver/unified_diff.h"
+#include "driver/verdict.h"
 
 namespace pinmark {
 namespace {

@@ -12,6 +12,7 @@
 #include "driver/fingerprint.h"
 #include "driver/golden_rows.h"
 #include "driver/render.h"
+#include "driver/verdict.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {
@@ -126,13 +127,30 @@ TEST(CarriedRows, ACarriedFailStillFailsTheCase) {
   ASSERT_EQ(failures.size(), 1u);
   EXPECT_EQ(failures[0],
             "row cuda sm90 bf16, carried over from the golden (this machine cannot run it), "
-            "records a failure: verdict FAIL or errors that are not finite");
+            "records verdict FAIL");
 }
 
 TEST(CarriedRows, ACarriedRowWithNanErrorsFailsWhateverItsVerdictSays) {
   const std::string fp = fingerprint_of(kernel_case(2, ""));
   const Outcome r = run(kernel_case(2, "| cuda sm90 bf16 | nan | nan | yes | 2.2e-02 | ok | — |\n" + entry(fp)));
-  EXPECT_EQ(case_failures(r.outcome.result).size(), 1u);
+  const auto failures = case_failures(r.outcome.result);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_TRUE(contains(failures[0], "records errors that are not finite (nan, nan)")) << failures[0];
+}
+
+TEST(CarriedRows, ACarriedOkRowPastItsToleranceFails) {
+  const std::string fp = fingerprint_of(kernel_case(2, ""));
+  // "≤ 5e-01" stands for a rel L2 in (2e-01, 5e-01]: wholly past 2.2e-02.
+  const Outcome past = run(kernel_case(2, "| cuda sm90 bf16 | ≤ 5e-01 | ≤ 1e+00 | yes | 2.2e-02 | ok | — |\n" + entry(fp)));
+  const auto failures = case_failures(past.outcome.result);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_TRUE(contains(failures[0], "records rel L2 ≤ 5e-01, past its tolerance 2.2e-02")) << failures[0];
+  // A bucket that reaches below the tolerance may hold a value within it: the verdict stands.
+  const Outcome within = run(kernel_case(2, "| cuda sm90 bf16 | ≤ 5e-02 | ≤ 1e-01 | yes | 2.2e-02 | ok | — |\n" + entry(fp)));
+  EXPECT_TRUE(case_failures(within.outcome.result).empty());
+  const Outcome unknown = run(kernel_case(2, "| cuda sm90 bf16 | ≤ 5e-03 | ≤ 1e-02 | yes | 2.2e-02 | oK | — |\n" + entry(fp)));
+  ASSERT_EQ(case_failures(unknown.outcome.result).size(), 1u);
+  EXPECT_TRUE(contains(case_failures(unknown.outcome.result)[0], "records an unknown verdict 'oK'"));
 }
 
 TEST(CarriedRows, TheShippedFailingInputWithACarriedFailRowFails) {

@@ -10,6 +10,7 @@
 #include "driver/case_runner.h"
 #include "driver/case_spec.h"
 #include "driver/render.h"
+#include "driver/verdict.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {

@@ -12,6 +12,7 @@
 #include "driver/case_runner.h"
 #include "driver/case_spec.h"
 #include "driver/render.h"
+#include "driver/verdict.h"
 #include "runtime/safetensors.h"
 #include "tests/driver/test_support.h"
 #include "tests/support/safetensors_writer.h"

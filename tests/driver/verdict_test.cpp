@@ -17,6 +17,7 @@
 #include "driver/env_flag.h"
 #include "driver/file_run.h"
 #include "driver/hf_reference.h"
+#include "driver/verdict.h"
 #include "tests/driver/test_support.h"
 #include "tests/support/temp_dir.h"
 
@@ -177,7 +178,7 @@ TEST(CommandLineExit, AFileThatCannotBeRewrittenDoesNotStopTheOthers) {
   // A hard-linked golden is refused: replacing it would split the links.
   ASSERT_EQ(::link((dir.path() + "/b.md").c_str(), (dir.path() + "/b.link").c_str()), 0);
   std::string out, err;
-  EXPECT_EQ(run_cli({"run", dir.path(), "--regenerate", "-q"}, out, err), 1);
+  EXPECT_EQ(run_cli({"run", dir.path(), "--regenerate", "--force", "-q"}, out, err), 1);
   EXPECT_TRUE(contains(out, "ERROR   " + dir.path() + "/b.md: ")) << out << err;
   EXPECT_TRUE(contains(out, "regenerated 2 files")) << out;
   EXPECT_NE(test::read_file(dir.path() + "/a.md"), kSwiglu);
