@@ -115,7 +115,7 @@ void read_kernel(const JsonBlock& block, KernelSpec& kernel, std::vector<CasePro
         kernel.seed = value.get<uint64_t>();
       else
         problems.push_back(
-            block.problem_at(key, "seed must be a non-negative integer, got " + show(value)));
+            block.problem_at(key, "seed must be an integer from 0 to 18446744073709551615, got " + show(value)));
     } else if (value.is_number()) {
       kernel.params[key] = value.get<double>();
     } else {

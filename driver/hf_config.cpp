@@ -235,7 +235,7 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
     if (key == "seed") {
       if (!value.is_number_unsigned())
         r.problems.push_back(r.block.problem_at(
-            key, "pinmark.seed must be a non-negative integer, got " + show(value)));
+            key, "pinmark.seed must be an integer from 0 to 18446744073709551615, got " + show(value)));
       else
         c.seed = value.get<uint64_t>();
     } else if (key == "kv_shared_layers") {

@@ -126,9 +126,9 @@ std::vector<ConfigProblem> validate(const KernelSpec& spec) {
     const double lowest = may_be_zero(name) ? 0.0 : 1.0;
     if (!(v >= lowest && v <= INT_MAX && v == std::floor(v))) {
       problems.push_back({name, name +
-                                    (may_be_zero(name) ? " must be a non-negative integer"
-                                                       : " must be a positive integer") +
-                                    ", got " + number(v)});
+                                    (may_be_zero(name) ? " must be an integer from 0 to "
+                                                       : " must be an integer from 1 to ") +
+                                    std::to_string(INT_MAX) + ", got " + number(v)});
       sizes_ok = false;
     }
   }

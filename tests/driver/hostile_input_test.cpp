@@ -100,7 +100,7 @@ TEST(HostileInput, PinmarkKeysAreRangeChecked) {
 TEST(HostileInput, RopePositionsMustBeNonNegativeAndFitAnInt) {
   std::string out = problems_of(spec_of(kernel_case(
       R"({"op": "rope", "tokens": 2, "heads": 1, "head_dim": 4, "start": -3})")));
-  EXPECT_TRUE(contains(out, "start must be a non-negative integer, got -3")) << out;
+  EXPECT_TRUE(contains(out, "start must be an integer from 0 to 2147483647, got -3")) << out;
   out = problems_of(spec_of(kernel_case(
       R"({"op": "rope", "tokens": 2, "heads": 1, "head_dim": 4, "start": 2147483647})")));
   EXPECT_TRUE(contains(out, "start + tokens - 1 = 2147483648 is past the largest position")) << out;

@@ -55,15 +55,15 @@ TEST(KernelValidate, Messages) {
   EXPECT_EQ(problems_of({"rmsnorm", {{"rows", 3}, {"dim", 4}, {"dims", 4}}, 0}),
             "dims: unknown parameter 'dims' for op rmsnorm");
   EXPECT_EQ(problems_of({"matmul", {{"n", 0}, {"k", 2}, {"m", 2}}, 0}),
-            "n: n must be a positive integer, got 0");
+            "n: n must be an integer from 1 to 2147483647, got 0");
   EXPECT_EQ(problems_of({"matmul", {{"n", 2}, {"k", 2.5}, {"m", 2}}, 0}),
-            "k: k must be a positive integer, got 2.5");
-  EXPECT_EQ(problems_of({"swiglu", {{"n", -3}}, 0}), "n: n must be a positive integer, got -3");
+            "k: k must be an integer from 1 to 2147483647, got 2.5");
+  EXPECT_EQ(problems_of({"swiglu", {{"n", -3}}, 0}), "n: n must be an integer from 1 to 2147483647, got -3");
   EXPECT_EQ(
       problems_of({"attention",
                    {{"tokens", 2}, {"past", -1}, {"heads", 2}, {"kv_heads", 1}, {"head_dim", 4}},
                    0}),
-      "past: past must be a non-negative integer, got -1");
+      "past: past must be an integer from 0 to 2147483647, got -1");
   EXPECT_EQ(problems_of(
                 {"attention", {{"tokens", 2}, {"heads", 6}, {"kv_heads", 4}, {"head_dim", 4}}, 0}),
             "kv_heads: heads (6) is not divisible by kv_heads (4)");
