@@ -11,6 +11,7 @@
 #include "driver/case_discovery.h"
 #include "driver/case_runner.h"
 #include "driver/env_flag.h"
+#include "driver/fence.h"
 #include "driver/file_run.h"
 #include "driver/render.h"
 #include "driver/unified_diff.h"
@@ -159,7 +160,7 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, std::
 
   if (!run.parsed.problems.empty()) {
     for (const FileProblem& p : run.parsed.problems)
-      out << red << "INVALID " << reset << path << ":" << p.line << ": " << p.message << "\n";
+      out << red << "INVALID " << reset << path << ":" << p.line << ": " << one_line(p.message) << "\n";
     out << "  " << path << " was not run" << (o.regenerate ? " and not rewritten" : "") << "\n";
     ++tally.failed;
     return;
@@ -196,7 +197,7 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, std::
         << "\n";
     for (const std::string& why : failing) out << "  " << path << ":" << c.line << ": " << why << "\n";
     for (const CaseProblem& p : outcome.result.problems)
-      out << "  " << path << ":" << (p.file_line ? p.file_line : c.line) << ": " << problem_line(p)
+      out << "  " << path << ":" << (p.file_line ? p.file_line : c.line) << ": " << one_line(problem_line(p))
           << "\n";
     if (!matches && !o.regenerate) {
       DiffStyle style{o.color, c.line};
@@ -240,15 +241,21 @@ int run_command_line(const std::vector<std::string>& args, std::ostream& out, st
       return audit.accepted.empty() && audit.false_failures.empty() ? 0 : 1;
     }
     if (o.command == "list") {
+      int status = 0;
       for (const std::string& path : files) {
         FileRun run = run_file(path, [](const Case&) { return false; });
-        for (const FileProblem& p : run.parsed.problems)
-          err << path << ":" << p.line << ": " << p.message << "\n";
+        // An invalid file's cases do not run: listing them as if they did would mislead.
+        if (!run.parsed.problems.empty()) {
+          for (const FileProblem& p : run.parsed.problems)
+            err << path << ":" << p.line << ": " << one_line(p.message) << "\n";
+          status = 1;
+          continue;
+        }
         for (const Case& c : run.parsed.cases)
           if (glob_match(o.filter, c.slug) || glob_match(o.filter, path + "::" + c.slug))
             out << path << " :: " << c.slug << "\n";
       }
-      return 0;
+      return status;
     }
     Tally tally;
     for (const std::string& path : files) {

@@ -160,6 +160,25 @@ TEST(CommandLineExit, AFilterThatMatchesNoCaseIsAnError) {
   EXPECT_TRUE(contains(err, "no case matches 'nothing_*' in 1 file")) << err;
 }
 
+TEST(CommandLineExit, ListingAnInvalidFileIsAnErrorAndListsNoneOfItsCases) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/bad.md") << "# T\n\n## B\n\n```python\nprint(1)\n";
+  std::string out, err;
+  EXPECT_EQ(run_cli({"list", dir.path()}, out, err), 1);
+  EXPECT_TRUE(contains(err, "bad.md:5: ")) << err;
+  EXPECT_FALSE(contains(out, ":: b")) << out;
+}
+
+TEST(CommandLineExit, MessagesOnTheTerminalAreOneLineEach) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/a.md")
+      << "# T\n\n## K\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"bad\\nkey\": 1}\n```\n";
+  std::string out, err;
+  EXPECT_EQ(run_cli({"run", dir.path(), "-q"}, out, err), 1);
+  EXPECT_TRUE(contains(out, "bad\\nkey")) << out;  // the newline is shown as \n
+  EXPECT_FALSE(contains(out, "bad\nkey")) << out;
+}
+
 TEST(CommandLineExit, RegenerateTakesOnlyYesOrNo) {
   TempDir dir;
   std::ofstream(dir.path() + "/a.md") << kSwiglu;
