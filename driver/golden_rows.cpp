@@ -167,8 +167,9 @@ std::optional<double> bucket_floor(const std::string& cell) {
   char* end = nullptr;
   const double value = std::strtod(number.c_str(), &end);
   if (end == number.c_str() || *end != '\0' || !(value > 0)) return std::nullopt;
+  // 1e-k and 2e-k sit one bucket above half their value, 5e-k above 2e-k.
   const double step = value / std::pow(10.0, std::floor(std::log10(value) + 1e-9));
-  return step < 1.5 ? value / 2 : step < 3 ? value / 2 : value * 2 / 5;
+  return step < 3 ? value / 2 : value * 2 / 5;
 }
 
 // Why a carried row fails here, judged by what it recorded and the tolerance the case has now;
