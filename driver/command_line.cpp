@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <filesystem>
+#include <cstring>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -10,9 +14,13 @@
 #include "driver/audit.h"
 #include "driver/case_discovery.h"
 #include "driver/case_runner.h"
+#include "driver/ci_report.h"
+#include "driver/cli_color.h"
 #include "driver/env_flag.h"
 #include "driver/fence.h"
 #include "driver/file_run.h"
+#include "driver/golden_io.h"
+#include "driver/pending.h"
 #include "driver/render.h"
 #include "driver/unified_diff.h"
 #include "driver/verdict.h"
@@ -20,32 +28,111 @@
 namespace pinmark {
 namespace {
 
-constexpr const char* kUsage =
+#ifndef PINMARK_VERSION
+#define PINMARK_VERSION "unknown"
+#endif
+
+constexpr const char* kRunUsage =
     "usage: pinmark run [PATH...] [--filter GLOB] [--regenerate [--force]] [--require-fresh]\n"
-    "                   [--color WHEN] [-q]\n"
-    "       pinmark list [PATH...] [--filter GLOB]\n"
-    "       pinmark audit [PATH...] [--sweep N]\n"
+    "                   [--junit FILE] [--summary FILE] [--no-pending] [--color WHEN] [-q]\n"
     "\n"
     "Runs the cases of each Markdown file (folders are searched for *.md; default: cases) and\n"
-    "compares each file with the golden on disk.\n"
+    "compares each file with the golden on disk. A file with a failing case gets what\n"
+    "--regenerate would write beside it, as FILE.md.pending (the golden is not touched; also\n"
+    "under CI, so a pipeline can upload them); a file whose cases all pass loses a stale one.\n"
     "\n"
     "  --filter GLOB   run only cases whose slug, or FILE::slug, matches GLOB ('*' and '?');\n"
     "                  a filter that matches no case is an error\n"
-    "  --regenerate    rewrite the goldens with what the cases produce now (also REGENERATE=1);\n"
-    "                  refused when CI is set, unless --force is given\n"
+    "  --regenerate    rewrite the goldens with what the cases produce now (also REGENERATE=1),\n"
+    "                  naming each file rewritten; refused when CI is set, unless --force is given\n"
     "  --require-fresh fail every case with a row that is stale (measured for other inputs or\n"
     "                  other code) or that no machine has measured: for release gates\n"
-    "  --color WHEN    colour the diffs: auto (default, when writing to a terminal), always, never\n"
+    "  --junit FILE    write a JUnit XML report: one testcase per case, the failing rows and the\n"
+    "                  diff in each failure\n"
+    "  --summary FILE  write a Markdown summary (the shape of a GitHub job summary): counts,\n"
+    "                  failed cases with their first failing rows, stale and unmeasured rows\n"
+    "  --no-pending    write no FILE.md.pending\n"
+    "  --color WHEN    colour the output: auto (default), always, never. With auto: off when\n"
+    "                  NO_COLOR is set, on when FORCE_COLOR is set (not 0), else on a terminal\n"
+    "                  whose TERM is not dumb\n"
     "  -q, --quiet     print only failures and the summary\n"
-    "  --sweep N       audit: also run N random variations of the cases on the CPU targets\n"
-    "                  (default 0); every row must pass\n"
-    "\n"
-    "`audit` checks that each case's tolerances reject outputs that carry no information (all\n"
-    "zeros, another seed, another position, a permutation) and, with --sweep, that the healthy\n"
-    "runtime never fails; it exits 1 on any such finding.\n"
     "\n"
     "Exit status: 0 when every case matches, 1 when a case differs or a file is invalid, 2 for a\n"
     "usage or I/O error.\n";
+
+constexpr const char* kListUsage =
+    "usage: pinmark list [PATH...] [--filter GLOB]\n"
+    "\n"
+    "Prints FILE :: slug for each case of the files (default: cases) that GLOB matches.\n"
+    "Exit status: 1 when a file is invalid, 2 for a usage or I/O error.\n";
+
+constexpr const char* kAuditUsage =
+    "usage: pinmark audit [PATH...] [--sweep N]\n"
+    "\n"
+    "Checks that each case's tolerances reject outputs that carry no information (all zeros,\n"
+    "another seed, another position, a permutation) and, with --sweep, that the healthy runtime\n"
+    "never fails; exits 1 on any such finding.\n"
+    "\n"
+    "  --sweep N       also run N random variations of the cases on the CPU targets (default 0);\n"
+    "                  every row must pass\n";
+
+constexpr const char* kAcceptUsage =
+    "usage: pinmark accept [PATH...]\n"
+    "\n"
+    "Puts every pending golden (FILE.md.pending, written by a failing `pinmark run`) under the\n"
+    "given files and folders (default: cases) over its golden, and removes it. A pending whose\n"
+    "golden changed since it was written is refused and kept. Exit status: 0 when all were\n"
+    "accepted, 1 when one was refused or there was none, 2 for a usage or I/O error.\n";
+
+constexpr const char* kRejectUsage =
+    "usage: pinmark reject [PATH...]\n"
+    "\n"
+    "Deletes every pending golden (FILE.md.pending) under the given files and folders (default:\n"
+    "cases), naming each. Exit status: 1 when there was none, 2 for a usage or I/O error.\n";
+
+constexpr const char* kReviewUsage =
+    "usage: pinmark review [PATH...] [--color WHEN]\n"
+    "\n"
+    "Shows each pending golden under the given files and folders (default: cases) as a diff\n"
+    "against its golden and asks: a(ccept), r(eject), s(kip) or q(uit). Exit status: 1 when\n"
+    "there was none or an accept was refused, 2 for a usage or I/O error.\n";
+
+constexpr const char* kUsage =
+    "usage: pinmark run [PATH...] [--filter GLOB] [--regenerate [--force]] [--require-fresh]\n"
+    "                   [--junit FILE] [--summary FILE] [--no-pending] [--color WHEN] [-q]\n"
+    "       pinmark list [PATH...] [--filter GLOB]\n"
+    "       pinmark audit [PATH...] [--sweep N]\n"
+    "       pinmark accept [PATH...]\n"
+    "       pinmark reject [PATH...]\n"
+    "       pinmark review [PATH...]\n"
+    "       pinmark --version\n"
+    "\n"
+    "`pinmark COMMAND --help` describes a command. Paths default to cases.\n"
+    "\n"
+    "Exit status: 0 when every case matches, 1 when a case differs or a file is invalid, 2 for a\n"
+    "usage or I/O error.\n";
+
+const char* usage_of(const std::string& command) {
+  if (command == "run") return kRunUsage;
+  if (command == "list") return kListUsage;
+  if (command == "audit") return kAuditUsage;
+  if (command == "accept") return kAcceptUsage;
+  if (command == "reject") return kRejectUsage;
+  if (command == "review") return kReviewUsage;
+  return kUsage;
+}
+
+// The options each command takes, beyond paths and --help.
+bool takes(const std::string& command, const std::string& option) {
+  if (option == "--filter") return command == "run" || command == "list";
+  if (option == "--sweep") return command == "audit";
+  if (option == "--color") return command == "run" || command == "list" || command == "review";
+  if (option == "--regenerate" || option == "--force" || option == "--require-fresh" ||
+      option == "--junit" || option == "--summary" || option == "--no-pending" || option == "-q" ||
+      option == "--quiet")
+    return command == "run";
+  return false;
+}
 
 struct Options {
   std::string command;
@@ -56,6 +143,8 @@ struct Options {
   bool quiet = false;
   bool color = false;
   bool require_fresh = false;
+  bool pending = true;
+  std::string junit, summary;
   int sweep = 0;
 };
 
@@ -71,12 +160,30 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
     o.command = "help";
     return o;
   }
-  if (o.command != "run" && o.command != "list" && o.command != "audit") {
+  if (o.command == "--version" || o.command == "-V") {
+    o.command = "version";
+    return o;
+  }
+  if (o.command != "run" && o.command != "list" && o.command != "audit" &&
+      o.command != "accept" && o.command != "reject" && o.command != "review") {
     err << "pinmark: unknown command '" << o.command << "'\n\n" << kUsage;
     return std::nullopt;
   }
+  // --help anywhere describes the command, whatever else is on the line.
+  for (size_t i = 1; i < args.size(); ++i)
+    if (args[i] == "--help" || args[i] == "-h") {
+      o.paths = {o.command};
+      o.command = "help";
+      return o;
+    }
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
+    const std::string option = a.substr(0, a.find('='));
+    if (!a.empty() && a[0] == '-' && a != "-" && !takes(o.command, option)) {
+      err << "pinmark: unknown option '" << option << "' for " << o.command << "\n\n"
+          << usage_of(o.command);
+      return std::nullopt;
+    }
     auto value = [&](const std::string& name) -> std::optional<std::string> {
       if (i + 1 >= args.size()) {
         err << "pinmark: " << name << " needs a value\n";
@@ -90,6 +197,16 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
       o.filter = *v;
     } else if (a.rfind("--filter=", 0) == 0) {
       o.filter = a.substr(9);
+    } else if (a == "--junit" || a == "--summary") {
+      auto v = value(a);
+      if (!v) return std::nullopt;
+      (a == "--junit" ? o.junit : o.summary) = *v;
+    } else if (a.rfind("--junit=", 0) == 0) {
+      o.junit = a.substr(8);
+    } else if (a.rfind("--summary=", 0) == 0) {
+      o.summary = a.substr(10);
+    } else if (a == "--no-pending") {
+      o.pending = false;
     } else if (a == "--regenerate") {
       o.regenerate = true;
     } else if (a == "--force") {
@@ -131,10 +248,12 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
     err << "pinmark: " << e.what() << "\n";
     return std::nullopt;
   }
-  // NO_COLOR counts when set to anything at all (no-color.org).
-  const char* no_color = std::getenv("NO_COLOR");
-  o.color = color == "always" ||
-            (color == "auto" && ::isatty(STDOUT_FILENO) && !(no_color && *no_color));
+  if ((!o.junit.empty() && o.junit == o.summary)) {
+    err << "pinmark: --junit and --summary name the same file '" << o.junit << "'\n";
+    return std::nullopt;
+  }
+  o.color = use_color(color, std::getenv("NO_COLOR"), std::getenv("FORCE_COLOR"),
+                      std::getenv("TERM"), ::isatty(STDOUT_FILENO));
   return o;
 }
 
@@ -148,25 +267,33 @@ struct Tally {
   int unreadable_files = 0;
 };
 
-// Runs one file; prints its cases and diff; regenerates it when asked.
-void run_one_file(const std::string& path, const Options& o, Tally& tally, std::ostream& out) {
+// Runs one file; prints its cases and diff; regenerates it when asked, or writes its pending
+// golden when a case fails; records each case in `report`.
+void run_one_file(const std::string& path, const Options& o, Tally& tally, RunReport& report,
+                  std::ostream& out) {
   auto selected = [&](const Case& c) {
     return glob_match(o.filter, c.slug) || glob_match(o.filter, path + "::" + c.slug);
   };
   FileRun run = run_file(path, selected);
   const char* red = o.color ? "\033[31m" : "";
   const char* green = o.color ? "\033[32m" : "";
+  const char* yellow = o.color ? "\033[33m" : "";
   const char* reset = o.color ? "\033[0m" : "";
 
   if (!run.parsed.problems.empty()) {
-    for (const FileProblem& p : run.parsed.problems)
+    CaseReport file{path, "", CaseReport::Status::kError, {}, ""};
+    for (const FileProblem& p : run.parsed.problems) {
       out << red << "INVALID " << reset << path << ":" << p.line << ": " << one_line(p.message) << "\n";
+      file.failures.push_back(path + ":" + std::to_string(p.line) + ": " + one_line(p.message));
+    }
     out << "  " << path << " was not run" << (o.regenerate ? " and not rewritten" : "") << "\n";
     ++tally.failed;
+    report.cases.push_back(std::move(file));
     return;
   }
 
   std::map<std::string, CaseRewrite> changed;
+  bool file_failed = false;
   for (const CaseOutcome& outcome : run.outcomes) {
     const Case& c = run.case_of(outcome);
     const bool matches = run.matches(outcome);
@@ -184,45 +311,181 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, std::
     if (!has_errors && !any_ran) ++tally.no_target_ran;
     // A matching case may still have something to record (a device that reproduced a row).
     if (c.text != outcome.actual) changed.emplace(c.slug, CaseRewrite(c.text, outcome.actual));
+    CaseReport record{path, c.slug, CaseReport::Status::kPassed, {}, ""};
     if ((matches || o.regenerate) && failing.empty()) {
       ++tally.passed;
+      report.cases.push_back(std::move(record));
       if (!o.quiet || !matches)
         out << green << (matches ? "PASS    " : "UPDATED ") << reset << path << " :: " << c.slug
             << (has_errors ? "  (renders Errors)" : "") << "\n";
       continue;
     }
     ++tally.failed;
+    file_failed = true;
+    record.status = CaseReport::Status::kFailed;
     out << red << "FAIL    " << reset << path << " :: " << c.slug
         << (o.regenerate && c.text != outcome.actual ? "  (rewritten; the failure stands)" : "")
         << "\n";
-    for (const std::string& why : failing) out << "  " << path << ":" << c.line << ": " << why << "\n";
+    for (const std::string& why : failing)
+      record.failures.push_back(path + ":" + std::to_string(c.line) + ": " + why);
     for (const CaseProblem& p : outcome.result.problems)
-      out << "  " << path << ":" << (p.file_line ? p.file_line : c.line) << ": " << one_line(problem_line(p))
-          << "\n";
+      record.failures.push_back(path + ":" + std::to_string(p.file_line ? p.file_line : c.line) +
+                                ": " + one_line(problem_line(p)));
+    for (const std::string& line : record.failures) out << "  " << line << "\n";
+    // The report says why even when the diff alone does.
+    if (!matches && record.failures.empty())
+      record.failures.push_back(path + ":" + std::to_string(c.line) + ": differs from its golden");
     if (!matches && !o.regenerate) {
-      DiffStyle style{o.color, c.line};
-      out << unified_diff(c.text, outcome.actual, path + " (golden)", path + " (actual)", style);
+      record.diff = unified_diff(c.text, outcome.actual, path + " (golden)", path + " (actual)",
+                                 DiffStyle{false, c.line});
+      out << (o.color ? unified_diff(c.text, outcome.actual, path + " (golden)",
+                                     path + " (actual)", DiffStyle{true, c.line})
+                      : record.diff);
     }
+    report.cases.push_back(std::move(record));
   }
   if (o.regenerate && !changed.empty()) {
     const RewriteOutcome rewritten = rewrite_cases(path, changed);
-    if (rewritten.written) ++tally.regenerated_files;
+    if (rewritten.written) {
+      ++tally.regenerated_files;
+      report.rewritten.push_back(path);
+      out << yellow << "REWROTE " << reset << path << "\n";
+    }
     for (const std::string& slug : rewritten.skipped) {
       ++tally.failed;
       out << red << "SKIPPED " << reset << path << " :: " << slug
           << ": edited while it ran, so not rewritten (run it again)\n";
     }
   }
+  // After a run of every case of the file, its pending golden exists exactly when a case fails
+  // and regeneration would change the file. A run of some of its cases only adds one.
+  const bool whole_file = run.outcomes.size() == run.parsed.cases.size();
+  if (!o.pending) return;
+  std::string pending_text;
+  if (!o.regenerate && file_failed && !changed.empty()) {
+    try {
+      std::vector<std::string> skipped;
+      pending_text = regenerate_text(path, run.original, changed, skipped);
+    } catch (const std::exception& e) {
+      out << "  " << path << ": no pending golden: " << one_line(e.what()) << "\n";
+      return;
+    }
+  }
+  if (!pending_text.empty() && pending_text != run.original) {
+    write_pending(path, run.original, pending_text);
+    report.pending.push_back(pending_path(path));
+    out << yellow << "PENDING " << reset << pending_path(path)
+        << "  (pinmark accept takes it, pinmark review shows it)\n";
+  } else if (whole_file && remove_pending(path)) {
+    out << "REMOVED " << pending_path(path) << " (stale)\n";
+  }
+}
+
+// Writes a report file, making its folder if need be; false, with a message, when it cannot be written.
+bool write_report(const std::string& option, const std::string& path, const std::string& text,
+                  std::ostream& err) {
+  try {
+    const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+    std::error_code error;
+    if (!folder.empty() && !std::filesystem::create_directories(folder, error) && error)
+      throw std::runtime_error("cannot create the folder of " + path + ": " + error.message());
+    write_file_atomically(path, text);
+    return true;
+  } catch (const std::exception& e) {
+    err << "pinmark: " << option << ": " << one_line(e.what()) << "\n";
+    return false;
+  }
+}
+
+int no_pending(const std::vector<std::string>& paths, std::ostream& err) {
+  err << "pinmark: no pending golden (*.md.pending) in";
+  for (const std::string& p : paths) err << " " << p;
+  err << "\n";
+  return 1;
+}
+
+// pinmark accept, reject and review.
+int pending_command(const Options& o, std::istream& in, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string> pendings = find_pendings(o.paths);
+  if (pendings.empty()) return no_pending(o.paths, err);
+  int status = 0, accepted = 0, rejected = 0, skipped = 0;
+  auto accept = [&](const std::string& p) {
+    try {
+      accept_pending(p);
+      ++accepted;
+      out << "ACCEPTED " << p << "\n";
+    } catch (const std::runtime_error& e) {
+      err << "pinmark: " << one_line(e.what()) << "\n";
+      status = 1;
+    }
+  };
+  auto reject = [&](const std::string& p) {
+    if (::unlink(p.c_str()) != 0)
+      throw std::runtime_error("cannot remove " + p + ": " + std::strerror(errno));
+    ++rejected;
+    out << "REJECTED " << p << "\n";
+  };
+  if (o.command == "accept") {
+    for (const std::string& p : pendings) accept(p);
+  } else if (o.command == "reject") {
+    for (const std::string& p : pendings) reject(p);
+  } else {
+    for (size_t i = 0; i < pendings.size(); ++i) {
+      const std::string& p = pendings[i];
+      const Pending pending = read_pending(p);
+      std::string golden;
+      bool current = false;
+      try {
+        golden = read_text_file(pending.golden);
+        current = pending_is_current(pending, golden);
+      } catch (const std::runtime_error&) {
+      }
+      out << "\n[" << i + 1 << "/" << pendings.size() << "] " << pending.golden << "\n";
+      if (current)
+        out << unified_diff(golden, pending.text, pending.golden + " (golden)",
+                            p + " (pending)", DiffStyle{o.color, 1});
+      else
+        out << "  " << pending.golden << " changed since this pending was written (or is gone): "
+            << "accepting it is refused; reject it, or run the cases again\n";
+      std::string answer;
+      for (;;) {
+        out << "accept, reject, skip or quit? [a/r/s/q] " << std::flush;
+        if (!std::getline(in, answer)) answer = "q";
+        if (answer == "a" || answer == "r" || answer == "s" || answer == "q") break;
+        out << "  '" << one_line(answer) << "' is not one of a, r, s, q\n";
+      }
+      if (answer == "a") accept(p);
+      if (answer == "r") reject(p);
+      if (answer == "s") ++skipped;
+      if (answer == "q") {
+        skipped += static_cast<int>(pendings.size() - i);
+        break;
+      }
+    }
+    out << "\n" << accepted << " accepted, " << rejected << " rejected, " << skipped
+        << " left pending\n";
+  }
+  return status;
 }
 
 }  // namespace
 
 int run_command_line(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::istringstream no_answers;
+  return run_command_line(args, no_answers, out, err);
+}
+
+int run_command_line(const std::vector<std::string>& args, std::istream& in, std::ostream& out,
+                     std::ostream& err) {
   std::optional<Options> options = parse_options(args, err);
   if (!options) return 2;
   const Options& o = *options;
   if (o.command == "help") {
-    out << kUsage;
+    out << usage_of(o.paths.empty() ? "" : o.paths[0]);
+    return 0;
+  }
+  if (o.command == "version") {
+    out << "pinmark " << PINMARK_VERSION << "\n";
     return 0;
   }
   if (o.command == "run" && o.regenerate) {
@@ -232,6 +495,8 @@ int run_command_line(const std::vector<std::string>& args, std::ostream& out, st
     }
   }
   try {
+    if (o.command == "accept" || o.command == "reject" || o.command == "review")
+      return pending_command(o, in, out, err);
     std::vector<std::string> files = find_case_files(o.paths);
     if (o.command == "audit") {
       AuditResult audit;
@@ -258,17 +523,26 @@ int run_command_line(const std::vector<std::string>& args, std::ostream& out, st
       return status;
     }
     Tally tally;
+    RunReport report;
     for (const std::string& path : files) {
       // One file that cannot be read or rewritten does not stop the others.
       try {
-        run_one_file(path, o, tally, out);
+        run_one_file(path, o, tally, report, out);
       } catch (const std::exception& e) {
         out << (o.color ? "\033[31m" : "") << "ERROR   " << (o.color ? "\033[0m" : "") << path
             << ": " << e.what() << "\n";
+        report.cases.push_back({path, "", CaseReport::Status::kError, {path + ": " + one_line(e.what())}, ""});
         ++tally.unreadable_files;
         ++tally.failed;
       }
     }
+    report.carried_rows = tally.carried_rows;
+    report.stale_rows = tally.stale_rows;
+    report.unmeasured_rows = tally.unmeasured_rows;
+    bool reports_written = true;
+    if (!o.junit.empty()) reports_written &= write_report("--junit", o.junit, junit_xml(report), err);
+    if (!o.summary.empty())
+      reports_written &= write_report("--summary", o.summary, markdown_summary(report), err);
     out << "\n";
     if (tally.selected == 0 && tally.failed == 0) {
       err << "pinmark: no case matches '" << o.filter << "' in " << files.size() << " file"
@@ -290,7 +564,11 @@ int run_command_line(const std::vector<std::string>& args, std::ostream& out, st
     if (o.regenerate)
       out << "regenerated " << tally.regenerated_files << " file"
           << (tally.regenerated_files == 1 ? "" : "s") << "\n";
+    if (!report.pending.empty())
+      out << report.pending.size() << " pending golden" << (report.pending.size() == 1 ? "" : "s")
+          << " written beside their goldens: pinmark review, accept or reject\n";
     out << tally.passed << " passed, " << tally.failed << " failed\n";
+    if (!reports_written) return 2;
     return tally.failed ? 1 : 0;
   } catch (const std::exception& e) {
     err << "pinmark: " << e.what() << "\n";

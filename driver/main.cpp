@@ -3,6 +3,6 @@
 #include "driver/command_line.h"
 
 int main(int argc, char** argv) {
-  return pinmark::run_command_line(std::vector<std::string>(argv + 1, argv + argc), std::cout,
-                                   std::cerr);
+  return pinmark::run_command_line(std::vector<std::string>(argv + 1, argv + argc), std::cin,
+                                   std::cout, std::cerr);
 }

@@ -4,7 +4,10 @@
 // case, and a new file is picked up without touching the build.
 //
 // With REGENERATE=1 a case whose output moved rewrites its own part of its golden (under a
-// file lock, so `REGENERATE=1 ctest -j` gives the same files as a serial run).
+// file lock, so `REGENERATE=1 ctest -j` gives the same files as a serial run). Without it, a
+// case that differs puts its new text in the file's pending golden (FILE.md.pending, merged
+// under the same lock, as `pinmark run` writes it) and a case that matches takes its own back
+// out, so `pinmark accept` takes what a failing ctest run found.
 //
 // ctest runs each case as `case_tests --gtest_filter=suite.slug`, with names listed when ctest
 // started (tests/case_tests_discovery.cmake). A name that no longer matches a case (deleted,
@@ -14,6 +17,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 #include <string>
@@ -24,6 +28,7 @@
 #include "driver/env_flag.h"
 #include "driver/file_run.h"
 #include "driver/golden_io.h"
+#include "driver/pending.h"
 #include "driver/render.h"
 #include "driver/unified_diff.h"
 #include "driver/verdict.h"
@@ -46,7 +51,6 @@ class CaseTest : public testing::Test {
     const Case& c = run.case_of(outcome);
     for (const std::string& why : case_failures(outcome.result))
       ADD_FAILURE_AT(path_.c_str(), c.line) << "case '" << slug_ << "': " << why;
-    if (c.text == outcome.actual) return;
     bool regenerate = false, force = false;
     try {
       regenerate = env_flag("REGENERATE");
@@ -54,6 +58,16 @@ class CaseTest : public testing::Test {
     } catch (const std::invalid_argument& e) {
       FAIL() << e.what();
     }
+    // A case that matches takes its change out of the file's pending golden, if it has one.
+    if (!regenerate && (c.text == outcome.actual || run.matches(outcome)) &&
+        std::filesystem::exists(pending_path(path_))) {
+      try {
+        update_pending_case(path_, slug_, c.text, c.text);
+      } catch (const std::exception& e) {
+        std::cerr << "pinmark: " << e.what() << "\n";
+      }
+    }
+    if (c.text == outcome.actual) return;
     if (regenerate) {
       if (auto refusal = regeneration_refusal(force, "set PINMARK_FORCE=1")) {
         FAIL() << *refusal;
@@ -65,12 +79,21 @@ class CaseTest : public testing::Test {
     }
     // What is left to record (a device that reproduced a row) is no difference.
     if (run.matches(outcome)) return;
+    // What regeneration would write, beside the golden, for `pinmark accept` (as pinmark run).
+    std::string pending;
+    try {
+      if (update_pending_case(path_, slug_, c.text, outcome.actual))
+        pending = "; " + pending_path(path_) + " holds it: `pinmark accept` takes it";
+    } catch (const std::exception& e) {
+      pending = "; no pending golden: " + std::string(e.what());
+    }
     std::string problems;
     for (const CaseProblem& p : outcome.result.problems)
       problems += path_ + ":" + std::to_string(p.file_line ? p.file_line : c.line) + ": " +
                   problem_line(p) + "\n";
     ADD_FAILURE_AT(path_.c_str(), c.line)
-        << "case '" << slug_ << "' differs from its golden (REGENERATE=1 accepts the new output)\n"
+        << "case '" << slug_ << "' differs from its golden (REGENERATE=1 accepts the new output"
+        << pending << ")\n"
         << problems
         << unified_diff(c.text, outcome.actual, path_ + " (golden)", path_ + " (actual)",
                         DiffStyle{false, c.line});
