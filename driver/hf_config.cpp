@@ -48,7 +48,8 @@ struct Reader {
     if (value != supported)
       problems.push_back(block.problem_at(key, key + " " + show(value) +
                                                    " is not supported (pinmark implements " +
-                                                   show(supported) + ")"));
+                                                   show(supported) + "); set it to " +
+                                                   show(supported) + " or leave it out"));
   }
 };
 
@@ -141,7 +142,8 @@ void read_gemma2_activation(Reader& r, const std::string& k, const json& v, Mode
       std::find(implemented.begin(), implemented.end(), v.get<std::string>()) == implemented.end()) {
     r.problems.push_back(r.block.problem_at(
         k, k + " " + show(v) +
-               " is not supported (pinmark implements silu, gelu, gelu_new and gelu_pytorch_tanh)"));
+               " is not supported (pinmark implements silu, gelu, gelu_new and gelu_pytorch_tanh); "
+               "set it to one of these"));
     return;
   }
   read_activation(r, k, v, c);
@@ -163,7 +165,7 @@ void read_cache_implementation(Reader& r, const std::string& k, const json& v, M
       k, k + " " + show(v) +
              " is not supported (pinmark keeps keys and values exactly: dynamic, static, "
              "offloaded, offloaded_static, hybrid, hybrid_chunked, offloaded_hybrid, "
-             "offloaded_hybrid_chunked, sliding_window or null)"));
+             "offloaded_hybrid_chunked, sliding_window or null); set it to one of these"));
 }
 
 // rope_scaling (transformers 4.x) and rope_parameters (5.x, which also carries rope_theta):
@@ -187,7 +189,8 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (type != "default" && type != "linear" && type != "llama3") {
     r.problems.push_back(r.block.problem_at(
         k, k + " " + show(v) +
-               " is not supported (pinmark implements rope types default, linear and llama3)"));
+               " is not supported (pinmark implements rope types default, linear and llama3); set " +
+               k + " to one of these or null"));
     return;
   }
   c.rope_type = type;
@@ -201,7 +204,7 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
     if (key == "type" || key == "rope_type") continue;
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       r.problems.push_back(r.block.problem_at(
-          k, k + " key '" + key + "' is not supported for rope type " + type));
+          k, k + " key '" + key + "' is not supported for rope type " + type + "; remove it"));
       continue;
     }
     const std::string what = k + "." + key;
@@ -250,9 +253,22 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
   }
 }
 
-// Every config.json key pinmark knows for `type`, by what it does to the model. Keys the
-// family's configuration class does not have are unknown, so a key copied from another
-// family's config is reported rather than silently ignored.
+void read_quantization_config(Reader& r, const std::string& k, const json& v, ModelConfig&) {
+  if (v.is_null()) return;
+  std::string method;
+  if (v.is_object() && v.contains("quant_method") && v["quant_method"].is_string())
+    method = " (quant_method " + show(v["quant_method"]) + ")";
+  r.problems.push_back(r.block.problem_at(
+      k, k + method + " is not supported: transformers loads these weights quantized, and "
+             "pinmark computes with weights as stored; use the unquantized checkpoint's "
+             "config.json, which has no quantization_config"));
+}
+
+// Every config.json key pinmark reads for `type`, by what it does to the model. The policy is
+// transformers 5.x's: a key is refused only where that model_type's modeling code reads it at
+// a value pinmark does not implement (the handlers below say which); a key the modeling code
+// never reads (another family's key, a tool's own like SmolLM2's "transformers.js_config" or
+// Qwen2.5's "use_mrope") changes nothing there, so it is accepted and listed as ignored.
 KeyTable config_keys(const std::string& type) {
   KeyTable keys = {
       {"architectures",
@@ -263,12 +279,16 @@ KeyTable config_keys(const std::string& type) {
          if (v != expected)
            r.problems.push_back(r.block.problem_at(
                k, k + " " + show(v) + " does not agree with model_type \"" + type +
-                      "\" (expected " + show(expected) + ")"));
+                      "\" (expected " + show(expected) + "); set it to " + show(expected) +
+                      " or leave it out"));
        }},
       {"model_type", [](Reader&, const std::string&, const json&, ModelConfig&) {}},
       {"vocab_size", integer_key(&ModelConfig::vocab_size)},
       {"tie_word_embeddings", boolean_key(&ModelConfig::tie_word_embeddings)},
       {"pinmark", read_pinmark},
+      // from_pretrained reads quantization_config and loads the weights quantized (fp8, GPTQ,
+      // bitsandbytes, ...), which computes other numbers than the weights as stored.
+      {"quantization_config", read_quantization_config},
   };
   if (type == "gpt2") {
     keys["n_embd"] = integer_key(&ModelConfig::hidden_size);
@@ -346,7 +366,13 @@ KeyTable config_keys(const std::string& type) {
     };
     if (type == "gemma") {
       // transformers 5.x builds GemmaMLP from hidden_act; hidden_activation (which 4.x
-      // preferred) is kept on the config but no longer read.
+      // preferred) is kept on the config but no longer read. google/gemma-2b publishes
+      // "hidden_act": "gelu", and GemmaMLP computes exactly that: `self.act_fn =
+      // ACT2FN[config.hidden_act]` (transformers src/transformers/models/gemma/modeling_gemma.py),
+      // and ACT2FN["gelu"] is GELUActivation, the exact erf form. The override some 4.x
+      // releases applied (hidden_activation, defaulting to the tanh approximation
+      // gelu_pytorch_tanh) is gone, so pinmark computes the erf GELU too (runtime/model.cpp)
+      // and does not substitute gelu_pytorch_tanh.
       keys["hidden_act"] = read_activation;
       keys["hidden_activation"] = [](Reader& r, const std::string& k, const json& v,
                                      ModelConfig&) {
@@ -375,7 +401,8 @@ KeyTable config_keys(const std::string& type) {
   return keys;
 }
 
-// Keys of a real config.json that do not change the numbers of inference.
+// Keys of a real config.json that do not change the numbers of inference, accepted without the
+// misspelling check (bos_token_id and eos_token_id are a letter apart).
 const std::vector<std::string>& ignored_config_keys(const std::string& type) {
   static const std::vector<std::string> common = {
       "bos_token_id",         "eos_token_id", "pad_token_id",         "initializer_range",
@@ -427,13 +454,35 @@ void resolve_qwen_window(const JsonBlock& block, ModelConfig& c,
     return;
   }
   if (!v.contains("sliding_window")) c.sliding_window = 4096;
+  // Qwen2Config: layer i slides only when `self.sliding_window is not None and i >=
+  // self.max_window_layers`, so "sliding_window": null beside "use_sliding_window": true
+  // leaves every layer on full attention (and so does pinmark's window of 0).
   if (c.layer_types.empty() && c.num_hidden_layers > 0) {
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      c.layer_types.push_back(i >= max_window_layers ? "sliding_attention" : "full_attention");
+      c.layer_types.push_back(c.sliding_window > 0 && i >= max_window_layers ? "sliding_attention"
+                                                                             : "full_attention");
   }
 }
 
 }  // namespace
+
+std::vector<std::string> unread_config_keys(const nlohmann::json& config) {
+  std::vector<std::string> out;
+  if (!config.is_object()) return out;
+  std::string type = "llama";
+  if (config.contains("model_type")) {
+    const json& v = config["model_type"];
+    const std::vector<std::string>& known = known_model_types();
+    if (!v.is_string() ||
+        std::find(known.begin(), known.end(), v.get<std::string>()) == known.end())
+      return out;
+    type = v.get<std::string>();
+  }
+  const KeyTable keys = config_keys(type);
+  for (const auto& [key, value] : config.items())
+    if (!keys.count(key)) out.push_back(key);
+  return out;
+}
 
 void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CaseProblem>& problems) {
   std::string type = "llama";
@@ -446,7 +495,8 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
       for (const std::string& t : known) list += (list.empty() ? "\"" : ", \"") + t + "\"";
       problems.push_back(block.problem_at(
           "model_type", "model_type " + show(v) + " is not supported (pinmark implements " +
-                            list + ")"));
+                            list + "); pinmark cannot compute this family, so use the "
+                            "config.json of a model of one of these"));
       return;
     }
     type = v.get<std::string>();
@@ -467,10 +517,15 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
       continue;
     }
     if (std::find(ignored.begin(), ignored.end(), key) != ignored.end()) continue;
-    std::string message = "unknown config key '" + key + "'";
-    if (type != "llama") message += " for model_type \"" + type + "\"";
-    if (auto guess = did_you_mean(key, known)) message += " (did you mean '" + *guess + "'?)";
-    problems.push_back(block.problem_at(key, message));
+    // A key the family's modeling code does not read changes nothing in transformers, so it
+    // is accepted (and the rendered case lists it). One that is a letter or two away from a
+    // key pinmark reads is most likely that key misspelt, whose value would then be lost.
+    if (auto guess = did_you_mean(key, known)) {
+      std::string message = "unknown config key '" + key + "'";
+      if (type != "llama") message += " for model_type \"" + type + "\"";
+      message += " (did you mean '" + *guess + "'?)";
+      problems.push_back(block.problem_at(key, message));
+    }
   }
   for (const std::string& key : required_config_keys(type))
     if (!block.value.contains(key))

@@ -15,4 +15,10 @@ namespace pinmark {
 // every shape that does not divide becomes a problem naming its line.
 void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CaseProblem>& problems);
 
+// The keys of a config (a Config block or a checkpoint's config.json) that pinmark reads for
+// nothing, in the JSON object's (sorted) order: keys that transformers' modeling code for its
+// model_type does not read (bos_token_id, transformers_version, a key another family's
+// configuration class has, ...). Empty for a model_type pinmark does not implement.
+std::vector<std::string> unread_config_keys(const nlohmann::json& config);
+
 }  // namespace pinmark

@@ -6,6 +6,8 @@
 #include "driver/fence.h"
 #include "driver/format.h"
 #include "driver/golden_rows.h"
+#include "driver/hf_config.h"
+#include "driver/json_block.h"
 
 namespace pinmark {
 namespace {
@@ -82,6 +84,30 @@ std::string render_logits(const CaseResult& r) {
     intro += " The KV cache stores keys and values for " + std::to_string(r.kv_layers_stored) +
              " of the " + std::to_string(r.layers) + " layers; the others reuse them.";
   return "### Logits\n\n" + intro + "\n\n" + fenced(body);
+}
+
+// One line under Logits naming the keys of the case's Config block that pinmark reads for
+// nothing, because transformers' modeling code for that model_type does not read them either:
+// a reader sees what did not matter. Empty when there are none, and for a checkpoint case,
+// whose keys are in its config.json rather than in the case.
+std::string render_unread_config_keys(const Case& c) {
+  for (const Section& s : c.sections) {
+    if (s.name != "Config") continue;
+    std::vector<CaseProblem> ignored_problems;
+    const std::optional<JsonBlock> block = read_json_block(s, ignored_problems);
+    if (!block) return "";
+    std::string list;
+    // Each key as the Config block spells it (JSON escapes kept), so a key holding a newline
+    // or a fence cannot start a heading or a block of its own here.
+    for (const std::string& key : unread_config_keys(block->value)) {
+      const std::string quoted =
+          nlohmann::json(key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      list += (list.empty() ? "" : ", ") + inline_code(quoted.substr(1, quoted.size() - 2));
+    }
+    if (list.empty()) return "";
+    return "Config keys that change none of these numbers, ignored: " + list + ".";
+  }
+  return "";
 }
 
 std::string render_tokens(const CaseResult& r) {
@@ -269,6 +295,7 @@ std::string render_case(const Case& c, const CaseResult& result, const std::stri
     pieces.push_back(render_errors(result.problems));
   } else if (result.kind == CaseSpec::Kind::model) {
     pieces.push_back(render_logits(result));
+    if (std::string note = render_unread_config_keys(c); !note.empty()) pieces.push_back(note);
     if (!result.oracle.empty() && !result.oracle[0].generated.empty())
       pieces.push_back(render_tokens(result));
     if (!result.dumps.empty()) pieces.push_back(render_dumps(result.dumps));

@@ -116,15 +116,15 @@ TEST(CaseSpec, UnknownConfigKeySuggestsTheClosestKey) {
   EXPECT_TRUE(find_problem(spec, "missing required key 'hidden_size'"));
 }
 
-TEST(CaseSpec, UnknownKeyFarFromAnyKnownKeyHasNoSuggestion) {
+// transformers' modeling code never reads a key far from every key it reads, so it changes
+// nothing there: the case runs, and the rendered case lists the key as ignored.
+TEST(CaseSpec, UnknownKeyFarFromAnyKnownKeyIsAccepted) {
   const std::string md = one_case(
       config_section(replaced(kConfig, "{\n", "{\n  \"quantum_flux\": 3,\n")) +
       inputs_section(kInputs));
   CaseSpec spec = read_case_spec(parse_only_case(md));
-  const CaseProblem* p = find_problem(spec, "unknown config key 'quantum_flux'");
-  ASSERT_TRUE(p);
-  EXPECT_FALSE(contains(p->message, "did you mean")) << p->message;
-  EXPECT_EQ(p->where, "Config, line 2");
+  EXPECT_TRUE(spec.problems.empty()) << all_problems(spec);
+  EXPECT_EQ(spec.kind, CaseSpec::Kind::model);
 }
 
 TEST(CaseSpec, MissingRequiredKey) {
@@ -403,16 +403,16 @@ TEST(CaseSpec, ProblemsAreSortedByFileLine) {
       "  \"intermediate_size\": 24,\n"
       "  \"num_hidden_layers\": 1,\n"
       "  \"num_attention_heads\": 4,\n"
-      "  \"zeta\": 1,\n"
-      "  \"alpha\": 2\n"
+      "  \"rope_thetaa\": 1,\n"
+      "  \"rms_norm_epz\": 2\n"
       "}\n";
   const std::string md = one_case(inputs_section("{\"prompts\": [[1]], \"decod\": 1}\n") +
                                   config_section(config));
   CaseSpec spec = read_case_spec(parse_only_case(md));
   ASSERT_EQ(spec.problems.size(), 3u) << all_problems(spec);
   EXPECT_TRUE(contains(spec.problems[0].message, "'decod'")) << all_problems(spec);
-  EXPECT_TRUE(contains(spec.problems[1].message, "'zeta'")) << all_problems(spec);
-  EXPECT_TRUE(contains(spec.problems[2].message, "'alpha'")) << all_problems(spec);
+  EXPECT_TRUE(contains(spec.problems[1].message, "'rope_thetaa'")) << all_problems(spec);
+  EXPECT_TRUE(contains(spec.problems[2].message, "'rms_norm_epz'")) << all_problems(spec);
   for (size_t i = 1; i < spec.problems.size(); ++i)
     EXPECT_LE(spec.problems[i - 1].file_line, spec.problems[i].file_line);
 }

@@ -176,7 +176,7 @@ TEST(HostileInput, OutOfMemoryIsMarkedMachineDependent) {
 
 // 80,000 unknown keys took 85 s when each key's line was found by a search from the top of the
 // block; with one index per block it is well under a second.
-TEST(HostileInput, ManyUnknownKeysAreReportedInLinearTime) {
+TEST(HostileInput, ManyUnknownKeysAreAcceptedInLinearTime) {
   std::string config = "{\"vocab_size\": 32, \"hidden_size\": 16, \"intermediate_size\": 40, "
                        "\"num_hidden_layers\": 1, \"num_attention_heads\": 4";
   const int keys = 80000;
@@ -186,8 +186,8 @@ TEST(HostileInput, ManyUnknownKeysAreReportedInLinearTime) {
   const CaseSpec spec = spec_of(model_case(config, R"({"prompts": [[1]]})"));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ASSERT_EQ(spec.problems.size(), static_cast<size_t>(keys));
-  EXPECT_EQ(spec.problems.back().where, "Config, line " + std::to_string(keys + 1));
+  // Keys transformers does not read are accepted (and listed as ignored when rendered).
+  EXPECT_TRUE(spec.problems.empty()) << spec.problems.front().message;
   EXPECT_LT(seconds, 10.0);
 }
 
