@@ -16,6 +16,7 @@
 #include "driver/case_runner.h"
 #include "driver/ci_report.h"
 #include "driver/cli_color.h"
+#include "driver/docs_export.h"
 #include "driver/env_flag.h"
 #include "driver/fence.h"
 #include "driver/file_run.h"
@@ -97,6 +98,18 @@ constexpr const char* kReviewUsage =
     "against its golden and asks: a(ccept), r(eject), s(kip) or q(uit). Exit status: 1 when\n"
     "there was none or an accept was refused, 2 for a usage or I/O error.\n";
 
+constexpr const char* kDocsUsage =
+    "usage: pinmark docs [--check]\n"
+    "\n"
+    "Compiles the case files under cases/ into docs/behavior/ (one page per case file: its prose,\n"
+    "each case's setup and key numbers, linked back to the case) and the llms.txt index, in the\n"
+    "current folder (the repository root). Writes only the files that changed.\n"
+    "\n"
+    "  --check         write nothing; name each generated file that is stale, and exit 1 if any\n"
+    "\n"
+    "Exit status: 0 when the files are current or were written, 1 with --check when one is\n"
+    "stale, 2 for a usage or I/O error or an invalid case file.\n";
+
 constexpr const char* kUsage =
     "usage: pinmark run [PATH...] [--filter GLOB] [--regenerate [--force]] [--require-fresh]\n"
     "                   [--junit FILE] [--summary FILE] [--no-pending] [--color WHEN] [-q]\n"
@@ -105,6 +118,7 @@ constexpr const char* kUsage =
     "       pinmark accept [PATH...]\n"
     "       pinmark reject [PATH...]\n"
     "       pinmark review [PATH...]\n"
+    "       pinmark docs [--check]\n"
     "       pinmark --version\n"
     "\n"
     "`pinmark COMMAND --help` describes a command. Paths default to cases.\n"
@@ -119,6 +133,7 @@ const char* usage_of(const std::string& command) {
   if (command == "accept") return kAcceptUsage;
   if (command == "reject") return kRejectUsage;
   if (command == "review") return kReviewUsage;
+  if (command == "docs") return kDocsUsage;
   return kUsage;
 }
 
@@ -126,6 +141,7 @@ const char* usage_of(const std::string& command) {
 bool takes(const std::string& command, const std::string& option) {
   if (option == "--filter") return command == "run" || command == "list";
   if (option == "--sweep") return command == "audit";
+  if (option == "--check") return command == "docs";
   if (option == "--color") return command == "run" || command == "list" || command == "review";
   if (option == "--regenerate" || option == "--force" || option == "--require-fresh" ||
       option == "--junit" || option == "--summary" || option == "--no-pending" || option == "-q" ||
@@ -144,6 +160,7 @@ struct Options {
   bool color = false;
   bool require_fresh = false;
   bool pending = true;
+  bool check = false;
   std::string junit, summary;
   int sweep = 0;
 };
@@ -165,7 +182,8 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
     return o;
   }
   if (o.command != "run" && o.command != "list" && o.command != "audit" &&
-      o.command != "accept" && o.command != "reject" && o.command != "review") {
+      o.command != "accept" && o.command != "reject" && o.command != "review" &&
+      o.command != "docs") {
     err << "pinmark: unknown command '" << o.command << "'\n\n" << kUsage;
     return std::nullopt;
   }
@@ -205,6 +223,8 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
       o.junit = a.substr(8);
     } else if (a.rfind("--summary=", 0) == 0) {
       o.summary = a.substr(10);
+    } else if (a == "--check") {
+      o.check = true;
     } else if (a == "--no-pending") {
       o.pending = false;
     } else if (a == "--regenerate") {
@@ -240,6 +260,11 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
     } else {
       o.paths.push_back(a);
     }
+  }
+  if (o.command == "docs" && !o.paths.empty()) {
+    err << "pinmark: docs takes no paths (it reads cases/ of the current folder), not '"
+        << o.paths[0] << "'\n\n" << kDocsUsage;
+    return std::nullopt;
   }
   if (o.paths.empty()) o.paths.push_back("cases");
   try {
@@ -494,6 +519,7 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
       return 2;
     }
   }
+  if (o.command == "docs") return docs_command(".", o.check, out, err);
   try {
     if (o.command == "accept" || o.command == "reject" || o.command == "review")
       return pending_command(o, in, out, err);
