@@ -168,8 +168,32 @@ void read_cache_implementation(Reader& r, const std::string& k, const json& v, M
              "offloaded_hybrid_chunked, sliding_window or null); set it to one of these"));
 }
 
+// Every key a rope type of transformers' modeling_rope_utils reads.
+const std::vector<std::string>& all_rope_keys() {
+  static const std::vector<std::string> keys = {
+      "rope_theta",       "factor",          "low_freq_factor", "high_freq_factor",
+      "original_max_position_embeddings",    "beta_fast",       "beta_slow",
+      "mscale",           "mscale_all_dim",  "attention_factor", "truncate",
+      "short_factor",     "long_factor",     "partial_rotary_factor"};
+  return keys;
+}
+
+// partial_rotary_factor: transformers computes inv_freq for int(head_dim * factor) dimensions,
+// but the Llama-family attention pinmark implements (llama, mistral, mixtral, qwen2, qwen3,
+// gemma, gemma2) multiplies the whole head by cos and sin, so any factor but 1 fails there
+// with a shape error: pinmark accepts 1 and refuses the rest.
+void read_partial_rotary_factor(Reader& r, const std::string& k, const json& v,
+                                const std::string& what) {
+  if (v.is_null() || (v.is_number() && v.get<double>() == 1.0)) return;
+  r.problems.push_back(r.block.problem_at(
+      k, what + " " + show(v) +
+             " is not supported: this family's attention rotates the whole head (transformers "
+             "fails on a partial rotary table for it); set it to 1.0 or remove it"));
+}
+
 // rope_scaling (transformers 4.x) and rope_parameters (5.x, which also carries rope_theta):
-// {"rope_type" or "type": "default" | "linear" | "llama3", and that type's parameters}.
+// {"rope_type" or "type": "default" | "linear" | "llama3" | "dynamic" | "yarn" | "longrope", and
+// that type's parameters}, the keys each type reads in transformers' modeling_rope_utils.
 void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (v.is_null()) return;
   if (!v.is_object()) {
@@ -186,25 +210,50 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
       }
       type = v[name].get<std::string>();
     }
-  if (type != "default" && type != "linear" && type != "llama3") {
+  using Keys = std::vector<std::string>;
+  Keys required, optional{"rope_theta"};
+  if (type == "linear" || type == "dynamic") required = {"factor"};
+  if (type == "dynamic") optional.push_back("original_max_position_embeddings");  // not read
+  if (type == "llama3")
+    required = {"factor", "low_freq_factor", "high_freq_factor",
+                "original_max_position_embeddings"};
+  if (type == "yarn") {
+    required = {"factor", "original_max_position_embeddings"};
+    optional.insert(optional.end(), {"beta_fast", "beta_slow", "mscale", "mscale_all_dim",
+                                     "attention_factor", "truncate"});
+  }
+  if (type == "longrope") {
+    required = {"short_factor", "long_factor", "original_max_position_embeddings"};
+    optional.insert(optional.end(), {"factor", "attention_factor"});
+  }
+  if (type != "default" && required.empty()) {
     r.problems.push_back(r.block.problem_at(
         k, k + " " + show(v) +
-               " is not supported (pinmark implements rope types default, linear and llama3); set " +
+               " is not supported (pinmark implements rope types default, linear, llama3, "
+               "dynamic, yarn and longrope); set " +
                k + " to one of these or null"));
     return;
   }
   c.rope_type = type;
-  const std::vector<std::string> allowed =
-      type == "default"  ? std::vector<std::string>{"rope_theta"}
-      : type == "linear" ? std::vector<std::string>{"rope_theta", "factor"}
-                         : std::vector<std::string>{"rope_theta", "factor", "low_freq_factor",
-                                                    "high_freq_factor",
-                                                    "original_max_position_embeddings"};
+  // longrope reads factor with .get(): absent means max_position_embeddings / original.
+  if (type == "longrope") c.rope_has_factor = v.contains("factor") && !v["factor"].is_null();
+  const auto listed = [](const Keys& keys, const std::string& key) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  };
   for (const auto& [key, value] : v.items()) {
     if (key == "type" || key == "rope_type") continue;
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      r.problems.push_back(r.block.problem_at(
-          k, k + " key '" + key + "' is not supported for rope type " + type + "; remove it"));
+    if (key == "partial_rotary_factor") {
+      read_partial_rotary_factor(r, k, value, k + "." + key);
+      continue;
+    }
+    if (!listed(required, key) && !listed(optional, key)) {
+      // transformers warns about a key its rope type does not read and goes on without it; so
+      // does pinmark, unless the key is a letter or two from one it reads (a misspelling whose
+      // value would be lost).
+      if (auto guess = did_you_mean(key, all_rope_keys()))
+        r.problems.push_back(r.block.problem_at(
+            k, k + " key '" + key + "' is not read for rope type " + type + " (did you mean '" +
+                   *guess + "'?)"));
       continue;
     }
     const std::string what = k + "." + key;
@@ -212,19 +261,67 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
       r.integer(what, value, c.rope_original_max_position_embeddings);
       continue;
     }
-    double number = 0;
+    // transformers reads these with .get(), so null means "use the default" (beta_fast 32,
+    // beta_slow 1, the derived attention factor, no mscale), and for yarn and longrope a null
+    // factor is max_position_embeddings / original_max_position_embeddings.
+    if (value.is_null() && (type == "yarn" || type == "longrope") &&
+        (key == "factor" || listed({"beta_fast", "beta_slow", "mscale", "mscale_all_dim",
+                                    "attention_factor", "truncate"},
+                                   key))) {
+      if (key == "factor") c.rope_has_factor = false;
+      continue;
+    }
+    if (key == "truncate") {
+      if (!value.is_boolean()) {
+        r.problems.push_back(
+            r.block.problem_at(k, what + " must be true or false, got " + show(value)));
+        continue;
+      }
+      c.rope_truncate = value.get<bool>();
+      continue;
+    }
+    if (key == "short_factor" || key == "long_factor") {
+      std::vector<double> table;
+      bool ok = value.is_array();
+      if (ok)
+        for (const json& e : value) {
+          if (!e.is_number()) {
+            ok = false;
+            break;
+          }
+          table.push_back(e.get<double>());
+        }
+      if (!ok) {
+        r.problems.push_back(
+            r.block.problem_at(k, what + " must be an array of numbers, got " + show(value)));
+        continue;
+      }
+      (key == "short_factor" ? c.rope_short_factor : c.rope_long_factor) = std::move(table);
+      continue;
+    }
     if (!value.is_number()) {
       r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(value)));
       continue;
     }
-    number = value.get<double>();
+    const double number = value.get<double>();
+    if ((key == "attention_factor" || key == "beta_fast" || key == "beta_slow") &&
+        !(number > 0)) {
+      r.problems.push_back(
+          r.block.problem_at(k, what + " must be a positive number, got " + show(value)));
+      continue;
+    }
     if (key == "rope_theta") c.rope_theta = number;
     if (key == "factor") c.rope_factor = number;
     if (key == "low_freq_factor") c.rope_low_freq_factor = number;
     if (key == "high_freq_factor") c.rope_high_freq_factor = number;
+    if (key == "attention_factor") c.rope_attention_factor = number;
+    if (key == "beta_fast") c.rope_beta_fast = number;
+    if (key == "beta_slow") c.rope_beta_slow = number;
+    if (key == "mscale") c.rope_mscale = number;
+    if (key == "mscale_all_dim") c.rope_mscale_all_dim = number;
   }
-  for (const std::string& key : allowed)
-    if (key != "rope_theta" && !v.contains(key))
+  for (const std::string& key : required)
+    if (!v.contains(key))
       r.problems.push_back(
           r.block.problem_at(k, k + " of type " + type + " needs '" + key + "'"));
 }
@@ -331,6 +428,8 @@ KeyTable config_keys(const std::string& type) {
   keys["rope_theta"] = number_key(&ModelConfig::rope_theta);
   keys["rope_scaling"] = read_rope;
   keys["rope_parameters"] = read_rope;
+  keys["partial_rotary_factor"] = [](Reader& r, const std::string& k, const json& v,
+                                     ModelConfig&) { read_partial_rotary_factor(r, k, v, k); };
   // Llama's MLP is SiLU in every released checkpoint; other activations are a different model
   // (see cases/errors/config.md), while the Gemma families choose theirs.
   keys["hidden_act"] = only_key("silu");

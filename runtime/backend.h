@@ -64,9 +64,11 @@ class Backend {
                          T* y) = 0;
 
   // Rotary embedding like rope(), with the inverse frequencies given: inv_freq[head_dim / 2],
-  // angle = positions[i] * inv_freq[j]. The frequencies are fp64 whatever T is.
+  // angle = positions[i] * inv_freq[j]. The frequencies are fp64 whatever T is. cos and sin are
+  // multiplied by attention_scaling (yarn's and longrope's attention factor; 1 otherwise) in
+  // fp64 before they are rounded to T, as transformers multiplies its cos and sin tables.
   virtual void rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
-                          const double* inv_freq) = 0;
+                          const double* inv_freq, double attention_scaling) = 0;
 
   // Applied to attention scores [heads, n, kv_len] after attention_scores(), before softmax;
   // -infinity (masked) entries stay masked. When softcap > 0 every other score s becomes

@@ -71,7 +71,11 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   kv_source_ = kv_source_layers(c);
-  if (c.rope_type != "default") inv_freq_ = rope_inv_freq(c);
+  if (c.rope_type != "default") {
+    RopeFrequencies f = rope_frequencies(c, 0);
+    inv_freq_ = std::move(f.inv_freq);
+    attention_scaling_ = f.attention_scaling;
+  }
 
   if (c.model_type == "gpt2") {
     // Conv1D stores [in, out]; transposed once here into the Linear layout the backend takes.
@@ -218,10 +222,21 @@ void Model<T>::activation(const T* gate, const T* up, int64_t n, T* out) {
 
 template <class T>
 void Model<T>::rotate(T* x, const int* positions, int n, int heads) {
-  if (inv_freq_.empty())
+  if (inv_freq_.empty()) {
     backend_.rope(x, positions, n, heads, config_.head_dim, config_.rope_theta);
-  else
-    backend_.rope_freqs(x, positions, n, heads, config_.head_dim, inv_freq_.data());
+  } else if (rope_depends_on_length(config_) && n > 0) {
+    // dynamic and longrope: transformers' dynamic_rope_update recomputes the frequencies from
+    // max(position_ids) + 1 of the tokens in this forward pass; keys already in the cache keep
+    // the rotation they were given when they were computed.
+    const long long seq_len =
+        static_cast<long long>(*std::max_element(positions, positions + n)) + 1;
+    const RopeFrequencies f = rope_frequencies(config_, seq_len);
+    backend_.rope_freqs(x, positions, n, heads, config_.head_dim, f.inv_freq.data(),
+                        f.attention_scaling);
+  } else {
+    backend_.rope_freqs(x, positions, n, heads, config_.head_dim, inv_freq_.data(),
+                        attention_scaling_);
+  }
 }
 
 // Mixtral's sparse MoE block: every token's top-k experts, each run on the tokens routed to

@@ -103,6 +103,7 @@ class Model {
   std::vector<T> embed_, positions_, final_norm_, final_norm_bias_;
   std::vector<T> lm_head_;  // empty when tied
   std::vector<double> inv_freq_;  // for rope_scaling; empty for plain RoPE
+  double attention_scaling_ = 1.0;  // yarn's and longrope's factor on cos and sin
   std::vector<int> kv_source_;
   std::vector<Layer> layers_;
 };

@@ -73,11 +73,67 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                      "' is not supported for gpt2 (pinmark implements gelu, "
                                      "gelu_new and gelu_pytorch_tanh)"});
 
-  if (c.rope_type != "default" && c.rope_type != "linear" && c.rope_type != "llama3")
+  const bool known_rope = c.rope_type == "default" || c.rope_type == "linear" ||
+                          c.rope_type == "llama3" || c.rope_type == "dynamic" ||
+                          c.rope_type == "yarn" || c.rope_type == "longrope";
+  if (!known_rope)
     problems.push_back({"rope_scaling", "rope_type '" + c.rope_type +
                                             "' is not supported (pinmark implements default, "
-                                            "linear and llama3)"});
-  if (c.rope_type == "linear" || c.rope_type == "llama3") {
+                                            "linear, llama3, dynamic, yarn and longrope)"});
+  if (c.rope_type == "yarn" || c.rope_type == "longrope") {
+    if (c.rope_original_max_position_embeddings <= 0)
+      problems.push_back({"rope_scaling",
+                          "rope_scaling original_max_position_embeddings must be positive, got " +
+                              std::to_string(c.rope_original_max_position_embeddings)});
+    else if (!c.rope_has_factor && c.max_position_embeddings <= 0)
+      problems.push_back({"rope_scaling", "rope_scaling without factor needs "
+                                          "max_position_embeddings (factor is then "
+                                          "max_position_embeddings / "
+                                          "original_max_position_embeddings); set "
+                                          "max_position_embeddings or factor"});
+    if (!(c.rope_attention_factor >= 0) || std::isinf(c.rope_attention_factor))
+      problems.push_back({"rope_scaling", "rope_scaling attention_factor must be a finite "
+                                          "positive number, got " +
+                                              number(c.rope_attention_factor)});
+  }
+  if (c.rope_type == "yarn") {
+    if (!finite_positive(c.rope_beta_fast) || !finite_positive(c.rope_beta_slow))
+      problems.push_back({"rope_scaling", "rope_scaling beta_fast and beta_slow must be finite "
+                                          "positive numbers, got " + number(c.rope_beta_fast) +
+                                              " and " + number(c.rope_beta_slow)});
+    if (!(c.rope_mscale >= 0) || std::isinf(c.rope_mscale) || !(c.rope_mscale_all_dim >= 0) ||
+        std::isinf(c.rope_mscale_all_dim))
+      problems.push_back({"rope_scaling", "rope_scaling mscale and mscale_all_dim must be finite "
+                                          "non-negative numbers, got " + number(c.rope_mscale) +
+                                              " and " + number(c.rope_mscale_all_dim)});
+  }
+  if (c.rope_type == "dynamic" && c.max_position_embeddings <= 0)
+    problems.push_back({"max_position_embeddings",
+                        "rope type dynamic needs max_position_embeddings (the length beyond "
+                        "which the base grows), got " +
+                            std::to_string(c.max_position_embeddings) +
+                            "; set it as the checkpoint's config.json does"});
+  if (c.rope_type == "longrope") {
+    const ModelConfig d = with_defaults(c);
+    const size_t half = d.head_dim > 0 ? static_cast<size_t>(d.head_dim / 2) : 0;
+    for (const auto& [name, table] : {std::pair{"short_factor", &c.rope_short_factor},
+                                      std::pair{"long_factor", &c.rope_long_factor}}) {
+      if (half > 0 && table->size() != half)
+        problems.push_back({"rope_scaling", std::string("rope_scaling ") + name + " has " +
+                                                std::to_string(table->size()) +
+                                                " entries, head_dim / 2 is " +
+                                                std::to_string(half)});
+      for (double f : *table)
+        if (!finite_positive(f)) {
+          problems.push_back({"rope_scaling", std::string("rope_scaling ") + name +
+                                                  " entries must be finite positive numbers, got " +
+                                                  number(f)});
+          break;
+        }
+    }
+  }
+  if (c.rope_type == "linear" || c.rope_type == "llama3" || c.rope_type == "dynamic" ||
+      ((c.rope_type == "yarn" || c.rope_type == "longrope") && c.rope_has_factor)) {
     if (!finite_positive(c.rope_factor))
       problems.push_back({"rope_scaling", "rope_scaling factor must be a finite positive number, "
                                           "got " + number(c.rope_factor)});

@@ -29,12 +29,24 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   uint64_t seed = 0;  // synthetic weights are keyed by (seed, HF tensor name)
 
-  // rope_scaling / rope_parameters: "default", "linear" (factor) or "llama3" (all four).
+  // rope_scaling / rope_parameters: "default", "linear" (factor), "llama3" (factor,
+  // low/high_freq_factor, original_max_position_embeddings), "dynamic" (factor), "yarn"
+  // (factor, original_max_position_embeddings, optional beta_fast, beta_slow, mscale,
+  // mscale_all_dim, attention_factor, truncate) or "longrope" (short_factor, long_factor,
+  // original_max_position_embeddings, optional factor and attention_factor).
   std::string rope_type = "default";
   double rope_factor = 1.0;
   double rope_low_freq_factor = 0.0;
   double rope_high_freq_factor = 0.0;
   int rope_original_max_position_embeddings = 0;
+  bool rope_has_factor = true;         // longrope/yarn: false when "factor" is absent (or null)
+  double rope_attention_factor = 0.0;  // yarn, longrope: 0 = derived as transformers does
+  double rope_beta_fast = 32.0;        // yarn
+  double rope_beta_slow = 1.0;         // yarn
+  double rope_mscale = 0.0;            // yarn: 0 = absent
+  double rope_mscale_all_dim = 0.0;    // yarn: 0 = absent
+  bool rope_truncate = true;           // yarn
+  std::vector<double> rope_short_factor, rope_long_factor;  // longrope: head_dim / 2 each
 
   // Attention.
   bool attention_bias = false;  // q, k, v and o projections (Llama, Qwen3, Gemma); Qwen2's

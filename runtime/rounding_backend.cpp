@@ -62,8 +62,8 @@ class RoundingBackend final : public Backend<float> {
     round(y, int64_t{n} * dim);
   }
   void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
-                  const double* inv_freq) override {
-    inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq);
+                  const double* inv_freq, double attention_scaling) override {
+    inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
     round(x, int64_t{n} * heads * head_dim);
   }
   // Part of the fused attention kernel, like the scores themselves: kept in fp32.

@@ -192,14 +192,14 @@ class CpuBackend final : public Backend<T> {
   }
 
   void rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
-                  const double* inv_freq) override {
+                  const double* inv_freq, double attention_scaling) override {
     const int half = head_dim / 2;
 #pragma omp parallel for collapse(2) if (int64_t{n} * heads * head_dim >= kParallelWork)
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < half; ++j) {
         const double angle = static_cast<double>(positions[i]) * inv_freq[j];
-        const T c = static_cast<T>(std::cos(angle));
-        const T s = static_cast<T>(std::sin(angle));
+        const T c = static_cast<T>(std::cos(angle) * attention_scaling);
+        const T s = static_cast<T>(std::sin(angle) * attention_scaling);
         for (int h = 0; h < heads; ++h) {
           T* v = x + (static_cast<int64_t>(i) * heads + h) * head_dim;
           const T x1 = v[j], x2 = v[j + half];

@@ -408,11 +408,11 @@ class CudaBackend final : public Backend<float> {
     for (int j = 0; j < half; ++j)
       inv_freq[j] =
           1.0 / std::pow(theta, static_cast<double>(2 * j) / static_cast<double>(head_dim));
-    rope_freqs(x, positions, n, heads, head_dim, inv_freq.data());
+    rope_freqs(x, positions, n, heads, head_dim, inv_freq.data(), 1.0);
   }
 
   void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
-                  const double* inv_freq) override {
+                  const double* inv_freq, double attention_scaling) override {
     const int half = head_dim / 2;
     if (n <= 0 || heads <= 0 || half <= 0) return;
     // Angles, cosines and sines in fp64 on the host, as the CPU reference takes them: the
@@ -423,7 +423,8 @@ class CudaBackend final : public Backend<float> {
       for (int j = 0; j < half; ++j) {
         const double angle = static_cast<double>(positions[i]) * inv_freq[j];
         cos_sin[static_cast<size_t>(i) * half + j] =
-            make_float2(static_cast<float>(std::cos(angle)), static_cast<float>(std::sin(angle)));
+            make_float2(static_cast<float>(std::cos(angle) * attention_scaling),
+                        static_cast<float>(std::sin(angle) * attention_scaling));
       }
     const int64_t count = int64_t{n} * heads * head_dim;
     float* d_x = upload(0, x, count);

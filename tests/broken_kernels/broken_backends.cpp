@@ -68,8 +68,8 @@ void DelegatingBackend::layernorm(const float* x, const float* w, const float* b
 }
 
 void DelegatingBackend::rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
-                                   const double* inv_freq) {
-  inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq);
+                                   const double* inv_freq, double attention_scaling) {
+  inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
 }
 
 void DelegatingBackend::score_mod(float* scores, const int* positions, int n, int kv_len,

@@ -36,7 +36,7 @@ class DelegatingBackend : public Backend<float> {
   void layernorm(const float* x, const float* w, const float* b, int n, int dim, double eps,
                  float* y) override;
   void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
-                  const double* inv_freq) override;
+                  const double* inv_freq, double attention_scaling) override;
   void score_mod(float* scores, const int* positions, int n, int kv_len, int heads,
                  double softcap, int window) override;
   void softcap(float* x, int64_t n, double cap) override;

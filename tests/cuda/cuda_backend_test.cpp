@@ -234,7 +234,7 @@ TEST_F(CudaTest, Rope) {
     expect_close(y, ref::rope(x.d, positions, heads, hd, 500000.0), kFp32, "rope");
     const auto inv_freq = ref::scaled_inv_freq("linear", 10000.0, hd, 4.0, 0, 0, 0);
     y = x.t;
-    backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv_freq.data());
+    backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv_freq.data(), 1.0);
     expect_close(y, ref::rope_with(x.d, positions, heads, hd, inv_freq), kFp32, "rope_freqs");
   }
 }

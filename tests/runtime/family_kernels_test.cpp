@@ -105,7 +105,7 @@ TYPED_TEST(FamilyKernel, RopeWithScaledFrequencies) {
     const std::vector<double> expected_inv = ref::scaled_inv_freq(type, 500000, hd, 8, 1, 4, 64);
     expect_close(inv, expected_inv, 1e-15, std::string(type) + " inv_freq");
     std::vector<T> y = x.t;
-    this->backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv.data());
+    this->backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv.data(), 1.0);
     expect_close(y, ref::rope_with(x.d, positions, heads, hd, expected_inv),
                  sizeof(T) == 8 ? 1e-12 : 2e-5, type);
   }

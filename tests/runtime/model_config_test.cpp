@@ -177,10 +177,10 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
             "set");
 
   c = family("llama");
-  c.rope_type = "yarn";
+  c.rope_type = "proportional";
   EXPECT_EQ(problem_of(c),
-            "rope_scaling: rope_type 'yarn' is not supported (pinmark implements default, linear "
-            "and llama3)");
+            "rope_scaling: rope_type 'proportional' is not supported (pinmark implements default, "
+            "linear, llama3, dynamic, yarn and longrope)");
   c.rope_type = "linear";
   c.rope_factor = 0;
   EXPECT_EQ(problem_of(c),

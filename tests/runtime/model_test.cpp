@@ -254,8 +254,8 @@ class NudgingBackend final : public Backend<double> {
     nudge("layernorm", y, int64_t{n} * dim);
   }
   void rope_freqs(double* x, const int* pos, int n, int heads, int hd,
-                  const double* inv_freq) override {
-    cpu_->rope_freqs(x, pos, n, heads, hd, inv_freq);
+                  const double* inv_freq, double attention_scaling) override {
+    cpu_->rope_freqs(x, pos, n, heads, hd, inv_freq, attention_scaling);
     nudge("rope_freqs", x, int64_t{n} * heads * hd);
   }
   void score_mod(double* s, const int* pos, int n, int kv_len, int heads, double cap,
