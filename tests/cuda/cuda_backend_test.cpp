@@ -236,6 +236,12 @@ TEST_F(CudaTest, Rope) {
     y = x.t;
     backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv_freq.data(), 1.0);
     expect_close(y, ref::rope_with(x.d, positions, heads, hd, inv_freq), kFp32, "rope_freqs");
+    // yarn's and longrope's attention factor multiplies cos and sin: the rotation, scaled.
+    y = x.t;
+    backend->rope_freqs(y.data(), positions.data(), n, heads, hd, inv_freq.data(), 1.25);
+    std::vector<double> scaled = ref::rope_with(x.d, positions, heads, hd, inv_freq);
+    for (double& v : scaled) v *= 1.25;
+    expect_close(y, scaled, kFp32, "rope_freqs with attention scaling 1.25");
   }
 }
 
