@@ -657,9 +657,15 @@ def float64_throughout(torch):
     torch.softmax, functional.softmax = torch_softmax, functional_softmax
     for name, factory in saved_factories.items():
         setattr(torch, name, widening(factory))
+    # Arithmetic that promotes an integer tensor to floating point gives the default dtype:
+    # dynamic NTK's `factor * seq_len / max_position_embeddings`, with seq_len an int64 tensor,
+    # would otherwise be float32.
+    saved_default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
     try:
         yield
     finally:
+        torch.set_default_dtype(saved_default)
         tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax = saved
         for name, factory in saved_factories.items():
             setattr(torch, name, factory)
