@@ -31,37 +31,9 @@ std::string kernel_case(const std::string& title, int seed) {
          std::to_string(seed) + "}\n```\n";
 }
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string describe(const Result& r) {
-  return "status " + std::to_string(r.status) + "\n--- out:\n" + r.out + "--- err:\n" + r.err;
-}
+using test::describe;
+using test::Result;
+using test::ScopedEnv;
 
 // A tiny well-formedness check of XML as junit_xml writes it: elements nest and close, attribute
 // values are quoted, every '&' starts a known or numeric reference, no '<' in text or

@@ -39,38 +39,9 @@ std::string kernel_case(const std::string& title, int seed) {
          std::to_string(seed) + "}\n```\n";
 }
 
-// Sets or unsets an environment variable for the lifetime of the object, then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string describe(const Result& r) {
-  return "status " + std::to_string(r.status) + "\n--- out:\n" + r.out + "--- err:\n" + r.err;
-}
+using test::describe;
+using test::Result;
+using test::ScopedEnv;
 
 class CommandLine : public ::testing::Test {
  protected:

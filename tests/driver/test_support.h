@@ -1,8 +1,11 @@
 // Small helpers shared by the driver tests: a fresh temporary folder per test, whole-file reads
-// and writes, and line numbers of text inside a string.
+// and writes, line numbers of text inside a string, environment variables set for a scope, and
+// what a command line returned.
 #pragma once
 
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -36,6 +39,40 @@ inline int line_of(const std::string& text, const std::string& needle, size_t fr
 
 inline bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;
+}
+
+// Sets or unsets an environment variable for the lifetime of the object, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// What one `pinmark` command line returned, and how to show it in a failure.
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+inline std::string describe(const Result& r) {
+  return "status " + std::to_string(r.status) + "\n--- out:\n" + r.out + "--- err:\n" + r.err;
 }
 
 }  // namespace pinmark::test

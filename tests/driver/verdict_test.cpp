@@ -25,6 +25,7 @@ namespace pinmark {
 namespace {
 
 using test::contains;
+using test::ScopedEnv;
 using test::TempDir;
 
 std::string fixture(const std::string& name) {
@@ -52,15 +53,9 @@ TEST(Verdict, NanErrorsPrintAsNanInEveryColumn) {
   EXPECT_EQ(case_failures(o.result).size(), 1u);
 }
 
-struct EnvVar {
-  EnvVar(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
-  ~EnvVar() { ::unsetenv(name_); }
-  const char* name_;
-};
-
 TEST(Verdict, AProblemThatDependsOnTheMachineFailsEveryRunAndIsNeverPinned) {
   // A memory budget set in the environment: its refusal names this machine's number.
-  EnvVar budget("PINMARK_MEMORY_BUDGET", "1K");
+  ScopedEnv budget("PINMARK_MEMORY_BUDGET", "1K");
   const std::string text =
       "# T\n\n## K\n\n### Kernel\n\n```json\n{\"op\": \"matmul\", \"n\": 64, \"k\": 64, "
       "\"m\": 64, \"seed\": 1}\n```\n";
@@ -121,15 +116,15 @@ TEST(ReferenceBound, AReferenceThatIsNotARegularFileIsNamedAsTheCaseWroteIt) {
 
 TEST(EnvFlag, TakesOnlyYesOrNo) {
   for (const char* yes : {"1", "true", "YES", "on"}) {
-    EnvVar v("PINMARK_TEST_FLAG", yes);
+    ScopedEnv v("PINMARK_TEST_FLAG", yes);
     EXPECT_TRUE(env_flag("PINMARK_TEST_FLAG")) << yes;
   }
   for (const char* no : {"", "0", "false", "No", "off"}) {
-    EnvVar v("PINMARK_TEST_FLAG", no);
+    ScopedEnv v("PINMARK_TEST_FLAG", no);
     EXPECT_FALSE(env_flag("PINMARK_TEST_FLAG")) << no;
   }
   EXPECT_FALSE(env_flag("PINMARK_TEST_FLAG_UNSET"));
-  EnvVar v("PINMARK_TEST_FLAG", "maybe");
+  ScopedEnv v("PINMARK_TEST_FLAG", "maybe");
   try {
     env_flag("PINMARK_TEST_FLAG");
     FAIL() << "'maybe' was taken";
@@ -182,7 +177,7 @@ TEST(CommandLineExit, MessagesOnTheTerminalAreOneLineEach) {
 TEST(CommandLineExit, RegenerateTakesOnlyYesOrNo) {
   TempDir dir;
   std::ofstream(dir.path() + "/a.md") << kSwiglu;
-  EnvVar v("REGENERATE", "false-ish");
+  ScopedEnv v("REGENERATE", "false-ish");
   std::string out, err;
   EXPECT_EQ(run_cli({"run", dir.path()}, out, err), 2);
   EXPECT_TRUE(contains(err, "REGENERATE='false-ish' is neither yes nor no")) << err;
