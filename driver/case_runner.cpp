@@ -425,6 +425,7 @@ CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {
   }
   result.pin_bits = spec.targets.pin_bits;
   result.checkpoint_label = spec.checkpoint_label;
+  result.checkpoint_unread_keys = spec.checkpoint_unread_keys;
   if (!result.problems.empty() || !result.unpinnable.empty()) return result;
   try {
     if (spec.kind == CaseSpec::Kind::model) run_model_case(spec, backends, result);

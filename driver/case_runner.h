@@ -80,6 +80,7 @@ struct CaseResult {
   // Checkpoint cases whose checkpoint carries Hugging Face's own logits.
   std::optional<ReferenceCheck> reference;
   std::string checkpoint_label;
+  std::vector<std::string> checkpoint_unread_keys;  // CaseSpec's, for the rendered case
 };
 
 // Builds a target's backend; nullptr when it cannot run here. Tests substitute their own

@@ -48,6 +48,9 @@ struct CaseSpec {
   ModelConfig model;
   std::string checkpoint;        // absolute checkpoint folder; empty for synthetic weights
   std::string checkpoint_label;  // the folder as the case wrote it
+  // The keys of the checkpoint's config.json that change no number (hf_config.h's
+  // unread_config_keys), for the rendered case to list.
+  std::vector<std::string> checkpoint_unread_keys;
   ModelInputs inputs;
   KernelSpec kernel;
   TargetPlan targets;

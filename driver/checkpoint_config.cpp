@@ -102,7 +102,10 @@ void read_checkpoint_config(const JsonBlock& config_block, const std::string& ca
   }
   section.blocks.push_back(block);
   std::vector<CaseProblem> found;
-  if (auto parsed = read_json_block(section, found)) read_config(*parsed, spec.model, found);
+  if (auto parsed = read_json_block(section, found)) {
+    read_config(*parsed, spec.model, found);
+    spec.checkpoint_unread_keys = unread_config_keys(parsed->value);
+  }
   for (CaseProblem& p : found) {
     // The terminal's file:line is the case's; the golden's `where` names config.json's line.
     p.file_line = config_block.section->line;

@@ -86,24 +86,35 @@ std::string render_logits(const CaseResult& r) {
   return "### Logits\n\n" + intro + "\n\n" + fenced(body);
 }
 
-// One line under Logits naming the keys of the case's Config block that pinmark reads for
-// nothing, because transformers' modeling code for that model_type does not read them either:
-// a reader sees what did not matter. Empty when there are none, and for a checkpoint case,
-// whose keys are in its config.json rather than in the case.
-std::string render_unread_config_keys(const Case& c) {
+// The keys as inline code, each as JSON spells it (escapes kept), so that a key holding a
+// newline or a fence cannot start a heading or a block of its own.
+std::string key_list(const std::vector<std::string>& keys) {
+  std::string list;
+  for (const std::string& key : keys) {
+    const std::string quoted =
+        nlohmann::json(key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    list += (list.empty() ? "" : ", ") + inline_code(quoted.substr(1, quoted.size() - 2));
+  }
+  return list;
+}
+
+// One line under Logits naming the config keys that pinmark reads for nothing, because
+// transformers' modeling code for that model_type does not read them either: a reader sees
+// what did not matter. For a checkpoint case they are the keys of its config.json. Empty when
+// there are none.
+std::string render_unread_config_keys(const Case& c, const CaseResult& r) {
+  if (!r.checkpoint_label.empty()) {
+    const std::string list = key_list(r.checkpoint_unread_keys);
+    if (list.empty()) return "";
+    return "Keys of " + inline_code(r.checkpoint_label + "/config.json") +
+           " that change none of these numbers, ignored: " + list + ".";
+  }
   for (const Section& s : c.sections) {
     if (s.name != "Config") continue;
     std::vector<CaseProblem> ignored_problems;
     const std::optional<JsonBlock> block = read_json_block(s, ignored_problems);
     if (!block) return "";
-    std::string list;
-    // Each key as the Config block spells it (JSON escapes kept), so a key holding a newline
-    // or a fence cannot start a heading or a block of its own here.
-    for (const std::string& key : unread_config_keys(block->value)) {
-      const std::string quoted =
-          nlohmann::json(key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      list += (list.empty() ? "" : ", ") + inline_code(quoted.substr(1, quoted.size() - 2));
-    }
+    const std::string list = key_list(unread_config_keys(block->value));
     if (list.empty()) return "";
     return "Config keys that change none of these numbers, ignored: " + list + ".";
   }
@@ -295,7 +306,7 @@ std::string render_case(const Case& c, const CaseResult& result, const std::stri
     pieces.push_back(render_errors(result.problems));
   } else if (result.kind == CaseSpec::Kind::model) {
     pieces.push_back(render_logits(result));
-    if (std::string note = render_unread_config_keys(c); !note.empty()) pieces.push_back(note);
+    if (std::string note = render_unread_config_keys(c, result); !note.empty()) pieces.push_back(note);
     if (!result.oracle.empty() && !result.oracle[0].generated.empty())
       pieces.push_back(render_tokens(result));
     if (!result.dumps.empty()) pieces.push_back(render_dumps(result.dumps));

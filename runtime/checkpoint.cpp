@@ -290,7 +290,12 @@ CheckpointNaming checkpoint_naming(const std::string& model_type) {
     // GPT2Attention's causal mask and its fill value, saved by checkpoints written before
     // transformers made them non-persistent.
     return {"transformer", "transformer.wte.weight", {"h.#.attn.bias", "h.#.attn.masked_bias"}};
-  return {"model", "model.embed_tokens.weight", {}};
+  // The rotary inverse frequencies: checkpoints converted before transformers made them
+  // non-persistent store one per layer (the original Llama conversions) or one for the model;
+  // they follow from the config, which is where pinmark and transformers take them from.
+  return {"model",
+          "model.embed_tokens.weight",
+          {"layers.#.self_attn.rotary_emb.inv_freq", "rotary_emb.inv_freq"}};
 }
 
 Weights load_checkpoint(const std::string& directory,

@@ -92,6 +92,22 @@ def family_specs():
     # recomputing the frequencies from each pass's own length, as pinmark does.
     rope_prompts = [[3, 1, 4, 1, 5, 9],
                     [2, 7, 18, 28, 18, 28, 45, 90, 45, 23, 53, 60, 28, 74, 71, 35, 26, 62, 49, 77]]
+    specs["llama-linear"] = {
+        "model_type": "llama",
+        "config": dict(specs["llama"]["config"], max_position_embeddings=32,
+                       rope_parameters=_rope(10000.0, rope_type="linear", factor=4.0)),
+        "prompts": rope_prompts,
+        "notes": "linear rope scaling (positions divided by factor 4)",
+    }
+    specs["llama-llama3"] = {
+        "model_type": "llama",
+        "config": dict(specs["llama"]["config"], max_position_embeddings=32,
+                       rope_parameters=_rope(
+                           10000.0, rope_type="llama3", factor=4.0, low_freq_factor=1.0,
+                           high_freq_factor=2.0, original_max_position_embeddings=8)),
+        "prompts": rope_prompts,
+        "notes": "llama3 rope scaling (factor 4, low 1, high 2, original 8)",
+    }
     specs["llama-yarn"] = {
         "model_type": "llama",
         "config": dict(specs["llama"]["config"], max_position_embeddings=32,
@@ -614,6 +630,12 @@ def float64_throughout(torch):
     Tensor.float, torch.arange and the softmaxes' dtype argument, so the reference is each
     model's own code, operation for operation, carried out in float64.
     """
+    # torch's device context (the meta device transformers builds models on) redirects the
+    # factories it lists on first use; listing them now, before arange is wrapped, keeps the
+    # real arange on that list. Listed later, a wrapped arange escapes the context and builds
+    # on the CPU, which longrope's tables then mix with meta tensors.
+    from torch.utils._device import _device_constructors
+    _device_constructors()
     tensor = torch.Tensor
     functional = torch.nn.functional
     saved = (tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax)
@@ -934,8 +956,8 @@ def self_check():
     assert rope["original_max_position_embeddings"] == 64
     # The rope-scaling presets: prompts that cross original_max_position_embeddings (8) while
     # decoding and one that starts past it; longrope's tables have head_dim / 2 entries.
-    for family, kind in (("llama-yarn", "yarn"), ("llama-dynamic", "dynamic"),
-                         ("llama-longrope", "longrope")):
+    for family, kind in (("llama-llama3", "llama3"), ("llama-yarn", "yarn"),
+                         ("llama-dynamic", "dynamic"), ("llama-longrope", "longrope")):
         cfg = specs[family]["config"]
         rope = cfg["rope_parameters"]
         assert rope["rope_type"] == kind, family
@@ -950,6 +972,9 @@ def self_check():
                 assert len(rope[table]) == cfg["head_dim"] // 2, (family, table)
                 for value in rope[table]:
                     assert struct.unpack("<f", struct.pack("<f", value))[0] == value, value
+    linear = specs["llama-linear"]
+    assert linear["config"]["rope_parameters"]["rope_type"] == "linear"
+    assert linear["prompts"] == specs["llama-yarn"]["prompts"]
     try:
         check_spec("llama", specs["llama"], [list(range(1, 100)) * 3])
         raise AssertionError("a prompt longer than max_position_embeddings accepted")

@@ -4,6 +4,8 @@
 // the same output and still agree with transformers' reference.json.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -80,6 +82,21 @@ TEST_F(HubNamedCheckpoint, RunsAsThePrefixedCheckpointDoes) {
   EXPECT_EQ(hub, prefixed);
   EXPECT_TRUE(contains(hub, "| same | ok |")) << hub;
   EXPECT_TRUE(case_failures(result_).empty()) << hub;
+}
+
+TEST_F(HubNamedCheckpoint, TheConfigJsonKeysThatChangeNothingAreListed) {
+  const fs::path config = fs::path(repo_.path()) / "cases/gpt2/config.json";
+  nlohmann::ordered_json json = nlohmann::ordered_json::parse(test::read_file(config.string()));
+  json["summary_type"] = "cls_index";  // read by GPT2DoubleHeadsModel only
+  json["n_embd"] = json["n_embd"];
+  test::write_file(config.string(), json.dump(2));
+  const std::string out = run();
+  EXPECT_TRUE(contains(out, "Keys of `gpt2/config.json` that change none of these numbers, "
+                            "ignored: "))
+      << out;
+  EXPECT_TRUE(contains(out, "`summary_type`")) << out;
+  EXPECT_FALSE(contains(out, "`n_embd`")) << out;
+  EXPECT_FALSE(contains(out, "Config keys that change none")) << out;
 }
 
 TEST_F(HubNamedCheckpoint, SavedCausalMaskBuffersAreIgnored) {

@@ -80,6 +80,27 @@ TEST_F(CheckpointNames, Gpt2CausalMaskBuffersAreSkippedWithOrWithoutThePrefix) {
   }
 }
 
+TEST_F(CheckpointNames, RotaryInverseFrequencyBuffersAreSkippedWithOrWithoutThePrefix) {
+  for (const std::string prefix : {"", "model."}) {
+    write({{prefix + "embed_tokens.weight", {4, 2}, counting(8, 0)},
+           {prefix + "layers.0.self_attn.rotary_emb.inv_freq", {2}, {1, 0.01}},
+           {prefix + "layers.1.self_attn.rotary_emb.inv_freq", {2}, {1, 0.01}},
+           {prefix + "rotary_emb.inv_freq", {2}, {1, 0.01}}});
+    const Weights w =
+        checkpoint().load_model("qwen2", true, {{"model.embed_tokens.weight", {4, 2}}});
+    EXPECT_EQ(w.size(), 1u) << prefix;
+  }
+}
+
+TEST_F(CheckpointNames, AnInverseFrequencyOutsideTheRotaryModuleIsStillUnused) {
+  write({{"model.embed_tokens.weight", {4, 2}, counting(8, 0)},
+         {"model.layers.0.self_attn.inv_freq", {2}, {1, 0.01}}});
+  expect_error(
+      [&] { checkpoint().load_model("llama", true, {{"model.embed_tokens.weight", {4, 2}}}); },
+      "checkpoint ck has tensor 'model.layers.0.self_attn.inv_freq', which pinmark's llama "
+      "model does not use");
+}
+
 TEST_F(CheckpointNames, ABufferNameOfAnotherFamilyIsStillUnused) {
   std::vector<StoredTensor> tensors = {{"model.embed_tokens.weight", {4, 2}, counting(8, 0)},
                                        {"model.h.0.attn.bias", {2}, {0, 0}}};
