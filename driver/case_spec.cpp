@@ -8,6 +8,7 @@
 #include "driver/checkpoint_config.h"
 #include "driver/hf_config.h"
 #include "driver/json_block.h"
+#include "driver/plugin.h"
 #include "runtime/budget.h"
 
 namespace pinmark {
@@ -143,7 +144,7 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
       for (const json& item : value) {
         std::string why;
         std::optional<Target> target =
-            item.is_string() ? parse_target(item.get<std::string>(), why) : std::nullopt;
+            item.is_string() ? parse_case_target(item.get<std::string>(), why) : std::nullopt;
         if (!item.is_string()) why = "a target is a string like \"cpu bf16\", not " + show(item);
         if (target) {
           plan.targets.push_back(*target);

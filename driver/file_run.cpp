@@ -6,6 +6,7 @@
 #include "driver/fingerprint.h"
 #include "driver/golden_io.h"
 #include "driver/golden_rows.h"
+#include "driver/plugin.h"
 #include "driver/render.h"
 
 namespace pinmark {
@@ -47,7 +48,7 @@ FileRun run_file(const std::string& path, const std::function<bool(const Case&)>
   for (size_t i = 0; i < run.parsed.cases.size(); ++i) {
     const Case& c = run.parsed.cases[i];
     if (!selected(c)) continue;
-    CaseOutcome outcome = run_one_case(c, path, run.parsed.newline);
+    CaseOutcome outcome = run_one_case(c, path, run.parsed.newline, make_backend);
     outcome.index = i;
     run.outcomes.push_back(std::move(outcome));
   }

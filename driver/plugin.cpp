@@ -1,0 +1,206 @@
+#include "driver/plugin.h"
+
+#include <algorithm>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+
+#include "driver/command_line.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/rounding_backend.h"
+
+namespace pinmark {
+
+CpuForwardingBackend::CpuForwardingBackend() : cpu_(make_cpu_backend<float>()) {}
+CpuForwardingBackend::~CpuForwardingBackend() = default;
+
+void CpuForwardingBackend::embed(const float* table, const int* tokens, int n, int dim,
+                                 float* out) {
+  cpu_->embed(table, tokens, n, dim, out);
+}
+void CpuForwardingBackend::matmul(const float* x, const float* w, int n, int k, int m, float* y) {
+  cpu_->matmul(x, w, n, k, m, y);
+}
+void CpuForwardingBackend::rmsnorm(const float* x, const float* w, int n, int dim, double eps,
+                                   float* y) {
+  cpu_->rmsnorm(x, w, n, dim, eps, y);
+}
+void CpuForwardingBackend::rope(float* x, const int* positions, int n, int heads, int head_dim,
+                                double theta) {
+  cpu_->rope(x, positions, n, heads, head_dim, theta);
+}
+void CpuForwardingBackend::attention_scores(const float* q, const float* k, const int* positions,
+                                            int n, int kv_len, int heads, int kv_heads,
+                                            int head_dim, double scale, float* scores) {
+  cpu_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
+}
+void CpuForwardingBackend::softmax(float* x, int rows, int len) { cpu_->softmax(x, rows, len); }
+void CpuForwardingBackend::attention_values(const float* probs, const float* v, int n,
+                                            int kv_len, int heads, int kv_heads, int head_dim,
+                                            float* out) {
+  cpu_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
+}
+void CpuForwardingBackend::swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  cpu_->swiglu(gate, up, n, out);
+}
+void CpuForwardingBackend::add(float* y, const float* x, int64_t n) { cpu_->add(y, x, n); }
+void CpuForwardingBackend::matmul_bias(const float* x, const float* w, const float* b, int n,
+                                       int k, int m, float* y) {
+  cpu_->matmul_bias(x, w, b, n, k, m, y);
+}
+void CpuForwardingBackend::rmsnorm_plus_one(const float* x, const float* w, int n, int dim,
+                                            double eps, float* y) {
+  cpu_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+}
+void CpuForwardingBackend::layernorm(const float* x, const float* w, const float* b, int n,
+                                     int dim, double eps, float* y) {
+  cpu_->layernorm(x, w, b, n, dim, eps, y);
+}
+void CpuForwardingBackend::rope_freqs(float* x, const int* positions, int n, int heads,
+                                      int head_dim, const double* inv_freq,
+                                      double attention_scaling) {
+  cpu_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
+}
+void CpuForwardingBackend::score_mod(float* scores, const int* positions, int n, int kv_len,
+                                     int heads, double softcap, int window) {
+  cpu_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
+}
+void CpuForwardingBackend::softcap(float* x, int64_t n, double cap) { cpu_->softcap(x, n, cap); }
+void CpuForwardingBackend::scale(float* x, int64_t n, double scale) { cpu_->scale(x, n, scale); }
+void CpuForwardingBackend::gelu(const float* x, int64_t n, bool tanh, float* out) {
+  cpu_->gelu(x, n, tanh, out);
+}
+void CpuForwardingBackend::geglu(const float* gate, const float* up, int64_t n, bool tanh,
+                                 float* out) {
+  cpu_->geglu(gate, up, n, tanh, out);
+}
+void CpuForwardingBackend::moe_route(const float* logits, int n, int experts, int top_k,
+                                     float* probs, int* ids, float* weights) {
+  cpu_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+}
+void CpuForwardingBackend::moe_combine(float* y, const float* x, const int* rows,
+                                       const float* weights, int m, int dim) {
+  cpu_->moe_combine(y, x, rows, weights, m, dim);
+}
+
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, PluginFactory> factories;  // by target name
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+bool name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '_' || c == '-' || c == '.';
+}
+
+const char* const kExample = "e.g. 'mykernels fp32'";
+
+std::optional<PluginFactory> find_factory(const std::string& name) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto it = r.factories.find(name);
+  if (it == r.factories.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace
+
+void register_target(const std::string& name, PluginFactory factory) {
+  const size_t space = name.find(' ');
+  const std::string backend = name.substr(0, space);
+  const std::string precision = space == std::string::npos ? "" : name.substr(space + 1);
+  if (backend.empty() || precision.empty() || precision.find(' ') != std::string::npos ||
+      !std::all_of(backend.begin(), backend.end(), name_char))
+    throw std::invalid_argument("a plug-in target is '<name> <precision>', " +
+                                std::string(kExample) +
+                                ", the name of letters, digits, '_', '-' or '.', not '" + name +
+                                "'");
+  if (backend == "cpu" || backend == "cuda")
+    throw std::invalid_argument("'" + name + "': '" + backend +
+                                "' is a built-in backend; a plug-in target needs a name of its "
+                                "own, " + kExample);
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
+    throw std::invalid_argument("unknown precision '" + precision + "' in plug-in target '" +
+                                name + "' (known: fp32, bf16, fp16)");
+  if (!factory)
+    throw std::invalid_argument("plug-in target '" + name + "' has no factory");
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!r.factories.emplace(name, std::move(factory)).second)
+    throw std::invalid_argument("plug-in target '" + name + "' is registered twice");
+}
+
+std::vector<std::string> registered_targets() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : r.factories) names.push_back(name);
+  return names;
+}
+
+void clear_registered_targets() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.factories.clear();
+}
+
+std::optional<Target> parse_case_target(const std::string& text, std::string& why) {
+  std::istringstream in(text);
+  Target t;
+  std::string extra;
+  in >> t.backend >> t.precision >> extra;
+  if (!t.backend.empty() && !t.precision.empty() && extra.empty() && find_factory(t.name()))
+    return t;
+  std::optional<Target> builtin = parse_target(text, why);
+  // An unknown name, in an executable with plug-in targets: say which ones it has.
+  const std::vector<std::string> names = registered_targets();
+  if (!builtin && !names.empty() && why.rfind("unknown backend", 0) == 0) {
+    std::string known;
+    for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
+    why += "; plug-in targets registered in this executable: " + known;
+  }
+  return builtin;
+}
+
+std::unique_ptr<Backend<float>> make_backend(const Target& target) {
+  std::optional<PluginFactory> factory = find_factory(target.name());
+  if (!factory) return make_target_backend(target);
+  std::unique_ptr<Backend<float>> backend;
+  try {
+    backend = (*factory)();
+  } catch (const std::exception& e) {
+    throw std::runtime_error("the factory of plug-in target '" + target.name() +
+                             "' failed: " + e.what());
+  }
+  if (!backend)
+    throw std::runtime_error("the factory of plug-in target '" + target.name() +
+                             "' returned no backend");
+  const DType storage = storage_type(target);
+  if (storage == DType::f32) return backend;
+  return make_rounding_backend(std::move(backend), storage);
+}
+
+int run_with_plugins(const std::function<void()>& registrations,
+                     const std::vector<std::string>& args, std::istream& in, std::ostream& out,
+                     std::ostream& err) {
+  try {
+    registrations();
+  } catch (const std::exception& e) {
+    err << "pinmark: registering plug-in targets failed: " << e.what() << "\n";
+    return 2;
+  }
+  return run_command_line(args, in, out, err);
+}
+
+}  // namespace pinmark

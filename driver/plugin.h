@@ -1,0 +1,123 @@
+// Plug-in targets: your own kernels, run by pinmark against its fp64 oracle and pinned in the
+// same goldens as its built-in targets (docs/plugins.md).
+//
+// A plug-in target is a name, "<name> <precision>" (e.g. "mykernels fp32"), and a factory that
+// returns a Backend<float> (runtime/backend.h: every op, its shapes and its contract). Derive
+// from CpuForwardingBackend to override only the ops you have; pinmark's CPU fp32 kernels run
+// the rest. Cases select the target by its name in `Targets`, and its row lands in `Numerics`
+// like any other, taps and first divergence included.
+//
+// Registrations are made before the command line runs. With the pinmark::main library (whose
+// main() runs the normal `pinmark` command line), define pinmark::register_plugins() in your
+// executable and call register_target() from it:
+//
+//   #include "driver/plugin.h"
+//   class MyKernels : public pinmark::CpuForwardingBackend {
+//     void rmsnorm(const float* x, const float* w, int n, int dim, double eps,
+//                  float* y) override { ... }
+//   };
+//   void pinmark::register_plugins() {
+//     pinmark::register_target("mykernels fp32", [] { return std::make_unique<MyKernels>(); });
+//   }
+#pragma once
+
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/target.h"
+
+namespace pinmark {
+
+// A Backend<float> that hands every op to pinmark's CPU fp32 backend (the kernels of the
+// built-in "cpu fp32" target, bit for bit). Override the ops you implement; call cpu() to reach
+// pinmark's kernels from yours (for a fallback on shapes you do not handle).
+class CpuForwardingBackend : public Backend<float> {
+ public:
+  CpuForwardingBackend();
+  ~CpuForwardingBackend() override;
+
+  void embed(const float* table, const int* tokens, int n, int dim, float* out) override;
+  void matmul(const float* x, const float* w, int n, int k, int m, float* y) override;
+  void rmsnorm(const float* x, const float* w, int n, int dim, double eps, float* y) override;
+  void rope(float* x, const int* positions, int n, int heads, int head_dim, double theta) override;
+  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
+                        int heads, int kv_heads, int head_dim, double scale,
+                        float* scores) override;
+  void softmax(float* x, int rows, int len) override;
+  void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
+                        int kv_heads, int head_dim, float* out) override;
+  void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
+  void add(float* y, const float* x, int64_t n) override;
+  void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
+                   float* y) override;
+  void rmsnorm_plus_one(const float* x, const float* w, int n, int dim, double eps,
+                        float* y) override;
+  void layernorm(const float* x, const float* w, const float* b, int n, int dim, double eps,
+                 float* y) override;
+  void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
+                  const double* inv_freq, double attention_scaling) override;
+  void score_mod(float* scores, const int* positions, int n, int kv_len, int heads,
+                 double softcap, int window) override;
+  void softcap(float* x, int64_t n, double cap) override;
+  void scale(float* x, int64_t n, double scale) override;
+  void gelu(const float* x, int64_t n, bool tanh, float* out) override;
+  void geglu(const float* gate, const float* up, int64_t n, bool tanh, float* out) override;
+  void moe_route(const float* logits, int n, int experts, int top_k, float* probs, int* ids,
+                 float* weights) override;
+  void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,
+                   int dim) override;
+
+ protected:
+  Backend<float>& cpu() { return *cpu_; }
+
+ private:
+  std::unique_ptr<Backend<float>> cpu_;
+};
+
+// Makes a fresh backend for one run of one case (pinmark calls it once per target row). It
+// must not return nullptr.
+using PluginFactory = std::function<std::unique_ptr<Backend<float>>()>;
+
+// Registers a plug-in target. `name` is "<name> <precision>", one space between: the name is
+// letters, digits, '_', '-' or '.', and not a built-in backend ("cpu", "cuda"); the precision is
+// fp32, bf16 or fp16, the type every tensor is stored in between ops. For bf16 and fp16,
+// pinmark rounds the weights to that type and rounds each op's output to it (the layer the
+// built-in "cpu bf16" uses), so your kernels see and return floats that are values of the
+// storage type. Throws std::invalid_argument, naming the target, for a malformed name, a
+// built-in or already registered one, or an empty factory.
+void register_target(const std::string& name, PluginFactory factory);
+
+// The registered names, sorted.
+std::vector<std::string> registered_targets();
+
+// Forgets every registration (for tests).
+void clear_registered_targets();
+
+// A name in a case's `Targets`: a registered plug-in target, or a built-in one
+// (parse_target); nullopt with `why` set otherwise, which for an unknown backend lists the
+// registered plug-in targets when there are any.
+std::optional<Target> parse_case_target(const std::string& text, std::string& why);
+
+// The backend of a target: a plug-in target's factory (wrapped in the rounding layer for bf16
+// and fp16), or make_target_backend for a built-in one. Throws std::runtime_error when a
+// plug-in factory throws or returns nullptr; the case then fails with that message in Errors.
+std::unique_ptr<Backend<float>> make_backend(const Target& target);
+
+// Defined by YOUR executable when it links pinmark::main: registers your targets. main() calls
+// it before running the command line; an exception from it is printed and exits with status 2.
+void register_plugins();
+
+// What pinmark::main's main() runs: `registrations` (register_plugins), then the pinmark
+// command line (run_command_line) with the targets registered. An exception from
+// `registrations` is printed to `err` as "pinmark: registering plug-in targets failed: ..." and
+// returns 2, running nothing.
+int run_with_plugins(const std::function<void()>& registrations,
+                     const std::vector<std::string>& args, std::istream& in, std::ostream& out,
+                     std::ostream& err);
+
+}  // namespace pinmark
