@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "driver/case_discovery.h"
 #include "driver/fence.h"
 
 namespace pinmark {
@@ -128,7 +129,7 @@ std::string markdown_summary(const RunReport& report) {
     md << "### Failed\n\n";
     for (const CaseReport& c : report.cases) {
       if (c.status == CaseReport::Status::kPassed) continue;
-      md << "- " << inline_code(c.file + " :: " + name_of(c)) << "\n";
+      md << "- " << inline_code(c.slug.empty() ? c.file : case_name(c.file, c.slug)) << "\n";
       const size_t shown = std::min<size_t>(c.failures.size(), 3);
       for (size_t i = 0; i < shown; ++i) md << "  - " << inline_code(c.failures[i]) << "\n";
       if (c.failures.size() > shown)

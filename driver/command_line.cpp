@@ -42,8 +42,9 @@ constexpr const char* kRunUsage =
     "--regenerate would write beside it, as FILE.md.pending (the golden is not touched; also\n"
     "under CI, so a pipeline can upload them); a file whose cases all pass loses a stale one.\n"
     "\n"
-    "  --filter GLOB   run only cases whose slug, or FILE::slug, matches GLOB ('*' and '?');\n"
-    "                  a filter that matches no case is an error\n"
+    "  --filter GLOB   run only the cases GLOB ('*' and '?') names: by slug, or by FILE::slug as\n"
+    "                  pinmark list prints it and ctest names the test; a filter that matches no\n"
+    "                  case is an error\n"
     "  --regenerate    rewrite the goldens with what the cases produce now (also REGENERATE=1),\n"
     "                  naming each file rewritten; refused when CI is set, unless --force is given\n"
     "  --require-fresh fail every case with a row that is stale (measured for other inputs or\n"
@@ -58,14 +59,16 @@ constexpr const char* kRunUsage =
     "                  whose TERM is not dumb\n"
     "  -q, --quiet     print only failures and the summary\n"
     "\n"
+
     "Exit status: 0 when every case matches, 1 when a case differs or a file is invalid, 2 for a\n"
     "usage or I/O error.\n";
 
 constexpr const char* kListUsage =
     "usage: pinmark list [PATH...] [--filter GLOB]\n"
     "\n"
-    "Prints FILE :: slug for each case of the files (default: cases) that GLOB matches.\n"
-    "Exit status: 1 when a file is invalid, 2 for a usage or I/O error.\n";
+    "Prints the name of each case of the files (default: cases) that GLOB matches, one a line:\n"
+    "FILE::slug, the name --filter takes and ctest gives the case's test.\n"
+    "Exit status: 1 when a file is invalid or GLOB matches no case, 2 for a usage or I/O error.\n";
 
 constexpr const char* kAuditUsage =
     "usage: pinmark audit [PATH...] [--sweep N]\n"
@@ -290,16 +293,17 @@ struct Tally {
   int stale_rows = 0;     // carried rows measured for other inputs or other code
   int unmeasured_rows = 0;  // targets no machine has measured
   int unreadable_files = 0;
+  std::string example;  // a case's name, to show how names are spelled
 };
 
 // Runs one file; prints its cases and diff; regenerates it when asked, or writes its pending
 // golden when a case fails; records each case in `report`.
 void run_one_file(const std::string& path, const Options& o, Tally& tally, RunReport& report,
                   std::ostream& out) {
-  auto selected = [&](const Case& c) {
-    return glob_match(o.filter, c.slug) || glob_match(o.filter, path + "::" + c.slug);
-  };
+  auto selected = [&](const Case& c) { return filter_selects(o.filter, path, c.slug); };
   FileRun run = run_file(path, selected);
+  if (tally.example.empty() && !run.parsed.cases.empty())
+    tally.example = case_name(path, run.parsed.cases.front().slug);
   const char* red = o.color ? "\033[31m" : "";
   const char* green = o.color ? "\033[32m" : "";
   const char* yellow = o.color ? "\033[33m" : "";
@@ -341,14 +345,14 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
       ++tally.passed;
       report.cases.push_back(std::move(record));
       if (!o.quiet || !matches)
-        out << green << (matches ? "PASS    " : "UPDATED ") << reset << path << " :: " << c.slug
+        out << green << (matches ? "PASS    " : "UPDATED ") << reset << case_name(path, c.slug)
             << (has_errors ? "  (renders Errors)" : "") << "\n";
       continue;
     }
     ++tally.failed;
     file_failed = true;
     record.status = CaseReport::Status::kFailed;
-    out << red << "FAIL    " << reset << path << " :: " << c.slug
+    out << red << "FAIL    " << reset << case_name(path, c.slug)
         << (o.regenerate && c.text != outcome.actual ? "  (rewritten; the failure stands)" : "")
         << "\n";
     for (const std::string& why : failing)
@@ -378,7 +382,7 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
     }
     for (const std::string& slug : rewritten.skipped) {
       ++tally.failed;
-      out << red << "SKIPPED " << reset << path << " :: " << slug
+      out << red << "SKIPPED " << reset << case_name(path, slug)
           << ": edited while it ran, so not rewritten (run it again)\n";
     }
   }
@@ -533,6 +537,8 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
     }
     if (o.command == "list") {
       int status = 0;
+      size_t listed = 0;
+      std::string example;
       for (const std::string& path : files) {
         FileRun run = run_file(path, [](const Case&) { return false; });
         // An invalid file's cases do not run: listing them as if they did would mislead.
@@ -542,9 +548,16 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
           status = 1;
           continue;
         }
-        for (const Case& c : run.parsed.cases)
-          if (glob_match(o.filter, c.slug) || glob_match(o.filter, path + "::" + c.slug))
-            out << path << " :: " << c.slug << "\n";
+        for (const Case& c : run.parsed.cases) {
+          if (example.empty()) example = case_name(path, c.slug);
+          if (!filter_selects(o.filter, path, c.slug)) continue;
+          out << case_name(path, c.slug) << "\n";
+          ++listed;
+        }
+      }
+      if (listed == 0 && status == 0) {
+        err << "pinmark: " << no_case_matches(o.filter, files.size(), example) << "\n";
+        return 1;
       }
       return status;
     }
@@ -562,6 +575,10 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
         ++tally.failed;
       }
     }
+        out << file_out.str() << std::flush;
+      }
+    }
+    progress.clear();
     report.carried_rows = tally.carried_rows;
     report.stale_rows = tally.stale_rows;
     report.unmeasured_rows = tally.unmeasured_rows;
@@ -571,8 +588,7 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
       reports_written &= write_report("--summary", o.summary, markdown_summary(report), err);
     out << "\n";
     if (tally.selected == 0 && tally.failed == 0) {
-      err << "pinmark: no case matches '" << o.filter << "' in " << files.size() << " file"
-          << (files.size() == 1 ? "" : "s") << "\n";
+      err << "pinmark: " << no_case_matches(o.filter, files.size(), tally.example) << "\n";
       return 1;
     }
     if (tally.errors_pinned)

@@ -131,28 +131,43 @@ class DiscoveryTest : public CaseTestsTest {
 
 TEST_F(DiscoveryTest, EveryCtestRunListsTheCasesOnDisk) {
   Ran listed = ctest("-N");
-  EXPECT_NE(listed.output.find("Test #1: foo.a\n"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("Test #1: " + root_ + "/foo.md::a\n"), std::string::npos)
+      << listed.output;
   EXPECT_NE(listed.output.find("Total Tests: 1\n"), std::string::npos) << listed.output;
 
   // A case added, a new file in a new folder, and a case renamed: no cmake in between.
   write(root_ + "/foo.md", "# Foo\n\n" + kernel_case("a2", 1) + kernel_case("b", 2));
   write(root_ + "/sub/bar.md", "# Bar\n\n" + kernel_case("c", 3));
   listed = ctest("-N");
-  EXPECT_NE(listed.output.find(": foo.a2\n"), std::string::npos) << listed.output;
-  EXPECT_NE(listed.output.find(": foo.b\n"), std::string::npos) << listed.output;
-  EXPECT_NE(listed.output.find(": sub/bar.c\n"), std::string::npos) << listed.output;
-  EXPECT_EQ(listed.output.find(": foo.a\n"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("/foo.md::a2\n"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("/foo.md::b\n"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find(": " + root_ + "/sub/bar.md::c\n"), std::string::npos)
+      << listed.output;
+  EXPECT_EQ(listed.output.find("/foo.md::a\n"), std::string::npos) << listed.output;
   EXPECT_NE(listed.output.find("Total Tests: 3\n"), std::string::npos) << listed.output;
 
-  listed = ctest("-N -R 'bar\\.c'");
+  listed = ctest("-N -R 'bar\\.md::c'");
   EXPECT_NE(listed.output.find("Total Tests: 1\n"), std::string::npos) << listed.output;
 }
 
 TEST_F(DiscoveryTest, ACaseRunsUnderCtestWithItsOwnFilter) {
-  const Ran ran = ctest("-R 'foo\\.a$' --output-on-failure");
+  const Ran ran = ctest("-R 'foo\\.md::a$' --output-on-failure");
   EXPECT_NE(ran.status, 0) << ran.output;  // no golden output yet
   EXPECT_NE(ran.output.find("Google Test filter = foo.a\n"), std::string::npos) << ran.output;
   EXPECT_NE(ran.output.find("case 'a' differs from its golden"), std::string::npos) << ran.output;
+}
+
+// A case's ctest name is its one name, FILE::slug, exactly as `pinmark list ROOT` prints it
+// (ROOT/foo.md::a) and `pinmark run --filter` takes it (tests/driver/case_names_test.cpp).
+TEST_F(DiscoveryTest, CtestNamesACaseAsPinmarkListDoes) {
+  const Ran listed = ctest("-N");
+  EXPECT_NE(listed.output.find("Test #1: " + root_ + "/foo.md::a\n"), std::string::npos)
+      << listed.output;
+  // The shipped suite is shown as "cases", wherever the checkout is.
+  const Ran shipped =
+      run("cd '" + build_ + "' && env -u PINMARK_CASES_DIR '" PINMARK_CTEST "' -N -R 'attention'");
+  EXPECT_NE(shipped.output.find(": cases/attention/"), std::string::npos) << shipped.output;
+  EXPECT_EQ(shipped.output.find(": attention/"), std::string::npos) << shipped.output;
 }
 
 TEST_F(DiscoveryTest, AListingThatFailsIsAFailingTest) {

@@ -1,6 +1,7 @@
 // Every case of every file under cases/ as its own GoogleTest test, registered when the
 // program starts from the files on disk: suite = the file's path without ".md", test = the
-// case's slug. `ctest -R slug`, `--gtest_filter=*slug*`, sharding and JUnit XML all work per
+// case's slug. ctest names each test by the case's name, cases/FILE.md::slug, as `pinmark list`
+// prints it (tests/case_tests_discovery.cmake). `ctest -R slug`, `--gtest_filter=*slug*`, sharding and JUnit XML all work per
 // case, and a new file is picked up without touching the build.
 //
 // With REGENERATE=1 a case whose output moved rewrites its own part of its golden (under a
@@ -74,7 +75,7 @@ class CaseTest : public testing::Test {
       }
       const RewriteOutcome rewritten = rewrite_cases(path_, {{slug_, CaseRewrite(c.text, outcome.actual)}});
       if (!rewritten.skipped.empty()) FAIL() << path_ << ": case '" << slug_ << "' was edited while it ran, so it was not rewritten";
-      std::cout << "regenerated " << path_ << " :: " << slug_ << "\n";
+      std::cout << "regenerated " << path_ << "::" << slug_ << "\n";
       return;
     }
     // What is left to record (a device that reproduced a row) is no difference.
@@ -230,7 +231,9 @@ int main(int argc, char** argv) {
   if (status == 0 && !GTEST_FLAG_GET(list_tests) && !pinmark::sharded() &&
       testing::UnitTest::GetInstance()->test_to_run_count() == 0) {
     std::cerr << "pinmark: --gtest_filter=" << filter << " matches no case under "
-              << pinmark::cases_root_shown() << "\n";
+              << pinmark::cases_root_shown()
+              << " (its GoogleTest names are FOLDER/FILE.slug, the file's path under it without .md;"
+                 " `ctest -N` lists each case as FILE::slug, the name pinmark list prints)\n";
     return 1;
   }
   return status;

@@ -32,6 +32,16 @@ if(NOT pinmark_listing_status STREQUAL "0")
   return()
 endif()
 
+# ctest names a case's test by the case's one name, FILE::slug, as `pinmark list` prints it
+# and `pinmark run --filter` takes it: FILE is the case file under the cases folder as the
+# reader knows it ("cases", or $PINMARK_CASES_DIR as given), so cases/models/llama.md::gqa.
+if(DEFINED ENV{PINMARK_CASES_DIR} AND NOT "$ENV{PINMARK_CASES_DIR}" STREQUAL "")
+  set(pinmark_cases_shown "$ENV{PINMARK_CASES_DIR}")
+  string(REGEX REPLACE "(.)/+$" "\\1" pinmark_cases_shown "${pinmark_cases_shown}")
+else()
+  set(pinmark_cases_shown "cases")
+endif()
+
 # The listing: "suite." on its own line, then "  test" per test. Names hold no ';' (slugs are
 # [a-z0-9_]), so one line is one list element.
 string(REPLACE "\n" ";" pinmark_lines "${pinmark_listing}")
@@ -40,8 +50,9 @@ foreach(pinmark_line IN LISTS pinmark_lines)
   if(pinmark_line MATCHES "^([^ ].*)\\.$")
     set(pinmark_suite "${CMAKE_MATCH_1}")
   elseif(pinmark_line MATCHES "^  ([^ ]+)")
-    set(pinmark_name "${pinmark_suite}.${CMAKE_MATCH_1}")
-    add_test("${pinmark_name}" "${PINMARK_CASE_TESTS}" "--gtest_filter=${pinmark_name}")
+    set(pinmark_gtest_name "${pinmark_suite}.${CMAKE_MATCH_1}")
+    set(pinmark_name "${pinmark_cases_shown}/${pinmark_suite}.md::${CMAKE_MATCH_1}")
+    add_test("${pinmark_name}" "${PINMARK_CASE_TESTS}" "--gtest_filter=${pinmark_gtest_name}")
     set_tests_properties("${pinmark_name}" PROPERTIES
       WORKING_DIRECTORY "${PINMARK_CASE_TESTS_WORKDIR}"
       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")

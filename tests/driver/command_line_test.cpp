@@ -119,7 +119,7 @@ TEST_F(CommandLine, FreshCaseFailsWithADiff) {
   const std::string before = read_file(path);
   Result r = pinmark({"run", path});
   EXPECT_EQ(r.status, 1) << describe(r);
-  EXPECT_TRUE(contains(r.out, "FAIL    " + path + " :: softmax\n")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "FAIL    " + path + "::softmax\n")) << describe(r);
   EXPECT_TRUE(contains(r.out, "--- " + path + " (golden)\n+++ " + path + " (actual)\n"))
       << describe(r);
   EXPECT_TRUE(contains(r.out, "\n+### Numerics\n")) << describe(r);
@@ -131,7 +131,7 @@ TEST_F(CommandLine, RegenerateThenPass) {
   const std::string path = write_case_file("k.md", "# Kernels\n\n" + kernel_case("Softmax", 1));
   Result regenerated = pinmark({"run", "--regenerate", path});
   EXPECT_EQ(regenerated.status, 0) << describe(regenerated);
-  EXPECT_TRUE(contains(regenerated.out, "UPDATED " + path + " :: softmax")) << describe(regenerated);
+  EXPECT_TRUE(contains(regenerated.out, "UPDATED " + path + "::softmax")) << describe(regenerated);
   EXPECT_TRUE(contains(regenerated.out, "regenerated 1 file\n")) << describe(regenerated);
   const std::string golden = read_file(path);
   EXPECT_TRUE(contains(golden, "### Numerics")) << golden;
@@ -139,7 +139,7 @@ TEST_F(CommandLine, RegenerateThenPass) {
 
   Result again = pinmark({"run", path});
   EXPECT_EQ(again.status, 0) << describe(again);
-  EXPECT_TRUE(contains(again.out, "PASS    " + path + " :: softmax")) << describe(again);
+  EXPECT_TRUE(contains(again.out, "PASS    " + path + "::softmax")) << describe(again);
   EXPECT_TRUE(contains(again.out, "\n1 passed, 0 failed\n")) << describe(again);
   EXPECT_EQ(read_file(path), golden);
 
@@ -180,9 +180,9 @@ TEST_F(CommandLine, OneChangedDigitFailsOnlyItsCase) {
 
   Result r = pinmark({"run", path});
   EXPECT_EQ(r.status, 1) << describe(r);
-  EXPECT_TRUE(contains(r.out, "FAIL    " + path + " :: first\n")) << describe(r);
-  EXPECT_TRUE(contains(r.out, "PASS    " + path + " :: second\n")) << describe(r);
-  EXPECT_FALSE(contains(r.out, "FAIL    " + path + " :: second")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "FAIL    " + path + "::first\n")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "PASS    " + path + "::second\n")) << describe(r);
+  EXPECT_FALSE(contains(r.out, "FAIL    " + path + "::second")) << describe(r);
   EXPECT_TRUE(contains(r.out, "\n-" + changed_row + "\n+" + original_row + "\n")) << describe(r);
   // The hunk starts three lines of context above the changed line, numbered as in the file.
   const int changed_line = line_of(edited, changed_row);
@@ -246,8 +246,8 @@ TEST_F(CommandLine, FilterRunsOnlyMatchingCases) {
   const std::string path = write_case_file("k.md", text);
   Result r = pinmark({"run", "--regenerate", "--filter", "alpha_*", path});
   EXPECT_EQ(r.status, 0) << describe(r);
-  EXPECT_TRUE(contains(r.out, ":: alpha_one")) << describe(r);
-  EXPECT_TRUE(contains(r.out, ":: alpha_three")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "::alpha_one\n")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "::alpha_three\n")) << describe(r);
   EXPECT_FALSE(contains(r.out, "beta_two")) << describe(r);
   EXPECT_TRUE(contains(r.out, "2 passed, 0 failed")) << describe(r);
 
@@ -261,7 +261,7 @@ TEST_F(CommandLine, FilterRunsOnlyMatchingCases) {
   // A filter may name the file too.
   Result by_file = pinmark({"run", "--filter=*k.md::beta_two", path});
   EXPECT_EQ(by_file.status, 1) << describe(by_file);
-  EXPECT_TRUE(contains(by_file.out, "FAIL    " + path + " :: beta_two")) << describe(by_file);
+  EXPECT_TRUE(contains(by_file.out, "FAIL    " + path + "::beta_two")) << describe(by_file);
   EXPECT_TRUE(contains(by_file.out, "0 passed, 1 failed")) << describe(by_file);
 }
 
@@ -293,7 +293,7 @@ TEST_F(CommandLine, QuietPrintsOnlyFailuresAndTheSummary) {
   Result r = pinmark({"run", "-q", path});
   EXPECT_EQ(r.status, 1) << describe(r);
   EXPECT_FALSE(contains(r.out, "PASS")) << describe(r);
-  EXPECT_TRUE(contains(r.out, "FAIL    " + path + " :: fresh")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "FAIL    " + path + "::fresh")) << describe(r);
   EXPECT_TRUE(contains(r.out, "1 passed, 1 failed")) << describe(r);
 }
 
@@ -312,10 +312,10 @@ TEST_F(CommandLine, ListPrintsEveryCase) {
   write_file(dir_.file("notes.txt"), "not a case file\n");
   Result r = pinmark({"list", dir_.path()});
   EXPECT_EQ(r.status, 0) << describe(r);
-  EXPECT_EQ(r.out, a + " :: first_one\n" + a + " :: second_one\n" + b + " :: third\n");
+  EXPECT_EQ(r.out, a + "::first_one\n" + a + "::second_one\n" + b + "::third\n");
 
   Result filtered = pinmark({"list", "--filter", "*_one", dir_.path()});
-  EXPECT_EQ(filtered.out, a + " :: first_one\n" + a + " :: second_one\n");
+  EXPECT_EQ(filtered.out, a + "::first_one\n" + a + "::second_one\n");
   // Listing runs nothing and writes nothing.
   EXPECT_FALSE(contains(read_file(a), "### Numerics"));
 }
@@ -332,7 +332,7 @@ TEST_F(CommandLine, FolderArgumentFindsMarkdownFilesRecursively) {
       write_case_file("nested/deeper/k.md", "# K\n\n" + kernel_case("Deep", 4));
   Result r = pinmark({"run", "--regenerate", dir_.path()});
   EXPECT_EQ(r.status, 0) << describe(r);
-  EXPECT_TRUE(contains(r.out, deep + " :: deep")) << describe(r);
+  EXPECT_TRUE(contains(r.out, deep + "::deep")) << describe(r);
   EXPECT_TRUE(contains(read_file(deep), "### Numerics"));
 }
 
