@@ -59,7 +59,9 @@ constexpr const char* kRunUsage =
     "                  whose TERM is not dumb\n"
     "  -q, --quiet     print only failures and the summary\n"
     "\n"
-
+    "In a changed line of a diff, what moved is marked (reverse video, or '^' under it on a\n"
+    "'?' line).\n"
+    "\n"
     "Exit status: 0 when every case matches, 1 when a case differs or a file is invalid, 2 for a\n"
     "usage or I/O error.\n";
 
@@ -367,9 +369,9 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
     if (!matches && !o.regenerate) {
       record.diff = unified_diff(c.text, outcome.actual, path + " (golden)", path + " (actual)",
                                  DiffStyle{false, c.line});
-      out << (o.color ? unified_diff(c.text, outcome.actual, path + " (golden)",
-                                     path + " (actual)", DiffStyle{true, c.line})
-                      : record.diff);
+      // On the console, what moved inside each changed line is marked too.
+      out << unified_diff(c.text, outcome.actual, path + " (golden)", path + " (actual)",
+                          DiffStyle{o.color, c.line, true});
     }
     report.cases.push_back(std::move(record));
   }
@@ -472,7 +474,7 @@ int pending_command(const Options& o, std::istream& in, std::ostream& out, std::
       out << "\n[" << i + 1 << "/" << pendings.size() << "] " << pending.golden << "\n";
       if (current)
         out << unified_diff(golden, pending.text, pending.golden + " (golden)",
-                            p + " (pending)", DiffStyle{o.color, 1});
+                            p + " (pending)", DiffStyle{o.color, 1, true});
       else
         out << "  " << pending.golden << " changed since this pending was written (or is gone): "
             << "accepting it is refused; reject it, or run the cases again\n";
@@ -575,10 +577,6 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
         ++tally.failed;
       }
     }
-        out << file_out.str() << std::flush;
-      }
-    }
-    progress.clear();
     report.carried_rows = tally.carried_rows;
     report.stale_rows = tally.stale_rows;
     report.unmeasured_rows = tally.unmeasured_rows;

@@ -3,6 +3,8 @@
 #include <dtl/dtl.hpp>
 #include <vector>
 
+#include "driver/diff_tokens.h"
+
 namespace pinmark {
 namespace {
 
@@ -52,13 +54,40 @@ std::string unified_diff(const std::string& golden, const std::string& actual,
            std::to_string(hunk.b) + " +" + std::to_string(hunk.c + offset) + "," +
            std::to_string(hunk.d) + " @@" + reset + "\n";
     for (const auto& e : hunk.common[0]) out += " " + visible(e.first) + "\n";
-    for (const auto& e : hunk.change) {
-      if (e.second.type == dtl::SES_ADD)
-        out += std::string(green) + "+" + visible(e.first) + reset + "\n";
-      else if (e.second.type == dtl::SES_DELETE)
-        out += std::string(red) + "-" + visible(e.first) + reset + "\n";
-      else
-        out += " " + visible(e.first) + "\n";
+    const auto& change = hunk.change;
+    for (size_t i = 0; i < change.size();) {
+      if (change[i].second.type == dtl::SES_COMMON) {
+        out += " " + visible(change[i].first) + "\n";
+        ++i;
+        continue;
+      }
+      // A run of removed lines, then the added lines that follow: pairs by position.
+      size_t removed_end = i;
+      while (removed_end < change.size() && change[removed_end].second.type == dtl::SES_DELETE)
+        ++removed_end;
+      size_t added_end = removed_end;
+      while (added_end < change.size() && change[added_end].second.type == dtl::SES_ADD)
+        ++added_end;
+      const size_t removed = removed_end - i, added = added_end - removed_end;
+      std::vector<Marks> marks(std::max(removed, added));
+      if (style.mark_changes)
+        for (size_t k = 0; k < std::min(removed, added); ++k)
+          marks[k] = changed_tokens(visible(change[i + k].first),
+                                    visible(change[removed_end + k].first));
+      auto print = [&](const std::string& sign, const char* colour, const std::string& text,
+                       const std::vector<std::pair<size_t, size_t>>& marked) {
+        const std::string line = visible(text);
+        if (style.color) {
+          out += colour + sign + (marked.empty() ? line : reverse_marked(line, marked)) + reset + "\n";
+        } else {
+          out += sign + line + "\n";
+          if (!marked.empty()) out += "?" + caret_line(line, marked) + "\n";
+        }
+      };
+      for (size_t k = 0; k < removed; ++k) print("-", red, change[i + k].first, marks[k].golden);
+      for (size_t k = 0; k < added; ++k)
+        print("+", green, change[removed_end + k].first, marks[k].actual);
+      i = added_end;
     }
     for (const auto& e : hunk.common[1]) out += " " + visible(e.first) + "\n";
   }

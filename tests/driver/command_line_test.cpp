@@ -183,7 +183,14 @@ TEST_F(CommandLine, OneChangedDigitFailsOnlyItsCase) {
   EXPECT_TRUE(contains(r.out, "FAIL    " + path + "::first\n")) << describe(r);
   EXPECT_TRUE(contains(r.out, "PASS    " + path + "::second\n")) << describe(r);
   EXPECT_FALSE(contains(r.out, "FAIL    " + path + "::second")) << describe(r);
-  EXPECT_TRUE(contains(r.out, "\n-" + changed_row + "\n+" + original_row + "\n")) << describe(r);
+  // The whole number that moved is marked under each line of the pair, and nothing else.
+  const size_t number = changed_row.rfind(' ', digit) + 1;
+  const size_t number_end = changed_row.find(' ', digit);
+  const std::string carets =
+      "?" + std::string(number, ' ') + std::string(number_end - number, '^') + "\n";
+  EXPECT_TRUE(contains(r.out, "\n-" + changed_row + "\n" + carets + "+" + original_row + "\n" +
+                                  carets))
+      << describe(r);
   // The hunk starts three lines of context above the changed line, numbered as in the file.
   const int changed_line = line_of(edited, changed_row);
   const std::string header = "@@ -" + std::to_string(changed_line - 3) + ",7 +" +
