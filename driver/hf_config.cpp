@@ -63,7 +63,8 @@ const std::map<std::string, std::string>& architecture_of() {
       {"llama", "LlamaForCausalLM"},   {"mistral", "MistralForCausalLM"},
       {"qwen2", "Qwen2ForCausalLM"},   {"qwen3", "Qwen3ForCausalLM"},
       {"gemma", "GemmaForCausalLM"},   {"gemma2", "Gemma2ForCausalLM"},
-      {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"}};
+      {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"},
+      {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"}};
   return names;
 }
 
@@ -122,6 +123,25 @@ void read_layer_types(Reader& r, const std::string& k, const json& v, ModelConfi
       return;
     }
     c.layer_types.push_back(t.get<std::string>());
+  }
+}
+
+// Qwen3-MoE's mlp_only_layers: layer indices whose MLP is dense.
+void read_mlp_only_layers(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  c.mlp_only_layers.clear();
+  if (v.is_null()) return;
+  const std::string wanted = k + " must be a list of layer indices (non-negative integers), got ";
+  if (!v.is_array()) {
+    r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+    return;
+  }
+  for (const json& i : v) {
+    int layer = -1;
+    if (!i.is_number_integer() || !r.integer(k, i, layer) || layer < 0) {
+      r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+      return;
+    }
+    c.mlp_only_layers.push_back(layer);
   }
 }
 
@@ -444,6 +464,26 @@ KeyTable config_keys(const std::string& type) {
       keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
       keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
     }
+  } else if (type == "olmo2") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+  } else if (type == "qwen3_moe") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    // 4.x configs spell the expert count num_experts; transformers 5 maps it to
+    // num_local_experts and writes that.
+    keys["num_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
+    keys["moe_intermediate_size"] = integer_key(&ModelConfig::moe_intermediate_size);
+    keys["norm_topk_prob"] = boolean_key(&ModelConfig::norm_topk_prob);
+    keys["decoder_sparse_step"] = integer_key(&ModelConfig::decoder_sparse_step);
+    keys["mlp_only_layers"] = read_mlp_only_layers;
+    // Qwen3MoeConfig keeps sliding_window only when use_sliding_window is true, and pinmark
+    // implements Qwen3-MoE's full attention alone; with it off the window is read for nothing.
+    keys["use_sliding_window"] = only_key(false);
+    keys["sliding_window"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      int ignored = 0;
+      if (!v.is_null()) r.integer(k, v, ignored);
+    };
   } else if (type == "qwen2" || type == "qwen3") {
     // Resolved into layer_types and sliding_window after all keys are read.
     keys["use_sliding_window"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
@@ -514,6 +554,7 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
         "task_specific_params"}},
       // Training-only: jitter noise is applied only in training mode, the others feed the loss.
       {"mixtral", {"router_jitter_noise", "output_router_logits", "router_aux_loss_coef"}},
+      {"qwen3_moe", {"output_router_logits", "router_aux_loss_coef", "max_window_layers"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);

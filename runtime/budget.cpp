@@ -48,9 +48,9 @@ double parse_budget(const char* name, const std::string& text, bool suffixes) {
 }
 
 struct ModelShape {
-  double vocab, hidden, inter, layers, heads, kv_heads, head_dim, experts, experts_per_tok,
+  double vocab, hidden, inter, expert_inter, layers, heads, kv_heads, head_dim, experts, experts_per_tok,
       positions, kv_layers;
-  bool tied, gpt2;
+  bool tied, gpt2, dense_layers_too;
 };
 
 ModelShape shape_of(const ModelConfig& c) {
@@ -63,6 +63,8 @@ ModelShape shape_of(const ModelConfig& c) {
   s.head_dim = c.head_dim > 0 ? c.head_dim : (s.heads > 0 ? std::floor(s.hidden / s.heads) : 0);
   s.gpt2 = c.model_type == "gpt2";
   s.inter = c.intermediate_size > 0 ? c.intermediate_size : (s.gpt2 ? 4 * s.hidden : 0);
+  s.dense_layers_too = c.model_type == "qwen3_moe";
+  s.expert_inter = c.moe_intermediate_size > 0 ? c.moe_intermediate_size : s.inter;
   s.experts = c.num_local_experts;
   s.experts_per_tok = c.num_experts_per_tok;
   s.positions = s.gpt2 ? c.max_position_embeddings : 0;
@@ -74,11 +76,18 @@ ModelShape shape_of(const ModelConfig& c) {
 Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, int targets) {
   const double attn_proj = s.hidden * s.head_dim * (2 * s.heads + 2 * s.kv_heads);
   const double mlp_matrices = s.gpt2 ? 2 : 3;
-  const double mlp_params = s.experts > 0 ? s.experts * mlp_matrices * s.hidden * s.inter + s.hidden * s.experts
-                                          : mlp_matrices * s.hidden * s.inter;
-  const double mlp_work = s.experts > 0
-                              ? s.experts_per_tok * mlp_matrices * s.hidden * s.inter + s.hidden * s.experts
-                              : mlp_params;
+  // Qwen3-MoE mixes sparse and dense layers: it is costed as if every layer had both, an
+  // upper bound.
+  const double dense_params = mlp_matrices * s.hidden * s.inter;
+  const double extra_dense = s.dense_layers_too ? dense_params : 0;
+  const double mlp_params =
+      s.experts > 0 ? s.experts * mlp_matrices * s.hidden * s.expert_inter + s.hidden * s.experts +
+                          extra_dense
+                    : dense_params;
+  const double mlp_work =
+      s.experts > 0 ? s.experts_per_tok * mlp_matrices * s.hidden * s.expert_inter +
+                          s.hidden * s.experts + extra_dense
+                    : mlp_params;
   const double params = s.layers * (attn_proj + mlp_params + 4 * s.hidden) +
                         s.vocab * s.hidden * (s.tied ? 1 : 2) + s.positions * s.hidden;
 
@@ -246,6 +255,8 @@ std::optional<BudgetRefusal> check_model_budget(const ModelConfig& config,
     size_key("head_dim", &ModelConfig::head_dim);
     size_key("max_position_embeddings", &ModelConfig::max_position_embeddings);
     if (config.num_local_experts > 0) size_key("num_local_experts", &ModelConfig::num_local_experts);
+    if (config.moe_intermediate_size > 0)
+      size_key("moe_intermediate_size", &ModelConfig::moe_intermediate_size);
     candidates.emplace_back("decode", [&] {
       return measure(model_footprint(config, prompt_lengths, 0, targets));
     });

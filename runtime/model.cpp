@@ -120,11 +120,14 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
 
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
+  const bool olmo2 = c.model_type == "olmo2";
+  const int64_t expert_inter = expert_intermediate_size(c);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     const bool computes_kv = kv_source_[i] == i;
     Layer l;
-    l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
+    // OLMo 2 normalises the sublayers' outputs instead of their inputs.
+    if (!olmo2) l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
     l.q = load<T>(weights, p + "self_attn.q_proj.weight", {q_dim, hidden});
     if (computes_kv) {
       l.k = load<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
@@ -139,21 +142,27 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       }
     }
     if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
-    if (c.model_type == "qwen3") {
+    if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
       l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
       if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
     }
-    if (c.model_type == "gemma2") {
+    if (olmo2) {
+      l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {q_dim});
+      if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {kv_dim});
+      l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+      l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
+    } else if (c.model_type == "gemma2") {
       l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
       l.mlp_norm = load<T>(weights, p + "pre_feedforward_layernorm.weight", {hidden});
       l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
     } else {
       l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
     }
-    if (c.model_type == "mixtral") {
+    if (is_moe_layer(c, i)) {
       const int64_t experts = c.num_local_experts;
       const std::string legacy = p + "block_sparse_moe.";
-      if (weights.count(legacy + "gate.weight")) {
+      const std::string per_expert = p + "mlp.experts.0.gate_proj.weight";
+      if (c.model_type == "mixtral" && weights.count(legacy + "gate.weight")) {
         l.router = load<T>(weights, legacy + "gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e) {
           const std::string x = legacy + "experts." + std::to_string(e) + ".";
@@ -161,8 +170,18 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
                                load<T>(weights, x + "w3.weight", {inter, hidden}),
                                load<T>(weights, x + "w2.weight", {hidden, inter})});
         }
+      } else if (c.model_type == "qwen3_moe" && weights.count(per_expert)) {
+        // Qwen3-MoE checkpoints store one gate, up and down projection per expert.
+        l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+        for (int e = 0; e < experts; ++e) {
+          const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+          l.experts.push_back({load<T>(weights, x + "gate_proj.weight", {expert_inter, hidden}),
+                               load<T>(weights, x + "up_proj.weight", {expert_inter, hidden}),
+                               load<T>(weights, x + "down_proj.weight", {hidden, expert_inter})});
+        }
       } else {
         l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+        const int64_t inter = expert_inter;
         const Tensor<double>& gate_up =
             require(weights, p + "mlp.experts.gate_up_proj", {experts, 2 * inter, hidden});
         const Tensor<double>& down =
@@ -246,13 +265,22 @@ template <class T>
 void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
                        const TapFn<T>& tap, const RouteFn& route) {
   const ModelConfig& c = config_;
-  const int hidden = c.hidden_size, inter = c.intermediate_size;
+  const int hidden = c.hidden_size, inter = expert_intermediate_size(c);
   const int count = c.num_local_experts, top_k = c.num_experts_per_tok;
   std::vector<T> logits(int64_t{n} * count), probs(int64_t{n} * count);
   std::vector<int> ids(int64_t{n} * top_k);
   std::vector<T> weights(int64_t{n} * top_k);
   backend_.matmul(h, L.router.data(), n, hidden, count, logits.data());
   backend_.moe_route(logits.data(), n, count, top_k, probs.data(), ids.data(), weights.data());
+  // Qwen3-MoE without norm_topk_prob weighs each chosen expert by its probability among all
+  // experts, not renormalised over the chosen ones.
+  auto unnormalised = [&](int r) {
+    const T* pr = probs.data() + int64_t{r} * count;
+    for (int s = 0; s < top_k; ++s)
+      weights[int64_t{r} * top_k + s] = pr[ids[int64_t{r} * top_k + s]];
+  };
+  if (!c.norm_topk_prob)
+    for (int r = 0; r < n; ++r) unnormalised(r);
   if (tap) {
     tap(prefix + "router", {n, count}, probs.data());
     const std::vector<T> chosen(ids.begin(), ids.end());
@@ -270,6 +298,10 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
       for (int s = 0; s < top_k; ++s) {
         if (ir[s] < 0 || ir[s] >= count) throw std::runtime_error("forced expert id out of range");
         selected += pr[ir[s]];
+      }
+      if (!c.norm_topk_prob) {
+        unnormalised(r);
+        continue;
       }
       for (int s = 0; s < top_k; ++s) weights[int64_t{r} * top_k + s] = pr[ir[s]] / selected;
     }
@@ -323,6 +355,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                              std::to_string(n) + " new tokens exceed its capacity of " +
                              std::to_string(cache.capacity()));
   const bool gpt2 = c.model_type == "gpt2";
+  const bool olmo2 = c.model_type == "olmo2";
   if (gpt2 && p0 + n > c.max_position_embeddings)
     throw std::runtime_error("position " + std::to_string(p0 + n - 1) +
                              " is beyond the learned position embeddings (n_positions " +
@@ -361,15 +394,30 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     const bool computes_kv = kv_source_[l] == l;
     const bool sliding = is_sliding_layer(c, l);
 
-    norm(x.data(), L.attn_norm, L.attn_norm_bias, n, hidden, h.data());
-    emit(p + "attn_norm", {n, hidden}, h.data());
+    if (L.attn_norm.empty()) {
+      std::copy(x.begin(), x.end(), h.begin());
+    } else {
+      norm(x.data(), L.attn_norm, L.attn_norm_bias, n, hidden, h.data());
+      emit(p + "attn_norm", {n, hidden}, h.data());
+    }
 
     linear(h.data(), L.q, L.q_bias, n, hidden, heads * hd, q.data());
     if (computes_kv) {
       linear(h.data(), L.k, L.k_bias, n, hidden, kv_heads * hd, k.data());
       linear(h.data(), L.v, L.v_bias, n, hidden, kv_heads * hd, v.data());
     }
-    if (!L.q_norm.empty()) {
+    if (!L.q_norm.empty() && olmo2) {
+      // OLMo 2 normalises the whole query and key projections, all heads at once.
+      std::vector<T> normed(q.size());
+      backend_.rmsnorm(q.data(), L.q_norm.data(), n, heads * hd, c.rms_norm_eps, normed.data());
+      q.swap(normed);
+      if (computes_kv) {
+        normed.resize(k.size());
+        backend_.rmsnorm(k.data(), L.k_norm.data(), n, kv_heads * hd, c.rms_norm_eps,
+                         normed.data());
+        k.swap(normed);
+      }
+    } else if (!L.q_norm.empty()) {
       // Qwen3 normalises each head's query and key before rotating them.
       std::vector<T> normed(q.size());
       backend_.rmsnorm(q.data(), L.q_norm.data(), n * heads, hd, c.rms_norm_eps, normed.data());
@@ -413,7 +461,10 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       backend_.add(x.data(), attn_out.data(), nh);
     }
 
-    norm(x.data(), L.mlp_norm, L.mlp_norm_bias, n, hidden, h.data());
+    if (L.mlp_norm.empty())
+      std::copy(x.begin(), x.end(), h.begin());
+    else
+      norm(x.data(), L.mlp_norm, L.mlp_norm_bias, n, hidden, h.data());
     if (!L.experts.empty()) {
       experts(L, h.data(), n, p, mlp_out.data(), tap, route);
     } else if (gpt2) {

@@ -82,11 +82,11 @@ class Model {
   struct Layer {
     std::vector<T> attn_norm, attn_norm_bias;
     std::vector<T> q, k, v, o, q_bias, k_bias, v_bias, o_bias;
-    std::vector<T> q_norm, k_norm;                 // Qwen3
-    std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2
+    std::vector<T> q_norm, k_norm;  // Qwen3 (each head), OLMo 2 (the whole projection)
+    std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2, OLMo 2
     std::vector<T> mlp_norm, mlp_norm_bias;
     std::vector<T> gate, up, down, up_bias, down_bias;  // GPT-2: up = c_fc, down = c_proj
-    std::vector<T> router;                              // Mixtral
+    std::vector<T> router;                              // Mixtral, Qwen3-MoE
     std::vector<Expert> experts;
   };
   void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,

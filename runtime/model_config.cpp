@@ -19,6 +19,7 @@ std::string number(double v) {
 
 // GPT-2's config.json names its sizes differently; a problem names the key the config has.
 std::string key_of(const ModelConfig& c, const std::string& key) {
+  if (c.model_type == "qwen3_moe" && key == "num_local_experts") return "num_experts";
   if (c.model_type != "gpt2") return key;
   static const std::map<std::string, std::string> gpt2 = {
       {"hidden_size", "n_embd"},
@@ -190,21 +191,29 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
   require_finite_not_negative(problems, "final_logit_softcapping", c.final_logit_softcapping);
   require_finite_not_negative(problems, "query_pre_attn_scalar", c.query_pre_attn_scalar);
 
-  if (c.model_type == "mixtral") {
+  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe") {
+    // Qwen3-MoE spells the expert count num_experts.
+    const std::string experts_key = c.model_type == "mixtral" ? "num_local_experts" : "num_experts";
     if (c.num_local_experts <= 0)
-      problems.push_back({"num_local_experts", "num_local_experts must be positive, got " +
-                                                   std::to_string(c.num_local_experts)});
+      problems.push_back({experts_key, experts_key + " must be positive, got " +
+                                           std::to_string(c.num_local_experts)});
     if (c.num_experts_per_tok <= 0)
       problems.push_back({"num_experts_per_tok", "num_experts_per_tok must be positive, got " +
                                                      std::to_string(c.num_experts_per_tok)});
     else if (c.num_local_experts > 0 && c.num_experts_per_tok > c.num_local_experts)
       problems.push_back({"num_experts_per_tok", "num_experts_per_tok (" +
                                                      std::to_string(c.num_experts_per_tok) +
-                                                     ") exceeds num_local_experts (" +
+                                                     ") exceeds " + experts_key + " (" +
                                                      std::to_string(c.num_local_experts) + ")"});
+    if (c.moe_intermediate_size < 0)
+      problems.push_back({"moe_intermediate_size", "moe_intermediate_size must be positive, got " +
+                                                       std::to_string(c.moe_intermediate_size)});
+    if (c.decoder_sparse_step <= 0)
+      problems.push_back({"decoder_sparse_step", "decoder_sparse_step must be positive, got " +
+                                                     std::to_string(c.decoder_sparse_step)});
   } else if (c.num_local_experts != 0 || c.num_experts_per_tok != 0) {
-    problems.push_back({"num_local_experts", "experts are only supported for mixtral, not " +
-                                                 c.model_type});
+    problems.push_back({"num_local_experts", "experts are only supported for mixtral and "
+                                             "qwen3_moe, not " + c.model_type});
   }
 
   if (c.num_kv_shared_layers < 0 ||
@@ -231,9 +240,23 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
 }  // namespace
 
 const std::vector<std::string>& known_model_types() {
-  static const std::vector<std::string> types = {"llama", "mistral", "qwen2",   "qwen3",
-                                                 "gemma", "gemma2",  "gpt2",    "mixtral"};
+  static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
+                                                 "gemma",  "gemma2",  "gpt2",    "mixtral",
+                                                 "qwen3_moe", "olmo2"};
   return types;
+}
+
+bool is_moe_layer(const ModelConfig& c, int layer) {
+  if (c.num_local_experts <= 0) return false;
+  if (c.model_type != "qwen3_moe") return true;
+  if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
+      c.mlp_only_layers.end())
+    return false;
+  return c.decoder_sparse_step > 0 && (layer + 1) % c.decoder_sparse_step == 0;
+}
+
+int expert_intermediate_size(const ModelConfig& c) {
+  return c.moe_intermediate_size > 0 ? c.moe_intermediate_size : c.intermediate_size;
 }
 
 bool is_sliding_layer(const ModelConfig& c, int layer) {
@@ -289,6 +312,14 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.rope_theta = 1e6;
     c.num_local_experts = 8;
     c.num_experts_per_tok = 2;
+  } else if (model_type == "qwen3_moe") {
+    // Qwen3MoeConfig's defaults (head_dim None: hidden_size / num_attention_heads).
+    c.num_local_experts = 128;
+    c.num_experts_per_tok = 8;
+    c.moe_intermediate_size = 768;
+    c.norm_topk_prob = false;
+  } else if (model_type == "olmo2") {
+    c.rms_norm_eps = 1e-5;
   }
   return c;
 }

@@ -63,9 +63,19 @@ struct ModelConfig {
   // "gelu_new" (both the tanh approximation) or "gelu" (exact, erf).
   std::string hidden_act = "silu";
 
-  // Mixture of experts (Mixtral): 0 experts means a dense MLP.
+  // Mixture of experts (Mixtral's num_local_experts, Qwen3-MoE's num_experts): 0 experts means
+  // a dense MLP.
   int num_local_experts = 0;
   int num_experts_per_tok = 0;
+  // Qwen3-MoE: each expert's intermediate size (moe_intermediate_size; 0: intermediate_size),
+  // whether the top-k routing probabilities are renormalised to sum to 1 (norm_topk_prob;
+  // Mixtral always renormalises), and which layers are sparse: layer l is, unless it is listed
+  // in mlp_only_layers or (l + 1) % decoder_sparse_step != 0 (see is_moe_layer). The dense
+  // layers' MLP has intermediate_size.
+  int moe_intermediate_size = 0;
+  bool norm_topk_prob = true;
+  int decoder_sparse_step = 1;
+  std::vector<int> mlp_only_layers;
 
   // Cross-layer KV sharing (Gemma 3n's num_kv_shared_layers): the last N layers compute no keys
   // or values of their own and attend over those of the last earlier layer of the same
@@ -75,6 +85,14 @@ struct ModelConfig {
 
 // Whether layer `layer` uses the sliding window (see ModelConfig::layer_types).
 bool is_sliding_layer(const ModelConfig& config, int layer);
+
+// Whether layer `layer`'s MLP is a sparse mixture of experts: every layer of a model with
+// experts, except, for Qwen3-MoE, the layers in mlp_only_layers and those with (layer + 1) %
+// decoder_sparse_step != 0 (transformers' Qwen3MoeDecoderLayer).
+bool is_moe_layer(const ModelConfig& config, int layer);
+
+// The intermediate size of one expert: moe_intermediate_size when set, else intermediate_size.
+int expert_intermediate_size(const ModelConfig& config);
 
 // For each layer, the layer whose keys and values it attends over: itself, or for the last
 // num_kv_shared_layers layers, the last layer before them with the same attention type.

@@ -91,7 +91,8 @@ Weights synthetic_weights(const ModelConfig& config) {
     // A layer that shares another's keys and values has no k/v projections (nor k_norm), as in
     // Gemma 3n's checkpoints.
     const bool computes_kv = kv_sources[i] == i;
-    norm(w, p + "input_layernorm.weight");
+    const bool olmo2 = c.model_type == "olmo2";
+    if (!olmo2) norm(w, p + "input_layernorm.weight");
     add_linear(w, c, p + "self_attn.q_proj.weight", q_dim, hidden);
     if (computes_kv) {
       add_linear(w, c, p + "self_attn.k_proj.weight", kv_dim, hidden);
@@ -106,16 +107,31 @@ Weights synthetic_weights(const ModelConfig& config) {
       }
     }
     if (c.attention_bias) add_bias(w, c, p + "self_attn.o_proj.bias", hidden);
-    if (c.model_type == "qwen3") {
+    if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
       add_norm(w, c, p + "self_attn.q_norm.weight", c.head_dim);
       if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", c.head_dim);
     }
+    if (olmo2) {
+      add_norm(w, c, p + "self_attn.q_norm.weight", q_dim);
+      if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", kv_dim);
+    }
     norm(w, p + "post_attention_layernorm.weight");
+    if (olmo2) norm(w, p + "post_feedforward_layernorm.weight");
     if (c.model_type == "gemma2") {
       norm(w, p + "pre_feedforward_layernorm.weight");
       norm(w, p + "post_feedforward_layernorm.weight");
     }
-    if (c.model_type == "mixtral") {
+    if (c.model_type == "qwen3_moe" && is_moe_layer(c, i)) {
+      // The per-expert names Qwen3-MoE checkpoints store (save_pretrained writes them too).
+      const int64_t expert_inter = expert_intermediate_size(c);
+      add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);
+      for (int e = 0; e < c.num_local_experts; ++e) {
+        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+        add_linear(w, c, x + "gate_proj.weight", expert_inter, hidden);
+        add_linear(w, c, x + "up_proj.weight", expert_inter, hidden);
+        add_linear(w, c, x + "down_proj.weight", hidden, expert_inter);
+      }
+    } else if (c.model_type == "mixtral") {
       // The names save_pretrained writes by default in transformers 5.x (it converts back to
       // the original checkpoint format); in memory 5.x holds them fused as
       // mlp.gate.weight, mlp.experts.gate_up_proj and mlp.experts.down_proj, which the model

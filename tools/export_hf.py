@@ -215,6 +215,29 @@ def family_specs():
         "notes": "4 experts, top-2 routing",
         "moe": True,
     }
+    specs["qwen3-moe"] = {
+        "model_type": "qwen3_moe",
+        # Layer 1 is dense (mlp_only_layers); the experts' own intermediate size differs from
+        # the dense MLP's; top-k weights are the probabilities among all experts, unnormalised.
+        "config": dict(common, hidden_size=32, intermediate_size=64, moe_intermediate_size=24,
+                       num_hidden_layers=3, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6,
+                       hidden_act="silu", attention_bias=False, num_experts=4,
+                       num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1,
+                       mlp_only_layers=[1], use_sliding_window=False, sliding_window=None,
+                       tie_word_embeddings=False, rope_parameters=_rope(1000000.0)),
+        "notes": "4 experts, top-2 without renormalisation, layer 1 dense, experts 24 wide",
+        "moe": True,
+    }
+    specs["olmo2"] = {
+        "model_type": "olmo2",
+        "config": dict(common, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, rms_norm_eps=1e-6,
+                       hidden_act="silu", attention_bias=False,
+                       tie_word_embeddings=False, rope_parameters=_rope(500000.0)),
+        "notes": "norms after the sublayers, q/k RMSNorm over the whole projections",
+    }
     specs["gemma3n-kv-sharing"] = {
         "model_type": "gemma3n_text",
         "config": dict(common, hidden_size=32,
@@ -263,7 +286,7 @@ def check_spec(family, spec, prompts):
     head_dim = cfg.get("head_dim")
     if head_dim is None and hidden % heads:
         problems.append("hidden size not a multiple of heads and no head_dim")
-    want_layers = 4 if family in ("gemma2", "gemma3n-kv-sharing") else 2
+    want_layers = {"gemma2": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3}.get(family, 2)
     if layers != want_layers:
         problems.append(f"{layers} layers, expected {want_layers}")
     layer_types = cfg.get("layer_types")

@@ -119,3 +119,89 @@ TEST(PublishedConfig, GemmaOneIgnoresGemma2OnlyKeys) {
 
 }  // namespace
 }  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// A Qwen3-MoE case whose Config block is these keys after the sizes.
+std::string qwen3_moe_case(const std::string& extra_keys) {
+  return "# T\n\n## C\n\n### Config\n\n```json\n{\n"
+         "  \"model_type\": \"qwen3_moe\",\n"
+         "  \"vocab_size\": 48,\n"
+         "  \"hidden_size\": 32,\n"
+         "  \"intermediate_size\": 64,\n"
+         "  \"moe_intermediate_size\": 16,\n"
+         "  \"num_hidden_layers\": 2,\n"
+         "  \"num_attention_heads\": 4,\n"
+         "  \"num_key_value_heads\": 2,\n"
+         "  \"num_experts\": 4,\n"
+         "  \"num_experts_per_tok\": 2" +
+         extra_keys +
+         "\n}\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17]], \"decode\": 1}\n```\n";
+}
+
+TEST(PublishedConfig, QwenMoeReadsBothSpellingsOfTheExpertCountAndItsDefaults) {
+  const CaseSpec spec = read(qwen3_moe_case(""));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.num_local_experts, 4);
+  EXPECT_EQ(spec.model.moe_intermediate_size, 16);
+  EXPECT_FALSE(spec.model.norm_topk_prob);  // Qwen3MoeConfig's default
+  EXPECT_EQ(spec.model.head_dim, 8);        // hidden_size / heads: head_dim defaults to None
+  std::string md = qwen3_moe_case("");
+  md.replace(md.find("\"num_experts\""), 13, "\"num_local_experts\"");
+  const CaseSpec saved_by_5x = read(md);
+  ASSERT_TRUE(saved_by_5x.problems.empty()) << problems_of(saved_by_5x);
+  EXPECT_EQ(saved_by_5x.model.num_local_experts, 4);
+}
+
+TEST(PublishedConfig, QwenMoeSlidingWindowOnIsRefusedOffIsReadForNothing) {
+  const CaseSpec on = read(qwen3_moe_case(",\n  \"use_sliding_window\": true"));
+  EXPECT_TRUE(contains(problems_of(on), "Config, line 12: use_sliding_window true is not "
+                                        "supported (pinmark implements false)"))
+      << problems_of(on);
+  const CaseSpec off =
+      read(qwen3_moe_case(",\n  \"use_sliding_window\": false,\n  \"sliding_window\": 4"));
+  ASSERT_TRUE(off.problems.empty()) << problems_of(off);
+  EXPECT_EQ(off.model.sliding_window, 0);
+}
+
+TEST(PublishedConfig, QwenMoeMlpOnlyLayersMustBeLayerIndices) {
+  for (const char* bad : {"[1, -1]", "\"1\"", "[1.5]", "[true]"}) {
+    const CaseSpec spec = read(qwen3_moe_case(std::string(",\n  \"mlp_only_layers\": ") + bad));
+    EXPECT_TRUE(contains(problems_of(spec), "mlp_only_layers must be a list of layer indices "
+                                            "(non-negative integers), got "))
+        << bad << "\n" << problems_of(spec);
+  }
+  const CaseSpec spec = read(qwen3_moe_case(",\n  \"mlp_only_layers\": [0, 7]"));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.mlp_only_layers, (std::vector<int>{0, 7}));
+}
+
+TEST(PublishedConfig, QwenMoeExpertCountErrorsNameTheKeyTheConfigSpells) {
+  const CaseSpec spec = read(qwen3_moe_case(",\n  \"num_experts_per_tok\": 5"));
+  EXPECT_TRUE(contains(problems_of(spec), "num_experts_per_tok (5) exceeds num_experts (4)"))
+      << problems_of(spec);
+  const CaseSpec zero = read(qwen3_moe_case(",\n  \"decoder_sparse_step\": 0"));
+  EXPECT_TRUE(contains(problems_of(zero), "decoder_sparse_step must be positive, got 0"))
+      << problems_of(zero);
+}
+
+TEST(PublishedConfig, OlmoTwoAcceptsItsPublishedKeys) {
+  const CaseSpec spec = read(
+      "# T\n\n## C\n\n### Config\n\n```json\n{\"model_type\": \"olmo2\", \"vocab_size\": 48, "
+      "\"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 2, "
+      "\"num_attention_heads\": 4, \"attention_bias\": false, \"rope_scaling\": null, "
+      "\"hidden_act\": \"silu\"}\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31]], "
+      "\"decode\": 1}\n```\n");
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.rms_norm_eps, 1e-5);  // Olmo2Config's default
+  const CaseSpec gelu = read(
+      "# T\n\n## C\n\n### Config\n\n```json\n{\"model_type\": \"olmo2\", \"vocab_size\": 48, "
+      "\"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 2, "
+      "\"num_attention_heads\": 4, \"hidden_act\": \"gelu\"}\n```\n\n### Inputs\n\n```json\n"
+      "{\"prompts\": [[2, 31]], \"decode\": 1}\n```\n");
+  EXPECT_TRUE(contains(problems_of(gelu), "hidden_act \"gelu\" is not supported")) << problems_of(gelu);
+}
+
+}  // namespace
+}  // namespace pinmark

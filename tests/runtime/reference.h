@@ -226,7 +226,7 @@ struct Routing {
   std::vector<int> ids;
   Vec weights;
 };
-inline Routing route(const Vec& logits, int top_k) {
+inline Routing route(const Vec& logits, int top_k, bool renormalise = true) {
   Routing r;
   r.probs = softmax(logits, 1, static_cast<int>(logits.size()));
   std::vector<int> order(logits.size());
@@ -237,7 +237,7 @@ inline Routing route(const Vec& logits, int top_k) {
   for (int s = 0; s < top_k; ++s) total += r.probs[order[s]];
   for (int s = 0; s < top_k; ++s) {
     r.ids.push_back(order[s]);
-    r.weights.push_back(r.probs[order[s]] / total);
+    r.weights.push_back(renormalise ? r.probs[order[s]] / total : r.probs[order[s]]);
   }
   return r;
 }

@@ -50,8 +50,8 @@ inline Vec llama_logits(const ModelConfig& config, const Weights& weights,
 }
 
 // Any supported family, whole sequence at positions 0, 1, ..., written from the Hugging Face
-// modeling files: modeling_llama/mistral/qwen2/qwen3/gemma/gemma2/gpt2/mixtral.py, and Gemma
-// 3n's KV sharing. Sliding layers and shared layers are worked out here from the config's
+// modeling files: modeling_llama/mistral/qwen2/qwen3/gemma/gemma2/gpt2/mixtral/qwen3_moe/
+// olmo2.py, and Gemma 3n's KV sharing. Sliding layers and shared layers are worked out here from the config's
 // fields rather than through the runtime's helpers.
 inline Vec family_logits(const ModelConfig& config, const Weights& weights,
                          const std::vector<int>& tokens, std::vector<std::vector<int>>* experts =
@@ -140,16 +140,21 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
   std::vector<Vec> keys(layers), values(layers);
   for (int l = 0; l < layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    Vec h = norm(x, p + "input_layernorm.weight");
+    const bool olmo2 = type == "olmo2", per_head_norm = type == "qwen3" || type == "qwen3_moe";
+    // Olmo2DecoderLayer: no norm before the sublayers, one after each.
+    Vec h = olmo2 ? x : norm(x, p + "input_layernorm.weight");
     Vec q = linear(h, w(p + "self_attn.q_proj.weight"), opt(p + "self_attn.q_proj.bias"), n, hidden,
                    heads * hd);
-    if (type == "qwen3") q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n * heads, hd, eps);
+    if (per_head_norm) q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n * heads, hd, eps);
+    if (olmo2) q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n, heads * hd, eps);
     q = rope_with(q, positions, heads, hd, inv_freq);
     const int src = source(l);
     if (src == l) {
       Vec k = linear(h, w(p + "self_attn.k_proj.weight"), opt(p + "self_attn.k_proj.bias"), n,
                      hidden, kv_heads * hd);
-      if (type == "qwen3") k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n * kv_heads, hd, eps);
+      if (per_head_norm)
+        k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n * kv_heads, hd, eps);
+      if (olmo2) k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n, kv_heads * hd, eps);
       keys[l] = rope_with(k, positions, kv_heads, hd, inv_freq);
       values[l] = linear(h, w(p + "self_attn.v_proj.weight"), opt(p + "self_attn.v_proj.bias"), n,
                          hidden, kv_heads * hd);
@@ -164,12 +169,35 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
     if (type == "gemma2") {
       x = add(x, norm(o, p + "post_attention_layernorm.weight"));
       h = norm(x, p + "pre_feedforward_layernorm.weight");
+    } else if (olmo2) {
+      x = add(x, norm(o, p + "post_attention_layernorm.weight"));
+      h = x;
     } else {
       x = add(x, o);
       h = norm(x, p + "post_attention_layernorm.weight");
     }
     Vec mlp(n * hidden, 0.0);
-    if (type == "mixtral") {
+    // Qwen3MoeDecoderLayer: sparse unless listed in mlp_only_layers or off the sparse step.
+    const bool listed = std::find(config.mlp_only_layers.begin(), config.mlp_only_layers.end(),
+                                  l) != config.mlp_only_layers.end();
+    if (type == "qwen3_moe" && !listed && (l + 1) % config.decoder_sparse_step == 0) {
+      const int count = config.num_local_experts;
+      const int width = config.moe_intermediate_size;
+      Vec logits = matmul(h, w(p + "mlp.gate.weight"), n, hidden, count);
+      for (int i = 0; i < n; ++i) {
+        Routing r = route(Vec(logits.begin() + i * count, logits.begin() + (i + 1) * count),
+                          config.num_experts_per_tok, config.norm_topk_prob);
+        if (experts) experts->push_back(r.ids);
+        const Vec row(h.begin() + i * hidden, h.begin() + (i + 1) * hidden);
+        for (size_t s = 0; s < r.ids.size(); ++s) {
+          const std::string e = p + "mlp.experts." + std::to_string(r.ids[s]) + ".";
+          Vec y = matmul(act(matmul(row, w(e + "gate_proj.weight"), 1, hidden, width),
+                             matmul(row, w(e + "up_proj.weight"), 1, hidden, width)),
+                         w(e + "down_proj.weight"), 1, width, hidden);
+          for (int d = 0; d < hidden; ++d) mlp[i * hidden + d] += r.weights[s] * y[d];
+        }
+      }
+    } else if (type == "mixtral") {
       const int count = config.num_local_experts;
       const std::string m = p + "block_sparse_moe.";
       Vec logits = matmul(h, w(m + "gate.weight"), n, hidden, count);
@@ -191,7 +219,7 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
                        matmul(h, w(p + "mlp.up_proj.weight"), n, hidden, inter)),
                    w(p + "mlp.down_proj.weight"), n, inter, hidden);
     }
-    x = add(x, type == "gemma2" ? norm(mlp, p + "post_feedforward_layernorm.weight") : mlp);
+    x = add(x, type == "gemma2" || olmo2 ? norm(mlp, p + "post_feedforward_layernorm.weight") : mlp);
   }
   Vec h = norm(x, "model.norm.weight");
   Vec logits = matmul(h, w(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
