@@ -22,6 +22,7 @@
 #include "driver/file_run.h"
 #include "driver/golden_io.h"
 #include "driver/pending.h"
+#include "driver/progress.h"
 #include "driver/render.h"
 #include "driver/unified_diff.h"
 #include "driver/verdict.h"
@@ -60,7 +61,8 @@ constexpr const char* kRunUsage =
     "  -q, --quiet     print only failures and the summary\n"
     "\n"
     "In a changed line of a diff, what moved is marked (reverse video, or '^' under it on a\n"
-    "'?' line).\n"
+    "'?' line). On a terminal, a run over a second shows its progress on stderr, erased at the\n"
+    "end; not when TERM is dumb or CI is set.\n"
     "\n"
     "Exit status: 0 when every case matches, 1 when a case differs or a file is invalid, 2 for a\n"
     "usage or I/O error.\n";
@@ -565,18 +567,31 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
     }
     Tally tally;
     RunReport report;
-    for (const std::string& path : files) {
+    // "[3/21] cases/models/llama.md" on the terminal while a long run goes, erased before
+    // anything else is printed; only on the process's own stderr (driver/progress.h).
+    Progress progress(err, &err == &std::cerr && show_progress(std::getenv("TERM"), std::getenv("CI"),
+                                                             ::isatty(STDERR_FILENO)),
+                      terminal_columns());
+    for (size_t i = 0; i < files.size(); ++i) {
+      const std::string& path = files[i];
+      progress.show(i + 1, files.size(), path);
+      std::ostringstream file_out;
       // One file that cannot be read or rewritten does not stop the others.
       try {
-        run_one_file(path, o, tally, report, out);
+        run_one_file(path, o, tally, report, file_out);
       } catch (const std::exception& e) {
-        out << (o.color ? "\033[31m" : "") << "ERROR   " << (o.color ? "\033[0m" : "") << path
-            << ": " << e.what() << "\n";
+        file_out << (o.color ? "\033[31m" : "") << "ERROR   " << (o.color ? "\033[0m" : "")
+                 << path << ": " << e.what() << "\n";
         report.cases.push_back({path, "", CaseReport::Status::kError, {path + ": " + one_line(e.what())}, ""});
         ++tally.unreadable_files;
         ++tally.failed;
       }
+      if (!file_out.str().empty()) {
+        progress.clear();
+        out << file_out.str() << std::flush;
+      }
     }
+    progress.clear();
     report.carried_rows = tally.carried_rows;
     report.stale_rows = tally.stale_rows;
     report.unmeasured_rows = tally.unmeasured_rows;
