@@ -134,6 +134,8 @@ std::string markdown_summary(const RunReport& report) {
       for (size_t i = 0; i < shown; ++i) md << "  - " << inline_code(c.failures[i]) << "\n";
       if (c.failures.size() > shown)
         md << "  - and " << c.failures.size() - shown << " more\n";
+      if (!c.chart.empty())
+        md << "\n  ![error against layer, per target](" << c.chart << ")\n";
       if (!c.diff.empty()) {
         md << "\n  <details><summary>diff</summary>\n\n";
         std::string block = fenced_block(capped(c.diff, kSummaryDiffLines), "diff");

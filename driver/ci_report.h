@@ -15,6 +15,7 @@ struct CaseReport {
   Status status = Status::kPassed;
   std::vector<std::string> failures;  // one line each, "FILE:LINE: why"
   std::string diff;                   // uncoloured unified diff of golden and actual, or empty
+  std::string chart;  // SVG of its error against layer, relative to the summary's folder, or empty
 };
 
 struct RunReport {
@@ -35,8 +36,9 @@ std::string xml_escape(std::string_view text);
 std::string junit_xml(const RunReport& report);
 
 // Markdown: a headline with the counts, a table of rows carried, stale and unmeasured, then
-// each failed case with its first three failing rows and its diff (its first 80 lines) folded in
-// a <details>, then the pending goldens written and the goldens regenerated.
+// each failed case with its first three failing rows, its chart of error against layer (a model
+// case's, when written) and its diff (its first 80 lines) folded in a <details>, then the
+// pending goldens written and the goldens regenerated.
 std::string markdown_summary(const RunReport& report);
 
 }  // namespace pinmark

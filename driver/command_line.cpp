@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
@@ -21,6 +22,8 @@
 #include "driver/fence.h"
 #include "driver/file_run.h"
 #include "driver/golden_io.h"
+#include "driver/layer_chart.h"
+#include "driver/plugin.h"
 #include "driver/pending.h"
 #include "driver/progress.h"
 #include "driver/render.h"
@@ -53,7 +56,8 @@ constexpr const char* kRunUsage =
     "  --junit FILE    write a JUnit XML report: one testcase per case, the failing rows and the\n"
     "                  diff in each failure\n"
     "  --summary FILE  write a Markdown summary (the shape of a GitHub job summary): counts,\n"
-    "                  failed cases with their first failing rows, stale and unmeasured rows\n"
+    "                  failed cases with their first failing rows, stale and unmeasured rows;\n"
+    "                  beside it, an SVG chart of error against layer per failing model case\n"
     "  --no-pending    write no FILE.md.pending\n"
     "  --color WHEN    colour the output: auto (default), always, never. With auto: off when\n"
     "                  NO_COLOR is set, on when FORCE_COLOR is set (not 0), else on a terminal\n"
@@ -300,6 +304,29 @@ struct Tally {
   std::string example;  // a case's name, to show how names are spelled
 };
 
+// Writes the chart of a failing model case's error against layer next to the summary file,
+// and returns its name (relative to the summary's folder); empty, with a note in `out`, when
+// none can be made.
+std::string write_layer_chart(const std::string& summary, const std::string& path, const Case& c,
+                              const CaseResult& result, std::ostream& out) {
+  const std::string name = case_name(path, c.slug);
+  try {
+    const LayerChart chart =
+        measure_layer_errors(read_case_spec(c, path), result.numerics, name, make_backend);
+    if (chart.series.empty()) return "";
+    std::string file;
+    for (char ch : name) file += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_';
+    file += ".svg";
+    const std::filesystem::path folder = std::filesystem::path(summary).parent_path();
+    if (!folder.empty()) std::filesystem::create_directories(folder);
+    write_file_atomically((folder / file).string(), layer_chart_svg(chart));
+    return file;
+  } catch (const std::exception& e) {
+    out << "  " << name << ": no chart of error against layer: " << one_line(e.what()) << "\n";
+    return "";
+  }
+}
+
 // Runs one file; prints its cases and diff; regenerates it when asked, or writes its pending
 // golden when a case fails; records each case in `report`.
 void run_one_file(const std::string& path, const Options& o, Tally& tally, RunReport& report,
@@ -314,7 +341,7 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
   const char* reset = o.color ? "\033[0m" : "";
 
   if (!run.parsed.problems.empty()) {
-    CaseReport file{path, "", CaseReport::Status::kError, {}, ""};
+    CaseReport file{path, "", CaseReport::Status::kError, {}, "", ""};
     for (const FileProblem& p : run.parsed.problems) {
       out << red << "INVALID " << reset << path << ":" << p.line << ": " << one_line(p.message) << "\n";
       file.failures.push_back(path + ":" + std::to_string(p.line) + ": " + one_line(p.message));
@@ -344,7 +371,7 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
     if (!has_errors && !any_ran) ++tally.no_target_ran;
     // A matching case may still have something to record (a device that reproduced a row).
     if (c.text != outcome.actual) changed.emplace(c.slug, CaseRewrite(c.text, outcome.actual));
-    CaseReport record{path, c.slug, CaseReport::Status::kPassed, {}, ""};
+    CaseReport record{path, c.slug, CaseReport::Status::kPassed, {}, "", ""};
     if ((matches || o.regenerate) && failing.empty()) {
       ++tally.passed;
       report.cases.push_back(std::move(record));
@@ -375,6 +402,9 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
       out << unified_diff(c.text, outcome.actual, path + " (golden)", path + " (actual)",
                           DiffStyle{o.color, c.line, true});
     }
+    if (!o.summary.empty() && outcome.result.kind == CaseSpec::Kind::model &&
+        !has_errors)
+      record.chart = write_layer_chart(o.summary, path, c, outcome.result, out);
     report.cases.push_back(std::move(record));
   }
   if (o.regenerate && !changed.empty()) {
@@ -582,7 +612,7 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
       } catch (const std::exception& e) {
         file_out << (o.color ? "\033[31m" : "") << "ERROR   " << (o.color ? "\033[0m" : "")
                  << path << ": " << e.what() << "\n";
-        report.cases.push_back({path, "", CaseReport::Status::kError, {path + ": " + one_line(e.what())}, ""});
+        report.cases.push_back({path, "", CaseReport::Status::kError, {path + ": " + one_line(e.what())}, "", ""});
         ++tally.unreadable_files;
         ++tally.failed;
       }
