@@ -414,12 +414,12 @@ TEST(XmlEscape, EscapesMarkupAndReplacesWhatXmlForbids) {
 
 RunReport hostile_report() {
   RunReport r;
-  r.cases.push_back({"cases/a&b<c>.md", "ok_case", CaseReport::Status::kPassed, {}, ""});
+  r.cases.push_back({"cases/a&b<c>.md", "ok_case", CaseReport::Status::kPassed, {}, "", ""});
   r.cases.push_back({"cases/a&b<c>.md", "moved", CaseReport::Status::kFailed,
                      {"cases/a&b<c>.md:3: cpu fp32: rel L2 2e-03 > 2.7e-06 \"tolerance\"",
                       std::string("cases/a&b<c>.md:3: control \x01 and ]]> here", 42)},
-                     "--- golden\n+++ actual\n-| x | <1> |\n+| x | &2 |\n"});
-  r.cases.push_back({"cases/bad.md", "", CaseReport::Status::kError, {"cases/bad.md:1: no title"}, ""});
+                     "--- golden\n+++ actual\n-| x | <1> |\n+| x | &2 |\n", ""});
+  r.cases.push_back({"cases/bad.md", "", CaseReport::Status::kError, {"cases/bad.md:1: no title"}, "", ""});
   return r;
 }
 
@@ -483,7 +483,7 @@ TEST(Summary, ListsCountsFailedCasesTheirRowsAndDiffs) {
 
 TEST(Summary, AllPassedHasNoFailedSection) {
   RunReport r;
-  r.cases.push_back({"a.md", "x", CaseReport::Status::kPassed, {}, ""});
+  r.cases.push_back({"a.md", "x", CaseReport::Status::kPassed, {}, "", ""});
   const std::string md = markdown_summary(r);
   EXPECT_EQ(md.rfind("## pinmark: ✅ 1 passed, 0 failed\n", 0), 0u) << md;
   EXPECT_FALSE(contains(md, "### Failed")) << md;
@@ -495,7 +495,7 @@ TEST(Summary, ShowsTheFirstThreeRowsAndCutsLongDiffs) {
   for (int i = 0; i < 200; ++i) diff += "+line " + std::to_string(i) + "\n";
   r.cases.push_back({"a.md", "x", CaseReport::Status::kFailed,
                      {"a.md:1: one", "a.md:1: two", "a.md:1: three", "a.md:1: four", "a.md:1: five"},
-                     diff});
+                     diff, ""});
   const std::string md = markdown_summary(r);
   EXPECT_TRUE(contains(md, "`a.md:1: three`\n  - and 2 more\n")) << md;
   EXPECT_FALSE(contains(md, "four")) << md;
