@@ -64,7 +64,8 @@ const std::map<std::string, std::string>& architecture_of() {
       {"qwen2", "Qwen2ForCausalLM"},   {"qwen3", "Qwen3ForCausalLM"},
       {"gemma", "GemmaForCausalLM"},   {"gemma2", "Gemma2ForCausalLM"},
       {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"},
-      {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"}};
+      {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
+      {"phi3", "Phi3ForCausalLM"}};
   return names;
 }
 
@@ -201,10 +202,19 @@ const std::vector<std::string>& all_rope_keys() {
 // partial_rotary_factor: transformers computes inv_freq for int(head_dim * factor) dimensions,
 // but the Llama-family attention pinmark implements (llama, mistral, mixtral, qwen2, qwen3,
 // gemma, gemma2) multiplies the whole head by cos and sin, so any factor but 1 fails there
-// with a shape error: pinmark accepts 1 and refuses the rest.
+// with a shape error: pinmark accepts 1 and refuses the rest. Phi-3's attention rotates the
+// first int(head_dim * factor) values and passes the rest through, so phi3 reads it.
 void read_partial_rotary_factor(Reader& r, const std::string& k, const json& v,
-                                const std::string& what) {
+                                const std::string& what, ModelConfig& c) {
   if (v.is_null() || (v.is_number() && v.get<double>() == 1.0)) return;
+  // Phi-3's attention rotates the first int(head_dim * factor) values of each head.
+  if (c.model_type == "phi3") {
+    if (!v.is_number())
+      r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(v)));
+    else
+      c.partial_rotary_factor = v.get<double>();
+    return;
+  }
   r.problems.push_back(r.block.problem_at(
       k, what + " " + show(v) +
              " is not supported: this family's attention rotates the whole head (transformers "
@@ -263,14 +273,14 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   for (const auto& [key, value] : v.items()) {
     if (key == "type" || key == "rope_type") continue;
     if (key == "partial_rotary_factor") {
-      read_partial_rotary_factor(r, k, value, k + "." + key);
+      read_partial_rotary_factor(r, k, value, k + "." + key, c);
       continue;
     }
     if (!listed(required, key) && !listed(optional, key)) {
       // transformers warns about a key its rope type does not read and goes on without it; so
       // does pinmark, unless the key is a letter or two from one it reads (a misspelling whose
       // value would be lost).
-      if (auto guess = did_you_mean(key, all_rope_keys()))
+      if (auto guess = did_you_mean(key, all_rope_keys()); guess && *guess != key)
         r.problems.push_back(r.block.problem_at(
             k, k + " key '" + key + "' is not read for rope type " + type + " (did you mean '" +
                    *guess + "'?)"));
@@ -449,7 +459,7 @@ KeyTable config_keys(const std::string& type) {
   keys["rope_scaling"] = read_rope;
   keys["rope_parameters"] = read_rope;
   keys["partial_rotary_factor"] = [](Reader& r, const std::string& k, const json& v,
-                                     ModelConfig&) { read_partial_rotary_factor(r, k, v, k); };
+                                     ModelConfig& c) { read_partial_rotary_factor(r, k, v, k, c); };
   // Llama's MLP is SiLU in every released checkpoint; other activations are a different model
   // (see cases/errors/config.md), while the Gemma families choose theirs.
   keys["hidden_act"] = only_key("silu");
@@ -464,6 +474,35 @@ KeyTable config_keys(const std::string& type) {
       keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
       keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
     }
+  } else if (type == "phi3") {
+    // Phi3Attention and Phi3MLP have no biases and read no attention_bias; a window, when set,
+    // applies to every layer.
+    keys["sliding_window"] = read_sliding_window;
+    // Phi3Config moves a top-level original_max_position_embeddings into longrope's
+    // parameters when they lack it (Phi-3-mini-128k publishes it that way); otherwise no rope
+    // type reads it.
+    const KeyHandler rope = keys["rope_scaling"];
+    const KeyHandler phi3_rope = [rope](Reader& r, const std::string& k, const json& v,
+                                        ModelConfig& c) {
+      json params = v;
+      const auto type_is = [&](const char* t) {
+        return (params.contains("type") && params["type"] == t) ||
+               (params.contains("rope_type") && params["rope_type"] == t);
+      };
+      if (params.is_object() && type_is("longrope") &&
+          !params.contains("original_max_position_embeddings") &&
+          r.block.value.contains("original_max_position_embeddings"))
+        params["original_max_position_embeddings"] =
+            r.block.value["original_max_position_embeddings"];
+      rope(r, k, params, c);
+    };
+    keys["rope_scaling"] = phi3_rope;
+    keys["rope_parameters"] = phi3_rope;
+    keys["original_max_position_embeddings"] = [](Reader& r, const std::string& k,
+                                                  const json& v, ModelConfig&) {
+      int ignored = 0;
+      if (!v.is_null()) r.integer(k, v, ignored);
+    };
   } else if (type == "olmo2") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
   } else if (type == "qwen3_moe") {
@@ -555,6 +594,7 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
       // Training-only: jitter noise is applied only in training mode, the others feed the loss.
       {"mixtral", {"router_jitter_noise", "output_router_logits", "router_aux_loss_coef"}},
       {"qwen3_moe", {"output_router_logits", "router_aux_loss_coef", "max_window_layers"}},
+      {"phi3", {"resid_pdrop", "embd_pdrop"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);

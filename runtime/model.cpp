@@ -120,7 +120,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
 
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
-  const bool olmo2 = c.model_type == "olmo2";
+  const bool olmo2 = c.model_type == "olmo2", phi3 = c.model_type == "phi3";
   const int64_t expert_inter = expert_intermediate_size(c);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -128,10 +128,19 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
     Layer l;
     // OLMo 2 normalises the sublayers' outputs instead of their inputs.
     if (!olmo2) l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
-    l.q = load<T>(weights, p + "self_attn.q_proj.weight", {q_dim, hidden});
-    if (computes_kv) {
-      l.k = load<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
-      l.v = load<T>(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden});
+    if (phi3) {
+      // Phi-3 stores q, k and v as one matrix, rows in that order.
+      const Tensor<double>& qkv =
+          require(weights, p + "self_attn.qkv_proj.weight", {q_dim + 2 * kv_dim, hidden});
+      l.q = slice<T>(qkv, 0, q_dim * hidden);
+      l.k = slice<T>(qkv, q_dim * hidden, kv_dim * hidden);
+      l.v = slice<T>(qkv, (q_dim + kv_dim) * hidden, kv_dim * hidden);
+    } else {
+      l.q = load<T>(weights, p + "self_attn.q_proj.weight", {q_dim, hidden});
+      if (computes_kv) {
+        l.k = load<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
+        l.v = load<T>(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden});
+      }
     }
     l.o = load<T>(weights, p + "self_attn.o_proj.weight", {hidden, q_dim});
     if (c.attention_bias || c.model_type == "qwen2") {
@@ -192,6 +201,13 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
                                slice<T>(gate_up, (2 * e + 1) * block, block),
                                slice<T>(down, e * block, block)});
       }
+    } else if (phi3) {
+      // Phi-3's gate and up projections are one matrix, the gate's rows first.
+      const Tensor<double>& gate_up =
+          require(weights, p + "mlp.gate_up_proj.weight", {2 * inter, hidden});
+      l.gate = slice<T>(gate_up, 0, inter * hidden);
+      l.up = slice<T>(gate_up, inter * hidden, inter * hidden);
+      l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
     } else {
       l.gate = load<T>(weights, p + "mlp.gate_proj.weight", {inter, hidden});
       l.up = load<T>(weights, p + "mlp.up_proj.weight", {inter, hidden});
@@ -239,10 +255,27 @@ void Model<T>::activation(const T* gate, const T* up, int64_t n, T* out) {
     backend_.gelu(gate, n, tanh, out);
 }
 
+// Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
+// size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
 void Model<T>::rotate(T* x, const int* positions, int n, int heads) {
+  const int hd = config_.head_dim, rd = rotary_dim(config_);
+  if (rd == hd) {
+    rotate_heads(x, positions, n, heads, hd);
+    return;
+  }
+  const int64_t rows = int64_t{n} * heads;
+  std::vector<T> part(rows * rd);
+  for (int64_t r = 0; r < rows; ++r) std::copy(x + r * hd, x + r * hd + rd, part.begin() + r * rd);
+  rotate_heads(part.data(), positions, n, heads, rd);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(part.begin() + r * rd, part.begin() + (r + 1) * rd, x + r * hd);
+}
+
+template <class T>
+void Model<T>::rotate_heads(T* x, const int* positions, int n, int heads, int head_dim) {
   if (inv_freq_.empty()) {
-    backend_.rope(x, positions, n, heads, config_.head_dim, config_.rope_theta);
+    backend_.rope(x, positions, n, heads, head_dim, config_.rope_theta);
   } else if (rope_depends_on_length(config_) && n > 0) {
     // dynamic and longrope: transformers' dynamic_rope_update recomputes the frequencies from
     // max(position_ids) + 1 of the tokens in this forward pass; keys already in the cache keep
@@ -250,11 +283,9 @@ void Model<T>::rotate(T* x, const int* positions, int n, int heads) {
     const long long seq_len =
         static_cast<long long>(*std::max_element(positions, positions + n)) + 1;
     const RopeFrequencies f = rope_frequencies(config_, seq_len);
-    backend_.rope_freqs(x, positions, n, heads, config_.head_dim, f.inv_freq.data(),
-                        f.attention_scaling);
+    backend_.rope_freqs(x, positions, n, heads, head_dim, f.inv_freq.data(), f.attention_scaling);
   } else {
-    backend_.rope_freqs(x, positions, n, heads, config_.head_dim, inv_freq_.data(),
-                        attention_scaling_);
+    backend_.rope_freqs(x, positions, n, heads, head_dim, inv_freq_.data(), attention_scaling_);
   }
 }
 

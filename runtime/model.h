@@ -95,6 +95,7 @@ class Model {
               T* y);
   void activation(const T* gate, const T* up, int64_t n, T* out);
   void rotate(T* x, const int* positions, int n, int heads);
+  void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
                const TapFn<T>& tap, const RouteFn& route);
 

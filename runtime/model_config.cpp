@@ -115,14 +115,14 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                             std::to_string(c.max_position_embeddings) +
                             "; set it as the checkpoint's config.json does"});
   if (c.rope_type == "longrope") {
-    const ModelConfig d = with_defaults(c);
-    const size_t half = d.head_dim > 0 ? static_cast<size_t>(d.head_dim / 2) : 0;
+    const int dim = rotary_dim(c);
+    const size_t half = dim > 0 ? static_cast<size_t>(dim / 2) : 0;
     for (const auto& [name, table] : {std::pair{"short_factor", &c.rope_short_factor},
                                       std::pair{"long_factor", &c.rope_long_factor}}) {
       if (half > 0 && table->size() != half)
         problems.push_back({"rope_scaling", std::string("rope_scaling ") + name + " has " +
                                                 std::to_string(table->size()) +
-                                                " entries, head_dim / 2 is " +
+                                                " entries, the rotary dimension / 2 is " +
                                                 std::to_string(half)});
       for (double f : *table)
         if (!finite_positive(f)) {
@@ -187,6 +187,23 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     problems.push_back({"sliding_window", "layer_types has sliding_attention layers but "
                                           "sliding_window is not set"});
 
+  if (c.partial_rotary_factor != 1.0) {
+    const ModelConfig d = with_defaults(c);
+    const int dim = d.head_dim > 0 ? rotary_dim(c) : 0;
+    if (c.model_type != "phi3")
+      problems.push_back({"partial_rotary_factor",
+                          "partial_rotary_factor is only supported for phi3, not " + c.model_type});
+    else if (!(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1))
+      problems.push_back({"partial_rotary_factor",
+                          "partial_rotary_factor must be in (0, 1], got " +
+                              number(c.partial_rotary_factor)});
+    else if (d.head_dim > 0 && (dim < 2 || dim % 2 != 0))
+      problems.push_back({"partial_rotary_factor",
+                          "partial_rotary_factor " + number(c.partial_rotary_factor) +
+                              " rotates " + std::to_string(dim) + " of head_dim " +
+                              std::to_string(d.head_dim) +
+                              " values; RoPE needs an even number of them, at least 2"});
+  }
   require_finite_not_negative(problems, "attn_logit_softcapping", c.attn_logit_softcapping);
   require_finite_not_negative(problems, "final_logit_softcapping", c.final_logit_softcapping);
   require_finite_not_negative(problems, "query_pre_attn_scalar", c.query_pre_attn_scalar);
@@ -242,7 +259,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
 const std::vector<std::string>& known_model_types() {
   static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
-                                                 "qwen3_moe", "olmo2"};
+                                                 "qwen3_moe", "olmo2",  "phi3"};
   return types;
 }
 
@@ -253,6 +270,11 @@ bool is_moe_layer(const ModelConfig& c, int layer) {
       c.mlp_only_layers.end())
     return false;
   return c.decoder_sparse_step > 0 && (layer + 1) % c.decoder_sparse_step == 0;
+}
+
+int rotary_dim(const ModelConfig& config) {
+  const ModelConfig c = with_defaults(config);
+  return static_cast<int>(c.head_dim * c.partial_rotary_factor);
 }
 
 int expert_intermediate_size(const ModelConfig& c) {
@@ -319,6 +341,8 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.moe_intermediate_size = 768;
     c.norm_topk_prob = false;
   } else if (model_type == "olmo2") {
+    c.rms_norm_eps = 1e-5;
+  } else if (model_type == "phi3") {
     c.rms_norm_eps = 1e-5;
   }
   return c;

@@ -46,7 +46,11 @@ struct ModelConfig {
   double rope_mscale = 0.0;            // yarn: 0 = absent
   double rope_mscale_all_dim = 0.0;    // yarn: 0 = absent
   bool rope_truncate = true;           // yarn
-  std::vector<double> rope_short_factor, rope_long_factor;  // longrope: head_dim / 2 each
+  std::vector<double> rope_short_factor, rope_long_factor;  // longrope: rotary_dim / 2 each
+  // Phi-3: RoPE rotates the first int(head_dim * partial_rotary_factor) values of each head
+  // (pairs j and j + rotary_dim / 2 among them) and passes the rest through; the frequencies
+  // are those of a head of rotary_dim values. Other families rotate the whole head (1).
+  double partial_rotary_factor = 1.0;
 
   // Attention.
   bool attention_bias = false;  // q, k, v and o projections (Llama, Qwen3, Gemma); Qwen2's
@@ -93,6 +97,10 @@ bool is_moe_layer(const ModelConfig& config, int layer);
 
 // The intermediate size of one expert: moe_intermediate_size when set, else intermediate_size.
 int expert_intermediate_size(const ModelConfig& config);
+
+// The values of each head that RoPE rotates: int(head_dim * partial_rotary_factor), as
+// transformers' rope functions compute it (head_dim after with_defaults).
+int rotary_dim(const ModelConfig& config);
 
 // For each layer, the layer whose keys and values it attends over: itself, or for the last
 // num_kv_shared_layers layers, the last layer before them with the same attention type.

@@ -38,7 +38,7 @@ bool rope_depends_on_length(const ModelConfig& config) {
 
 RopeFrequencies rope_frequencies(const ModelConfig& config, long long seq_len) {
   const ModelConfig c = with_defaults(config);
-  const int dim = c.head_dim;
+  const int dim = rotary_dim(c);
   const int half = dim / 2;
   RopeFrequencies out;
   std::vector<double>& inv_freq = out.inv_freq;

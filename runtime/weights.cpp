@@ -93,10 +93,15 @@ Weights synthetic_weights(const ModelConfig& config) {
     const bool computes_kv = kv_sources[i] == i;
     const bool olmo2 = c.model_type == "olmo2";
     if (!olmo2) norm(w, p + "input_layernorm.weight");
-    add_linear(w, c, p + "self_attn.q_proj.weight", q_dim, hidden);
-    if (computes_kv) {
-      add_linear(w, c, p + "self_attn.k_proj.weight", kv_dim, hidden);
-      add_linear(w, c, p + "self_attn.v_proj.weight", kv_dim, hidden);
+    const bool phi3 = c.model_type == "phi3";
+    if (phi3) {
+      add_linear(w, c, p + "self_attn.qkv_proj.weight", q_dim + 2 * kv_dim, hidden);
+    } else {
+      add_linear(w, c, p + "self_attn.q_proj.weight", q_dim, hidden);
+      if (computes_kv) {
+        add_linear(w, c, p + "self_attn.k_proj.weight", kv_dim, hidden);
+        add_linear(w, c, p + "self_attn.v_proj.weight", kv_dim, hidden);
+      }
     }
     add_linear(w, c, p + "self_attn.o_proj.weight", hidden, q_dim);
     if (c.attention_bias || c.model_type == "qwen2") {
@@ -144,6 +149,9 @@ Weights synthetic_weights(const ModelConfig& config) {
         add_linear(w, c, x + "w2.weight", hidden, inter);
         add_linear(w, c, x + "w3.weight", inter, hidden);
       }
+    } else if (phi3) {
+      add_linear(w, c, p + "mlp.gate_up_proj.weight", 2 * inter, hidden);
+      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
     } else {
       add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
       add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);

@@ -238,6 +238,39 @@ def family_specs():
                        tie_word_embeddings=False, rope_parameters=_rope(500000.0)),
         "notes": "norms after the sublayers, q/k RMSNorm over the whole projections",
     }
+    specs["phi3"] = {
+        "model_type": "phi3",
+        # Fused qkv_proj and gate_up_proj; RoPE on the first half of each head (Phi-4-mini
+        # rotates three quarters); a window on every layer, as Phi-3-mini-4k has.
+        "config": dict(common, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, rms_norm_eps=1e-5, hidden_act="silu",
+                       sliding_window=5, partial_rotary_factor=0.5,
+                       original_max_position_embeddings=256, resid_pdrop=0.0, embd_pdrop=0.0,
+                       tie_word_embeddings=False,
+                       rope_parameters=_rope(10000.0, partial_rotary_factor=0.5)),
+        "notes": "fused qkv and gate_up, partial rotary 0.5, sliding window 5",
+    }
+    specs["phi3-longrope"] = {
+        "model_type": "phi3",
+        # Phi-3-mini-128k's shape of rope: longrope tables with the original context given
+        # at the top level of the config, as Phi-3 publishes it.
+        "config": dict(common, hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=4, rms_norm_eps=1e-5, hidden_act="silu",
+                       max_position_embeddings=32, original_max_position_embeddings=8,
+                       sliding_window=None, tie_word_embeddings=False,
+                       rope_parameters=_rope(
+                           10000.0, rope_type="longrope", original_max_position_embeddings=8,
+                           short_factor=[1.0, 1.125, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5],
+                           long_factor=[1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0, 16.0])),
+        # Both prompts start past the original context. A decode that crosses it is not used:
+        # Phi3ForCausalLM.prepare_inputs_for_generation drops the cache at that step, so
+        # generate() then computes neither the cached decode nor the recomputed one.
+        "prompts": [[2, 7, 18, 28, 18, 28, 45, 90, 45], rope_prompts[1]],
+        "cache_dependent_rope": True,
+        "notes": "longrope past original 8 (Phi-3-mini-128k's rope), head_dim 16",
+    }
     specs["gemma3n-kv-sharing"] = {
         "model_type": "gemma3n_text",
         "config": dict(common, hidden_size=32,

@@ -10,6 +10,7 @@
 #include "driver/case_spec.h"
 #include "driver/render.h"
 #include "driver/verdict.h"
+#include "runtime/model_config.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {
@@ -201,6 +202,82 @@ TEST(PublishedConfig, OlmoTwoAcceptsItsPublishedKeys) {
       "\"num_attention_heads\": 4, \"hidden_act\": \"gelu\"}\n```\n\n### Inputs\n\n```json\n"
       "{\"prompts\": [[2, 31]], \"decode\": 1}\n```\n");
   EXPECT_TRUE(contains(problems_of(gelu), "hidden_act \"gelu\" is not supported")) << problems_of(gelu);
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+std::string phi3_case(const std::string& extra_keys) {
+  return "# T\n\n## C\n\n### Config\n\n```json\n{\n"
+         "  \"model_type\": \"phi3\",\n"
+         "  \"vocab_size\": 48,\n"
+         "  \"hidden_size\": 48,\n"
+         "  \"intermediate_size\": 64,\n"
+         "  \"num_hidden_layers\": 2,\n"
+         "  \"num_attention_heads\": 4,\n"
+         "  \"max_position_embeddings\": 32" +
+         extra_keys +
+         "\n}\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17]], \"decode\": 1}\n```\n";
+}
+
+TEST(PublishedConfig, PhiThreeReadsPartialRotaryAtTheTopLevelAndInRopeParameters) {
+  const CaseSpec top = read(phi3_case(",\n  \"partial_rotary_factor\": 0.5"));
+  ASSERT_TRUE(top.problems.empty()) << problems_of(top);
+  EXPECT_EQ(top.model.partial_rotary_factor, 0.5);
+  EXPECT_EQ(rotary_dim(top.model), 6);
+  const CaseSpec nested = read(phi3_case(
+      ",\n  \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0, "
+      "\"partial_rotary_factor\": 0.75}"));
+  EXPECT_TRUE(contains(problems_of(nested), "partial_rotary_factor 0.75 rotates 9 of head_dim 12"))
+      << problems_of(nested);
+  const CaseSpec half = read(phi3_case(
+      ",\n  \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0, "
+      "\"partial_rotary_factor\": 0.5}"));
+  ASSERT_TRUE(half.problems.empty()) << problems_of(half);
+  EXPECT_EQ(rotary_dim(half.model), 6);
+}
+
+TEST(PublishedConfig, PhiThreePartialRotaryMustLeaveAnEvenPositiveRotation) {
+  const CaseSpec odd = read(phi3_case(",\n  \"partial_rotary_factor\": 0.75"));
+  EXPECT_TRUE(contains(problems_of(odd), "partial_rotary_factor 0.75 rotates 9 of head_dim 12 "
+                                         "values; RoPE needs an even number of them, at least 2"))
+      << problems_of(odd);
+  const CaseSpec big = read(phi3_case(",\n  \"partial_rotary_factor\": 1.5"));
+  EXPECT_TRUE(contains(problems_of(big), "partial_rotary_factor must be in (0, 1], got 1.5"))
+      << problems_of(big);
+  const CaseSpec text = read(phi3_case(",\n  \"partial_rotary_factor\": \"half\""));
+  EXPECT_TRUE(contains(problems_of(text), "partial_rotary_factor must be a number, got \"half\""))
+      << problems_of(text);
+}
+
+TEST(PublishedConfig, ALlamaPartialRotaryIsStillRefused) {
+  std::string md = phi3_case(",\n  \"partial_rotary_factor\": 0.5");
+  md.replace(md.find("\"phi3\""), 6, "\"llama\"");
+  EXPECT_TRUE(contains(problems_of(read(md)), "partial_rotary_factor 0.5 is not supported: this "
+                                              "family's attention rotates the whole head"))
+      << problems_of(read(md));
+}
+
+TEST(PublishedConfig, PhiThreeLongropeTakesTheTopLevelOriginalContext) {
+  const std::string tables =
+      "\"short_factor\": [1, 1, 1, 1, 1, 1], \"long_factor\": [1, 2, 3, 4, 5, 6]";
+  const CaseSpec spec = read(phi3_case(",\n  \"original_max_position_embeddings\": 8,\n"
+                                       "  \"rope_scaling\": {\"type\": \"longrope\", " +
+                                       tables + "}"));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.rope_type, "longrope");
+  EXPECT_EQ(spec.model.rope_original_max_position_embeddings, 8);
+  // Without it anywhere, longrope lacks its switch point.
+  const CaseSpec missing =
+      read(phi3_case(",\n  \"rope_scaling\": {\"type\": \"longrope\", " + tables + "}"));
+  EXPECT_TRUE(contains(problems_of(missing), "original_max_position_embeddings"))
+      << problems_of(missing);
+  // With a rope type that does not read it, the top-level key changes nothing.
+  const CaseSpec plain = read(phi3_case(",\n  \"original_max_position_embeddings\": 8"));
+  EXPECT_TRUE(plain.problems.empty()) << problems_of(plain);
 }
 
 }  // namespace

@@ -112,7 +112,7 @@ TEST(RopeConfig, EachBadValueIsNamedWithWhatToDo) {
       {llama_case(longrope + "\"short_factor\": [1, 1, 1, 1]}"),
        "rope_scaling of type longrope needs 'long_factor'"},
       {llama_case(longrope + "\"short_factor\": [1, 1, 1], \"long_factor\": [1, 2, 3, 4]}"),
-       "rope_scaling short_factor has 3 entries, head_dim / 2 is 4"},
+       "rope_scaling short_factor has 3 entries, the rotary dimension / 2 is 4"},
       {llama_case(longrope + "\"short_factor\": [1, 1, 1, 0], \"long_factor\": [1, 2, 3, 4]}"),
        "rope_scaling short_factor entries must be finite positive numbers, got 0"},
       {llama_case(longrope + "\"short_factor\": \"1\", \"long_factor\": [1, 2, 3, 4]}"),

@@ -90,6 +90,11 @@ std::vector<std::pair<std::string, ModelConfig>> families() {
   mixtral.num_local_experts = 5;
   mixtral.num_experts_per_tok = 2;
   out.push_back({"mixtral", mixtral});
+  ModelConfig phi3 = base("phi3");
+  phi3.head_dim = 12;
+  phi3.partial_rotary_factor = 0.5;
+  phi3.sliding_window = 4;
+  out.push_back({"phi3 partial rotary, sliding", phi3});
   ModelConfig olmo2 = base("olmo2");
   out.push_back({"olmo2", olmo2});
   ModelConfig qwen3_moe = base("qwen3_moe");

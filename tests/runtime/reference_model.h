@@ -91,7 +91,9 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
       if (sliding(s) == sliding(l)) return s;
     return -1;
   };
-  Vec inv_freq = scaled_inv_freq(config.rope_type, config.rope_theta, hd, config.rope_factor,
+  // Phi-3's partial rotary: the first rd values of each head rotate as a head of rd values.
+  const int rd = static_cast<int>(hd * config.partial_rotary_factor);
+  Vec inv_freq = scaled_inv_freq(config.rope_type, config.rope_theta, rd, config.rope_factor,
                                  config.rope_low_freq_factor, config.rope_high_freq_factor,
                                  config.rope_original_max_position_embeddings);
   const double scale =
@@ -141,23 +143,48 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
   for (int l = 0; l < layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const bool olmo2 = type == "olmo2", per_head_norm = type == "qwen3" || type == "qwen3_moe";
+    const bool phi3 = type == "phi3";
+    auto rotate = [&](const Vec& x, int count) {
+      if (rd == hd) return rope_with(x, positions, count, hd, inv_freq);
+      Vec part(static_cast<size_t>(n) * count * rd), out = x;
+      for (int r = 0; r < n * count; ++r)
+        for (int d = 0; d < rd; ++d) part[r * rd + d] = x[r * hd + d];
+      part = rope_with(part, positions, count, rd, inv_freq);
+      for (int r = 0; r < n * count; ++r)
+        for (int d = 0; d < rd; ++d) out[r * hd + d] = part[r * rd + d];
+      return out;
+    };
+    // Phi3Attention's qkv_proj holds q, k and v rows in that order; Phi3MLP's gate_up_proj the
+    // gate's rows, then the up projection's.
+    auto rows = [&](const std::string& name, int first, int count) {
+      const Vec& m = w(name);
+      return Vec(m.begin() + static_cast<int64_t>(first) * hidden,
+                 m.begin() + static_cast<int64_t>(first + count) * hidden);
+    };
     // Olmo2DecoderLayer: no norm before the sublayers, one after each.
     Vec h = olmo2 ? x : norm(x, p + "input_layernorm.weight");
-    Vec q = linear(h, w(p + "self_attn.q_proj.weight"), opt(p + "self_attn.q_proj.bias"), n, hidden,
-                   heads * hd);
+    Vec q = phi3 ? matmul(h, rows(p + "self_attn.qkv_proj.weight", 0, heads * hd), n, hidden,
+                          heads * hd)
+                 : linear(h, w(p + "self_attn.q_proj.weight"), opt(p + "self_attn.q_proj.bias"), n,
+                          hidden, heads * hd);
     if (per_head_norm) q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n * heads, hd, eps);
     if (olmo2) q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n, heads * hd, eps);
-    q = rope_with(q, positions, heads, hd, inv_freq);
+    q = rotate(q, heads);
     const int src = source(l);
     if (src == l) {
-      Vec k = linear(h, w(p + "self_attn.k_proj.weight"), opt(p + "self_attn.k_proj.bias"), n,
-                     hidden, kv_heads * hd);
+      Vec k = phi3 ? matmul(h, rows(p + "self_attn.qkv_proj.weight", heads * hd, kv_heads * hd), n,
+                            hidden, kv_heads * hd)
+                   : linear(h, w(p + "self_attn.k_proj.weight"), opt(p + "self_attn.k_proj.bias"),
+                            n, hidden, kv_heads * hd);
       if (per_head_norm)
         k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n * kv_heads, hd, eps);
       if (olmo2) k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n, kv_heads * hd, eps);
-      keys[l] = rope_with(k, positions, kv_heads, hd, inv_freq);
-      values[l] = linear(h, w(p + "self_attn.v_proj.weight"), opt(p + "self_attn.v_proj.bias"), n,
-                         hidden, kv_heads * hd);
+      keys[l] = rotate(k, kv_heads);
+      values[l] = phi3 ? matmul(h, rows(p + "self_attn.qkv_proj.weight", (heads + kv_heads) * hd,
+                                        kv_heads * hd),
+                                n, hidden, kv_heads * hd)
+                       : linear(h, w(p + "self_attn.v_proj.weight"),
+                                opt(p + "self_attn.v_proj.bias"), n, hidden, kv_heads * hd);
     }
     Vec probs = softmax(attention_scores_full(q, keys[src], positions, n, heads, kv_heads, hd, scale,
                                               config.attn_logit_softcapping,
@@ -214,6 +241,11 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
           for (int d = 0; d < hidden; ++d) mlp[i * hidden + d] += r.weights[s] * y[d];
         }
       }
+    } else if (phi3) {
+      mlp = matmul(act(matmul(h, rows(p + "mlp.gate_up_proj.weight", 0, inter), n, hidden, inter),
+                       matmul(h, rows(p + "mlp.gate_up_proj.weight", inter, inter), n, hidden,
+                              inter)),
+                   w(p + "mlp.down_proj.weight"), n, inter, hidden);
     } else {
       mlp = matmul(act(matmul(h, w(p + "mlp.gate_proj.weight"), n, hidden, inter),
                        matmul(h, w(p + "mlp.up_proj.weight"), n, hidden, inter)),
