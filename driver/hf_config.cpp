@@ -65,7 +65,20 @@ const std::map<std::string, std::string>& architecture_of() {
       {"gemma", "GemmaForCausalLM"},   {"gemma2", "Gemma2ForCausalLM"},
       {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"},
       {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
-      {"phi3", "Phi3ForCausalLM"}};
+      {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"}};
+  return names;
+}
+
+// The family's base model class (no head), which a checkpoint saved from the base model names;
+// AutoModelForCausalLM builds the same layers from it.
+const std::map<std::string, std::string>& base_architecture_of() {
+  static const std::map<std::string, std::string> names = {
+      {"llama", "LlamaModel"},         {"mistral", "MistralModel"},
+      {"qwen2", "Qwen2Model"},         {"qwen3", "Qwen3Model"},
+      {"gemma", "GemmaModel"},         {"gemma2", "Gemma2Model"},
+      {"gpt2", "GPT2Model"},           {"mixtral", "MixtralModel"},
+      {"qwen3_moe", "Qwen3MoeModel"},  {"olmo2", "Olmo2Model"},
+      {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"}};
   return names;
 }
 
@@ -124,6 +137,44 @@ void read_layer_types(Reader& r, const std::string& k, const json& v, ModelConfi
       return;
     }
     c.layer_types.push_back(t.get<std::string>());
+  }
+}
+
+// Gemma 3's rope: either one table (4.x rope_scaling, or a flat rope_parameters), which is the
+// full layers', or transformers 5's rope_parameters by layer type: {"full_attention": {...},
+// "sliding_attention": {...}}. The sliding layers' entry must be plain RoPE (every release's
+// is): its rope_theta is their base.
+void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c);
+
+void read_gemma3_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (!v.is_object() || !(v.contains("full_attention") || v.contains("sliding_attention"))) {
+    read_rope(r, k, v, c);
+    return;
+  }
+  for (const auto& [layer_type, params] : v.items()) {
+    const std::string what = k + "." + layer_type;
+    if (layer_type == "full_attention") {
+      read_rope(r, k, params, c);
+    } else if (layer_type == "sliding_attention") {
+      if (params.is_null()) continue;
+      if (!params.is_object()) {
+        r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
+        continue;
+      }
+      std::string type = "default";
+      for (const char* name : {"type", "rope_type"})
+        if (params.contains(name) && params[name].is_string()) type = params[name].get<std::string>();
+      if (type != "default") {
+        r.problems.push_back(r.block.problem_at(
+            k, what + " rope type \"" + type + "\" is not supported (pinmark implements "
+                   "\"default\" on Gemma 3's sliding layers); set it to \"default\""));
+        continue;
+      }
+      if (params.contains("rope_theta")) r.number(what + ".rope_theta", params["rope_theta"], c.rope_local_base_freq);
+    } else {
+      r.problems.push_back(r.block.problem_at(
+          k, what + " is not a layer type (Gemma 3 has full_attention and sliding_attention)"));
+    }
   }
 }
 
@@ -403,7 +454,8 @@ KeyTable config_keys(const std::string& type) {
          auto it = architecture_of().find(type);
          if (it == architecture_of().end()) return;
          const json expected = json::array({it->second});
-         if (v != expected)
+         const json base = json::array({base_architecture_of().at(type)});
+         if (v != expected && v != base)
            r.problems.push_back(r.block.problem_at(
                k, k + " " + show(v) + " does not agree with model_type \"" + type +
                       "\" (expected " + show(expected) + "); set it to " + show(expected) +
@@ -536,7 +588,7 @@ KeyTable config_keys(const std::string& type) {
     keys["sliding_window"] = read_sliding_window;
     keys["layer_types"] = read_layer_types;
     if (type == "qwen3") keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
-  } else if (type == "gemma" || type == "gemma2") {
+  } else if (type == "gemma" || type == "gemma2" || type == "gemma3_text") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
     keys["use_bidirectional_attention"] = [](Reader& r, const std::string& k, const json& v,
                                              ModelConfig&) {
@@ -558,7 +610,7 @@ KeyTable config_keys(const std::string& type) {
           r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
       };
     } else {
-      // Gemma2MLP reads hidden_activation; hidden_act is not used.
+      // Gemma2MLP and Gemma3MLP read hidden_activation; hidden_act is not used.
       keys["hidden_activation"] = read_gemma2_activation;
       keys["hidden_act"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
         if (!v.is_null() && !v.is_string())
@@ -574,6 +626,20 @@ KeyTable config_keys(const std::string& type) {
       keys["layer_types"] = read_layer_types;
       keys["attn_logit_softcapping"] = optional_number_key(&ModelConfig::attn_logit_softcapping);
       keys["final_logit_softcapping"] = optional_number_key(&ModelConfig::final_logit_softcapping);
+    }
+    if (type == "gemma3_text") {
+      // Sliding layers rotate with plain RoPE of their own base; rope_scaling and rope_theta
+      // are the full layers'. transformers 5 nests both in rope_parameters by layer type.
+      keys["rope_local_base_freq"] = number_key(&ModelConfig::rope_local_base_freq);
+      keys["rope_parameters"] = read_gemma3_rope;
+      keys["rope_scaling"] = read_gemma3_rope;
+      // Which layers slide when layer_types is absent: resolved after all keys are read.
+      for (const char* pattern : {"sliding_window_pattern", "_sliding_window_pattern"})
+        keys[pattern] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+          int n = 0;
+          if (!v.is_null() && r.integer(k, v, n) && n <= 0)
+            r.problems.push_back(r.block.problem_at(k, k + " must be positive, got " + show(v)));
+        };
     }
   }
   return keys;
@@ -722,6 +788,15 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
   if (type == "gemma2" && config.layer_types.empty() && config.num_hidden_layers > 0)
     for (int i = 0; i < config.num_hidden_layers; ++i)
       config.layer_types.push_back((i + 1) % 2 ? "sliding_attention" : "full_attention");
+  // Gemma3TextConfig: every sliding_window_pattern-th layer is full (default 6).
+  if (type == "gemma3_text" && config.layer_types.empty() && config.num_hidden_layers > 0) {
+    int pattern = 6;
+    for (const char* key : {"sliding_window_pattern", "_sliding_window_pattern"})
+      if (block.value.contains(key) && block.value[key].is_number_integer())
+        pattern = block.value[key].get<int>();
+    for (int i = 0; i < config.num_hidden_layers; ++i)
+      config.layer_types.push_back((i + 1) % pattern ? "sliding_attention" : "full_attention");
+  }
   if (!problems.empty()) return;
   for (const ConfigProblem& p : validate(config)) problems.push_back(block.problem_at(p.key, p.message));
   if (problems.empty()) config = with_defaults(config);

@@ -50,7 +50,14 @@ KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacit
 
 namespace {
 
-bool is_gemma(const ModelConfig& c) { return c.model_type == "gemma" || c.model_type == "gemma2"; }
+bool is_gemma(const ModelConfig& c) {
+  return c.model_type == "gemma" || c.model_type == "gemma2" || c.model_type == "gemma3_text";
+}
+
+// Gemma 2 and 3 normalise each sublayer's output as well as its input.
+bool has_sandwich_norms(const ModelConfig& c) {
+  return c.model_type == "gemma2" || c.model_type == "gemma3_text";
+}
 
 // Mixtral's experts as transformers 5.x keeps them in memory ("mlp.experts.gate_up_proj"
 // [experts, 2 * intermediate, hidden], gate rows first, and "mlp.experts.down_proj"
@@ -151,7 +158,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       }
     }
     if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
-    if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
+    if (c.model_type == "qwen3" || c.model_type == "qwen3_moe" || c.model_type == "gemma3_text") {
       l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
       if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
     }
@@ -160,7 +167,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {kv_dim});
       l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
       l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
-    } else if (c.model_type == "gemma2") {
+    } else if (has_sandwich_norms(c)) {
       l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
       l.mlp_norm = load<T>(weights, p + "pre_feedforward_layernorm.weight", {hidden});
       l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
@@ -258,7 +265,20 @@ void Model<T>::activation(const T* gate, const T* up, int64_t n, T* out) {
 // Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
 // size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
-void Model<T>::rotate(T* x, const int* positions, int n, int heads) {
+void Model<T>::head_norm(const T* x, const std::vector<T>& w, int rows, T* y) {
+  if (is_gemma(config_))
+    backend_.rmsnorm_plus_one(x, w.data(), rows, config_.head_dim, config_.rms_norm_eps, y);
+  else
+    backend_.rmsnorm(x, w.data(), rows, config_.head_dim, config_.rms_norm_eps, y);
+}
+
+template <class T>
+void Model<T>::rotate(T* x, const int* positions, int n, int heads, bool sliding) {
+  // Gemma 3's sliding layers: plain RoPE of their own base.
+  if (sliding && config_.rope_local_base_freq > 0) {
+    backend_.rope(x, positions, n, heads, config_.head_dim, config_.rope_local_base_freq);
+    return;
+  }
   const int hd = config_.head_dim, rd = rotary_dim(config_);
   if (rd == hd) {
     rotate_heads(x, positions, n, heads, hd);
@@ -449,20 +469,20 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
         k.swap(normed);
       }
     } else if (!L.q_norm.empty()) {
-      // Qwen3 normalises each head's query and key before rotating them.
+      // Qwen3 and Gemma 3 normalise each head's query and key before rotating them (Gemma 3
+      // with its (1 + w) weights).
       std::vector<T> normed(q.size());
-      backend_.rmsnorm(q.data(), L.q_norm.data(), n * heads, hd, c.rms_norm_eps, normed.data());
+      head_norm(q.data(), L.q_norm, n * heads, normed.data());
       q.swap(normed);
       if (computes_kv) {
         normed.resize(k.size());
-        backend_.rmsnorm(k.data(), L.k_norm.data(), n * kv_heads, hd, c.rms_norm_eps,
-                         normed.data());
+        head_norm(k.data(), L.k_norm, n * kv_heads, normed.data());
         k.swap(normed);
       }
     }
     if (!gpt2) {
-      rotate(q.data(), positions.data(), n, heads);
-      if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads);
+      rotate(q.data(), positions.data(), n, heads, sliding);
+      if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads, sliding);
     }
     emit(p + "q", {n, heads, hd}, q.data());
     if (computes_kv) {

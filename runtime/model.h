@@ -82,8 +82,9 @@ class Model {
   struct Layer {
     std::vector<T> attn_norm, attn_norm_bias;
     std::vector<T> q, k, v, o, q_bias, k_bias, v_bias, o_bias;
-    std::vector<T> q_norm, k_norm;  // Qwen3 (each head), OLMo 2 (the whole projection)
-    std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2, OLMo 2
+    // Qwen3, Gemma 3 (each head), OLMo 2 (the whole projection)
+    std::vector<T> q_norm, k_norm;
+    std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2 and 3, OLMo 2
     std::vector<T> mlp_norm, mlp_norm_bias;
     std::vector<T> gate, up, down, up_bias, down_bias;  // GPT-2: up = c_fc, down = c_proj
     std::vector<T> router;                              // Mixtral, Qwen3-MoE
@@ -94,7 +95,8 @@ class Model {
   void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
               T* y);
   void activation(const T* gate, const T* up, int64_t n, T* out);
-  void rotate(T* x, const int* positions, int n, int heads);
+  void rotate(T* x, const int* positions, int n, int heads, bool sliding);
+  void head_norm(const T* x, const std::vector<T>& w, int rows, T* y);
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
                const TapFn<T>& tap, const RouteFn& route);

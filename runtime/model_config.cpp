@@ -259,7 +259,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
 const std::vector<std::string>& known_model_types() {
   static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
-                                                 "qwen3_moe", "olmo2",  "phi3"};
+                                                 "qwen3_moe", "olmo2",  "phi3",    "gemma3_text"};
   return types;
 }
 
@@ -314,6 +314,16 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.sliding_window = 4096;
   } else if (model_type == "qwen3") {
     c.head_dim = 128;
+  } else if (model_type == "gemma3_text") {
+    // Gemma3TextConfig's defaults; layer_types follows sliding_window_pattern 6 (the reader
+    // lists them).
+    c.head_dim = 256;
+    c.hidden_act = "gelu_pytorch_tanh";
+    c.tie_word_embeddings = true;
+    c.query_pre_attn_scalar = 256;
+    c.sliding_window = 4096;
+    c.rope_theta = 1e6;
+    c.rope_local_base_freq = 10000;
   } else if (model_type == "gemma" || model_type == "gemma2") {
     c.head_dim = 256;
     c.hidden_act = "gelu_pytorch_tanh";
@@ -376,6 +386,10 @@ std::vector<ConfigProblem> validate(const ModelConfig& c) {
   if (!(c.rms_norm_eps >= 0) || std::isinf(c.rms_norm_eps))
     problems.push_back({eps_key, eps_key + " must be a finite non-negative number, got " +
                                      number(c.rms_norm_eps)});
+  if (!(c.rope_local_base_freq >= 0) || std::isinf(c.rope_local_base_freq))
+    problems.push_back({"rope_local_base_freq",
+                        "rope_local_base_freq must be a finite positive number, got " +
+                            number(c.rope_local_base_freq)});
   if (!(c.rope_theta > 0) || std::isinf(c.rope_theta))
     problems.push_back(
         {"rope_theta", "rope_theta must be a finite positive number, got " + number(c.rope_theta)});

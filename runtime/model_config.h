@@ -13,7 +13,8 @@ namespace pinmark {
 // what is fixed by the architecture (Gemma's (1 + w) norms, GPT-2's LayerNorm and learned
 // positions, Qwen2's q/k/v biases, Qwen3's q/k norms, Gemma 2's sandwich norms, Mixtral's
 // experts) and reads the fields below for what a config chooses.
-//   llama, mistral, qwen2, qwen3, gemma, gemma2, gpt2, mixtral
+//   llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gpt2, mixtral, qwen3_moe, olmo2,
+//   phi3
 struct ModelConfig {
   std::string model_type = "llama";
   int vocab_size = 0;
@@ -51,6 +52,10 @@ struct ModelConfig {
   // (pairs j and j + rotary_dim / 2 among them) and passes the rest through; the frequencies
   // are those of a head of rotary_dim values. Other families rotate the whole head (1).
   double partial_rotary_factor = 1.0;
+  // Gemma 3: sliding layers rotate with plain RoPE of this base (rope_local_base_freq, or the
+  // sliding_attention entry of rope_parameters), full layers with rope_theta and the rope
+  // scaling above. 0: every layer uses rope_theta and the scaling.
+  double rope_local_base_freq = 0.0;
 
   // Attention.
   bool attention_bias = false;  // q, k, v and o projections (Llama, Qwen3, Gemma); Qwen2's

@@ -75,7 +75,8 @@ Weights synthetic_weights(const ModelConfig& config) {
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
-  const bool gemma = c.model_type == "gemma" || c.model_type == "gemma2";
+  const bool gemma =
+      c.model_type == "gemma" || c.model_type == "gemma2" || c.model_type == "gemma3_text";
   auto norm = [&](Weights& w, const std::string& name) {
     if (gemma)
       add_offset_norm(w, c, name, hidden);
@@ -116,13 +117,17 @@ Weights synthetic_weights(const ModelConfig& config) {
       add_norm(w, c, p + "self_attn.q_norm.weight", c.head_dim);
       if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", c.head_dim);
     }
+    if (c.model_type == "gemma3_text") {
+      add_offset_norm(w, c, p + "self_attn.q_norm.weight", c.head_dim);
+      if (computes_kv) add_offset_norm(w, c, p + "self_attn.k_norm.weight", c.head_dim);
+    }
     if (olmo2) {
       add_norm(w, c, p + "self_attn.q_norm.weight", q_dim);
       if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", kv_dim);
     }
     norm(w, p + "post_attention_layernorm.weight");
     if (olmo2) norm(w, p + "post_feedforward_layernorm.weight");
-    if (c.model_type == "gemma2") {
+    if (c.model_type == "gemma2" || c.model_type == "gemma3_text") {
       norm(w, p + "pre_feedforward_layernorm.weight");
       norm(w, p + "post_feedforward_layernorm.weight");
     }

@@ -238,6 +238,23 @@ def family_specs():
                        tie_word_embeddings=False, rope_parameters=_rope(500000.0)),
         "notes": "norms after the sublayers, q/k RMSNorm over the whole projections",
     }
+    specs["gemma3"] = {
+        "model_type": "gemma3_text",
+        # Sliding layers with plain RoPE of base 10000, full layers with base 1e6 and linear
+        # scaling 8 (Gemma 3 4B's rope); per-head q/k norms with (1 + w) weights.
+        "config": dict(common, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=4, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6,
+                       hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=12,
+                       sliding_window=4, attn_logit_softcapping=None,
+                       final_logit_softcapping=None, tie_word_embeddings=True,
+                       layer_types=["sliding_attention", "sliding_attention", "full_attention",
+                                    "sliding_attention"],
+                       rope_parameters={
+                           "full_attention": _rope(1000000.0, rope_type="linear", factor=8.0),
+                           "sliding_attention": _rope(10000.0)}),
+        "notes": "3 sliding : 1 full, local base 1e4, global base 1e6 with linear 8, q/k norms",
+    }
     specs["phi3"] = {
         "model_type": "phi3",
         # Fused qkv_proj and gate_up_proj; RoPE on the first half of each head (Phi-4-mini
@@ -319,7 +336,7 @@ def check_spec(family, spec, prompts):
     head_dim = cfg.get("head_dim")
     if head_dim is None and hidden % heads:
         problems.append("hidden size not a multiple of heads and no head_dim")
-    want_layers = {"gemma2": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3}.get(family, 2)
+    want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3}.get(family, 2)
     if layers != want_layers:
         problems.append(f"{layers} layers, expected {want_layers}")
     layer_types = cfg.get("layer_types")

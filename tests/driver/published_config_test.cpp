@@ -282,3 +282,70 @@ TEST(PublishedConfig, PhiThreeLongropeTakesTheTopLevelOriginalContext) {
 
 }  // namespace
 }  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+std::string gemma3_case(const std::string& extra_keys) {
+  return "# T\n\n## C\n\n### Config\n\n```json\n{\n"
+         "  \"model_type\": \"gemma3_text\",\n"
+         "  \"vocab_size\": 48,\n"
+         "  \"hidden_size\": 32,\n"
+         "  \"intermediate_size\": 64,\n"
+         "  \"num_hidden_layers\": 7,\n"
+         "  \"num_attention_heads\": 4,\n"
+         "  \"head_dim\": 8" +
+         extra_keys +
+         "\n}\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17]], \"decode\": 1}\n```\n";
+}
+
+TEST(PublishedConfig, GemmaThreeSlidesFiveOfSixLayersUnlessToldOtherwise) {
+  const CaseSpec spec = read(gemma3_case(""));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  std::string kinds;
+  for (const std::string& t : spec.model.layer_types) kinds += t == "full_attention" ? 'F' : 's';
+  EXPECT_EQ(kinds, "sssssFs");
+  EXPECT_EQ(spec.model.rope_theta, 1e6);
+  EXPECT_EQ(spec.model.rope_local_base_freq, 10000);
+  const CaseSpec three = read(gemma3_case(",\n  \"sliding_window_pattern\": 3"));
+  kinds.clear();
+  for (const std::string& t : three.model.layer_types) kinds += t == "full_attention" ? 'F' : 's';
+  EXPECT_EQ(kinds, "ssFssFs");
+}
+
+TEST(PublishedConfig, GemmaThreeRopeParametersByLayerType) {
+  const CaseSpec spec = read(gemma3_case(
+      ",\n  \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", \"factor\": 8.0, "
+      "\"rope_theta\": 1000000.0}, \"sliding_attention\": {\"rope_type\": \"default\", "
+      "\"rope_theta\": 20000.0}}"));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.rope_type, "linear");
+  EXPECT_EQ(spec.model.rope_factor, 8.0);
+  EXPECT_EQ(spec.model.rope_local_base_freq, 20000);
+  const CaseSpec scaled_local = read(gemma3_case(
+      ",\n  \"rope_parameters\": {\"sliding_attention\": {\"rope_type\": \"linear\", "
+      "\"factor\": 2.0, \"rope_theta\": 10000.0}}"));
+  EXPECT_TRUE(contains(problems_of(scaled_local),
+                       "rope_parameters.sliding_attention rope type \"linear\" is not supported "
+                       "(pinmark implements \"default\" on Gemma 3's sliding layers)"))
+      << problems_of(scaled_local);
+  const CaseSpec unknown = read(gemma3_case(
+      ",\n  \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\"}, "
+      "\"chunked_attention\": {\"rope_type\": \"default\"}}"));
+  EXPECT_TRUE(contains(problems_of(unknown), "rope_parameters.chunked_attention is not a layer "
+                                             "type (Gemma 3 has full_attention and "
+                                             "sliding_attention)"))
+      << problems_of(unknown);
+}
+
+TEST(PublishedConfig, TheBaseModelClassAgreesWithItsModelTypeAnotherFamilysDoesNot) {
+  const CaseSpec base = read(gemma3_case(",\n  \"architectures\": [\"Gemma3TextModel\"]"));
+  EXPECT_TRUE(base.problems.empty()) << problems_of(base);
+  const CaseSpec other = read(gemma3_case(",\n  \"architectures\": [\"Gemma2Model\"]"));
+  EXPECT_TRUE(contains(problems_of(other), "architectures [\"Gemma2Model\"] does not agree with "
+                                           "model_type \"gemma3_text\""))
+      << problems_of(other);
+}
+
+}  // namespace
+}  // namespace pinmark

@@ -90,6 +90,14 @@ std::vector<std::pair<std::string, ModelConfig>> families() {
   mixtral.num_local_experts = 5;
   mixtral.num_experts_per_tok = 2;
   out.push_back({"mixtral", mixtral});
+  ModelConfig gemma3 = base("gemma3_text");
+  gemma3.head_dim = 8;
+  gemma3.query_pre_attn_scalar = 10;
+  gemma3.sliding_window = 3;
+  gemma3.layer_types = {"sliding_attention", "full_attention", "sliding_attention"};
+  gemma3.rope_type = "linear";
+  gemma3.rope_factor = 8;
+  out.push_back({"gemma3 local and global rope", gemma3});
   ModelConfig phi3 = base("phi3");
   phi3.head_dim = 12;
   phi3.partial_rotary_factor = 0.5;

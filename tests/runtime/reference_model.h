@@ -65,7 +65,8 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
   const int kv_heads = config.num_key_value_heads ? config.num_key_value_heads : heads;
   const int hd = config.head_dim ? config.head_dim : hidden / heads;
   const double eps = config.rms_norm_eps;
-  const bool gemma = type == "gemma" || type == "gemma2";
+  const bool gemma = type == "gemma" || type == "gemma2" || type == "gemma3_text";
+  const bool sandwich = type == "gemma2" || type == "gemma3_text";
   auto w = [&](const std::string& name) -> const Vec& { return weights.at(name).data; };
   auto opt = [&](const std::string& name) -> Vec {
     auto it = weights.find(name);
@@ -144,7 +145,11 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const bool olmo2 = type == "olmo2", per_head_norm = type == "qwen3" || type == "qwen3_moe";
     const bool phi3 = type == "phi3";
+    // Gemma 3's sliding layers: plain RoPE of rope_local_base_freq.
+    const bool local = config.rope_local_base_freq > 0 && sliding(l);
+    const Vec local_freq = scaled_inv_freq("default", config.rope_local_base_freq, hd, 1, 0, 0, 0);
     auto rotate = [&](const Vec& x, int count) {
+      if (local) return rope_with(x, positions, count, hd, local_freq);
       if (rd == hd) return rope_with(x, positions, count, hd, inv_freq);
       Vec part(static_cast<size_t>(n) * count * rd), out = x;
       for (int r = 0; r < n * count; ++r)
@@ -168,6 +173,8 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
                  : linear(h, w(p + "self_attn.q_proj.weight"), opt(p + "self_attn.q_proj.bias"), n,
                           hidden, heads * hd);
     if (per_head_norm) q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n * heads, hd, eps);
+    if (type == "gemma3_text")
+      q = rmsnorm_plus_one(q, w(p + "self_attn.q_norm.weight"), n * heads, hd, eps);
     if (olmo2) q = rmsnorm(q, w(p + "self_attn.q_norm.weight"), n, heads * hd, eps);
     q = rotate(q, heads);
     const int src = source(l);
@@ -179,6 +186,8 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
       if (per_head_norm)
         k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n * kv_heads, hd, eps);
       if (olmo2) k = rmsnorm(k, w(p + "self_attn.k_norm.weight"), n, kv_heads * hd, eps);
+      if (type == "gemma3_text")
+        k = rmsnorm_plus_one(k, w(p + "self_attn.k_norm.weight"), n * kv_heads, hd, eps);
       keys[l] = rotate(k, kv_heads);
       values[l] = phi3 ? matmul(h, rows(p + "self_attn.qkv_proj.weight", (heads + kv_heads) * hd,
                                         kv_heads * hd),
@@ -193,7 +202,7 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
     Vec att = attention_values(probs, values[src], n, n, heads, kv_heads, hd);
     Vec o = linear(att, w(p + "self_attn.o_proj.weight"), opt(p + "self_attn.o_proj.bias"), n,
                    heads * hd, hidden);
-    if (type == "gemma2") {
+    if (sandwich) {
       x = add(x, norm(o, p + "post_attention_layernorm.weight"));
       h = norm(x, p + "pre_feedforward_layernorm.weight");
     } else if (olmo2) {
@@ -251,7 +260,7 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
                        matmul(h, w(p + "mlp.up_proj.weight"), n, hidden, inter)),
                    w(p + "mlp.down_proj.weight"), n, inter, hidden);
     }
-    x = add(x, type == "gemma2" || olmo2 ? norm(mlp, p + "post_feedforward_layernorm.weight") : mlp);
+    x = add(x, sandwich || olmo2 ? norm(mlp, p + "post_feedforward_layernorm.weight") : mlp);
   }
   Vec h = norm(x, "model.norm.weight");
   Vec logits = matmul(h, w(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
