@@ -65,7 +65,8 @@ const std::map<std::string, std::string>& architecture_of() {
       {"gemma", "GemmaForCausalLM"},   {"gemma2", "Gemma2ForCausalLM"},
       {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"},
       {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
-      {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"}};
+      {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"},
+      {"gpt_oss", "GptOssForCausalLM"}};
   return names;
 }
 
@@ -78,7 +79,8 @@ const std::map<std::string, std::string>& base_architecture_of() {
       {"gemma", "GemmaModel"},         {"gemma2", "Gemma2Model"},
       {"gpt2", "GPT2Model"},           {"mixtral", "MixtralModel"},
       {"qwen3_moe", "Qwen3MoeModel"},  {"olmo2", "Olmo2Model"},
-      {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"}};
+      {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"},
+      {"gpt_oss", "GptOssModel"}};
   return names;
 }
 
@@ -526,6 +528,15 @@ KeyTable config_keys(const std::string& type) {
       keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
       keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
     }
+  } else if (type == "gpt_oss") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    keys["sliding_window"] = read_sliding_window;
+    keys["layer_types"] = read_layer_types;
+    keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
+    // GptOssExperts computes its own clamped SwiGLU (alpha 1.702, limit 7 in code): neither
+    // hidden_act nor swiglu_limit is read, nor experts_per_token or initial_context_length.
+    keys.erase("hidden_act");
   } else if (type == "phi3") {
     // Phi3Attention and Phi3MLP have no biases and read no attention_bias; a window, when set,
     // applies to every layer.
@@ -661,6 +672,7 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
       {"mixtral", {"router_jitter_noise", "output_router_logits", "router_aux_loss_coef"}},
       {"qwen3_moe", {"output_router_logits", "router_aux_loss_coef", "max_window_layers"}},
       {"phi3", {"resid_pdrop", "embd_pdrop"}},
+      {"gpt_oss", {"output_router_logits", "router_aux_loss_coef"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);
@@ -785,7 +797,8 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
   }
   if (!problems.empty()) return;
   if (type == "qwen2" || type == "qwen3") resolve_qwen_window(block, config, problems);
-  if (type == "gemma2" && config.layer_types.empty() && config.num_hidden_layers > 0)
+  if ((type == "gemma2" || type == "gpt_oss") && config.layer_types.empty() &&
+      config.num_hidden_layers > 0)
     for (int i = 0; i < config.num_hidden_layers; ++i)
       config.layer_types.push_back((i + 1) % 2 ? "sliding_attention" : "full_attention");
   // Gemma3TextConfig: every sliding_window_pattern-th layer is full (default 6).

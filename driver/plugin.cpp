@@ -47,6 +47,11 @@ void CpuForwardingBackend::attention_values(const float* probs, const float* v, 
 void CpuForwardingBackend::swiglu(const float* gate, const float* up, int64_t n, float* out) {
   cpu_->swiglu(gate, up, n, out);
 }
+
+void CpuForwardingBackend::clamped_swiglu(const float* gate, const float* up, int64_t n,
+                                          double alpha, double limit, float* out) {
+  cpu_->clamped_swiglu(gate, up, n, alpha, limit, out);
+}
 void CpuForwardingBackend::add(float* y, const float* x, int64_t n) { cpu_->add(y, x, n); }
 void CpuForwardingBackend::matmul_bias(const float* x, const float* w, const float* b, int n,
                                        int k, int m, float* y) {

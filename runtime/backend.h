@@ -45,6 +45,12 @@ class Backend {
   // out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x))
   virtual void swiglu(const T* gate, const T* up, int64_t n, T* out) = 0;
 
+  // gpt-oss's gated activation (GptOssExperts._apply_gate in transformers 5.17, which fixes
+  // alpha 1.702 and limit 7): with g = min(gate[i], limit) and u = clamp(up[i], -limit, limit),
+  // out[i] = (u + 1) * g * sigmoid(alpha * g). A NaN stays NaN (no clamp swallows it).
+  virtual void clamped_swiglu(const T* gate, const T* up, int64_t n, double alpha, double limit,
+                              T* out) = 0;
+
   // y[i] += x[i]
   virtual void add(T* y, const T* x, int64_t n) = 0;
 

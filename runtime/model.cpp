@@ -128,6 +128,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
 
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
   const bool olmo2 = c.model_type == "olmo2", phi3 = c.model_type == "phi3";
+  const bool gpt_oss = c.model_type == "gpt_oss";
   const int64_t expert_inter = expert_intermediate_size(c);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -158,6 +159,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       }
     }
     if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
+    if (gpt_oss) l.sinks = load<T>(weights, p + "self_attn.sinks", {c.num_attention_heads});
     if (c.model_type == "qwen3" || c.model_type == "qwen3_moe" || c.model_type == "gemma3_text") {
       l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
       if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
@@ -178,7 +180,44 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       const int64_t experts = c.num_local_experts;
       const std::string legacy = p + "block_sparse_moe.";
       const std::string per_expert = p + "mlp.experts.0.gate_proj.weight";
-      if (c.model_type == "mixtral" && weights.count(legacy + "gate.weight")) {
+      if (gpt_oss) {
+        // gpt-oss stores its experts as x @ W: gate_up_proj [experts, hidden, 2 * inter] with
+        // gate and up interleaved column by column (gate even, up odd), down_proj [experts,
+        // inter, hidden]; each with a bias. Transposed here into the Linear layout.
+        l.router = load<T>(weights, p + "mlp.router.weight", {experts, hidden});
+        l.router_bias = load<T>(weights, p + "mlp.router.bias", {experts});
+        const int64_t inter = expert_inter;
+        const Tensor<double>& gate_up =
+            require(weights, p + "mlp.experts.gate_up_proj", {experts, hidden, 2 * inter});
+        const Tensor<double>& gate_up_bias =
+            require(weights, p + "mlp.experts.gate_up_proj_bias", {experts, 2 * inter});
+        const Tensor<double>& down =
+            require(weights, p + "mlp.experts.down_proj", {experts, inter, hidden});
+        const Tensor<double>& down_bias =
+            require(weights, p + "mlp.experts.down_proj_bias", {experts, hidden});
+        for (int64_t e = 0; e < experts; ++e) {
+          Expert x;
+          x.gate.resize(inter * hidden);
+          x.up.resize(inter * hidden);
+          x.down.resize(hidden * inter);
+          const double* gu = gate_up.data.data() + e * hidden * 2 * inter;
+          for (int64_t o = 0; o < inter; ++o)
+            for (int64_t i = 0; i < hidden; ++i) {
+              x.gate[o * hidden + i] = static_cast<T>(gu[i * 2 * inter + 2 * o]);
+              x.up[o * hidden + i] = static_cast<T>(gu[i * 2 * inter + 2 * o + 1]);
+            }
+          const double* d = down.data.data() + e * inter * hidden;
+          for (int64_t o = 0; o < hidden; ++o)
+            for (int64_t i = 0; i < inter; ++i) x.down[o * inter + i] = static_cast<T>(d[i * hidden + o]);
+          const double* gb = gate_up_bias.data.data() + e * 2 * inter;
+          for (int64_t o = 0; o < inter; ++o) {
+            x.gate_bias.push_back(static_cast<T>(gb[2 * o]));
+            x.up_bias.push_back(static_cast<T>(gb[2 * o + 1]));
+          }
+          x.down_bias = slice<T>(down_bias, e * hidden, hidden);
+          l.experts.push_back(std::move(x));
+        }
+      } else if (c.model_type == "mixtral" && weights.count(legacy + "gate.weight")) {
         l.router = load<T>(weights, legacy + "gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e) {
           const std::string x = legacy + "experts." + std::to_string(e) + ".";
@@ -321,7 +360,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   std::vector<T> logits(int64_t{n} * count), probs(int64_t{n} * count);
   std::vector<int> ids(int64_t{n} * top_k);
   std::vector<T> weights(int64_t{n} * top_k);
-  backend_.matmul(h, L.router.data(), n, hidden, count, logits.data());
+  linear(h, L.router, L.router_bias, n, hidden, count, logits.data());
   backend_.moe_route(logits.data(), n, count, top_k, probs.data(), ids.data(), weights.data());
   // Qwen3-MoE without norm_topk_prob weighs each chosen expert by its probability among all
   // experts, not renormalised over the chosen ones.
@@ -381,10 +420,14 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
     act.resize(int64_t{m} * inter);
     y.resize(int64_t{m} * hidden);
     const Expert& E = L.experts[e];
-    backend_.matmul(x.data(), E.gate.data(), m, hidden, inter, gate.data());
-    backend_.matmul(x.data(), E.up.data(), m, hidden, inter, up.data());
-    activation(gate.data(), up.data(), int64_t{m} * inter, act.data());
-    backend_.matmul(act.data(), E.down.data(), m, inter, hidden, y.data());
+    linear(x.data(), E.gate, E.gate_bias, m, hidden, inter, gate.data());
+    linear(x.data(), E.up, E.up_bias, m, hidden, inter, up.data());
+    if (c.model_type == "gpt_oss")
+      // GptOssExperts fixes alpha and limit in code; the config's swiglu_limit is not read.
+      backend_.clamped_swiglu(gate.data(), up.data(), int64_t{m} * inter, 1.702, 7.0, act.data());
+    else
+      activation(gate.data(), up.data(), int64_t{m} * inter, act.data());
+    linear(act.data(), E.down, E.down_bias, m, inter, hidden, y.data());
     backend_.moe_combine(out, y.data(), rows.data(), row_weights.data(), m, hidden);
   }
 }
@@ -498,7 +541,25 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     if (c.attn_logit_softcapping > 0 || window > 0)
       backend_.score_mod(scores.data(), positions.data(), n, kv_len, heads,
                          c.attn_logit_softcapping, window);
-    backend_.softmax(scores.data(), heads * n, kv_len);
+    if (L.sinks.empty()) {
+      backend_.softmax(scores.data(), heads * n, kv_len);
+    } else {
+      // gpt-oss: each head's learned sink logit joins the softmax as one more column, which
+      // is then dropped, so a row's probabilities over the keys sum to less than 1.
+      const int64_t wide = int64_t{kv_len} + 1;
+      std::vector<T> with_sink(int64_t{heads} * n * wide);
+      for (int hh = 0; hh < heads; ++hh)
+        for (int i = 0; i < n; ++i) {
+          const int64_t row = int64_t{hh} * n + i;
+          std::copy(scores.begin() + row * kv_len, scores.begin() + (row + 1) * kv_len,
+                    with_sink.begin() + row * wide);
+          with_sink[row * wide + kv_len] = L.sinks[hh];
+        }
+      backend_.softmax(with_sink.data(), heads * n, static_cast<int>(wide));
+      for (int64_t row = 0; row < int64_t{heads} * n; ++row)
+        std::copy(with_sink.begin() + row * wide, with_sink.begin() + row * wide + kv_len,
+                  scores.begin() + row * kv_len);
+    }
     emit(p + "scores", {heads, n, kv_len}, scores.data());
     backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
                               att.data());

@@ -77,6 +77,7 @@ class Model {
  private:
   struct Expert {
     std::vector<T> gate, up, down;  // Mixtral's w1, w3, w2
+    std::vector<T> gate_bias, up_bias, down_bias;  // gpt-oss; empty for the others
   };
   // Every weight in the Linear layout [out, in]; an empty bias means none.
   struct Layer {
@@ -87,7 +88,8 @@ class Model {
     std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2 and 3, OLMo 2
     std::vector<T> mlp_norm, mlp_norm_bias;
     std::vector<T> gate, up, down, up_bias, down_bias;  // GPT-2: up = c_fc, down = c_proj
-    std::vector<T> router;                              // Mixtral, Qwen3-MoE
+    std::vector<T> router, router_bias;  // Mixtral, Qwen3-MoE; the bias gpt-oss's
+    std::vector<T> sinks;                // gpt-oss: one attention logit per head
     std::vector<Expert> experts;
   };
   void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,

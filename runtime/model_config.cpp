@@ -208,7 +208,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
   require_finite_not_negative(problems, "final_logit_softcapping", c.final_logit_softcapping);
   require_finite_not_negative(problems, "query_pre_attn_scalar", c.query_pre_attn_scalar);
 
-  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe") {
+  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" || c.model_type == "gpt_oss") {
     // Qwen3-MoE spells the expert count num_experts.
     const std::string experts_key = c.model_type == "mixtral" ? "num_local_experts" : "num_experts";
     if (c.num_local_experts <= 0)
@@ -229,8 +229,8 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       problems.push_back({"decoder_sparse_step", "decoder_sparse_step must be positive, got " +
                                                      std::to_string(c.decoder_sparse_step)});
   } else if (c.num_local_experts != 0 || c.num_experts_per_tok != 0) {
-    problems.push_back({"num_local_experts", "experts are only supported for mixtral and "
-                                             "qwen3_moe, not " + c.model_type});
+    problems.push_back({"num_local_experts", "experts are only supported for mixtral, "
+                                             "qwen3_moe and gpt_oss, not " + c.model_type});
   }
 
   if (c.num_kv_shared_layers < 0 ||
@@ -259,7 +259,8 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
 const std::vector<std::string>& known_model_types() {
   static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
-                                                 "qwen3_moe", "olmo2",  "phi3",    "gemma3_text"};
+                                                 "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
+                                                 "gpt_oss"};
   return types;
 }
 
@@ -354,6 +355,16 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.rms_norm_eps = 1e-5;
   } else if (model_type == "phi3") {
     c.rms_norm_eps = 1e-5;
+  } else if (model_type == "gpt_oss") {
+    // GptOssConfig's defaults (gpt-oss-120b's shape); layer_types alternate sliding and full
+    // (the reader lists them).
+    c.head_dim = 64;
+    c.rms_norm_eps = 1e-5;
+    c.rope_theta = 150000;
+    c.attention_bias = true;
+    c.sliding_window = 128;
+    c.num_local_experts = 128;
+    c.num_experts_per_tok = 4;
   }
   return c;
 }

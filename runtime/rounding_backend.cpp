@@ -42,6 +42,11 @@ class RoundingBackend final : public Backend<float> {
     inner_->swiglu(gate, up, n, out);
     round(out, n);
   }
+  void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
+                      float* out) override {
+    inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
+    round(out, n);
+  }
   void add(float* y, const float* x, int64_t n) override {
     inner_->add(y, x, n);
     round(y, n);

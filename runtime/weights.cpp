@@ -113,6 +113,8 @@ Weights synthetic_weights(const ModelConfig& config) {
       }
     }
     if (c.attention_bias) add_bias(w, c, p + "self_attn.o_proj.bias", hidden);
+    // gpt-oss's sink logits, of the order of the scores they compete with.
+    if (c.model_type == "gpt_oss") add_tensor(w, c, p + "self_attn.sinks", {c.num_attention_heads}, 1.0);
     if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
       add_norm(w, c, p + "self_attn.q_norm.weight", c.head_dim);
       if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", c.head_dim);
@@ -131,7 +133,18 @@ Weights synthetic_weights(const ModelConfig& config) {
       norm(w, p + "pre_feedforward_layernorm.weight");
       norm(w, p + "post_feedforward_layernorm.weight");
     }
-    if (c.model_type == "qwen3_moe" && is_moe_layer(c, i)) {
+    if (c.model_type == "gpt_oss") {
+      // The layout transformers 5.17 saves: x @ W, gate and up interleaved by column.
+      const int64_t e = c.num_local_experts, expert_inter = expert_intermediate_size(c);
+      add_linear(w, c, p + "mlp.router.weight", e, hidden);
+      add_bias(w, c, p + "mlp.router.bias", e);
+      add_tensor(w, c, p + "mlp.experts.gate_up_proj", {e, hidden, 2 * expert_inter},
+                 std::sqrt(3.0 / static_cast<double>(hidden)));
+      add_tensor(w, c, p + "mlp.experts.gate_up_proj_bias", {e, 2 * expert_inter}, 0.1);
+      add_tensor(w, c, p + "mlp.experts.down_proj", {e, expert_inter, hidden},
+                 std::sqrt(3.0 / static_cast<double>(expert_inter)));
+      add_tensor(w, c, p + "mlp.experts.down_proj_bias", {e, hidden}, 0.1);
+    } else if (c.model_type == "qwen3_moe" && is_moe_layer(c, i)) {
       // The per-expert names Qwen3-MoE checkpoints store (save_pretrained writes them too).
       const int64_t expert_inter = expert_intermediate_size(c);
       add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);

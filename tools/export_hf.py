@@ -255,6 +255,25 @@ def family_specs():
                            "sliding_attention": _rope(10000.0)}),
         "notes": "3 sliding : 1 full, local base 1e4, global base 1e6 with linear 8, q/k norms",
     }
+    specs["gpt-oss"] = {
+        "model_type": "gpt_oss",
+        # Attention sinks, q/k/v/o biases, sliding and full layers alternating, yarn as gpt-oss
+        # ships it (untruncated, betas 32 and 1) on a small original context, and the MoE with a
+        # router bias, interleaved gate/up columns, expert biases and the clamped SwiGLU.
+        "config": dict(common, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-5,
+                       attention_bias=True, sliding_window=4,
+                       layer_types=["sliding_attention", "full_attention"],
+                       num_local_experts=4, num_experts_per_tok=2, swiglu_limit=7.0,
+                       router_aux_loss_coef=0.9, output_router_logits=False,
+                       max_position_embeddings=32, tie_word_embeddings=False,
+                       rope_parameters=_rope(150000.0, rope_type="yarn", factor=4.0,
+                                             original_max_position_embeddings=8,
+                                             beta_fast=32.0, beta_slow=1.0, truncate=False)),
+        "notes": "sinks, alternating window 4, yarn 4 over 8, 4 experts top-2 with biases",
+        "moe": True,
+    }
     specs["phi3"] = {
         "model_type": "phi3",
         # Fused qkv_proj and gate_up_proj; RoPE on the first half of each head (Phi-4-mini
@@ -577,7 +596,8 @@ def randomize_parameters(torch, model, seed):
 
     Matrices: normal(0, 1/sqrt(fan_in)).  One-dimensional parameters keep the
     constant they were initialised to (1 for plain norms, 0 for biases and for
-    norms applied as 1 + w) plus 0.1 * randn.
+    norms applied as 1 + w) plus 0.1 * randn; gpt-oss's attention sinks, logits
+    that compete with the scores, are drawn normal(0, 1).
     """
     generator = torch.Generator().manual_seed(seed + 1)
     transposed = set()  # GPT-2 style Conv1D stores weights as [in, out]
@@ -587,7 +607,14 @@ def randomize_parameters(torch, model, seed):
     with torch.no_grad():
         for name, param in model.named_parameters():
             shape = tuple(param.shape)
-            if param.dim() == 0 or param.dim() == 1:
+            if name.endswith("self_attn.sinks"):
+                noise = torch.randn(shape, generator=generator, dtype=torch.float64)
+                param.copy_(noise.to(param.dtype))
+            elif param.dim() == 1 and name.endswith(".bias"):
+                # A bias is centred on 0 whatever its init (gpt-oss draws its router's).
+                noise = torch.randn(shape, generator=generator, dtype=torch.float64)
+                param.copy_((0.1 * noise).to(param.dtype))
+            elif param.dim() == 0 or param.dim() == 1:
                 base = param.detach().reshape(-1)
                 if base.numel() and not bool((base == base[0]).all()):
                     raise ExportError(f"{name}: 1-D parameter is not constant after init; "

@@ -132,6 +132,18 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  void clamped_swiglu(const T* gate, const T* up, int64_t n, double alpha, double limit,
+                      T* out) override {
+    const T a = static_cast<T>(alpha), lim = static_cast<T>(limit);
+#pragma omp parallel for if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) {
+      // Written with comparisons that leave a NaN in place, as torch.clamp does.
+      const T g = lim < gate[i] ? lim : gate[i];
+      const T u = up[i] < -lim ? -lim : (lim < up[i] ? lim : up[i]);
+      out[i] = (u + T(1)) * (g / (T(1) + std::exp(-(a * g))));
+    }
+  }
+
   // y = x w^T (+ b when given), each element summed in index order by one thread. Collapsed
   // over (row, column) so that a single-token decode step still spreads its columns over the
   // threads.

@@ -206,6 +206,16 @@ __global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, flo
   }
 }
 
+__global__ void clamped_swiglu_kernel(const float* gate, const float* up, int64_t n, float alpha,
+                                      float limit, float* out) {
+  PINMARK_GRID_STRIDE(i, n) {
+    // Comparisons, not fminf/fmaxf, which would turn a NaN into the limit.
+    const float g = limit < gate[i] ? limit : gate[i];
+    const float u = up[i] < -limit ? -limit : (limit < up[i] ? limit : up[i]);
+    out[i] = (u + 1.0f) * (g / (1.0f + expf(-(alpha * g))));
+  }
+}
+
 __global__ void add_kernel(float* y, const float* x, int64_t n) {
   PINMARK_GRID_STRIDE(i, n) y[i] = y[i] + x[i];
 }
@@ -493,6 +503,18 @@ class CudaBackend final : public Backend<float> {
     float* d_o = arena_.get<float>(2, n);
     swiglu_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_g, d_u, n, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(swiglu_kernel);
+    download(out, d_o, n);
+  }
+
+  void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
+                      float* out) override {
+    if (n <= 0) return;
+    const float* d_g = upload(0, gate, n);
+    const float* d_u = upload(1, up, n);
+    float* d_o = arena_.get<float>(2, n);
+    clamped_swiglu_kernel<<<grid_for(n), kBlock, 0, stream_>>>(
+        d_g, d_u, n, static_cast<float>(alpha), static_cast<float>(limit), d_o);
+    PINMARK_CUDA_CHECK_LAUNCH(clamped_swiglu_kernel);
     download(out, d_o, n);
   }
 

@@ -50,6 +50,11 @@ void DelegatingBackend::swiglu(const float* gate, const float* up, int64_t n, fl
   inner_->swiglu(gate, up, n, out);
 }
 
+void DelegatingBackend::clamped_swiglu(const float* gate, const float* up, int64_t n,
+                                       double alpha, double limit, float* out) {
+  inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
+}
+
 void DelegatingBackend::add(float* y, const float* x, int64_t n) { inner_->add(y, x, n); }
 
 void DelegatingBackend::matmul_bias(const float* x, const float* w, const float* b, int n, int k,

@@ -28,6 +28,8 @@ class DelegatingBackend : public Backend<float> {
   void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
                         int kv_heads, int head_dim, float* out) override;
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
+  void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
+                      float* out) override;
   void add(float* y, const float* x, int64_t n) override;
   void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
                    float* y) override;

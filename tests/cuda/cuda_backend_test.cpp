@@ -332,6 +332,17 @@ TEST_F(CudaTest, ElementWise) {
     backend->swiglu(gate.t.data(), up.t.data(), n, out.data());
     expect_close(out, ref::swiglu(gate.d, up.d), kFp32, "swiglu");
 
+    // gate up to 8 and up to 1 reach the limit 0.5 on both sides of up and the top of gate.
+    backend->clamped_swiglu(gate.t.data(), up.t.data(), n, 1.702, 0.5, out.data());
+    expect_close(out, ref::clamped_swiglu(gate.d, up.d, 1.702, 0.5), kFp32, "clamped_swiglu");
+    if (n > 2) {
+      std::vector<float> g = gate.t, u = up.t;
+      g[0] = std::numeric_limits<float>::quiet_NaN();
+      u[1] = std::numeric_limits<float>::quiet_NaN();
+      backend->clamped_swiglu(g.data(), u.data(), n, 1.702, 0.5, out.data());
+      EXPECT_TRUE(std::isnan(out[0]) && std::isnan(out[1])) << "a NaN was clamped away";
+    }
+
     for (bool tanh : {false, true}) {
       backend->gelu(gate.t.data(), n, tanh, out.data());
       expect_close(out, ref::gelu(gate.d, tanh), kFp32, tanh ? "gelu tanh" : "gelu");

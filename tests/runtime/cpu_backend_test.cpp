@@ -152,6 +152,31 @@ TYPED_TEST(CpuKernel, Swiglu) {
   expect_close(out, ref::swiglu(gate.d, up.d), this->tol, "swiglu");
 }
 
+// Inputs to +-16 with the limit at 7: both clamps engage on some elements, not on others.
+TYPED_TEST(CpuKernel, ClampedSwiglu) {
+  using T = TypeParam;
+  const int n = 41;
+  auto gate = make_input<T>("gate", n, 16.0);
+  auto up = make_input<T>("up", n, 16.0);
+  int clamped_gate = 0, clamped_up = 0;
+  for (int i = 0; i < n; ++i) {
+    clamped_gate += gate.d[i] > 7;
+    clamped_up += std::abs(up.d[i]) > 7;
+  }
+  ASSERT_GT(clamped_gate, 0);
+  ASSERT_GT(clamped_up, 0);
+  ASSERT_LT(clamped_gate, n);
+  std::vector<T> out(n);
+  this->backend->clamped_swiglu(gate.t.data(), up.t.data(), n, 1.702, 7.0, out.data());
+  expect_close(out, ref::clamped_swiglu(gate.d, up.d, 1.702, 7.0), this->tol, "clamped_swiglu");
+  // A NaN is not clamped away.
+  gate.t[3] = std::numeric_limits<T>::quiet_NaN();
+  up.t[5] = std::numeric_limits<T>::quiet_NaN();
+  this->backend->clamped_swiglu(gate.t.data(), up.t.data(), n, 1.702, 7.0, out.data());
+  EXPECT_TRUE(std::isnan(out[3]));
+  EXPECT_TRUE(std::isnan(out[5]));
+}
+
 TYPED_TEST(CpuKernel, Add) {
   using T = TypeParam;
   const int n = 29;

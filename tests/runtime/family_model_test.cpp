@@ -90,6 +90,14 @@ std::vector<std::pair<std::string, ModelConfig>> families() {
   mixtral.num_local_experts = 5;
   mixtral.num_experts_per_tok = 2;
   out.push_back({"mixtral", mixtral});
+  ModelConfig gpt_oss = base("gpt_oss");
+  gpt_oss.head_dim = 0;
+  gpt_oss.num_local_experts = 4;
+  gpt_oss.num_experts_per_tok = 2;
+  gpt_oss.intermediate_size = 12;
+  gpt_oss.sliding_window = 3;
+  gpt_oss.layer_types = {"sliding_attention", "full_attention", "sliding_attention"};
+  out.push_back({"gpt_oss sinks, biases, clamped experts", gpt_oss});
   ModelConfig gemma3 = base("gemma3_text");
   gemma3.head_dim = 8;
   gemma3.query_pre_attn_scalar = 10;

@@ -226,7 +226,7 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
 
   c = family("llama");
   c.num_local_experts = 4;
-  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral and qwen3_moe, not llama");
+  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, qwen3_moe and gpt_oss, not llama");
   c = family("llama");
   c.model_type = "falcon";
   EXPECT_EQ(problem_of(c), "model_type: model_type 'falcon' is not supported");

@@ -234,6 +234,11 @@ class NudgingBackend final : public Backend<double> {
     cpu_->swiglu(g, u, n, out);
     nudge("swiglu", out, n);
   }
+  void clamped_swiglu(const double* g, const double* u, int64_t n, double alpha, double limit,
+                      double* out) override {
+    cpu_->clamped_swiglu(g, u, n, alpha, limit, out);
+    nudge("clamped_swiglu", out, n);
+  }
   void add(double* y, const double* x, int64_t n) override {
     cpu_->add(y, x, n);
     nudge("add", y, n);

@@ -99,6 +99,18 @@ inline Vec attention_values(const Vec& probs, const Vec& v, int n, int kv_len, i
   return out;
 }
 
+// GptOssExperts._apply_gate: gate clamped from above, up on both sides, then (up + 1) times
+// gate * sigmoid(alpha * gate).
+inline Vec clamped_swiglu(const Vec& gate, const Vec& up, double alpha, double limit) {
+  Vec out(gate.size());
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const double g = std::min(gate[i], limit);
+    const double u = std::max(-limit, std::min(up[i], limit));
+    out[i] = (u + 1.0) * g / (1.0 + std::exp(-alpha * g));
+  }
+  return out;
+}
+
 inline Vec swiglu(const Vec& gate, const Vec& up) {
   Vec out(gate.size());
   for (size_t i = 0; i < gate.size(); ++i) {

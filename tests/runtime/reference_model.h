@@ -195,10 +195,26 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
                        : linear(h, w(p + "self_attn.v_proj.weight"),
                                 opt(p + "self_attn.v_proj.bias"), n, hidden, kv_heads * hd);
     }
-    Vec probs = softmax(attention_scores_full(q, keys[src], positions, n, heads, kv_heads, hd, scale,
-                                              config.attn_logit_softcapping,
-                                              sliding(l) ? config.sliding_window : 0),
-                        heads * n, n);
+    Vec scores = attention_scores_full(q, keys[src], positions, n, heads, kv_heads, hd, scale,
+                                       config.attn_logit_softcapping,
+                                       sliding(l) ? config.sliding_window : 0);
+    Vec probs;
+    if (type == "gpt_oss") {
+      // eager_attention_forward of gpt-oss: the head's sink logit as one more column, dropped
+      // after the softmax.
+      const Vec& sinks = w(p + "self_attn.sinks");
+      Vec wide(static_cast<size_t>(heads) * n * (n + 1));
+      for (int r = 0; r < heads * n; ++r) {
+        for (int j = 0; j < n; ++j) wide[r * (n + 1) + j] = scores[r * n + j];
+        wide[r * (n + 1) + n] = sinks[r / n];
+      }
+      wide = softmax(wide, heads * n, n + 1);
+      probs.resize(static_cast<size_t>(heads) * n * n);
+      for (int r = 0; r < heads * n; ++r)
+        for (int j = 0; j < n; ++j) probs[r * n + j] = wide[r * (n + 1) + j];
+    } else {
+      probs = softmax(scores, heads * n, n);
+    }
     Vec att = attention_values(probs, values[src], n, n, heads, kv_heads, hd);
     Vec o = linear(att, w(p + "self_attn.o_proj.weight"), opt(p + "self_attn.o_proj.bias"), n,
                    heads * hd, hidden);
@@ -216,7 +232,42 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
     // Qwen3MoeDecoderLayer: sparse unless listed in mlp_only_layers or off the sparse step.
     const bool listed = std::find(config.mlp_only_layers.begin(), config.mlp_only_layers.end(),
                                   l) != config.mlp_only_layers.end();
-    if (type == "qwen3_moe" && !listed && (l + 1) % config.decoder_sparse_step == 0) {
+    if (type == "gpt_oss") {
+      // GptOssMLP: router with a bias, softmax over the top-k logits (the renormalised top-k
+      // probabilities), experts as x @ W with gate and up interleaved, biases, clamped SwiGLU.
+      const int count = config.num_local_experts, width = config.intermediate_size;
+      Vec logits = linear(h, w(p + "mlp.router.weight"), w(p + "mlp.router.bias"), n, hidden, count);
+      const Vec& gu = w(p + "mlp.experts.gate_up_proj");
+      const Vec& gub = w(p + "mlp.experts.gate_up_proj_bias");
+      const Vec& dn = w(p + "mlp.experts.down_proj");
+      const Vec& dnb = w(p + "mlp.experts.down_proj_bias");
+      for (int i = 0; i < n; ++i) {
+        Routing r = route(Vec(logits.begin() + i * count, logits.begin() + (i + 1) * count),
+                          config.num_experts_per_tok);
+        if (experts) experts->push_back(r.ids);
+        for (size_t s = 0; s < r.ids.size(); ++s) {
+          const int e = r.ids[s];
+          Vec gate(width), up(width);
+          for (int o = 0; o < width; ++o) {
+            double g = gub[e * 2 * width + 2 * o], u = gub[e * 2 * width + 2 * o + 1];
+            for (int d = 0; d < hidden; ++d) {
+              const double x = h[i * hidden + d];
+              g += x * gu[(static_cast<size_t>(e) * hidden + d) * 2 * width + 2 * o];
+              u += x * gu[(static_cast<size_t>(e) * hidden + d) * 2 * width + 2 * o + 1];
+            }
+            gate[o] = g;
+            up[o] = u;
+          }
+          const Vec a = clamped_swiglu(gate, up, 1.702, 7.0);
+          for (int d = 0; d < hidden; ++d) {
+            double y = dnb[e * hidden + d];
+            for (int o = 0; o < width; ++o)
+              y += a[o] * dn[(static_cast<size_t>(e) * width + o) * hidden + d];
+            mlp[i * hidden + d] += r.weights[s] * y;
+          }
+        }
+      }
+    } else if (type == "qwen3_moe" && !listed && (l + 1) % config.decoder_sparse_step == 0) {
       const int count = config.num_local_experts;
       const int width = config.moe_intermediate_size;
       Vec logits = matmul(h, w(p + "mlp.gate.weight"), n, hidden, count);
