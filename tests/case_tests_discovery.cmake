@@ -55,6 +55,7 @@ foreach(pinmark_line IN LISTS pinmark_lines)
     add_test("${pinmark_name}" "${PINMARK_CASE_TESTS}" "--gtest_filter=${pinmark_gtest_name}")
     set_tests_properties("${pinmark_name}" PROPERTIES
       WORKING_DIRECTORY "${PINMARK_CASE_TESTS_WORKDIR}"
+      ENVIRONMENT "OMP_WAIT_POLICY=passive"
       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
   endif()
 endforeach()
