@@ -225,4 +225,26 @@ void GqaRoundRobin::attention_values(const float* probs, const float* v, int n, 
   }
 }
 
+void SwigluForClampedSwiglu::clamped_swiglu(const float* gate, const float* up, int64_t n,
+                                            double, double, float* out) {
+  inner().swiglu(gate, up, n, out);
+}
+
+void SoftmaxDroppingTheSink::softmax(float* x, int rows, int len) {
+  if (len < 2) {
+    inner().softmax(x, rows, len);
+    return;
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* row = x + static_cast<int64_t>(r) * len;
+    inner().softmax(row, 1, len - 1);
+    row[len - 1] = 0;
+  }
+}
+
+void PlainRmsnormForPlusOne::rmsnorm_plus_one(const float* x, const float* w, int n, int dim,
+                                              double eps, float* y) {
+  inner().rmsnorm(x, w, n, dim, eps, y);
+}
+
 }  // namespace pinmark::broken

@@ -107,4 +107,27 @@ class MoeRouteLeastLikely final : public DelegatingBackend {
                  float* weights) override;
 };
 
+// gpt-oss's activation computed by a Llama SwiGLU kernel: silu(gate) * up, no clamps, no
+// "+ 1", sigmoid slope 1 instead of 1.702.
+class SwigluForClampedSwiglu final : public DelegatingBackend {
+ public:
+  void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
+                      float* out) override;
+};
+
+// A softmax that knows nothing of attention sinks: the last column of each row (gpt-oss's sink
+// logit) is left out of the normalisation, as a flash-attention kernel without sink support
+// computes it, so each row's weights over the keys sum to 1.
+class SoftmaxDroppingTheSink final : public DelegatingBackend {
+ public:
+  void softmax(float* x, int rows, int len) override;
+};
+
+// Gemma's (1 + w) RMSNorm computed as a plain one, multiplying by the stored offsets w.
+class PlainRmsnormForPlusOne final : public DelegatingBackend {
+ public:
+  void rmsnorm_plus_one(const float* x, const float* w, int n, int dim, double eps,
+                        float* y) override;
+};
+
 }  // namespace pinmark::broken

@@ -205,6 +205,35 @@ const std::vector<BrokenKernelRow>& caught_rows() {
       {"moe_least_likely_experts_bf16", "models/mixtral.md",
        "four_experts_top_2_the_routing_of_layer_0", "cpu bf16", with_bug<MoeRouteLeastLikely>(),
        "layers.0.experts"},
+      // The same in Qwen3-MoE, whose weights are not renormalised: the choice is still the
+      // first tap to differ.
+      {"moe_least_likely_experts_qwen3_moe", "models/qwen3_moe.md",
+       "without_renormalisation_a_dense_layer_between_sparse_ones", "cpu fp32",
+       with_bug<MoeRouteLeastLikely>(), "layers.0.experts"},
+
+      // gpt-oss: a Llama SwiGLU in place of its clamped one. Routing is untouched; the first
+      // expert output is the first tap to move.
+      {"gpt_oss_activation_as_swiglu", "models/gpt_oss.md", "two_layers_sliding_then_full",
+       "cpu fp32", with_bug<SwigluForClampedSwiglu>(), "layers.0.mlp_out"},
+      {"gpt_oss_activation_as_swiglu_bf16", "models/gpt_oss.md", "two_layers_sliding_then_full",
+       "cpu bf16", with_bug<SwigluForClampedSwiglu>(), "layers.0.mlp_out"},
+      // gpt-oss: the sink left out of the softmax. Every row of the first layer's scores sums
+      // to 1 instead of less.
+      {"gpt_oss_sink_dropped", "models/gpt_oss.md", "two_layers_sliding_then_full", "cpu fp32",
+       with_bug<SoftmaxDroppingTheSink>(), "layers.0.scores"},
+
+      // Gemma 3: a plain RMSNorm for the (1 + w) one. The weights are offsets near 0, so the
+      // first norm's output collapses towards 0.
+      {"gemma3_plain_rmsnorm", "models/gemma3.md", "a_shrunk_gemma_3_270m", "cpu fp32",
+       with_bug<PlainRmsnormForPlusOne>(), "layers.0.attn_norm"},
+
+      // Phi-3 with half of each head rotated: adjacent pairs within the rotated half.
+      {"rope_interleaved_phi3_partial", "models/phi3.md", "half_the_head_rotated_a_window_of_4",
+       "cpu fp32", with_bug<InterleavedRope>(), "layers.0.q"},
+
+      // OLMo 2, GQA 4 over 2, normed q and k: round-robin KV heads still show in the scores.
+      {"gqa_round_robin_olmo2", "models/olmo2.md", "a_shrunk_olmo_2_1124_7b", "cpu fp32",
+       with_bug<GqaRoundRobin>(), "layers.0.scores"},
   };
   return rows;
 }

@@ -178,6 +178,21 @@ TEST(Families, EachFeatureChangesTheLogits) {
       off.sliding_window = 100;
       differs(c, off, "sliding window");
     }
+    if (c.model_type == "qwen3_moe") {
+      off = c;
+      off.norm_topk_prob = !c.norm_topk_prob;
+      differs(c, off, "norm_topk_prob");
+    }
+    if (c.rope_local_base_freq > 0) {
+      off = c;
+      off.rope_local_base_freq = 0;  // one rope table for every layer
+      differs(c, off, "Gemma 3's local rope base");
+    }
+    if (c.partial_rotary_factor != 1.0) {
+      off = c;
+      off.partial_rotary_factor = 1.0;
+      differs(c, off, "partial rotary");
+    }
     if (c.attn_logit_softcapping > 0) {
       off = c;
       off.attn_logit_softcapping = 0;
