@@ -19,6 +19,7 @@
 #include "driver/cli_color.h"
 #include "driver/docs_export.h"
 #include "driver/env_flag.h"
+#include "driver/export.h"
 #include "driver/fence.h"
 #include "driver/file_run.h"
 #include "driver/golden_io.h"
@@ -121,6 +122,31 @@ constexpr const char* kDocsUsage =
     "Exit status: 0 when the files are current or were written, 1 with --check when one is\n"
     "stale, 2 for a usage or I/O error or an invalid case file.\n";
 
+constexpr const char* kExportUsage =
+    "usage: pinmark export CASE --out DIR [--force]\n"
+    "\n"
+    "Writes a case's inputs and the fp64 oracle's outputs into DIR, for a test suite elsewhere\n"
+    "(pytest, GoogleTest) to check an engine against pinmark's oracle directly. CASE is a case's\n"
+    "name, FILE::slug as `pinmark list` prints it, or a case file (then every case of it, each\n"
+    "in a folder named by its slug, with an index.json listing them; a case of it that\n"
+    "cannot be exported is skipped and named).\n"
+    "\n"
+    "A model case's folder: inputs.safetensors (sequence.S.tokens and .positions, I64),\n"
+    "oracle.safetensors (sequence.S.logits at every prompt position, .decode_logits, F64;\n"
+    ".generated, I64; .taps.NAME, every tap of the sequence's first forward call, F64),\n"
+    "model.safetensors (synthetic weights in F64 under Hugging Face names; a checkpoint case\n"
+    "names its folder instead), config.json (the Hugging Face config), and index.json (every\n"
+    "file, tensor, dtype and shape; the pinmark version, code fingerprint, case and file).\n"
+    "A kernel case's: inputs.safetensors (x, w, q, k, v, gate, up, positions as the op takes\n"
+    "them), oracle.safetensors (output, F64) and index.json.\n"
+    "\n"
+    "  --out DIR       the folder to write; written beside it, then renamed into place\n"
+    "  --force         replace DIR when it exists and is not empty\n"
+    "\n"
+    "Exit status: 0 when written, 1 when a case cannot be exported (an invalid file, a case\n"
+    "that renders an Errors section, an oracle that is not finite), 2 for an unknown case, a\n"
+    "non-empty DIR without --force, or a usage or I/O error.\n";
+
 constexpr const char* kUsage =
     "usage: pinmark run [PATH...] [--filter GLOB] [--regenerate [--force]] [--require-fresh]\n"
     "                   [--junit FILE] [--summary FILE] [--no-pending] [--color WHEN] [-q]\n"
@@ -130,6 +156,7 @@ constexpr const char* kUsage =
     "       pinmark reject [PATH...]\n"
     "       pinmark review [PATH...]\n"
     "       pinmark docs [--check]\n"
+    "       pinmark export CASE --out DIR [--force]\n"
     "       pinmark --version\n"
     "\n"
     "`pinmark COMMAND --help` describes a command. Paths default to cases.\n"
@@ -145,6 +172,7 @@ const char* usage_of(const std::string& command) {
   if (command == "reject") return kRejectUsage;
   if (command == "review") return kReviewUsage;
   if (command == "docs") return kDocsUsage;
+  if (command == "export") return kExportUsage;
   return kUsage;
 }
 
@@ -153,6 +181,8 @@ bool takes(const std::string& command, const std::string& option) {
   if (option == "--filter") return command == "run" || command == "list";
   if (option == "--sweep") return command == "audit";
   if (option == "--check") return command == "docs";
+  if (option == "--out") return command == "export";
+  if (option == "--force") return command == "run" || command == "export";
   if (option == "--color") return command == "run" || command == "list" || command == "review";
   if (option == "--regenerate" || option == "--force" || option == "--require-fresh" ||
       option == "--junit" || option == "--summary" || option == "--no-pending" || option == "-q" ||
@@ -173,6 +203,7 @@ struct Options {
   bool pending = true;
   bool check = false;
   std::string junit, summary;
+  std::string export_out;
   int sweep = 0;
 };
 
@@ -194,7 +225,7 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
   }
   if (o.command != "run" && o.command != "list" && o.command != "audit" &&
       o.command != "accept" && o.command != "reject" && o.command != "review" &&
-      o.command != "docs") {
+      o.command != "docs" && o.command != "export") {
     err << "pinmark: unknown command '" << o.command << "'\n\n" << kUsage;
     return std::nullopt;
   }
@@ -234,6 +265,12 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
       o.junit = a.substr(8);
     } else if (a.rfind("--summary=", 0) == 0) {
       o.summary = a.substr(10);
+    } else if (a == "--out") {
+      auto v = value(a);
+      if (!v) return std::nullopt;
+      o.export_out = *v;
+    } else if (a.rfind("--out=", 0) == 0) {
+      o.export_out = a.substr(6);
     } else if (a == "--check") {
       o.check = true;
     } else if (a == "--no-pending") {
@@ -276,6 +313,15 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
     err << "pinmark: docs takes no paths (it reads cases/ of the current folder), not '"
         << o.paths[0] << "'\n\n" << kDocsUsage;
     return std::nullopt;
+  }
+  if (o.command == "export") {
+    if (o.paths.size() != 1 || o.export_out.empty()) {
+      err << "pinmark: export takes one CASE and --out DIR"
+          << (o.paths.size() > 1 ? ", not " + std::to_string(o.paths.size()) + " cases" : "")
+          << "\n\n" << kExportUsage;
+      return std::nullopt;
+    }
+    return o;
   }
   if (o.paths.empty()) o.paths.push_back("cases");
   try {
@@ -558,6 +604,8 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
     }
   }
   if (o.command == "docs") return docs_command(".", o.check, out, err);
+  if (o.command == "export")
+    return export_command({o.paths[0], o.export_out, o.force, PINMARK_VERSION}, out, err);
   try {
     if (o.command == "accept" || o.command == "reject" || o.command == "review")
       return pending_command(o, in, out, err);
