@@ -3,6 +3,7 @@
 // weights; the index against the files; and each refusal's message.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -393,6 +394,31 @@ TEST_F(Export, UsageAndHelp) {
   r = run({"list", "--out", "o"});
   EXPECT_EQ(r.status, 2);
   EXPECT_TRUE(contains(r.err, "unknown option '--out' for list")) << r.err;
+}
+
+// tools/check_export.py reads the export with Python's standard library alone (what CI has).
+TEST_F(Export, ThePythonStandardLibraryCheckerAcceptsTheExportAndCatchesAWrongIndex) {
+  if (std::system("python3 -c 'import json, struct' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no python3 here";
+  const std::string path = file("llama.md", kModelCase);
+  const std::string out = dir_.file("out");
+  ASSERT_EQ(run({"export", path + "::small_llama", "--out", out}).status, 0);
+  const std::string check = "python3 " + std::string(PINMARK_SOURCE_DIR) + "/tools/check_export.py " +
+                            out + " >" + dir_.file("log") + " 2>&1";
+  EXPECT_EQ(std::system(check.c_str()), 0) << read_file(dir_.file("log"));
+  EXPECT_TRUE(contains(read_file(dir_.file("log")), "OK " + out + ": ")) << read_file(dir_.file("log"));
+
+  json index = json::parse(read_file(out + "/index.json"));
+  for (json& f : index["files"])
+    if (f["file"] == "oracle.safetensors")
+      for (json& t : f["tensors"])
+        if (t["name"] == "sequence.1.logits") t["shape"] = {3, 32};
+  write_file(out + "/index.json", index.dump());
+  EXPECT_NE(std::system(check.c_str()), 0);
+  EXPECT_TRUE(contains(read_file(dir_.file("log")),
+                       "FAIL " + out + "/oracle.safetensors: sequence.1.logits is F64 [2, 32], "
+                       "index.json says F64 [3, 32]"))
+      << read_file(dir_.file("log"));
 }
 
 TEST(SafetensorsWriter, RoundTripsThroughTheReaderAndRefusesDuplicates) {
