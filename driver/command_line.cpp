@@ -698,8 +698,10 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
       out << "regenerated " << tally.regenerated_files << " file"
           << (tally.regenerated_files == 1 ? "" : "s") << "\n";
     if (!report.pending.empty())
-      out << report.pending.size() << " pending golden" << (report.pending.size() == 1 ? "" : "s")
-          << " written beside their goldens: pinmark review, accept or reject\n";
+      out << report.pending.size()
+          << (report.pending.size() == 1 ? " pending golden written beside its golden"
+                                         : " pending goldens written beside their goldens")
+          << ": pinmark review, accept or reject\n";
     out << tally.passed << " passed, " << tally.failed << " failed\n";
     if (!reports_written) return 2;
     return tally.failed ? 1 : 0;

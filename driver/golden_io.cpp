@@ -93,7 +93,15 @@ void write_file_atomically(const std::string& link_or_file, const std::string& t
     }
     written += static_cast<size_t>(n);
   }
-  if (exists) ::fchmod(fd, original.st_mode & 07777);
+  // mkstemps creates the file 0600; a new file gets the mode open() would give it (0666 less
+  // the umask), a replaced one keeps its own.
+  if (exists) {
+    ::fchmod(fd, original.st_mode & 07777);
+  } else {
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd, 0666 & ~mask);
+  }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     int saved = errno;
     ::unlink(temp.c_str());

@@ -66,7 +66,7 @@ const std::map<std::string, std::string>& architecture_of() {
       {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"},
       {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
       {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"},
-      {"gpt_oss", "GptOssForCausalLM"}};
+      {"gpt_oss", "GptOssForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"}};
   return names;
 }
 
@@ -80,7 +80,7 @@ const std::map<std::string, std::string>& base_architecture_of() {
       {"gpt2", "GPT2Model"},           {"mixtral", "MixtralModel"},
       {"qwen3_moe", "Qwen3MoeModel"},  {"olmo2", "Olmo2Model"},
       {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"},
-      {"gpt_oss", "GptOssModel"}};
+      {"gpt_oss", "GptOssModel"},      {"deepseek_v3", "DeepseekV3Model"}};
   return names;
 }
 
@@ -528,6 +528,36 @@ KeyTable config_keys(const std::string& type) {
       keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
       keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
     }
+  } else if (type == "deepseek_v3") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    keys["q_lora_rank"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+      if (v.is_null())
+        c.q_lora_rank = 0;  // one q_proj
+      else if (r.integer(k, v, c.q_lora_rank) && c.q_lora_rank <= 0)
+        r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
+    };
+    keys["kv_lora_rank"] = integer_key(&ModelConfig::kv_lora_rank);
+    keys["qk_nope_head_dim"] = integer_key(&ModelConfig::qk_nope_head_dim);
+    keys["qk_rope_head_dim"] = integer_key(&ModelConfig::qk_rope_head_dim);
+    keys["v_head_dim"] = integer_key(&ModelConfig::v_head_dim);
+    keys["rope_interleave"] = boolean_key(&ModelConfig::rope_interleave);
+    keys["n_routed_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
+    keys["n_shared_experts"] = integer_key(&ModelConfig::n_shared_experts);
+    keys["moe_intermediate_size"] = integer_key(&ModelConfig::moe_intermediate_size);
+    keys["n_group"] = integer_key(&ModelConfig::n_group);
+    keys["topk_group"] = integer_key(&ModelConfig::topk_group);
+    keys["norm_topk_prob"] = boolean_key(&ModelConfig::norm_topk_prob);
+    keys["routed_scaling_factor"] = number_key(&ModelConfig::routed_scaling_factor);
+    keys["first_k_dense_replace"] = integer_key(&ModelConfig::first_k_dense_replace);
+    keys["pretraining_tp"] = only_key(1);
+    // DeepseekV3Config derives head_dim (the rotary width) and qk_head_dim from the others.
+    keys["head_dim"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      int ignored = 0;
+      if (!v.is_null()) r.integer(k, v, ignored);
+    };
+    keys["qk_head_dim"] = keys["head_dim"];
   } else if (type == "gpt_oss") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
     keys["sliding_window"] = read_sliding_window;
@@ -629,10 +659,10 @@ KeyTable config_keys(const std::string& type) {
       };
       keys["query_pre_attn_scalar"] = number_key(&ModelConfig::query_pre_attn_scalar);
       keys["sliding_window"] = read_sliding_window;
-      // Google's own config.json carries sliding_window_size beside sliding_window.
+      // Google's own config.json carries sliding_window_size beside sliding_window (it is in
+      // the ignored keys below, so the rendered case lists it).
       // Gemma2Config keeps it as a plain attribute that no modeling code reads: the window is
       // sliding_window's, even where the two disagree.
-      keys["sliding_window_size"] = [](Reader&, const std::string&, const json&, ModelConfig&) {};
       keys["cache_implementation"] = read_cache_implementation;
       keys["layer_types"] = read_layer_types;
       keys["attn_logit_softcapping"] = optional_number_key(&ModelConfig::attn_logit_softcapping);
@@ -670,9 +700,18 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
         "task_specific_params"}},
       // Training-only: jitter noise is applied only in training mode, the others feed the loss.
       {"mixtral", {"router_jitter_noise", "output_router_logits", "router_aux_loss_coef"}},
+      // Gemma2Config keeps sliding_window_size as a plain attribute no modeling code reads:
+      // the window is sliding_window's, even where the two disagree.
+      {"gemma2", {"sliding_window_size"}},
       {"qwen3_moe", {"output_router_logits", "router_aux_loss_coef", "max_window_layers"}},
       {"phi3", {"resid_pdrop", "embd_pdrop"}},
       {"gpt_oss", {"output_router_logits", "router_aux_loss_coef"}},
+      // DeepseekV3's modeling code reads none of these: scoring is always sigmoid with the
+      // correction bias, every layer from first_k_dense_replace on is sparse, and the
+      // multi-token-prediction layers are not built.
+      {"deepseek_v3",
+       {"aux_loss_alpha", "seq_aux", "ep_size", "topk_method", "scoring_func", "moe_layer_freq",
+        "num_nextn_predict_layers", "output_router_logits", "router_aux_loss_coef"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);
@@ -751,6 +790,20 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
         std::find(known.begin(), known.end(), v.get<std::string>()) == known.end()) {
       std::string list;
       for (const std::string& t : known) list += (list.empty() ? "\"" : ", \"") + t + "\"";
+      // A multimodal config wraps the language model's in text_config.
+      if (v.is_string() && block.value.contains("text_config") &&
+          block.value["text_config"].is_object() &&
+          block.value["text_config"].contains("model_type") &&
+          block.value["text_config"]["model_type"].is_string()) {
+        const std::string text = block.value["text_config"]["model_type"].get<std::string>();
+        if (std::find(known.begin(), known.end(), text) != known.end()) {
+          problems.push_back(block.problem_at(
+              "model_type", "model_type " + show(v) + " is a multimodal config; pinmark "
+                            "computes its language model: paste its text_config (model_type \"" +
+                                text + "\") as the Config block"));
+          return;
+        }
+      }
       problems.push_back(block.problem_at(
           "model_type", "model_type " + show(v) + " is not supported (pinmark implements " +
                             list + "); pinmark cannot compute this family, so use the "

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 
 #include "runtime/rope.h"
@@ -38,14 +39,18 @@ KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacit
     throw std::runtime_error("KV cache capacity must not be negative, got " +
                              std::to_string(capacity));
   const ModelConfig c = with_defaults(config);
-  const size_t per_layer = static_cast<size_t>(capacity) * c.num_key_value_heads * c.head_dim;
+  // MLA caches the normalised latent and the rotated shared key, not per-head keys and values.
+  const bool mla = c.kv_lora_rank > 0;
+  const size_t per_layer =
+      static_cast<size_t>(capacity) *
+      (mla ? int64_t{c.kv_lora_rank} + c.qk_rope_head_dim : int64_t{c.num_key_value_heads} * c.head_dim);
   const std::vector<int> sources = kv_source_layers(c);
   slot_.assign(c.num_hidden_layers, 0);
   int stored = 0;
   for (int l = 0; l < c.num_hidden_layers; ++l)
     slot_[l] = sources[l] == l ? stored++ : slot_[std::max(0, sources[l])];
   k_.assign(stored, std::vector<T>(per_layer));
-  v_.assign(stored, std::vector<T>(per_layer));
+  v_.assign(stored, std::vector<T>(mla ? 0 : per_layer));
 }
 
 namespace {
@@ -127,6 +132,10 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
 
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
+  if (c.model_type == "deepseek_v3") {
+    load_deepseek(weights);
+    return;
+  }
   const bool olmo2 = c.model_type == "olmo2", phi3 = c.model_type == "phi3";
   const bool gpt_oss = c.model_type == "gpt_oss";
   const int64_t expert_inter = expert_intermediate_size(c);
@@ -221,18 +230,18 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
         l.router = load<T>(weights, legacy + "gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e) {
           const std::string x = legacy + "experts." + std::to_string(e) + ".";
-          l.experts.push_back({load<T>(weights, x + "w1.weight", {inter, hidden}),
+          l.experts.push_back(make_expert(load<T>(weights, x + "w1.weight", {inter, hidden}),
                                load<T>(weights, x + "w3.weight", {inter, hidden}),
-                               load<T>(weights, x + "w2.weight", {hidden, inter})});
+                               load<T>(weights, x + "w2.weight", {hidden, inter})));
         }
       } else if (c.model_type == "qwen3_moe" && weights.count(per_expert)) {
         // Qwen3-MoE checkpoints store one gate, up and down projection per expert.
         l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e) {
           const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-          l.experts.push_back({load<T>(weights, x + "gate_proj.weight", {expert_inter, hidden}),
+          l.experts.push_back(make_expert(load<T>(weights, x + "gate_proj.weight", {expert_inter, hidden}),
                                load<T>(weights, x + "up_proj.weight", {expert_inter, hidden}),
-                               load<T>(weights, x + "down_proj.weight", {hidden, expert_inter})});
+                               load<T>(weights, x + "down_proj.weight", {hidden, expert_inter})));
         }
       } else {
         l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
@@ -243,9 +252,9 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
             require(weights, p + "mlp.experts.down_proj", {experts, hidden, inter});
         const int64_t block = inter * hidden;
         for (int64_t e = 0; e < experts; ++e)
-          l.experts.push_back({slice<T>(gate_up, 2 * e * block, block),
+          l.experts.push_back(make_expert(slice<T>(gate_up, 2 * e * block, block),
                                slice<T>(gate_up, (2 * e + 1) * block, block),
-                               slice<T>(down, e * block, block)});
+                               slice<T>(down, e * block, block)));
       }
     } else if (phi3) {
       // Phi-3's gate and up projections are one matrix, the gate's rows first.
@@ -263,6 +272,215 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
   final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
   if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+}
+
+// DeepSeek-V3 under the names of its checkpoints (transformers 5.17 saves the same).
+template <class T>
+void Model<T>::load_deepseek(const Weights& weights) {
+  const ModelConfig& c = config_;
+  const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
+  const int64_t heads = c.num_attention_heads, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+  const int64_t rank = c.kv_lora_rank, rope = c.qk_rope_head_dim;
+  const int64_t experts = c.num_local_experts, width = expert_intermediate_size(c);
+  const int64_t shared_width = width * c.n_shared_experts;
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const std::string a = p + "self_attn.";
+    Layer l;
+    l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
+    if (c.q_lora_rank > 0) {
+      l.q_a = load<T>(weights, a + "q_a_proj.weight", {c.q_lora_rank, hidden});
+      if (c.attention_bias) l.q_a_bias = load<T>(weights, a + "q_a_proj.bias", {c.q_lora_rank});
+      l.q_a_norm = load<T>(weights, a + "q_a_layernorm.weight", {c.q_lora_rank});
+      l.q_b = load<T>(weights, a + "q_b_proj.weight", {heads * qk, c.q_lora_rank});
+    } else {
+      l.q = load<T>(weights, a + "q_proj.weight", {heads * qk, hidden});
+    }
+    l.kv_a = load<T>(weights, a + "kv_a_proj_with_mqa.weight", {rank + rope, hidden});
+    if (c.attention_bias) l.kv_a_bias = load<T>(weights, a + "kv_a_proj_with_mqa.bias", {rank + rope});
+    l.kv_a_norm = load<T>(weights, a + "kv_a_layernorm.weight", {rank});
+    l.kv_b = load<T>(weights, a + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), rank});
+    l.o = load<T>(weights, a + "o_proj.weight", {hidden, heads * c.v_head_dim});
+    if (c.attention_bias) l.o_bias = load<T>(weights, a + "o_proj.bias", {hidden});
+    l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+    if (is_moe_layer(c, i)) {
+      l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+      l.score_correction = load<T>(weights, p + "mlp.gate.e_score_correction_bias", {experts});
+      for (int e = 0; e < experts; ++e) {
+        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+        l.experts.push_back(make_expert(load<T>(weights, x + "gate_proj.weight", {width, hidden}),
+                             load<T>(weights, x + "up_proj.weight", {width, hidden}),
+                             load<T>(weights, x + "down_proj.weight", {hidden, width})));
+      }
+      if (c.n_shared_experts > 0) {
+        const std::string x = p + "mlp.shared_experts.";
+        l.shared = make_expert(load<T>(weights, x + "gate_proj.weight", {shared_width, hidden}),
+                    load<T>(weights, x + "up_proj.weight", {shared_width, hidden}),
+                    load<T>(weights, x + "down_proj.weight", {hidden, shared_width}));
+      }
+    } else {
+      l.gate = load<T>(weights, p + "mlp.gate_proj.weight", {inter, hidden});
+      l.up = load<T>(weights, p + "mlp.up_proj.weight", {inter, hidden});
+      l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
+    }
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+}
+
+// DeepseekV3RMSNorm's own default: q_a_layernorm and kv_a_layernorm are built without the
+// config's rms_norm_eps.
+constexpr double kMlaNormEps = 1e-6;
+
+// DeepSeek-V3's Multi-head Latent Attention as transformers 5.17's DeepseekV3Attention computes
+// it: the cache holds each position's normalised latent and rotated shared key; every call
+// expands the keys and values of all cached positions from them through kv_b_proj.
+template <class T>
+void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, const T* h, int n,
+                             const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
+                             T* out) {
+  const ModelConfig& c = config_;
+  const int hidden = c.hidden_size, heads = c.num_attention_heads;
+  const int nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, vd = c.v_head_dim;
+  const int qk = nope + rope, rank = c.kv_lora_rank, row = rank + rope;
+  const int kv_len = p0 + n;
+  auto emit = [&](const std::string& name, const Shape& shape, const T* data) {
+    if (tap) tap(name, shape, data);
+  };
+
+  std::vector<T> q(int64_t{n} * heads * qk);
+  if (c.q_lora_rank > 0) {
+    std::vector<T> qa(int64_t{n} * c.q_lora_rank), qn(qa.size());
+    linear(h, L.q_a, L.q_a_bias, n, hidden, c.q_lora_rank, qa.data());
+    backend_.rmsnorm(qa.data(), L.q_a_norm.data(), n, c.q_lora_rank, kMlaNormEps, qn.data());
+    backend_.matmul(qn.data(), L.q_b.data(), n, c.q_lora_rank, heads * qk, q.data());
+  } else {
+    backend_.matmul(h, L.q.data(), n, hidden, heads * qk, q.data());
+  }
+  std::vector<T> ckv(int64_t{n} * row), latent(int64_t{n} * rank), normed(latent.size());
+  std::vector<T> k_rot(int64_t{n} * rope), q_rot(int64_t{n} * heads * rope);
+  linear(h, L.kv_a, L.kv_a_bias, n, hidden, row, ckv.data());
+  for (int i = 0; i < n; ++i) {
+    std::copy(ckv.begin() + int64_t{i} * row, ckv.begin() + int64_t{i} * row + rank,
+              latent.begin() + int64_t{i} * rank);
+    std::copy(ckv.begin() + int64_t{i} * row + rank, ckv.begin() + int64_t{i + 1} * row,
+              k_rot.begin() + int64_t{i} * rope);
+  }
+  backend_.rmsnorm(latent.data(), L.kv_a_norm.data(), n, rank, kMlaNormEps, normed.data());
+
+  // The rotary parts. With rope_interleave the checkpoint pairs adjacent values (2j, 2j + 1);
+  // transformers regroups them as (evens, odds) and rotates that as pairs (j, j + rope / 2),
+  // leaving the result regrouped, in queries and keys alike.
+  auto gather = [&](const T* src, T* dst) {
+    for (int d = 0; d < rope; ++d)
+      dst[d] = c.rope_interleave ? src[d < rope / 2 ? 2 * d : 2 * (d - rope / 2) + 1] : src[d];
+  };
+  std::vector<T> tmp(rope);
+  for (int64_t r = 0; r < int64_t{n} * heads; ++r) gather(q.data() + r * qk + nope, q_rot.data() + r * rope);
+  for (int i = 0; i < n; ++i) {
+    gather(k_rot.data() + int64_t{i} * rope, tmp.data());
+    std::copy(tmp.begin(), tmp.end(), k_rot.begin() + int64_t{i} * rope);
+  }
+  rotate(q_rot.data(), positions, n, heads, false);
+  rotate(k_rot.data(), positions, n, 1, false);
+  for (int64_t r = 0; r < int64_t{n} * heads; ++r)
+    std::copy(q_rot.begin() + r * rope, q_rot.begin() + (r + 1) * rope, q.begin() + r * qk + nope);
+  emit(p + "q", {n, heads, qk}, q.data());
+  emit(p + "latent", {n, rank}, normed.data());
+  emit(p + "k_rot", {n, rope}, k_rot.data());
+
+  T* cached = cache.keys(layer);
+  for (int i = 0; i < n; ++i) {
+    std::copy(normed.begin() + int64_t{i} * rank, normed.begin() + int64_t{i + 1} * rank,
+              cached + int64_t{p0 + i} * row);
+    std::copy(k_rot.begin() + int64_t{i} * rope, k_rot.begin() + int64_t{i + 1} * rope,
+              cached + int64_t{p0 + i} * row + rank);
+  }
+
+  // Keys [kv_len, heads, qk] and values [kv_len, heads, vd] of every cached position.
+  std::vector<T> lat_all(int64_t{kv_len} * rank), kv(int64_t{kv_len} * heads * (nope + vd));
+  for (int j = 0; j < kv_len; ++j)
+    std::copy(cached + int64_t{j} * row, cached + int64_t{j} * row + rank,
+              lat_all.begin() + int64_t{j} * rank);
+  backend_.matmul(lat_all.data(), L.kv_b.data(), kv_len, rank, heads * (nope + vd), kv.data());
+  std::vector<T> keys(int64_t{kv_len} * heads * qk), values(int64_t{kv_len} * heads * vd);
+  for (int j = 0; j < kv_len; ++j)
+    for (int hh = 0; hh < heads; ++hh) {
+      const T* src = kv.data() + (int64_t{j} * heads + hh) * (nope + vd);
+      T* key = keys.data() + (int64_t{j} * heads + hh) * qk;
+      std::copy(src, src + nope, key);
+      std::copy(cached + int64_t{j} * row + rank, cached + int64_t{j + 1} * row, key + nope);
+      std::copy(src + nope, src + nope + vd, values.data() + (int64_t{j} * heads + hh) * vd);
+    }
+  emit(p + "k", {n, heads, qk}, keys.data() + int64_t{p0} * heads * qk);
+  emit(p + "v", {n, heads, vd}, values.data() + int64_t{p0} * heads * vd);
+
+  // qk^-0.5, and for yarn with mscale_all_dim the square of its mscale as well
+  // (DeepseekV3Attention's scaling).
+  double scale = 1.0 / std::sqrt(static_cast<double>(qk));
+  if (c.rope_type == "yarn" && c.rope_mscale_all_dim > 0 && c.rope_factor > 1) {
+    const double m = 0.1 * c.rope_mscale_all_dim * std::log(c.rope_factor) + 1.0;
+    scale *= m * m;
+  }
+  std::vector<T> scores(int64_t{heads} * n * kv_len), att(int64_t{n} * heads * vd);
+  backend_.attention_scores(q.data(), keys.data(), positions, n, kv_len, heads, heads, qk, scale,
+                            scores.data());
+  backend_.softmax(scores.data(), heads * n, kv_len);
+  emit(p + "scores", {heads, n, kv_len}, scores.data());
+  backend_.attention_values(scores.data(), values.data(), n, kv_len, heads, heads, vd, att.data());
+  linear(att.data(), L.o, L.o_bias, n, heads * vd, hidden, out);
+}
+
+// DeepseekV3TopkRouter: sigmoid scores; the correction bias moves only the choice, within the
+// topk_group groups whose two best (corrected) scores sum highest; the weights are the chosen
+// uncorrected scores, renormalised (plus 1e-20) when norm_topk_prob, times
+// routed_scaling_factor. Ties go to the lower index.
+template <class T>
+void Model<T>::deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids,
+                              T* weights) {
+  const ModelConfig& c = config_;
+  const int count = c.num_local_experts, top_k = c.num_experts_per_tok;
+  const int per_group = count / c.n_group;
+  for (int r = 0; r < n; ++r) {
+    T* pr = probs + int64_t{r} * count;
+    std::vector<T> choice(count);
+    for (int e = 0; e < count; ++e) {
+      pr[e] = T(1) / (T(1) + std::exp(-logits[int64_t{r} * count + e]));
+      choice[e] = pr[e] + L.score_correction[e];
+    }
+    std::vector<T> group_score(c.n_group);
+    for (int g = 0; g < c.n_group; ++g) {
+      std::vector<T> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
+      std::partial_sort(members.begin(), members.begin() + 2, members.end(), std::greater<T>());
+      group_score[g] = members[0] + members[1];
+    }
+    std::vector<int> groups(c.n_group);
+    for (int g = 0; g < c.n_group; ++g) groups[g] = g;
+    std::stable_sort(groups.begin(), groups.end(),
+                     [&](int a, int b) { return group_score[a] > group_score[b]; });
+    std::vector<bool> allowed(count, false);
+    for (int s = 0; s < c.topk_group; ++s)
+      for (int e = 0; e < per_group; ++e) allowed[groups[s] * per_group + e] = true;
+    std::vector<int> order;
+    for (int e = 0; e < count; ++e)
+      if (allowed[e]) order.push_back(e);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return choice[a] > choice[b]; });
+    for (int s = 0; s < top_k; ++s) ids[int64_t{r} * top_k + s] = order[s];
+  }
+  for (int r = 0; r < n; ++r) {
+    const T* pr = probs + int64_t{r} * count;
+    T* wr = weights + int64_t{r} * top_k;
+    T sum = 0;
+    for (int s = 0; s < top_k; ++s) {
+      wr[s] = pr[ids[int64_t{r} * top_k + s]];
+      sum += wr[s];
+    }
+    for (int s = 0; s < top_k; ++s) {
+      if (c.norm_topk_prob) wr[s] /= sum + static_cast<T>(1e-20);
+      wr[s] *= static_cast<T>(c.routed_scaling_factor);
+    }
+  }
 }
 
 template <class T>
@@ -361,7 +579,11 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   std::vector<int> ids(int64_t{n} * top_k);
   std::vector<T> weights(int64_t{n} * top_k);
   linear(h, L.router, L.router_bias, n, hidden, count, logits.data());
-  backend_.moe_route(logits.data(), n, count, top_k, probs.data(), ids.data(), weights.data());
+  const bool deepseek = c.model_type == "deepseek_v3";
+  if (deepseek)
+    deepseek_route(L, logits.data(), n, probs.data(), ids.data(), weights.data());
+  else
+    backend_.moe_route(logits.data(), n, count, top_k, probs.data(), ids.data(), weights.data());
   // Qwen3-MoE without norm_topk_prob weighs each chosen expert by its probability among all
   // experts, not renormalised over the chosen ones.
   auto unnormalised = [&](int r) {
@@ -369,7 +591,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
     for (int s = 0; s < top_k; ++s)
       weights[int64_t{r} * top_k + s] = pr[ids[int64_t{r} * top_k + s]];
   };
-  if (!c.norm_topk_prob)
+  if (!c.norm_topk_prob && !deepseek)
     for (int r = 0; r < n; ++r) unnormalised(r);
   if (tap) {
     tap(prefix + "router", {n, count}, probs.data());
@@ -388,6 +610,17 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
       for (int s = 0; s < top_k; ++s) {
         if (ir[s] < 0 || ir[s] >= count) throw std::runtime_error("forced expert id out of range");
         selected += pr[ir[s]];
+      }
+      if (deepseek) {
+        // The forced experts weighed as the router weighs its own choice.
+        T sum = 0;
+        for (int s = 0; s < top_k; ++s) sum += pr[ir[s]];
+        for (int s = 0; s < top_k; ++s) {
+          T w = pr[ir[s]];
+          if (c.norm_topk_prob) w /= sum + static_cast<T>(1e-20);
+          weights[int64_t{r} * top_k + s] = w * static_cast<T>(c.routed_scaling_factor);
+        }
+        continue;
       }
       if (!c.norm_topk_prob) {
         unnormalised(r);
@@ -429,6 +662,17 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
       activation(gate.data(), up.data(), int64_t{m} * inter, act.data());
     linear(act.data(), E.down, E.down_bias, m, inter, hidden, y.data());
     backend_.moe_combine(out, y.data(), rows.data(), row_weights.data(), m, hidden);
+  }
+  if (!L.shared.gate.empty()) {
+    // DeepSeek's shared experts, one MLP on every token, added after the routed ones.
+    const int64_t width = int64_t{inter} * c.n_shared_experts;
+    std::vector<T> sg(n * width), su(n * width), sa(n * width), sy(int64_t{n} * hidden);
+    backend_.matmul(h, L.shared.gate.data(), n, hidden, static_cast<int>(width), sg.data());
+    backend_.matmul(h, L.shared.up.data(), n, hidden, static_cast<int>(width), su.data());
+    activation(sg.data(), su.data(), n * width, sa.data());
+    backend_.matmul(sa.data(), L.shared.down.data(), n, static_cast<int>(width), hidden, sy.data());
+    if (tap) tap(prefix + "shared_experts", {n, hidden}, sy.data());
+    backend_.add(out, sy.data(), int64_t{n} * hidden);
   }
 }
 
@@ -495,75 +739,79 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       emit(p + "attn_norm", {n, hidden}, h.data());
     }
 
-    linear(h.data(), L.q, L.q_bias, n, hidden, heads * hd, q.data());
-    if (computes_kv) {
-      linear(h.data(), L.k, L.k_bias, n, hidden, kv_heads * hd, k.data());
-      linear(h.data(), L.v, L.v_bias, n, hidden, kv_heads * hd, v.data());
-    }
-    if (!L.q_norm.empty() && olmo2) {
-      // OLMo 2 normalises the whole query and key projections, all heads at once.
-      std::vector<T> normed(q.size());
-      backend_.rmsnorm(q.data(), L.q_norm.data(), n, heads * hd, c.rms_norm_eps, normed.data());
-      q.swap(normed);
-      if (computes_kv) {
-        normed.resize(k.size());
-        backend_.rmsnorm(k.data(), L.k_norm.data(), n, kv_heads * hd, c.rms_norm_eps,
-                         normed.data());
-        k.swap(normed);
-      }
-    } else if (!L.q_norm.empty()) {
-      // Qwen3 and Gemma 3 normalise each head's query and key before rotating them (Gemma 3
-      // with its (1 + w) weights).
-      std::vector<T> normed(q.size());
-      head_norm(q.data(), L.q_norm, n * heads, normed.data());
-      q.swap(normed);
-      if (computes_kv) {
-        normed.resize(k.size());
-        head_norm(k.data(), L.k_norm, n * kv_heads, normed.data());
-        k.swap(normed);
-      }
-    }
-    if (!gpt2) {
-      rotate(q.data(), positions.data(), n, heads, sliding);
-      if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads, sliding);
-    }
-    emit(p + "q", {n, heads, hd}, q.data());
-    if (computes_kv) {
-      emit(p + "k", {n, kv_heads, hd}, k.data());
-      emit(p + "v", {n, kv_heads, hd}, v.data());
-      std::copy(k.begin(), k.end(), cache.keys(l) + p0 * kv_row);
-      std::copy(v.begin(), v.end(), cache.values(l) + p0 * kv_row);
-    }
-
-    backend_.attention_scores(q.data(), cache.keys(l), positions.data(), n, kv_len, heads, kv_heads,
-                              hd, scale, scores.data());
-    const int window = sliding ? c.sliding_window : 0;
-    if (c.attn_logit_softcapping > 0 || window > 0)
-      backend_.score_mod(scores.data(), positions.data(), n, kv_len, heads,
-                         c.attn_logit_softcapping, window);
-    if (L.sinks.empty()) {
-      backend_.softmax(scores.data(), heads * n, kv_len);
+    if (!L.kv_b.empty()) {
+      mla_attention(L, p, l, h.data(), n, positions.data(), p0, cache, tap, attn_out.data());
     } else {
-      // gpt-oss: each head's learned sink logit joins the softmax as one more column, which
-      // is then dropped, so a row's probabilities over the keys sum to less than 1.
-      const int64_t wide = int64_t{kv_len} + 1;
-      std::vector<T> with_sink(int64_t{heads} * n * wide);
-      for (int hh = 0; hh < heads; ++hh)
-        for (int i = 0; i < n; ++i) {
-          const int64_t row = int64_t{hh} * n + i;
-          std::copy(scores.begin() + row * kv_len, scores.begin() + (row + 1) * kv_len,
-                    with_sink.begin() + row * wide);
-          with_sink[row * wide + kv_len] = L.sinks[hh];
+      linear(h.data(), L.q, L.q_bias, n, hidden, heads * hd, q.data());
+      if (computes_kv) {
+        linear(h.data(), L.k, L.k_bias, n, hidden, kv_heads * hd, k.data());
+        linear(h.data(), L.v, L.v_bias, n, hidden, kv_heads * hd, v.data());
+      }
+      if (!L.q_norm.empty() && olmo2) {
+        // OLMo 2 normalises the whole query and key projections, all heads at once.
+        std::vector<T> normed(q.size());
+        backend_.rmsnorm(q.data(), L.q_norm.data(), n, heads * hd, c.rms_norm_eps, normed.data());
+        q.swap(normed);
+        if (computes_kv) {
+          normed.resize(k.size());
+          backend_.rmsnorm(k.data(), L.k_norm.data(), n, kv_heads * hd, c.rms_norm_eps,
+                           normed.data());
+          k.swap(normed);
         }
-      backend_.softmax(with_sink.data(), heads * n, static_cast<int>(wide));
-      for (int64_t row = 0; row < int64_t{heads} * n; ++row)
-        std::copy(with_sink.begin() + row * wide, with_sink.begin() + row * wide + kv_len,
-                  scores.begin() + row * kv_len);
+      } else if (!L.q_norm.empty()) {
+        // Qwen3 and Gemma 3 normalise each head's query and key before rotating them (Gemma 3
+        // with its (1 + w) weights).
+        std::vector<T> normed(q.size());
+        head_norm(q.data(), L.q_norm, n * heads, normed.data());
+        q.swap(normed);
+        if (computes_kv) {
+          normed.resize(k.size());
+          head_norm(k.data(), L.k_norm, n * kv_heads, normed.data());
+          k.swap(normed);
+        }
+      }
+      if (!gpt2) {
+        rotate(q.data(), positions.data(), n, heads, sliding);
+        if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads, sliding);
+      }
+      emit(p + "q", {n, heads, hd}, q.data());
+      if (computes_kv) {
+        emit(p + "k", {n, kv_heads, hd}, k.data());
+        emit(p + "v", {n, kv_heads, hd}, v.data());
+        std::copy(k.begin(), k.end(), cache.keys(l) + p0 * kv_row);
+        std::copy(v.begin(), v.end(), cache.values(l) + p0 * kv_row);
+      }
+
+      backend_.attention_scores(q.data(), cache.keys(l), positions.data(), n, kv_len, heads, kv_heads,
+                                hd, scale, scores.data());
+      const int window = sliding ? c.sliding_window : 0;
+      if (c.attn_logit_softcapping > 0 || window > 0)
+        backend_.score_mod(scores.data(), positions.data(), n, kv_len, heads,
+                           c.attn_logit_softcapping, window);
+      if (L.sinks.empty()) {
+        backend_.softmax(scores.data(), heads * n, kv_len);
+      } else {
+        // gpt-oss: each head's learned sink logit joins the softmax as one more column, which
+        // is then dropped, so a row's probabilities over the keys sum to less than 1.
+        const int64_t wide = int64_t{kv_len} + 1;
+        std::vector<T> with_sink(int64_t{heads} * n * wide);
+        for (int hh = 0; hh < heads; ++hh)
+          for (int i = 0; i < n; ++i) {
+            const int64_t row = int64_t{hh} * n + i;
+            std::copy(scores.begin() + row * kv_len, scores.begin() + (row + 1) * kv_len,
+                      with_sink.begin() + row * wide);
+            with_sink[row * wide + kv_len] = L.sinks[hh];
+          }
+        backend_.softmax(with_sink.data(), heads * n, static_cast<int>(wide));
+        for (int64_t row = 0; row < int64_t{heads} * n; ++row)
+          std::copy(with_sink.begin() + row * wide, with_sink.begin() + row * wide + kv_len,
+                    scores.begin() + row * kv_len);
+      }
+      emit(p + "scores", {heads, n, kv_len}, scores.data());
+      backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
+                                att.data());
+      linear(att.data(), L.o, L.o_bias, n, heads * hd, hidden, attn_out.data());
     }
-    emit(p + "scores", {heads, n, kv_len}, scores.data());
-    backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
-                              att.data());
-    linear(att.data(), L.o, L.o_bias, n, heads * hd, hidden, attn_out.data());
     emit(p + "attn_out", {n, hidden}, attn_out.data());
     if (!L.post_attn_norm.empty()) {
       norm(attn_out.data(), L.post_attn_norm, {}, n, hidden, post.data());

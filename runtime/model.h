@@ -46,8 +46,16 @@ class KVCache {
   int capacity() const { return capacity_; }
   // The keys and values layer `layer` attends over: its own, or for a layer that shares them
   // (num_kv_shared_layers), those of its source layer.
-  T* keys(int layer) { return k_[slot_[layer]].data(); }    // [capacity, kv_heads, head_dim]
+  // [capacity, kv_heads, head_dim]; for MLA [capacity, kv_lora_rank + qk_rope_head_dim], the
+  // latent then the rotated shared key, and no values (they are expanded from the latent).
+  T* keys(int layer) { return k_[slot_[layer]].data(); }
   T* values(int layer) { return v_[slot_[layer]].data(); }  // [capacity, kv_heads, head_dim]
+  // Values the cache holds per token, over all layers: its size, which MLA shrinks.
+  int64_t values_per_token() const {
+    int64_t total = 0;
+    for (size_t s = 0; s < k_.size(); ++s) total += static_cast<int64_t>(k_[s].size() + v_[s].size());
+    return capacity_ > 0 ? total / capacity_ : 0;
+  }
   // How many layers' keys and values are stored: fewer than the layers when some share.
   int stored_layers() const { return static_cast<int>(k_.size()); }
   void advance(int n) { length_ += n; }
@@ -79,6 +87,13 @@ class Model {
     std::vector<T> gate, up, down;  // Mixtral's w1, w3, w2
     std::vector<T> gate_bias, up_bias, down_bias;  // gpt-oss; empty for the others
   };
+  static Expert make_expert(std::vector<T> gate, std::vector<T> up, std::vector<T> down) {
+    Expert e;
+    e.gate = std::move(gate);
+    e.up = std::move(up);
+    e.down = std::move(down);
+    return e;
+  }
   // Every weight in the Linear layout [out, in]; an empty bias means none.
   struct Layer {
     std::vector<T> attn_norm, attn_norm_bias;
@@ -90,6 +105,11 @@ class Model {
     std::vector<T> gate, up, down, up_bias, down_bias;  // GPT-2: up = c_fc, down = c_proj
     std::vector<T> router, router_bias;  // Mixtral, Qwen3-MoE; the bias gpt-oss's
     std::vector<T> sinks;                // gpt-oss: one attention logit per head
+    // DeepSeek-V3's MLA (q_a, q_a_norm, q_b, or q above without a q rank; kv_a with the rotary
+    // key's rows last, kv_a_norm, kv_b) and MoE (score_correction, the shared experts).
+    std::vector<T> q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
+    std::vector<T> score_correction;
+    Expert shared;
     std::vector<Expert> experts;
   };
   void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,
@@ -98,6 +118,11 @@ class Model {
               T* y);
   void activation(const T* gate, const T* up, int64_t n, T* out);
   void rotate(T* x, const int* positions, int n, int heads, bool sliding);
+  void mla_attention(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
+                     const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
+                     T* out);
+  void load_deepseek(const Weights& weights);
+  void deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids, T* weights);
   void head_norm(const T* x, const std::vector<T>& w, int rows, T* y);
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,

@@ -187,6 +187,20 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     problems.push_back({"sliding_window", "layer_types has sliding_attention layers but "
                                           "sliding_window is not set"});
 
+  if (c.model_type == "deepseek_v3") {
+    for (const auto& [key, value] : {std::pair{"kv_lora_rank", c.kv_lora_rank},
+                                     std::pair{"qk_nope_head_dim", c.qk_nope_head_dim},
+                                     std::pair{"qk_rope_head_dim", c.qk_rope_head_dim},
+                                     std::pair{"v_head_dim", c.v_head_dim}})
+      if (value <= 0)
+        problems.push_back({key, std::string(key) + " must be positive, got " +
+                                     std::to_string(value)});
+    if (c.q_lora_rank < 0)
+      problems.push_back({"q_lora_rank", "q_lora_rank must be positive or null"});
+    if (c.qk_rope_head_dim % 2 != 0)
+      problems.push_back({"qk_rope_head_dim", "qk_rope_head_dim must be even (rotary pairs), got " +
+                                                  std::to_string(c.qk_rope_head_dim)});
+  }
   if (c.partial_rotary_factor != 1.0) {
     const ModelConfig d = with_defaults(c);
     const int dim = d.head_dim > 0 ? rotary_dim(c) : 0;
@@ -208,9 +222,12 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
   require_finite_not_negative(problems, "final_logit_softcapping", c.final_logit_softcapping);
   require_finite_not_negative(problems, "query_pre_attn_scalar", c.query_pre_attn_scalar);
 
-  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" || c.model_type == "gpt_oss") {
-    // Qwen3-MoE spells the expert count num_experts.
-    const std::string experts_key = c.model_type == "mixtral" ? "num_local_experts" : "num_experts";
+  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" || c.model_type == "gpt_oss" ||
+      c.model_type == "deepseek_v3") {
+    // Qwen3-MoE spells the expert count num_experts, DeepSeek n_routed_experts.
+    const std::string experts_key = c.model_type == "qwen3_moe"     ? "num_experts"
+                                    : c.model_type == "deepseek_v3" ? "n_routed_experts"
+                                                                    : "num_local_experts";
     if (c.num_local_experts <= 0)
       problems.push_back({experts_key, experts_key + " must be positive, got " +
                                            std::to_string(c.num_local_experts)});
@@ -225,6 +242,29 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     if (c.moe_intermediate_size < 0)
       problems.push_back({"moe_intermediate_size", "moe_intermediate_size must be positive, got " +
                                                        std::to_string(c.moe_intermediate_size)});
+    if (c.model_type == "deepseek_v3") {
+      if (c.n_group <= 0 || (c.num_local_experts > 0 && c.num_local_experts % c.n_group != 0))
+        problems.push_back({"n_group", "n_group (" + std::to_string(c.n_group) +
+                                           ") must be positive and divide n_routed_experts (" +
+                                           std::to_string(c.num_local_experts) + ")"});
+      else if (c.topk_group <= 0 || c.topk_group > c.n_group)
+        problems.push_back({"topk_group", "topk_group (" + std::to_string(c.topk_group) +
+                                              ") must be between 1 and n_group (" +
+                                              std::to_string(c.n_group) + ")"});
+      else if (c.num_local_experts / c.n_group < 2)
+        problems.push_back({"n_group", "each of the n_group groups needs at least 2 experts "
+                                       "(a group's score is its two best), got " +
+                                           std::to_string(c.num_local_experts / c.n_group)});
+      else if (c.num_experts_per_tok > c.topk_group * (c.num_local_experts / c.n_group))
+        problems.push_back({"num_experts_per_tok",
+                            "num_experts_per_tok (" + std::to_string(c.num_experts_per_tok) +
+                                ") exceeds the experts of the topk_group chosen groups"});
+      if (c.n_shared_experts < 0)
+        problems.push_back({"n_shared_experts", "n_shared_experts must not be negative"});
+      if (!(c.routed_scaling_factor > 0) || std::isinf(c.routed_scaling_factor))
+        problems.push_back({"routed_scaling_factor",
+                            "routed_scaling_factor must be a finite positive number"});
+    }
     if (c.decoder_sparse_step <= 0)
       problems.push_back({"decoder_sparse_step", "decoder_sparse_step must be positive, got " +
                                                      std::to_string(c.decoder_sparse_step)});
@@ -260,12 +300,13 @@ const std::vector<std::string>& known_model_types() {
   static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
                                                  "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
-                                                 "gpt_oss"};
+                                                 "gpt_oss",   "deepseek_v3"};
   return types;
 }
 
 bool is_moe_layer(const ModelConfig& c, int layer) {
   if (c.num_local_experts <= 0) return false;
+  if (c.model_type == "deepseek_v3") return layer >= c.first_k_dense_replace;
   if (c.model_type != "qwen3_moe") return true;
   if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
       c.mlp_only_layers.end())
@@ -355,6 +396,22 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.rms_norm_eps = 1e-5;
   } else if (model_type == "phi3") {
     c.rms_norm_eps = 1e-5;
+  } else if (model_type == "deepseek_v3") {
+    // DeepseekV3Config's defaults (DeepSeek-V3's shape).
+    c.q_lora_rank = 1536;
+    c.kv_lora_rank = 512;
+    c.qk_nope_head_dim = 128;
+    c.qk_rope_head_dim = 64;
+    c.v_head_dim = 128;
+    c.rope_interleave = true;
+    c.num_local_experts = 256;
+    c.num_experts_per_tok = 8;
+    c.n_shared_experts = 1;
+    c.n_group = 8;
+    c.topk_group = 4;
+    c.routed_scaling_factor = 2.5;
+    c.first_k_dense_replace = 3;
+    c.moe_intermediate_size = 2048;
   } else if (model_type == "gpt_oss") {
     // GptOssConfig's defaults (gpt-oss-120b's shape); layer_types alternate sliding and full
     // (the reader lists them).
@@ -445,6 +502,8 @@ std::string config_key_name(const ModelConfig& config, const std::string& field)
 
 ModelConfig with_defaults(ModelConfig config) {
   if (config.num_key_value_heads == 0) config.num_key_value_heads = config.num_attention_heads;
+  // DeepseekV3Config: head_dim is the rotary width.
+  if (config.model_type == "deepseek_v3") config.head_dim = config.qk_rope_head_dim;
   if (config.head_dim == 0 && config.num_attention_heads > 0)
     config.head_dim = config.hidden_size / config.num_attention_heads;
   if (config.model_type == "gpt2" && config.intermediate_size == 0 &&

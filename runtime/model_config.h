@@ -57,6 +57,29 @@ struct ModelConfig {
   // scaling above. 0: every layer uses rope_theta and the scaling.
   double rope_local_base_freq = 0.0;
 
+  // DeepSeek-V3's Multi-head Latent Attention (kv_lora_rank > 0): queries through a rank
+  // q_lora_rank bottleneck (0: one q_proj), keys and values from one latent of kv_lora_rank
+  // values per token plus a decoupled RoPE key of qk_rope_head_dim values shared by the heads;
+  // each head's key is qk_nope_head_dim + qk_rope_head_dim values, its value v_head_dim. The
+  // KV cache stores the latent and the rotated key. head_dim is qk_rope_head_dim (the rotary
+  // width, as DeepseekV3Config sets it). rope_interleave: the rotary part pairs adjacent values.
+  int q_lora_rank = 0;
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  bool rope_interleave = false;
+  // DeepSeek MoE: sigmoid router scores plus a per-expert correction bias choose the experts,
+  // within the topk_group best of n_group groups (a group's score: its two best experts);
+  // weights are the chosen sigmoid scores (renormalised when norm_topk_prob) times
+  // routed_scaling_factor; n_shared_experts always-on experts of moe_intermediate_size each
+  // (one MLP n_shared_experts times as wide); the first first_k_dense_replace layers dense.
+  int n_shared_experts = 0;
+  int n_group = 1;
+  int topk_group = 1;
+  double routed_scaling_factor = 1.0;
+  int first_k_dense_replace = 0;
+
   // Attention.
   bool attention_bias = false;  // q, k, v and o projections (Llama, Qwen3, Gemma); Qwen2's
                                 // q/k/v biases are part of its family, not of this flag

@@ -67,11 +67,66 @@ Weights gpt2_weights(const ModelConfig& c) {
   return w;
 }
 
+// DeepSeek-V3 under its checkpoints' names: MLA projections and norms, dense MLPs in the first
+// first_k_dense_replace layers, then the router (with its score-correction bias, a buffer
+// checkpoints store), the routed experts and the shared ones.
+Weights deepseek_weights(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
+  const int64_t heads = c.num_attention_heads, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+  const int64_t rank = c.kv_lora_rank, rope = c.qk_rope_head_dim;
+  const int64_t width = expert_intermediate_size(c), shared = width * c.n_shared_experts;
+  Weights w;
+  add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const std::string a = p + "self_attn.";
+    add_norm(w, c, p + "input_layernorm.weight", hidden);
+    if (c.q_lora_rank > 0) {
+      add_linear(w, c, a + "q_a_proj.weight", c.q_lora_rank, hidden);
+      if (c.attention_bias) add_bias(w, c, a + "q_a_proj.bias", c.q_lora_rank);
+      add_norm(w, c, a + "q_a_layernorm.weight", c.q_lora_rank);
+      add_linear(w, c, a + "q_b_proj.weight", heads * qk, c.q_lora_rank);
+    } else {
+      add_linear(w, c, a + "q_proj.weight", heads * qk, hidden);
+    }
+    add_linear(w, c, a + "kv_a_proj_with_mqa.weight", rank + rope, hidden);
+    if (c.attention_bias) add_bias(w, c, a + "kv_a_proj_with_mqa.bias", rank + rope);
+    add_norm(w, c, a + "kv_a_layernorm.weight", rank);
+    add_linear(w, c, a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), rank);
+    add_linear(w, c, a + "o_proj.weight", hidden, heads * c.v_head_dim);
+    if (c.attention_bias) add_bias(w, c, a + "o_proj.bias", hidden);
+    add_norm(w, c, p + "post_attention_layernorm.weight", hidden);
+    if (is_moe_layer(c, i)) {
+      add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);
+      add_bias(w, c, p + "mlp.gate.e_score_correction_bias", c.num_local_experts);
+      for (int e = 0; e < c.num_local_experts; ++e) {
+        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+        add_linear(w, c, x + "gate_proj.weight", width, hidden);
+        add_linear(w, c, x + "up_proj.weight", width, hidden);
+        add_linear(w, c, x + "down_proj.weight", hidden, width);
+      }
+      if (shared > 0) {
+        add_linear(w, c, p + "mlp.shared_experts.gate_proj.weight", shared, hidden);
+        add_linear(w, c, p + "mlp.shared_experts.up_proj.weight", shared, hidden);
+        add_linear(w, c, p + "mlp.shared_experts.down_proj.weight", hidden, shared);
+      }
+    } else {
+      add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
+      add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
+      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+    }
+  }
+  add_norm(w, c, "model.norm.weight", hidden);
+  if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
+  return w;
+}
+
 }  // namespace
 
 Weights synthetic_weights(const ModelConfig& config) {
   const ModelConfig c = with_defaults(config);
   if (c.model_type == "gpt2") return gpt2_weights(c);
+  if (c.model_type == "deepseek_v3") return deepseek_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;

@@ -255,6 +255,36 @@ def family_specs():
                            "sliding_attention": _rope(10000.0)}),
         "notes": "3 sliding : 1 full, local base 1e4, global base 1e6 with linear 8, q/k norms",
     }
+    deepseek = dict(common, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
+                    num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+                    q_lora_rank=16, kv_lora_rank=8, qk_nope_head_dim=8, qk_rope_head_dim=4,
+                    v_head_dim=6, n_routed_experts=8, n_shared_experts=1,
+                    num_experts_per_tok=2, n_group=4, topk_group=2, first_k_dense_replace=1,
+                    routed_scaling_factor=2.5, norm_topk_prob=True, rope_interleave=True,
+                    rms_norm_eps=1e-6, hidden_act="silu", attention_bias=False,
+                    tie_word_embeddings=False, rope_parameters=_rope(10000.0))
+    specs["deepseek-v3"] = {
+        "model_type": "deepseek_v3",
+        # MLA with both low-rank projections and interleaved rope; DeepSeek MoE with 8 experts
+        # in 4 groups, 2 groups chosen, top-2, a shared expert, layer 0 dense.
+        "config": deepseek,
+        "notes": "MLA (q rank 16, kv rank 8, rope 4 interleaved), 8 experts in 4 groups, "
+                 "shared expert, layer 0 dense",
+        "moe": True,
+    }
+    specs["deepseek-v3-yarn"] = {
+        "model_type": "deepseek_v3",
+        # DeepSeek-V3's rope: yarn with mscale = mscale_all_dim = 1, which leaves cos and sin
+        # alone and multiplies the softmax scale by mscale(factor)^2.
+        "config": dict(deepseek, max_position_embeddings=32,
+                       rope_parameters=_rope(10000.0, rope_type="yarn", factor=4.0,
+                                             original_max_position_embeddings=8,
+                                             beta_fast=32.0, beta_slow=1.0, mscale=1.0,
+                                             mscale_all_dim=1.0)),
+        "prompts": rope_prompts,
+        "notes": "yarn 4 over 8 with mscale_all_dim 1 (the softmax scale grows by 1.139^2)",
+        "moe": True,
+    }
     specs["gpt-oss"] = {
         "model_type": "gpt_oss",
         # Attention sinks, q/k/v/o biases, sliding and full layers alternating, yarn as gpt-oss
@@ -355,7 +385,8 @@ def check_spec(family, spec, prompts):
     head_dim = cfg.get("head_dim")
     if head_dim is None and hidden % heads:
         problems.append("hidden size not a multiple of heads and no head_dim")
-    want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3}.get(family, 2)
+    want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3,
+                   "deepseek-v3": 3, "deepseek-v3-yarn": 3}.get(family, 2)
     if layers != want_layers:
         problems.append(f"{layers} layers, expected {want_layers}")
     layer_types = cfg.get("layer_types")
@@ -628,6 +659,13 @@ def randomize_parameters(torch, model, seed):
                 fan_in = shape[0] if name in transposed else shape[-1]
                 noise = torch.randn(shape, generator=generator, dtype=torch.float64)
                 param.copy_((noise / math.sqrt(fan_in)).to(param.dtype))
+    # DeepSeek's router correction bias is a buffer the checkpoint stores; zero would hide
+    # whether an engine applies it, so it is drawn like a bias.
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                noise = torch.randn(tuple(buffer.shape), generator=generator, dtype=torch.float64)
+                buffer.copy_((0.1 * noise).to(buffer.dtype))
     for name, param in model.named_parameters():
         flat = param.detach().reshape(-1)
         if flat.numel() > 1 and bool((flat == flat[0]).all()):
@@ -635,7 +673,8 @@ def randomize_parameters(torch, model, seed):
     # Saved tensors that are neither parameters nor views of one (tied weights are).
     param_ptrs = {p.data_ptr() for p in model.parameters()}
     float_buffers = [n for n, t in model.state_dict().items()
-                     if t.is_floating_point() and t.data_ptr() not in param_ptrs]
+                     if t.is_floating_point() and t.data_ptr() not in param_ptrs
+                     and not n.endswith("e_score_correction_bias")]
     if float_buffers:
         print(f"note: floating-point buffers saved unchanged: {', '.join(sorted(float_buffers))}",
               file=sys.stderr)
@@ -727,7 +766,7 @@ def float64_throughout(torch):
     attention's softmax and MoE routing in float32, whatever the model's dtype. In a float64
     model those are downcasts, worth 1e-7 of relative error, which would swamp the comparison
     with pinmark's fp64 oracle. Inside this block float32 means float64 for Tensor.to,
-    Tensor.float, torch.arange and the softmaxes' dtype argument, so the reference is each
+    Tensor.float, Tensor.type, torch.arange and the softmaxes' dtype argument, so the reference is each
     model's own code, operation for operation, carried out in float64.
     """
     # torch's device context (the meta device transformers builds models on) redirects the
@@ -738,8 +777,10 @@ def float64_throughout(torch):
     _device_constructors()
     tensor = torch.Tensor
     functional = torch.nn.functional
-    saved = (tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax)
-    original_to, _, original_tensor_softmax, original_torch_softmax, original_functional_softmax = saved
+    saved = (tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax,
+             tensor.type)
+    (original_to, _, original_tensor_softmax, original_torch_softmax, original_functional_softmax,
+     original_type) = saved
 
     def widen(value):
         return torch.float64 if value is torch.float32 else value
@@ -752,6 +793,14 @@ def float64_throughout(torch):
 
     def to_float(self, *args, **kwargs):
         return original_to(self, torch.float64)
+
+    # DeepSeek's router casts with .type(torch.float32).
+    def to_type(self, dtype=None, *args, **kwargs):
+        if dtype is None:
+            return original_type(self, *args, **kwargs)
+        if dtype is torch.float32 or dtype in ("torch.FloatTensor", "torch.float32"):
+            dtype = torch.float64
+        return original_type(self, dtype, *args, **kwargs)
 
     def tensor_softmax(self, *args, dtype=None, **kwargs):
         return original_tensor_softmax(self, *args, dtype=widen(dtype), **kwargs)
@@ -775,7 +824,7 @@ def float64_throughout(torch):
             return factory(*args, **kwargs)
         return call
 
-    tensor.to, tensor.float, tensor.softmax = to, to_float, tensor_softmax
+    tensor.to, tensor.float, tensor.softmax, tensor.type = to, to_float, tensor_softmax, to_type
     torch.softmax, functional.softmax = torch_softmax, functional_softmax
     for name, factory in saved_factories.items():
         setattr(torch, name, widening(factory))
@@ -788,7 +837,8 @@ def float64_throughout(torch):
         yield
     finally:
         torch.set_default_dtype(saved_default)
-        tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax = saved
+        (tensor.to, tensor.float, tensor.softmax, torch.softmax, functional.softmax,
+         tensor.type) = saved
         for name, factory in saved_factories.items():
             setattr(torch, name, factory)
 

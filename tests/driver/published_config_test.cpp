@@ -3,12 +3,15 @@
 // each of its keys that Gemma2Config stores but the modeling code reads differently or not.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "driver/case_file.h"
 #include "driver/case_runner.h"
 #include "driver/case_spec.h"
 #include "driver/render.h"
+#include "driver/hf_config.h"
 #include "driver/verdict.h"
 #include "runtime/model_config.h"
 #include "tests/driver/test_support.h"
@@ -345,6 +348,29 @@ TEST(PublishedConfig, TheBaseModelClassAgreesWithItsModelTypeAnotherFamilysDoesN
   EXPECT_TRUE(contains(problems_of(other), "architectures [\"Gemma2Model\"] does not agree with "
                                            "model_type \"gemma3_text\""))
       << problems_of(other);
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+TEST(PublishedConfig, AMultimodalConfigPointsAtItsTextConfig) {
+  const CaseSpec spec = read(
+      "# T\n\n## C\n\n### Config\n\n```json\n{\"model_type\": \"gemma3\", \"text_config\": "
+      "{\"model_type\": \"gemma3_text\", \"hidden_size\": 32}}\n```\n\n### Inputs\n\n```json\n"
+      "{\"prompts\": [[2, 31]], \"decode\": 1}\n```\n");
+  EXPECT_TRUE(contains(problems_of(spec), "model_type \"gemma3\" is a multimodal config; pinmark "
+                                          "computes its language model: paste its text_config "
+                                          "(model_type \"gemma3_text\") as the Config block"))
+      << problems_of(spec);
+}
+
+TEST(PublishedConfig, GemmaTwoSlidingWindowSizeIsListedAsIgnored) {
+  const std::vector<std::string> keys = unread_config_keys(nlohmann::json::parse(
+      R"({"model_type": "gemma2", "sliding_window": 4, "sliding_window_size": 4096})"));
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "sliding_window_size"), keys.end());
 }
 
 }  // namespace

@@ -49,6 +49,122 @@ inline Vec llama_logits(const ModelConfig& config, const Weights& weights,
   return matmul(h, w(head), n, hidden, config.vocab_size);
 }
 
+// DeepSeek-V3 from modeling_deepseek_v3.py, the whole sequence at once with keys and values
+// expanded from the latent (no cache): MLA with q and kv low-rank projections (their norms at
+// eps 1e-6), the rotary part regrouped (evens, odds) when interleaved, then the sigmoid router
+// with correction bias and group-limited choice, the routed and the shared experts.
+inline Vec deepseek_logits(const ModelConfig& c, const Weights& weights,
+                           const std::vector<int>& tokens, std::vector<std::vector<int>>* chosen) {
+  auto w = [&](const std::string& name) -> const Vec& { return weights.at(name).data; };
+  const int n = static_cast<int>(tokens.size()), hidden = c.hidden_size, heads = c.num_attention_heads;
+  const int nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, vd = c.v_head_dim, qk = nope + rope;
+  const int rank = c.kv_lora_rank, eps_inner = 0;
+  (void)eps_inner;
+  std::vector<int> positions(n);
+  for (int i = 0; i < n; ++i) positions[i] = i;
+  const Vec inv_freq = scaled_inv_freq("default", c.rope_theta, rope, 1, 0, 0, 0);
+  auto regroup = [&](Vec part, int count) {
+    if (!c.rope_interleave) return part;
+    Vec out(part.size());
+    for (int r = 0; r < n * count; ++r)
+      for (int d = 0; d < rope; ++d)
+        out[r * rope + d] = part[r * rope + (d < rope / 2 ? 2 * d : 2 * (d - rope / 2) + 1)];
+    return out;
+  };
+  Vec x = embed(w("model.embed_tokens.weight"), tokens, hidden);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".", a = p + "self_attn.";
+    Vec h = rmsnorm(x, w(p + "input_layernorm.weight"), n, hidden, c.rms_norm_eps);
+    Vec q = c.q_lora_rank > 0
+                ? matmul(rmsnorm(matmul(h, w(a + "q_a_proj.weight"), n, hidden, c.q_lora_rank),
+                                 w(a + "q_a_layernorm.weight"), n, c.q_lora_rank, 1e-6),
+                         w(a + "q_b_proj.weight"), n, c.q_lora_rank, heads * qk)
+                : matmul(h, w(a + "q_proj.weight"), n, hidden, heads * qk);
+    Vec ckv = matmul(h, w(a + "kv_a_proj_with_mqa.weight"), n, hidden, rank + rope);
+    Vec latent(n * rank), k_rot(n * rope), q_rot(n * heads * rope);
+    for (int i = 0; i < n; ++i) {
+      for (int d = 0; d < rank; ++d) latent[i * rank + d] = ckv[i * (rank + rope) + d];
+      for (int d = 0; d < rope; ++d) k_rot[i * rope + d] = ckv[i * (rank + rope) + rank + d];
+    }
+    latent = rmsnorm(latent, w(a + "kv_a_layernorm.weight"), n, rank, 1e-6);
+    for (int r = 0; r < n * heads; ++r)
+      for (int d = 0; d < rope; ++d) q_rot[r * rope + d] = q[r * qk + nope + d];
+    q_rot = rope_with(regroup(q_rot, heads), positions, heads, rope, inv_freq);
+    k_rot = rope_with(regroup(k_rot, 1), positions, 1, rope, inv_freq);
+    for (int r = 0; r < n * heads; ++r)
+      for (int d = 0; d < rope; ++d) q[r * qk + nope + d] = q_rot[r * rope + d];
+    Vec kv = matmul(latent, w(a + "kv_b_proj.weight"), n, rank, heads * (nope + vd));
+    Vec keys(n * heads * qk), values(n * heads * vd);
+    for (int j = 0; j < n; ++j)
+      for (int hh = 0; hh < heads; ++hh) {
+        for (int d = 0; d < nope; ++d)
+          keys[(j * heads + hh) * qk + d] = kv[(j * heads + hh) * (nope + vd) + d];
+        for (int d = 0; d < rope; ++d) keys[(j * heads + hh) * qk + nope + d] = k_rot[j * rope + d];
+        for (int d = 0; d < vd; ++d)
+          values[(j * heads + hh) * vd + d] = kv[(j * heads + hh) * (nope + vd) + nope + d];
+      }
+    Vec probs = softmax(attention_scores_full(q, keys, positions, n, heads, heads, qk,
+                                              1 / std::sqrt(static_cast<double>(qk)), 0, 0),
+                        heads * n, n);
+    x = add(x, matmul(attention_values(probs, values, n, n, heads, heads, vd),
+                      w(a + "o_proj.weight"), n, heads * vd, hidden));
+    h = rmsnorm(x, w(p + "post_attention_layernorm.weight"), n, hidden, c.rms_norm_eps);
+    auto mlp = [&](const Vec& in, const std::string& m, int width, int rows) {
+      return matmul(swiglu(matmul(in, w(m + "gate_proj.weight"), rows, hidden, width),
+                           matmul(in, w(m + "up_proj.weight"), rows, hidden, width)),
+                    w(m + "down_proj.weight"), rows, width, hidden);
+    };
+    if (l < c.first_k_dense_replace) {
+      x = add(x, mlp(h, p + "mlp.", c.intermediate_size, n));
+      continue;
+    }
+    const int count = c.num_local_experts, per_group = count / c.n_group;
+    const Vec logits = matmul(h, w(p + "mlp.gate.weight"), n, hidden, count);
+    const Vec& bias = w(p + "mlp.gate.e_score_correction_bias");
+    Vec out = mlp(h, p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts, n);
+    for (int i = 0; i < n; ++i) {
+      Vec score(count), choice(count);
+      for (int e = 0; e < count; ++e) {
+        score[e] = 1 / (1 + std::exp(-logits[i * count + e]));
+        choice[e] = score[e] + bias[e];
+      }
+      std::vector<std::pair<double, int>> groups;
+      for (int g = 0; g < c.n_group; ++g) {
+        Vec m(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
+        std::sort(m.rbegin(), m.rend());
+        groups.push_back({-(m[0] + m[1]), g});
+      }
+      std::stable_sort(groups.begin(), groups.end(),
+                       [](const auto& u, const auto& v) { return u.first < v.first; });
+      std::vector<std::pair<double, int>> candidates;
+      for (int s = 0; s < c.topk_group; ++s)
+        for (int e = 0; e < per_group; ++e) {
+          const int id = groups[s].second * per_group + e;
+          candidates.push_back({-choice[id], id});
+        }
+      std::sort(candidates.begin(), candidates.end());
+      std::vector<int> ids;
+      double total = 0;
+      for (int s = 0; s < c.num_experts_per_tok; ++s) {
+        ids.push_back(candidates[s].second);
+        total += score[candidates[s].second];
+      }
+      if (chosen) chosen->push_back(ids);
+      const Vec row(h.begin() + i * hidden, h.begin() + (i + 1) * hidden);
+      for (int id : ids) {
+        double weight = c.norm_topk_prob ? score[id] / (total + 1e-20) : score[id];
+        weight *= c.routed_scaling_factor;
+        const Vec y = mlp(row, p + "mlp.experts." + std::to_string(id) + ".", c.moe_intermediate_size, 1);
+        for (int d = 0; d < hidden; ++d) out[i * hidden + d] += weight * y[d];
+      }
+    }
+    x = add(x, out);
+  }
+  Vec h = rmsnorm(x, w("model.norm.weight"), n, hidden, c.rms_norm_eps);
+  return matmul(h, w(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"), n,
+                hidden, c.vocab_size);
+}
+
 // Any supported family, whole sequence at positions 0, 1, ..., written from the Hugging Face
 // modeling files: modeling_llama/mistral/qwen2/qwen3/gemma/gemma2/gpt2/mixtral/qwen3_moe/
 // olmo2.py, and Gemma 3n's KV sharing. Sliding layers and shared layers are worked out here from the config's
@@ -136,6 +252,8 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
     return matmul(h, w(config.tie_word_embeddings ? "transformer.wte.weight" : "lm_head.weight"), n,
                   hidden, config.vocab_size);
   }
+
+  if (type == "deepseek_v3") return deepseek_logits(config, weights, tokens, experts);
 
   Vec x = embed(w("model.embed_tokens.weight"), tokens, hidden);
   if (gemma)
