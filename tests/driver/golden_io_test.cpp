@@ -87,6 +87,19 @@ TEST(WriteFileAtomically, KeepsTheFileMode) {
   EXPECT_EQ(read_file(path), "newer\n");
 }
 
+// A new file (a pending golden, a report) gets the mode open() would give it, 0666 less the
+// umask, not the 0600 of the temporary file it is written through.
+TEST(WriteFileAtomically, ANewFileGetsTheUmasksMode) {
+  TempDir dir;
+  for (const mode_t mask : {mode_t{022}, mode_t{077}, mode_t{002}}) {
+    const mode_t saved = ::umask(mask);
+    const std::string path = dir.file("new-" + std::to_string(mask) + ".md");
+    write_file_atomically(path, "text\n");
+    ::umask(saved);
+    EXPECT_EQ(mode_of(path), 0666u & ~static_cast<unsigned>(mask)) << "umask " << mask;
+  }
+}
+
 TEST(WriteFileAtomically, LeavesNoTemporaryFiles) {
   TempDir dir;
   const std::string path = dir.file("golden.md");
