@@ -227,6 +227,11 @@ class PluginMain : public Plugin {
     return r;
   }
   test::TempDir dir_;
+  // The command line reads these; the tests must not depend on the environment they run in
+  // (CI sets CI, which refuses --regenerate).
+  test::ScopedEnv ci_{"CI", nullptr};
+  test::ScopedEnv regenerate_{"REGENERATE", nullptr};
+  test::ScopedEnv force_{"PINMARK_FORCE", nullptr};
 };
 
 TEST_F(PluginMain, RunsTheCommandLineWithTheRegisteredTargets) {
