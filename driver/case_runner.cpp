@@ -14,6 +14,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/kernel_case.h"
+#include "runtime/model.h"
 #include "runtime/weights.h"
 
 namespace pinmark {
@@ -248,6 +249,13 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   result.layers = spec.model.num_hidden_layers;
   const std::vector<int> sources = kv_source_layers(spec.model);
   for (int l = 0; l < result.layers; ++l) result.kv_layers_stored += sources[l] == l;
+  // MLA caches a latent instead of keys and values: the case says how much it holds.
+  if (spec.model.kv_lora_rank > 0) {
+    const ModelConfig c = with_defaults(spec.model);
+    result.kv_cache_latent = KVCache<double>(c, 1).values_per_token();
+    result.kv_cache_expanded = int64_t{result.kv_layers_stored} * c.num_attention_heads *
+                               (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim);
+  }
   if (!all_finite(flatten_logits(oracle.outputs))) {
     result.unpinnable.push_back(
         "the fp64 oracle's logits hold NaN or infinity: nothing can be judged against them");

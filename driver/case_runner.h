@@ -71,6 +71,9 @@ struct CaseResult {
   std::vector<TapRecord> dumps;  // the selected taps of the oracle's first call of sequence 0
   int layers = 0;                // decoder layers, and how many of them store keys and values
   int kv_layers_stored = 0;
+  // MLA: values the KV cache holds per token over all layers (the latent and the rotated key),
+  // and what keys and values expanded per head would take; 0 otherwise.
+  int64_t kv_cache_latent = 0, kv_cache_expanded = 0;
 
   // Kernel cases.
   Tensor<double> kernel_output;

@@ -69,8 +69,8 @@ constexpr const char* kRunUsage =
     "'?' line). On a terminal, a run over a second shows its progress on stderr, erased at the\n"
     "end; not when TERM is dumb or CI is set.\n"
     "\n"
-    "Exit status: 0 when every case matches, 1 when a case differs or a file is invalid, 2 for a\n"
-    "usage or I/O error.\n";
+    "Exit status: 0 when every case matches, 1 when a case differs, a file is invalid or\n"
+    "--filter selects no case, 2 for a usage or I/O error.\n";
 
 constexpr const char* kListUsage =
     "usage: pinmark list [PATH...] [--filter GLOB]\n"

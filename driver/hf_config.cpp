@@ -426,9 +426,19 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
       // models whose other parts pinmark does not implement, so it is pinmark's own key here.
       if (auto n = r.block.integer(key, value, 0, INT_MAX, r.problems, "pinmark.kv_shared_layers"))
         c.num_kv_shared_layers = *n;
+    } else if (key == "mla_absorb") {
+      // DeepSeek's MLA computed in the latent space (runtime/model_config.h says how).
+      if (!value.is_boolean())
+        r.problems.push_back(r.block.problem_at(
+            key, "pinmark.mla_absorb must be true or false, got " + show(value)));
+      else if (c.model_type != "deepseek_v3")
+        r.problems.push_back(r.block.problem_at(
+            key, "pinmark.mla_absorb applies to deepseek_v3 (MLA) only, not " + c.model_type));
+      else
+        c.mla_absorb = value.get<bool>();
     } else {
       r.problems.push_back(r.block.problem_at(
-          key, "unknown pinmark key '" + key + "' (known: seed, kv_shared_layers)"));
+          key, "unknown pinmark key '" + key + "' (known: seed, kv_shared_layers, mla_absorb)"));
     }
   }
 }

@@ -83,6 +83,10 @@ std::string render_logits(const CaseResult& r) {
   if (r.kv_layers_stored < r.layers)
     intro += " The KV cache stores keys and values for " + std::to_string(r.kv_layers_stored) +
              " of the " + std::to_string(r.layers) + " layers; the others reuse them.";
+  if (r.kv_cache_latent > 0)
+    intro += " The KV cache holds " + std::to_string(r.kv_cache_latent) +
+             " values per token over all layers (the latent and the rotated key); keys and "
+             "values expanded per head would take " + std::to_string(r.kv_cache_expanded) + ".";
   return "### Logits\n\n" + intro + "\n\n" + fenced(body);
 }
 

@@ -300,6 +300,16 @@ void Model<T>::load_deepseek(const Weights& weights) {
     if (c.attention_bias) l.kv_a_bias = load<T>(weights, a + "kv_a_proj_with_mqa.bias", {rank + rope});
     l.kv_a_norm = load<T>(weights, a + "kv_a_layernorm.weight", {rank});
     l.kv_b = load<T>(weights, a + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), rank});
+    if (c.mla_absorb) {
+      // Each head's key rows of kv_b, W_UK_h [nope, rank], transposed to [rank, nope]: the
+      // Linear layout of the map q_nope -> q_nope W_UK_h.
+      const int64_t nope = c.qk_nope_head_dim, stride = nope + c.v_head_dim;
+      l.kv_b_key_t.resize(heads * rank * nope);
+      for (int64_t hh = 0; hh < heads; ++hh)
+        for (int64_t d = 0; d < nope; ++d)
+          for (int64_t r = 0; r < rank; ++r)
+            l.kv_b_key_t[(hh * rank + r) * nope + d] = l.kv_b[(hh * stride + d) * rank + r];
+    }
     l.o = load<T>(weights, a + "o_proj.weight", {hidden, heads * c.v_head_dim});
     if (c.attention_bias) l.o_bias = load<T>(weights, a + "o_proj.bias", {hidden});
     l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
@@ -398,6 +408,57 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
               cached + int64_t{p0 + i} * row + rank);
   }
 
+  // qk^-0.5, and for yarn with mscale_all_dim the square of its mscale as well
+  // (DeepseekV3Attention's scaling).
+  double scale = 1.0 / std::sqrt(static_cast<double>(qk));
+  if (c.rope_type == "yarn" && c.rope_mscale_all_dim > 0 && c.rope_factor > 1) {
+    const double m = 0.1 * c.rope_mscale_all_dim * std::log(c.rope_factor) + 1.0;
+    scale *= m * m;
+  }
+
+  if (c.mla_absorb) {
+    // Each head's query in latent space: [q_nope W_UK_h, q_rope] against the cached rows
+    // [latent, k_rot] as one shared key head; the weighted latents then through W_UV_h.
+    const int wide = rank + rope;
+    std::vector<T> qa(int64_t{n} * heads * wide), part(int64_t{n} * nope), proj(int64_t{n} * rank);
+    for (int hh = 0; hh < heads; ++hh) {
+      for (int i = 0; i < n; ++i)
+        std::copy(q.begin() + (int64_t{i} * heads + hh) * qk,
+                  q.begin() + (int64_t{i} * heads + hh) * qk + nope, part.begin() + int64_t{i} * nope);
+      backend_.matmul(part.data(), L.kv_b_key_t.data() + int64_t{hh} * rank * nope, n, nope, rank,
+                      proj.data());
+      for (int i = 0; i < n; ++i) {
+        T* row = qa.data() + (int64_t{i} * heads + hh) * wide;
+        std::copy(proj.begin() + int64_t{i} * rank, proj.begin() + int64_t{i + 1} * rank, row);
+        std::copy(q.begin() + (int64_t{i} * heads + hh) * qk + nope,
+                  q.begin() + (int64_t{i} * heads + hh + 1) * qk, row + rank);
+      }
+    }
+    std::vector<T> lat(int64_t{kv_len} * rank);
+    for (int j = 0; j < kv_len; ++j)
+      std::copy(cached + int64_t{j} * row, cached + int64_t{j} * row + rank,
+                lat.begin() + int64_t{j} * rank);
+    std::vector<T> scores(int64_t{heads} * n * kv_len), mixed(int64_t{n} * heads * rank);
+    backend_.attention_scores(qa.data(), cached, positions, n, kv_len, heads, 1, wide, scale,
+                              scores.data());
+    backend_.softmax(scores.data(), heads * n, kv_len);
+    emit(p + "scores", {heads, n, kv_len}, scores.data());
+    backend_.attention_values(scores.data(), lat.data(), n, kv_len, heads, 1, rank, mixed.data());
+    std::vector<T> att(int64_t{n} * heads * vd), head_in(int64_t{n} * rank), head_out(int64_t{n} * vd);
+    for (int hh = 0; hh < heads; ++hh) {
+      for (int i = 0; i < n; ++i)
+        std::copy(mixed.begin() + (int64_t{i} * heads + hh) * rank,
+                  mixed.begin() + (int64_t{i} * heads + hh + 1) * rank, head_in.begin() + int64_t{i} * rank);
+      backend_.matmul(head_in.data(), L.kv_b.data() + (int64_t{hh} * (nope + vd) + nope) * rank, n,
+                      rank, vd, head_out.data());
+      for (int i = 0; i < n; ++i)
+        std::copy(head_out.begin() + int64_t{i} * vd, head_out.begin() + int64_t{i + 1} * vd,
+                  att.begin() + (int64_t{i} * heads + hh) * vd);
+    }
+    linear(att.data(), L.o, L.o_bias, n, heads * vd, hidden, out);
+    return;
+  }
+
   // Keys [kv_len, heads, qk] and values [kv_len, heads, vd] of every cached position.
   std::vector<T> lat_all(int64_t{kv_len} * rank), kv(int64_t{kv_len} * heads * (nope + vd));
   for (int j = 0; j < kv_len; ++j)
@@ -415,14 +476,6 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
     }
   emit(p + "k", {n, heads, qk}, keys.data() + int64_t{p0} * heads * qk);
   emit(p + "v", {n, heads, vd}, values.data() + int64_t{p0} * heads * vd);
-
-  // qk^-0.5, and for yarn with mscale_all_dim the square of its mscale as well
-  // (DeepseekV3Attention's scaling).
-  double scale = 1.0 / std::sqrt(static_cast<double>(qk));
-  if (c.rope_type == "yarn" && c.rope_mscale_all_dim > 0 && c.rope_factor > 1) {
-    const double m = 0.1 * c.rope_mscale_all_dim * std::log(c.rope_factor) + 1.0;
-    scale *= m * m;
-  }
   std::vector<T> scores(int64_t{heads} * n * kv_len), att(int64_t{n} * heads * vd);
   backend_.attention_scores(q.data(), keys.data(), positions, n, kv_len, heads, heads, qk, scale,
                             scores.data());

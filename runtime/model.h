@@ -108,6 +108,7 @@ class Model {
     // DeepSeek-V3's MLA (q_a, q_a_norm, q_b, or q above without a q rank; kv_a with the rotary
     // key's rows last, kv_a_norm, kv_b) and MoE (score_correction, the shared experts).
     std::vector<T> q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
+    std::vector<T> kv_b_key_t;  // pinmark.mla_absorb: per head, W_UK_h^T [rank, nope]
     std::vector<T> score_correction;
     Expert shared;
     std::vector<Expert> experts;

@@ -197,6 +197,8 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                      std::to_string(value)});
     if (c.q_lora_rank < 0)
       problems.push_back({"q_lora_rank", "q_lora_rank must be positive or null"});
+    if (c.mla_absorb && c.kv_lora_rank <= 0)
+      problems.push_back({"mla_absorb", "pinmark.mla_absorb needs MLA (kv_lora_rank)"});
     if (c.qk_rope_head_dim % 2 != 0)
       problems.push_back({"qk_rope_head_dim", "qk_rope_head_dim must be even (rotary pairs), got " +
                                                   std::to_string(c.qk_rope_head_dim)});

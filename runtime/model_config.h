@@ -69,6 +69,12 @@ struct ModelConfig {
   int qk_rope_head_dim = 0;
   int v_head_dim = 0;
   bool rope_interleave = false;
+  // pinmark.mla_absorb: compute MLA in the latent space, as inference engines do (DeepSeek-V2,
+  // section 2.1.2): kv_b's key half folded into each head's query, attention over the cached
+  // latent itself (one shared "KV head" of kv_lora_rank + qk_rope_head_dim values), and its
+  // value half applied after the weighted sum. The same function as the expansion, other
+  // roundings; transformers computes the expansion.
+  bool mla_absorb = false;
   // DeepSeek MoE: sigmoid router scores plus a per-expert correction bias choose the experts,
   // within the topk_group best of n_group groups (a group's score: its two best experts);
   // weights are the chosen sigmoid scores (renormalised when norm_topk_prob) times

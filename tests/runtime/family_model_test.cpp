@@ -112,6 +112,9 @@ std::vector<std::pair<std::string, ModelConfig>> families() {
   deepseek_plain.n_group = 1;
   deepseek_plain.topk_group = 1;
   out.push_back({"deepseek_v3 q_proj, half-split rope, unnormalised", deepseek_plain});
+  ModelConfig deepseek_absorbed = deepseek;
+  deepseek_absorbed.mla_absorb = true;
+  out.push_back({"deepseek_v3 MLA computed in the latent space", deepseek_absorbed});
   ModelConfig gpt_oss = base("gpt_oss");
   gpt_oss.head_dim = 0;
   gpt_oss.num_local_experts = 4;
