@@ -1,4 +1,5 @@
 #include "driver/export.h"
+#include "driver/hf_config.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -164,20 +165,6 @@ class RecordingBackend : public Backend<double> {
   std::unique_ptr<Backend<double>> cpu_;
 };
 
-// The Hugging Face class of each model_type (what "architectures" names).
-std::string architecture_of(const std::string& model_type) {
-  static const std::map<std::string, std::string> classes = {
-      {"llama", "LlamaForCausalLM"},         {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},         {"qwen3", "Qwen3ForCausalLM"},
-      {"gemma", "GemmaForCausalLM"},         {"gemma2", "Gemma2ForCausalLM"},
-      {"gpt2", "GPT2LMHeadModel"},           {"mixtral", "MixtralForCausalLM"},
-      {"qwen3_moe", "Qwen3MoeForCausalLM"},  {"olmo2", "Olmo2ForCausalLM"},
-      {"phi3", "Phi3ForCausalLM"},           {"gemma3_text", "Gemma3ForCausalLM"},
-      {"gpt_oss", "GptOssForCausalLM"}};
-  auto it = classes.find(model_type);
-  return it == classes.end() ? "" : it->second;
-}
-
 const Section* section_named(const Case& c, const std::string& name) {
   for (const Section& s : c.sections)
     if (s.name == name) return &s;
@@ -199,7 +186,7 @@ std::string synthetic_config_json(const Case& c, const CaseSpec& spec) {
   nlohmann::ordered_json value = nlohmann::ordered_json::parse(config->blocks.at(0).literal);
   value.erase("pinmark");
   if (!value.contains("model_type")) value["model_type"] = spec.model.model_type;
-  const std::string architecture = architecture_of(spec.model.model_type);
+  const std::string architecture = causal_lm_class(spec.model.model_type);
   if (!value.contains("architectures") && !architecture.empty())
     value["architectures"] = {architecture};
   if (spec.model.num_kv_shared_layers > 0)

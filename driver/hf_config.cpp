@@ -773,6 +773,11 @@ void resolve_qwen_window(const JsonBlock& block, ModelConfig& c,
 
 }  // namespace
 
+std::string causal_lm_class(const std::string& model_type) {
+  auto it = architecture_of().find(model_type);
+  return it == architecture_of().end() ? "" : it->second;
+}
+
 std::vector<std::string> unread_config_keys(const nlohmann::json& config) {
   std::vector<std::string> out;
   if (!config.is_object()) return out;

@@ -21,4 +21,8 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
 // configuration class has, ...). Empty for a model_type pinmark does not implement.
 std::vector<std::string> unread_config_keys(const nlohmann::json& config);
 
+// The Hugging Face class a config.json of this model_type names in "architectures"
+// ("LlamaForCausalLM"); "" for a model_type pinmark does not implement.
+std::string causal_lm_class(const std::string& model_type);
+
 }  // namespace pinmark

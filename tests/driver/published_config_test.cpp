@@ -375,3 +375,18 @@ TEST(PublishedConfig, GemmaTwoSlidingWindowSizeIsListedAsIgnored) {
 
 }  // namespace
 }  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// One table of Hugging Face classes serves the config reader and `pinmark export`: every
+// implemented family has its class.
+TEST(PublishedConfig, EveryImplementedFamilyHasItsCausalLmClass) {
+  for (const std::string& type : known_model_types())
+    EXPECT_FALSE(causal_lm_class(type).empty()) << type;
+  EXPECT_EQ(causal_lm_class("deepseek_v3"), "DeepseekV3ForCausalLM");
+  EXPECT_EQ(causal_lm_class("falcon"), "");
+}
+
+}  // namespace
+}  // namespace pinmark
