@@ -15,81 +15,84 @@
 
 namespace pinmark {
 
-CpuForwardingBackend::CpuForwardingBackend() : cpu_(make_cpu_backend<float>()) {}
-CpuForwardingBackend::~CpuForwardingBackend() = default;
+ForwardingBackend::ForwardingBackend(std::unique_ptr<Backend<float>> inner)
+    : inner_(std::move(inner)) {}
+ForwardingBackend::~ForwardingBackend() = default;
 
-void CpuForwardingBackend::embed(const float* table, const int* tokens, int n, int dim,
+CpuForwardingBackend::CpuForwardingBackend() : ForwardingBackend(make_cpu_backend<float>()) {}
+
+void ForwardingBackend::embed(const float* table, const int* tokens, int n, int dim,
                                  float* out) {
-  cpu_->embed(table, tokens, n, dim, out);
+  inner_->embed(table, tokens, n, dim, out);
 }
-void CpuForwardingBackend::matmul(const float* x, const float* w, int n, int k, int m, float* y) {
-  cpu_->matmul(x, w, n, k, m, y);
+void ForwardingBackend::matmul(const float* x, const float* w, int n, int k, int m, float* y) {
+  inner_->matmul(x, w, n, k, m, y);
 }
-void CpuForwardingBackend::rmsnorm(const float* x, const float* w, int n, int dim, double eps,
+void ForwardingBackend::rmsnorm(const float* x, const float* w, int n, int dim, double eps,
                                    float* y) {
-  cpu_->rmsnorm(x, w, n, dim, eps, y);
+  inner_->rmsnorm(x, w, n, dim, eps, y);
 }
-void CpuForwardingBackend::rope(float* x, const int* positions, int n, int heads, int head_dim,
+void ForwardingBackend::rope(float* x, const int* positions, int n, int heads, int head_dim,
                                 double theta) {
-  cpu_->rope(x, positions, n, heads, head_dim, theta);
+  inner_->rope(x, positions, n, heads, head_dim, theta);
 }
-void CpuForwardingBackend::attention_scores(const float* q, const float* k, const int* positions,
+void ForwardingBackend::attention_scores(const float* q, const float* k, const int* positions,
                                             int n, int kv_len, int heads, int kv_heads,
                                             int head_dim, double scale, float* scores) {
-  cpu_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
+  inner_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
 }
-void CpuForwardingBackend::softmax(float* x, int rows, int len) { cpu_->softmax(x, rows, len); }
-void CpuForwardingBackend::attention_values(const float* probs, const float* v, int n,
+void ForwardingBackend::softmax(float* x, int rows, int len) { inner_->softmax(x, rows, len); }
+void ForwardingBackend::attention_values(const float* probs, const float* v, int n,
                                             int kv_len, int heads, int kv_heads, int head_dim,
                                             float* out) {
-  cpu_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
+  inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
 }
-void CpuForwardingBackend::swiglu(const float* gate, const float* up, int64_t n, float* out) {
-  cpu_->swiglu(gate, up, n, out);
+void ForwardingBackend::swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  inner_->swiglu(gate, up, n, out);
 }
 
-void CpuForwardingBackend::clamped_swiglu(const float* gate, const float* up, int64_t n,
+void ForwardingBackend::clamped_swiglu(const float* gate, const float* up, int64_t n,
                                           double alpha, double limit, float* out) {
-  cpu_->clamped_swiglu(gate, up, n, alpha, limit, out);
+  inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
 }
-void CpuForwardingBackend::add(float* y, const float* x, int64_t n) { cpu_->add(y, x, n); }
-void CpuForwardingBackend::matmul_bias(const float* x, const float* w, const float* b, int n,
+void ForwardingBackend::add(float* y, const float* x, int64_t n) { inner_->add(y, x, n); }
+void ForwardingBackend::matmul_bias(const float* x, const float* w, const float* b, int n,
                                        int k, int m, float* y) {
-  cpu_->matmul_bias(x, w, b, n, k, m, y);
+  inner_->matmul_bias(x, w, b, n, k, m, y);
 }
-void CpuForwardingBackend::rmsnorm_plus_one(const float* x, const float* w, int n, int dim,
+void ForwardingBackend::rmsnorm_plus_one(const float* x, const float* w, int n, int dim,
                                             double eps, float* y) {
-  cpu_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+  inner_->rmsnorm_plus_one(x, w, n, dim, eps, y);
 }
-void CpuForwardingBackend::layernorm(const float* x, const float* w, const float* b, int n,
+void ForwardingBackend::layernorm(const float* x, const float* w, const float* b, int n,
                                      int dim, double eps, float* y) {
-  cpu_->layernorm(x, w, b, n, dim, eps, y);
+  inner_->layernorm(x, w, b, n, dim, eps, y);
 }
-void CpuForwardingBackend::rope_freqs(float* x, const int* positions, int n, int heads,
+void ForwardingBackend::rope_freqs(float* x, const int* positions, int n, int heads,
                                       int head_dim, const double* inv_freq,
                                       double attention_scaling) {
-  cpu_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
+  inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
 }
-void CpuForwardingBackend::score_mod(float* scores, const int* positions, int n, int kv_len,
+void ForwardingBackend::score_mod(float* scores, const int* positions, int n, int kv_len,
                                      int heads, double softcap, int window) {
-  cpu_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
+  inner_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
 }
-void CpuForwardingBackend::softcap(float* x, int64_t n, double cap) { cpu_->softcap(x, n, cap); }
-void CpuForwardingBackend::scale(float* x, int64_t n, double scale) { cpu_->scale(x, n, scale); }
-void CpuForwardingBackend::gelu(const float* x, int64_t n, bool tanh, float* out) {
-  cpu_->gelu(x, n, tanh, out);
+void ForwardingBackend::softcap(float* x, int64_t n, double cap) { inner_->softcap(x, n, cap); }
+void ForwardingBackend::scale(float* x, int64_t n, double scale) { inner_->scale(x, n, scale); }
+void ForwardingBackend::gelu(const float* x, int64_t n, bool tanh, float* out) {
+  inner_->gelu(x, n, tanh, out);
 }
-void CpuForwardingBackend::geglu(const float* gate, const float* up, int64_t n, bool tanh,
+void ForwardingBackend::geglu(const float* gate, const float* up, int64_t n, bool tanh,
                                  float* out) {
-  cpu_->geglu(gate, up, n, tanh, out);
+  inner_->geglu(gate, up, n, tanh, out);
 }
-void CpuForwardingBackend::moe_route(const float* logits, int n, int experts, int top_k,
+void ForwardingBackend::moe_route(const float* logits, int n, int experts, int top_k,
                                      float* probs, int* ids, float* weights) {
-  cpu_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+  inner_->moe_route(logits, n, experts, top_k, probs, ids, weights);
 }
-void CpuForwardingBackend::moe_combine(float* y, const float* x, const int* rows,
+void ForwardingBackend::moe_combine(float* y, const float* x, const int* rows,
                                        const float* weights, int m, int dim) {
-  cpu_->moe_combine(y, x, rows, weights, m, dim);
+  inner_->moe_combine(y, x, rows, weights, m, dim);
 }
 
 namespace {

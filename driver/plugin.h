@@ -33,13 +33,12 @@
 
 namespace pinmark {
 
-// A Backend<float> that hands every op to pinmark's CPU fp32 backend (the kernels of the
-// built-in "cpu fp32" target, bit for bit). Override the ops you implement; call cpu() to reach
-// pinmark's kernels from yours (for a fallback on shapes you do not handle).
-class CpuForwardingBackend : public Backend<float> {
+// A Backend<float> that hands every op to another backend, `inner`. Derive from it to replace
+// some ops and keep the rest (pinmark's own tests of broken kernels do).
+class ForwardingBackend : public Backend<float> {
  public:
-  CpuForwardingBackend();
-  ~CpuForwardingBackend() override;
+  explicit ForwardingBackend(std::unique_ptr<Backend<float>> inner);
+  ~ForwardingBackend() override;
 
   void embed(const float* table, const int* tokens, int n, int dim, float* out) override;
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override;
@@ -75,10 +74,21 @@ class CpuForwardingBackend : public Backend<float> {
                    int dim) override;
 
  protected:
-  Backend<float>& cpu() { return *cpu_; }
+  Backend<float>& inner() { return *inner_; }
 
  private:
-  std::unique_ptr<Backend<float>> cpu_;
+  std::unique_ptr<Backend<float>> inner_;
+};
+
+// A ForwardingBackend over pinmark's CPU fp32 backend (the kernels of the built-in "cpu fp32"
+// target, bit for bit). Override the ops you implement; call cpu() to reach pinmark's kernels
+// from yours (for a fallback on shapes you do not handle).
+class CpuForwardingBackend : public ForwardingBackend {
+ public:
+  CpuForwardingBackend();
+
+ protected:
+  Backend<float>& cpu() { return inner(); }
 };
 
 // Makes a fresh backend for one run of one case (pinmark calls it once per target row). It

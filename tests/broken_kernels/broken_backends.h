@@ -7,54 +7,16 @@
 
 #include <memory>
 
+#include "driver/plugin.h"
 #include "runtime/backend.h"
 
 namespace pinmark::broken {
 
 // Forwards every call to `inner` (the fp32 CPU reference unless given another).
-class DelegatingBackend : public Backend<float> {
+class DelegatingBackend : public ForwardingBackend {
  public:
   DelegatingBackend();
   explicit DelegatingBackend(std::unique_ptr<Backend<float>> inner);
-
-  void embed(const float* table, const int* tokens, int n, int dim, float* out) override;
-  void matmul(const float* x, const float* w, int n, int k, int m, float* y) override;
-  void rmsnorm(const float* x, const float* w, int n, int dim, double eps, float* y) override;
-  void rope(float* x, const int* positions, int n, int heads, int head_dim, double theta) override;
-  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
-                        int heads, int kv_heads, int head_dim, double scale,
-                        float* scores) override;
-  void softmax(float* x, int rows, int len) override;
-  void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
-                        int kv_heads, int head_dim, float* out) override;
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
-  void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
-                      float* out) override;
-  void add(float* y, const float* x, int64_t n) override;
-  void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
-                   float* y) override;
-  void rmsnorm_plus_one(const float* x, const float* w, int n, int dim, double eps,
-                        float* y) override;
-  void layernorm(const float* x, const float* w, const float* b, int n, int dim, double eps,
-                 float* y) override;
-  void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
-                  const double* inv_freq, double attention_scaling) override;
-  void score_mod(float* scores, const int* positions, int n, int kv_len, int heads,
-                 double softcap, int window) override;
-  void softcap(float* x, int64_t n, double cap) override;
-  void scale(float* x, int64_t n, double scale) override;
-  void gelu(const float* x, int64_t n, bool tanh, float* out) override;
-  void geglu(const float* gate, const float* up, int64_t n, bool tanh, float* out) override;
-  void moe_route(const float* logits, int n, int experts, int top_k, float* probs, int* ids,
-                 float* weights) override;
-  void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,
-                   int dim) override;
-
- protected:
-  Backend<float>& inner() { return *inner_; }
-
- private:
-  std::unique_ptr<Backend<float>> inner_;
 };
 
 // Rotates adjacent pairs (2j, 2j+1), the GPT-J / Meta-checkpoint layout, on weights laid out
