@@ -21,10 +21,13 @@
 #include "driver/render.h"
 #include "driver/verdict.h"
 #include "runtime/model_config.h"
+#include "tests/driver/spec_support.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {
 namespace {
+
+using test::problems_of;
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
@@ -110,12 +113,6 @@ ordered_json shrunk(ordered_json c) {
 std::string case_of(const ordered_json& config) {
   return "# Corpus\n\n## The published config\n\n### Config\n\n```json\n" + config.dump(2) +
          "\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[1, 5, 9]], \"decode\": 1}\n```\n";
-}
-
-std::string problems_of(const CaseSpec& spec) {
-  std::string out;
-  for (const CaseProblem& p : spec.problems) out += problem_line(p) + "\n";
-  return out;
 }
 
 TEST(ConfigCorpus, HoldsAtLeastFortyPublishedConfigsEachWithItsSource) {

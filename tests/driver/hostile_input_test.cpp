@@ -14,10 +14,14 @@
 #include "driver/case_file.h"
 #include "driver/case_spec.h"
 #include "driver/render.h"
+#include "tests/driver/spec_support.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {
 namespace {
+
+using test::problems_of;
+using test::spec_of;
 
 namespace fs = std::filesystem;
 using test::contains;
@@ -25,18 +29,6 @@ using test::TempDir;
 
 std::string fixture(const std::string& name) {
   return test::read_file(std::string(PINMARK_SOURCE_DIR) + "/tests/driver/fixtures/hostile/" + name);
-}
-
-CaseSpec spec_of(const std::string& markdown, const std::string& case_file = "") {
-  CaseFile file = parse_case_file(markdown);
-  EXPECT_TRUE(file.problems.empty());
-  return read_case_spec(file.cases.at(0), case_file);
-}
-
-std::string problems_of(const CaseSpec& spec) {
-  std::string out;
-  for (const CaseProblem& p : spec.problems) out += problem_line(p) + "\n";
-  return out;
 }
 
 std::string model_case(const std::string& config, const std::string& inputs) {

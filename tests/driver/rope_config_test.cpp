@@ -7,10 +7,13 @@
 #include "driver/case_file.h"
 #include "driver/case_spec.h"
 #include "driver/render.h"
+#include "tests/driver/spec_support.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {
 namespace {
+
+using test::problems_of;
 
 using test::contains;
 
@@ -27,17 +30,7 @@ std::string llama_case(const std::string& rope, const std::string& extra = "") {
          "\n}\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17]], \"decode\": 1}\n```\n";
 }
 
-CaseSpec read(const std::string& markdown) {
-  CaseFile file = parse_case_file(markdown);
-  EXPECT_TRUE(file.problems.empty());
-  return read_case_spec(file.cases.at(0));
-}
-
-std::string problems_of(const CaseSpec& spec) {
-  std::string out;
-  for (const CaseProblem& p : spec.problems) out += problem_line(p) + "\n";
-  return out;
-}
+CaseSpec read(const std::string& markdown) { return test::spec_of(markdown); }
 
 TEST(RopeConfig, YarnReadsEveryKeyTransformersReads) {
   const CaseSpec spec = read(llama_case(
