@@ -108,6 +108,15 @@ KeyHandler optional_number_key(double ModelConfig::*field) {
       r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
   };
 }
+// A key whose value the model does not use (another key decides), still checked to be an
+// integer or null so that a malformed config is refused as transformers would refuse it.
+KeyHandler unused_integer_key() {
+  return [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+    int ignored = 0;
+    if (!v.is_null()) r.integer(k, v, ignored);
+  };
+}
+
 KeyHandler only_key(json supported) {
   return [supported](Reader& r, const std::string& k, const json& v, ModelConfig&) {
     r.only(k, v, supported);
@@ -563,10 +572,7 @@ KeyTable config_keys(const std::string& type) {
     keys["first_k_dense_replace"] = integer_key(&ModelConfig::first_k_dense_replace);
     keys["pretraining_tp"] = only_key(1);
     // DeepseekV3Config derives head_dim (the rotary width) and qk_head_dim from the others.
-    keys["head_dim"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
-      int ignored = 0;
-      if (!v.is_null()) r.integer(k, v, ignored);
-    };
+    keys["head_dim"] = unused_integer_key();
     keys["qk_head_dim"] = keys["head_dim"];
   } else if (type == "gpt_oss") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
@@ -601,11 +607,7 @@ KeyTable config_keys(const std::string& type) {
     };
     keys["rope_scaling"] = phi3_rope;
     keys["rope_parameters"] = phi3_rope;
-    keys["original_max_position_embeddings"] = [](Reader& r, const std::string& k,
-                                                  const json& v, ModelConfig&) {
-      int ignored = 0;
-      if (!v.is_null()) r.integer(k, v, ignored);
-    };
+    keys["original_max_position_embeddings"] = unused_integer_key();
   } else if (type == "olmo2") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
   } else if (type == "qwen3_moe") {
@@ -622,10 +624,7 @@ KeyTable config_keys(const std::string& type) {
     // Qwen3MoeConfig keeps sliding_window only when use_sliding_window is true, and pinmark
     // implements Qwen3-MoE's full attention alone; with it off the window is read for nothing.
     keys["use_sliding_window"] = only_key(false);
-    keys["sliding_window"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
-      int ignored = 0;
-      if (!v.is_null()) r.integer(k, v, ignored);
-    };
+    keys["sliding_window"] = unused_integer_key();
   } else if (type == "qwen2" || type == "qwen3") {
     // Resolved into layer_types and sliding_window after all keys are read.
     keys["use_sliding_window"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
