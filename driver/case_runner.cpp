@@ -284,7 +284,9 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     row.target = target;
     row.label = target.name();
     row.tolerance = tolerance_for(spec.targets, target, work);
-    std::unique_ptr<Backend<float>> backend = backends(target);
+    // An engine's target runs outside the runtime (driver/engine_run.h), or not at all here.
+    std::unique_ptr<Backend<float>> backend =
+        engine_target_of(spec.targets, target) ? nullptr : backends(target);
     if (!backend) {
       result.numerics.push_back(row);
       continue;
@@ -313,58 +315,11 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     }
     if (!same_bits(alone, logits)) row.nondeterministic.push_back("batch");
 
-    ErrorMetrics m = compare(flatten_logits(oracle.outputs), logits);
-    row.rel_l2 = m.rel_l2;
-    row.max_abs = m.max_abs;
-    bool top1_ok = true;
-    std::string first_flip;
-    for (size_t s = 0; s < oracle.outputs.size(); ++s) {
-      for (size_t p = 0; p < oracle.outputs[s].logits.size(); ++p) {
-        const auto& expected = oracle.outputs[s].logits[p];
-        const auto& actual = run.outputs[s].logits[p];
-        ++row.top1_total;
-        row.kl += kl_divergence(expected, actual);
-        if (argmax(expected) == argmax(actual)) {
-          ++row.top1_agree;
-        } else if (near_tie(expected, argmax(expected), argmax(actual), row.tolerance)) {
-          ++row.near_ties;
-        } else if (top1_ok) {
-          top1_ok = false;
-          first_flip = "top-1 of sequence " + std::to_string(s) + ", position " + std::to_string(p);
-        }
-      }
-    }
-    if (row.top1_total) row.kl /= row.top1_total;
-    // Expert ids are a decision, not a value: judged like top-1, against the router's
-    // probabilities (the tap before them). The target was fed the oracle's choice after it,
-    // so a wrong choice shows here and nowhere downstream: it fails the row by itself.
-    std::vector<bool> routing_diverged(oracle.taps.size(), false);
-    bool routing_ok = true;
-    for (size_t i = 1; i < oracle.taps.size() && i < run.taps.size(); ++i) {
-      if (!is_experts_tap(oracle.taps[i].name)) continue;
-      const double depth = tap_depth(oracle.taps[i].name, spec.model.num_hidden_layers);
-      const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
-      routing_diverged[i] =
-          !routing_within(oracle.taps[i - 1], oracle.taps[i], run.taps[i], bound, row.near_ties);
-      routing_ok = routing_ok && !routing_diverged[i];
-    }
-    for (size_t i = 0; i < oracle.taps.size() && i < run.taps.size(); ++i) {
-      const double depth = tap_depth(oracle.taps[i].name, spec.model.num_hidden_layers);
-      const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
-      const bool diverged = is_experts_tap(oracle.taps[i].name)
-                                ? routing_diverged[i]
-                                : !within(compare(oracle.taps[i].values, run.taps[i].values), bound);
-      if (diverged) {
-        row.first_divergence = tap_label(oracle.taps[i]);
-        break;
-      }
-    }
-    if (row.first_divergence.empty() && !top1_ok) row.first_divergence = first_flip;
-    if (spec.targets.pin_bits) row.bits = bits_digest(logits);
-    row.ok = within(m, row.tolerance) && top1_ok && routing_ok && row.nondeterministic.empty();
+    judge_model_row(spec, oracle.outputs, oracle.taps, run.outputs, run.taps, row);
     result.numerics.push_back(row);
   }
   result.oracle = std::move(oracle.outputs);
+  result.oracle_taps = std::move(oracle.taps);
 }
 
 void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseResult& result) {
@@ -420,6 +375,76 @@ bool glob_match(const std::string& pattern, const std::string& text) {
   }
   while (p < pattern.size() && pattern[p] == '*') ++p;
   return p == pattern.size();
+}
+
+void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
+                     const std::vector<TapRecord>& oracle_taps,
+                     const std::vector<SequenceOutput>& outputs,
+                     const std::vector<TapRecord>& taps, TargetRow& row) {
+  const Workload work = model_workload(spec.model, spec.inputs);
+  const std::vector<double> logits = flatten_logits(outputs);
+  ErrorMetrics m = compare(flatten_logits(oracle), logits);
+  row.rel_l2 = m.rel_l2;
+  row.max_abs = m.max_abs;
+  bool top1_ok = true;
+  std::string first_flip;
+  for (size_t s = 0; s < oracle.size(); ++s) {
+    for (size_t p = 0; p < oracle[s].logits.size(); ++p) {
+      const auto& expected = oracle[s].logits[p];
+      const auto& actual = outputs[s].logits[p];
+      ++row.top1_total;
+      row.kl += kl_divergence(expected, actual);
+      if (argmax(expected) == argmax(actual)) {
+        ++row.top1_agree;
+      } else if (near_tie(expected, argmax(expected), argmax(actual), row.tolerance)) {
+        ++row.near_ties;
+      } else if (top1_ok) {
+        top1_ok = false;
+        first_flip = "top-1 of sequence " + std::to_string(s) + ", position " + std::to_string(p);
+      }
+    }
+  }
+  if (row.top1_total) row.kl /= row.top1_total;
+  // The target's taps by what they are; a target may report only some (an engine).
+  std::map<std::tuple<int, int, std::string>, const TapRecord*> reported;
+  for (const TapRecord& tap : taps) reported[{tap.sequence, tap.call, tap.name}] = &tap;
+  auto reported_as = [&](const TapRecord& tap) -> const TapRecord* {
+    auto it = reported.find({tap.sequence, tap.call, tap.name});
+    return it == reported.end() ? nullptr : it->second;
+  };
+  // Expert ids are a decision, not a value: judged like top-1, against the router's
+  // probabilities (the tap before them). The target was fed the oracle's choice after it,
+  // so a wrong choice shows here and nowhere downstream: it fails the row by itself.
+  std::vector<bool> routing_diverged(oracle_taps.size(), false);
+  bool routing_ok = true;
+  for (size_t i = 1; i < oracle_taps.size(); ++i) {
+    const TapRecord* ours = reported_as(oracle_taps[i]);
+    if (!ours || !is_experts_tap(oracle_taps[i].name) ||
+        ours->values.size() != oracle_taps[i].values.size())
+      continue;
+    const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
+    const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
+    routing_diverged[i] =
+        !routing_within(oracle_taps[i - 1], oracle_taps[i], *ours, bound, row.near_ties);
+    routing_ok = routing_ok && !routing_diverged[i];
+  }
+  for (size_t i = 0; i < oracle_taps.size(); ++i) {
+    const TapRecord* ours = reported_as(oracle_taps[i]);
+    if (!ours) continue;
+    const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
+    const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
+    const bool diverged = ours->values.size() != oracle_taps[i].values.size() ||
+                          (is_experts_tap(oracle_taps[i].name)
+                               ? routing_diverged[i]
+                               : !within(compare(oracle_taps[i].values, ours->values), bound));
+    if (diverged) {
+      row.first_divergence = tap_label(oracle_taps[i]);
+      break;
+    }
+  }
+  if (row.first_divergence.empty() && !top1_ok) row.first_divergence = first_flip;
+  if (spec.targets.pin_bits) row.bits = bits_digest(logits);
+  row.ok = within(m, row.tolerance) && top1_ok && routing_ok && row.nondeterministic.empty();
 }
 
 CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {

@@ -50,6 +50,8 @@ struct TargetRow {
   std::string math_mode;             // how its matrix products were computed
   std::string fingerprint;           // what it measured (driver/fingerprint.h)
   std::vector<std::string> devices;  // carried: every device recorded as producing its numbers
+  // An engine's target that its engine does not run for this case: why, as the engine says.
+  std::string unsupported;
 
   // Carried rows only.
   std::vector<std::string> cells;  // the golden's cells, label first
@@ -68,6 +70,7 @@ struct CaseResult {
   // Model cases.
   std::vector<std::vector<int>> prompts;
   std::vector<SequenceOutput> oracle;
+  std::vector<TapRecord> oracle_taps;  // every tap of every call, in the order they happened
   std::vector<TapRecord> dumps;  // the selected taps of the oracle's first call of sequence 0
   int layers = 0;                // decoder layers, and how many of them store keys and values
   int kv_layers_stored = 0;
@@ -91,6 +94,17 @@ struct CaseResult {
 using BackendFactory = std::function<std::unique_ptr<Backend<float>>(const Target&)>;
 
 CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends = make_target_backend);
+
+// Judges a model case's target against the oracle and fills `row`: rel L2 and max abs over every
+// logit, KL and top-1 per position (a flip between near-tied logits is no failure), the expert
+// choices of every MoE layer, the first tap past its share of the tolerance, the bits when the
+// case pins them, and the verdict. `outputs` holds a row of logits for each of the oracle's;
+// `taps` may hold only some of the oracle's taps (an engine reports what it can), matched by
+// sequence, call and name. row.tolerance and row.nondeterministic must be set before.
+void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
+                     const std::vector<TapRecord>& oracle_taps,
+                     const std::vector<SequenceOutput>& outputs,
+                     const std::vector<TapRecord>& taps, TargetRow& row);
 
 // Glob match with '*' and '?', for tap selection.
 bool glob_match(const std::string& pattern, const std::string& text);

@@ -136,6 +136,7 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
   for (const auto& [key, value] : v.items()) {
     if (key == "targets") {
       plan.targets.clear();
+      plan.listed = true;
       if (!value.is_array() || value.empty()) {
         problems.push_back(block.problem_at(
             key, "targets must be a non-empty list of names, e.g. [\"cpu fp32\", \"cpu bf16\"]"));
@@ -143,8 +144,11 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
       }
       for (const json& item : value) {
         std::string why;
-        std::optional<Target> target =
-            item.is_string() ? parse_case_target(item.get<std::string>(), why) : std::nullopt;
+        std::optional<Target> target;
+        if (item.is_string() && plan.engines)
+          if (const EngineTarget* t = find_engine_target(*plan.engines, item.get<std::string>()).second)
+            target = t->target;
+        if (item.is_string() && !target) target = parse_case_target(item.get<std::string>(), why);
         if (!item.is_string()) why = "a target is a string like \"cpu bf16\", not " + show(item);
         if (target) {
           plan.targets.push_back(*target);
@@ -236,6 +240,14 @@ CaseSpec read_sections(const Case& c, const std::string& case_file) {
     if (!inputs.emplace(s.name, &s).second)
       problems.push_back({"### " + s.name, s.line, "a second '" + s.name + "' section in this case"});
   }
+  if (!case_file.empty()) {
+    try {
+      spec.targets.engines = engine_config_for(case_file);
+    } catch (const std::exception& e) {
+      // The repository's configuration, not the case, is at fault: never pinned in a golden.
+      problems.push_back({"", 0, e.what(), true});
+    }
+  }
   if (inputs.count("Targets"))
     if (auto block = read_json_block(*inputs["Targets"], problems))
       read_targets(*block, spec.targets, problems);
@@ -256,6 +268,11 @@ CaseSpec read_sections(const Case& c, const std::string& case_file) {
           return refusal;
         });
     }
+    for (const Target& t : spec.targets.targets)
+      if (engine_target_of(spec.targets, t))
+        problems.push_back({"### Targets", inputs["Targets"]->line,
+                            "'" + t.name() + "' is an engine's target, and engines run model "
+                            "cases only"});
     if (problems.empty()) spec.kind = CaseSpec::Kind::kernel;
     return spec;
   }
@@ -303,11 +320,19 @@ CaseSpec read_sections(const Case& c, const std::string& case_file) {
       return refusal;
     });
   }
+  if (!spec.targets.listed && spec.targets.engines)
+    for (const EngineSpec& engine : spec.targets.engines->engines)
+      if (engine_applies_to(*spec.targets.engines, engine, case_file))
+        for (const EngineTarget& t : engine.targets) spec.targets.targets.push_back(t.target);
   if (problems.empty()) spec.kind = CaseSpec::Kind::model;
   return spec;
 }
 
 }  // namespace
+
+const EngineTarget* engine_target_of(const TargetPlan& plan, const Target& target) {
+  return plan.engines ? find_engine_target(*plan.engines, target.name()).second : nullptr;
+}
 
 CaseProblem out_of_memory_problem() {
   return {"the runtime", 0,

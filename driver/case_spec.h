@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "driver/case_file.h"
+#include "driver/engine_config.h"
 #include "runtime/kernel_case.h"
 #include "runtime/model_config.h"
 #include "runtime/target.h"
@@ -41,7 +42,13 @@ struct TargetPlan {
   std::map<std::string, double> tolerance;  // target name -> relative L2 bound, overriding the default
   bool pin_bits = false;                    // print a digest of each target's output bits
   std::optional<double> reference_tolerance;  // the Reference bound, overriding the derived one
+  bool listed = false;  // the case names its targets; otherwise the defaults and its engines'
+  // The engines configured for the case's file (driver/engine_config.h), nullptr when none.
+  std::shared_ptr<const EngineConfig> engines;
 };
+
+// The engine target `target` is, or nullptr when pinmark or a plug-in computes it.
+const EngineTarget* engine_target_of(const TargetPlan& plan, const Target& target);
 
 struct CaseSpec {
   enum class Kind { model, kernel, invalid } kind = Kind::invalid;

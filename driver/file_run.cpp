@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "driver/engine_run.h"
 #include "driver/fingerprint.h"
 #include "driver/golden_io.h"
 #include "driver/golden_rows.h"
@@ -23,14 +24,24 @@ CaseOutcome run_one_case(const Case& c, const std::string& path, const std::stri
   CaseOutcome outcome;
   const CaseSpec spec = read_case_spec(c, path);
   outcome.result = run_case(spec, backends);
+  run_engine_rows(c, path, spec, outcome.result);
   if (!outcome.result.unpinnable.empty()) {
     // Nothing a golden may accept: the case fails, and its text stays as it is.
     outcome.actual = outcome.expected = c.text;
     return outcome;
   }
   try {
-    if (outcome.result.problems.empty())
-      carry_golden_rows(c, row_fingerprint(c, spec.checkpoint), outcome.result);
+    if (outcome.result.problems.empty()) {
+      const std::string fingerprint = row_fingerprint(c, spec.checkpoint);
+      // An engine's rows: the same inputs, the engine's own code part.
+      const std::string inputs = fingerprint.substr(0, fingerprint.find(", code "));
+      carry_golden_rows(c, fingerprint, outcome.result, [&](const Target& target) {
+        const auto [engine, t] = spec.targets.engines
+                                     ? find_engine_target(*spec.targets.engines, target.name())
+                                     : std::pair<const EngineSpec*, const EngineTarget*>{};
+        return engine ? inputs + ", code " + engine_code_fingerprint(*engine, *t) : fingerprint;
+      });
+    }
   } catch (const std::exception& e) {
     outcome.result.problems.push_back({"the runtime", 0, e.what()});
   }

@@ -38,7 +38,7 @@ std::vector<std::string> table_cells(const std::string& line) {
 }
 
 struct Provenance {
-  std::string fingerprint, math_mode;
+  std::string fingerprint, math_mode, unsupported;
   std::vector<std::string> devices;
 };
 
@@ -67,13 +67,16 @@ Provenance parse_entry(const std::string& rest) {
     p.fingerprint = rest.substr(fp.size(), close == std::string::npos ? std::string::npos
                                                                         : close - fp.size());
     if (p.fingerprint == kNoFingerprint) p.fingerprint.clear();
-    const std::string mm = "; matmul: ";
-    const size_t m = rest.find(mm);
     const size_t end = rest.rfind("; produced on:");
-    if (m != std::string::npos)
-      p.math_mode = rest.substr(m + mm.size(), end == std::string::npos || end < m
-                                                   ? std::string::npos
-                                                   : end - m - mm.size());
+    // The text of a "; key: " field, up to the next field.
+    auto field = [&](const std::string& key, size_t before) {
+      const size_t at = rest.find(key);
+      if (at == std::string::npos || at > before) return std::string();
+      return rest.substr(at + key.size(), before - at - key.size());
+    };
+    const size_t unsupported_at = std::min(rest.find("; unsupported: "), end);
+    p.math_mode = field("; matmul: ", unsupported_at);
+    p.unsupported = field("; unsupported: ", end);
     return p;
   }
   // The one-line form: "DEVICE, matmul: MODE".
@@ -135,6 +138,7 @@ std::vector<GoldenRow> read_golden_rows(const Case& c) {
     if (it == provenance.end()) continue;
     row.fingerprint = it->second.fingerprint;
     row.math_mode = it->second.math_mode;
+    row.unsupported = it->second.unsupported;
     row.devices = it->second.devices;
   }
   return rows;
@@ -177,6 +181,7 @@ std::optional<double> bucket_floor(const std::string& cell) {
 std::string carried_failure(const GoldenRow& g, double tolerance) {
   if (g.cells.size() <= 2) return "records no errors to judge";
   if (g.verdict == "FAIL") return "records verdict FAIL";
+  if (g.verdict == kUnsupported) return "";
   if (g.verdict != "ok") return "records an unknown verdict '" + g.verdict + "'";
   if (!finite_cell(g.cells[1]) || !finite_cell(g.cells[2]))
     return "records errors that are not finite (" + g.cells[1] + ", " + g.cells[2] + ")";
@@ -197,6 +202,7 @@ TargetRow carried_row(const TargetRow& wanted, const GoldenRow& g, const std::st
   row.cells = g.cells;
   row.fingerprint = g.fingerprint;
   row.math_mode = g.math_mode;
+  row.unsupported = g.unsupported;
   row.devices = g.devices;
   row.stale = stale_reason(g.fingerprint, fingerprint);
   if (g.verdict_column >= 0)
@@ -208,17 +214,19 @@ TargetRow carried_row(const TargetRow& wanted, const GoldenRow& g, const std::st
 
 }  // namespace
 
-void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result) {
+void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result,
+                       const std::function<std::string(const Target&)>& fingerprint_of) {
   const std::vector<GoldenRow> golden = read_golden_rows(c);
   std::vector<TargetRow> rows;
   for (TargetRow& row : result.numerics) {
+    const std::string measured = fingerprint_of ? fingerprint_of(row.target) : fingerprint;
     std::vector<TargetRow> carried;
     for (const GoldenRow& g : golden) {
       if (!is_row_of(g.label, row.target) || g.verdict == kNotMeasured) continue;
       if (row.ran && g.label == row.label) continue;  // measured again here
-      carried.push_back(carried_row(row, g, fingerprint));
+      carried.push_back(carried_row(row, g, measured));
     }
-    if (row.ran) row.fingerprint = fingerprint;
+    if (row.ran) row.fingerprint = measured;
     if (row.ran || carried.empty()) rows.push_back(std::move(row));
     for (TargetRow& t : carried) rows.push_back(std::move(t));
   }

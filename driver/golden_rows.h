@@ -13,6 +13,7 @@
 // a row with no fingerprint.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ struct GoldenRow {
   // From its provenance entry (empty when it has none).
   std::string fingerprint;
   std::string math_mode;
+  std::string unsupported;  // an engine's reason for not running the case
   std::vector<std::string> devices;
 };
 
@@ -51,10 +53,15 @@ bool is_row_of(const std::string& label, const Target& target);
 // the fingerprint it was measured with is not `fingerprint`; with no such row it stays a row
 // "not measured". A measured target keeps the golden's rows of other device classes after its
 // own.
-void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result);
+// `fingerprint_of`, when given, is the fingerprint of each target's rows instead (an engine's
+// rows have a code part of their own: driver/engine_run.h).
+void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result,
+                       const std::function<std::string(const Target&)>& fingerprint_of = {});
 
 // The verdict cell that marks a row never measured anywhere, and the mark of a stale row.
 inline constexpr const char* kNotMeasured = "not measured";
+// The verdict cell of an engine's target that its engine does not run for the case.
+inline constexpr const char* kUnsupported = "unsupported";
 inline constexpr const char* kStaleMark = " (stale)";
 // The fingerprint written for a carried row that recorded none.
 inline constexpr const char* kNoFingerprint = "none";

@@ -124,23 +124,29 @@ std::optional<PluginFactory> find_factory(const std::string& name) {
 
 }  // namespace
 
-void register_target(const std::string& name, PluginFactory factory) {
+std::string target_name_problem(const std::string& name, const std::string& kind,
+                                bool tf32_allowed) {
   const size_t space = name.find(' ');
   const std::string backend = name.substr(0, space);
   const std::string precision = space == std::string::npos ? "" : name.substr(space + 1);
   if (backend.empty() || precision.empty() || precision.find(' ') != std::string::npos ||
       !std::all_of(backend.begin(), backend.end(), name_char))
-    throw std::invalid_argument("a plug-in target is '<name> <precision>', " +
-                                std::string(kExample) +
-                                ", the name of letters, digits, '_', '-' or '.', not '" + name +
-                                "'");
+    return "a " + kind + " is '<name> <precision>', " + kExample +
+           ", the name of letters, digits, '_', '-' or '.', not '" + name + "'";
   if (backend == "cpu" || backend == "cuda")
-    throw std::invalid_argument("'" + name + "': '" + backend +
-                                "' is a built-in backend; a plug-in target needs a name of its "
-                                "own, " + kExample);
-  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
-    throw std::invalid_argument("unknown precision '" + precision + "' in plug-in target '" +
-                                name + "' (known: fp32, bf16, fp16)");
+    return "'" + name + "': '" + backend + "' is a built-in backend; a " + kind +
+           " needs a name of its own, " + kExample;
+  const std::string known = tf32_allowed ? "fp32, tf32, bf16, fp16" : "fp32, bf16, fp16";
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16" &&
+      !(tf32_allowed && precision == "tf32"))
+    return "unknown precision '" + precision + "' in " + kind + " '" + name + "' (known: " +
+           known + ")";
+  return "";
+}
+
+void register_target(const std::string& name, PluginFactory factory) {
+  const std::string problem = target_name_problem(name, "plug-in target", false);
+  if (!problem.empty()) throw std::invalid_argument(problem);
   if (!factory)
     throw std::invalid_argument("plug-in target '" + name + "' has no factory");
   Registry& r = registry();

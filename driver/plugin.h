@@ -104,6 +104,12 @@ using PluginFactory = std::function<std::unique_ptr<Backend<float>>()>;
 // built-in or already registered one, or an empty factory.
 void register_target(const std::string& name, PluginFactory factory);
 
+// Why `name` is not a well-formed target of a `kind` outside pinmark's own ("plug-in target",
+// "engine target"): "<name> <precision>", the name of letters, digits, '_', '-' or '.' and not
+// "cpu" or "cuda", the precision fp32, bf16 or fp16 (or tf32 when `tf32_allowed`). "" when it is.
+std::string target_name_problem(const std::string& name, const std::string& kind,
+                                bool tf32_allowed);
+
 // The registered names, sorted.
 std::vector<std::string> registered_targets();
 

@@ -185,10 +185,11 @@ std::vector<std::string> measured_cells(const TargetRow& row, bool model, bool p
   return cells;
 }
 
-std::vector<std::string> unmeasured_cells(const TargetRow& row, bool model, bool pin_bits) {
+std::vector<std::string> unmeasured_cells(const TargetRow& row, bool model, bool pin_bits,
+                                          const char* verdict = kNotMeasured) {
   std::vector<std::string> cells = {row.label, "—", "—"};
   if (model) cells.insert(cells.end(), {"—", "—"});
-  cells.insert(cells.end(), {"—", format_tolerance(row.tolerance), kNotMeasured, "—"});
+  cells.insert(cells.end(), {"—", format_tolerance(row.tolerance), verdict, "—"});
   if (pin_bits) cells.push_back("—");
   return cells;
 }
@@ -214,6 +215,7 @@ std::string provenance_entry(const TargetRow& row, const std::vector<std::string
   out += ": fingerprint `" + (row.fingerprint.empty() ? std::string(kNoFingerprint) : row.fingerprint) +
          "`";
   if (!row.math_mode.empty()) out += "; matmul: " + row.math_mode;
+  if (!row.unsupported.empty()) out += "; unsupported: " + row.unsupported;
   out += "; produced on:\n";
   for (const std::string& device : devices) out += "  - " + one_line(device) + "\n";
   return out;
@@ -244,7 +246,9 @@ std::string render_numerics(const Case& c, const CaseResult& r, bool record_devi
     } else if (!row.ran) {
       rows += table_row(unmeasured_cells(row, model, r.pin_bits));
     } else {
-      const std::vector<std::string> cells = measured_cells(row, model, r.pin_bits);
+      const std::vector<std::string> cells =
+          row.unsupported.empty() ? measured_cells(row, model, r.pin_bits)
+                                  : unmeasured_cells(row, model, r.pin_bits, kUnsupported);
       rows += table_row(cells);
       if (!row.device.empty())
         provenance += provenance_entry(row, measured_devices(row, cells, golden, record_device));
@@ -256,8 +260,8 @@ std::string render_numerics(const Case& c, const CaseResult& r, bool record_devi
                     "docs/numerics.md.\n\n" +
                     table_row(header) + table_row(align) + rows;
   if (!provenance.empty())
-    out += "\nGPU rows record what they measured (a fingerprint of the case's inputs and of the "
-           "code that computed them) and every device that produced their numbers:\n\n" +
+    out += "\nGPU and engine rows record what they measured (a fingerprint of the case's inputs "
+           "and of the code that computed them) and every device that produced their numbers:\n\n" +
            provenance;
   out.pop_back();
   return out;

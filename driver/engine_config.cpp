@@ -1,0 +1,173 @@
+#include "driver/engine_config.h"
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+#include "driver/case_runner.h"
+#include "driver/golden_io.h"
+#include "driver/json_block.h"
+#include "driver/plugin.h"
+
+namespace pinmark {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& where, const std::string& what) {
+  throw std::runtime_error(path + (where.empty() ? "" : ": " + where) + ": " + what);
+}
+
+std::vector<std::string> string_list(const json& value, const std::string& path,
+                                     const std::string& where, const std::string& example) {
+  if (!value.is_array() || value.empty())
+    fail(path, where, "must be a non-empty list of strings, e.g. " + example);
+  std::vector<std::string> out;
+  for (const json& item : value) {
+    if (!item.is_string() || item.get<std::string>().empty())
+      fail(path, where, "must be a non-empty list of strings, e.g. " + example + "; got " +
+                            item.dump());
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+EngineSpec read_engine(const std::string& name, const json& value, const std::string& path) {
+  const std::string where = "engines." + name;
+  if (!value.is_object())
+    fail(path, where, "an engine is an object with command, cases and targets");
+  EngineSpec engine;
+  engine.name = name;
+  for (const auto& [key, item] : value.items()) {
+    const std::string at = where + "." + key;
+    if (key == "command") {
+      engine.command = string_list(item, path, at, "[\"python3\", \"tools/engines/my_engine.py\"]");
+    } else if (key == "cases") {
+      engine.cases = string_list(item, path, at, "[\"models/*.md\"]");
+    } else if (key == "timeout_s") {
+      if (!item.is_number() || !(item.get<double>() > 0) || item.get<double>() > 86400)
+        fail(path, at, "must be a number of seconds in (0, 86400], got " + item.dump());
+      engine.timeout_s = item.get<double>();
+    } else if (key == "targets") {
+      if (!item.is_object() || item.empty())
+        fail(path, at,
+             "must map each target name to its options, e.g. {\"myengine bf16\": {\"device\": "
+             "\"cuda\"}}");
+      for (const auto& [target_name, options] : item.items()) {
+        const std::string problem = target_name_problem(target_name, "engine target", true);
+        if (!problem.empty()) fail(path, at, problem);
+        if (!options.is_object())
+          fail(path, at + "." + target_name,
+               "a target's options are an object passed to the engine, got " + options.dump());
+        EngineTarget target;
+        const size_t space = target_name.find(' ');
+        target.target = {target_name.substr(0, space), target_name.substr(space + 1)};
+        target.options = options;
+        engine.targets.push_back(std::move(target));
+      }
+    } else {
+      std::string message = "unknown key '" + key + "'";
+      if (auto guess = did_you_mean(key, {"command", "cases", "timeout_s", "targets"}))
+        message += " (did you mean '" + *guess + "'?)";
+      fail(path, where, message + "; an engine has command, cases, timeout_s and targets");
+    }
+  }
+  if (engine.command.empty()) fail(path, where, "has no command");
+  if (engine.targets.empty()) fail(path, where, "has no targets");
+  return engine;
+}
+
+// One glob segment per path segment, so that '*' stays within a folder.
+bool path_glob_match(const std::string& pattern, const std::string& path) {
+  auto split = [](const std::string& s) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    for (size_t slash; (slash = s.find('/', start)) != std::string::npos; start = slash + 1)
+      parts.push_back(s.substr(start, slash - start));
+    parts.push_back(s.substr(start));
+    return parts;
+  };
+  const std::vector<std::string> p = split(pattern), t = split(path);
+  if (p.size() != t.size()) return false;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (!glob_match(p[i], t[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+EngineConfig parse_engine_config(const std::string& text, const std::string& path) {
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::exception& e) {
+    fail(path, "", std::string("not valid JSON: ") + e.what());
+  }
+  if (!value.is_object() || !value.contains("engines"))
+    fail(path, "", "must be an object {\"engines\": {NAME: {command, cases, targets}}}");
+  for (const auto& [key, item] : value.items())
+    if (key != "engines") fail(path, "", "unknown key '" + key + "'; the file holds \"engines\"");
+  const json& engines = value["engines"];
+  if (!engines.is_object())
+    fail(path, "engines", "must map each engine's name to its command, cases and targets");
+  EngineConfig config;
+  config.path = path;
+  config.folder = fs::path(path).parent_path().string();
+  if (config.folder.empty()) config.folder = ".";
+  for (const auto& [name, item] : engines.items()) {
+    EngineSpec engine = read_engine(name, item, path);
+    for (const EngineTarget& t : engine.targets)
+      if (auto [other, found] = find_engine_target(config, t.target.name()); other)
+        fail(path, "engines." + name + ".targets",
+             "target '" + t.target.name() + "' is named by engine '" + other->name + "' too");
+    config.engines.push_back(std::move(engine));
+  }
+  return config;
+}
+
+std::shared_ptr<const EngineConfig> engine_config_for(const std::string& case_file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const EngineConfig>> cache;
+  std::error_code error;
+  fs::path folder = fs::absolute(case_file, error).parent_path();
+  if (error) return nullptr;
+  for (;;) {
+    const fs::path candidate = folder / kEngineConfigName;
+    if (fs::exists(candidate, error)) {
+      const std::string key = candidate.lexically_normal().string();
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = cache.find(key);
+      if (it != cache.end()) return it->second;
+      auto config = std::make_shared<const EngineConfig>(
+          parse_engine_config(read_text_file(key), key));
+      cache.emplace(key, config);
+      return config;
+    }
+    if (!folder.has_parent_path() || folder.parent_path() == folder) return nullptr;
+    folder = folder.parent_path();
+  }
+}
+
+std::pair<const EngineSpec*, const EngineTarget*> find_engine_target(
+    const EngineConfig& config, const std::string& target_name) {
+  for (const EngineSpec& engine : config.engines)
+    for (const EngineTarget& t : engine.targets)
+      if (t.target.name() == target_name) return {&engine, &t};
+  return {nullptr, nullptr};
+}
+
+bool engine_applies_to(const EngineConfig& config, const EngineSpec& engine,
+                       const std::string& case_file) {
+  std::error_code error;
+  const fs::path file = fs::weakly_canonical(fs::absolute(case_file, error), error);
+  const fs::path root = fs::weakly_canonical(fs::absolute(config.folder, error), error);
+  const std::string relative = file.lexically_relative(root).generic_string();
+  if (error || relative.empty() || relative.rfind("..", 0) == 0) return false;
+  for (const std::string& glob : engine.cases)
+    if (path_glob_match(glob, relative)) return true;
+  return false;
+}
+
+}  // namespace pinmark
