@@ -42,6 +42,12 @@ void ForwardingBackend::attention_scores(const float* q, const float* k, const i
   inner_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
 }
 void ForwardingBackend::softmax(float* x, int rows, int len) { inner_->softmax(x, rows, len); }
+bool ForwardingBackend::attention(const float* q, const float* k, const float* v,
+                                  const int* positions, const float* sinks,
+                                  const AttentionParams& params, float* out) {
+  return inner_->attention(q, k, v, positions, sinks, params, out);
+}
+
 void ForwardingBackend::attention_values(const float* probs, const float* v, int n,
                                             int kv_len, int heads, int kv_heads, int head_dim,
                                             float* out) {

@@ -72,6 +72,10 @@ class ForwardingBackend : public Backend<float> {
                  float* weights) override;
   void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,
                    int dim) override;
+  // pinmark's own backends have no fused attention: the call returns false, and the model
+  // runs attention op by op through the ops above (yours where you override them).
+  bool attention(const float* q, const float* k, const float* v, const int* positions,
+                 const float* sinks, const AttentionParams& params, float* out) override;
 
  protected:
   Backend<float>& inner() { return *inner_; }

@@ -9,6 +9,18 @@
 
 namespace pinmark {
 
+// What one attention call computes besides its tensors (Backend::attention).
+struct AttentionParams {
+  int n = 0;          // queries
+  int kv_len = 0;     // keys and values, positions 0 .. kv_len - 1
+  int heads = 0;      // query heads; head h reads kv head h / (heads / kv_heads)
+  int kv_heads = 0;
+  int head_dim = 0;   // of q, k and v
+  double scale = 1;   // of q . k
+  double softcap = 0;  // > 0: every unmasked score s becomes softcap * tanh(s / softcap) (Gemma 2)
+  int window = 0;      // > 0: key j is masked for query i when positions[i] - j >= window
+};
+
 template <class T>
 class Backend {
  public:
@@ -108,6 +120,24 @@ class Backend {
   // of the tokens routed to it. rows holds no index twice.
   virtual void moe_combine(T* y, const T* x, const int* rows, const T* weights, int m,
                            int dim) = 0;
+
+  // Attention as one fused kernel computes it (FlashAttention, Dao et al. 2022), for a backend
+  // that has one; returns false, computing nothing, for one that does not, and the model then
+  // runs attention_scores, score_mod, softmax and attention_values instead (whose taps it then
+  // records; a fused call has no `scores` tap). What it must compute is exactly that sequence:
+  //   s[h, i, j] = scale * q[i, h, :] . k[j, g(h), :], g(h) = h / (heads / kv_heads),
+  //   masked (-infinity) for j > positions[i], and for positions[i] - j >= window when window > 0;
+  //   s = softcap * tanh(s / softcap) for unmasked s when softcap > 0;
+  //   p[h, i, :] = softmax over j of s[h, i, :], with sinks[h] as one more logit in the
+  //   denominator when sinks is not null (gpt-oss's attention sinks, then dropped);
+  //   out[i, h, :] = sum_j p[h, i, j] * v[j, g(h), :].
+  // q[n, heads, head_dim], k and v [kv_len, kv_heads, head_dim], positions[n], sinks[heads] or
+  // null, out[n, heads, head_dim].
+  virtual bool attention(const T* q, const T* k, const T* v, const int* positions,
+                         const T* sinks, const AttentionParams& params, T* out) {
+    (void)q, (void)k, (void)v, (void)positions, (void)sinks, (void)params, (void)out;
+    return false;
+  }
 };
 
 }  // namespace pinmark

@@ -835,34 +835,45 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
         std::copy(v.begin(), v.end(), cache.values(l) + p0 * kv_row);
       }
 
-      backend_.attention_scores(q.data(), cache.keys(l), positions.data(), n, kv_len, heads, kv_heads,
-                                hd, scale, scores.data());
-      const int window = sliding ? c.sliding_window : 0;
-      if (c.attn_logit_softcapping > 0 || window > 0)
-        backend_.score_mod(scores.data(), positions.data(), n, kv_len, heads,
-                           c.attn_logit_softcapping, window);
-      if (L.sinks.empty()) {
-        backend_.softmax(scores.data(), heads * n, kv_len);
-      } else {
-        // gpt-oss: each head's learned sink logit joins the softmax as one more column, which
-        // is then dropped, so a row's probabilities over the keys sum to less than 1.
-        const int64_t wide = int64_t{kv_len} + 1;
-        std::vector<T> with_sink(int64_t{heads} * n * wide);
-        for (int hh = 0; hh < heads; ++hh)
-          for (int i = 0; i < n; ++i) {
-            const int64_t row = int64_t{hh} * n + i;
-            std::copy(scores.begin() + row * kv_len, scores.begin() + (row + 1) * kv_len,
-                      with_sink.begin() + row * wide);
-            with_sink[row * wide + kv_len] = L.sinks[hh];
-          }
-        backend_.softmax(with_sink.data(), heads * n, static_cast<int>(wide));
-        for (int64_t row = 0; row < int64_t{heads} * n; ++row)
-          std::copy(with_sink.begin() + row * wide, with_sink.begin() + row * wide + kv_len,
-                    scores.begin() + row * kv_len);
+      AttentionParams a;
+      a.n = n;
+      a.kv_len = kv_len;
+      a.heads = heads;
+      a.kv_heads = kv_heads;
+      a.head_dim = hd;
+      a.scale = scale;
+      a.softcap = c.attn_logit_softcapping > 0 ? c.attn_logit_softcapping : 0;
+      a.window = sliding ? c.sliding_window : 0;
+      if (!backend_.attention(q.data(), cache.keys(l), cache.values(l), positions.data(),
+                              L.sinks.empty() ? nullptr : L.sinks.data(), a, att.data())) {
+        backend_.attention_scores(q.data(), cache.keys(l), positions.data(), n, kv_len, heads, kv_heads,
+                                  hd, scale, scores.data());
+        if (a.softcap > 0 || a.window > 0)
+          backend_.score_mod(scores.data(), positions.data(), n, kv_len, heads, a.softcap,
+                             a.window);
+        if (L.sinks.empty()) {
+          backend_.softmax(scores.data(), heads * n, kv_len);
+        } else {
+          // gpt-oss: each head's learned sink logit joins the softmax as one more column, which
+          // is then dropped, so a row's probabilities over the keys sum to less than 1.
+          const int64_t wide = int64_t{kv_len} + 1;
+          std::vector<T> with_sink(int64_t{heads} * n * wide);
+          for (int hh = 0; hh < heads; ++hh)
+            for (int i = 0; i < n; ++i) {
+              const int64_t row = int64_t{hh} * n + i;
+              std::copy(scores.begin() + row * kv_len, scores.begin() + (row + 1) * kv_len,
+                        with_sink.begin() + row * wide);
+              with_sink[row * wide + kv_len] = L.sinks[hh];
+            }
+          backend_.softmax(with_sink.data(), heads * n, static_cast<int>(wide));
+          for (int64_t row = 0; row < int64_t{heads} * n; ++row)
+            std::copy(with_sink.begin() + row * wide, with_sink.begin() + row * wide + kv_len,
+                      scores.begin() + row * kv_len);
+        }
+        emit(p + "scores", {heads, n, kv_len}, scores.data());
+        backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
+                                  att.data());
       }
-      emit(p + "scores", {heads, n, kv_len}, scores.data());
-      backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
-                                att.data());
       linear(att.data(), L.o, L.o_bias, n, heads * hd, hidden, attn_out.data());
     }
     emit(p + "attn_out", {n, hidden}, attn_out.data());

@@ -38,6 +38,13 @@ class RoundingBackend final : public Backend<float> {
     inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
     round(out, int64_t{n} * heads * head_dim);
   }
+  // A fused kernel stores only its output; without one, the op-by-op path rounds as above.
+  bool attention(const float* q, const float* k, const float* v, const int* positions,
+                 const float* sinks, const AttentionParams& a, float* out) override {
+    if (!inner_->attention(q, k, v, positions, sinks, a, out)) return false;
+    round(out, int64_t{a.n} * a.heads * a.head_dim);
+    return true;
+  }
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
     inner_->swiglu(gate, up, n, out);
     round(out, n);

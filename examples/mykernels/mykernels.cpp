@@ -1,6 +1,8 @@
 #include "mykernels/mykernels.h"
 
 #include <cmath>
+#include <limits>
+#include <vector>
 
 namespace mykernels {
 
@@ -37,6 +39,44 @@ void Kernels::matmul(const float* x, const float* w, int n, int k, int m, float*
       y[static_cast<long>(i) * m + j] = total;
     }
   }
+}
+
+bool Kernels::attention(const float* q, const float* k, const float* v, const int* positions,
+                        const float* sinks, const pinmark::AttentionParams& a, float* out) {
+  const int group = a.heads / a.kv_heads;
+  const float scale = static_cast<float>(a.scale);
+  const float cap = static_cast<float>(a.softcap);
+  std::vector<float> acc(a.head_dim);
+  for (int i = 0; i < a.n; ++i) {
+    for (int h = 0; h < a.heads; ++h) {
+      const float* qi = q + (static_cast<long>(i) * a.heads + h) * a.head_dim;
+      const int g = h / group;
+      // A sink is a logit with no value: it starts the running maximum and sum.
+      float running_max = sinks ? sinks[h] : -std::numeric_limits<float>::infinity();
+      float sum = sinks ? 1.0f : 0.0f;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      const int last = positions[i] < a.kv_len - 1 ? positions[i] : a.kv_len - 1;
+      for (int j = 0; j <= last; ++j) {
+        if (a.window > 0 && positions[i] - j >= a.window) continue;
+        const float* kj = k + (static_cast<long>(j) * a.kv_heads + g) * a.head_dim;
+        float s = 0;
+        for (int d = 0; d < a.head_dim; ++d) s += qi[d] * kj[d];
+        s *= scale;
+        if (cap > 0) s = cap * std::tanh(s / cap);
+        // Online softmax: rescale what was summed so far when the maximum grows.
+        const float next_max = s > running_max ? s : running_max;
+        const float rescale = std::exp(running_max - next_max);
+        const float p = std::exp(s - next_max);
+        sum = sum * rescale + p;
+        const float* vj = v + (static_cast<long>(j) * a.kv_heads + g) * a.head_dim;
+        for (int d = 0; d < a.head_dim; ++d) acc[d] = acc[d] * rescale + p * vj[d];
+        running_max = next_max;
+      }
+      float* o = out + (static_cast<long>(i) * a.heads + h) * a.head_dim;
+      for (int d = 0; d < a.head_dim; ++d) o[d] = sum > 0 ? acc[d] / sum : 0.0f;
+    }
+  }
+  return true;
 }
 
 void MeanNormKernels::rmsnorm(const float* x, const float* w, int n, int dim, double eps,
