@@ -192,6 +192,8 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
     (void)bound;
     bool listed = false;
     for (const Target& t : plan.targets) listed |= t.name() == name;
+    // An engine's target joins the case's targets after this block is read.
+    if (!plan.listed && plan.engines) listed |= find_engine_target(*plan.engines, name).first != nullptr;
     if (!listed)
       problems.push_back(block.problem_at(name, "a tolerance for '" + name +
                                                     "', which is not among the case's targets"));

@@ -12,7 +12,8 @@
 
 namespace pinmark {
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+// Ordered, so that an engine's targets keep the order the file gives them (their rows' order).
+using json = nlohmann::ordered_json;
 
 namespace {
 
@@ -64,7 +65,7 @@ EngineSpec read_engine(const std::string& name, const json& value, const std::st
         EngineTarget target;
         const size_t space = target_name.find(' ');
         target.target = {target_name.substr(0, space), target_name.substr(space + 1)};
-        target.options = options;
+        target.options = nlohmann::json::parse(options.dump());
         engine.targets.push_back(std::move(target));
       }
     } else {

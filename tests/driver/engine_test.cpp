@@ -229,6 +229,21 @@ TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
   EXPECT_EQ(names(dir_.file("attention/case.md")).size(), default_targets().size());
 }
 
+TEST_F(Engines, ACaseThatKeepsTheDefaultTargetsMayBoundAnEngineTarget) {
+  const std::string text =
+      "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
+      "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
+      "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n\n### Targets\n\n```json\n"
+      "{\"tolerance\": {\"fake fp32\": 0.5, \"nowhere fp32\": 0.5}}\n```\n";
+  const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}), text);
+  const CaseFile parsed = parse_case_file(read_file(path));
+  const CaseSpec spec = read_case_spec(parsed.cases.at(0), path);
+  ASSERT_EQ(spec.problems.size(), 1u);
+  EXPECT_EQ(spec.problems[0].message,
+            "a tolerance for 'nowhere fp32', which is not among the case's targets");
+  EXPECT_EQ(spec.targets.tolerance.at("fake fp32"), 0.5);
+}
+
 TEST_F(Engines, AKernelCaseCannotNameAnEngineTarget) {
   const std::string path = setup(
       {{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}),
