@@ -293,7 +293,9 @@ class Engine:
             metadata = {
                 "engine": f"pinmark torch_llama_engine {ENGINE_VERSION}, torch {torch.__version__}",
                 "device": "CPU, 1 thread",
-                "device_class": "",
+                # CPU numbers depend on the torch build (its GEMM and its bf16 kernels): the
+                # rows are keyed by its version, as GPU rows are by compute capability.
+                "device_class": "torch-" + ".".join(torch.__version__.split(".")[:2]),
                 "math_mode": MATH_MODE[precision],
             }
             with torch.no_grad():
