@@ -9,6 +9,7 @@ packages=(
   libdtl-dev                                     # diffs
   nlohmann-json3-dev                             # Config / Inputs / Kernel blocks
   libgtest-dev                                   # unit and case tests
+  python3-torch                                  # the CPU engine of cases/pinmark-engines.json
 )
 
 missing=()
