@@ -48,6 +48,12 @@ bool ForwardingBackend::attention(const float* q, const float* k, const float* v
   return inner_->attention(q, k, v, positions, sinks, params, out);
 }
 
+bool ForwardingBackend::gated_mlp(const float* x, const float* gate, const float* up,
+                                  const float* down, int n, int hidden, int inter,
+                                  GatedActivation act, float* out) {
+  return inner_->gated_mlp(x, gate, up, down, n, hidden, inter, act, out);
+}
+
 void ForwardingBackend::attention_values(const float* probs, const float* v, int n,
                                             int kv_len, int heads, int kv_heads, int head_dim,
                                             float* out) {

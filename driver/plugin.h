@@ -76,6 +76,9 @@ class ForwardingBackend : public Backend<float> {
   // runs attention op by op through the ops above (yours where you override them).
   bool attention(const float* q, const float* k, const float* v, const int* positions,
                  const float* sinks, const AttentionParams& params, float* out) override;
+  // The same for the fused gated MLP: false, and the model runs matmul, activation, matmul.
+  bool gated_mlp(const float* x, const float* gate, const float* up, const float* down, int n,
+                 int hidden, int inter, GatedActivation act, float* out) override;
 
  protected:
   Backend<float>& inner() { return *inner_; }

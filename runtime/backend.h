@@ -21,6 +21,10 @@ struct AttentionParams {
   int window = 0;      // > 0: key j is masked for query i when positions[i] - j >= window
 };
 
+// The activation of a gated MLP (Backend::gated_mlp): hidden_act "silu" (SwiGLU), "gelu"
+// (GeGLU with the exact erf form) or the tanh approximation ("gelu_pytorch_tanh" and the like).
+enum class GatedActivation { silu, gelu, gelu_tanh };
+
 template <class T>
 class Backend {
  public:
@@ -136,6 +140,21 @@ class Backend {
   virtual bool attention(const T* q, const T* k, const T* v, const int* positions,
                          const T* sinks, const AttentionParams& params, T* out) {
     (void)q, (void)k, (void)v, (void)positions, (void)sinks, (void)params, (void)out;
+    return false;
+  }
+
+  // A gated MLP as one fused kernel computes it, for a backend that has one; returns false,
+  // computing nothing, for one that does not, and the model then runs matmul, swiglu (or
+  // geglu) and matmul instead. What it must compute is exactly that sequence:
+  //   out[r, :] = (act(x[r, :] . gate^T) * (x[r, :] . up^T)) . down^T
+  // act as in swiglu / geglu above. x[n, hidden], gate and up [inter, hidden], down
+  // [hidden, inter] (Hugging Face's Linear layout), out[n, hidden]. Used for the dense MLP of
+  // the gated families and for each expert and the shared experts of a mixture of experts
+  // (the routing stays op by op); not for MLPs with biases (GPT-2, gpt-oss).
+  virtual bool gated_mlp(const T* x, const T* gate, const T* up, const T* down, int n,
+                         int hidden, int inter, GatedActivation act, T* out) {
+    (void)x, (void)gate, (void)up, (void)down, (void)n, (void)hidden, (void)inter, (void)act,
+        (void)out;
     return false;
   }
 };

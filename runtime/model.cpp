@@ -572,6 +572,23 @@ void Model<T>::activation(const T* gate, const T* up, int64_t n, T* out) {
     backend_.gelu(gate, n, tanh, out);
 }
 
+template <class T>
+void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vector<T>& up,
+                         const std::vector<T>& down, int m, int hidden, int inter, T* out) {
+  const std::string& name = config_.hidden_act;
+  const GatedActivation act = name == "silu"   ? GatedActivation::silu
+                              : name == "gelu" ? GatedActivation::gelu
+                                               : GatedActivation::gelu_tanh;
+  if (backend_.gated_mlp(x, gate.data(), up.data(), down.data(), m, hidden, inter, act, out))
+    return;
+  const int64_t width = int64_t{m} * inter;
+  std::vector<T> g(width), u(width), a(width);
+  backend_.matmul(x, gate.data(), m, hidden, inter, g.data());
+  backend_.matmul(x, up.data(), m, hidden, inter, u.data());
+  activation(g.data(), u.data(), width, a.data());
+  backend_.matmul(a.data(), down.data(), m, inter, hidden, out);
+}
+
 // Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
 // size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
@@ -706,24 +723,22 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
     act.resize(int64_t{m} * inter);
     y.resize(int64_t{m} * hidden);
     const Expert& E = L.experts[e];
-    linear(x.data(), E.gate, E.gate_bias, m, hidden, inter, gate.data());
-    linear(x.data(), E.up, E.up_bias, m, hidden, inter, up.data());
-    if (c.model_type == "gpt_oss")
+    if (c.model_type == "gpt_oss") {
+      linear(x.data(), E.gate, E.gate_bias, m, hidden, inter, gate.data());
+      linear(x.data(), E.up, E.up_bias, m, hidden, inter, up.data());
       // GptOssExperts fixes alpha and limit in code; the config's swiglu_limit is not read.
       backend_.clamped_swiglu(gate.data(), up.data(), int64_t{m} * inter, 1.702, 7.0, act.data());
-    else
-      activation(gate.data(), up.data(), int64_t{m} * inter, act.data());
-    linear(act.data(), E.down, E.down_bias, m, inter, hidden, y.data());
+      linear(act.data(), E.down, E.down_bias, m, inter, hidden, y.data());
+    } else {
+      gated_mlp(x.data(), E.gate, E.up, E.down, m, hidden, inter, y.data());
+    }
     backend_.moe_combine(out, y.data(), rows.data(), row_weights.data(), m, hidden);
   }
   if (!L.shared.gate.empty()) {
     // DeepSeek's shared experts, one MLP on every token, added after the routed ones.
-    const int64_t width = int64_t{inter} * c.n_shared_experts;
-    std::vector<T> sg(n * width), su(n * width), sa(n * width), sy(int64_t{n} * hidden);
-    backend_.matmul(h, L.shared.gate.data(), n, hidden, static_cast<int>(width), sg.data());
-    backend_.matmul(h, L.shared.up.data(), n, hidden, static_cast<int>(width), su.data());
-    activation(sg.data(), su.data(), n * width, sa.data());
-    backend_.matmul(sa.data(), L.shared.down.data(), n, static_cast<int>(width), hidden, sy.data());
+    const int width = inter * c.n_shared_experts;
+    std::vector<T> sy(int64_t{n} * hidden);
+    gated_mlp(h, L.shared.gate, L.shared.up, L.shared.down, n, hidden, width, sy.data());
     if (tap) tap(prefix + "shared_experts", {n, hidden}, sy.data());
     backend_.add(out, sy.data(), int64_t{n} * hidden);
   }
@@ -769,7 +784,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   std::vector<T> x(nh), h(nh), attn_out(nh), mlp_out(nh), post(nh);
   std::vector<T> q(int64_t{n} * heads * hd), k(n * kv_row), v(n * kv_row);
   std::vector<T> scores(int64_t{heads} * n * kv_len), att(int64_t{n} * heads * hd);
-  std::vector<T> gate(int64_t{n} * inter), up(int64_t{n} * inter), act(int64_t{n} * inter);
+  std::vector<T> up(int64_t{n} * inter), act(int64_t{n} * inter);  // GPT-2's MLP
 
   backend_.embed(embed_.data(), tokens.data(), n, hidden, x.data());
   if (gpt2) {
@@ -896,10 +911,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       activation(up.data(), nullptr, int64_t{n} * inter, act.data());
       linear(act.data(), L.down, L.down_bias, n, inter, hidden, mlp_out.data());
     } else {
-      backend_.matmul(h.data(), L.gate.data(), n, hidden, inter, gate.data());
-      backend_.matmul(h.data(), L.up.data(), n, hidden, inter, up.data());
-      activation(gate.data(), up.data(), int64_t{n} * inter, act.data());
-      backend_.matmul(act.data(), L.down.data(), n, inter, hidden, mlp_out.data());
+      gated_mlp(h.data(), L.gate, L.up, L.down, n, hidden, inter, mlp_out.data());
     }
     emit(p + "mlp_out", {n, hidden}, mlp_out.data());
     if (!L.post_mlp_norm.empty()) {

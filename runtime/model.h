@@ -118,6 +118,10 @@ class Model {
   void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
               T* y);
   void activation(const T* gate, const T* up, int64_t n, T* out);
+  // out[m, hidden] = (act(x gate^T) * (x up^T)) down^T: the backend's fused kernel when it has
+  // one, otherwise matmul, activation, matmul.
+  void gated_mlp(const T* x, const std::vector<T>& gate, const std::vector<T>& up,
+                 const std::vector<T>& down, int m, int hidden, int inter, T* out);
   void rotate(T* x, const int* positions, int n, int heads, bool sliding);
   void mla_attention(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                      const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,

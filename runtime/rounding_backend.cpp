@@ -45,6 +45,12 @@ class RoundingBackend final : public Backend<float> {
     round(out, int64_t{a.n} * a.heads * a.head_dim);
     return true;
   }
+  bool gated_mlp(const float* x, const float* gate, const float* up, const float* down, int n,
+                 int hidden, int inter, GatedActivation act, float* out) override {
+    if (!inner_->gated_mlp(x, gate, up, down, n, hidden, inter, act, out)) return false;
+    round(out, int64_t{n} * hidden);
+    return true;
+  }
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
     inner_->swiglu(gate, up, n, out);
     round(out, n);

@@ -1,8 +1,10 @@
-// A plug-in's fused attention (Backend::attention): one call per layer instead of scores,
-// softmax and values. An implementation written from the header's formula, in fp64, passes on
-// the shipped cases that exercise each of its parameters (causal mask, sliding window,
-// Gemma 2's softcap, gpt-oss's sinks, decode through the cache); one that forgets the window
-// or the sinks fails at the layer's attention output, the first tap a fused call produces.
+// A plug-in's fused kernels. Attention (Backend::attention): one call per layer instead of
+// scores, softmax and values. An implementation written from the header's formula, in fp64,
+// passes on the shipped cases that exercise each of its parameters (causal mask, sliding window,
+// Gemma 2's softcap, gpt-oss's sinks, decode through the cache); one that forgets the window or
+// the sinks fails at the layer's attention output, the first tap a fused call produces. The
+// gated MLP (Backend::gated_mlp) likewise: SwiGLU and GeGLU, dense, routed experts and shared
+// experts; one that swaps gate and up fails at the layer's mlp_out.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -64,6 +66,43 @@ class Fp64Attention : public CpuForwardingBackend {
   Forget forget_;
 };
 
+// Backend::gated_mlp's formula in fp64; `swap` feeds up to the activation instead of gate.
+class Fp64Mlp : public CpuForwardingBackend {
+ public:
+  explicit Fp64Mlp(bool swap = false) : swap_(swap) {}
+  bool gated_mlp(const float* x, const float* gate, const float* up, const float* down, int n,
+                 int hidden, int inter, GatedActivation act, float* out) override {
+    ++calls;
+    if (swap_) std::swap(gate, up);
+    std::vector<double> a(inter);
+    for (int r = 0; r < n; ++r) {
+      for (int j = 0; j < inter; ++j) {
+        double g = 0, u = 0;
+        for (int d = 0; d < hidden; ++d) {
+          g += double{x[r * hidden + d]} * gate[j * hidden + d];
+          u += double{x[r * hidden + d]} * up[j * hidden + d];
+        }
+        double f = 0;
+        if (act == GatedActivation::silu) f = g / (1 + std::exp(-g));
+        if (act == GatedActivation::gelu) f = 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)));
+        if (act == GatedActivation::gelu_tanh)
+          f = 0.5 * g * (1 + std::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)));
+        a[j] = f * u;
+      }
+      for (int d = 0; d < hidden; ++d) {
+        double o = 0;
+        for (int j = 0; j < inter; ++j) o += a[j] * down[d * inter + j];
+        out[r * hidden + d] = static_cast<float>(o);
+      }
+    }
+    return true;
+  }
+  static inline int calls = 0;
+
+ private:
+  bool swap_;
+};
+
 // The shipped case of `file` titled `title`, with `targets` as its Targets.
 CaseResult run_shipped(const std::string& file, const std::string& title,
                        const std::string& targets) {
@@ -96,7 +135,11 @@ class FusedAttention : public ::testing::Test {
     register_target("nosinks fp32", [] {
       return std::make_unique<Fp64Attention>(Fp64Attention::Forget::sinks);
     });
+    register_target("mlp fp32", [] { return std::make_unique<Fp64Mlp>(); });
+    register_target("mlp bf16", [] { return std::make_unique<Fp64Mlp>(); });
+    register_target("swapped fp32", [] { return std::make_unique<Fp64Mlp>(true); });
     Fp64Attention::calls = 0;
+    Fp64Mlp::calls = 0;
   }
   void TearDown() override { clear_registered_targets(); }
 };
@@ -146,6 +189,37 @@ TEST_F(FusedAttention, ForgettingTheSinksFailsAtTheFirstLayersOutput) {
   EXPECT_TRUE(row(r, "fused fp32").ok);
   EXPECT_FALSE(row(r, "nosinks fp32").ok);
   EXPECT_EQ(row(r, "nosinks fp32").first_divergence, "layers.0.attn_out");
+}
+
+class FusedMlpOn : public FusedAttention, public ::testing::WithParamInterface<Shipped> {};
+
+TEST_P(FusedMlpOn, TheFormulaPassesWhereTheOpByOpPathDoes) {
+  const CaseResult r = run_shipped(GetParam().file, GetParam().title,
+                                   R"(["cpu fp32", "mlp fp32", "cpu bf16", "mlp bf16"])");
+  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
+  EXPECT_GT(Fp64Mlp::calls, 0);
+  for (const char* label : {"mlp fp32", "mlp bf16"}) {
+    SCOPED_TRACE(label);
+    EXPECT_TRUE(row(r, label).ok) << row(r, label).first_divergence;
+  }
+  EXPECT_LT(row(r, "mlp fp32").rel_l2, 4 * row(r, "cpu fp32").rel_l2 + 1e-12);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachUse, FusedMlpOn,
+    ::testing::Values(Shipped{"mistral.md", "Sliding window 4 over a nine-token prompt"},
+                      Shipped{"gemma.md", "Gemma, (1 + w) norms, scaled embeddings and GeGLU"},
+                      Shipped{"mixtral.md", "Four experts, top-2, the routing of layer 0"},
+                      Shipped{"deepseek_v3.md", "MLA and grouped routing"}),
+    [](const auto& info) { return "case" + std::to_string(info.index); });
+
+TEST_F(FusedAttention, AnMlpThatSwapsGateAndUpFailsAtTheFirstMlpOut) {
+  const CaseResult r = run_shipped("mistral.md", "Sliding window 4 over a nine-token prompt",
+                                   R"(["mlp fp32", "swapped fp32"])");
+  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
+  EXPECT_TRUE(row(r, "mlp fp32").ok);
+  EXPECT_FALSE(row(r, "swapped fp32").ok);
+  EXPECT_EQ(row(r, "swapped fp32").first_divergence, "layers.0.mlp_out");
 }
 
 }  // namespace
