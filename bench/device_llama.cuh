@@ -1,0 +1,927 @@
+// A device-resident bf16 Llama forward (weights, activations and the KV cache on the GPU): the
+// kernels and the model that bench/llama_bench.cu times and bench/llama_bench_engine.cu runs as
+// a pinmark engine, so that the forward the bench measures is the one the goldens pin. Weights
+// are pinmark's synthetic ones (runtime/random.h), drawn on the device by the same
+// counter-based generator, or loaded by their Hugging Face names (WeightLoader).
+//
+// Included by each of the two programs (one translation unit each), hence its own namespace.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/model_config.h"
+#include "runtime/random.h"
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+using pinmark::ModelConfig;
+
+#define CHECK PINMARK_CUDA_CHECK
+#define CHECK_LAUNCH PINMARK_CUDA_CHECK_LAUNCH
+
+// ---------------------------------------------------------------------------------------------
+// Model dimensions.
+
+struct Dims {
+  const char* name;
+  int hidden, layers, heads, kv_heads, head_dim, inter, vocab;
+  double theta, eps;
+};
+
+const Dims kLlama1B = {"Llama-3.2-1B dims", 2048, 16, 32, 8, 64, 8192, 128256, 500000.0, 1e-5};
+const Dims kSmall = {"small (1024 x 8)", 1024, 8, 16, 4, 64, 4096, 32000, 500000.0, 1e-5};
+
+constexpr uint64_t kSeed = 20240925;
+
+ModelConfig to_config(const Dims& d, int max_positions) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = d.vocab;
+  c.hidden_size = d.hidden;
+  c.intermediate_size = d.inter;
+  c.num_hidden_layers = d.layers;
+  c.num_attention_heads = d.heads;
+  c.num_key_value_heads = d.kv_heads;
+  c.head_dim = d.head_dim;
+  c.max_position_embeddings = max_positions;
+  c.rms_norm_eps = d.eps;
+  c.rope_theta = d.theta;
+  c.tie_word_embeddings = true;
+  c.seed = kSeed;
+  return c;
+}
+
+int64_t q_dim(const Dims& d) { return int64_t{d.heads} * d.head_dim; }
+int64_t kv_dim(const Dims& d) { return int64_t{d.kv_heads} * d.head_dim; }
+
+// Parameters of one layer's matrix products (q, k, v, o, gate, up, down).
+int64_t layer_matmul_params(const Dims& d) {
+  return int64_t{d.hidden} * (q_dim(d) + 2 * kv_dim(d)) + q_dim(d) * d.hidden +
+         3 * int64_t{d.hidden} * d.inter;
+}
+int64_t lm_head_params(const Dims& d) { return int64_t{d.vocab} * d.hidden; }
+// Every stored parameter; the tied embedding counts once.
+int64_t total_params(const Dims& d) {
+  return d.layers * (layer_matmul_params(d) + 2 * int64_t{d.hidden}) + lm_head_params(d) +
+         d.hidden;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels.
+
+// runtime/random.cpp's random_bits and random_uniform, bit for bit, so that element i of tensor
+// "name" on the device is the value the CPU reference draws.
+__device__ __forceinline__ uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+__global__ void fill_synthetic(bf16* out, int64_t count, uint64_t seed, uint64_t name_hash,
+                               double scale, double offset) {
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  const uint64_t base = mix64(mix64(seed + kGolden) ^ (name_hash + kGolden));
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < count; i += stride) {
+    const uint64_t bits = mix64(mix64(base ^ (static_cast<uint64_t>(i) + kGolden)) + kGolden);
+    const int64_t k = static_cast<int64_t>(bits >> 11);
+    const double u = static_cast<double>(k - (int64_t{1} << 52)) * 0x1p-52;
+    // No contraction: the reference computes scale * u + offset as two roundings.
+    const double v = __dadd_rn(__dmul_rn(scale, u), offset);
+    out[i] = __float2bfloat16_rn(static_cast<float>(v));
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Every thread of the block gets the result; `scratch` holds one float per warp.
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = kMax ? -INFINITY : 0.0f;
+  for (int w = 0; w < warps; ++w) r = kMax ? fmaxf(r, scratch[w]) : r + scratch[w];
+  return r;
+}
+
+// Eight bf16 in one 16-byte access.
+union Pack8 {
+  uint4 u;
+  __nv_bfloat162 h[4];
+};
+
+__global__ void embed_rows(const bf16* table, const int* tokens, int dim, bf16* out) {
+  const int row = blockIdx.x;
+  const uint4* src = reinterpret_cast<const uint4*>(table + int64_t{tokens[row]} * dim);
+  uint4* dst = reinterpret_cast<uint4*>(out + int64_t{row} * dim);
+  for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) dst[i] = src[i];
+}
+
+// y = x / sqrt(mean(x^2) + eps) * w, one block per row, in fp32, stored in bf16.
+__global__ void rmsnorm_rows(const bf16* x, const bf16* w, int dim, float eps, bf16* y) {
+  __shared__ float scratch[32];
+  const uint4* xr = reinterpret_cast<const uint4*>(x + int64_t{blockIdx.x} * dim);
+  const uint4* wr = reinterpret_cast<const uint4*>(w);
+  uint4* yr = reinterpret_cast<uint4*>(y + int64_t{blockIdx.x} * dim);
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
+    Pack8 p;
+    p.u = xr[i];
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __bfloat1622float2(p.h[k]);
+      ss += f.x * f.x + f.y * f.y;
+    }
+  }
+  ss = block_reduce<false>(ss, scratch);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
+    Pack8 p, q, o;
+    p.u = xr[i];
+    q.u = wr[i];
+    for (int k = 0; k < 4; ++k) {
+      const float2 a = __bfloat1622float2(p.h[k]), b = __bfloat1622float2(q.h[k]);
+      o.h[k] = __floats2bfloat162_rn((a.x * inv) * b.x, (a.y * inv) * b.y);
+    }
+    yr[i] = o.u;
+  }
+}
+
+// qkv[n, q_dim + 2 kv_dim] from the fused projection: rotates q into q_out[n, heads, hd],
+// rotates k and copies v into the layer's cache rows p0 ... p0 + n - 1. One thread per rotary
+// pair (j, j + hd/2) of one head of one token; cos/sin tables [positions, hd/2] hold the angles
+// computed in fp64 on the host, as the reference computes them.
+__global__ void rope_and_cache(const bf16* qkv, int n, int p0, int heads, int kv_heads, int hd,
+                               const float* cos_t, const float* sin_t, bf16* q_out,
+                               bf16* k_cache, bf16* v_cache) {
+  const int half = hd / 2, all = heads + 2 * kv_heads;
+  const int64_t total = int64_t{n} * all * half;
+  const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (idx >= total) return;
+  const int j = static_cast<int>(idx % half);
+  const int head = static_cast<int>((idx / half) % all);
+  const int i = static_cast<int>(idx / (int64_t{half} * all));
+  const int pos = p0 + i;
+  const bf16* src = qkv + int64_t{i} * all * hd + int64_t{head} * hd;
+  const float x1 = __bfloat162float(src[j]), x2 = __bfloat162float(src[j + half]);
+  bf16* dst;
+  if (head < heads + kv_heads) {
+    const float c = cos_t[int64_t{pos} * half + j], s = sin_t[int64_t{pos} * half + j];
+    dst = head < heads ? q_out + (int64_t{i} * heads + head) * hd
+                       : k_cache + (int64_t{pos} * kv_heads + (head - heads)) * hd;
+    dst[j] = __float2bfloat16_rn(x1 * c - x2 * s);
+    dst[j + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+  } else {
+    dst = v_cache + (int64_t{pos} * kv_heads + (head - heads - kv_heads)) * hd;
+    dst[j] = src[j];
+    dst[j + half] = src[j + half];
+  }
+}
+
+// Row r of scores[heads * n, kv_len] belongs to query i = r % n at position p0 + i: keys after
+// it are masked. Probabilities (masked ones as exact zeros, which the PV product then sums
+// over) are stored in bf16, as the reference stores them.
+__global__ void causal_softmax(const float* scores, int n, int kv_len, int p0, bf16* probs) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const int valid = p0 + static_cast<int>(r % n) + 1;
+  const float* s = scores + r * kv_len;
+  bf16* p = probs + r * kv_len;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) m = fmaxf(m, s[j]);
+  m = block_reduce<true>(m, scratch);
+  float l = 0.0f;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) l += __expf(s[j] - m);
+  l = block_reduce<false>(l, scratch);
+  const float inv = 1.0f / l;
+  for (int j = threadIdx.x; j < kv_len; j += blockDim.x)
+    p[j] = __float2bfloat16_rn(j < valid ? __expf(s[j] - m) * inv : 0.0f);
+}
+
+// Pointer arrays for the batched attention GEMMs of every layer, written on the device so that
+// a forward needs no host-to-device copy: per layer and head, K and V of its KV head, Q, the
+// scores, the probabilities and the output slices.
+__global__ void attention_pointers(const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                                   float* scores, bf16* probs, bf16* out, int layers, int heads,
+                                   int kv_heads, int hd, int n, int kv_len, int64_t cache_layer,
+                                   const void** ptrs) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= layers * heads) return;
+  const int l = idx / heads, h = idx % heads, g = h / (heads / kv_heads);
+  const int64_t count = int64_t{layers} * heads;
+  ptrs[0 * count + idx] = k_cache + l * cache_layer + int64_t{g} * hd;
+  ptrs[1 * count + idx] = v_cache + l * cache_layer + int64_t{g} * hd;
+  ptrs[2 * count + idx] = q + int64_t{h} * hd;
+  ptrs[3 * count + idx] = scores + int64_t{h} * n * kv_len;
+  ptrs[4 * count + idx] = probs + int64_t{h} * n * kv_len;
+  ptrs[5 * count + idx] = out + int64_t{h} * hd;
+}
+
+// Prefill attention through flash_attention_prefill; false selects the unfused cuBLAS path
+// (materialised scores), which the attention check compares it with either way.
+constexpr bool kFlashPrefill = true;
+
+constexpr int kDecodeChunk = 128;  // keys per block of the decode attention; also its threads
+
+// One query per head over the cache, split along the keys: block (h, s) takes keys
+// [s * 128, s * 128 + 128) and writes its running max, its sum of exponentials and its
+// unnormalised output, which decode_attention_combine merges. The 4 query heads of a KV head
+// read the same keys, which then come from L2.
+template <int HD>
+__global__ void __launch_bounds__(kDecodeChunk)
+    decode_attention_partial(const bf16* q, const bf16* k_cache, const bf16* v_cache, int kv_len,
+                             int heads, int kv_heads, float scale, float* part) {
+  static_assert(kDecodeChunk % HD == 0 && HD % 8 == 0, "decode tiling");
+  __shared__ float qs[HD];
+  __shared__ float ps[kDecodeChunk];
+  __shared__ float acc_s[kDecodeChunk / HD][HD];
+  __shared__ float scratch[32];
+  const int h = blockIdx.x, s = blockIdx.y, S = gridDim.y, t = threadIdx.x;
+  const int g = h / (heads / kv_heads);
+  const int j0 = s * kDecodeChunk, count = min(kv_len - j0, kDecodeChunk);
+  if (t < HD) qs[t] = __bfloat162float(q[int64_t{h} * HD + t]);
+  __syncthreads();
+
+  float score = -INFINITY;
+  if (t < count) {
+    const uint4* kr =
+        reinterpret_cast<const uint4*>(k_cache + (int64_t{j0 + t} * kv_heads + g) * HD);
+    float dot = 0.0f;
+#pragma unroll
+    for (int c = 0; c < HD / 8; ++c) {
+      Pack8 p;
+      p.u = kr[c];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float2 f = __bfloat1622float2(p.h[k]);
+        dot += f.x * qs[c * 8 + 2 * k] + f.y * qs[c * 8 + 2 * k + 1];
+      }
+    }
+    score = dot * scale;
+  }
+  const float m = block_reduce<true>(score, scratch);
+  const float p = t < count ? __expf(score - m) : 0.0f;
+  ps[t] = p;
+  const float l = block_reduce<false>(p, scratch);  // its barriers also publish ps
+
+  const int d = t % HD, lane_group = t / HD;
+  float acc = 0.0f;
+  for (int jj = lane_group; jj < count; jj += kDecodeChunk / HD)
+    acc += ps[jj] * __bfloat162float(v_cache[(int64_t{j0 + jj} * kv_heads + g) * HD + d]);
+  acc_s[lane_group][d] = acc;
+  __syncthreads();
+  if (t < HD) {
+    float sum = 0.0f;
+    for (int k = 0; k < kDecodeChunk / HD; ++k) sum += acc_s[k][t];
+    float* out = part + (int64_t{h} * S + s) * (HD + 2);
+    out[t] = sum;
+    if (t == 0) {
+      out[HD] = m;
+      out[HD + 1] = l;
+    }
+  }
+}
+
+template <int HD>
+__global__ void decode_attention_combine(const float* part, int S, bf16* out) {
+  const int h = blockIdx.x, d = threadIdx.x;
+  const float* base = part + int64_t{h} * S * (HD + 2);
+  float m = -INFINITY;
+  for (int s = 0; s < S; ++s) m = fmaxf(m, base[s * (HD + 2) + HD]);
+  float num = 0.0f, den = 0.0f;
+  for (int s = 0; s < S; ++s) {
+    const float w = __expf(base[s * (HD + 2) + HD] - m);
+    num += w * base[s * (HD + 2) + d];
+    den += w * base[s * (HD + 2) + HD + 1];
+  }
+  out[int64_t{h} * HD + d] = __float2bfloat16_rn(num / den);
+}
+
+// Prefill attention, fused: per block 64 queries of one head (16 per warp), key tiles of 64
+// streamed through shared memory (double-buffered with cp.async), S = Q K^T and O += P V on the
+// tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation), the softmax online in
+// registers, so the scores never reach device memory. Query i sits at position p0 + i and sees
+// keys 0 ... p0 + i: tiles wholly above the diagonal are never loaded, only tiles that cross it
+// are masked. Q is q[n, heads, 64]; K and V are one layer's cache rows [pos, kv_heads, 64];
+// out[n, heads * 64] is what the o projection reads. The probabilities enter the PV product in
+// bf16, as the unfused path stores them; the normalisation is applied once, in fp32, at the end.
+constexpr int kFlashQ = 64, kFlashK = 64, kFlashD = 64, kFlashThreads = 128;
+// Rows padded by 16 bytes: 144-byte rows put the 8 rows an ldmatrix phase reads in 8 distinct
+// 4-bank groups, so the fragment loads are conflict-free.
+constexpr int kFlashLd = kFlashD + 8;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16 bytes global -> shared; bytes = 0 writes zeros and reads nothing (rows past the keys).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+// c += a b for one m16n8k16 tile: a row-major 16 x 16, b column-major 16 x 8, c fp32 16 x 8.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Grid: one block per (query tile, head), the heads of a query tile adjacent (the 4 that share a
+// KV head then read its tiles from L2), the longest query tiles (most keys) first so that the
+// short ones fill the tail.
+__global__ void __launch_bounds__(kFlashThreads)
+    flash_attention_prefill(const bf16* q, const bf16* k_cache, const bf16* v_cache, int n, int p0,
+                            int heads, int kv_heads, float scale_log2, bf16* out) {
+  __shared__ __align__(16) bf16 qs[kFlashQ][kFlashLd];
+  __shared__ __align__(16) bf16 ks[2][kFlashK][kFlashLd];
+  __shared__ __align__(16) bf16 vs[2][kFlashK][kFlashLd];
+  const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
+  const int h = blockIdx.x % heads;
+  const int qt = tiles_q - 1 - blockIdx.x / heads;
+  const int g = h / (heads / kv_heads);
+  const int q0 = qt * kFlashQ;
+  const int kv_len = p0 + n;
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
+  const int last_key = p0 + min(q0 + kFlashQ - 1, n - 1);
+  const int tiles_k = last_key / kFlashK + 1;
+
+  auto load_kv = [&](int tile, int buf) {
+    for (int c = t; c < kFlashK * kFlashD / 8; c += kFlashThreads) {
+      const int row = c >> 3, col = (c & 7) * 8, key = tile * kFlashK + row;
+      const bool in = key < kv_len;
+      const int64_t off = in ? (int64_t{key} * kv_heads + g) * kFlashD + col : 0;
+      cp_async16(&ks[buf][row][col], k_cache + off, in ? 16 : 0);
+      cp_async16(&vs[buf][row][col], v_cache + off, in ? 16 : 0);
+    }
+  };
+  load_kv(0, 0);
+  cp_async_commit();
+
+  for (int c = t; c < kFlashQ * kFlashD / 8; c += kFlashThreads) {
+    const int row = c >> 3, col = (c & 7) * 8, i = q0 + row;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (i < n) v = *reinterpret_cast<const uint4*>(q + (int64_t{i} * heads + h) * kFlashD + col);
+    *reinterpret_cast<uint4*>(&qs[row][col]) = v;
+  }
+  __syncthreads();
+  // This warp's 16 query rows as A fragments, one per 16 dims.
+  uint32_t qa[kFlashD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < kFlashD / 16; ++kk)
+    ldmatrix_x4(qa[kk], &qs[warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][kk * 16 + (lane >> 4) * 8]);
+
+  // The thread holds rows r0 = lane / 4 and r0 + 8 of the warp's 16, columns 2 (lane % 4) + {0, 1}
+  // of each 8-wide tile.
+  const int r0 = lane >> 2, c0 = (lane & 3) * 2;
+  const int pos0 = p0 + q0 + warp * 16 + r0, pos1 = pos0 + 8;
+  float o[kFlashD / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < kFlashD / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  // Running max (log2 units) and this thread's part of the running sum, per row.
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  for (int kt = 0; kt < tiles_k; ++kt) {
+    const int buf = kt & 1;
+    if (kt + 1 < tiles_k) load_kv(kt + 1, buf ^ 1);
+    cp_async_commit();  // an empty group on the last tile keeps the wait count uniform
+    cp_async_wait<1>();
+    __syncthreads();
+
+    float s[kFlashK / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kFlashK / 8; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+      for (int kp = 0; kp < kFlashD / 32; ++kp) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, &ks[buf][nt * 8 + (lane & 7)][kp * 32 + (lane >> 3) * 8]);
+        mma_bf16(s[nt], qa[2 * kp], kb[0], kb[1]);
+        mma_bf16(s[nt], qa[2 * kp + 1], kb[2], kb[3]);
+      }
+    }
+    const int k0 = kt * kFlashK;
+    const bool diagonal = k0 + kFlashK - 1 > p0 + q0;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < kFlashK / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float v = s[nt][e] * scale_log2;
+        if (diagonal) {
+          const int key = k0 + nt * 8 + c0 + (e & 1);
+          if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
+        }
+        s[nt][e] = v;
+      }
+      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Key 0 is visible to every row and sits in the first tile, so the max is finite from
+    // then on and no -inf - -inf arises.
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    const float a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+    m0 = n0;
+    m1 = n1;
+    l0 *= a0;
+    l1 *= a1;
+#pragma unroll
+    for (int dt = 0; dt < kFlashD / 8; ++dt) {
+      o[dt][0] *= a0;
+      o[dt][1] *= a0;
+      o[dt][2] *= a1;
+      o[dt][3] *= a1;
+    }
+#pragma unroll
+    for (int nt = 0; nt < kFlashK / 8; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - n0);
+      s[nt][1] = exp2f(s[nt][1] - n0);
+      s[nt][2] = exp2f(s[nt][2] - n1);
+      s[nt][3] = exp2f(s[nt][3] - n1);
+      l0 += s[nt][0] + s[nt][1];
+      l1 += s[nt][2] + s[nt][3];
+    }
+    // The S accumulator of keys 16j ... 16j + 15 is, packed to bf16, the A fragment of P.
+#pragma unroll
+    for (int j = 0; j < kFlashK / 16; ++j) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]),
+                              pack_bf16(s[2 * j][2], s[2 * j][3]),
+                              pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
+                              pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < kFlashD / 16; ++dp) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, &vs[buf][j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8]
+                                 [dp * 16 + (lane >> 4) * 8]);
+        mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
+        mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // the next iteration's loads overwrite the other buffer of this one's
+  }
+  cp_async_wait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+  const int i0 = q0 + warp * 16 + r0, i1 = i0 + 8;
+  const int64_t ld = int64_t{heads} * kFlashD;
+#pragma unroll
+  for (int dt = 0; dt < kFlashD / 8; ++dt) {
+    const int col = h * kFlashD + dt * 8 + c0;
+    if (i0 < n)
+      *reinterpret_cast<__nv_bfloat162*>(out + i0 * ld + col) =
+          __floats2bfloat162_rn(o[dt][0] * inv0, o[dt][1] * inv0);
+    if (i1 < n)
+      *reinterpret_cast<__nv_bfloat162*>(out + i1 * ld + col) =
+          __floats2bfloat162_rn(o[dt][2] * inv1, o[dt][3] * inv1);
+  }
+}
+
+// act[n, inter] = silu(gate) * up from gu[n, 2 * inter] (gate columns first, then up).
+__global__ void swiglu_rows(const bf16* gu, int n, int inter, bf16* act) {
+  const int64_t vecs = int64_t{n} * inter / 8;
+  const int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (v >= vecs) return;
+  const int64_t row = v / (inter / 8), col = v % (inter / 8);
+  const uint4* g = reinterpret_cast<const uint4*>(gu + row * 2 * inter);
+  const uint4* u = reinterpret_cast<const uint4*>(gu + row * 2 * inter + inter);
+  Pack8 a, b, o;
+  a.u = g[col];
+  b.u = u[col];
+  for (int k = 0; k < 4; ++k) {
+    const float2 x = __bfloat1622float2(a.h[k]), y = __bfloat1622float2(b.h[k]);
+    o.h[k] = __floats2bfloat162_rn(x.x / (1.0f + __expf(-x.x)) * y.x,
+                                   x.y / (1.0f + __expf(-x.y)) * y.y);
+  }
+  reinterpret_cast<uint4*>(act + row * inter)[col] = o.u;
+}
+
+int blocks_for(int64_t work, int threads) {
+  return static_cast<int>((work + threads - 1) / threads);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device model.
+
+void fill(cudaStream_t stream, bf16* out, int64_t count, const std::string& name, double scale,
+          double offset = 0.0) {
+  fill_synthetic<<<2048, 256, 0, stream>>>(out, count, kSeed, pinmark::hash_name(name), scale,
+                                           offset);
+  CHECK_LAUNCH(fill_synthetic);
+}
+
+// y[n, m] = x[n, k] w[m, k]^T (+ y when beta is 1): bf16 operands and output, fp32 accumulation.
+void gemm(cublasHandle_t blas, const bf16* x, const bf16* w, int n, int k, int m, bf16* y,
+          float beta = 0.0f) {
+  const float alpha = 1.0f;
+  CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF, k, x,
+                     CUDA_R_16BF, k, &beta, y, CUDA_R_16BF, m, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT));
+}
+
+enum Part { kLayerGemm, kAttention, kLmHead, kOther, kParts };
+const char* const kPartNames[kParts] = {"layer GEMMs", "attention", "LM head", "other ops"};
+
+// Events between the ops of one forward, so that each op's time is charged to its part.
+// Recording them costs a few microseconds each, so timings with it on are a breakdown only.
+class Profiler {
+ public:
+  explicit Profiler(cudaStream_t stream) : stream_(stream) {}
+  ~Profiler() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  void mark(int part) {
+    if (used_ == events_.size()) {
+      events_.emplace_back();
+      CHECK(cudaEventCreate(&events_.back()));
+    }
+    CHECK(cudaEventRecord(events_[used_++], stream_));
+    parts_.push_back(part);
+  }
+  // Milliseconds per part since the last reset; waits for the device.
+  std::vector<double> totals() {
+    std::vector<double> ms(kParts, 0.0);
+    if (used_ == 0) return ms;
+    CHECK(cudaEventSynchronize(events_[used_ - 1]));
+    for (size_t i = 0; i + 1 < used_; ++i) {
+      float t = 0.0f;
+      CHECK(cudaEventElapsedTime(&t, events_[i], events_[i + 1]));
+      if (parts_[i] < kParts) ms[parts_[i]] += t;
+    }
+    return ms;
+  }
+
+ private:
+  cudaStream_t stream_;
+  std::vector<cudaEvent_t> events_;
+  std::vector<int> parts_;
+  size_t used_ = 0;
+};
+
+// Writes `count` bf16 values of the weight named `name` (Hugging Face's name) to `device`.
+using WeightLoader = std::function<void(bf16* device, int64_t count, const std::string& name)>;
+
+class DeviceModel {
+ public:
+  // The weights are pinmark's synthetic ones for seed kSeed, or what `load` gives when set.
+  DeviceModel(const Dims& d, int max_tokens, int cache_capacity, cublasHandle_t blas,
+              cudaStream_t stream, const WeightLoader& load = {})
+      : d_(d), max_tokens_(max_tokens), capacity_(cache_capacity), blas_(blas), stream_(stream) {
+    auto fill = [&load](cudaStream_t s, bf16* out, int64_t count, const std::string& name,
+                        double scale, double offset = 0.0) {
+      if (load)
+        load(out, count, name);
+      else
+        ::fill(s, out, count, name, scale, offset);
+    };
+    if (d.head_dim != 64) throw std::runtime_error("the decode attention is built for head_dim 64");
+    const int64_t H = d.hidden, Q = q_dim(d), KV = kv_dim(d), I = d.inter;
+    // One arena for every weight, laid out per layer as the fused products read them.
+    const int64_t per_layer = 2 * H + (Q + 2 * KV) * H + H * Q + 2 * I * H + H * I;
+    const int64_t weights = int64_t{d.vocab} * H + H + d.layers * per_layer;
+    arena_ = alloc<bf16>(weights);
+    bf16* p = arena_;
+    auto take = [&](int64_t count) {
+      bf16* r = p;
+      p += count;
+      return r;
+    };
+    embed_ = take(int64_t{d.vocab} * H);
+    fill(stream, embed_, int64_t{d.vocab} * H, "model.embed_tokens.weight", 1.0);
+    final_norm_ = take(H);
+    fill(stream, final_norm_, H, "model.norm.weight", 0.1, 1.0);
+    auto lin = [](int64_t in) { return std::sqrt(3.0 / static_cast<double>(in)); };
+    for (int l = 0; l < d.layers; ++l) {
+      const std::string n = "model.layers." + std::to_string(l) + ".";
+      Layer L;
+      L.attn_norm = take(H);
+      fill(stream, L.attn_norm, H, n + "input_layernorm.weight", 0.1, 1.0);
+      L.mlp_norm = take(H);
+      fill(stream, L.mlp_norm, H, n + "post_attention_layernorm.weight", 0.1, 1.0);
+      // q, k and v projections as the rows of one [q + 2 kv, hidden] matrix: one GEMM.
+      L.wqkv = take((Q + 2 * KV) * H);
+      fill(stream, L.wqkv, Q * H, n + "self_attn.q_proj.weight", lin(H));
+      fill(stream, L.wqkv + Q * H, KV * H, n + "self_attn.k_proj.weight", lin(H));
+      fill(stream, L.wqkv + (Q + KV) * H, KV * H, n + "self_attn.v_proj.weight", lin(H));
+      L.wo = take(H * Q);
+      fill(stream, L.wo, H * Q, n + "self_attn.o_proj.weight", lin(Q));
+      L.wgu = take(2 * I * H);
+      fill(stream, L.wgu, I * H, n + "mlp.gate_proj.weight", lin(H));
+      fill(stream, L.wgu + I * H, I * H, n + "mlp.up_proj.weight", lin(H));
+      L.wdown = take(H * I);
+      fill(stream, L.wdown, H * I, n + "mlp.down_proj.weight", lin(I));
+      layers_.push_back(L);
+    }
+
+    const int64_t T = max_tokens;
+    x_ = alloc<bf16>(T * H);
+    h_ = alloc<bf16>(T * H);
+    qkv_ = alloc<bf16>(T * (Q + 2 * KV));
+    q_ = alloc<bf16>(T * Q);
+    att_ = alloc<bf16>(T * Q);
+    gu_ = alloc<bf16>(T * 2 * I);
+    act_ = alloc<bf16>(T * I);
+    logits_ = alloc<bf16>(T * d.vocab);
+    tokens_ = alloc<int>(T);
+    cache_layer_ = int64_t{capacity_} * KV;
+    k_cache_ = alloc<bf16>(d.layers * cache_layer_);
+    v_cache_ = alloc<bf16>(d.layers * cache_layer_);
+    // The reference's scores hold every key, the masked ones too; so do these.
+    scores_ = alloc<float>(int64_t{d.heads} * T * capacity_);
+    probs_ = alloc<bf16>(int64_t{d.heads} * T * capacity_);
+    ptrs_ = alloc<const void*>(6 * int64_t{d.layers} * d.heads);
+    const int splits = (capacity_ + kDecodeChunk - 1) / kDecodeChunk;
+    part_ = alloc<float>(int64_t{d.heads} * splits * (d.head_dim + 2));
+
+    // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
+    const int half = d.head_dim / 2;
+    std::vector<float> c(static_cast<size_t>(capacity_) * half), s(c.size());
+    for (int pos = 0; pos < capacity_; ++pos)
+      for (int j = 0; j < half; ++j) {
+        const double inv = 1.0 / std::pow(d.theta, static_cast<double>(2 * j) / d.head_dim);
+        const double a = static_cast<double>(pos) * inv;
+        c[static_cast<size_t>(pos) * half + j] = static_cast<float>(std::cos(a));
+        s[static_cast<size_t>(pos) * half + j] = static_cast<float>(std::sin(a));
+      }
+    cos_ = alloc<float>(static_cast<int64_t>(c.size()));
+    sin_ = alloc<float>(static_cast<int64_t>(s.size()));
+    CHECK(cudaMemcpy(cos_, c.data(), c.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(sin_, s.data(), s.size() * sizeof(float), cudaMemcpyHostToDevice));
+    CHECK(cudaStreamSynchronize(stream));
+  }
+  ~DeviceModel() {
+    for (void* b : buffers_) cudaFree(b);
+  }
+  DeviceModel(const DeviceModel&) = delete;
+  DeviceModel& operator=(const DeviceModel&) = delete;
+
+  const Dims& dims() const { return d_; }
+  bf16* logits() const { return logits_; }
+
+  // The fused and the unfused prefill attention on what q() and layer l's cache hold now, rows
+  // [0, n) of q() taken as queries at positions p0 ... p0 + n - 1: ||flash - unfused|| /
+  // ||unfused|| over the n x heads x head_dim outputs, NaN if the fused one left any unwritten.
+  // Overwrites the attention output buffer.
+  double compare_attention(int l, int n, int p0) {
+    const Dims& d = d_;
+    if (n < 2 || n > max_tokens_ || p0 + n > capacity_ || l < 0 || l >= d.layers)
+      throw std::runtime_error("compare_attention: bad sizes");
+    const int count = d.layers * d.heads;
+    attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
+        q_, k_cache_, v_cache_, scores_, probs_, att_, d.layers, d.heads, d.kv_heads, d.head_dim,
+        n, p0 + n, cache_layer_, ptrs_);
+    CHECK_LAUNCH(attention_pointers);
+    const size_t elems = static_cast<size_t>(n) * q_dim(d);
+    attention_unfused(l, n, p0);
+    const std::vector<float> ref = download_bf16(att_, elems);
+    CHECK(cudaMemsetAsync(att_, 0xff, elems * sizeof(bf16), stream_));  // bf16 NaN
+    attention_flash(l, n, p0);
+    const std::vector<float> got = download_bf16(att_, elems);
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < elems; ++i) {
+      if (!std::isfinite(got[i])) return NAN;
+      const double e = static_cast<double>(got[i]) - ref[i];
+      num += e * e;
+      den += static_cast<double>(ref[i]) * ref[i];
+    }
+    return std::sqrt(num / den);
+  }
+  int* tokens() const { return tokens_; }
+
+  // Runs the tokens already in tokens()[0, n) at positions p0 ... p0 + n - 1, writing their keys
+  // and values into the cache, and the logits of the last `logit_rows` of them into logits().
+  void forward(int n, int p0, int logit_rows, Profiler* prof = nullptr) {
+    if (n < 1 || n > max_tokens_ || p0 + n > capacity_ || logit_rows < 1 || logit_rows > n)
+      throw std::runtime_error("forward: bad sizes");
+    const Dims& d = d_;
+    const int H = d.hidden, Q = static_cast<int>(q_dim(d)), KV = static_cast<int>(kv_dim(d));
+    const int kv_len = p0 + n;
+    const float eps = static_cast<float>(d.eps);
+    auto mark = [&](int part) {
+      if (prof) prof->mark(part);
+    };
+
+    mark(kOther);
+    embed_rows<<<n, 128, 0, stream_>>>(embed_, tokens_, H, x_);
+    CHECK_LAUNCH(embed_rows);
+    if (n > 1 && !kFlashPrefill) {
+      mark(kAttention);
+      const int count = d.layers * d.heads;
+      attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
+          q_, k_cache_, v_cache_, scores_, probs_, att_, d.layers, d.heads, d.kv_heads,
+          d.head_dim, n, kv_len, cache_layer_, ptrs_);
+      CHECK_LAUNCH(attention_pointers);
+    }
+    for (int l = 0; l < d.layers; ++l) {
+      const Layer& L = layers_[l];
+      bf16* kc = k_cache_ + l * cache_layer_;
+      bf16* vc = v_cache_ + l * cache_layer_;
+      mark(kOther);
+      rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.attn_norm, H, eps, h_);
+      CHECK_LAUNCH(rmsnorm_rows);
+      mark(kLayerGemm);
+      gemm(blas_, h_, L.wqkv, n, H, Q + 2 * KV, qkv_);
+      mark(kOther);
+      const int64_t pairs = int64_t{n} * (d.heads + 2 * d.kv_heads) * (d.head_dim / 2);
+      rope_and_cache<<<blocks_for(pairs, 256), 256, 0, stream_>>>(
+          qkv_, n, p0, d.heads, d.kv_heads, d.head_dim, cos_, sin_, q_, kc, vc);
+      CHECK_LAUNCH(rope_and_cache);
+      mark(kAttention);
+      attention(l, n, p0);
+      mark(kLayerGemm);
+      gemm(blas_, att_, L.wo, n, Q, H, x_, 1.0f);  // the residual add rides on beta = 1
+      mark(kOther);
+      rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.mlp_norm, H, eps, h_);
+      CHECK_LAUNCH(rmsnorm_rows);
+      mark(kLayerGemm);
+      gemm(blas_, h_, L.wgu, n, H, 2 * d.inter, gu_);
+      mark(kOther);
+      swiglu_rows<<<blocks_for(int64_t{n} * d.inter / 8, 256), 256, 0, stream_>>>(gu_, n, d.inter,
+                                                                                  act_);
+      CHECK_LAUNCH(swiglu_rows);
+      mark(kLayerGemm);
+      gemm(blas_, act_, L.wdown, n, d.inter, H, x_, 1.0f);
+    }
+    mark(kOther);
+    rmsnorm_rows<<<logit_rows, 256, 0, stream_>>>(x_ + int64_t{n - logit_rows} * H, final_norm_,
+                                                   H, eps, h_);
+    CHECK_LAUNCH(rmsnorm_rows);
+    mark(kLmHead);
+    gemm(blas_, h_, embed_, logit_rows, H, d.vocab, logits_);
+    mark(kParts);
+  }
+
+ private:
+  struct Layer {
+    bf16 *attn_norm, *mlp_norm, *wqkv, *wo, *wgu, *wdown;
+  };
+
+  std::vector<float> download_bf16(const bf16* src, size_t count) const {
+    std::vector<uint16_t> raw(count);
+    CHECK(cudaMemcpyAsync(raw.data(), src, count * sizeof(bf16), cudaMemcpyDeviceToHost,
+                          stream_));
+    CHECK(cudaStreamSynchronize(stream_));
+    std::vector<float> out(count);
+    for (size_t i = 0; i < count; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;
+      std::memcpy(&out[i], &bits, sizeof(float));
+    }
+    return out;
+  }
+
+  template <class T>
+  T* alloc(int64_t count) {
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, static_cast<size_t>(count) * sizeof(T)));
+    buffers_.push_back(p);
+    return static_cast<T*>(p);
+  }
+
+  void attention(int l, int n, int p0) {
+    if (n > 1) {
+      if (kFlashPrefill)
+        attention_flash(l, n, p0);
+      else
+        attention_unfused(l, n, p0);
+      return;
+    }
+    const Dims& d = d_;
+    const int kv_len = p0 + n;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
+    const int splits = (kv_len + kDecodeChunk - 1) / kDecodeChunk;
+    decode_attention_partial<64><<<dim3(d.heads, splits), kDecodeChunk, 0, stream_>>>(
+        q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len, d.heads,
+        d.kv_heads, scale, part_);
+    CHECK_LAUNCH(decode_attention_partial);
+    decode_attention_combine<64><<<d.heads, 64, 0, stream_>>>(part_, splits, att_);
+    CHECK_LAUNCH(decode_attention_combine);
+  }
+
+  void attention_flash(int l, int n, int p0) {
+    const Dims& d = d_;
+    const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(d.head_dim));
+    const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
+    flash_attention_prefill<<<tiles_q * d.heads, kFlashThreads, 0, stream_>>>(
+        q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, n, p0, d.heads, d.kv_heads,
+        scale_log2, att_);
+    CHECK_LAUNCH(flash_attention_prefill);
+  }
+
+  // Prefill: scores = scale * Q K^T and out = P V as batched cuBLAS products over the heads,
+  // each head's K and V those of its KV head, the causal softmax between them. Reads the pointer
+  // arrays attention_pointers wrote for this n and kv_len.
+  void attention_unfused(int l, int n, int p0) {
+    const Dims& d = d_;
+    const int kv_len = p0 + n, hd = d.head_dim;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int64_t count = int64_t{d.layers} * d.heads, at = int64_t{l} * d.heads;
+    const void* const* k = ptrs_ + 0 * count + at;
+    const void* const* v = ptrs_ + 1 * count + at;
+    const void* const* q = ptrs_ + 2 * count + at;
+    void* const* s = const_cast<void* const*>(ptrs_ + 3 * count + at);
+    const void* const* p = ptrs_ + 4 * count + at;
+    void* const* o = const_cast<void* const*>(ptrs_ + 5 * count + at);
+    const float zero = 0.0f, one = 1.0f;
+    const int q_ld = d.heads * hd, kv_ld = d.kv_heads * hd;
+    CHECK(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, kv_len, n, hd, &scale, k,
+                              CUDA_R_16BF, kv_ld, q, CUDA_R_16BF, q_ld, &zero, s, CUDA_R_32F,
+                              kv_len, d.heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    causal_softmax<<<d.heads * n, 256, 0, stream_>>>(scores_, n, kv_len, p0, probs_);
+    CHECK_LAUNCH(causal_softmax);
+    CHECK(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, kv_len, &one, v,
+                              CUDA_R_16BF, kv_ld, p, CUDA_R_16BF, kv_len, &zero, o, CUDA_R_16BF,
+                              q_ld, d.heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  Dims d_;
+  int max_tokens_, capacity_;
+  cublasHandle_t blas_;
+  cudaStream_t stream_;
+  std::vector<void*> buffers_;
+  bf16 *arena_, *embed_, *final_norm_;
+  std::vector<Layer> layers_;
+  bf16 *x_, *h_, *qkv_, *q_, *att_, *gu_, *act_, *logits_;
+  int* tokens_;
+  int64_t cache_layer_;
+  bf16 *k_cache_, *v_cache_;
+  float *scores_, *cos_, *sin_, *part_;
+  bf16* probs_;
+  const void** ptrs_;
+};
+
+void upload_tokens(DeviceModel& m, const std::vector<int>& t, cudaStream_t stream) {
+  CHECK(cudaMemcpyAsync(m.tokens(), t.data(), t.size() * sizeof(int), cudaMemcpyHostToDevice,
+                        stream));
+  CHECK(cudaStreamSynchronize(stream));
+}
+
+std::vector<float> download_logits(const DeviceModel& m, int rows) {
+  std::vector<uint16_t> raw(static_cast<size_t>(rows) * m.dims().vocab);
+  CHECK(cudaMemcpy(raw.data(), m.logits(), raw.size() * sizeof(uint16_t),
+                   cudaMemcpyDeviceToHost));
+  std::vector<float> out(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;
+    std::memcpy(&out[i], &bits, sizeof(float));
+  }
+  return out;
+}
+
+}  // namespace
