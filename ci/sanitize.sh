@@ -13,6 +13,9 @@ cmake --build "$build" -j"$(nproc)"
 
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:check_initialization_order=1:strict_init_order=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+# The engines of cases/pinmark-engines.json are other programs, not what the sanitizers check
+# (the plain test step measures their rows): here their rows are carried from the goldens.
+export PINMARK_NO_ENGINES=1
 
 # Both halves run even when the first fails, so one CI run shows every finding.
 status=0

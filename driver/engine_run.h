@@ -18,7 +18,8 @@ namespace pinmark {
 // writes outputs that are missing, misnamed or of the wrong shape) adds an `unpinnable` problem
 // to `result` naming the engine and its target, with the tail of the engine's stderr: the case
 // fails and its golden is left as it is. Engines start once per process and stay up until it
-// exits. PINMARK_KEEP_ENGINE_REQUESTS=1 keeps each request folder and names it on stderr.
+// exits. PINMARK_KEEP_ENGINE_REQUESTS=1 keeps each request folder and names it on stderr;
+// PINMARK_NO_ENGINES=1 starts no engine, so that every engine row is carried from the golden.
 void run_engine_rows(const Case& c, const std::string& path, const CaseSpec& spec,
                      CaseResult& result);
 

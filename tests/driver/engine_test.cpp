@@ -207,6 +207,23 @@ TEST_F(Engines, AnUnavailableEngineCarriesItsRowsFromTheGolden) {
   }
 }
 
+TEST_F(Engines, NoEnginesCarriesEveryEngineRow) {
+  const std::string path = setup({{"mode", "exact"}});
+  FileRun measured = run(path);
+  write_file(path, measured.rendered());
+  test::ScopedEnv off("PINMARK_NO_ENGINES", "1");
+  test::TempDir other;  // a configuration whose engine would crash if it started
+  write_file(other.file(kEngineConfigName), config_text({{"mode", "crash"}}));
+  fs::create_directories(other.file("models"));
+  write_file(other.file("models/case.md"), read_file(path));
+  const FileRun r = run(other.file("models/case.md"));
+  EXPECT_EQ(unpinnable(r), "");
+  const TargetRow* row = row_of(r, "fake fp32");
+  ASSERT_NE(row, nullptr);
+  EXPECT_TRUE(row->carried);
+  EXPECT_FALSE(row->ran);
+}
+
 TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
   const std::string model_case =
       "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
