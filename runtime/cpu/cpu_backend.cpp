@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -19,29 +20,107 @@ namespace {
 constexpr int64_t kParallelWork = int64_t{1} << 16;
 
 // The blocks of CpuBackend::product: kCols outputs side by side (a multiple of any vector
-// width), kDepth terms of the sum per transposed block of w, kRows rows of x per pass.
-constexpr int kCols = 32, kDepth = 128, kRows = 64;
+// width) and kDepth terms of the sum per transposed block of w; accumulate_rows takes four
+// rows of x at a time.
+constexpr int kCols = 32, kDepth = 128;
 
-// acc[c] = acc[c] + x[p] * pack[p, c] for p < depth in order, for each of the kCols lanes c:
-// the lanes are independent sums, so vectorising across them leaves each sum's order (and
-// bits) as they are. Compiled for AVX2 and for the baseline, chosen when the program starts;
-// without contraction both compute the same IEEE operations.
+// For each of R rows r of x (R = 1 .. 4), x[r] at x + r * ldx:
+//   acc[r, c] = acc[r, c] + x[r, p] * pack[p, c]   for p < depth in order, each lane c < kCols.
+// The lanes are independent sums, so holding them in vector registers leaves each sum's order
+// (and bits) as the scalar loop has it; the R rows share each load of `pack`. Compiled for
+// AVX-512, AVX2 and the baseline, chosen when the program starts; without contraction all
+// three compute the same IEEE operations.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PINMARK_LANE_CLONES __attribute__((target_clones("avx2", "default")))
+#define PINMARK_LANE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define PINMARK_LANE_CLONES
 #endif
-#define PINMARK_ACCUMULATE_LANES(T)                                                    \
-  PINMARK_LANE_CLONES void accumulate_lanes(T* acc, const T* x, const T* pack, int depth) { \
-    for (int p = 0; p < depth; ++p) {                                                  \
-      const T xp = x[p];                                                               \
-      const T* row = pack + static_cast<int64_t>(p) * kCols;                           \
-      for (int c = 0; c < kCols; ++c) acc[c] = acc[c] + xp * row[c];                   \
-    }                                                                                  \
+#define PINMARK_ACCUMULATE_ROWS(T, R)                                                          \
+  PINMARK_LANE_CLONES void accumulate_rows_##R(T* acc, const T* x, int64_t ldx, const T* pack, \
+                                               int depth) {                                    \
+    typedef T V __attribute__((vector_size(64), aligned(alignof(T))));                         \
+    constexpr int L = 64 / sizeof(T), N = kCols / L;                                           \
+    V a[R][N];                                                                                  \
+    for (int r = 0; r < R; ++r)                                                                 \
+      for (int v = 0; v < N; ++v) std::memcpy(&a[r][v], acc + r * kCols + v * L, sizeof(V));  \
+    for (int p = 0; p < depth; ++p) {                                                           \
+      const V* w = reinterpret_cast<const V*>(pack + static_cast<int64_t>(p) * kCols);          \
+      for (int r = 0; r < R; ++r) {                                                             \
+        const V xb = V{} + x[r * ldx + p];                                                      \
+        for (int v = 0; v < N; ++v) a[r][v] = a[r][v] + xb * w[v];                              \
+      }                                                                                         \
+    }                                                                                           \
+    for (int r = 0; r < R; ++r)                                                                 \
+      for (int v = 0; v < N; ++v) std::memcpy(acc + r * kCols + v * L, &a[r][v], sizeof(V));  \
   }
-PINMARK_ACCUMULATE_LANES(float)
-PINMARK_ACCUMULATE_LANES(double)
-#undef PINMARK_ACCUMULATE_LANES
+PINMARK_ACCUMULATE_ROWS(float, 1)
+PINMARK_ACCUMULATE_ROWS(float, 2)
+PINMARK_ACCUMULATE_ROWS(float, 3)
+PINMARK_ACCUMULATE_ROWS(float, 4)
+PINMARK_ACCUMULATE_ROWS(double, 1)
+PINMARK_ACCUMULATE_ROWS(double, 2)
+PINMARK_ACCUMULATE_ROWS(double, 3)
+PINMARK_ACCUMULATE_ROWS(double, 4)
+#undef PINMARK_ACCUMULATE_ROWS
+
+template <class T>
+void accumulate_rows(T* acc, const T* x, int64_t ldx, int rows, const T* pack, int depth) {
+  switch (rows) {
+    case 1: return accumulate_rows_1(acc, x, ldx, pack, depth);
+    case 2: return accumulate_rows_2(acc, x, ldx, pack, depth);
+    case 3: return accumulate_rows_3(acc, x, ldx, pack, depth);
+    default: return accumulate_rows_4(acc, x, ldx, pack, depth);
+  }
+}
+
+// pack[p, c] = w[c, p] for c < width, p < depth (w's rows `ldw` apart); lanes past `width` are
+// left as they are. Whole 8 x 8 tiles are transposed in vector registers (the three stages of
+// interleaves a SIMD transpose takes), the edges element by element; each row is prefetched
+// 128 values ahead, since for one row of x (decode) this copy is what waits on memory. Only
+// copies: no rounding.
+#define PINMARK_PACK_BLOCK(T, I)                                                               \
+  PINMARK_LANE_CLONES void pack_block(T* pack, const T* w, int64_t ldw, int width, int depth) { \
+    typedef T V __attribute__((vector_size(8 * sizeof(T)), aligned(alignof(T))));              \
+    typedef I M __attribute__((vector_size(8 * sizeof(T))));                                   \
+    const M lo1 = {0, 8, 1, 9, 4, 12, 5, 13}, hi1 = {2, 10, 3, 11, 6, 14, 7, 15};              \
+    const M lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};              \
+    const M lo3 = {0, 1, 2, 3, 8, 9, 10, 11}, hi3 = {4, 5, 6, 7, 12, 13, 14, 15};              \
+    int c0 = 0;                                                                                 \
+    for (; c0 + 8 <= width; c0 += 8) {                                                          \
+      int p0 = 0;                                                                               \
+      for (; p0 + 8 <= depth; p0 += 8) {                                                        \
+        V r[8], t[8], u[8];                                                                     \
+        for (int c = 0; c < 8; ++c) {                                                           \
+          __builtin_prefetch(w + (c0 + c) * ldw + p0 + 128);                                    \
+          std::memcpy(&r[c], w + (c0 + c) * ldw + p0, sizeof(V));                              \
+        }                                                                                       \
+        for (int c = 0; c < 8; c += 2) {                                                        \
+          t[c] = __builtin_shuffle(r[c], r[c + 1], lo1);                                        \
+          t[c + 1] = __builtin_shuffle(r[c], r[c + 1], hi1);                                    \
+        }                                                                                       \
+        for (int h = 0; h < 8; h += 4)                                                          \
+          for (int q = 0; q < 2; ++q) {                                                         \
+            u[h + 2 * q] = __builtin_shuffle(t[h + q], t[h + q + 2], lo2);                      \
+            u[h + 2 * q + 1] = __builtin_shuffle(t[h + q], t[h + q + 2], hi2);                  \
+          }                                                                                     \
+        for (int j = 0; j < 4; ++j) {                                                           \
+          const V low = __builtin_shuffle(u[j], u[j + 4], lo3);                                 \
+          const V high = __builtin_shuffle(u[j], u[j + 4], hi3);                                \
+          std::memcpy(pack + static_cast<int64_t>(p0 + j) * kCols + c0, &low, sizeof(V));      \
+          std::memcpy(pack + static_cast<int64_t>(p0 + j + 4) * kCols + c0, &high, sizeof(V));  \
+        }                                                                                       \
+      }                                                                                         \
+      for (; p0 < depth; ++p0)                                                                  \
+        for (int c = 0; c < 8; ++c)                                                             \
+          pack[static_cast<int64_t>(p0) * kCols + c0 + c] = w[(c0 + c) * ldw + p0];            \
+    }                                                                                           \
+    for (; c0 < width; ++c0)                                                                    \
+      for (int p = 0; p < depth; ++p)                                                           \
+        pack[static_cast<int64_t>(p) * kCols + c0] = w[c0 * ldw + p];                           \
+  }
+PINMARK_PACK_BLOCK(float, int32_t)
+PINMARK_PACK_BLOCK(double, int64_t)
+#undef PINMARK_PACK_BLOCK
 
 template <class T>
 class CpuBackend final : public Backend<T> {
@@ -182,27 +261,23 @@ class CpuBackend final : public Backend<T> {
 #pragma omp parallel for schedule(static) if (int64_t{n} * m * k >= kParallelWork)
     for (int jb = 0; jb < blocks; ++jb) {
       thread_local std::vector<T> pack, acc;
-      pack.assign(int64_t{kDepth} * kCols, T(0));
       const int j0 = jb * kCols, width = std::min(kCols, m - j0);
-      for (int i0 = 0; i0 < n; i0 += kRows) {
-        const int rows = std::min(kRows, n - i0);
-        acc.assign(int64_t{rows} * kCols, T(0));
-        for (int p0 = 0; p0 < k; p0 += kDepth) {
-          const int depth = std::min(kDepth, k - p0);
-          for (int jj = 0; jj < width; ++jj) {
-            const T* wr = w + static_cast<int64_t>(j0 + jj) * k + p0;
-            for (int pp = 0; pp < depth; ++pp) pack[int64_t{pp} * kCols + jj] = wr[pp];
-          }
-          for (int i = 0; i < rows; ++i)
-            accumulate_lanes(acc.data() + int64_t{i} * kCols,
-                             x + static_cast<int64_t>(i0 + i) * k + p0, pack.data(), depth);
-        }
-        for (int i = 0; i < rows; ++i)
-          for (int jj = 0; jj < width; ++jj) {
-            const T sum = acc[int64_t{i} * kCols + jj];
-            y[static_cast<int64_t>(i0 + i) * m + j0 + jj] = b ? sum + b[j0 + jj] : sum;
-          }
+      // Lanes past the last output compute on zeros, never stored.
+      if (pack.size() != static_cast<size_t>(kDepth) * kCols || width < kCols)
+        pack.assign(int64_t{kDepth} * kCols, T(0));
+      acc.assign(int64_t{n} * kCols, T(0));
+      for (int p0 = 0; p0 < k; p0 += kDepth) {
+        const int depth = std::min(kDepth, k - p0);
+        pack_block(pack.data(), w + static_cast<int64_t>(j0) * k + p0, k, width, depth);
+        for (int i = 0; i < n; i += 4)
+          accumulate_rows(acc.data() + int64_t{i} * kCols, x + static_cast<int64_t>(i) * k + p0,
+                          k, std::min(4, n - i), pack.data(), depth);
       }
+      for (int i = 0; i < n; ++i)
+        for (int jj = 0; jj < width; ++jj) {
+          const T sum = acc[int64_t{i} * kCols + jj];
+          y[static_cast<int64_t>(i) * m + j0 + jj] = b ? sum + b[j0 + jj] : sum;
+        }
     }
   }
 
