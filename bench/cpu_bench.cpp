@@ -1,0 +1,270 @@
+// Speed of pinmark's CPU runtime in fp32, printed beside its peers, measured in one run:
+//
+//   cpu_bench [--model stories15M|stories110M] [--tokens N] [--threads LIST] [--gemm]
+//   cpu_bench --write-llama2c FILE [--model M]     the same model as a llama2.c checkpoint
+//   cpu_bench --write-tokenizer FILE               a 32000-token llama2.c tokenizer for it
+//
+// The model is Llama at the dimensions of llama2.c's TinyStories checkpoints (stories15M: dim
+// 288, 6 layers, 6 heads; stories110M: dim 768, 12 layers, 12 heads; vocab 32000, tied
+// embeddings) with pinmark's synthetic weights. Decode: greedy tokens after a one-token prompt,
+// each a forward of one token through the KV cache. Prefill: one forward of N tokens. GEMM:
+// y = x w^T for square N, GFLOP/s, beside OpenBLAS sgemm on one thread when built with it.
+// Peak memory (getrusage) is printed beside the weights and the KV cache it must hold.
+// bench/llama2c_compare.sh runs llama2.c's run.c on the same model for the peer figure.
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/model.h"
+#include "runtime/random.h"
+#include "runtime/weights.h"
+
+#ifdef PINMARK_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace {
+
+using pinmark::ModelConfig;
+using Clock = std::chrono::steady_clock;
+
+ModelConfig stories(const std::string& name, int seq_len) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 32000;
+  c.max_position_embeddings = seq_len;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = true;
+  c.seed = 15;
+  if (name == "stories15M") {
+    c.hidden_size = 288, c.intermediate_size = 768, c.num_hidden_layers = 6;
+    c.num_attention_heads = 6, c.num_key_value_heads = 6;
+  } else if (name == "stories110M") {
+    c.hidden_size = 768, c.intermediate_size = 2048, c.num_hidden_layers = 12;
+    c.num_attention_heads = 12, c.num_key_value_heads = 12;
+  } else {
+    throw std::runtime_error("unknown model '" + name + "' (stories15M or stories110M)");
+  }
+  return pinmark::with_defaults(c);
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int argmax(const float* row, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i)
+    if (row[i] > row[best]) best = i;
+  return best;
+}
+
+// Tokens per second of `tokens` greedy decode steps after a one-token prompt.
+double decode_rate(pinmark::Model<float>& model, const ModelConfig& c, int tokens) {
+  pinmark::KVCache<float> cache(c, tokens + 1);
+  int next = 1;
+  next = argmax(model.forward({next}, cache).data.data(), c.vocab_size);
+  const auto start = Clock::now();
+  for (int t = 0; t < tokens - 1; ++t)
+    next = argmax(model.forward({next}, cache).data.data(), c.vocab_size);
+  return (tokens - 1) / seconds_since(start);
+}
+
+double prefill_rate(pinmark::Model<float>& model, const ModelConfig& c, int tokens) {
+  std::vector<int> prompt(tokens);
+  for (int i = 0; i < tokens; ++i)
+    prompt[i] = static_cast<int>(pinmark::random_bits(c.seed, "bench.prompt", i) % c.vocab_size);
+  pinmark::KVCache<float> cache(c, tokens);
+  const auto start = Clock::now();
+  model.forward(prompt, cache);
+  return tokens / seconds_since(start);
+}
+
+double peak_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+void gemm_table(const std::vector<int>& threads) {
+  auto backend = pinmark::make_cpu_backend<float>();
+  std::printf("\nGEMM y = x w^T, square N, fp32, GFLOP/s (median of 5)\n");
+  std::printf("%6s", "N");
+  for (int t : threads) std::printf("  pinmark %dt", t);
+#ifdef PINMARK_HAVE_OPENBLAS
+  std::printf("  OpenBLAS 1t  pinmark 1t / OpenBLAS");
+#endif
+  std::printf("\n");
+  for (int n = 64; n <= 2048; n *= 2) {
+    std::vector<float> x(int64_t{n} * n), w(x.size()), y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] = static_cast<float>(pinmark::random_uniform(1, "bench.x", i));
+      w[i] = static_cast<float>(pinmark::random_uniform(1, "bench.w", i));
+    }
+    const double flops = 2.0 * n * static_cast<double>(n) * n;
+    const int repeats = n <= 512 ? 5 : 3;
+    auto median = [&](auto&& fn) {
+      std::vector<double> t;
+      fn();
+      for (int r = 0; r < repeats; ++r) {
+        const auto start = Clock::now();
+        fn();
+        t.push_back(seconds_since(start));
+      }
+      std::sort(t.begin(), t.end());
+      return flops / t[t.size() / 2] / 1e9;
+    };
+    std::printf("%6d", n);
+    double ours_1t = 0;
+    for (int t : threads) {
+      omp_set_num_threads(t);
+      const double rate = median([&] { backend->matmul(x.data(), w.data(), n, n, n, y.data()); });
+      if (t == 1) ours_1t = rate;
+      std::printf("  %11.1f", rate);
+    }
+#ifdef PINMARK_HAVE_OPENBLAS
+    openblas_set_num_threads(1);
+    const double blas = median([&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, x.data(), n, w.data(),
+                  n, 0.0f, y.data(), n);
+    });
+    std::printf("  %11.1f  %20.0f%%", blas, 100.0 * ours_1t / blas);
+#else
+    (void)ours_1t;
+#endif
+    std::printf("\n");
+  }
+#ifndef PINMARK_HAVE_OPENBLAS
+  std::printf("(OpenBLAS not built in: install libopenblas-dev and reconfigure for its column)\n");
+#endif
+}
+
+// llama2.c's checkpoint (run.c, read_checkpoint): a header of seven ints, then every weight in
+// fp32 in its order; a positive vocab_size means the classifier is the embedding table.
+void write_llama2c(const std::string& path, const ModelConfig& c, const pinmark::Weights& w) {
+  std::ofstream out(path, std::ios::binary);
+  const int header[7] = {c.hidden_size, c.intermediate_size, c.num_hidden_layers,
+                         c.num_attention_heads, c.num_key_value_heads, c.vocab_size,
+                         c.max_position_embeddings};
+  out.write(reinterpret_cast<const char*>(header), sizeof header);
+  auto put = [&](const std::string& name) {
+    const auto& t = w.at(name);
+    for (double v : t.data) {
+      const float f = static_cast<float>(v);
+      out.write(reinterpret_cast<const char*>(&f), sizeof f);
+    }
+  };
+  auto each_layer = [&](const std::string& suffix) {
+    for (int l = 0; l < c.num_hidden_layers; ++l)
+      put("model.layers." + std::to_string(l) + "." + suffix);
+  };
+  put("model.embed_tokens.weight");
+  each_layer("input_layernorm.weight");
+  each_layer("self_attn.q_proj.weight");
+  each_layer("self_attn.k_proj.weight");
+  each_layer("self_attn.v_proj.weight");
+  each_layer("self_attn.o_proj.weight");
+  each_layer("post_attention_layernorm.weight");
+  each_layer("mlp.gate_proj.weight");
+  each_layer("mlp.down_proj.weight");
+  each_layer("mlp.up_proj.weight");
+  put("model.norm.weight");
+  // The RoPE tables older checkpoints carried: run.c skips them.
+  const std::vector<float> unused(int64_t{c.max_position_embeddings} * c.head_dim, 0.0f);
+  out.write(reinterpret_cast<const char*>(unused.data()), unused.size() * sizeof(float));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+void write_tokenizer(const std::string& path) {
+  std::ofstream out(path, std::ios::binary);
+  const int max_len = 8;
+  out.write(reinterpret_cast<const char*>(&max_len), sizeof max_len);
+  for (int i = 0; i < 32000; ++i) {
+    const std::string piece = "<" + std::to_string(i) + ">";
+    const float score = 0.0f;
+    const int len = static_cast<int>(piece.size());
+    out.write(reinterpret_cast<const char*>(&score), sizeof score);
+    out.write(reinterpret_cast<const char*>(&len), sizeof len);
+    out.write(piece.data(), len);
+  }
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    out.push_back(std::stoi(text.substr(start, comma - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string model_name = "stories15M", llama2c, tokenizer;
+    int tokens = 256;
+    bool gemm = false;
+    std::vector<int> threads = {1, 2};
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto value = [&] {
+        if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+        return std::string(argv[++i]);
+      };
+      if (a == "--model") model_name = value();
+      else if (a == "--tokens") tokens = std::stoi(value());
+      else if (a == "--threads") threads = parse_list(value());
+      else if (a == "--gemm") gemm = true;
+      else if (a == "--write-llama2c") llama2c = value();
+      else if (a == "--write-tokenizer") tokenizer = value();
+      else throw std::runtime_error("unknown argument " + a);
+    }
+    if (!tokenizer.empty()) {
+      write_tokenizer(tokenizer);
+      if (llama2c.empty()) return 0;
+    }
+    const ModelConfig c = stories(model_name, std::max(tokens, 256));
+    const pinmark::Weights weights = pinmark::synthetic_weights(c);
+    if (!llama2c.empty()) {
+      write_llama2c(llama2c, c, weights);
+      return 0;
+    }
+    auto backend = pinmark::make_cpu_backend<float>();
+    pinmark::Model<float> model(c, weights, *backend);
+    double params = 0;
+    for (const auto& [name, t] : weights) params += static_cast<double>(t.data.size());
+    const double kv_mib = 2.0 * c.num_hidden_layers * (tokens + 1) * c.num_key_value_heads *
+                          c.head_dim * sizeof(float) / (1 << 20);
+    std::printf("pinmark CPU runtime, fp32, %s dimensions (%.1fM parameters), %d tokens\n",
+                model_name.c_str(), params / 1e6, tokens);
+    std::printf("%8s  %14s  %14s\n", "threads", "decode tok/s", "prefill tok/s");
+    for (int t : threads) {
+      omp_set_num_threads(t);
+      const double decode = decode_rate(model, c, tokens);
+      const double prefill = prefill_rate(model, c, tokens);
+      std::printf("%8d  %14.1f  %14.1f\n", t, decode, prefill);
+    }
+    std::printf("peak memory %.0f MiB; the fp32 weights %.0f MiB and KV cache %.1f MiB it needs "
+                "(the rest: the fp64 synthetic weights it was built from, %.0f MiB)\n",
+                peak_mib(), params * 4 / (1 << 20), kv_mib, params * 8 / (1 << 20));
+    if (gemm) gemm_table(threads);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cpu_bench: %s\n", e.what());
+    return 2;
+  }
+}
