@@ -54,6 +54,33 @@ FAMILY_KEYS = {
 }
 
 
+def _blas_name():
+    """The BLAS this process's torch computes with: the library mapped into the process after a
+    matrix product (Debian's torch links the system's libblas.so.3), else torch's build
+    setting (pip wheels carry MKL or OpenBLAS inside)."""
+    a = torch.ones(8, 8)
+    (a @ a).sum()
+    kinds = (("openblas", "openblas"), ("/blas/libblas", "netlib"), ("mkl", "mkl"),
+             ("blis", "blis"), ("atlas", "atlas"))
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if "/" in line]
+    except OSError:
+        paths = []
+    for path in paths:
+        for needle, name in kinds:
+            if needle in path.lower():
+                return name
+    config = torch.__config__.show()
+    at = config.find("BLAS_INFO=")
+    return config[at + 10:].split(",")[0].strip() if at >= 0 else "blas"
+
+
+def _device_class():
+    version = ".".join(torch.__version__.split(".")[:2])
+    return f"torch-{version}-{_blas_name()}"
+
+
 class Unsupported(Exception):
     pass
 
@@ -293,9 +320,10 @@ class Engine:
             metadata = {
                 "engine": f"pinmark torch_llama_engine {ENGINE_VERSION}, torch {torch.__version__}",
                 "device": "CPU, 1 thread",
-                # CPU numbers depend on the torch build (its GEMM and its bf16 kernels): the
-                # rows are keyed by its version, as GPU rows are by compute capability.
-                "device_class": "torch-" + ".".join(torch.__version__.split(".")[:2]),
+                # CPU numbers depend on the torch build and the BLAS it calls (Debian's torch
+                # takes whichever libblas.so.3 the system's alternatives select): the rows are
+                # keyed by both, as GPU rows are by compute capability.
+                "device_class": _device_class(),
                 "math_mode": MATH_MODE[precision],
             }
             with torch.no_grad():
