@@ -44,7 +44,9 @@ EngineSpec read_engine(const std::string& name, const json& value, const std::st
   for (const auto& [key, item] : value.items()) {
     const std::string at = where + "." + key;
     if (key == "command") {
-      engine.command = string_list(item, path, at, "[\"python3\", \"tools/engines/my_engine.py\"]");
+      engine.command = string_list(
+          item, path, at,
+          "[\"python3\", \"../tools/engines/my_engine.py\"], run in this file's folder");
     } else if (key == "cases") {
       engine.cases = string_list(item, path, at, "[\"models/*.md\"]");
     } else if (key == "timeout_s") {

@@ -4,6 +4,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,9 +77,17 @@ EngineProcess::EngineProcess(const std::vector<std::string>& command, const std:
     ::close(sockets[1]);
     throw std::runtime_error(std::string("cannot create a pipe: ") + std::strerror(errno));
   }
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
+#ifdef __linux__
+    // The engine never outlives pinmark: killed by a signal (Ctrl-C reaches only pinmark, the
+    // engine being in a group of its own so that a timeout can kill all it started), pinmark
+    // takes its engines with it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // pinmark died before the line above took effect
+#endif
     dup2(sockets[1], 0);
     dup2(sockets[1], 1);
     dup2(err_fd, 2);
@@ -105,6 +117,9 @@ EngineProcess::EngineProcess(const std::vector<std::string>& command, const std:
   ::close(exec_error[0]);
   if (n == static_cast<ssize_t>(sizeof why)) {
     reap(true);
+    ::close(socket_);
+    socket_ = -1;
+    unlink(stderr_path_.c_str());
     throw std::runtime_error("cannot start '" + command_text(command) + "' in " + folder + ": " +
                              std::strerror(why));
   }
@@ -144,6 +159,7 @@ std::string EngineProcess::finish(double grace_s) {
 
 std::string EngineProcess::stderr_tail(size_t bytes) const {
   std::ifstream in(stderr_path_, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(request_stderr_from_));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (text.size() > bytes) text = "..." + text.substr(text.size() - bytes);
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
@@ -153,17 +169,22 @@ std::string EngineProcess::stderr_tail(size_t bytes) const {
 nlohmann::json EngineProcess::request(const nlohmann::json& request, double timeout_s) {
   auto ended = [&](const std::string& how) -> nlohmann::json {
     if (how == "unavailable") {
-      const std::string tail = stderr_tail(400);
+      std::string tail = stderr_tail(400);
+      tail = tail.substr(tail.find_last_of('\n') == std::string::npos ? 0 : tail.find_last_of('\n') + 1);
       return {{"unavailable", tail.empty() ? "the engine exited with status 77" : tail}};
     }
     throw std::runtime_error("the engine " + how + " before it replied");
   };
+  {
+    struct stat st {};
+    if (::stat(stderr_path_.c_str(), &st) == 0) request_stderr_from_ = st.st_size;
+  }
   if (pid_ <= 0) return ended(exit_);
   const std::string line = request.dump() + "\n";
   for (size_t sent = 0; sent < line.size();) {
     const ssize_t n = send(socket_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ended(finish(5));
+    if (n < 0) break;  // the engine is gone; a reply it wrote first may still be unread
     sent += static_cast<size_t>(n);
   }
   const auto deadline = std::chrono::steady_clock::now() +

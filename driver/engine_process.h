@@ -1,6 +1,7 @@
 // An engine's process (docs/engines.md): started once, lazily, in its configuration's folder,
 // with a socket for stdin and stdout (so that a dead engine is a write error, never a SIGPIPE)
-// and stderr in a temporary file whose tail goes into every failure message.
+// and stderr in a temporary file whose tail goes into every failure message. On Linux the
+// engine is killed when pinmark dies, however it dies.
 #pragma once
 
 #include <sys/types.h>
@@ -28,7 +29,8 @@ class EngineProcess {
   // instead), closes its stdout, or takes longer than `timeout_s` (it is killed then).
   nlohmann::json request(const nlohmann::json& request, double timeout_s);
 
-  // The last `bytes` of what the engine wrote to stderr, "" when nothing.
+  // The last `bytes` of what the engine wrote to stderr since the last request was sent, ""
+  // when nothing.
   std::string stderr_tail(size_t bytes = 2000) const;
 
   // The engine has exited or was killed: no further request can be sent.
@@ -44,6 +46,7 @@ class EngineProcess {
   int socket_ = -1;
   std::string stderr_path_;
   std::string pending_;  // bytes read past the last complete line
+  size_t request_stderr_from_ = 0;  // the stderr file's size when the last request was sent
   std::string exit_;     // how it ended
 };
 

@@ -136,6 +136,11 @@ std::optional<PluginFactory> find_factory(const std::string& name) {
 
 }  // namespace
 
+// "a plug-in target", "an engine target".
+static std::string article(const std::string& kind) {
+  return (kind.find_first_of("aeiou") == 0 ? "an " : "a ") + kind;
+}
+
 std::string target_name_problem(const std::string& name, const std::string& kind,
                                 bool tf32_allowed) {
   const size_t space = name.find(' ');
@@ -143,10 +148,10 @@ std::string target_name_problem(const std::string& name, const std::string& kind
   const std::string precision = space == std::string::npos ? "" : name.substr(space + 1);
   if (backend.empty() || precision.empty() || precision.find(' ') != std::string::npos ||
       !std::all_of(backend.begin(), backend.end(), name_char))
-    return "a " + kind + " is '<name> <precision>', " + kExample +
+    return article(kind) + " is '<name> <precision>', " + kExample +
            ", the name of letters, digits, '_', '-' or '.', not '" + name + "'";
   if (backend == "cpu" || backend == "cuda")
-    return "'" + name + "': '" + backend + "' is a built-in backend; a " + kind +
+    return "'" + name + "': '" + backend + "' is a built-in backend; " + article(kind) +
            " needs a name of its own, " + kExample;
   const std::string known = tf32_allowed ? "fp32, tf32, bf16, fp16" : "fp32, bf16, fp16";
   if (precision != "fp32" && precision != "bf16" && precision != "fp16" &&

@@ -5,8 +5,14 @@ namespace pinmark {
 std::vector<std::string> case_failures(const CaseResult& result, bool require_fresh) {
   std::vector<std::string> failures = result.unpinnable;
   for (const TargetRow& row : result.numerics) {
-    if (row.ran && !row.ok)
-      failures.push_back("target " + row.label + " is outside its tolerance (Numerics verdict FAIL)");
+    if (row.ran && !row.ok) {
+      std::string what;
+      for (const std::string& w : row.nondeterministic) what += (what.empty() ? "" : " ") + w;
+      failures.push_back("target " + row.label +
+                         (what.empty() ? " is outside its tolerance (Numerics verdict FAIL)"
+                                       : " is not reproducible (NO: " + what +
+                                             "; Numerics verdict FAIL)"));
+    }
     if (row.carried && !row.ok)
       failures.push_back("row " + row.label +
                          ", carried over from the golden (this machine cannot run it), " +

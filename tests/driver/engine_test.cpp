@@ -3,6 +3,7 @@
 // fed through tests/driver/fake_engine.cpp, which answers from the oracle in the request folder.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -11,6 +12,7 @@
 #include "driver/engine_config.h"
 #include "driver/file_run.h"
 #include "driver/golden_rows.h"
+#include "driver/verdict.h"
 #include "tests/driver/test_support.h"
 
 namespace pinmark {
@@ -116,6 +118,10 @@ TEST_F(Engines, OutputsThatDifferBetweenTheTwoRunsAreNotReproducible) {
   ASSERT_NE(row, nullptr) << unpinnable(r);
   EXPECT_EQ(row->nondeterministic, std::vector<std::string>{"runs"});
   EXPECT_FALSE(row->ok);
+  const std::vector<std::string> failures = case_failures(r.outcomes[0].result);
+  EXPECT_NE(std::find(failures.begin(), failures.end(),
+                      "target fake fp32 is not reproducible (NO: runs; Numerics verdict FAIL)"),
+            failures.end());
 }
 
 TEST_F(Engines, UnsupportedIsARowThatSaysWhyAndPasses) {
@@ -187,7 +193,8 @@ TEST_F(Engines, AnUnavailableEngineCarriesItsRowsFromTheGolden) {
   ASSERT_EQ(unpinnable(measured), "");
   write_file(path, measured.rendered());
   for (const json& command :
-       {json::array({PINMARK_FAKE_ENGINE, "--exit-77"}), json::array({PINMARK_FAKE_ENGINE})}) {
+       {json::array({PINMARK_FAKE_ENGINE, "--exit-77"}), json::array({PINMARK_FAKE_ENGINE}),
+        json::array({PINMARK_FAKE_ENGINE, "--unavailable-at-start"})}) {
     SCOPED_TRACE(command.dump());
     // A configuration of its own (another folder), so that the engine starts afresh.
     test::TempDir other;
@@ -301,10 +308,11 @@ INSTANTIATE_TEST_SUITE_P(
                   "repo/pinmark-engines.json: engines.e: has no command"},
         BadConfig{"{\"engines\": {\"e\": {\"command\": [], \"targets\": {\"e fp32\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e.command: must be a non-empty list of "
-                  "strings, e.g. [\"python3\", \"tools/engines/my_engine.py\"]"},
+                  "strings, e.g. [\"python3\", \"../tools/engines/my_engine.py\"], run in this file's "
+                  "folder"},
         BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"targets\": {\"cuda bf16\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e.targets: 'cuda bf16': 'cuda' is a "
-                  "built-in backend; a engine target needs a name of its own, e.g. 'mykernels "
+                  "built-in backend; an engine target needs a name of its own, e.g. 'mykernels "
                   "fp32'"},
         BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"targets\": {\"e int8\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e.targets: unknown precision 'int8' in "

@@ -116,6 +116,11 @@ json answer(const std::string& request_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--unavailable-at-start") {
+    // Says so and exits before pinmark has even sent its request.
+    std::cout << json{{"unavailable", "the fake engine has no device"}}.dump() << "\n" << std::flush;
+    return 0;
+  }
   if (argc > 1 && std::string(argv[1]) == "--exit-77") {
     std::cerr << "fake-engine: needs a device this machine lacks\n";
     return 77;
