@@ -78,48 +78,46 @@ void accumulate_rows(T* acc, const T* x, int64_t ldx, int rows, const T* pack, i
 // interleaves a SIMD transpose takes), the edges element by element; each row is prefetched
 // 128 values ahead, since for one row of x (decode) this copy is what waits on memory. Only
 // copies: no rounding.
-#define PINMARK_PACK_BLOCK(T, I)                                                               \
-  PINMARK_LANE_CLONES void pack_block(T* pack, const T* w, int64_t ldw, int width, int depth) { \
-    typedef T V __attribute__((vector_size(8 * sizeof(T)), aligned(alignof(T))));              \
-    typedef I M __attribute__((vector_size(8 * sizeof(T))));                                   \
-    const M lo1 = {0, 8, 1, 9, 4, 12, 5, 13}, hi1 = {2, 10, 3, 11, 6, 14, 7, 15};              \
-    const M lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};              \
-    const M lo3 = {0, 1, 2, 3, 8, 9, 10, 11}, hi3 = {4, 5, 6, 7, 12, 13, 14, 15};              \
-    int c0 = 0;                                                                                 \
-    for (; c0 + 8 <= width; c0 += 8) {                                                          \
-      int p0 = 0;                                                                               \
-      for (; p0 + 8 <= depth; p0 += 8) {                                                        \
-        V r[8], t[8], u[8];                                                                     \
-        for (int c = 0; c < 8; ++c) {                                                           \
-          __builtin_prefetch(w + (c0 + c) * ldw + p0 + 128);                                    \
-          std::memcpy(&r[c], w + (c0 + c) * ldw + p0, sizeof(V));                              \
-        }                                                                                       \
-        for (int c = 0; c < 8; c += 2) {                                                        \
-          t[c] = __builtin_shuffle(r[c], r[c + 1], lo1);                                        \
-          t[c + 1] = __builtin_shuffle(r[c], r[c + 1], hi1);                                    \
-        }                                                                                       \
-        for (int h = 0; h < 8; h += 4)                                                          \
-          for (int q = 0; q < 2; ++q) {                                                         \
-            u[h + 2 * q] = __builtin_shuffle(t[h + q], t[h + q + 2], lo2);                      \
-            u[h + 2 * q + 1] = __builtin_shuffle(t[h + q], t[h + q + 2], hi2);                  \
-          }                                                                                     \
-        for (int j = 0; j < 4; ++j) {                                                           \
-          const V low = __builtin_shuffle(u[j], u[j + 4], lo3);                                 \
-          const V high = __builtin_shuffle(u[j], u[j + 4], hi3);                                \
-          std::memcpy(pack + static_cast<int64_t>(p0 + j) * kCols + c0, &low, sizeof(V));      \
-          std::memcpy(pack + static_cast<int64_t>(p0 + j + 4) * kCols + c0, &high, sizeof(V));  \
-        }                                                                                       \
-      }                                                                                         \
-      for (; p0 < depth; ++p0)                                                                  \
-        for (int c = 0; c < 8; ++c)                                                             \
-          pack[static_cast<int64_t>(p0) * kCols + c0 + c] = w[(c0 + c) * ldw + p0];            \
-    }                                                                                           \
-    for (; c0 < width; ++c0)                                                                    \
-      for (int p = 0; p < depth; ++p)                                                           \
-        pack[static_cast<int64_t>(p) * kCols + c0] = w[c0 * ldw + p];                           \
+#define PINMARK_PACK_BLOCK(T)                                                                     \
+  PINMARK_LANE_CLONES void pack_block(T* pack, const T* w, int64_t ldw, int width, int depth) {   \
+    typedef T V __attribute__((vector_size(8 * sizeof(T)), aligned(alignof(T))));                 \
+    int c0 = 0;                                                                                   \
+    for (; c0 + 8 <= width; c0 += 8) {                                                            \
+      int p0 = 0;                                                                                 \
+      for (; p0 + 8 <= depth; p0 += 8) {                                                          \
+        V r[8], t[8], u[8];                                                                       \
+        for (int c = 0; c < 8; ++c) {                                                             \
+          __builtin_prefetch(w + (c0 + c) * ldw + p0 + 128);                                      \
+          std::memcpy(&r[c], w + (c0 + c) * ldw + p0, sizeof(V));                                 \
+        }                                                                                         \
+        for (int c = 0; c < 8; c += 2) {                                                          \
+          t[c] = __builtin_shufflevector(r[c], r[c + 1], 0, 8, 1, 9, 4, 12, 5, 13);               \
+          t[c + 1] = __builtin_shufflevector(r[c], r[c + 1], 2, 10, 3, 11, 6, 14, 7, 15);         \
+        }                                                                                         \
+        for (int h = 0; h < 8; h += 4)                                                            \
+          for (int q = 0; q < 2; ++q) {                                                           \
+            const V& even = t[h + q];                                                            \
+            const V& odd = t[h + q + 2];                                                         \
+            u[h + 2 * q] = __builtin_shufflevector(even, odd, 0, 1, 8, 9, 4, 5, 12, 13);          \
+            u[h + 2 * q + 1] = __builtin_shufflevector(even, odd, 2, 3, 10, 11, 6, 7, 14, 15);    \
+          }                                                                                       \
+        for (int j = 0; j < 4; ++j) {                                                             \
+          const V low = __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);        \
+          const V high = __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);     \
+          std::memcpy(pack + static_cast<int64_t>(p0 + j) * kCols + c0, &low, sizeof(V));         \
+          std::memcpy(pack + static_cast<int64_t>(p0 + j + 4) * kCols + c0, &high, sizeof(V));    \
+        }                                                                                         \
+      }                                                                                           \
+      for (; p0 < depth; ++p0)                                                                    \
+        for (int c = 0; c < 8; ++c)                                                               \
+          pack[static_cast<int64_t>(p0) * kCols + c0 + c] = w[(c0 + c) * ldw + p0];               \
+    }                                                                                             \
+    for (; c0 < width; ++c0)                                                                      \
+      for (int p = 0; p < depth; ++p)                                                             \
+        pack[static_cast<int64_t>(p) * kCols + c0] = w[c0 * ldw + p];                             \
   }
-PINMARK_PACK_BLOCK(float, int32_t)
-PINMARK_PACK_BLOCK(double, int64_t)
+PINMARK_PACK_BLOCK(float)
+PINMARK_PACK_BLOCK(double)
 #undef PINMARK_PACK_BLOCK
 
 template <class T>
