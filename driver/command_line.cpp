@@ -344,6 +344,7 @@ struct Tally {
   int selected = 0;       // cases the filter selected
   int no_target_ran = 0;  // cases whose targets all need hardware this machine lacks
   int carried_rows = 0;   // rows this machine cannot measure, carried over from the golden
+  int engine_rows = 0;    // rows an engine measured here (driver/engine_run.h)
   int stale_rows = 0;     // carried rows measured for other inputs or other code
   int unmeasured_rows = 0;  // targets no machine has measured
   int unreadable_files = 0;
@@ -411,6 +412,8 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
     for (const TargetRow& row : outcome.result.numerics) {
       any_ran |= row.ran;
       tally.carried_rows += row.carried;
+      // Only an engine's rows carry a device without being pinmark's own cuda rows.
+      tally.engine_rows += row.ran && !row.device.empty() && row.target.backend != "cuda";
       tally.stale_rows += row.carried && !row.stale.empty();
       tally.unmeasured_rows += !row.ran && !row.carried;
     }
@@ -684,9 +687,11 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
     }
     if (tally.errors_pinned)
       out << tally.errors_pinned << " of the passing cases pin an Errors section\n";
+    if (tally.engine_rows)
+      out << tally.engine_rows << " rows measured here by the engines of pinmark-engines.json\n";
     if (tally.carried_rows)
-      out << tally.carried_rows << " rows need hardware this machine lacks: carried over from the "
-          << "goldens and judged as recorded\n";
+      out << tally.carried_rows << " rows need hardware or an engine this machine lacks: carried "
+          << "over from the goldens and judged as recorded\n";
     if (tally.stale_rows)
       out << tally.stale_rows << " of them are stale (measured for other inputs or other code): "
           << "regenerate on a machine that runs them" << (o.require_fresh ? "" : ", or run with --require-fresh to fail on them") << "\n";

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "driver/case_spec.h"
+#include "driver/command_line.h"
 #include "driver/engine_config.h"
 #include "driver/file_run.h"
 #include "driver/golden_rows.h"
@@ -92,6 +94,14 @@ TEST_F(Engines, AnExactEngineIsMeasuredAndKeyedByItsDeviceClass) {
   EXPECT_TRUE(contains(text, "matmul: fp32 copies of the oracle; produced on:\n  - fake-engine 1.0 "
                              "on the test machine"))
       << text;
+}
+
+TEST_F(Engines, TheRunSaysHowManyRowsEnginesMeasuredHere) {
+  const std::string path = setup({{"mode", "exact"}});
+  std::ostringstream out, err;
+  run_command_line({"run", path, "--regenerate", "-q"}, out, err);
+  EXPECT_TRUE(contains(out.str(), "1 rows measured here by the engines of pinmark-engines.json"))
+      << out.str() << err.str();
 }
 
 TEST_F(Engines, TheFirstTapTheEngineGotWrongIsTheFirstDivergence) {
