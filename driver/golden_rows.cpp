@@ -76,6 +76,7 @@ Provenance parse_entry(const std::string& rest) {
     };
     const size_t unsupported_at = std::min(rest.find("; unsupported: "), end);
     p.math_mode = field("; matmul: ", unsupported_at);
+    if (p.math_mode.empty()) p.math_mode = field("; computed as: ", unsupported_at);
     p.unsupported = field("; unsupported: ", end);
     return p;
   }

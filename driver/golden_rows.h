@@ -9,6 +9,8 @@
 //     - NVIDIA H200, compute capability 9.0, CUDA runtime 13.0, driver 13.0, cuBLAS 13.1.0
 //
 // and a stale row says why after its label: "- `cuda sm90 bf16` (stale: inputs changed): ...".
+// An engine's row says "computed as: MODE" where a cuda row says "matmul: MODE", and one its
+// engine does not run adds "; unsupported: WHY" (driver/engine_run.h).
 // The one-line form older goldens hold ("- `cuda sm90 bf16`: DEVICE, matmul: MODE") reads as
 // a row with no fingerprint.
 #pragma once

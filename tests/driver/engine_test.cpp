@@ -91,7 +91,7 @@ TEST_F(Engines, AnExactEngineIsMeasuredAndKeyedByItsDeviceClass) {
   const std::string text = r.outcomes[0].actual;
   EXPECT_TRUE(contains(text, "| fake sm90 fp32 |")) << text;
   EXPECT_TRUE(contains(text, "- `fake sm90 fp32`: fingerprint `inputs ")) << text;
-  EXPECT_TRUE(contains(text, "matmul: fp32 copies of the oracle; produced on:\n  - fake-engine 1.0 "
+  EXPECT_TRUE(contains(text, "computed as: fp32 copies of the oracle; produced on:\n  - fake-engine 1.0 "
                              "on the test machine"))
       << text;
 }
@@ -221,6 +221,9 @@ TEST_F(Engines, AnUnavailableEngineCarriesItsRowsFromTheGolden) {
     // The options differ from those it was measured with: the code part of its fingerprint.
     EXPECT_EQ(row->stale, "the code changed since it was measured");
     EXPECT_TRUE(row->ok);
+    // Carried, it renders as it was recorded.
+    EXPECT_TRUE(contains(r.outcomes[0].actual, "; computed as: fp32 copies of the oracle;"))
+        << r.outcomes[0].actual;
   }
 }
 
