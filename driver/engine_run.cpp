@@ -151,7 +151,7 @@ std::string metadata_of(const EngineOutputs& got, const std::string& key) {
 }
 
 json request_json(const Case& c, const std::string& path, const CaseSpec& spec,
-                  const CaseResult& result, const std::string& dir, const EngineSpec& engine,
+                  const CaseResult& result, const std::string& dir,
                   const std::vector<TargetRow*>& rows) {
   json request = {{"protocol", 1},
                   {"case", case_name(path, c.slug)},
@@ -179,7 +179,6 @@ json request_json(const Case& c, const std::string& path, const CaseSpec& spec,
                        {"output", dir + "/out/" + std::to_string(i) + ".safetensors"}});
   }
   request["targets"] = targets;
-  (void)engine;
   return request;
 }
 
@@ -223,7 +222,7 @@ void run_engine_rows(const Case& c, const std::string& path, const CaseSpec& spe
       dir = make_request_folder();
       export_case(path, c, dir, PINMARK_VERSION);
       fs::create_directory(dir + "/out");
-      const json request = request_json(c, path, spec, result, dir, engine, rows);
+      const json request = request_json(c, path, spec, result, dir, rows);
       write_file_atomically(dir + "/request.json", request.dump(2) + "\n");
       const json reply = slot.process->request({{"request", dir + "/request.json"}}, engine.timeout_s);
       if (reply.contains("unavailable")) {
