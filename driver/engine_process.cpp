@@ -21,13 +21,19 @@
 #include <thread>
 
 namespace pinmark {
-namespace {
 
 std::string command_text(const std::vector<std::string>& command) {
   std::string text;
   for (const std::string& word : command) text += (text.empty() ? "" : " ") + word;
   return text;
 }
+
+std::string temp_name_template(const std::string& stem) {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp && *tmp ? tmp : "/tmp") + "/" + stem + "-XXXXXX";
+}
+
+namespace {
 
 std::string status_text(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -51,8 +57,7 @@ bool reply_line(const std::string& line, nlohmann::json& reply) {
 
 EngineProcess::EngineProcess(const std::vector<std::string>& command, const std::string& folder) {
   if (command.empty()) throw std::runtime_error("an engine needs a command");
-  const char* tmp = std::getenv("TMPDIR");
-  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/pinmark-engine-stderr-XXXXXX";
+  const std::string templ = temp_name_template("pinmark-engine-stderr");
   std::vector<char> name(templ.begin(), templ.end());
   name.push_back('\0');
   const int err_fd = mkstemp(name.data());

@@ -13,6 +13,12 @@
 
 namespace pinmark {
 
+// The command as one line, for messages: its words joined by spaces.
+std::string command_text(const std::vector<std::string>& command);
+
+// "$TMPDIR/STEM-XXXXXX" (/tmp without TMPDIR), for mkstemp and mkdtemp.
+std::string temp_name_template(const std::string& stem);
+
 class EngineProcess {
  public:
   // Starts `command` in `folder` with PINMARK_ENGINE_PROTOCOL=1 in its environment. Throws

@@ -35,15 +35,8 @@ EngineSlot& slot_of(const EngineConfig& config, const EngineSpec& engine) {
   return slots[config.path + "\n" + engine.name];
 }
 
-std::string command_text(const std::vector<std::string>& command) {
-  std::string text;
-  for (const std::string& word : command) text += (text.empty() ? "" : " ") + word;
-  return text;
-}
-
 std::string make_request_folder() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/pinmark-engine-XXXXXX";
+  const std::string templ = temp_name_template("pinmark-engine");
   std::vector<char> name(templ.begin(), templ.end());
   name.push_back('\0');
   if (!mkdtemp(name.data()))
