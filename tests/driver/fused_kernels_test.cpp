@@ -123,6 +123,27 @@ const TargetRow& row(const CaseResult& r, const std::string& label) {
   throw std::runtime_error("no row " + label);
 }
 
+// The plug-in's rows `name` fp32 and bf16 pass, and computing one op in fp64 leaves the rest of
+// the fp32 forward: the fp32 row within the error bucket of cpu fp32.
+void expect_rows_pass(const CaseResult& r, const std::string& name) {
+  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
+  for (const std::string& label : {name + " fp32", name + " bf16"}) {
+    SCOPED_TRACE(label);
+    EXPECT_TRUE(row(r, label).ok) << row(r, label).first_divergence;
+  }
+  EXPECT_LT(row(r, name + " fp32").rel_l2, 4 * row(r, "cpu fp32").rel_l2 + 1e-12);
+}
+
+// On the shipped case, target `good` passes and `bad` fails, first at `tap`.
+void expect_fails_at(const std::string& file, const std::string& title, const std::string& good,
+                     const std::string& bad, const std::string& tap) {
+  const CaseResult r = run_shipped(file, title, "[\"" + good + "\", \"" + bad + "\"]");
+  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
+  EXPECT_TRUE(row(r, good).ok);
+  EXPECT_FALSE(row(r, bad).ok);
+  EXPECT_EQ(row(r, bad).first_divergence, tap);
+}
+
 class FusedAttention : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -154,15 +175,10 @@ class FusedAttentionOn : public FusedAttention, public ::testing::WithParamInter
 TEST_P(FusedAttentionOn, TheFormulaPassesWhereTheOpByOpPathDoes) {
   const CaseResult r = run_shipped(GetParam().file, GetParam().title,
                                    R"(["cpu fp32", "fused fp32", "cpu bf16", "fused bf16"])");
-  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
   EXPECT_GT(Fp64Attention::calls, 0);
-  for (const char* label : {"fused fp32", "fused bf16"}) {
-    SCOPED_TRACE(label);
-    EXPECT_TRUE(row(r, label).ok) << row(r, label).first_divergence;
-    EXPECT_EQ(row(r, label).first_divergence, "");
-  }
-  // Attention in fp64 leaves the rest of the fp32 forward: the same error bucket as cpu fp32.
-  EXPECT_LT(row(r, "fused fp32").rel_l2, 4 * row(r, "cpu fp32").rel_l2 + 1e-12);
+  expect_rows_pass(r, "fused");
+  EXPECT_EQ(row(r, "fused fp32").first_divergence, "");
+  EXPECT_EQ(row(r, "fused bf16").first_divergence, "");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -174,21 +190,11 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return "case" + std::to_string(info.index); });
 
 TEST_F(FusedAttention, ForgettingTheWindowFailsAtTheFirstSlidingLayersOutput) {
-  const CaseResult r = run_shipped("mistral.md", "Sliding window 4 over a nine-token prompt",
-                                   R"(["fused fp32", "nowindow fp32"])");
-  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
-  EXPECT_TRUE(row(r, "fused fp32").ok);
-  EXPECT_FALSE(row(r, "nowindow fp32").ok);
-  EXPECT_EQ(row(r, "nowindow fp32").first_divergence, "layers.0.attn_out");
+  expect_fails_at("mistral.md", "Sliding window 4 over a nine-token prompt", "fused fp32", "nowindow fp32", "layers.0.attn_out");
 }
 
 TEST_F(FusedAttention, ForgettingTheSinksFailsAtTheFirstLayersOutput) {
-  const CaseResult r = run_shipped("gpt_oss.md", "Two layers: sliding then full",
-                                   R"(["fused fp32", "nosinks fp32"])");
-  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
-  EXPECT_TRUE(row(r, "fused fp32").ok);
-  EXPECT_FALSE(row(r, "nosinks fp32").ok);
-  EXPECT_EQ(row(r, "nosinks fp32").first_divergence, "layers.0.attn_out");
+  expect_fails_at("gpt_oss.md", "Two layers: sliding then full", "fused fp32", "nosinks fp32", "layers.0.attn_out");
 }
 
 class FusedMlpOn : public FusedAttention, public ::testing::WithParamInterface<Shipped> {};
@@ -196,13 +202,8 @@ class FusedMlpOn : public FusedAttention, public ::testing::WithParamInterface<S
 TEST_P(FusedMlpOn, TheFormulaPassesWhereTheOpByOpPathDoes) {
   const CaseResult r = run_shipped(GetParam().file, GetParam().title,
                                    R"(["cpu fp32", "mlp fp32", "cpu bf16", "mlp bf16"])");
-  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
   EXPECT_GT(Fp64Mlp::calls, 0);
-  for (const char* label : {"mlp fp32", "mlp bf16"}) {
-    SCOPED_TRACE(label);
-    EXPECT_TRUE(row(r, label).ok) << row(r, label).first_divergence;
-  }
-  EXPECT_LT(row(r, "mlp fp32").rel_l2, 4 * row(r, "cpu fp32").rel_l2 + 1e-12);
+  expect_rows_pass(r, "mlp");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -214,12 +215,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return "case" + std::to_string(info.index); });
 
 TEST_F(FusedAttention, AnMlpThatSwapsGateAndUpFailsAtTheFirstMlpOut) {
-  const CaseResult r = run_shipped("mistral.md", "Sliding window 4 over a nine-token prompt",
-                                   R"(["mlp fp32", "swapped fp32"])");
-  ASSERT_TRUE(r.problems.empty()) << r.problems[0].message;
-  EXPECT_TRUE(row(r, "mlp fp32").ok);
-  EXPECT_FALSE(row(r, "swapped fp32").ok);
-  EXPECT_EQ(row(r, "swapped fp32").first_divergence, "layers.0.mlp_out");
+  expect_fails_at("mistral.md", "Sliding window 4 over a nine-token prompt", "mlp fp32", "swapped fp32", "layers.0.mlp_out");
 }
 
 }  // namespace
