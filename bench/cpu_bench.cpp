@@ -258,9 +258,14 @@ int main(int argc, char** argv) {
       const double prefill = prefill_rate(model, c, tokens);
       std::printf("%8d  %14.1f  %14.1f\n", t, decode, prefill);
     }
-    std::printf("peak memory %.0f MiB; the fp32 weights %.0f MiB and KV cache %.1f MiB it needs "
-                "(the rest: the fp64 synthetic weights it was built from, %.0f MiB)\n",
-                peak_mib(), params * 4 / (1 << 20), kv_mib, params * 8 / (1 << 20));
+    // The CPU backend keeps each matrix a second time, transposed into the panels its products
+    // read (Backend::hold_matrix): every weight but the norms'.
+    const double matrices = params - (2.0 * c.num_hidden_layers + 1) * c.hidden_size;
+    std::printf("peak memory %.0f MiB; the fp32 weights %.0f MiB, their matrices' panels %.0f MiB "
+                "and KV cache %.1f MiB it needs (the rest: the fp64 synthetic weights it was "
+                "built from, %.0f MiB)\n",
+                peak_mib(), params * 4 / (1 << 20), matrices * 4 / (1 << 20), kv_mib,
+                params * 8 / (1 << 20));
     if (gemm) gemm_table(threads);
     return 0;
   } catch (const std::exception& e) {

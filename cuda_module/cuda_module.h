@@ -33,8 +33,9 @@
 #include "runtime/backend.h"
 #include "runtime/cuda/cuda_backend.h"
 
-// Raised whenever the table changes shape.
-#define PINMARK_CUDA_MODULE_ABI 1
+// Raised whenever the table, or the Backend interface that crosses it, changes shape
+// (2: Backend::hold_matrix and release_matrix).
+#define PINMARK_CUDA_MODULE_ABI 2
 
 extern "C" {
 

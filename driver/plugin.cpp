@@ -54,6 +54,10 @@ bool ForwardingBackend::gated_mlp(const float* x, const float* gate, const float
   return inner_->gated_mlp(x, gate, up, down, n, hidden, inter, act, out);
 }
 
+void ForwardingBackend::hold_matrix(const float* w, int k, int m) { inner_->hold_matrix(w, k, m); }
+
+void ForwardingBackend::release_matrix(const float* w) { inner_->release_matrix(w); }
+
 void ForwardingBackend::attention_values(const float* probs, const float* v, int n,
                                             int kv_len, int heads, int kv_heads, int head_dim,
                                             float* out) {

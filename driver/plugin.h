@@ -79,6 +79,10 @@ class ForwardingBackend : public Backend<float> {
   // The same for the fused gated MLP: false, and the model runs matmul, activation, matmul.
   bool gated_mlp(const float* x, const float* gate, const float* up, const float* down, int n,
                  int hidden, int inter, GatedActivation act, float* out) override;
+  // Handed on to `inner`, so that its matmul may keep the weights in its own layout. Override
+  // them (and keep your own copies) when your matmul wants the announced weights itself.
+  void hold_matrix(const float* w, int k, int m) override;
+  void release_matrix(const float* w) override;
 
  protected:
   Backend<float>& inner() { return *inner_; }

@@ -157,6 +157,17 @@ class Backend {
         (void)out;
     return false;
   }
+
+  // Weights, announced. The model calls hold_matrix(w, k, m) once for each weight w[m, k] it
+  // passes whole to matmul or matmul_bias, before the first such call, and release_matrix(w)
+  // before w's memory goes; in between, w's contents do not change. A backend may keep its own
+  // copy of a held matrix (transposed into its kernels' layout, or uploaded to a device) and
+  // use it whenever matmul or matmul_bias receives that pointer with that k and m, computing
+  // exactly what it would from w. Every other operand (activations, a slice of a weight, the
+  // matrices of a kernel case) arrives unannounced. The default keeps nothing. A backend
+  // serves one thread's calls at a time.
+  virtual void hold_matrix(const T* w, int k, int m) { (void)w, (void)k, (void)m; }
+  virtual void release_matrix(const T* w) { (void)w; }
 };
 
 }  // namespace pinmark

@@ -364,9 +364,10 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
     std::vector<T> qa(int64_t{n} * c.q_lora_rank), qn(qa.size());
     linear(h, L.q_a, L.q_a_bias, n, hidden, c.q_lora_rank, qa.data());
     backend_.rmsnorm(qa.data(), L.q_a_norm.data(), n, c.q_lora_rank, kMlaNormEps, qn.data());
-    backend_.matmul(qn.data(), L.q_b.data(), n, c.q_lora_rank, heads * qk, q.data());
+    backend_.matmul(qn.data(), held(L.q_b, c.q_lora_rank, heads * qk), n, c.q_lora_rank,
+                    heads * qk, q.data());
   } else {
-    backend_.matmul(h, L.q.data(), n, hidden, heads * qk, q.data());
+    backend_.matmul(h, held(L.q, hidden, heads * qk), n, hidden, heads * qk, q.data());
   }
   std::vector<T> ckv(int64_t{n} * row), latent(int64_t{n} * rank), normed(latent.size());
   std::vector<T> k_rot(int64_t{n} * rope), q_rot(int64_t{n} * heads * rope);
@@ -464,7 +465,8 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
   for (int j = 0; j < kv_len; ++j)
     std::copy(cached + int64_t{j} * row, cached + int64_t{j} * row + rank,
               lat_all.begin() + int64_t{j} * rank);
-  backend_.matmul(lat_all.data(), L.kv_b.data(), kv_len, rank, heads * (nope + vd), kv.data());
+  backend_.matmul(lat_all.data(), held(L.kv_b, rank, heads * (nope + vd)), kv_len, rank,
+                  heads * (nope + vd), kv.data());
   std::vector<T> keys(int64_t{kv_len} * heads * qk), values(int64_t{kv_len} * heads * vd);
   for (int j = 0; j < kv_len; ++j)
     for (int hh = 0; hh < heads; ++hh) {
@@ -549,12 +551,23 @@ void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b
 }
 
 template <class T>
+Model<T>::~Model() {
+  for (const T* w : held_) backend_.release_matrix(w);
+}
+
+template <class T>
+const T* Model<T>::held(const std::vector<T>& w, int k, int m) {
+  if (!w.empty() && held_.insert(w.data()).second) backend_.hold_matrix(w.data(), k, m);
+  return w.data();
+}
+
+template <class T>
 void Model<T>::linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k,
                       int m, T* y) {
   if (b.empty())
-    backend_.matmul(x, w.data(), n, k, m, y);
+    backend_.matmul(x, held(w, k, m), n, k, m, y);
   else
-    backend_.matmul_bias(x, w.data(), b.data(), n, k, m, y);
+    backend_.matmul_bias(x, held(w, k, m), b.data(), n, k, m, y);
 }
 
 // The gated MLP's activation times up, or (GPT-2, up == nullptr) the activation alone.
@@ -583,10 +596,10 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
     return;
   const int64_t width = int64_t{m} * inter;
   std::vector<T> g(width), u(width), a(width);
-  backend_.matmul(x, gate.data(), m, hidden, inter, g.data());
-  backend_.matmul(x, up.data(), m, hidden, inter, u.data());
+  backend_.matmul(x, held(gate, hidden, inter), m, hidden, inter, g.data());
+  backend_.matmul(x, held(up, hidden, inter), m, hidden, inter, u.data());
   activation(g.data(), u.data(), width, a.data());
-  backend_.matmul(a.data(), down.data(), m, inter, hidden, out);
+  backend_.matmul(a.data(), held(down, inter, hidden), m, inter, hidden, out);
 }
 
 // Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
@@ -929,7 +942,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
 
   Tensor<T> logits({n, vocab});
   const std::vector<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
-  backend_.matmul(h.data(), head.data(), n, hidden, vocab, logits.data.data());
+  backend_.matmul(h.data(), held(head, hidden, vocab), n, hidden, vocab, logits.data.data());
   if (c.final_logit_softcapping > 0)
     backend_.softcap(logits.data.data(), int64_t{n} * vocab, c.final_logit_softcapping);
   emit("logits", logits.shape, logits.data.data());

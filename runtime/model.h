@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -73,6 +74,11 @@ class Model {
   // Converts the weights to T once. Throws std::runtime_error naming a missing tensor or a
   // shape that disagrees with the config.
   Model(const ModelConfig& config, const Weights& weights, Backend<T>& backend);
+  // Releases the weights the backend holds (Backend::hold_matrix); the backend must outlive
+  // the model. Not copyable: the backend knows the weights by their addresses.
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
 
@@ -113,6 +119,9 @@ class Model {
     Expert shared;
     std::vector<Expert> experts;
   };
+  // w.data(), announced to the backend (hold_matrix) the first time it is used: every whole
+  // weight passed to matmul or matmul_bias goes through here.
+  const T* held(const std::vector<T>& w, int k, int m);
   void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,
             T* y);
   void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
@@ -141,6 +150,7 @@ class Model {
   double attention_scaling_ = 1.0;  // yarn's and longrope's factor on cos and sin
   std::vector<int> kv_source_;
   std::vector<Layer> layers_;
+  std::unordered_set<const T*> held_;
 };
 
 }  // namespace pinmark

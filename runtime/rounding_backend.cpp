@@ -12,6 +12,10 @@ class RoundingBackend final : public Backend<float> {
     inner_->embed(table, tokens, n, dim, out);
     round(out, int64_t{n} * dim);
   }
+  // matmul hands the weights on unchanged, so the inner backend may keep them.
+  void hold_matrix(const float* w, int k, int m) override { inner_->hold_matrix(w, k, m); }
+  void release_matrix(const float* w) override { inner_->release_matrix(w); }
+
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
     inner_->matmul(x, w, n, k, m, y);
     round(y, int64_t{n} * m);

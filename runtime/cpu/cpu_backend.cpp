@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <unordered_map>
 #include <vector>
 
 namespace pinmark {
@@ -133,8 +134,25 @@ class CpuBackend final : public Backend<T> {
   }
 
   void matmul(const T* x, const T* w, int n, int k, int m, T* y) override {
-    product(x, w, nullptr, n, k, m, y);
+    product(x, w, panels_of(w, k, m), nullptr, n, k, m, y);
   }
+
+  void hold_matrix(const T* w, int k, int m) override {
+    if (k <= 0 || m <= 0) return;
+    Held& held = held_[w];
+    held.k = k;
+    held.m = m;
+    const int blocks = (m + kCols - 1) / kCols;
+    held.panels.assign(static_cast<size_t>(blocks) * k * kCols, T(0));
+#pragma omp parallel for schedule(static) if (int64_t{m} * k >= kParallelWork)
+    for (int jb = 0; jb < blocks; ++jb) {
+      const int j0 = jb * kCols;
+      pack_block(held.panels.data() + static_cast<int64_t>(jb) * k * kCols,
+                 w + static_cast<int64_t>(j0) * k, k, std::min(kCols, m - j0), k);
+    }
+  }
+
+  void release_matrix(const T* w) override { held_.erase(w); }
 
   void rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) override {
     rms_normalize(x, n, dim, eps, y, [w](int d) { return w[d]; });
@@ -162,26 +180,26 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // Each score is the product's dot (summed over head_dim in order), times the scale: the
+  // keys of a head are the rows of w, computed kCols keys side by side.
   void attention_scores(const T* q, const T* k, const int* positions, int n, int kv_len, int heads,
                         int kv_heads, int head_dim, double scale, T* scores) override {
     const int group = heads / kv_heads;
     const T s = static_cast<T>(scale);
     const T neg_inf = -std::numeric_limits<T>::infinity();
+    const int blocks = (kv_len + kCols - 1) / kCols;
 #pragma omp parallel for collapse(2) if (int64_t{heads} * n * kv_len * head_dim >= kParallelWork)
     for (int h = 0; h < heads; ++h) {
-      for (int i = 0; i < n; ++i) {
-        const int kvh = h / group;
-        const T* qv = q + (static_cast<int64_t>(i) * heads + h) * head_dim;
-        T* row = scores + (static_cast<int64_t>(h) * n + i) * kv_len;
-        for (int j = 0; j < kv_len; ++j) {
-          if (j > positions[i]) {
-            row[j] = neg_inf;
-            continue;
-          }
-          const T* kv = k + (static_cast<int64_t>(j) * kv_heads + kvh) * head_dim;
-          T dot = 0;
-          for (int d = 0; d < head_dim; ++d) dot += qv[d] * kv[d];
-          row[j] = dot * s;
+      for (int jb = 0; jb < blocks; ++jb) {
+        const int j0 = jb * kCols, width = std::min(kCols, kv_len - j0);
+        T* block = scores + static_cast<int64_t>(h) * n * kv_len + j0;
+        product_block(q + static_cast<int64_t>(h) * head_dim, int64_t{heads} * head_dim,
+                      k + (static_cast<int64_t>(j0) * kv_heads + h / group) * head_dim,
+                      int64_t{kv_heads} * head_dim, nullptr, nullptr, n, head_dim, width, block,
+                      kv_len);
+        for (int i = 0; i < n; ++i) {
+          T* row = block + static_cast<int64_t>(i) * kv_len;
+          for (int c = 0; c < width; ++c) row[c] = j0 + c > positions[i] ? neg_inf : row[c] * s;
         }
       }
     }
@@ -209,21 +227,25 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // Each output is summed over the keys in order; the loop over head_dim runs innermost, so
+  // the head_dim independent sums advance side by side (vectorised, their bits unchanged).
   void attention_values(const T* probs, const T* v, int n, int kv_len, int heads, int kv_heads,
                         int head_dim, T* out) override {
     const int group = heads / kv_heads;
 #pragma omp parallel for collapse(2) if (int64_t{n} * heads * head_dim * kv_len >= kParallelWork)
     for (int i = 0; i < n; ++i) {
       for (int h = 0; h < heads; ++h) {
+        thread_local std::vector<T> sums;
+        sums.assign(head_dim, T(0));
+        T* __restrict o = sums.data();
         const int kvh = h / group;
         const T* p = probs + (static_cast<int64_t>(h) * n + i) * kv_len;
-        T* o = out + (static_cast<int64_t>(i) * heads + h) * head_dim;
-        for (int d = 0; d < head_dim; ++d) {
-          T sum = 0;
-          for (int j = 0; j < kv_len; ++j)
-            sum += p[j] * v[(static_cast<int64_t>(j) * kv_heads + kvh) * head_dim + d];
-          o[d] = sum;
+        for (int j = 0; j < kv_len; ++j) {
+          const T pj = p[j];
+          const T* __restrict vj = v + (static_cast<int64_t>(j) * kv_heads + kvh) * head_dim;
+          for (int d = 0; d < head_dim; ++d) o[d] += pj * vj[d];
         }
+        std::copy(o, o + head_dim, out + (static_cast<int64_t>(i) * heads + h) * head_dim);
       }
     }
   }
@@ -253,31 +275,63 @@ class CpuBackend final : public Backend<T> {
   // same bits as the plain triple loop, for any thread count. Speed comes from computing kCols
   // outputs side by side, one vector lane each, so the lanes never combine: a block of kCols
   // rows of w is transposed into `pack` kDepth terms at a time (cache blocking), and every row
-  // of x in turn runs its kDepth terms against it. Threads take blocks of outputs.
-  static void product(const T* x, const T* w, const T* b, int n, int k, int m, T* y) {
+  // of x in turn runs its kDepth terms against it. Threads take blocks of outputs. For a held
+  // matrix (hold_matrix) the blocks were transposed once, into `panels`, and are read from
+  // there: a decode step's matrix-vector products then stream the weights once, as the
+  // matrix-vector loops of the single-file C runtimes do.
+  static void product(const T* x, const T* w, const T* panels, const T* b, int n, int k, int m,
+                      T* y) {
     const int blocks = (m + kCols - 1) / kCols;
 #pragma omp parallel for schedule(static) if (int64_t{n} * m * k >= kParallelWork)
     for (int jb = 0; jb < blocks; ++jb) {
-      thread_local std::vector<T> pack, acc;
-      const int j0 = jb * kCols, width = std::min(kCols, m - j0);
-      // Lanes past the last output compute on zeros, never stored.
-      if (pack.size() != static_cast<size_t>(kDepth) * kCols || width < kCols)
-        pack.assign(int64_t{kDepth} * kCols, T(0));
-      acc.assign(int64_t{n} * kCols, T(0));
-      for (int p0 = 0; p0 < k; p0 += kDepth) {
-        const int depth = std::min(kDepth, k - p0);
-        pack_block(pack.data(), w + static_cast<int64_t>(j0) * k + p0, k, width, depth);
-        for (int i = 0; i < n; i += 4)
-          accumulate_rows(acc.data() + int64_t{i} * kCols, x + static_cast<int64_t>(i) * k + p0,
-                          k, std::min(4, n - i), pack.data(), depth);
-      }
-      for (int i = 0; i < n; ++i)
-        for (int jj = 0; jj < width; ++jj) {
-          const T sum = acc[int64_t{i} * kCols + jj];
-          y[static_cast<int64_t>(i) * m + j0 + jj] = b ? sum + b[j0 + jj] : sum;
-        }
+      const int j0 = jb * kCols;
+      product_block(x, k, w + static_cast<int64_t>(j0) * k, k,
+                    panels ? panels + static_cast<int64_t>(jb) * k * kCols : nullptr,
+                    b ? b + j0 : nullptr, n, k,
+                    std::min(kCols, m - j0), y + j0, m);
     }
   }
+
+  // One block of outputs: y[i, c] = x[i, :] . w[c, :] (+ b[c]) for rows i < n and columns
+  // c < width (<= kCols), x's rows ldx apart, w's ldw apart, y's ldy apart. `panel`, when not
+  // null, is the block already transposed, [k, kCols]; otherwise w is transposed here.
+  static void product_block(const T* x, int64_t ldx, const T* w, int64_t ldw, const T* panel,
+                            const T* b, int n, int k, int width, T* y, int64_t ldy) {
+    thread_local std::vector<T> pack, acc;
+    // Lanes past the last output compute on zeros, never stored.
+    if (!panel && (pack.size() != static_cast<size_t>(kDepth) * kCols || width < kCols))
+      pack.assign(int64_t{kDepth} * kCols, T(0));
+    acc.assign(int64_t{n} * kCols, T(0));
+    for (int p0 = 0; p0 < k; p0 += kDepth) {
+      const int depth = std::min(kDepth, k - p0);
+      const T* terms = panel + static_cast<int64_t>(p0) * kCols;
+      if (!panel) {
+        pack_block(pack.data(), w + p0, ldw, width, depth);
+        terms = pack.data();
+      }
+      for (int i = 0; i < n; i += 4)
+        accumulate_rows(acc.data() + int64_t{i} * kCols, x + i * ldx + p0, ldx,
+                        std::min(4, n - i), terms, depth);
+    }
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < width; ++c) {
+        const T sum = acc[int64_t{i} * kCols + c];
+        y[i * ldy + c] = b ? sum + b[c] : sum;
+      }
+  }
+
+  // The panels of a held matrix w[m, k], or null when w is not held with this shape.
+  const T* panels_of(const T* w, int k, int m) const {
+    const auto it = held_.find(w);
+    if (it == held_.end() || it->second.k != k || it->second.m != m) return nullptr;
+    return it->second.panels.data();
+  }
+
+  struct Held {
+    int k = 0, m = 0;
+    std::vector<T> panels;  // [m / kCols rounded up, k, kCols], lanes past m zero
+  };
+  std::unordered_map<const T*, Held> held_;
 
   // Both RMSNorm variants: normalise each row, then scale element d by weight(d), in Hugging
   // Face's order (normalise first, then scale).
@@ -300,7 +354,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m, T* y) override {
-    product(x, w, b, n, k, m, y);
+    product(x, w, panels_of(w, k, m), b, n, k, m, y);
   }
 
   void rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps, T* y) override {

@@ -21,6 +21,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/cuda/cuda_check.h"
@@ -348,6 +349,7 @@ class CudaBackend final : public Backend<float> {
   ~CudaBackend() override {
     // Errors are dropped here: a destructor cannot report them, and a failed call before
     // this one has already thrown.
+    for (auto& entry : held_) (void)cudaFree(entry.second.data);
     if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
     if (cublas_workspace_ != nullptr) (void)cudaFree(cublas_workspace_);
     if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
@@ -368,6 +370,48 @@ class CudaBackend final : public Backend<float> {
                                                                       d_out);
     PINMARK_CUDA_CHECK_LAUNCH(embed_kernel);
     download(out, d_out, int64_t{n} * dim);
+  }
+
+  // A held weight is uploaded once, in the type cuBLAS reads (fp32, or converted on the
+  // device to bf16 or fp16 by the kernel gemm() would run on it each call): the product is
+  // the same, without copying the weight for every op.
+  void hold_matrix(const float* w, int k, int m) override {
+    if (k <= 0 || m <= 0) return;
+    release_matrix(w);
+    const int64_t count = int64_t{m} * k;
+    const size_t element = precision_ == CudaPrecision::bf16   ? sizeof(__nv_bfloat16)
+                           : precision_ == CudaPrecision::fp16 ? sizeof(__half)
+                                                               : sizeof(float);
+    HeldMatrix& held = held_[w];
+    held.k = k;
+    held.m = m;
+    PINMARK_CUDA_CHECK(cudaMalloc(&held.data, count * element));
+    if (element == sizeof(float)) {
+      PINMARK_CUDA_CHECK(cudaMemcpyAsync(held.data, w, count * sizeof(float),
+                                         cudaMemcpyHostToDevice, stream_));
+    } else {
+      const float* d_w = upload(1, w, count);
+      if (precision_ == CudaPrecision::bf16) {
+        to_bf16_kernel<<<grid_for(count), kBlock, 0, stream_>>>(
+            d_w, count, static_cast<__nv_bfloat16*>(held.data));
+        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+      } else {
+        to_half_kernel<<<grid_for(count), kBlock, 0, stream_>>>(d_w, count,
+                                                               static_cast<__half*>(held.data));
+        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+      }
+    }
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void release_matrix(const float* w) override {
+    const auto it = held_.find(w);
+    if (it == held_.end()) return;
+    void* data = it->second.data;
+    held_.erase(it);
+    // Called from the model's destructor, which cannot report an error: a failing device
+    // has reported itself in the op that met it.
+    (void)cudaFree(data);
   }
 
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
@@ -649,9 +693,11 @@ class CudaBackend final : public Backend<float> {
   // Uses slots 0, 1 (operands as given) and 4, 5 (operands converted to 16 bits).
   void gemm(const float* x, const float* w, int n, int k, int m, float* d_y) {
     const float* d_x = upload(0, x, int64_t{n} * k);
-    const float* d_w = upload(1, w, int64_t{m} * k);
+    const auto held = held_.find(w);
+    const bool is_held = held != held_.end() && held->second.k == k && held->second.m == m;
+    const float* d_w = is_held ? nullptr : upload(1, w, int64_t{m} * k);
     const float alpha = 1.0f, beta = 0.0f;
-    const void* a = d_w;
+    const void* a = is_held ? held->second.data : d_w;
     const void* b = d_x;
     cudaDataType_t type = CUDA_R_32F;
     cublasComputeType_t compute = CUBLAS_COMPUTE_32F_PEDANTIC;
@@ -664,12 +710,15 @@ class CudaBackend final : public Backend<float> {
       case CudaPrecision::bf16: {
         // Exact for the values the rounding backend passes in, which are bf16 already.
         auto* x16 = arena_.get<__nv_bfloat16>(4, int64_t{n} * k);
-        auto* w16 = arena_.get<__nv_bfloat16>(5, int64_t{m} * k);
         to_bf16_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, stream_>>>(d_x, int64_t{n} * k, x16);
         PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-        to_bf16_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, stream_>>>(d_w, int64_t{m} * k, w16);
-        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-        a = w16;
+        if (!is_held) {
+          auto* w16 = arena_.get<__nv_bfloat16>(5, int64_t{m} * k);
+          to_bf16_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, stream_>>>(d_w, int64_t{m} * k,
+                                                                            w16);
+          PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+          a = w16;
+        }
         b = x16;
         type = CUDA_R_16BF;
         compute = CUBLAS_COMPUTE_32F;
@@ -677,12 +726,15 @@ class CudaBackend final : public Backend<float> {
       }
       case CudaPrecision::fp16: {
         auto* x16 = arena_.get<__half>(4, int64_t{n} * k);
-        auto* w16 = arena_.get<__half>(5, int64_t{m} * k);
         to_half_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, stream_>>>(d_x, int64_t{n} * k, x16);
         PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-        to_half_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, stream_>>>(d_w, int64_t{m} * k, w16);
-        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-        a = w16;
+        if (!is_held) {
+          auto* w16 = arena_.get<__half>(5, int64_t{m} * k);
+          to_half_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, stream_>>>(d_w, int64_t{m} * k,
+                                                                           w16);
+          PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+          a = w16;
+        }
         b = x16;
         type = CUDA_R_16F;
         compute = CUBLAS_COMPUTE_32F;
@@ -694,11 +746,18 @@ class CudaBackend final : public Backend<float> {
                                     CUBLAS_GEMM_DEFAULT));
   }
 
+  // A weight the model announced (hold_matrix), on the device in the type gemm() reads.
+  struct HeldMatrix {
+    int k = 0, m = 0;
+    void* data = nullptr;
+  };
+
   CudaPrecision precision_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   DeviceArena arena_;
+  std::unordered_map<const float*, HeldMatrix> held_;
 };
 
 }  // namespace

@@ -132,6 +132,38 @@ TEST_P(CudaMatmulTest, BitwiseReproducibleRunToRun) {
   EXPECT_EQ(first, fresh);
 }
 
+// A held weight (uploaded once, converted once to the 16-bit type) gives the bits of the
+// weight copied per call, with and without a bias; a call with another shape for the same
+// pointer, and every call after release_matrix, reads the host memory again.
+TEST_P(CudaMatmulTest, HeldWeightGivesTheBitsOfTheCopiedOne) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " k=" << s.k << " m=" << s.m);
+    auto x = make_input<float>("x", s.n * s.k);
+    auto w = make_input<float>("w", s.m * s.k, std::sqrt(3.0 / s.k));
+    auto b = make_input<float>("b", s.m, 0.5);
+    auto copied = make_cuda_backend(GetParam().precision);
+    std::vector<float> want(s.n * s.m), want_b(s.n * s.m), y(s.n * s.m), y_b(s.n * s.m);
+    copied->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, want.data());
+    copied->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, want_b.data());
+    backend->hold_matrix(w.t.data(), s.k, s.m);
+    backend->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
+    backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
+    EXPECT_EQ(y, want);
+    EXPECT_EQ(y_b, want_b);
+    if (s.m > 1) {
+      std::vector<float> part(s.n * (s.m - 1)), part_want(part.size());
+      backend->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m - 1, part.data());
+      copied->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m - 1, part_want.data());
+      EXPECT_EQ(part, part_want) << "the held pointer with another shape";
+    }
+    backend->release_matrix(w.t.data());
+    for (float& v : w.t) v = -v;
+    copied->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, want.data());
+    backend->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
+    EXPECT_EQ(y, want) << "after release";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaMatmulTest,
                          testing::Values(MatmulCase{CudaPrecision::fp32, "fp32", kFp32},
                                          MatmulCase{CudaPrecision::tf32, "tf32", 2e-3},

@@ -90,6 +90,110 @@ TYPED_TEST(CpuKernel, MatmulHasThePlainLoopsBits) {
   }
 }
 
+// A held matrix (Backend::hold_matrix) is read from the panels transposed once when it was
+// announced: the same bits as the plain loop again, with and without a bias; a call that passes
+// the held pointer with another shape, and every call after release_matrix, reads w itself.
+TYPED_TEST(CpuKernel, HeldMatrixGivesThePlainLoopsBits) {
+  using T = TypeParam;
+  auto plain = [](const std::vector<T>& x, const std::vector<T>& w, const T* b, int n, int k,
+                  int m) {
+    std::vector<T> y(n * m);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < m; ++j) {
+        volatile T sum = 0;
+        for (int p = 0; p < k; ++p) {
+          const T product = x[i * k + p] * w[j * k + p];
+          sum = sum + product;
+        }
+        y[i * m + j] = b ? sum + b[j] : sum;
+      }
+    return y;
+  };
+  for (auto [n, k, m] : {std::tuple{1, 288, 70}, std::tuple{3, 129, 33}, std::tuple{9, 300, 64},
+                         std::tuple{1, 7, 1}}) {
+    auto x = make_input<T>("x", n * k);
+    auto w = make_input<T>("w", m * k, std::sqrt(3.0 / k));
+    auto b = make_input<T>("b", m);
+    const std::string shape =
+        std::to_string(n) + "x" + std::to_string(k) + "x" + std::to_string(m);
+    this->backend->hold_matrix(w.t.data(), k, m);
+    for (int threads : {1, 2}) {
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(threads);
+      std::vector<T> y(n * m, T(-99)), yb(n * m, T(-99));
+      this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
+      this->backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), n, k, m, yb.data());
+      omp_set_num_threads(before);
+      EXPECT_EQ(y, plain(x.t, w.t, nullptr, n, k, m)) << shape << ", " << threads << " threads";
+      EXPECT_EQ(yb, plain(x.t, w.t, b.t.data(), n, k, m)) << shape << " with a bias";
+    }
+    // The held pointer with another shape (rows of k - 1 terms) is read as the memory it is.
+    if (k > 1) {
+      const int k2 = k - 1, m2 = std::max(1, m * k / k2 - 1);
+      auto x2 = make_input<T>("x2", n * k2);
+      std::vector<T> y2(n * m2);
+      this->backend->matmul(x2.t.data(), w.t.data(), n, k2, m2, y2.data());
+      EXPECT_EQ(y2, plain(x2.t, w.t, nullptr, n, k2, m2)) << shape << " read as k " << k2;
+    }
+    this->backend->release_matrix(w.t.data());
+    // After release the memory may hold anything: the product follows it.
+    for (T& v : w.t) v = -v;
+    std::vector<T> y(n * m);
+    this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
+    EXPECT_EQ(y, plain(x.t, w.t, nullptr, n, k, m)) << shape << " after release";
+  }
+}
+
+// Scores and values as the plain loops compute them, bit for bit: every dot product over
+// head_dim in order then scaled; every output over the keys in order. Grouped heads, a causal
+// mask from positions, key counts on both sides of the 32 lanes.
+TYPED_TEST(CpuKernel, AttentionHasThePlainLoopsBits) {
+  using T = TypeParam;
+  for (auto [n, kv_len, heads, kv_heads, head_dim] :
+       {std::tuple{1, 70, 6, 6, 48}, std::tuple{5, 37, 4, 2, 8}, std::tuple{3, 3, 2, 1, 5}}) {
+    auto q = make_input<T>("q", n * heads * head_dim);
+    auto k = make_input<T>("k", kv_len * kv_heads * head_dim);
+    auto v = make_input<T>("v", kv_len * kv_heads * head_dim);
+    auto p = make_input<T>("p", heads * n * kv_len, 0.5, 0.5);
+    std::vector<int> positions(n);
+    for (int i = 0; i < n; ++i) positions[i] = kv_len - n + i;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    const int group = heads / kv_heads;
+    std::vector<T> want_s(heads * n * kv_len), want_o(n * heads * head_dim);
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < kv_len; ++j) {
+          volatile T dot = 0;
+          for (int d = 0; d < head_dim; ++d) {
+            const T product = q.t[(i * heads + h) * head_dim + d] *
+                              k.t[(j * kv_heads + h / group) * head_dim + d];
+            dot = dot + product;
+          }
+          want_s[(h * n + i) * kv_len + j] = j > positions[i]
+                                                 ? -std::numeric_limits<T>::infinity()
+                                                 : dot * static_cast<T>(scale);
+        }
+        for (int d = 0; d < head_dim; ++d) {
+          volatile T sum = 0;
+          for (int j = 0; j < kv_len; ++j) {
+            const T product =
+                p.t[(h * n + i) * kv_len + j] * v.t[(j * kv_heads + h / group) * head_dim + d];
+            sum = sum + product;
+          }
+          want_o[(i * heads + h) * head_dim + d] = sum;
+        }
+      }
+    std::vector<T> s(want_s.size(), T(-99)), o(want_o.size(), T(-99));
+    this->backend->attention_scores(q.t.data(), k.t.data(), positions.data(), n, kv_len, heads,
+                                    kv_heads, head_dim, scale, s.data());
+    this->backend->attention_values(p.t.data(), v.t.data(), n, kv_len, heads, kv_heads, head_dim,
+                                    o.data());
+    const std::string shape = std::to_string(n) + " queries, " + std::to_string(kv_len) + " keys";
+    EXPECT_EQ(s, want_s) << shape;
+    EXPECT_EQ(o, want_o) << shape;
+  }
+}
+
 TYPED_TEST(CpuKernel, Rmsnorm) {
   using T = TypeParam;
   const int rows = 3, dim = 13;

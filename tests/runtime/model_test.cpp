@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <stdexcept>
 
 #include "model_fixture.h"
@@ -196,7 +197,7 @@ TEST(Model, InputErrors) {
 
 // A backend that forwards to the CPU reference but nudges the output of one chosen op. If
 // the model computed anything itself, or skipped an op, nudging it would leave the logits alone.
-class NudgingBackend final : public Backend<double> {
+class NudgingBackend : public Backend<double> {
  public:
   explicit NudgingBackend(std::string op) : op_(std::move(op)) {}
 
@@ -205,9 +206,21 @@ class NudgingBackend final : public Backend<double> {
     nudge("embed", out, int64_t{n} * dim);
   }
   void matmul(const double* x, const double* w, int n, int k, int m, double* y) override {
+    if (!held_.count(w)) ++unannounced_;
     cpu_->matmul(x, w, n, k, m, y);
     nudge("matmul", y, int64_t{n} * m);
   }
+  void hold_matrix(const double* w, int k, int m) override {
+    EXPECT_TRUE(held_.insert(w).second) << "a weight announced twice";
+    cpu_->hold_matrix(w, k, m);
+  }
+  void release_matrix(const double* w) override {
+    EXPECT_EQ(held_.erase(w), 1u) << "a weight released that was not held";
+    cpu_->release_matrix(w);
+  }
+  // Weights held now, and matmul or matmul_bias calls whose matrix was not announced.
+  size_t holding() const { return held_.size(); }
+  int unannounced() const { return unannounced_; }
   void rmsnorm(const double* x, const double* w, int n, int dim, double eps, double* y) override {
     cpu_->rmsnorm(x, w, n, dim, eps, y);
     nudge("rmsnorm", y, int64_t{n} * dim);
@@ -245,6 +258,7 @@ class NudgingBackend final : public Backend<double> {
   }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
+    if (!held_.count(w)) ++unannounced_;
     cpu_->matmul_bias(x, w, b, n, k, m, y);
     nudge("matmul_bias", y, int64_t{n} * m);
   }
@@ -301,6 +315,8 @@ class NudgingBackend final : public Backend<double> {
     if (op_ == op) out[count - 1] += 1e-3;
   }
   std::string op_;
+  std::set<const double*> held_;
+  int unannounced_ = 0;
   std::unique_ptr<Backend<double>> cpu_ = make_cpu_backend<double>();
 };
 
@@ -363,6 +379,57 @@ TEST(Model, EveryFamilyKernelGoesThroughTheBackend) {
     KVCache<double> ca(c, 7), cb(c, 7);
     EXPECT_NE(a.forward(kPrompt, ca).data, b.forward(kPrompt, cb).data)
         << "nudging " << op << " did not change the logits";
+  }
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// The model announces every weight it multiplies by before the first product
+// (Backend::hold_matrix) and releases each when it is destroyed; the CPU backend's panels of
+// the held weights give the logits, bit for bit, of a backend that keeps nothing.
+TEST(Model, AnnouncesItsWeightsAndReleasesThemWhenItDies) {
+  auto config = [](const std::string& type) {
+    ModelConfig c = family_defaults(type);
+    c.vocab_size = 32;
+    c.hidden_size = 24;
+    c.intermediate_size = 40;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = type == "gpt2" ? 0 : 2;
+    c.head_dim = 0;
+    c.max_position_embeddings = type == "gpt2" ? 16 : 0;
+    c.num_local_experts = type == "mixtral" ? 4 : 0;
+    c.seed = 7;
+    return c;
+  };
+  for (const std::string type : {"llama", "qwen2", "gpt2", "mixtral", "gemma2"}) {
+    const ModelConfig c = config(type);
+    const Weights w = synthetic_weights(c);
+    NudgingBackend backend("none");
+    std::vector<double> held_logits;
+    {
+      Model<double> model(c, w, backend);
+      KVCache<double> cache(c, 8);
+      held_logits = model.forward(kPrompt, cache).data;
+      model.forward({4}, cache);
+      EXPECT_EQ(backend.unannounced(), 0) << type;
+      EXPECT_GT(backend.holding(), 0u) << type;
+    }
+    EXPECT_EQ(backend.holding(), 0u) << type << ": weights still held after the model died";
+    // Each product by w itself, as a kernel case passes its matrices.
+    struct Unheld final : NudgingBackend {
+      Unheld() : NudgingBackend("none") {}
+      void hold_matrix(const double*, int, int) override {}
+      void release_matrix(const double*) override {}
+    };
+    Unheld plain;
+    Model<double> model(c, w, plain);
+    KVCache<double> cache(c, 8);
+    EXPECT_EQ(model.forward(kPrompt, cache).data, held_logits) << type;
   }
 }
 
