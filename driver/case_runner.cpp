@@ -75,13 +75,6 @@ ModelRun run_model(const CaseSpec& spec, const Weights& weights, Backend<T>& bac
   return run;
 }
 
-std::vector<double> flatten_logits(const std::vector<SequenceOutput>& outputs) {
-  std::vector<double> all;
-  for (const SequenceOutput& s : outputs)
-    for (const auto& row : s.logits) all.insert(all.end(), row.begin(), row.end());
-  return all;
-}
-
 std::string tap_label(const TapRecord& tap) {
   std::string label = tap.name;
   if (tap.call > 0) label = "call " + std::to_string(tap.call) + ": " + label;
@@ -109,11 +102,6 @@ std::string bits_digest(const std::vector<double>& values) {
 // changed a bit.
 void note(std::vector<std::string>& list, const std::string& what) {
   if (std::find(list.begin(), list.end(), what) == list.end()) list.push_back(what);
-}
-
-// Bitwise, so that a NaN produced the same way twice counts as the same.
-bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
 template <class Run>
@@ -470,6 +458,17 @@ CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {
     result.problems.push_back({"the runtime", 0, e.what()});
   }
   return result;
+}
+
+std::vector<double> flatten_logits(const std::vector<SequenceOutput>& outputs) {
+  std::vector<double> all;
+  for (const SequenceOutput& s : outputs)
+    for (const auto& row : s.logits) all.insert(all.end(), row.begin(), row.end());
+  return all;
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
 }  // namespace pinmark

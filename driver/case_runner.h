@@ -106,6 +106,12 @@ void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& or
                      const std::vector<SequenceOutput>& outputs,
                      const std::vector<TapRecord>& taps, TargetRow& row);
 
+// Every logit of every sequence, in order, in one vector: what the Numerics metrics compare.
+std::vector<double> flatten_logits(const std::vector<SequenceOutput>& outputs);
+
+// Bitwise equality, so that a NaN produced the same way twice counts as the same.
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b);
+
 // Glob match with '*' and '?', for tap selection.
 bool glob_match(const std::string& pattern, const std::string& text);
 

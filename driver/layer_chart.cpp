@@ -61,13 +61,6 @@ Tapped run_tapped(const CaseSpec& spec, const Weights& weights, Backend<T>& back
   return run;
 }
 
-std::vector<double> all_logits(const std::vector<SequenceOutput>& outputs) {
-  std::vector<double> all;
-  for (const SequenceOutput& s : outputs)
-    for (const auto& row : s.logits) all.insert(all.end(), row.begin(), row.end());
-  return all;
-}
-
 }  // namespace
 
 LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRow>& rows,
@@ -115,7 +108,7 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
       const ErrorMetrics m = compare(values, it->second);
       series.errors[layer] = std::max(series.errors[layer], m.finite ? m.rel_l2 : INFINITY);
     }
-    const ErrorMetrics logits = compare(all_logits(oracle.outputs), all_logits(run.outputs));
+    const ErrorMetrics logits = compare(flatten_logits(oracle.outputs), flatten_logits(run.outputs));
     series.errors[layers] = logits.finite ? logits.rel_l2 : INFINITY;
     chart.series.push_back(std::move(series));
   }

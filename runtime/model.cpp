@@ -119,10 +119,10 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       l.o_bias = load<T>(weights, p + "attn.c_proj.bias", {hidden});
       l.mlp_norm = load<T>(weights, p + "ln_2.weight", {hidden});
       l.mlp_norm_bias = load<T>(weights, p + "ln_2.bias", {hidden});
-      l.up = conv(p + "mlp.c_fc.weight", hidden, inter);
-      l.up_bias = load<T>(weights, p + "mlp.c_fc.bias", {inter});
-      l.down = conv(p + "mlp.c_proj.weight", inter, hidden);
-      l.down_bias = load<T>(weights, p + "mlp.c_proj.bias", {hidden});
+      l.mlp.up = conv(p + "mlp.c_fc.weight", hidden, inter);
+      l.mlp.up_bias = load<T>(weights, p + "mlp.c_fc.bias", {inter});
+      l.mlp.down = conv(p + "mlp.c_proj.weight", inter, hidden);
+      l.mlp.down_bias = load<T>(weights, p + "mlp.c_proj.bias", {hidden});
       layers_.push_back(std::move(l));
     }
     final_norm_ = load<T>(weights, "transformer.ln_f.weight", {hidden});
@@ -237,12 +237,9 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       } else if (c.model_type == "qwen3_moe" && weights.count(per_expert)) {
         // Qwen3-MoE checkpoints store one gate, up and down projection per expert.
         l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
-        for (int e = 0; e < experts; ++e) {
-          const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-          l.experts.push_back(make_expert(load<T>(weights, x + "gate_proj.weight", {expert_inter, hidden}),
-                               load<T>(weights, x + "up_proj.weight", {expert_inter, hidden}),
-                               load<T>(weights, x + "down_proj.weight", {hidden, expert_inter})));
-        }
+        for (int e = 0; e < experts; ++e)
+          l.experts.push_back(gated_weights(
+              weights, p + "mlp.experts." + std::to_string(e) + ".", expert_inter, hidden));
       } else {
         l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
         const int64_t inter = expert_inter;
@@ -260,13 +257,11 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       // Phi-3's gate and up projections are one matrix, the gate's rows first.
       const Tensor<double>& gate_up =
           require(weights, p + "mlp.gate_up_proj.weight", {2 * inter, hidden});
-      l.gate = slice<T>(gate_up, 0, inter * hidden);
-      l.up = slice<T>(gate_up, inter * hidden, inter * hidden);
-      l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
+      l.mlp = make_expert(slice<T>(gate_up, 0, inter * hidden),
+                          slice<T>(gate_up, inter * hidden, inter * hidden),
+                          load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter}));
     } else {
-      l.gate = load<T>(weights, p + "mlp.gate_proj.weight", {inter, hidden});
-      l.up = load<T>(weights, p + "mlp.up_proj.weight", {inter, hidden});
-      l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
+      l.mlp = gated_weights(weights, p + "mlp.", inter, hidden);
     }
     layers_.push_back(std::move(l));
   }
@@ -316,22 +311,13 @@ void Model<T>::load_deepseek(const Weights& weights) {
     if (is_moe_layer(c, i)) {
       l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
       l.score_correction = load<T>(weights, p + "mlp.gate.e_score_correction_bias", {experts});
-      for (int e = 0; e < experts; ++e) {
-        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-        l.experts.push_back(make_expert(load<T>(weights, x + "gate_proj.weight", {width, hidden}),
-                             load<T>(weights, x + "up_proj.weight", {width, hidden}),
-                             load<T>(weights, x + "down_proj.weight", {hidden, width})));
-      }
-      if (c.n_shared_experts > 0) {
-        const std::string x = p + "mlp.shared_experts.";
-        l.shared = make_expert(load<T>(weights, x + "gate_proj.weight", {shared_width, hidden}),
-                    load<T>(weights, x + "up_proj.weight", {shared_width, hidden}),
-                    load<T>(weights, x + "down_proj.weight", {hidden, shared_width}));
-      }
+      for (int e = 0; e < experts; ++e)
+        l.experts.push_back(
+            gated_weights(weights, p + "mlp.experts." + std::to_string(e) + ".", width, hidden));
+      if (c.n_shared_experts > 0)
+        l.shared = gated_weights(weights, p + "mlp.shared_experts.", shared_width, hidden);
     } else {
-      l.gate = load<T>(weights, p + "mlp.gate_proj.weight", {inter, hidden});
-      l.up = load<T>(weights, p + "mlp.up_proj.weight", {inter, hidden});
-      l.down = load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter});
+      l.mlp = gated_weights(weights, p + "mlp.", inter, hidden);
     }
     layers_.push_back(std::move(l));
   }
@@ -417,6 +403,12 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
     scale *= m * m;
   }
 
+  // The latents of every cached position [kv_len, rank], without their rotary keys.
+  std::vector<T> latents(int64_t{kv_len} * rank);
+  for (int j = 0; j < kv_len; ++j)
+    std::copy(cached + int64_t{j} * row, cached + int64_t{j} * row + rank,
+              latents.begin() + int64_t{j} * rank);
+
   if (c.mla_absorb) {
     // Each head's query in latent space: [q_nope W_UK_h, q_rope] against the cached rows
     // [latent, k_rot] as one shared key head; the weighted latents then through W_UV_h.
@@ -435,16 +427,13 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
                   q.begin() + (int64_t{i} * heads + hh + 1) * qk, row + rank);
       }
     }
-    std::vector<T> lat(int64_t{kv_len} * rank);
-    for (int j = 0; j < kv_len; ++j)
-      std::copy(cached + int64_t{j} * row, cached + int64_t{j} * row + rank,
-                lat.begin() + int64_t{j} * rank);
     std::vector<T> scores(int64_t{heads} * n * kv_len), mixed(int64_t{n} * heads * rank);
     backend_.attention_scores(qa.data(), cached, positions, n, kv_len, heads, 1, wide, scale,
                               scores.data());
     backend_.softmax(scores.data(), heads * n, kv_len);
     emit(p + "scores", {heads, n, kv_len}, scores.data());
-    backend_.attention_values(scores.data(), lat.data(), n, kv_len, heads, 1, rank, mixed.data());
+    backend_.attention_values(scores.data(), latents.data(), n, kv_len, heads, 1, rank,
+                              mixed.data());
     std::vector<T> att(int64_t{n} * heads * vd), head_in(int64_t{n} * rank), head_out(int64_t{n} * vd);
     for (int hh = 0; hh < heads; ++hh) {
       for (int i = 0; i < n; ++i)
@@ -461,11 +450,8 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
   }
 
   // Keys [kv_len, heads, qk] and values [kv_len, heads, vd] of every cached position.
-  std::vector<T> lat_all(int64_t{kv_len} * rank), kv(int64_t{kv_len} * heads * (nope + vd));
-  for (int j = 0; j < kv_len; ++j)
-    std::copy(cached + int64_t{j} * row, cached + int64_t{j} * row + rank,
-              lat_all.begin() + int64_t{j} * rank);
-  backend_.matmul(lat_all.data(), held(L.kv_b, rank, heads * (nope + vd)), kv_len, rank,
+  std::vector<T> kv(int64_t{kv_len} * heads * (nope + vd));
+  backend_.matmul(latents.data(), held(L.kv_b, rank, heads * (nope + vd)), kv_len, rank,
                   heads * (nope + vd), kv.data());
   std::vector<T> keys(int64_t{kv_len} * heads * qk), values(int64_t{kv_len} * heads * vd);
   for (int j = 0; j < kv_len; ++j)
@@ -548,6 +534,14 @@ void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b
     backend_.rmsnorm_plus_one(x, w.data(), rows, dim, c.rms_norm_eps, y);
   else
     backend_.rmsnorm(x, w.data(), rows, dim, c.rms_norm_eps, y);
+}
+
+template <class T>
+typename Model<T>::Expert Model<T>::gated_weights(const Weights& weights, const std::string& prefix,
+                                                  int64_t width, int64_t hidden) {
+  return make_expert(load<T>(weights, prefix + "gate_proj.weight", {width, hidden}),
+                     load<T>(weights, prefix + "up_proj.weight", {width, hidden}),
+                     load<T>(weights, prefix + "down_proj.weight", {hidden, width}));
 }
 
 template <class T>
@@ -920,11 +914,11 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     if (!L.experts.empty()) {
       experts(L, h.data(), n, p, mlp_out.data(), tap, route);
     } else if (gpt2) {
-      linear(h.data(), L.up, L.up_bias, n, hidden, inter, up.data());
+      linear(h.data(), L.mlp.up, L.mlp.up_bias, n, hidden, inter, up.data());
       activation(up.data(), nullptr, int64_t{n} * inter, act.data());
-      linear(act.data(), L.down, L.down_bias, n, inter, hidden, mlp_out.data());
+      linear(act.data(), L.mlp.down, L.mlp.down_bias, n, inter, hidden, mlp_out.data());
     } else {
-      gated_mlp(h.data(), L.gate, L.up, L.down, n, hidden, inter, mlp_out.data());
+      gated_mlp(h.data(), L.mlp.gate, L.mlp.up, L.mlp.down, n, hidden, inter, mlp_out.data());
     }
     emit(p + "mlp_out", {n, hidden}, mlp_out.data());
     if (!L.post_mlp_norm.empty()) {

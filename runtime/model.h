@@ -108,7 +108,7 @@ class Model {
     std::vector<T> q_norm, k_norm;
     std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2 and 3, OLMo 2
     std::vector<T> mlp_norm, mlp_norm_bias;
-    std::vector<T> gate, up, down, up_bias, down_bias;  // GPT-2: up = c_fc, down = c_proj
+    Expert mlp;  // the dense MLP; GPT-2's: up = c_fc, down = c_proj, with biases, no gate
     std::vector<T> router, router_bias;  // Mixtral, Qwen3-MoE; the bias gpt-oss's
     std::vector<T> sinks;                // gpt-oss: one attention logit per head
     // DeepSeek-V3's MLA (q_a, q_a_norm, q_b, or q above without a q rank; kv_a with the rotary
@@ -119,6 +119,11 @@ class Model {
     Expert shared;
     std::vector<Expert> experts;
   };
+  // gate_proj, up_proj and down_proj under `prefix` (a layer's "...mlp." or an expert's), a
+  // gated MLP `width` wide: what every family but GPT-2, Mixtral's legacy names and gpt-oss
+  // stores.
+  static Expert gated_weights(const Weights& weights, const std::string& prefix, int64_t width,
+                              int64_t hidden);
   // w.data(), announced to the backend (hold_matrix) the first time it is used: every whole
   // weight passed to matmul or matmul_bias goes through here.
   const T* held(const std::vector<T>& w, int k, int m);
