@@ -34,7 +34,7 @@
 #include "runtime/cuda/cuda_backend.h"
 
 // Raised whenever the table, or the Backend interface that crosses it, changes shape
-// (2: Backend::hold_matrix and release_matrix).
+// (2: Backend::hold_matrix and release_matrix; tensor parallelism's functions).
 #define PINMARK_CUDA_MODULE_ABI 2
 
 extern "C" {
@@ -47,6 +47,11 @@ struct PinmarkCudaModuleV1 {
   std::string (*provenance)();
   std::string (*math_mode)(pinmark::CudaPrecision);
   std::unique_ptr<pinmark::Backend<float>> (*make_backend)(pinmark::CudaPrecision);
+  // Tensor parallelism (runtime/cuda/cuda_backend.h).
+  std::string (*tp_unavailable)(int ranks);
+  std::string (*tp_provenance)(int ranks);
+  std::string (*tp_math_mode)(pinmark::CudaPrecision, int ranks);
+  std::unique_ptr<pinmark::Backend<float>> (*make_tp_backend)(pinmark::CudaPrecision, int ranks);
 };
 
 // The module's one exported symbol.

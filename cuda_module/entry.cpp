@@ -16,6 +16,10 @@ const PinmarkCudaModuleV1 module_table = {
     &pinmark::cuda_provenance,
     &pinmark::cuda_math_mode,
     &pinmark::make_cuda_backend,
+    &pinmark::cuda_tp_unavailable,
+    &pinmark::cuda_tp_provenance,
+    &pinmark::cuda_tp_math_mode,
+    &pinmark::make_cuda_tp_backend,
 };
 
 }  // namespace

@@ -198,4 +198,25 @@ std::unique_ptr<Backend<float>> make_cuda_backend(CudaPrecision precision) {
   return module_or_throw().make_backend(precision);
 }
 
+// The driver's count first, as for cuda_device_available().
+std::string cuda_tp_unavailable(int ranks) {
+  const int devices = process_cuda_driver().devices;
+  if (devices < ranks)
+    return "tensor parallelism over " + std::to_string(ranks) + " GPUs needs " +
+           std::to_string(ranks) + " CUDA devices; this machine has " + std::to_string(devices);
+  const CudaModuleLoad& load = process_cuda_module();
+  if (!load.module) return "no cuda module: " + load.why;
+  return load.module->tp_unavailable(ranks);
+}
+
+std::string cuda_tp_provenance(int ranks) { return module_or_throw().tp_provenance(ranks); }
+
+std::string cuda_tp_math_mode(CudaPrecision precision, int ranks) {
+  return module_or_throw().tp_math_mode(precision, ranks);
+}
+
+std::unique_ptr<Backend<float>> make_cuda_tp_backend(CudaPrecision precision, int ranks) {
+  return module_or_throw().make_tp_backend(precision, ranks);
+}
+
 }  // namespace pinmark

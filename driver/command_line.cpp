@@ -413,7 +413,8 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
       any_ran |= row.ran;
       tally.carried_rows += row.carried;
       // Only an engine's rows carry a device without being pinmark's own cuda rows.
-      tally.engine_rows += row.ran && !row.device.empty() && row.target.backend != "cuda";
+      tally.engine_rows += row.ran && !row.device.empty() && row.target.backend != "cuda" &&
+                           row.target.backend != "cuda-tp2";
       tally.stale_rows += row.carried && !row.stale.empty();
       tally.unmeasured_rows += !row.ran && !row.carried;
     }

@@ -54,7 +54,9 @@ bool ForwardingBackend::gated_mlp(const float* x, const float* gate, const float
   return inner_->gated_mlp(x, gate, up, down, n, hidden, inter, act, out);
 }
 
-void ForwardingBackend::hold_matrix(const float* w, int k, int m) { inner_->hold_matrix(w, k, m); }
+void ForwardingBackend::hold_matrix(const float* w, int k, int m, MatrixRole role) {
+  inner_->hold_matrix(w, k, m, role);
+}
 
 void ForwardingBackend::release_matrix(const float* w) { inner_->release_matrix(w); }
 
@@ -154,7 +156,7 @@ std::string target_name_problem(const std::string& name, const std::string& kind
       !std::all_of(backend.begin(), backend.end(), name_char))
     return article(kind) + " is '<name> <precision>', " + kExample +
            ", the name of letters, digits, '_', '-' or '.', not '" + name + "'";
-  if (backend == "cpu" || backend == "cuda")
+  if (backend == "cpu" || backend == "cuda" || backend == "cuda-tp2")
     return "'" + name + "': '" + backend + "' is a built-in backend; " + article(kind) +
            " needs a name of its own, " + kExample;
   const std::string known = tf32_allowed ? "fp32, tf32, bf16, fp16" : "fp32, bf16, fp16";

@@ -81,7 +81,7 @@ class ForwardingBackend : public Backend<float> {
                  int hidden, int inter, GatedActivation act, float* out) override;
   // Handed on to `inner`, so that its matmul may keep the weights in its own layout. Override
   // them (and keep your own copies) when your matmul wants the announced weights itself.
-  void hold_matrix(const float* w, int k, int m) override;
+  void hold_matrix(const float* w, int k, int m, MatrixRole role) override;
   void release_matrix(const float* w) override;
 
  protected:
@@ -107,7 +107,7 @@ class CpuForwardingBackend : public ForwardingBackend {
 using PluginFactory = std::function<std::unique_ptr<Backend<float>>()>;
 
 // Registers a plug-in target. `name` is "<name> <precision>", one space between: the name is
-// letters, digits, '_', '-' or '.', and not a built-in backend ("cpu", "cuda"); the precision is
+// letters, digits, '_', '-' or '.', and not a built-in backend ("cpu", "cuda", "cuda-tp2"); the precision is
 // fp32, bf16 or fp16, the type every tensor is stored in between ops. For bf16 and fp16,
 // pinmark rounds the weights to that type and rounds each op's output to it (the layer the
 // built-in "cpu bf16" uses), so your kernels see and return floats that are values of the

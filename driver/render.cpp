@@ -216,7 +216,9 @@ std::string provenance_entry(const TargetRow& row, const std::vector<std::string
          "`";
   // pinmark's cuda rows name how their matrix products ran; an engine says how it computed.
   if (!row.math_mode.empty())
-    out += (row.target.backend == "cuda" ? "; matmul: " : "; computed as: ") + row.math_mode;
+    out += (row.target.backend == "cuda" || row.target.backend == "cuda-tp2" ? "; matmul: "
+                                                                             : "; computed as: ") +
+           row.math_mode;
   if (!row.unsupported.empty()) out += "; unsupported: " + row.unsupported;
   out += "; produced on:\n";
   for (const std::string& device : devices) out += "  - " + one_line(device) + "\n";

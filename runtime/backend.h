@@ -25,6 +25,14 @@ struct AttentionParams {
 // (GeGLU with the exact erf form) or the tanh approximation ("gelu_pytorch_tanh" and the like).
 enum class GatedActivation { silu, gelu, gelu_tanh };
 
+// Where a weight sits in its layer, for a backend that splits layers over devices (tensor
+// parallelism as Megatron-LM does it, Shoeybi et al. 2019): an input projection (q, k, v, the
+// MLP's gate and up, a router, MLA's projections, the LM head) may be split by its output rows,
+// each device computing whole dot products for its share; an output projection (o_proj and
+// every down_proj) by its input columns, each device computing a partial sum of every output,
+// the partial sums then added across devices (an all-reduce). Only the second moves numbers.
+enum class MatrixRole { input_projection, output_projection };
+
 template <class T>
 class Backend {
  public:
@@ -158,15 +166,17 @@ class Backend {
     return false;
   }
 
-  // Weights, announced. The model calls hold_matrix(w, k, m) once for each weight w[m, k] it
-  // passes whole to matmul or matmul_bias, before the first such call, and release_matrix(w)
+  // Weights, announced. The model calls hold_matrix(w, k, m, role) once for each weight w[m, k]
+  // it passes whole to matmul or matmul_bias, before the first such call, and release_matrix(w)
   // before w's memory goes; in between, w's contents do not change. A backend may keep its own
-  // copy of a held matrix (transposed into its kernels' layout, or uploaded to a device) and
-  // use it whenever matmul or matmul_bias receives that pointer with that k and m, computing
-  // exactly what it would from w. Every other operand (activations, a slice of a weight, the
-  // matrices of a kernel case) arrives unannounced. The default keeps nothing. A backend
-  // serves one thread's calls at a time.
-  virtual void hold_matrix(const T* w, int k, int m) { (void)w, (void)k, (void)m; }
+  // copy of a held matrix (transposed into its kernels' layout, uploaded to a device, split
+  // over devices by its role) and use it whenever matmul or matmul_bias receives that pointer
+  // with that k and m. Every other operand (activations, a slice of a weight, the matrices of
+  // a kernel case) arrives unannounced. The default keeps nothing. A backend serves one
+  // thread's calls at a time.
+  virtual void hold_matrix(const T* w, int k, int m, MatrixRole role) {
+    (void)w, (void)k, (void)m, (void)role;
+  }
   virtual void release_matrix(const T* w) { (void)w; }
 };
 

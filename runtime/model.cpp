@@ -551,7 +551,21 @@ Model<T>::~Model() {
 
 template <class T>
 const T* Model<T>::held(const std::vector<T>& w, int k, int m) {
-  if (!w.empty() && held_.insert(w.data()).second) backend_.hold_matrix(w.data(), k, m);
+  if (held_.empty()) {
+    // The layers are complete once a forward pass runs: their output projections, known by
+    // address like the held weights.
+    for (const Layer& L : layers_) {
+      output_projections_.insert(L.o.data());
+      output_projections_.insert(L.mlp.down.data());
+      output_projections_.insert(L.shared.down.data());
+      for (const Expert& e : L.experts) output_projections_.insert(e.down.data());
+    }
+    output_projections_.erase(nullptr);
+  }
+  if (!w.empty() && held_.insert(w.data()).second)
+    backend_.hold_matrix(w.data(), k, m,
+                         output_projections_.count(w.data()) ? MatrixRole::output_projection
+                                                             : MatrixRole::input_projection);
   return w.data();
 }
 

@@ -156,6 +156,7 @@ class Model {
   std::vector<int> kv_source_;
   std::vector<Layer> layers_;
   std::unordered_set<const T*> held_;
+  std::unordered_set<const T*> output_projections_;  // o_proj and every down_proj
 };
 
 }  // namespace pinmark

@@ -13,7 +13,9 @@ class RoundingBackend final : public Backend<float> {
     round(out, int64_t{n} * dim);
   }
   // matmul hands the weights on unchanged, so the inner backend may keep them.
-  void hold_matrix(const float* w, int k, int m) override { inner_->hold_matrix(w, k, m); }
+  void hold_matrix(const float* w, int k, int m, MatrixRole role) override {
+    inner_->hold_matrix(w, k, m, role);
+  }
   void release_matrix(const float* w) override { inner_->release_matrix(w); }
 
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {

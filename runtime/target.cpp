@@ -22,12 +22,13 @@ std::optional<Target> parse_target(const std::string& text, std::string& why) {
     why = "a target is '<backend> <precision>', e.g. 'cpu bf16', not '" + text + "'";
     return std::nullopt;
   }
-  if (t.backend != "cpu" && t.backend != "cuda") {
-    why = "unknown backend '" + t.backend + "' in target '" + text + "' (known: cpu, cuda)";
+  if (t.backend != "cpu" && t.backend != "cuda" && t.backend != "cuda-tp2") {
+    why = "unknown backend '" + t.backend + "' in target '" + text +
+          "' (known: cpu, cuda, cuda-tp2)";
     return std::nullopt;
   }
   const bool known = t.precision == "fp32" || t.precision == "bf16" || t.precision == "fp16" ||
-                     (t.precision == "tf32" && t.backend == "cuda");
+                     (t.precision == "tf32" && t.backend != "cpu");
   if (!known) {
     why = t.precision == "fp64"
               ? "'" + text + "' is the oracle, which always runs; it is not a target"
@@ -66,11 +67,21 @@ CudaPrecision cuda_precision(const Target& target) {
 }
 #endif
 
-// Whether this build and this machine can run a cuda target.
-[[maybe_unused]] bool cuda_runnable() {
+// Ranks of a GPU target: 1 for cuda, 2 for cuda-tp2; 0 for cpu.
+[[maybe_unused]] int gpu_ranks(const Target& target) {
+  if (target.backend == "cuda") return 1;
+  if (target.backend == "cuda-tp2") return 2;
+  return 0;
+}
+
+// Whether this build and this machine can run a GPU target.
+[[maybe_unused]] bool cuda_runnable(const Target& target) {
 #ifdef PINMARK_HAVE_CUDA
-  return cuda_device_available();
+  const int ranks = gpu_ranks(target);
+  if (ranks == 0 || !cuda_device_available()) return false;
+  return ranks == 1 || cuda_tp_unavailable(ranks).empty();
 #else
+  (void)target;
   return false;
 #endif
 }
@@ -84,10 +95,12 @@ std::unique_ptr<Backend<float>> make_target_backend(const Target& target) {
     return make_rounding_backend(make_cpu_backend<float>(), storage);
   }
 #ifdef PINMARK_HAVE_CUDA
-  if (target.backend == "cuda" && cuda_runnable()) {
+  if (cuda_runnable(target)) {
     // The device computes in fp32 (matmul operands in the narrow type on the tensor cores);
     // the rounding layer stores each op's output in the target's type, as for cpu bf16.
-    auto backend = make_cuda_backend(cuda_precision(target));
+    const int ranks = gpu_ranks(target);
+    auto backend = ranks == 1 ? make_cuda_backend(cuda_precision(target))
+                              : make_cuda_tp_backend(cuda_precision(target), ranks);
     if (storage == DType::f32) return backend;
     return make_rounding_backend(std::move(backend), storage);
   }
@@ -97,7 +110,7 @@ std::unique_ptr<Backend<float>> make_target_backend(const Target& target) {
 
 std::string target_device_class(const Target& target) {
 #ifdef PINMARK_HAVE_CUDA
-  if (target.backend == "cuda" && cuda_runnable()) return cuda_device_class();
+  if (cuda_runnable(target)) return cuda_device_class();
 #endif
   (void)target;
   return "";
@@ -105,7 +118,8 @@ std::string target_device_class(const Target& target) {
 
 std::string target_provenance(const Target& target) {
 #ifdef PINMARK_HAVE_CUDA
-  if (target.backend == "cuda" && cuda_runnable()) return cuda_provenance();
+  if (cuda_runnable(target))
+    return gpu_ranks(target) == 1 ? cuda_provenance() : cuda_tp_provenance(gpu_ranks(target));
 #endif
   (void)target;
   return "";
@@ -113,7 +127,9 @@ std::string target_provenance(const Target& target) {
 
 std::string target_math_mode(const Target& target) {
 #ifdef PINMARK_HAVE_CUDA
-  if (target.backend == "cuda" && cuda_runnable()) return cuda_math_mode(cuda_precision(target));
+  if (cuda_runnable(target))
+    return gpu_ranks(target) == 1 ? cuda_math_mode(cuda_precision(target))
+                                  : cuda_tp_math_mode(cuda_precision(target), gpu_ranks(target));
 #endif
   (void)target;
   return "";

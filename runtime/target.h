@@ -13,7 +13,8 @@
 namespace pinmark {
 
 struct Target {
-  std::string backend;    // "cpu" or "cuda"
+  // "cpu", "cuda", or "cuda-tp2": tensor parallel over two GPUs (make_cuda_tp_backend)
+  std::string backend;
   std::string precision;  // "fp32", "bf16", "fp16", and for cuda "tf32"
   std::string name() const { return backend + " " + precision; }
 };

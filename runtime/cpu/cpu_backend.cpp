@@ -137,7 +137,7 @@ class CpuBackend final : public Backend<T> {
     product(x, w, panels_of(w, k, m), nullptr, n, k, m, y);
   }
 
-  void hold_matrix(const T* w, int k, int m) override {
+  void hold_matrix(const T* w, int k, int m, MatrixRole) override {
     if (k <= 0 || m <= 0) return;
     Held& held = held_[w];
     held.k = k;

@@ -16,6 +16,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -26,6 +28,7 @@
 
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/device_info.h"
+#include "runtime/cuda/nccl_api.h"
 
 namespace pinmark {
 
@@ -84,6 +87,14 @@ __global__ void to_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* out) {
 
 __global__ void to_half_kernel(const float* x, int64_t n, __half* out) {
   PINMARK_GRID_STRIDE(i, n) out[i] = __float2half_rn(x[i]);
+}
+
+__global__ void from_bf16_kernel(const __nv_bfloat16* x, int64_t n, float* out) {
+  PINMARK_GRID_STRIDE(i, n) out[i] = __bfloat162float(x[i]);
+}
+
+__global__ void from_half_kernel(const __half* x, int64_t n, float* out) {
+  PINMARK_GRID_STRIDE(i, n) out[i] = __half2float(x[i]);
 }
 
 __global__ void add_bias_kernel(float* y, const float* b, int n, int m) {
@@ -329,30 +340,84 @@ class DeviceArena {
   std::vector<Slot> slots_;
 };
 
-class CudaBackend final : public Backend<float> {
+// One GPU's resources: a stream, a cuBLAS handle that accumulates in fp32 without atomics and
+// with a fixed workspace, and buffers. A backend runs its ops on the first; a tensor-parallel
+// backend has one per rank and runs matrix products on all of them.
+class Device {
  public:
-  explicit CudaBackend(CudaPrecision precision) : precision_(precision) {
-    if (!cuda_device_available()) throw std::runtime_error("no CUDA device is available");
-    PINMARK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    PINMARK_CUDA_CHECK(cublasCreate(&cublas_));
-    PINMARK_CUDA_CHECK(cublasSetStream(cublas_, stream_));
-    PINMARK_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
-    PINMARK_CUDA_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
+  explicit Device(int ordinal) : ordinal_(ordinal) {
+    select();
+    PINMARK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    PINMARK_CUDA_CHECK(cublasCreate(&cublas));
+    PINMARK_CUDA_CHECK(cublasSetStream(cublas, stream));
+    PINMARK_CUDA_CHECK(cudaMalloc(&workspace_, kCublasWorkspace));
+    PINMARK_CUDA_CHECK(cublasSetWorkspace(cublas, workspace_, kCublasWorkspace));
     // Accumulate in fp32 throughout: no reduced-precision (fp16 or bf16) partial sums.
     PINMARK_CUDA_CHECK(cublasSetMathMode(
-        cublas_, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
-                                           CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+        cublas, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                          CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     // Split-k through atomics would make the sums' order vary run to run.
-    PINMARK_CUDA_CHECK(cublasSetAtomicsMode(cublas_, CUBLAS_ATOMICS_NOT_ALLOWED));
+    PINMARK_CUDA_CHECK(cublasSetAtomicsMode(cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  ~Device() {
+    // Errors are dropped here: a destructor cannot report them, and a failed call before
+    // this one has already thrown.
+    (void)cudaSetDevice(ordinal_);
+    if (cublas != nullptr) (void)cublasDestroy(cublas);
+    if (workspace_ != nullptr) (void)cudaFree(workspace_);
+    if (stream != nullptr) (void)cudaStreamDestroy(stream);
+  }
+
+  // Makes this the current device: allocations, kernels and cuBLAS calls go to the current one.
+  void select() const { PINMARK_CUDA_CHECK(cudaSetDevice(ordinal_)); }
+
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  DeviceArena arena;
+
+ private:
+  int ordinal_;
+  void* workspace_ = nullptr;
+};
+
+class CudaBackend final : public Backend<float> {
+ public:
+  // ranks 1: every op on device 0. ranks 2: tensor parallelism, the held matrices' products
+  // split over devices 0 and 1 by their role (MatrixRole) and output projections' partial sums
+  // added by an NCCL all-reduce; every other op on device 0.
+  CudaBackend(CudaPrecision precision, int ranks) : precision_(precision), main_(first_device()) {
+    if (ranks == 1) return;
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+    if (ranks != 2)
+      throw std::runtime_error("tensor parallelism over " + std::to_string(ranks) +
+                               " GPUs: only 2 are supported");
+    const std::string why = cuda_tp_unavailable(ranks);
+    if (!why.empty()) throw std::runtime_error(why);
+    std::string unused;
+    nccl_ = nccl_api(unused);
+    peer_ = std::make_unique<Device>(1);
+    // NVLink SHARP (multicast) reductions stay off unless asked for: they reduce in the
+    // switch. A sum of two partials is the same in every other algorithm and protocol (one
+    // addition, and addition commutes), so nothing else needs pinning.
+    ::setenv("NCCL_NVLS_ENABLE", "0", 0);
+    const int devices[2] = {0, 1};
+    nccl_check(*nccl_, nccl_->comm_init_all(comms_, 2, devices), "ncclCommInitAll");
+    main_.select();
+#else
+    throw std::runtime_error("pinmark's CUDA module was built without NCCL's headers (nccl.h): "
+                             "no tensor parallelism");
+#endif
   }
 
   ~CudaBackend() override {
-    // Errors are dropped here: a destructor cannot report them, and a failed call before
-    // this one has already thrown.
-    for (auto& entry : held_) (void)cudaFree(entry.second.data);
-    if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
-    if (cublas_workspace_ != nullptr) (void)cudaFree(cublas_workspace_);
-    if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
+    for (auto& entry : held_) free_held(entry.second);
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+    if (peer_)
+      for (ncclComm_t comm : comms_)
+        if (comm != nullptr) (void)nccl_->comm_destroy(comm);
+#endif
   }
 
   void embed(const float* table, const int* tokens, int n, int dim, float* out) override {
@@ -365,8 +430,8 @@ class CudaBackend final : public Backend<float> {
     }
     const float* d_table = upload(0, table, int64_t{rows} * dim);
     const int* d_tokens = upload(1, tokens, n);
-    float* d_out = arena_.get<float>(2, int64_t{n} * dim);
-    embed_kernel<<<grid_for(int64_t{n} * dim), kBlock, 0, stream_>>>(d_table, d_tokens, n, dim,
+    float* d_out = main_.arena.get<float>(2, int64_t{n} * dim);
+    embed_kernel<<<grid_for(int64_t{n} * dim), kBlock, 0, main_.stream>>>(d_table, d_tokens, n, dim,
                                                                       d_out);
     PINMARK_CUDA_CHECK_LAUNCH(embed_kernel);
     download(out, d_out, int64_t{n} * dim);
@@ -374,49 +439,47 @@ class CudaBackend final : public Backend<float> {
 
   // A held weight is uploaded once, in the type cuBLAS reads (fp32, or converted on the
   // device to bf16 or fp16 by the kernel gemm() would run on it each call): the product is
-  // the same, without copying the weight for every op.
-  void hold_matrix(const float* w, int k, int m) override {
+  // the same, without copying the weight for every op. With two ranks each device holds its
+  // share: rows [0, split) and [split, m) of an input projection, columns [0, split) and
+  // [split, k) of an output projection.
+  void hold_matrix(const float* w, int k, int m, MatrixRole role) override {
     if (k <= 0 || m <= 0) return;
     release_matrix(w);
-    const int64_t count = int64_t{m} * k;
-    const size_t element = precision_ == CudaPrecision::bf16   ? sizeof(__nv_bfloat16)
-                           : precision_ == CudaPrecision::fp16 ? sizeof(__half)
-                                                               : sizeof(float);
     HeldMatrix& held = held_[w];
     held.k = k;
     held.m = m;
-    PINMARK_CUDA_CHECK(cudaMalloc(&held.data, count * element));
-    if (element == sizeof(float)) {
-      PINMARK_CUDA_CHECK(cudaMemcpyAsync(held.data, w, count * sizeof(float),
-                                         cudaMemcpyHostToDevice, stream_));
-    } else {
-      const float* d_w = upload(1, w, count);
-      if (precision_ == CudaPrecision::bf16) {
-        to_bf16_kernel<<<grid_for(count), kBlock, 0, stream_>>>(
-            d_w, count, static_cast<__nv_bfloat16*>(held.data));
-        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-      } else {
-        to_half_kernel<<<grid_for(count), kBlock, 0, stream_>>>(d_w, count,
-                                                               static_cast<__half*>(held.data));
-        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-      }
+    held.role = role;
+    if (!peer_) {
+      held.data = upload_weight(main_, w, int64_t{m} * k);
+      return;
     }
-    PINMARK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (role == MatrixRole::input_projection) {
+      held.split = (m + 1) / 2;
+      held.data = upload_weight(main_, w, int64_t{held.split} * k);
+      held.peer_data = upload_weight(*peer_, w + int64_t{held.split} * k,
+                                     int64_t{m - held.split} * k);
+    } else {
+      held.split = (k + 1) / 2;
+      held.data = upload_weight(main_, columns(w, m, k, 0, held.split).data(),
+                                int64_t{m} * held.split);
+      held.peer_data = upload_weight(*peer_, columns(w, m, k, held.split, k).data(),
+                                     int64_t{m} * (k - held.split));
+    }
+    main_.select();
   }
 
   void release_matrix(const float* w) override {
     const auto it = held_.find(w);
     if (it == held_.end()) return;
-    void* data = it->second.data;
+    HeldMatrix held = it->second;
     held_.erase(it);
-    // Called from the model's destructor, which cannot report an error: a failing device
-    // has reported itself in the op that met it.
-    (void)cudaFree(data);
+    free_held(held);
   }
 
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
     if (n <= 0 || m <= 0) return;
-    float* d_y = arena_.get<float>(2, int64_t{n} * m);
+    if (const HeldMatrix* split = split_held(w, k, m)) return split_product(x, *split, nullptr, n, y);
+    float* d_y = main_.arena.get<float>(2, int64_t{n} * m);
     gemm(x, w, n, k, m, d_y);
     download(y, d_y, int64_t{n} * m);
   }
@@ -424,12 +487,13 @@ class CudaBackend final : public Backend<float> {
   void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
                    float* y) override {
     if (n <= 0 || m <= 0) return;
-    float* d_y = arena_.get<float>(2, int64_t{n} * m);
+    if (const HeldMatrix* split = split_held(w, k, m)) return split_product(x, *split, b, n, y);
+    float* d_y = main_.arena.get<float>(2, int64_t{n} * m);
     gemm(x, w, n, k, m, d_y);
     const float* d_b = upload(3, b, m);
     // A separate pass rather than a cuBLAS epilogue: the bias is added to the finished fp32 dot
     // product, one rounding, which is what the interface asks for either way.
-    add_bias_kernel<<<grid_for(int64_t{n} * m), kBlock, 0, stream_>>>(d_y, d_b, n, m);
+    add_bias_kernel<<<grid_for(int64_t{n} * m), kBlock, 0, main_.stream>>>(d_y, d_b, n, m);
     PINMARK_CUDA_CHECK_LAUNCH(add_bias_kernel);
     download(y, d_y, int64_t{n} * m);
   }
@@ -449,8 +513,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_x = upload(0, x, int64_t{n} * dim);
     const float* d_w = upload(1, w, dim);
     const float* d_b = upload(3, b, dim);
-    float* d_y = arena_.get<float>(2, int64_t{n} * dim);
-    layernorm_kernel<<<n, kBlock, 0, stream_>>>(d_x, d_w, d_b, dim, static_cast<float>(eps), d_y);
+    float* d_y = main_.arena.get<float>(2, int64_t{n} * dim);
+    layernorm_kernel<<<n, kBlock, 0, main_.stream>>>(d_x, d_w, d_b, dim, static_cast<float>(eps), d_y);
     PINMARK_CUDA_CHECK_LAUNCH(layernorm_kernel);
     download(y, d_y, int64_t{n} * dim);
   }
@@ -483,7 +547,7 @@ class CudaBackend final : public Backend<float> {
     const int64_t count = int64_t{n} * heads * head_dim;
     float* d_x = upload(0, x, count);
     const float2* d_cs = upload(1, cos_sin.data(), static_cast<int64_t>(cos_sin.size()));
-    rope_kernel<<<grid_for(int64_t{n} * heads * half), kBlock, 0, stream_>>>(d_x, d_cs, n, heads,
+    rope_kernel<<<grid_for(int64_t{n} * heads * half), kBlock, 0, main_.stream>>>(d_x, d_cs, n, heads,
                                                                               head_dim);
     PINMARK_CUDA_CHECK_LAUNCH(rope_kernel);
     download(x, d_x, count);
@@ -498,8 +562,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_k = upload(1, k, int64_t{kv_len} * kv_heads * head_dim);
     const int* d_pos = upload(3, positions, n);
     const int64_t count = int64_t{heads} * n * kv_len;
-    float* d_s = arena_.get<float>(2, count);
-    attention_scores_kernel<<<grid_for(count), kBlock, 0, stream_>>>(
+    float* d_s = main_.arena.get<float>(2, count);
+    attention_scores_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
         d_q, d_k, d_pos, n, kv_len, heads, kv_heads, head_dim, static_cast<float>(scale), d_s);
     PINMARK_CUDA_CHECK_LAUNCH(attention_scores_kernel);
     download(scores, d_s, count);
@@ -511,7 +575,7 @@ class CudaBackend final : public Backend<float> {
     const int64_t count = int64_t{heads} * n * kv_len;
     float* d_s = upload(0, scores, count);
     const int* d_pos = upload(1, positions, n);
-    score_mod_kernel<<<grid_for(count), kBlock, 0, stream_>>>(
+    score_mod_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
         d_s, d_pos, n, kv_len, heads, static_cast<float>(softcap), softcap > 0, window);
     PINMARK_CUDA_CHECK_LAUNCH(score_mod_kernel);
     download(scores, d_s, count);
@@ -521,7 +585,7 @@ class CudaBackend final : public Backend<float> {
     if (rows <= 0 || len <= 0) return;
     const int64_t count = int64_t{rows} * len;
     float* d_x = upload(0, x, count);
-    softmax_kernel<<<rows, kBlock, 0, stream_>>>(d_x, len);
+    softmax_kernel<<<rows, kBlock, 0, main_.stream>>>(d_x, len);
     PINMARK_CUDA_CHECK_LAUNCH(softmax_kernel);
     download(x, d_x, count);
   }
@@ -533,8 +597,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_p = upload(0, probs, int64_t{heads} * n * kv_len);
     const float* d_v = upload(1, v, int64_t{kv_len} * kv_heads * head_dim);
     const int64_t count = int64_t{n} * heads * head_dim;
-    float* d_o = arena_.get<float>(2, count);
-    attention_values_kernel<<<grid_for(count), kBlock, 0, stream_>>>(d_p, d_v, n, kv_len, heads,
+    float* d_o = main_.arena.get<float>(2, count);
+    attention_values_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(d_p, d_v, n, kv_len, heads,
                                                                      kv_heads, head_dim, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(attention_values_kernel);
     download(out, d_o, count);
@@ -544,8 +608,8 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
-    float* d_o = arena_.get<float>(2, n);
-    swiglu_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_g, d_u, n, d_o);
+    float* d_o = main_.arena.get<float>(2, n);
+    swiglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(swiglu_kernel);
     download(out, d_o, n);
   }
@@ -555,8 +619,8 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
-    float* d_o = arena_.get<float>(2, n);
-    clamped_swiglu_kernel<<<grid_for(n), kBlock, 0, stream_>>>(
+    float* d_o = main_.arena.get<float>(2, n);
+    clamped_swiglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(
         d_g, d_u, n, static_cast<float>(alpha), static_cast<float>(limit), d_o);
     PINMARK_CUDA_CHECK_LAUNCH(clamped_swiglu_kernel);
     download(out, d_o, n);
@@ -566,7 +630,7 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     float* d_y = upload(0, y, n);
     const float* d_x = upload(1, x, n);
-    add_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_y, d_x, n);
+    add_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_y, d_x, n);
     PINMARK_CUDA_CHECK_LAUNCH(add_kernel);
     download(y, d_y, n);
   }
@@ -574,7 +638,7 @@ class CudaBackend final : public Backend<float> {
   void softcap(float* x, int64_t n, double cap) override {
     if (n <= 0) return;
     float* d_x = upload(0, x, n);
-    softcap_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_x, n, static_cast<float>(cap));
+    softcap_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, static_cast<float>(cap));
     PINMARK_CUDA_CHECK_LAUNCH(softcap_kernel);
     download(x, d_x, n);
   }
@@ -582,7 +646,7 @@ class CudaBackend final : public Backend<float> {
   void scale(float* x, int64_t n, double scale) override {
     if (n <= 0) return;
     float* d_x = upload(0, x, n);
-    scale_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_x, n, static_cast<float>(scale));
+    scale_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, static_cast<float>(scale));
     PINMARK_CUDA_CHECK_LAUNCH(scale_kernel);
     download(x, d_x, n);
   }
@@ -590,8 +654,8 @@ class CudaBackend final : public Backend<float> {
   void gelu(const float* x, int64_t n, bool tanh, float* out) override {
     if (n <= 0) return;
     const float* d_x = upload(0, x, n);
-    float* d_o = arena_.get<float>(2, n);
-    gelu_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_x, n, tanh, d_o);
+    float* d_o = main_.arena.get<float>(2, n);
+    gelu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, tanh, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(gelu_kernel);
     download(out, d_o, n);
   }
@@ -600,8 +664,8 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
-    float* d_o = arena_.get<float>(2, n);
-    geglu_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_g, d_u, n, tanh, d_o);
+    float* d_o = main_.arena.get<float>(2, n);
+    geglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, tanh, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(geglu_kernel);
     download(out, d_o, n);
   }
@@ -613,14 +677,14 @@ class CudaBackend final : public Backend<float> {
       throw std::runtime_error("moe_route: top_k " + std::to_string(top_k) + " for " +
                                std::to_string(experts) + " experts");
     const float* d_l = upload(0, logits, int64_t{n} * experts);
-    float* d_p = arena_.get<float>(1, int64_t{n} * experts);
-    int* d_ids = arena_.get<int>(2, int64_t{n} * top_k);
-    float* d_w = arena_.get<float>(3, int64_t{n} * top_k);
-    moe_route_kernel<<<grid_for(n), kBlock, 0, stream_>>>(d_l, n, experts, top_k, d_p, d_ids,
+    float* d_p = main_.arena.get<float>(1, int64_t{n} * experts);
+    int* d_ids = main_.arena.get<int>(2, int64_t{n} * top_k);
+    float* d_w = main_.arena.get<float>(3, int64_t{n} * top_k);
+    moe_route_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_l, n, experts, top_k, d_p, d_ids,
                                                           d_w);
     PINMARK_CUDA_CHECK_LAUNCH(moe_route_kernel);
-    copy_back(probs, d_p, int64_t{n} * experts);
-    copy_back(ids, d_ids, int64_t{n} * top_k);
+    copy_back(main_, probs, d_p, int64_t{n} * experts);
+    copy_back(main_, ids, d_ids, int64_t{n} * top_k);
     download(weights, d_w, int64_t{n} * top_k);
   }
 
@@ -637,7 +701,7 @@ class CudaBackend final : public Backend<float> {
     const float* d_x = upload(1, x, int64_t{m} * dim);
     const int* d_rows = upload(2, rows, m);
     const float* d_w = upload(3, weights, m);
-    moe_combine_kernel<<<grid_for(int64_t{m} * dim), kBlock, 0, stream_>>>(d_y, d_x, d_rows, d_w,
+    moe_combine_kernel<<<grid_for(int64_t{m} * dim), kBlock, 0, main_.stream>>>(d_y, d_x, d_rows, d_w,
                                                                             m, dim);
     PINMARK_CUDA_CHECK_LAUNCH(moe_combine_kernel);
     download(y, d_y, int64_t{y_rows} * dim);
@@ -645,27 +709,32 @@ class CudaBackend final : public Backend<float> {
 
  private:
   template <class T>
-  T* upload(int slot, const T* host, int64_t count) {
-    T* device = arena_.get<T>(slot, count);
+  static T* upload_to(Device& device, int slot, const T* host, int64_t count) {
+    T* data = device.arena.get<T>(slot, count);
     if (count > 0)
       PINMARK_CUDA_CHECK(
-          cudaMemcpyAsync(device, host, count * sizeof(T), cudaMemcpyHostToDevice, stream_));
-    return device;
+          cudaMemcpyAsync(data, host, count * sizeof(T), cudaMemcpyHostToDevice, device.stream));
+    return data;
   }
 
   template <class T>
-  void copy_back(T* host, const T* device, int64_t count) {
+  T* upload(int slot, const T* host, int64_t count) {
+    return upload_to(main_, slot, host, count);
+  }
+
+  template <class T>
+  static void copy_back(Device& device, T* host, const T* data, int64_t count) {
     if (count > 0)
       PINMARK_CUDA_CHECK(
-          cudaMemcpyAsync(host, device, count * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+          cudaMemcpyAsync(host, data, count * sizeof(T), cudaMemcpyDeviceToHost, device.stream));
   }
 
   // The op's last copy: waits for the stream, so a fault in any of its kernels is reported
   // by the op that caused it.
   template <class T>
-  void download(T* host, const T* device, int64_t count) {
-    copy_back(host, device, count);
-    PINMARK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  void download(T* host, const T* data, int64_t count) {
+    copy_back(main_, host, data, count);
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
   }
 
   static void check_heads(int heads, int kv_heads) {
@@ -680,28 +749,36 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0 || dim <= 0) return;
     const float* d_x = upload(0, x, int64_t{n} * dim);
     const float* d_w = upload(1, w, dim);
-    float* d_y = arena_.get<float>(2, int64_t{n} * dim);
+    float* d_y = main_.arena.get<float>(2, int64_t{n} * dim);
     rmsnorm_kernel<kPlusOne>
-        <<<n, kBlock, 0, stream_>>>(d_x, d_w, dim, static_cast<float>(eps), d_y);
+        <<<n, kBlock, 0, main_.stream>>>(d_x, d_w, dim, static_cast<float>(eps), d_y);
     PINMARK_CUDA_CHECK_LAUNCH(rmsnorm_kernel);
     download(y, d_y, int64_t{n} * dim);
   }
 
-  // d_y[n, m] = x[n, k] w[m, k]^T. cuBLAS is column-major: row-major y[n, m] is column-major
-  // y^T[m, n] = w[m, k] x^T[k, n], where the row-major w[m, k] read column-major is w^T (so
-  // transposed back with OP_T) and row-major x[n, k] read column-major is x^T already.
-  // Uses slots 0, 1 (operands as given) and 4, 5 (operands converted to 16 bits).
+  // d_y[n, m] = x[n, k] w[m, k]^T on device 0, the weight held there whole or copied now.
   void gemm(const float* x, const float* w, int n, int k, int m, float* d_y) {
     const float* d_x = upload(0, x, int64_t{n} * k);
     const auto held = held_.find(w);
-    const bool is_held = held != held_.end() && held->second.k == k && held->second.m == m;
-    const float* d_w = is_held ? nullptr : upload(1, w, int64_t{m} * k);
+    const bool whole = held != held_.end() && held->second.split == 0 &&
+                       held->second.k == k && held->second.m == m;
+    gemm_on(main_, precision_, d_x, whole ? held->second.data : nullptr,
+            whole ? nullptr : upload(1, w, int64_t{m} * k), n, k, m, d_y);
+  }
+
+  // d_y[n, m] = x[n, k] w[m, k]^T on `device`, x there already (d_x). The weight is `held`, in
+  // the type cuBLAS reads, or d_w in fp32, converted here for the 16-bit precisions. cuBLAS is
+  // column-major: row-major y[n, m] is column-major y^T[m, n] = w[m, k] x^T[k, n], where the
+  // row-major w[m, k] read column-major is w^T (so transposed back with OP_T) and row-major
+  // x[n, k] read column-major is x^T already. Uses slots 4 and 5 (operands in 16 bits).
+  static void gemm_on(Device& device, CudaPrecision precision, const float* d_x,
+                      const void* held, const float* d_w, int n, int k, int m, float* d_y) {
     const float alpha = 1.0f, beta = 0.0f;
-    const void* a = is_held ? held->second.data : d_w;
+    const void* a = held ? held : d_w;
     const void* b = d_x;
     cudaDataType_t type = CUDA_R_32F;
     cublasComputeType_t compute = CUBLAS_COMPUTE_32F_PEDANTIC;
-    switch (precision_) {
+    switch (precision) {
       case CudaPrecision::fp32:
         break;
       case CudaPrecision::tf32:
@@ -709,13 +786,14 @@ class CudaBackend final : public Backend<float> {
         break;
       case CudaPrecision::bf16: {
         // Exact for the values the rounding backend passes in, which are bf16 already.
-        auto* x16 = arena_.get<__nv_bfloat16>(4, int64_t{n} * k);
-        to_bf16_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, stream_>>>(d_x, int64_t{n} * k, x16);
+        auto* x16 = device.arena.get<__nv_bfloat16>(4, int64_t{n} * k);
+        to_bf16_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(d_x, int64_t{n} * k,
+                                                                               x16);
         PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-        if (!is_held) {
-          auto* w16 = arena_.get<__nv_bfloat16>(5, int64_t{m} * k);
-          to_bf16_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, stream_>>>(d_w, int64_t{m} * k,
-                                                                            w16);
+        if (!held) {
+          auto* w16 = device.arena.get<__nv_bfloat16>(5, int64_t{m} * k);
+          to_bf16_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, device.stream>>>(
+              d_w, int64_t{m} * k, w16);
           PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
           a = w16;
         }
@@ -725,13 +803,14 @@ class CudaBackend final : public Backend<float> {
         break;
       }
       case CudaPrecision::fp16: {
-        auto* x16 = arena_.get<__half>(4, int64_t{n} * k);
-        to_half_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, stream_>>>(d_x, int64_t{n} * k, x16);
+        auto* x16 = device.arena.get<__half>(4, int64_t{n} * k);
+        to_half_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(d_x, int64_t{n} * k,
+                                                                              x16);
         PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-        if (!is_held) {
-          auto* w16 = arena_.get<__half>(5, int64_t{m} * k);
-          to_half_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, stream_>>>(d_w, int64_t{m} * k,
-                                                                           w16);
+        if (!held) {
+          auto* w16 = device.arena.get<__half>(5, int64_t{m} * k);
+          to_half_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, device.stream>>>(
+              d_w, int64_t{m} * k, w16);
           PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
           a = w16;
         }
@@ -741,22 +820,193 @@ class CudaBackend final : public Backend<float> {
         break;
       }
     }
-    PINMARK_CUDA_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, a, type,
-                                    k, b, type, k, &beta, d_y, CUDA_R_32F, m, compute,
+    PINMARK_CUDA_CHECK(cublasGemmEx(device.cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, a,
+                                    type, k, b, type, k, &beta, d_y, CUDA_R_32F, m, compute,
                                     CUBLAS_GEMM_DEFAULT));
   }
 
-  // A weight the model announced (hold_matrix), on the device in the type gemm() reads.
+  // A weight the model announced (hold_matrix), on the device in the type gemm_on() reads:
+  // whole on device 0 (split 0), or split between the ranks at `split` (rows of an input
+  // projection, columns of an output projection).
   struct HeldMatrix {
     int k = 0, m = 0;
-    void* data = nullptr;
+    MatrixRole role = MatrixRole::input_projection;
+    int split = 0;
+    void* data = nullptr;       // device 0
+    void* peer_data = nullptr;  // device 1
   };
 
+  // count fp32 values from the host, on `device` in the type gemm_on() reads.
+  void* upload_weight(Device& device, const float* host, int64_t count) {
+    device.select();
+    const size_t element = precision_ == CudaPrecision::bf16   ? sizeof(__nv_bfloat16)
+                           : precision_ == CudaPrecision::fp16 ? sizeof(__half)
+                                                               : sizeof(float);
+    void* data = nullptr;
+    PINMARK_CUDA_CHECK(cudaMalloc(&data, std::max<size_t>(count * element, 1)));
+    if (element == sizeof(float)) {
+      PINMARK_CUDA_CHECK(cudaMemcpyAsync(data, host, count * sizeof(float),
+                                         cudaMemcpyHostToDevice, device.stream));
+    } else {
+      const float* staged = upload_to(device, 1, host, count);
+      if (precision_ == CudaPrecision::bf16) {
+        to_bf16_kernel<<<grid_for(count), kBlock, 0, device.stream>>>(
+            staged, count, static_cast<__nv_bfloat16*>(data));
+        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+      } else {
+        to_half_kernel<<<grid_for(count), kBlock, 0, device.stream>>>(staged, count,
+                                                                     static_cast<__half*>(data));
+        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+      }
+    }
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(device.stream));
+    return data;
+  }
+
+  static void free_held(const HeldMatrix& held) {
+    // Called from destructors too, which cannot report an error: a failing device has
+    // reported itself in the op that met it.
+    (void)cudaFree(held.data);
+    (void)cudaFree(held.peer_data);
+  }
+
+  // w[:, first .. last) of w[rows, cols], contiguous.
+  static std::vector<float> columns(const float* w, int rows, int cols, int first, int last) {
+    std::vector<float> out(static_cast<size_t>(rows) * (last - first));
+    for (int r = 0; r < rows; ++r)
+      std::copy(w + int64_t{r} * cols + first, w + int64_t{r} * cols + last,
+                out.begin() + int64_t{r} * (last - first));
+    return out;
+  }
+
+  const HeldMatrix* split_held(const float* w, int k, int m) const {
+    const auto it = held_.find(w);
+    if (it == held_.end() || it->second.split == 0 || it->second.k != k || it->second.m != m)
+      return nullptr;
+    return &it->second;
+  }
+
+  // y[n, m] = x w^T (+ b) with w split over the two ranks. An input projection: each rank
+  // computes its rows' outputs whole, gathered into y (no number changes hands). An output
+  // projection: each rank the partial sums over its columns, which an NCCL all-reduce adds;
+  // for bf16 and fp16 the partials are rounded to the storage type first and summed in it, as
+  // a tensor-parallel engine reduces its 16-bit activations. The bias joins the finished sum.
+  void split_product(const float* x, const HeldMatrix& held, const float* b, int n, float* y) {
+    const int k = held.k, m = held.m, split = held.split;
+    std::vector<float> mine, theirs;
+    if (held.role == MatrixRole::input_projection) {
+      mine.resize(int64_t{n} * split);
+      theirs.resize(int64_t{n} * (m - split));
+      product_on(main_, x, k, held.data, n, split, mine.data());
+      product_on(*peer_, x, k, held.peer_data, n, m - split, theirs.data());
+      wait_both();
+      for (int i = 0; i < n; ++i) {
+        std::copy(mine.begin() + int64_t{i} * split, mine.begin() + int64_t{i + 1} * split,
+                  y + int64_t{i} * m);
+        std::copy(theirs.begin() + int64_t{i} * (m - split),
+                  theirs.begin() + int64_t{i + 1} * (m - split), y + int64_t{i} * m + split);
+      }
+    } else {
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+      const std::vector<float> x_mine = columns(x, n, k, 0, split);
+      const std::vector<float> x_theirs = columns(x, n, k, split, k);
+      const int64_t count = int64_t{n} * m;
+      main_.select();
+      float* d_mine = main_.arena.get<float>(2, count);
+      gemm_on(main_, precision_, upload_to(main_, 0, x_mine.data(), int64_t{n} * split),
+              held.data, nullptr, n, split, m, d_mine);
+      peer_->select();
+      float* d_theirs = peer_->arena.get<float>(2, count);
+      gemm_on(*peer_, precision_, upload_to(*peer_, 0, x_theirs.data(), int64_t{n} * (k - split)),
+              held.peer_data, nullptr, n, k - split, m, d_theirs);
+      all_reduce(d_mine, d_theirs, count);
+      main_.select();
+      download(y, d_mine, count);
+      wait_both();
+#endif
+    }
+    if (b)
+      for (int i = 0; i < n; ++i)
+        for (int c = 0; c < m; ++c) y[int64_t{i} * m + c] = y[int64_t{i} * m + c] + b[c];
+  }
+
+  // Starts out[n, m] = x[n, k] w^T on `device` (w held there) and its copy back to the host;
+  // wait_both() waits for it.
+  void product_on(Device& device, const float* x, int k, const void* w, int n, int m,
+                  float* out) {
+    device.select();
+    float* d_y = device.arena.get<float>(2, int64_t{n} * m);
+    gemm_on(device, precision_, upload_to(device, 0, x, int64_t{n} * k), w, nullptr, n, k, m,
+            d_y);
+    copy_back(device, out, d_y, int64_t{n} * m);
+  }
+
+  void wait_both() {
+    peer_->select();
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(peer_->stream));
+    main_.select();
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+  }
+
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+  // mine (device 0) and theirs (device 1), count fp32 values each, both become their sum.
+  void all_reduce(float* mine, float* theirs, int64_t count) {
+    const bool narrow = precision_ == CudaPrecision::bf16 || precision_ == CudaPrecision::fp16;
+    void* buffers[2] = {mine, theirs};
+    Device* devices[2] = {&main_, peer_.get()};
+    if (narrow) {
+      for (int r = 0; r < 2; ++r) {
+        devices[r]->select();
+        float* partial = static_cast<float*>(buffers[r]);
+        if (precision_ == CudaPrecision::bf16) {
+          auto* h = devices[r]->arena.get<__nv_bfloat16>(6, count);
+          to_bf16_kernel<<<grid_for(count), kBlock, 0, devices[r]->stream>>>(partial, count, h);
+          PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+          buffers[r] = h;
+        } else {
+          auto* h = devices[r]->arena.get<__half>(6, count);
+          to_half_kernel<<<grid_for(count), kBlock, 0, devices[r]->stream>>>(partial, count, h);
+          PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+          buffers[r] = h;
+        }
+      }
+    }
+    const ncclDataType_t type = precision_ == CudaPrecision::bf16   ? ncclBfloat16
+                                : precision_ == CudaPrecision::fp16 ? ncclFloat16
+                                                                    : ncclFloat32;
+    nccl_check(*nccl_, nccl_->group_start(), "ncclGroupStart");
+    for (int r = 0; r < 2; ++r)
+      nccl_check(*nccl_,
+                 nccl_->all_reduce(buffers[r], buffers[r], static_cast<size_t>(count), type, ncclSum,
+                                   comms_[r], devices[r]->stream),
+                 "ncclAllReduce");
+    nccl_check(*nccl_, nccl_->group_end(), "ncclGroupEnd");
+    if (narrow) {
+      main_.select();
+      if (precision_ == CudaPrecision::bf16)
+        from_bf16_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
+            static_cast<const __nv_bfloat16*>(buffers[0]), count, mine);
+      else
+        from_half_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
+            static_cast<const __half*>(buffers[0]), count, mine);
+      PINMARK_CUDA_CHECK_LAUNCH(from_bf16_kernel or from_half_kernel);
+    }
+  }
+#endif
+
+  // Device 0 unless CUDA says there is none: the error a caller sees first.
+  static int first_device() {
+    if (!cuda_device_available()) throw std::runtime_error("no CUDA device is available");
+    return 0;
+  }
+
   CudaPrecision precision_;
-  cudaStream_t stream_ = nullptr;
-  cublasHandle_t cublas_ = nullptr;
-  void* cublas_workspace_ = nullptr;
-  DeviceArena arena_;
+  Device main_;
+  std::unique_ptr<Device> peer_;  // rank 1 of a tensor-parallel backend
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+  const NcclApi* nccl_ = nullptr;
+  ncclComm_t comms_[2] = {nullptr, nullptr};
+#endif
   std::unordered_map<const float*, HeldMatrix> held_;
 };
 
@@ -777,7 +1027,62 @@ std::string cuda_math_mode(CudaPrecision precision) {
 }
 
 std::unique_ptr<Backend<float>> make_cuda_backend(CudaPrecision precision) {
-  return std::make_unique<CudaBackend>(precision);
+  return std::make_unique<CudaBackend>(precision, 1);
+}
+
+std::string cuda_tp_math_mode(CudaPrecision precision, int ranks) {
+  const char* reduced = precision == CudaPrecision::bf16   ? "bf16"
+                        : precision == CudaPrecision::fp16 ? "fp16"
+                                                           : "fp32";
+  return cuda_math_mode(precision) + "; tensor parallel over " + std::to_string(ranks) +
+         " GPUs: o_proj and down_proj split along their inputs, the partial sums (rounded to " +
+         reduced + ") added by an NCCL all-reduce in " + reduced +
+         "; the other projections split by output rows";
+}
+
+std::string cuda_tp_unavailable(int ranks) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    count = 0;
+  }
+  if (count < ranks)
+    return "tensor parallelism over " + std::to_string(ranks) + " GPUs needs " +
+           std::to_string(ranks) + " CUDA devices; this machine has " + std::to_string(count);
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+  std::string why;
+  if (!nccl_api(why)) return why;
+  return "";
+#else
+  return "pinmark's CUDA module was built without NCCL's headers (nccl.h)";
+#endif
+}
+
+std::string cuda_tp_provenance(int ranks) {
+  int current = 0;
+  PINMARK_CUDA_CHECK(cudaGetDevice(&current));
+  std::vector<std::string> devices;
+  for (int d = 0; d < ranks; ++d) {
+    PINMARK_CUDA_CHECK(cudaSetDevice(d));
+    devices.push_back(cuda_provenance());
+  }
+  PINMARK_CUDA_CHECK(cudaSetDevice(current));
+  std::string out;
+  if (std::all_of(devices.begin(), devices.end(),
+                  [&](const std::string& d) { return d == devices[0]; })) {
+    out = std::to_string(ranks) + " x " + devices[0];
+  } else {
+    for (int d = 0; d < ranks; ++d) out += (d ? "; GPU " : "GPU ") + std::to_string(d) + ": " + devices[d];
+  }
+#ifdef PINMARK_HAVE_NCCL_HEADERS
+  std::string why;
+  if (const NcclApi* nccl = nccl_api(why)) out += ", NCCL " + nccl->version;
+#endif
+  return out;
+}
+
+std::unique_ptr<Backend<float>> make_cuda_tp_backend(CudaPrecision precision, int ranks) {
+  return std::make_unique<CudaBackend>(precision, ranks);
 }
 
 }  // namespace pinmark

@@ -29,4 +29,23 @@ std::string cuda_math_mode(CudaPrecision precision);
 // Throws std::runtime_error when no device can be used (see cuda_device_available()).
 std::unique_ptr<Backend<float>> make_cuda_backend(CudaPrecision precision);
 
+// Tensor parallelism (Megatron-LM's split, Shoeybi et al. 2019) over devices 0 .. ranks - 1;
+// ranks is 2. Ops run on device 0 as make_cuda_backend's do, except the products by held
+// weights (Backend::hold_matrix): an input projection split by output rows (each device's
+// outputs whole, gathered), an output projection (o_proj, down_proj) by input columns, each
+// device's partial sums rounded to the storage type (bf16, fp16; fp32 otherwise) and added by
+// an NCCL all-reduce in it, the bias after. NCCL is opened at run time (nccl_api.h). Throws
+// std::runtime_error with cuda_tp_unavailable()'s reason when it cannot run.
+std::unique_ptr<Backend<float>> make_cuda_tp_backend(CudaPrecision precision, int ranks);
+
+// Why tensor parallelism over `ranks` GPUs cannot run here (too few devices, no NCCL); ""
+// when it can.
+std::string cuda_tp_unavailable(int ranks);
+
+// cuda_math_mode() plus how the products are split and reduced.
+std::string cuda_tp_math_mode(CudaPrecision precision, int ranks);
+
+// "2 x <cuda_provenance()>, NCCL 2.28.9" (each device's line when they differ).
+std::string cuda_tp_provenance(int ranks);
+
 }  // namespace pinmark

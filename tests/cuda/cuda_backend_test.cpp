@@ -145,7 +145,7 @@ TEST_P(CudaMatmulTest, HeldWeightGivesTheBitsOfTheCopiedOne) {
     std::vector<float> want(s.n * s.m), want_b(s.n * s.m), y(s.n * s.m), y_b(s.n * s.m);
     copied->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, want.data());
     copied->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, want_b.data());
-    backend->hold_matrix(w.t.data(), s.k, s.m);
+    backend->hold_matrix(w.t.data(), s.k, s.m, MatrixRole::input_projection);
     backend->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
     backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
     EXPECT_EQ(y, want);
@@ -170,6 +170,122 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaMatmulTest,
                                          MatmulCase{CudaPrecision::bf16, "bf16", 2e-2},
                                          MatmulCase{CudaPrecision::fp16, "fp16", 4e-3}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// ---------------------------------------------------------------------------------------------
+// Tensor parallelism over two GPUs, against the single-GPU backend's products of each rank's
+// share, bit for bit: an input projection's outputs are each rank's rows, gathered; an output
+// projection's are the two ranks' partial sums, each rounded to the storage type (bf16, fp16;
+// fp32 otherwise) and added in it, as NCCL's all-reduce adds them. Skips without two devices.
+
+class CudaTensorParallelTest : public testing::TestWithParam<MatmulCase> {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device on this machine";
+    const std::string why = cuda_tp_unavailable(2);
+    if (!why.empty()) GTEST_SKIP() << why;
+    tp = make_cuda_tp_backend(GetParam().precision, 2);
+    one = make_cuda_backend(GetParam().precision);
+  }
+  DType reduced() const {
+    const CudaPrecision p = GetParam().precision;
+    return p == CudaPrecision::bf16 ? DType::bf16 : p == CudaPrecision::fp16 ? DType::f16 : DType::f32;
+  }
+  std::unique_ptr<Backend<float>> tp, one;
+};
+
+// Columns [first, last) of a row-major [rows, cols] matrix.
+std::vector<float> column_slice(const std::vector<float>& a, int rows, int cols, int first,
+                                int last) {
+  std::vector<float> out;
+  for (int r = 0; r < rows; ++r)
+    out.insert(out.end(), a.begin() + r * cols + first, a.begin() + r * cols + last);
+  return out;
+}
+
+TEST_P(CudaTensorParallelTest, InputProjectionIsEachRanksRowsGathered) {
+  for (const Shape& s : {Shape{1, 300, 65}, Shape{7, 127, 33}, Shape{33, 64, 128}}) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " k=" << s.k << " m=" << s.m);
+    auto x = make_input<float>("x", s.n * s.k);
+    auto w = make_input<float>("w", s.m * s.k, std::sqrt(3.0 / s.k));
+    auto b = make_input<float>("b", s.m, 0.5);
+    const int split = (s.m + 1) / 2;
+    std::vector<float> top(s.n * split), bottom(s.n * (s.m - split));
+    one->matmul(x.t.data(), w.t.data(), s.n, s.k, split, top.data());
+    one->matmul(x.t.data(), w.t.data() + split * s.k, s.n, s.k, s.m - split, bottom.data());
+    std::vector<float> want(s.n * s.m), want_b(s.n * s.m);
+    for (int i = 0; i < s.n; ++i)
+      for (int c = 0; c < s.m; ++c) {
+        want[i * s.m + c] = c < split ? top[i * split + c] : bottom[i * (s.m - split) + c - split];
+        want_b[i * s.m + c] = want[i * s.m + c] + b.t[c];
+      }
+    tp->hold_matrix(w.t.data(), s.k, s.m, MatrixRole::input_projection);
+    std::vector<float> y(s.n * s.m), y_b(s.n * s.m), again(s.n * s.m);
+    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
+    tp->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
+    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, again.data());
+    tp->release_matrix(w.t.data());
+    EXPECT_EQ(y, want);
+    EXPECT_EQ(y_b, want_b);
+    EXPECT_EQ(again, y) << "not reproducible run to run";
+    expect_close(y, ref::matmul(x.d, w.d, s.n, s.k, s.m), GetParam().tolerance, "against fp64");
+  }
+}
+
+TEST_P(CudaTensorParallelTest, OutputProjectionIsTheSumOfTheRanksPartialProducts) {
+  for (const Shape& s : {Shape{1, 300, 65}, Shape{7, 127, 33}, Shape{33, 128, 64}}) {
+    SCOPED_TRACE(testing::Message() << "n=" << s.n << " k=" << s.k << " m=" << s.m);
+    auto x = make_input<float>("x", s.n * s.k);
+    auto w = make_input<float>("w", s.m * s.k, std::sqrt(3.0 / s.k));
+    auto b = make_input<float>("b", s.m, 0.5);
+    const int split = (s.k + 1) / 2;
+    const std::vector<float> x0 = column_slice(x.t, s.n, s.k, 0, split);
+    const std::vector<float> x1 = column_slice(x.t, s.n, s.k, split, s.k);
+    const std::vector<float> w0 = column_slice(w.t, s.m, s.k, 0, split);
+    const std::vector<float> w1 = column_slice(w.t, s.m, s.k, split, s.k);
+    std::vector<float> p0(s.n * s.m), p1(s.n * s.m);
+    one->matmul(x0.data(), w0.data(), s.n, split, s.m, p0.data());
+    one->matmul(x1.data(), w1.data(), s.n, s.k - split, s.m, p1.data());
+    std::vector<float> want(s.n * s.m), want_b(s.n * s.m);
+    for (int i = 0; i < s.n * s.m; ++i) {
+      want[i] = round_to(reduced(), round_to(reduced(), p0[i]) + round_to(reduced(), p1[i]));
+      want_b[i] = want[i] + b.t[i % s.m];
+    }
+    tp->hold_matrix(w.t.data(), s.k, s.m, MatrixRole::output_projection);
+    std::vector<float> y(s.n * s.m), y_b(s.n * s.m), again(s.n * s.m);
+    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
+    tp->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
+    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, again.data());
+    tp->release_matrix(w.t.data());
+    EXPECT_EQ(y, want);
+    EXPECT_EQ(y_b, want_b);
+    EXPECT_EQ(again, y) << "not reproducible run to run";
+    // The partials' rounding adds at most one storage-type rounding to the sum.
+    expect_close(y, ref::matmul(x.d, w.d, s.n, s.k, s.m),
+                 GetParam().tolerance + unit_roundoff(reduced()) * 2, "against fp64");
+  }
+}
+
+// A product by a matrix that was never announced runs whole on device 0, as make_cuda_backend's.
+TEST_P(CudaTensorParallelTest, UnannouncedMatricesRunWholeOnOneDevice) {
+  auto x = make_input<float>("x", 7 * 127);
+  auto w = make_input<float>("w", 33 * 127, 0.1);
+  std::vector<float> y(7 * 33), want(7 * 33);
+  tp->matmul(x.t.data(), w.t.data(), 7, 127, 33, y.data());
+  one->matmul(x.t.data(), w.t.data(), 7, 127, 33, want.data());
+  EXPECT_EQ(y, want);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaTensorParallelTest,
+                         testing::Values(MatmulCase{CudaPrecision::fp32, "fp32", kFp32},
+                                         MatmulCase{CudaPrecision::bf16, "bf16", 2e-2},
+                                         MatmulCase{CudaPrecision::fp16, "fp16", 4e-3}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Where it cannot run (one GPU, none, no NCCL) it says why, and making one throws.
+TEST(CudaTensorParallelAbsentTest, TooFewDevicesIsAReasonNotACrash) {
+  if (cuda_tp_unavailable(2).empty()) GTEST_SKIP() << "two devices and NCCL are present";
+  EXPECT_THROW(make_cuda_tp_backend(CudaPrecision::fp32, 2), std::runtime_error);
+}
 
 // fp32 pedantic must not quietly run on TF32: TF32 keeps 10 mantissa bits, an error near 1e-3
 // on these inputs, where fp32's is near 1e-7.

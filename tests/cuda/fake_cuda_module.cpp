@@ -34,6 +34,12 @@ std::string math_mode(pinmark::CudaPrecision precision) {
 std::unique_ptr<pinmark::Backend<float>> make_backend(pinmark::CudaPrecision) {
   throw std::runtime_error("the fake module makes no backend");
 }
+std::string tp_unavailable(int) { return "the fake module has no tensor parallelism"; }
+std::string tp_provenance(int) { return provenance(); }
+std::string tp_math_mode(pinmark::CudaPrecision precision, int) { return math_mode(precision); }
+std::unique_ptr<pinmark::Backend<float>> make_tp_backend(pinmark::CudaPrecision precision, int) {
+  return make_backend(precision);
+}
 
 const PinmarkCudaModuleV1 table = {
     PINMARK_FAKE_MODULE == 1 ? PINMARK_CUDA_MODULE_ABI + 100 : PINMARK_CUDA_MODULE_ABI,
@@ -43,6 +49,10 @@ const PinmarkCudaModuleV1 table = {
     &provenance,
     &math_mode,
     &make_backend,
+    &tp_unavailable,
+    &tp_provenance,
+    &tp_math_mode,
+    &make_tp_backend,
 };
 
 }  // namespace

@@ -120,6 +120,9 @@ TEST_F(Plugin, RegistrationRejectsBadNames) {
   EXPECT_EQ(registration_error("cuda bf16"),
             "'cuda bf16': 'cuda' is a built-in backend; a plug-in target needs a name of its "
             "own, e.g. 'mykernels fp32'");
+  EXPECT_EQ(registration_error("cuda-tp2 bf16"),
+            "'cuda-tp2 bf16': 'cuda-tp2' is a built-in backend; a plug-in target needs a name "
+            "of its own, e.g. 'mykernels fp32'");
   EXPECT_EQ(registration_error("mykernels tf32"),
             "unknown precision 'tf32' in plug-in target 'mykernels tf32' (known: fp32, bf16, "
             "fp16)");
@@ -142,13 +145,13 @@ TEST_F(Plugin, AnUnregisteredNameIsAnErrorThatSaysWhatIsRegistered) {
   EXPECT_EQ(problems_of(r),
             std::vector<std::string>{
                 "Targets, line 1: unknown backend 'mykernels' in target 'mykernels fp32' (known: "
-                "cpu, cuda)"});
+                "cpu, cuda, cuda-tp2)"});
   register_target("other fp32", forwarding);
   r = run(kernel_case(R"(["mykernels fp32"])"));
   EXPECT_EQ(problems_of(r),
             std::vector<std::string>{
                 "Targets, line 1: unknown backend 'mykernels' in target 'mykernels fp32' (known: "
-                "cpu, cuda); plug-in targets registered in this executable: other fp32"});
+                "cpu, cuda, cuda-tp2); plug-in targets registered in this executable: other fp32"});
   // A registered name with another precision is not registered.
   register_target("mykernels bf16", forwarding);
   r = run(kernel_case(R"(["mykernels fp32"])"));

@@ -54,10 +54,20 @@ TEST(Targets, RowsFollowTheListedOrder) {
   EXPECT_FALSE(contains(out, "| cpu bf16 |"));
 }
 
+// Tensor-parallel targets take cuda's precisions; on a machine that cannot run them (here:
+// no two GPUs) their rows are carried or not measured, never an error.
+TEST(Targets, CudaTp2IsABuiltInTarget) {
+  const std::string out =
+      rendered(kernel_case(R"({"targets": ["cpu fp32", "cuda-tp2 bf16", "cuda-tp2 tf32"]})"));
+  EXPECT_TRUE(contains(out, "| cuda-tp2 bf16 |")) << out;
+  EXPECT_TRUE(contains(out, "| cuda-tp2 tf32 |")) << out;
+  EXPECT_FALSE(contains(out, "### Errors")) << out;
+}
+
 TEST(Targets, ErrorsNameTheProblem) {
   EXPECT_EQ(problems_of(kernel_case(R"({"targets": ["tpu bf16"]})")),
             std::vector<std::string>{
-                "Targets, line 1: unknown backend 'tpu' in target 'tpu bf16' (known: cpu, cuda)"});
+                "Targets, line 1: unknown backend 'tpu' in target 'tpu bf16' (known: cpu, cuda, cuda-tp2)"});
   EXPECT_EQ(problems_of(kernel_case(R"({"targets": ["cpu fp64"]})")),
             std::vector<std::string>{
                 "Targets, line 1: 'cpu fp64' is the oracle, which always runs; it is not a target"});

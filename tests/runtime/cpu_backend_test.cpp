@@ -116,7 +116,7 @@ TYPED_TEST(CpuKernel, HeldMatrixGivesThePlainLoopsBits) {
     auto b = make_input<T>("b", m);
     const std::string shape =
         std::to_string(n) + "x" + std::to_string(k) + "x" + std::to_string(m);
-    this->backend->hold_matrix(w.t.data(), k, m);
+    this->backend->hold_matrix(w.t.data(), k, m, MatrixRole::input_projection);
     for (int threads : {1, 2}) {
       const int before = omp_get_max_threads();
       omp_set_num_threads(threads);

@@ -210,9 +210,10 @@ class NudgingBackend : public Backend<double> {
     cpu_->matmul(x, w, n, k, m, y);
     nudge("matmul", y, int64_t{n} * m);
   }
-  void hold_matrix(const double* w, int k, int m) override {
+  void hold_matrix(const double* w, int k, int m, MatrixRole role) override {
     EXPECT_TRUE(held_.insert(w).second) << "a weight announced twice";
-    cpu_->hold_matrix(w, k, m);
+    if (role == MatrixRole::output_projection) ++output_projections_;
+    cpu_->hold_matrix(w, k, m, role);
   }
   void release_matrix(const double* w) override {
     EXPECT_EQ(held_.erase(w), 1u) << "a weight released that was not held";
@@ -221,6 +222,7 @@ class NudgingBackend : public Backend<double> {
   // Weights held now, and matmul or matmul_bias calls whose matrix was not announced.
   size_t holding() const { return held_.size(); }
   int unannounced() const { return unannounced_; }
+  int output_projections() const { return output_projections_; }
   void rmsnorm(const double* x, const double* w, int n, int dim, double eps, double* y) override {
     cpu_->rmsnorm(x, w, n, dim, eps, y);
     nudge("rmsnorm", y, int64_t{n} * dim);
@@ -317,6 +319,7 @@ class NudgingBackend : public Backend<double> {
   std::string op_;
   std::set<const double*> held_;
   int unannounced_ = 0;
+  int output_projections_ = 0;
   std::unique_ptr<Backend<double>> cpu_ = make_cpu_backend<double>();
 };
 
@@ -418,12 +421,17 @@ TEST(Model, AnnouncesItsWeightsAndReleasesThemWhenItDies) {
       model.forward({4}, cache);
       EXPECT_EQ(backend.unannounced(), 0) << type;
       EXPECT_GT(backend.holding(), 0u) << type;
+      // o_proj and down_proj of each layer, or of each expert the prompt reached.
+      if (type != "mixtral")
+        EXPECT_EQ(backend.output_projections(), 2 * c.num_hidden_layers) << type;
+      else
+        EXPECT_GT(backend.output_projections(), 2 * c.num_hidden_layers) << type;
     }
     EXPECT_EQ(backend.holding(), 0u) << type << ": weights still held after the model died";
     // Each product by w itself, as a kernel case passes its matrices.
     struct Unheld final : NudgingBackend {
       Unheld() : NudgingBackend("none") {}
-      void hold_matrix(const double*, int, int) override {}
+      void hold_matrix(const double*, int, int, MatrixRole) override {}
       void release_matrix(const double*) override {}
     };
     Unheld plain;
