@@ -618,12 +618,32 @@ class Profiler {
 // Writes `count` bf16 values of the weight named `name` (Hugging Face's name) to `device`.
 using WeightLoader = std::function<void(bf16* device, int64_t count, const std::string& name)>;
 
+// One rank's part of a tensor-parallel forward (bench/llama_bench_tp.cu), Megatron's split:
+// the model's Dims are the rank's share (heads, KV heads and MLP width divided by the ranks;
+// its WeightLoader hands it the matching rows of q, k, v, gate and up and columns of o and
+// down), and after o_proj and down_proj each rank's partial products are summed across ranks
+// by `all_reduce` (x[count] in place, on the model's stream). Only rank 0 adds the residual
+// into its partial, so the sum carries it once. The LM head computes the logits of vocabulary
+// rows [vocab_first, vocab_first + vocab_count) of the tied embedding. The default is the
+// whole model on one GPU.
+struct Shard {
+  bool adds_residual = true;
+  int vocab_first = 0, vocab_count = 0;  // 0: the whole vocabulary
+  std::function<void(bf16* x, int64_t count, cudaStream_t stream)> all_reduce;
+};
+
 class DeviceModel {
  public:
   // The weights are pinmark's synthetic ones for seed kSeed, or what `load` gives when set.
   DeviceModel(const Dims& d, int max_tokens, int cache_capacity, cublasHandle_t blas,
-              cudaStream_t stream, const WeightLoader& load = {})
-      : d_(d), max_tokens_(max_tokens), capacity_(cache_capacity), blas_(blas), stream_(stream) {
+              cudaStream_t stream, const WeightLoader& load = {}, const Shard& shard = {})
+      : d_(d),
+        max_tokens_(max_tokens),
+        capacity_(cache_capacity),
+        blas_(blas),
+        stream_(stream),
+        shard_(shard) {
+    if (shard_.vocab_count == 0) shard_.vocab_count = d.vocab - shard_.vocab_first;
     auto fill = [&load](cudaStream_t s, bf16* out, int64_t count, const std::string& name,
                         double scale, double offset = 0.0) {
       if (load)
@@ -678,7 +698,7 @@ class DeviceModel {
     att_ = alloc<bf16>(T * Q);
     gu_ = alloc<bf16>(T * 2 * I);
     act_ = alloc<bf16>(T * I);
-    logits_ = alloc<bf16>(T * d.vocab);
+    logits_ = alloc<bf16>(T * shard_.vocab_count);
     tokens_ = alloc<int>(T);
     cache_layer_ = int64_t{capacity_} * KV;
     k_cache_ = alloc<bf16>(d.layers * cache_layer_);
@@ -713,6 +733,7 @@ class DeviceModel {
   DeviceModel& operator=(const DeviceModel&) = delete;
 
   const Dims& dims() const { return d_; }
+  int logit_columns() const { return shard_.vocab_count; }
   bf16* logits() const { return logits_; }
 
   // The fused and the unfused prefill attention on what q() and layer l's cache hold now, rows
@@ -754,6 +775,7 @@ class DeviceModel {
     const int H = d.hidden, Q = static_cast<int>(q_dim(d)), KV = static_cast<int>(kv_dim(d));
     const int kv_len = p0 + n;
     const float eps = static_cast<float>(d.eps);
+    const float residual = shard_.adds_residual ? 1.0f : 0.0f;
     auto mark = [&](int part) {
       if (prof) prof->mark(part);
     };
@@ -786,7 +808,8 @@ class DeviceModel {
       mark(kAttention);
       attention(l, n, p0);
       mark(kLayerGemm);
-      gemm(blas_, att_, L.wo, n, Q, H, x_, 1.0f);  // the residual add rides on beta = 1
+      gemm(blas_, att_, L.wo, n, Q, H, x_, residual);  // the residual add rides on beta = 1
+      if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
       mark(kOther);
       rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.mlp_norm, H, eps, h_);
       CHECK_LAUNCH(rmsnorm_rows);
@@ -797,14 +820,16 @@ class DeviceModel {
                                                                                   act_);
       CHECK_LAUNCH(swiglu_rows);
       mark(kLayerGemm);
-      gemm(blas_, act_, L.wdown, n, d.inter, H, x_, 1.0f);
+      gemm(blas_, act_, L.wdown, n, d.inter, H, x_, residual);
+      if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
     }
     mark(kOther);
     rmsnorm_rows<<<logit_rows, 256, 0, stream_>>>(x_ + int64_t{n - logit_rows} * H, final_norm_,
                                                    H, eps, h_);
     CHECK_LAUNCH(rmsnorm_rows);
     mark(kLmHead);
-    gemm(blas_, h_, embed_, logit_rows, H, d.vocab, logits_);
+    gemm(blas_, h_, embed_ + int64_t{shard_.vocab_first} * H, logit_rows, H, shard_.vocab_count,
+         logits_);
     mark(kParts);
   }
 
@@ -894,6 +919,7 @@ class DeviceModel {
   int max_tokens_, capacity_;
   cublasHandle_t blas_;
   cudaStream_t stream_;
+  Shard shard_;
   std::vector<void*> buffers_;
   bf16 *arena_, *embed_, *final_norm_;
   std::vector<Layer> layers_;
@@ -913,7 +939,7 @@ void upload_tokens(DeviceModel& m, const std::vector<int>& t, cudaStream_t strea
 }
 
 std::vector<float> download_logits(const DeviceModel& m, int rows) {
-  std::vector<uint16_t> raw(static_cast<size_t>(rows) * m.dims().vocab);
+  std::vector<uint16_t> raw(static_cast<size_t>(rows) * m.logit_columns());
   CHECK(cudaMemcpy(raw.data(), m.logits(), raw.size() * sizeof(uint16_t),
                    cudaMemcpyDeviceToHost));
   std::vector<float> out(raw.size());
