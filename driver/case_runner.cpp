@@ -126,7 +126,7 @@ Workload model_workload(const ModelConfig& c, const ModelInputs& inputs) {
   w.depth = kRoundingPointsPerLayer * c.num_hidden_layers + 3;
   int longest = 0;
   for (const auto& p : inputs.prompts) longest = std::max<int>(longest, p.size() + inputs.decode);
-  w.reduction = std::max({c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim,
+  w.reduction = std::max({c.hidden_size, c.intermediate_size, widest_query_heads(c) * c.head_dim,
                           longest});
   return w;
 }

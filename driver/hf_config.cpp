@@ -435,6 +435,25 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
       // models whose other parts pinmark does not implement, so it is pinmark's own key here.
       if (auto n = r.block.integer(key, value, 0, INT_MAX, r.problems, "pinmark.kv_shared_layers"))
         c.num_kv_shared_layers = *n;
+    } else if (key == "query_heads") {
+      // Each layer's query heads (runtime/model_config.h); checked against the layers and
+      // the KV heads with the rest of the config.
+      c.query_heads.clear();
+      const std::string wanted =
+          "pinmark.query_heads must be a list of positive integers, one per layer, got ";
+      bool ok = value.is_array();
+      for (const json& h : ok ? value : json::array()) {
+        int heads = 0;
+        if (!h.is_number_integer() || !r.integer(key, h, heads) || heads <= 0) {
+          ok = false;
+          break;
+        }
+        c.query_heads.push_back(heads);
+      }
+      if (!ok) {
+        c.query_heads.clear();
+        r.problems.push_back(r.block.problem_at(key, wanted + show(value)));
+      }
     } else if (key == "mla_absorb") {
       // DeepSeek's MLA computed in the latent space (runtime/model_config.h says how).
       if (!value.is_boolean())
@@ -447,7 +466,8 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
         c.mla_absorb = value.get<bool>();
     } else {
       r.problems.push_back(r.block.problem_at(
-          key, "unknown pinmark key '" + key + "' (known: seed, kv_shared_layers, mla_absorb)"));
+          key, "unknown pinmark key '" + key +
+                   "' (known: seed, kv_shared_layers, mla_absorb, query_heads)"));
     }
   }
 }

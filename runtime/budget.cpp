@@ -61,6 +61,7 @@ ModelShape shape_of(const ModelConfig& c) {
   s.heads = c.num_attention_heads;
   s.kv_heads = c.num_key_value_heads > 0 ? c.num_key_value_heads : s.heads;
   s.head_dim = c.head_dim > 0 ? c.head_dim : (s.heads > 0 ? std::floor(s.hidden / s.heads) : 0);
+  s.heads = widest_query_heads(c);  // pinmark.query_heads: the widest layer bounds the cost
   s.gpt2 = c.model_type == "gpt2";
   s.inter = c.intermediate_size > 0 ? c.intermediate_size : (s.gpt2 ? 4 * s.hidden : 0);
   s.dense_layers_too = c.model_type == "qwen3_moe";

@@ -80,7 +80,6 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
     : config_(checked(config)), backend_(backend) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
-  const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   kv_source_ = kv_source_layers(c);
   if (c.rope_type != "default") {
@@ -142,6 +141,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     const bool computes_kv = kv_source_[i] == i;
+    const int64_t q_dim = int64_t{query_heads(c, i)} * c.head_dim;
     Layer l;
     // OLMo 2 normalises the sublayers' outputs instead of their inputs.
     if (!olmo2) l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
@@ -168,7 +168,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       }
     }
     if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
-    if (gpt_oss) l.sinks = load<T>(weights, p + "self_attn.sinks", {c.num_attention_heads});
+    if (gpt_oss) l.sinks = load<T>(weights, p + "self_attn.sinks", {q_dim / c.head_dim});
     if (c.model_type == "qwen3" || c.model_type == "qwen3_moe" || c.model_type == "gemma3_text") {
       l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
       if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
@@ -789,7 +789,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                              std::to_string(c.max_position_embeddings) + ")");
 
   const int hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
-  const int heads = c.num_attention_heads, kv_heads = c.num_key_value_heads, hd = c.head_dim;
+  const int widest = widest_query_heads(c), kv_heads = c.num_key_value_heads, hd = c.head_dim;
   const int kv_len = p0 + n;
   const int64_t nh = int64_t{n} * hidden;
   const int64_t kv_row = int64_t{kv_heads} * hd;  // one position's keys (or values)
@@ -803,8 +803,8 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   for (int i = 0; i < n; ++i) positions[i] = p0 + i;
 
   std::vector<T> x(nh), h(nh), attn_out(nh), mlp_out(nh), post(nh);
-  std::vector<T> q(int64_t{n} * heads * hd), k(n * kv_row), v(n * kv_row);
-  std::vector<T> scores(int64_t{heads} * n * kv_len), att(int64_t{n} * heads * hd);
+  std::vector<T> q(int64_t{n} * widest * hd), k(n * kv_row), v(n * kv_row);
+  std::vector<T> scores(int64_t{widest} * n * kv_len), att(int64_t{n} * widest * hd);
   std::vector<T> up(int64_t{n} * inter), act(int64_t{n} * inter);  // GPT-2's MLP
 
   backend_.embed(embed_.data(), tokens.data(), n, hidden, x.data());
@@ -820,6 +820,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     const std::string p = "layers." + std::to_string(l) + ".";
     const bool computes_kv = kv_source_[l] == l;
     const bool sliding = is_sliding_layer(c, l);
+    const int heads = query_heads(c, l);
 
     if (L.attn_norm.empty()) {
       std::copy(x.begin(), x.end(), h.begin());

@@ -275,6 +275,30 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                              "qwen3_moe and gpt_oss, not " + c.model_type});
   }
 
+  if (!c.query_heads.empty()) {
+    if (c.model_type == "gpt2" || c.model_type == "deepseek_v3") {
+      problems.push_back({"query_heads", "pinmark.query_heads needs separate q, k and v heads, "
+                                         "which " + c.model_type + " does not have"});
+    } else if (static_cast<int>(c.query_heads.size()) != c.num_hidden_layers) {
+      problems.push_back({"query_heads", "pinmark.query_heads must give each of the " +
+                                             std::to_string(c.num_hidden_layers) +
+                                             " layers its query heads, got " +
+                                             std::to_string(c.query_heads.size()) + " values"});
+    } else {
+      for (size_t l = 0; l < c.query_heads.size(); ++l) {
+        const int h = c.query_heads[l];
+        if (h <= 0 || c.num_key_value_heads <= 0 || h % c.num_key_value_heads != 0) {
+          problems.push_back({"query_heads", "pinmark.query_heads: layer " + std::to_string(l) +
+                                                 "'s " + std::to_string(h) +
+                                                 " query heads are not a positive multiple of "
+                                                 "num_key_value_heads (" +
+                                                 std::to_string(c.num_key_value_heads) + ")"});
+          break;
+        }
+      }
+    }
+  }
+
   if (c.num_kv_shared_layers < 0 ||
       (c.num_hidden_layers > 0 && c.num_kv_shared_layers >= c.num_hidden_layers)) {
     problems.push_back({"kv_shared_layers",
@@ -304,6 +328,17 @@ const std::vector<std::string>& known_model_types() {
                                                  "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
                                                  "gpt_oss",   "deepseek_v3"};
   return types;
+}
+
+int query_heads(const ModelConfig& c, int layer) {
+  if (layer >= 0 && layer < static_cast<int>(c.query_heads.size())) return c.query_heads[layer];
+  return c.num_attention_heads;
+}
+
+int widest_query_heads(const ModelConfig& c) {
+  int widest = c.num_attention_heads;
+  for (int h : c.query_heads) widest = std::max(widest, h);
+  return widest;
 }
 
 bool is_moe_layer(const ModelConfig& c, int layer) {

@@ -119,7 +119,19 @@ struct ModelConfig {
   // or values of their own and attend over those of the last earlier layer of the same
   // attention type; the cache stores only the layers that compute them.
   int num_kv_shared_layers = 0;
+
+  // pinmark.query_heads: each layer's number of query heads, num_key_value_heads staying the
+  // same in every layer, so that layers group their query heads over the KV heads unevenly
+  // (OpenELM's layer-wise scaling, Mehta et al. 2024, sec. 2.2; models that give sliding and
+  // global layers different head budgets). Empty: num_attention_heads in every layer.
+  std::vector<int> query_heads;
 };
+
+// Layer `layer`'s query heads: query_heads[layer] when set, else num_attention_heads.
+int query_heads(const ModelConfig& config, int layer);
+
+// The most query heads of any layer.
+int widest_query_heads(const ModelConfig& config);
 
 // Whether layer `layer` uses the sliding window (see ModelConfig::layer_types).
 bool is_sliding_layer(const ModelConfig& config, int layer);

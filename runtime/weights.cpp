@@ -128,7 +128,6 @@ Weights synthetic_weights(const ModelConfig& config) {
   if (c.model_type == "gpt2") return gpt2_weights(c);
   if (c.model_type == "deepseek_v3") return deepseek_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
-  const int64_t q_dim = int64_t{c.num_attention_heads} * c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const bool gemma =
       c.model_type == "gemma" || c.model_type == "gemma2" || c.model_type == "gemma3_text";
@@ -144,6 +143,7 @@ Weights synthetic_weights(const ModelConfig& config) {
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
+    const int64_t q_dim = int64_t{query_heads(c, i)} * c.head_dim;
     // A layer that shares another's keys and values has no k/v projections (nor k_norm), as in
     // Gemma 3n's checkpoints.
     const bool computes_kv = kv_sources[i] == i;
@@ -169,7 +169,7 @@ Weights synthetic_weights(const ModelConfig& config) {
     }
     if (c.attention_bias) add_bias(w, c, p + "self_attn.o_proj.bias", hidden);
     // gpt-oss's sink logits, of the order of the scores they compete with.
-    if (c.model_type == "gpt_oss") add_tensor(w, c, p + "self_attn.sinks", {c.num_attention_heads}, 1.0);
+    if (c.model_type == "gpt_oss") add_tensor(w, c, p + "self_attn.sinks", {query_heads(c, i)}, 1.0);
     if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
       add_norm(w, c, p + "self_attn.q_norm.weight", c.head_dim);
       if (computes_kv) add_norm(w, c, p + "self_attn.k_norm.weight", c.head_dim);

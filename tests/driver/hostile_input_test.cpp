@@ -89,6 +89,28 @@ TEST(HostileInput, PinmarkKeysAreRangeChecked) {
   EXPECT_TRUE(contains(out, "pinmark.kv_shared_layers must be at most 2147483647, got 4294967297")) << out;
 }
 
+// pinmark.query_heads: a list of positive integers, one per layer, each a multiple of the KV
+// heads; anything else names the key, and the case runs nothing.
+TEST(HostileInput, QueryHeadsPerLayerAreChecked) {
+  auto problems = [](const std::string& heads) {
+    return problems_of(spec_of(model_case(
+        R"({"vocab_size": 32, "hidden_size": 16, "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "pinmark": {"query_heads": )" +
+            heads + "}}",
+        R"({"prompts": [[1]]})")));
+  };
+  for (const char* bad : {"4", "[4, \"8\"]", "[4, 0]", "[4, 2.5]", "[4, 4294967298]"}) {
+    const std::string out = problems(bad);
+    EXPECT_TRUE(contains(out, "pinmark.query_heads must be a list of positive integers, one per "
+                              "layer, got")) << bad << ": " << out;
+  }
+  std::string out = problems("[4, 6, 8]");
+  EXPECT_TRUE(contains(out, "must give each of the 2 layers its query heads, got 3 values")) << out;
+  out = problems("[4, 3]");
+  EXPECT_TRUE(contains(out, "layer 1's 3 query heads are not a positive multiple of "
+                            "num_key_value_heads (2)")) << out;
+  EXPECT_EQ(problems("[2, 8]"), "") << "a valid list";
+}
+
 TEST(HostileInput, RopePositionsMustBeNonNegativeAndFitAnInt) {
   std::string out = problems_of(spec_of(kernel_case(
       R"({"op": "rope", "tokens": 2, "heads": 1, "head_dim": 4, "start": -3})")));

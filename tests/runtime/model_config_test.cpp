@@ -215,6 +215,22 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
   EXPECT_EQ(problem_of(c),
             "kv_shared_layers: pinmark.kv_shared_layers must be between 0 and num_hidden_layers "
             "- 1 (1), got 2");
+  c = family("llama");  // 2 layers, 2 KV heads
+  c.query_heads = {4};
+  EXPECT_EQ(problem_of(c), "query_heads: pinmark.query_heads must give each of the 2 layers its "
+                           "query heads, got 1 values");
+  c.query_heads = {4, 3};
+  EXPECT_EQ(problem_of(c), "query_heads: pinmark.query_heads: layer 1's 3 query heads are not a "
+                           "positive multiple of num_key_value_heads (2)");
+  c.query_heads = {2, 8};
+  EXPECT_TRUE(validate(c).empty());
+  EXPECT_EQ(query_heads(c, 0), 2);
+  EXPECT_EQ(query_heads(c, 1), 8);
+  EXPECT_EQ(widest_query_heads(c), 8);
+  c = family("gpt2");
+  c.query_heads = {4, 4};
+  EXPECT_EQ(problem_of(c), "query_heads: pinmark.query_heads needs separate q, k and v heads, "
+                           "which gpt2 does not have");
   c = family("qwen2");
   c.num_hidden_layers = 3;
   c.sliding_window = 4;

@@ -443,3 +443,66 @@ TEST(Model, AnnouncesItsWeightsAndReleasesThemWhenItDies) {
 
 }  // namespace
 }  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// pinmark.query_heads checked without the model's own attention code: a layer with fewer query
+// heads computes what the uniform model computes when the missing heads are padded in with
+// o_proj columns of zero (their outputs then add exact zeros to every sum). Real head j of a
+// layer with g = heads / kv_heads heads per KV head sits at (j / g) * G + j % g of the padded
+// layer with G per KV head, so that it reads the same KV head.
+TEST(Model, QueryHeadsPerLayerAreTheUniformModelWithZeroPaddedHeads) {
+  for (const std::string type : {"llama", "qwen3", "gpt_oss"}) {
+    ModelConfig uneven = family_defaults(type);
+    uneven.vocab_size = 40;
+    uneven.hidden_size = 32;
+    uneven.intermediate_size = 48;
+    uneven.num_hidden_layers = 3;
+    uneven.num_attention_heads = 8;
+    uneven.num_key_value_heads = 2;
+    uneven.head_dim = 8;
+    uneven.num_local_experts = type == "gpt_oss" ? 4 : 0;
+    uneven.num_experts_per_tok = type == "gpt_oss" ? 2 : 0;
+    uneven.seed = 17;
+    uneven.query_heads = {2, 8, 4};
+    ASSERT_TRUE(validate(uneven).empty()) << type;
+    ModelConfig uniform = uneven;
+    uniform.query_heads.clear();
+    const Weights small = synthetic_weights(uneven);
+    Weights padded = synthetic_weights(uniform);
+    const int hd = uneven.head_dim, hidden = uneven.hidden_size, wide = 8, kv = 2;
+    for (int l = 0; l < uneven.num_hidden_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+      const int heads = uneven.query_heads[l], g = heads / kv, G = wide / kv;
+      Tensor<double>& q = padded.at(p + "q_proj.weight");
+      Tensor<double>& o = padded.at(p + "o_proj.weight");
+      std::fill(o.data.begin(), o.data.end(), 0.0);
+      for (int j = 0; j < heads; ++j) {
+        const int at = (j / g) * G + j % g;
+        for (int r = 0; r < hd * hidden; ++r)
+          q.data[at * hd * hidden + r] = small.at(p + "q_proj.weight").data[j * hd * hidden + r];
+        for (int row = 0; row < hidden; ++row)
+          for (int d = 0; d < hd; ++d)
+            o.data[row * wide * hd + at * hd + d] =
+                small.at(p + "o_proj.weight").data[row * heads * hd + j * hd + d];
+        if (type == "gpt_oss") {
+          padded.at(p + "sinks").data[at] = small.at(p + "sinks").data[j];
+          for (int d = 0; d < hd; ++d)
+            padded.at(p + "q_proj.bias").data[at * hd + d] =
+                small.at(p + "q_proj.bias").data[j * hd + d];
+        }
+      }
+    }
+    for (const auto& [name, t] : small)
+      if (name.find("q_proj") == std::string::npos && name.find("o_proj.weight") == std::string::npos &&
+          name.find("sinks") == std::string::npos)
+        padded.at(name) = t;
+    const std::vector<int> prompt = {3, 14, 15, 9, 26, 5, 35};
+    EXPECT_EQ(logits_of<double>(uneven, small, prompt), logits_of<double>(uniform, padded, prompt))
+        << type;
+  }
+}
+
+}  // namespace
+}  // namespace pinmark
