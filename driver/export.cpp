@@ -180,7 +180,8 @@ void write_text(const std::string& path, const std::string& text) {
 
 // The config.json of a synthetic case: the Config block's keys in their order, without
 // pinmark's own, with model_type and architectures filled in when the block leaves them out
-// and pinmark.kv_shared_layers under Gemma 3n's name, num_kv_shared_layers.
+// and pinmark.kv_shared_layers under Gemma 3n's name, num_kv_shared_layers (pinmark.query_heads
+// stays under "pinmark").
 std::string synthetic_config_json(const Case& c, const CaseSpec& spec) {
   const Section* config = section_named(c, "Config");
   nlohmann::ordered_json value = nlohmann::ordered_json::parse(config->blocks.at(0).literal);
@@ -191,6 +192,9 @@ std::string synthetic_config_json(const Case& c, const CaseSpec& spec) {
     value["architectures"] = {architecture};
   if (spec.model.num_kv_shared_layers > 0)
     value["num_kv_shared_layers"] = spec.model.num_kv_shared_layers;
+  // No family of transformers has per-layer query heads: the key stays pinmark's, so that an
+  // engine reading the folder sees why q_proj and o_proj differ from layer to layer.
+  if (!spec.model.query_heads.empty()) value["pinmark"] = {{"query_heads", spec.model.query_heads}};
   return value.dump(2) + "\n";
 }
 

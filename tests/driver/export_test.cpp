@@ -214,6 +214,21 @@ TEST_F(Export, IndexListsEveryFileAndTensorWithItsProvenance) {
   EXPECT_FALSE(config.contains("pinmark"));
 }
 
+// Per-layer query heads have no transformers key: config.json keeps them under "pinmark", the
+// seed dropped, and the weights have each layer's shapes.
+TEST_F(Export, QueryHeadsPerLayerStayUnderPinmarkInTheConfig) {
+  std::string text = kModelCase;
+  const std::string seed = "\"pinmark\": {\"seed\": 3}";
+  text.replace(text.find(seed), seed.size(), "\"pinmark\": {\"seed\": 3, \"query_heads\": [2, 4]}");
+  const std::string out = dir_.file("out");
+  ASSERT_EQ(run({"export", file("llama.md", text) + "::small_llama", "--out", out}).status, 0);
+  const json config = json::parse(read_file(out + "/config.json"));
+  EXPECT_EQ(config["pinmark"], json({{"query_heads", {2, 4}}}));
+  const SafetensorsFile weights(out + "/model.safetensors");
+  EXPECT_EQ(weights.shape("model.layers.0.self_attn.q_proj.weight"), (Shape{8, 16}));
+  EXPECT_EQ(weights.shape("model.layers.1.self_attn.o_proj.weight"), (Shape{16, 16}));
+}
+
 TEST_F(Export, KernelCaseInputsAndOutputReproduceTheOp) {
   const std::string path = file("kernels.md", kKernelCases);
   const std::string out = dir_.file("matmul");
