@@ -67,11 +67,6 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   return ok;
 }
 
-std::vector<std::string>& summary() {
-  static std::vector<std::string> lines;
-  return lines;
-}
-
 bool& attention_check_ok() {
   static bool ok = true;
   return ok;

@@ -175,11 +175,6 @@ bool correctness_check(std::vector<Rank>& ranks, const Dims& d) {
   return ok;
 }
 
-std::vector<std::string>& summary() {
-  static std::vector<std::string> lines;
-  return lines;
-}
-
 void bench_model(std::vector<Rank>& ranks, const Dims& d, const Ceilings& c) {
   const int prefill = 2048, context = 2048;
   const double L = d.layers, hd = d.head_dim, heads = d.heads, n = prefill;

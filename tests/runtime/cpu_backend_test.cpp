@@ -57,6 +57,24 @@ TYPED_TEST(CpuKernel, Matmul) {
 // index order with a separate multiply and add: the same bits, whatever the shape's edges
 // (n not a multiple of 4, m of the 32 lanes, k of the 8 x 8 transpose tiles and of the 128-term
 // blocks), the thread count, and with or without a bias.
+// y = x w^T (+ b) as the plain triple loop computes it: each sum in index order, one rounding
+// per multiply and per add (volatile keeps the compiler from fusing or reordering them).
+template <class T>
+std::vector<T> plain_product(const std::vector<T>& x, const std::vector<T>& w, const T* b, int n,
+                             int k, int m) {
+  std::vector<T> y(n * m);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < m; ++j) {
+      volatile T sum = 0;
+      for (int p = 0; p < k; ++p) {
+        const T product = x[i * k + p] * w[j * k + p];
+        sum = sum + product;
+      }
+      y[i * m + j] = b ? sum + b[j] : sum;
+    }
+  return y;
+}
+
 TYPED_TEST(CpuKernel, MatmulHasThePlainLoopsBits) {
   using T = TypeParam;
   for (auto [n, k, m] : {std::tuple{1, 288, 70}, std::tuple{5, 129, 33}, std::tuple{4, 7, 8},
@@ -64,17 +82,8 @@ TYPED_TEST(CpuKernel, MatmulHasThePlainLoopsBits) {
     auto x = make_input<T>("x", n * k);
     auto w = make_input<T>("w", m * k, std::sqrt(3.0 / k));
     auto b = make_input<T>("b", m);
-    std::vector<T> plain(n * m), plain_bias(n * m);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < m; ++j) {
-        volatile T sum = 0;  // volatile: one rounding per multiply and per add, as the kernel
-        for (int p = 0; p < k; ++p) {
-          const T product = x.t[i * k + p] * w.t[j * k + p];
-          sum = sum + product;
-        }
-        plain[i * m + j] = sum;
-        plain_bias[i * m + j] = sum + b.t[j];
-      }
+    const std::vector<T> plain = plain_product<T>(x.t, w.t, nullptr, n, k, m);
+    const std::vector<T> plain_bias = plain_product<T>(x.t, w.t, b.t.data(), n, k, m);
     for (int threads : {1, 2}) {
       const int before = omp_get_max_threads();
       omp_set_num_threads(threads);
@@ -95,20 +104,6 @@ TYPED_TEST(CpuKernel, MatmulHasThePlainLoopsBits) {
 // the held pointer with another shape, and every call after release_matrix, reads w itself.
 TYPED_TEST(CpuKernel, HeldMatrixGivesThePlainLoopsBits) {
   using T = TypeParam;
-  auto plain = [](const std::vector<T>& x, const std::vector<T>& w, const T* b, int n, int k,
-                  int m) {
-    std::vector<T> y(n * m);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < m; ++j) {
-        volatile T sum = 0;
-        for (int p = 0; p < k; ++p) {
-          const T product = x[i * k + p] * w[j * k + p];
-          sum = sum + product;
-        }
-        y[i * m + j] = b ? sum + b[j] : sum;
-      }
-    return y;
-  };
   for (auto [n, k, m] : {std::tuple{1, 288, 70}, std::tuple{3, 129, 33}, std::tuple{9, 300, 64},
                          std::tuple{1, 7, 1}}) {
     auto x = make_input<T>("x", n * k);
@@ -124,8 +119,8 @@ TYPED_TEST(CpuKernel, HeldMatrixGivesThePlainLoopsBits) {
       this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
       this->backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), n, k, m, yb.data());
       omp_set_num_threads(before);
-      EXPECT_EQ(y, plain(x.t, w.t, nullptr, n, k, m)) << shape << ", " << threads << " threads";
-      EXPECT_EQ(yb, plain(x.t, w.t, b.t.data(), n, k, m)) << shape << " with a bias";
+      EXPECT_EQ(y, plain_product<T>(x.t, w.t, nullptr, n, k, m)) << shape << ", " << threads << " threads";
+      EXPECT_EQ(yb, plain_product<T>(x.t, w.t, b.t.data(), n, k, m)) << shape << " with a bias";
     }
     // The held pointer with another shape (rows of k - 1 terms) is read as the memory it is.
     if (k > 1) {
@@ -133,14 +128,14 @@ TYPED_TEST(CpuKernel, HeldMatrixGivesThePlainLoopsBits) {
       auto x2 = make_input<T>("x2", n * k2);
       std::vector<T> y2(n * m2);
       this->backend->matmul(x2.t.data(), w.t.data(), n, k2, m2, y2.data());
-      EXPECT_EQ(y2, plain(x2.t, w.t, nullptr, n, k2, m2)) << shape << " read as k " << k2;
+      EXPECT_EQ(y2, plain_product<T>(x2.t, w.t, nullptr, n, k2, m2)) << shape << " read as k " << k2;
     }
     this->backend->release_matrix(w.t.data());
     // After release the memory may hold anything: the product follows it.
     for (T& v : w.t) v = -v;
     std::vector<T> y(n * m);
     this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
-    EXPECT_EQ(y, plain(x.t, w.t, nullptr, n, k, m)) << shape << " after release";
+    EXPECT_EQ(y, plain_product<T>(x.t, w.t, nullptr, n, k, m)) << shape << " after release";
   }
 }
 

@@ -349,20 +349,27 @@ namespace {
 
 // The family ops go through the backend too: nudging each changes the logits of a model that
 // uses it.
+// A two-layer model of family `type`, small enough for every test here: GQA (two KV heads) but
+// for GPT-2, four experts for Mixtral.
+ModelConfig small_family(const std::string& type, uint64_t seed) {
+  ModelConfig c = family_defaults(type);
+  c.vocab_size = 32;
+  c.hidden_size = 24;
+  c.intermediate_size = 40;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = type == "gpt2" ? 0 : 2;
+  c.head_dim = 0;
+  c.max_position_embeddings = type == "gpt2" ? 16 : 0;
+  c.num_local_experts = type == "mixtral" ? 4 : 0;
+  c.seed = seed;
+  return c;
+}
+
 TEST(Model, EveryFamilyKernelGoesThroughTheBackend) {
   auto config = [](const std::string& type) {
-    ModelConfig c = family_defaults(type);
-    c.vocab_size = 32;
-    c.hidden_size = 24;
-    c.intermediate_size = 40;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = type == "gpt2" ? 0 : 2;
-    c.head_dim = 0;
-    c.max_position_embeddings = type == "gpt2" ? 16 : 0;
+    ModelConfig c = small_family(type, 5);
     c.sliding_window = type == "gemma2" || type == "mistral" ? 3 : 0;
-    c.num_local_experts = type == "mixtral" ? 4 : 0;
-    c.seed = 5;
     return c;
   };
   ModelConfig scaled = config("llama");
@@ -395,22 +402,8 @@ namespace {
 // (Backend::hold_matrix) and releases each when it is destroyed; the CPU backend's panels of
 // the held weights give the logits, bit for bit, of a backend that keeps nothing.
 TEST(Model, AnnouncesItsWeightsAndReleasesThemWhenItDies) {
-  auto config = [](const std::string& type) {
-    ModelConfig c = family_defaults(type);
-    c.vocab_size = 32;
-    c.hidden_size = 24;
-    c.intermediate_size = 40;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = type == "gpt2" ? 0 : 2;
-    c.head_dim = 0;
-    c.max_position_embeddings = type == "gpt2" ? 16 : 0;
-    c.num_local_experts = type == "mixtral" ? 4 : 0;
-    c.seed = 7;
-    return c;
-  };
   for (const std::string type : {"llama", "qwen2", "gpt2", "mixtral", "gemma2"}) {
-    const ModelConfig c = config(type);
+    const ModelConfig c = small_family(type, 7);
     const Weights w = synthetic_weights(c);
     NudgingBackend backend("none");
     std::vector<double> held_logits;
