@@ -441,14 +441,13 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
       c.query_heads.clear();
       const std::string wanted =
           "pinmark.query_heads must be a list of positive integers, one per layer, got ";
-      bool ok = value.is_array();
+      bool ok = value.is_array() && !value.empty();
       for (const json& h : ok ? value : json::array()) {
-        int heads = 0;
-        if (!h.is_number_integer() || !r.integer(key, h, heads) || heads <= 0) {
+        if (!h.is_number_integer() || h.get<int64_t>() <= 0 || h.get<int64_t>() > INT_MAX) {
           ok = false;
           break;
         }
-        c.query_heads.push_back(heads);
+        c.query_heads.push_back(static_cast<int>(h.get<int64_t>()));
       }
       if (!ok) {
         c.query_heads.clear();

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -98,10 +99,12 @@ TEST(HostileInput, QueryHeadsPerLayerAreChecked) {
             heads + "}}",
         R"({"prompts": [[1]]})")));
   };
-  for (const char* bad : {"4", "[4, \"8\"]", "[4, 0]", "[4, 2.5]", "[4, 4294967298]"}) {
+  for (const char* bad : {"4", "[]", "[4, \"8\"]", "[4, 0]", "[4, -2]", "[4, 2.5]",
+                          "[4, 4294967298]", "[[4], 4]", "null"}) {
     const std::string out = problems(bad);
     EXPECT_TRUE(contains(out, "pinmark.query_heads must be a list of positive integers, one per "
                               "layer, got")) << bad << ": " << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one problem for " << bad << ": " << out;
   }
   std::string out = problems("[4, 6, 8]");
   EXPECT_TRUE(contains(out, "must give each of the 2 layers its query heads, got 3 values")) << out;
