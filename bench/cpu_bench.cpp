@@ -225,6 +225,19 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
         return std::string(argv[++i]);
       };
+      if (a == "--help" || a == "-h") {
+        std::printf(
+            "usage: cpu_bench [--model stories15M|stories110M] [--tokens N] [--threads LIST] "
+            "[--gemm]\n"
+            "       cpu_bench --write-llama2c FILE [--model M]\n"
+            "       cpu_bench --write-tokenizer FILE\n\n"
+            "Decode: N greedy tokens, each one forward of one token through the KV cache, after "
+            "a one-token prompt.\nPrefill: one forward of an N-token prompt. N is 256 unless "
+            "--tokens says. LIST: thread counts, e.g. 1,2.\n--gemm adds y = x w^T GFLOP/s at "
+            "64..2048 beside OpenBLAS sgemm on one thread (when built with it).\nThe peer "
+            "figures: bench/llama2c_compare.sh runs llama2.c's run.c on the same weights.\n");
+        return 0;
+      }
       if (a == "--model") model_name = value();
       else if (a == "--tokens") tokens = std::stoi(value());
       else if (a == "--threads") threads = parse_list(value());
@@ -249,8 +262,10 @@ int main(int argc, char** argv) {
     for (const auto& [name, t] : weights) params += static_cast<double>(t.data.size());
     const double kv_mib = 2.0 * c.num_hidden_layers * (tokens + 1) * c.num_key_value_heads *
                           c.head_dim * sizeof(float) / (1 << 20);
-    std::printf("pinmark CPU runtime, fp32, %s dimensions (%.1fM parameters), %d tokens\n",
-                model_name.c_str(), params / 1e6, tokens);
+    std::printf("pinmark CPU runtime, fp32, %s dimensions (%.1fM parameters): decode of %d "
+                "tokens one at a time through the KV cache, prefill of a %d-token prompt; peers: "
+                "bench/llama2c_compare.sh\n",
+                model_name.c_str(), params / 1e6, tokens, tokens);
     std::printf("%8s  %14s  %14s\n", "threads", "decode tok/s", "prefill tok/s");
     for (int t : threads) {
       omp_set_num_threads(t);
@@ -262,8 +277,8 @@ int main(int argc, char** argv) {
     // read (Backend::hold_matrix): every weight but the norms'.
     const double matrices = params - (2.0 * c.num_hidden_layers + 1) * c.hidden_size;
     std::printf("peak memory %.0f MiB; the fp32 weights %.0f MiB, their matrices' panels %.0f MiB "
-                "and KV cache %.1f MiB it needs (the rest: the fp64 synthetic weights it was "
-                "built from, %.0f MiB)\n",
+                "and KV cache %.1f MiB it needs; besides them the fp64 synthetic weights it was "
+                "built from, %.0f MiB, and activations, buffers and the allocator's own\n",
                 peak_mib(), params * 4 / (1 << 20), matrices * 4 / (1 << 20), kv_mib,
                 params * 8 / (1 << 20));
     if (gemm) gemm_table(threads);
