@@ -449,8 +449,12 @@ class CudaBackend final : public Backend<float> {
     held.k = k;
     held.m = m;
     held.role = role;
-    if (!peer_) {
+    // A matrix with one row (a one-expert router) or, as an output projection, one column has
+    // no halves: it stays whole on device 0.
+    const int parts = role == MatrixRole::input_projection ? m : k;
+    if (!peer_ || parts < 2) {
       held.data = upload_weight(main_, w, int64_t{m} * k);
+      main_.select();
       return;
     }
     if (role == MatrixRole::input_projection) {

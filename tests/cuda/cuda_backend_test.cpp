@@ -265,6 +265,22 @@ TEST_P(CudaTensorParallelTest, OutputProjectionIsTheSumOfTheRanksPartialProducts
   }
 }
 
+// A matrix with no halves (one row as an input projection, one column as an output
+// projection) stays whole on device 0: the single-GPU product, bit for bit.
+TEST_P(CudaTensorParallelTest, AMatrixWithNoHalvesStaysWhole) {
+  auto w = make_input<float>("w", 9, 0.3);
+  for (const auto& [role, k, m] : {std::tuple{MatrixRole::input_projection, 9, 1},
+                                   std::tuple{MatrixRole::output_projection, 1, 9}}) {
+    auto xk = make_input<float>("xk", 7 * k);
+    std::vector<float> y(7 * m), want(7 * m);
+    tp->hold_matrix(w.t.data(), k, m, role);
+    tp->matmul(xk.t.data(), w.t.data(), 7, k, m, y.data());
+    tp->release_matrix(w.t.data());
+    one->matmul(xk.t.data(), w.t.data(), 7, k, m, want.data());
+    EXPECT_EQ(y, want) << "k " << k << ", m " << m;
+  }
+}
+
 // A product by a matrix that was never announced runs whole on device 0, as make_cuda_backend's.
 TEST_P(CudaTensorParallelTest, UnannouncedMatricesRunWholeOnOneDevice) {
   auto x = make_input<float>("x", 7 * 127);
