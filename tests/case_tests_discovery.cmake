@@ -11,6 +11,11 @@
 #
 # Never silent: a missing executable gives the test case_tests_NOT_BUILT and a listing that
 # fails gives case_tests.discovery, each failing with the reason when run.
+#
+# Each case's test starts no engine (PINMARK_NO_ENGINES=1): its engine rows are judged as the
+# golden records them, as for a GPU row here. An engine starts once per run, not once per case
+# (a Python engine takes about a second to import torch), so the engines measure their rows in
+# one test of their own, cases.engine_rows (tests/CMakeLists.txt), one run over every case.
 
 if(NOT EXISTS "${PINMARK_CASE_TESTS}")
   add_test(case_tests_NOT_BUILT "${PINMARK_CASE_TESTS}")
@@ -55,7 +60,7 @@ foreach(pinmark_line IN LISTS pinmark_lines)
     add_test("${pinmark_name}" "${PINMARK_CASE_TESTS}" "--gtest_filter=${pinmark_gtest_name}")
     set_tests_properties("${pinmark_name}" PROPERTIES
       WORKING_DIRECTORY "${PINMARK_CASE_TESTS_WORKDIR}"
-      ENVIRONMENT "OMP_WAIT_POLICY=passive"
+      ENVIRONMENT "OMP_WAIT_POLICY=passive;PINMARK_NO_ENGINES=1"
       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
   endif()
 endforeach()
