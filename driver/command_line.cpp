@@ -416,7 +416,9 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
       tally.engine_rows += row.ran && !row.device.empty() && row.target.backend != "cuda" &&
                            row.target.backend != "cuda-tp2";
       tally.stale_rows += row.carried && !row.stale.empty();
-      tally.unmeasured_rows += !row.ran && !row.carried;
+      // A case that could not be judged (an engine that failed, NaN from the oracle) has rows
+      // that are neither measured nor carried: they failed, which the case's failure says.
+      tally.unmeasured_rows += !row.ran && !row.carried && outcome.result.unpinnable.empty();
     }
     if (!has_errors && !any_ran) ++tally.no_target_ran;
     // A matching case may still have something to record (a device that reproduced a row).

@@ -104,6 +104,15 @@ TEST_F(Engines, TheRunSaysHowManyRowsEnginesMeasuredHere) {
       << out.str() << err.str();
 }
 
+// A failed engine fails its case; the summary does not also call its rows unmeasured.
+TEST_F(Engines, AFailedEngineIsNoUnmeasuredRow) {
+  const std::string path = setup({{"mode", "crash"}});
+  std::ostringstream out, err;
+  EXPECT_EQ(run_command_line({"run", path, "-q", "--no-pending"}, out, err), 1);
+  EXPECT_TRUE(contains(out.str(), "the engine exited with status 3")) << out.str() << err.str();
+  EXPECT_FALSE(contains(out.str(), "have not been measured on any machine")) << out.str();
+}
+
 TEST_F(Engines, TheFirstTapTheEngineGotWrongIsTheFirstDivergence) {
   const FileRun r = run(setup({{"mode", "later-layers"}}));
   const TargetRow* row = row_of(r, "fake fp32");
