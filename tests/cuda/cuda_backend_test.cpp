@@ -186,6 +186,23 @@ class CudaTensorParallelTest : public testing::TestWithParam<MatmulCase> {
     tp = make_cuda_tp_backend(GetParam().precision, 2);
     one = make_cuda_backend(GetParam().precision);
   }
+  // Holds w in `role`, then: matmul gives want, matmul_bias want_b, a second matmul the same
+  // bits, and the product is within `tolerance` of fp64.
+  void expect_held_products(MatrixRole role, const test::Input<float>& x,
+                            const test::Input<float>& w, const test::Input<float>& b,
+                            const Shape& s, const std::vector<float>& want,
+                            const std::vector<float>& want_b, double tolerance) {
+    tp->hold_matrix(w.t.data(), s.k, s.m, role);
+    std::vector<float> y(s.n * s.m), y_b(s.n * s.m), again(s.n * s.m);
+    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
+    tp->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
+    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, again.data());
+    tp->release_matrix(w.t.data());
+    EXPECT_EQ(y, want);
+    EXPECT_EQ(y_b, want_b);
+    EXPECT_EQ(again, y) << "not reproducible run to run";
+    expect_close(y, ref::matmul(x.d, w.d, s.n, s.k, s.m), tolerance, "against fp64");
+  }
   DType reduced() const {
     const CudaPrecision p = GetParam().precision;
     return p == CudaPrecision::bf16 ? DType::bf16 : p == CudaPrecision::fp16 ? DType::f16 : DType::f32;
@@ -218,16 +235,8 @@ TEST_P(CudaTensorParallelTest, InputProjectionIsEachRanksRowsGathered) {
         want[i * s.m + c] = c < split ? top[i * split + c] : bottom[i * (s.m - split) + c - split];
         want_b[i * s.m + c] = want[i * s.m + c] + b.t[c];
       }
-    tp->hold_matrix(w.t.data(), s.k, s.m, MatrixRole::input_projection);
-    std::vector<float> y(s.n * s.m), y_b(s.n * s.m), again(s.n * s.m);
-    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
-    tp->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
-    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, again.data());
-    tp->release_matrix(w.t.data());
-    EXPECT_EQ(y, want);
-    EXPECT_EQ(y_b, want_b);
-    EXPECT_EQ(again, y) << "not reproducible run to run";
-    expect_close(y, ref::matmul(x.d, w.d, s.n, s.k, s.m), GetParam().tolerance, "against fp64");
+    expect_held_products(MatrixRole::input_projection, x, w, b, s, want, want_b,
+                         GetParam().tolerance);
   }
 }
 
@@ -250,18 +259,9 @@ TEST_P(CudaTensorParallelTest, OutputProjectionIsTheSumOfTheRanksPartialProducts
       want[i] = round_to(reduced(), round_to(reduced(), p0[i]) + round_to(reduced(), p1[i]));
       want_b[i] = want[i] + b.t[i % s.m];
     }
-    tp->hold_matrix(w.t.data(), s.k, s.m, MatrixRole::output_projection);
-    std::vector<float> y(s.n * s.m), y_b(s.n * s.m), again(s.n * s.m);
-    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, y.data());
-    tp->matmul_bias(x.t.data(), w.t.data(), b.t.data(), s.n, s.k, s.m, y_b.data());
-    tp->matmul(x.t.data(), w.t.data(), s.n, s.k, s.m, again.data());
-    tp->release_matrix(w.t.data());
-    EXPECT_EQ(y, want);
-    EXPECT_EQ(y_b, want_b);
-    EXPECT_EQ(again, y) << "not reproducible run to run";
     // The partials' rounding adds at most one storage-type rounding to the sum.
-    expect_close(y, ref::matmul(x.d, w.d, s.n, s.k, s.m),
-                 GetParam().tolerance + unit_roundoff(reduced()) * 2, "against fp64");
+    expect_held_products(MatrixRole::output_projection, x, w, b, s, want, want_b,
+                         GetParam().tolerance + unit_roundoff(reduced()) * 2);
   }
 }
 

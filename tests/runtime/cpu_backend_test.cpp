@@ -24,6 +24,20 @@ class CpuKernel : public ::testing::Test {
  protected:
   std::unique_ptr<Backend<T>> backend = make_cpu_backend<T>();
   const double tol = test::kernel_tolerance<T>();
+
+  // matmul and matmul_bias of x[n, k] by w[m, k] on `threads` OpenMP threads.
+  std::pair<std::vector<T>, std::vector<T>> products(const std::vector<T>& x,
+                                                     const std::vector<T>& w,
+                                                     const std::vector<T>& b, int n, int k, int m,
+                                                     int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<T> y(n * m, T(-99)), yb(n * m, T(-99));
+    backend->matmul(x.data(), w.data(), n, k, m, y.data());
+    backend->matmul_bias(x.data(), w.data(), b.data(), n, k, m, yb.data());
+    omp_set_num_threads(before);
+    return {y, yb};
+  }
 };
 
 using Types = ::testing::Types<double, float>;
@@ -85,12 +99,7 @@ TYPED_TEST(CpuKernel, MatmulHasThePlainLoopsBits) {
     const std::vector<T> plain = plain_product<T>(x.t, w.t, nullptr, n, k, m);
     const std::vector<T> plain_bias = plain_product<T>(x.t, w.t, b.t.data(), n, k, m);
     for (int threads : {1, 2}) {
-      const int before = omp_get_max_threads();
-      omp_set_num_threads(threads);
-      std::vector<T> y(n * m, T(-99)), yb(n * m, T(-99));
-      this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
-      this->backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), n, k, m, yb.data());
-      omp_set_num_threads(before);
+      const auto [y, yb] = this->products(x.t, w.t, b.t, n, k, m, threads);
       const std::string shape = std::to_string(n) + "x" + std::to_string(k) + "x" +
                                 std::to_string(m) + ", " + std::to_string(threads) + " threads";
       EXPECT_EQ(0, std::memcmp(y.data(), plain.data(), y.size() * sizeof(T))) << shape;
@@ -113,12 +122,7 @@ TYPED_TEST(CpuKernel, HeldMatrixGivesThePlainLoopsBits) {
         std::to_string(n) + "x" + std::to_string(k) + "x" + std::to_string(m);
     this->backend->hold_matrix(w.t.data(), k, m, MatrixRole::input_projection);
     for (int threads : {1, 2}) {
-      const int before = omp_get_max_threads();
-      omp_set_num_threads(threads);
-      std::vector<T> y(n * m, T(-99)), yb(n * m, T(-99));
-      this->backend->matmul(x.t.data(), w.t.data(), n, k, m, y.data());
-      this->backend->matmul_bias(x.t.data(), w.t.data(), b.t.data(), n, k, m, yb.data());
-      omp_set_num_threads(before);
+      const auto [y, yb] = this->products(x.t, w.t, b.t, n, k, m, threads);
       EXPECT_EQ(y, plain_product<T>(x.t, w.t, nullptr, n, k, m)) << shape << ", " << threads << " threads";
       EXPECT_EQ(yb, plain_product<T>(x.t, w.t, b.t.data(), n, k, m)) << shape << " with a bias";
     }
