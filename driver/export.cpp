@@ -111,6 +111,22 @@ class RecordingBackend : public Backend<double> {
     cpu_->clamped_swiglu(g, u, n, a, l, out);
   }
   void add(double* y, const double* x, int64_t n) override { cpu_->add(y, x, n); }
+  void causal_conv1d_silu(const double* x, const double* w, int n, int channels, int kernel,
+                          double* out) override {
+    cpu_->causal_conv1d_silu(x, w, n, channels, kernel, out);
+  }
+  void gated_delta_rule(const double* qkv, const double* a, const double* b, const double* A_log,
+                        const double* dt_bias, const GatedDeltaParams& p, double* state,
+                        double* out) override {
+    cpu_->gated_delta_rule(qkv, a, b, A_log, dt_bias, p, state, out);
+  }
+  void rmsnorm_gated(const double* x, const double* w, const double* g, int n, int dim,
+                     double eps, double* y) override {
+    cpu_->rmsnorm_gated(x, w, g, n, dim, eps, y);
+  }
+  void sigmoid_gate(const double* x, const double* g, int64_t n, double* out) override {
+    cpu_->sigmoid_gate(x, g, n, out);
+  }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
     cpu_->matmul_bias(x, w, b, n, k, m, y);

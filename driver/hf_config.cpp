@@ -66,7 +66,8 @@ const std::map<std::string, std::string>& architecture_of() {
       {"gpt2", "GPT2LMHeadModel"},     {"mixtral", "MixtralForCausalLM"},
       {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
       {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"},
-      {"gpt_oss", "GptOssForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"}};
+      {"gpt_oss", "GptOssForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"},
+      {"qwen3_next", "Qwen3NextForCausalLM"}};
   return names;
 }
 
@@ -80,7 +81,8 @@ const std::map<std::string, std::string>& base_architecture_of() {
       {"gpt2", "GPT2Model"},           {"mixtral", "MixtralModel"},
       {"qwen3_moe", "Qwen3MoeModel"},  {"olmo2", "Olmo2Model"},
       {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"},
-      {"gpt_oss", "GptOssModel"},      {"deepseek_v3", "DeepseekV3Model"}};
+      {"gpt_oss", "GptOssModel"},      {"deepseek_v3", "DeepseekV3Model"},
+      {"qwen3_next", "Qwen3NextModel"}};
   return names;
 }
 
@@ -265,18 +267,21 @@ const std::vector<std::string>& all_rope_keys() {
 // but the Llama-family attention pinmark implements (llama, mistral, mixtral, qwen2, qwen3,
 // gemma, gemma2) multiplies the whole head by cos and sin, so any factor but 1 fails there
 // with a shape error: pinmark accepts 1 and refuses the rest. Phi-3's attention rotates the
-// first int(head_dim * factor) values and passes the rest through, so phi3 reads it.
+// first int(head_dim * factor) values and passes the rest through, as does Qwen3-Next's, so
+// phi3 and qwen3_next read it.
 void read_partial_rotary_factor(Reader& r, const std::string& k, const json& v,
                                 const std::string& what, ModelConfig& c) {
-  if (v.is_null() || (v.is_number() && v.get<double>() == 1.0)) return;
-  // Phi-3's attention rotates the first int(head_dim * factor) values of each head.
-  if (c.model_type == "phi3") {
+  // Phi-3's and Qwen3-Next's attention rotate the first int(head_dim * factor) values of each
+  // head (Qwen3-Next's default factor is 0.25, so 1.0 is a value to read there).
+  if (c.model_type == "phi3" || c.model_type == "qwen3_next") {
+    if (v.is_null()) return;
     if (!v.is_number())
       r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(v)));
     else
       c.partial_rotary_factor = v.get<double>();
     return;
   }
+  if (v.is_null() || (v.is_number() && v.get<double>() == 1.0)) return;
   r.problems.push_back(r.block.problem_at(
       k, what + " " + show(v) +
              " is not supported: this family's attention rotates the whole head (transformers "
@@ -644,6 +649,30 @@ KeyTable config_keys(const std::string& type) {
     // implements Qwen3-MoE's full attention alone; with it off the window is read for nothing.
     keys["use_sliding_window"] = only_key(false);
     keys["sliding_window"] = unused_integer_key();
+  } else if (type == "qwen3_next") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    keys["layer_types"] = read_layer_types;
+    // Which layers are full attention when layer_types is absent: resolved after all keys.
+    keys["full_attention_interval"] = [](Reader& r, const std::string& k, const json& v,
+                                         ModelConfig&) {
+      int n = 0;
+      if (r.integer(k, v, n) && n <= 0)
+        r.problems.push_back(r.block.problem_at(k, k + " must be positive, got " + show(v)));
+    };
+    keys["linear_conv_kernel_dim"] = integer_key(&ModelConfig::linear_conv_kernel_dim);
+    keys["linear_key_head_dim"] = integer_key(&ModelConfig::linear_key_head_dim);
+    keys["linear_value_head_dim"] = integer_key(&ModelConfig::linear_value_head_dim);
+    keys["linear_num_key_heads"] = integer_key(&ModelConfig::linear_num_key_heads);
+    keys["linear_num_value_heads"] = integer_key(&ModelConfig::linear_num_value_heads);
+    keys["num_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
+    keys["moe_intermediate_size"] = integer_key(&ModelConfig::moe_intermediate_size);
+    keys["shared_expert_intermediate_size"] =
+        integer_key(&ModelConfig::shared_expert_intermediate_size);
+    keys["norm_topk_prob"] = boolean_key(&ModelConfig::norm_topk_prob);
+    keys["decoder_sparse_step"] = integer_key(&ModelConfig::decoder_sparse_step);
+    keys["mlp_only_layers"] = read_mlp_only_layers;
   } else if (type == "qwen2" || type == "qwen3") {
     // Resolved into layer_types and sliding_window after all keys are read.
     keys["use_sliding_window"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
@@ -734,6 +763,7 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
       {"qwen3_moe", {"output_router_logits", "router_aux_loss_coef", "max_window_layers"}},
       {"phi3", {"resid_pdrop", "embd_pdrop"}},
       {"gpt_oss", {"output_router_logits", "router_aux_loss_coef"}},
+      {"qwen3_next", {"output_router_logits", "router_aux_loss_coef"}},
       // DeepseekV3's modeling code reads none of these: scoring is always sigmoid with the
       // correction bias, every layer from first_k_dense_replace on is sparse, and the
       // multi-token-prediction layers are not built.
@@ -887,6 +917,16 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
       config.num_hidden_layers > 0)
     for (int i = 0; i < config.num_hidden_layers; ++i)
       config.layer_types.push_back((i + 1) % 2 ? "sliding_attention" : "full_attention");
+  // Qwen3NextConfig: every full_attention_interval-th layer is full attention (default 4),
+  // the others Gated DeltaNet.
+  if (type == "qwen3_next" && config.layer_types.empty() && config.num_hidden_layers > 0) {
+    int interval = 4;
+    if (block.value.contains("full_attention_interval") &&
+        block.value["full_attention_interval"].is_number_integer())
+      interval = block.value["full_attention_interval"].get<int>();
+    for (int i = 0; i < config.num_hidden_layers; ++i)
+      config.layer_types.push_back((i + 1) % interval ? "linear_attention" : "full_attention");
+  }
   // Gemma3TextConfig: every sliding_window_pattern-th layer is full (default 6).
   if (type == "gemma3_text" && config.layer_types.empty() && config.num_hidden_layers > 0) {
     int pattern = 6;

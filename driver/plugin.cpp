@@ -73,6 +73,23 @@ void ForwardingBackend::clamped_swiglu(const float* gate, const float* up, int64
                                           double alpha, double limit, float* out) {
   inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
 }
+void ForwardingBackend::causal_conv1d_silu(const float* x, const float* w, int n, int channels,
+                                           int kernel, float* out) {
+  inner_->causal_conv1d_silu(x, w, n, channels, kernel, out);
+}
+void ForwardingBackend::gated_delta_rule(const float* qkv, const float* a, const float* b,
+                                         const float* A_log, const float* dt_bias,
+                                         const GatedDeltaParams& params, float* state,
+                                         float* out) {
+  inner_->gated_delta_rule(qkv, a, b, A_log, dt_bias, params, state, out);
+}
+void ForwardingBackend::rmsnorm_gated(const float* x, const float* w, const float* gate, int n,
+                                      int dim, double eps, float* y) {
+  inner_->rmsnorm_gated(x, w, gate, n, dim, eps, y);
+}
+void ForwardingBackend::sigmoid_gate(const float* x, const float* gate, int64_t n, float* out) {
+  inner_->sigmoid_gate(x, gate, n, out);
+}
 void ForwardingBackend::add(float* y, const float* x, int64_t n) { inner_->add(y, x, n); }
 void ForwardingBackend::matmul_bias(const float* x, const float* w, const float* b, int n,
                                        int k, int m, float* y) {

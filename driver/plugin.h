@@ -53,6 +53,14 @@ class ForwardingBackend : public Backend<float> {
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
   void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
                       float* out) override;
+  void causal_conv1d_silu(const float* x, const float* w, int n, int channels, int kernel,
+                          float* out) override;
+  void gated_delta_rule(const float* qkv, const float* a, const float* b, const float* A_log,
+                        const float* dt_bias, const GatedDeltaParams& params, float* state,
+                        float* out) override;
+  void rmsnorm_gated(const float* x, const float* w, const float* gate, int n, int dim,
+                     double eps, float* y) override;
+  void sigmoid_gate(const float* x, const float* gate, int64_t n, float* out) override;
   void add(float* y, const float* x, int64_t n) override;
   void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
                    float* y) override;

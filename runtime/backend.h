@@ -21,6 +21,16 @@ struct AttentionParams {
   int window = 0;      // > 0: key j is masked for query i when positions[i] - j >= window
 };
 
+// Shapes of one Backend::gated_delta_rule call (Qwen3-Next's Gated DeltaNet layers).
+struct GatedDeltaParams {
+  int n = 0;        // tokens
+  int k_heads = 0;  // query and key heads
+  int v_heads = 0;  // value heads, a multiple of k_heads: value head h reads key head
+                    // h / (v_heads / k_heads)
+  int k_dim = 0;    // values per query or key head
+  int v_dim = 0;    // values per value head
+};
+
 // The activation of a gated MLP (Backend::gated_mlp): hidden_act "silu" (SwiGLU), "gelu"
 // (GeGLU with the exact erf form) or the tanh approximation ("gelu_pytorch_tanh" and the like).
 enum class GatedActivation { silu, gelu, gelu_tanh };
@@ -132,6 +142,44 @@ class Backend {
   // of the tokens routed to it. rows holds no index twice.
   virtual void moe_combine(T* y, const T* x, const int* rows, const T* weights, int m,
                            int dim) = 0;
+
+  // The ops below serve Qwen3-Next: its Gated DeltaNet layers (Yang, Kautz and Hatamizadeh
+  // 2025, "Gated Delta Networks: Improving Mamba2 with Delta Rule") and its gated attention.
+
+  // Depthwise causal convolution followed by SiLU, as the causal-conv1d kernels compute it with
+  // activation "silu": for rows i < n and channels c < channels,
+  //   out[i, c] = silu(sum_{j < kernel} w[c, j] * x[i + j, c]),   silu(s) = s / (1 + exp(-s)),
+  // the sum over j in order. x[n + kernel - 1, channels] holds the kernel - 1 inputs before the
+  // first row (the layer's convolution state: zeros at the start of a sequence) and then the
+  // n new ones; w[channels, kernel] is nn.Conv1d's weight [channels, 1, kernel].
+  virtual void causal_conv1d_silu(const T* x, const T* w, int n, int channels, int kernel,
+                                  T* out) = 0;
+
+  // The gated delta rule, token by token, as transformers' torch_recurrent_gated_delta_rule
+  // computes it (Gated DeltaNet's rule). qkv[n, 2 * k_heads * k_dim + v_heads * v_dim] holds
+  // each token's queries, keys and values in that order (the convolution's output); a and b
+  // [n, v_heads]; A_log and dt_bias [v_heads]; state[v_heads, k_dim, v_dim], read and updated
+  // in place (zeros at the start of a sequence); out[n, v_heads, v_dim]. For each token t in
+  // order and value head h, with q and k the query and key of key head h / (v_heads / k_heads):
+  //   q' = q / sqrt(sum q^2 + 1e-6) / sqrt(k_dim),   k' = k / sqrt(sum k^2 + 1e-6)
+  //   g = -exp(A_log[h]) * softplus(a[t, h] + dt_bias[h])   (softplus(x) = x above 20)
+  //   beta = sigmoid(b[t, h])
+  //   S = exp(g) * S;   delta = beta * (v - S^T k');   S = S + k' delta^T;   out[t, h] = S^T q'
+  // with S = state[h] [k_dim, v_dim] and every S^T x summed over k_dim in order. The state
+  // keeps the arithmetic type (fp32 under a 16-bit storage type, as fused kernels keep it).
+  virtual void gated_delta_rule(const T* qkv, const T* a, const T* b, const T* A_log,
+                                const T* dt_bias, const GatedDeltaParams& params, T* state,
+                                T* out) = 0;
+
+  // Gated RMSNorm (Qwen3NextRMSNormGated, FLA's FusedRMSNormGated): for rows r < n,
+  //   y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w * silu(gate[r, :]),
+  // x, gate and y [n, dim], w [dim].
+  virtual void rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim, double eps,
+                             T* y) = 0;
+
+  // out[i] = x[i] * sigmoid(gate[i]), sigmoid(s) = 1 / (1 + exp(-s)): Qwen3-Next's gate on the
+  // attention output and on the shared expert.
+  virtual void sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) = 0;
 
   // Attention as one fused kernel computes it (FlashAttention, Dao et al. 2022), for a backend
   // that has one; returns false, computing nothing, for one that does not, and the model then

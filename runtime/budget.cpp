@@ -64,7 +64,7 @@ ModelShape shape_of(const ModelConfig& c) {
   s.heads = widest_query_heads(c);  // pinmark.query_heads: the widest layer bounds the cost
   s.gpt2 = c.model_type == "gpt2";
   s.inter = c.intermediate_size > 0 ? c.intermediate_size : (s.gpt2 ? 4 * s.hidden : 0);
-  s.dense_layers_too = c.model_type == "qwen3_moe";
+  s.dense_layers_too = c.model_type == "qwen3_moe" || c.model_type == "qwen3_next";
   s.expert_inter = c.moe_intermediate_size > 0 ? c.moe_intermediate_size : s.inter;
   s.experts = c.num_local_experts;
   s.experts_per_tok = c.num_experts_per_tok;

@@ -51,12 +51,32 @@ KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacit
     slot_[l] = sources[l] == l ? stored++ : slot_[std::max(0, sources[l])];
   k_.assign(stored, std::vector<T>(per_layer));
   v_.assign(stored, std::vector<T>(mla ? 0 : per_layer));
+  conv_.resize(c.num_hidden_layers);
+  state_.resize(c.num_hidden_layers);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (!is_linear_attention_layer(c, l)) continue;
+    // Keys and values of this layer are never written: it keeps no per-token rows.
+    k_[slot_[l]].clear();
+    v_[slot_[l]].clear();
+    const int64_t channels = 2 * int64_t{c.linear_num_key_heads} * c.linear_key_head_dim +
+                             int64_t{c.linear_num_value_heads} * c.linear_value_head_dim;
+    conv_[l].assign(static_cast<size_t>((c.linear_conv_kernel_dim - 1) * channels), T(0));
+    state_[l].assign(static_cast<size_t>(int64_t{c.linear_num_value_heads} *
+                                         c.linear_key_head_dim * c.linear_value_head_dim),
+                     T(0));
+  }
 }
 
 namespace {
 
 bool is_gemma(const ModelConfig& c) {
   return c.model_type == "gemma" || c.model_type == "gemma2" || c.model_type == "gemma3_text";
+}
+
+// Norms that multiply by (1 + w): Gemma's, and Qwen3-Next's (Qwen3NextRMSNorm is
+// Gemma3RMSNorm), which does not scale its embeddings as Gemma does.
+bool has_offset_norms(const ModelConfig& c) {
+  return is_gemma(c) || c.model_type == "qwen3_next";
 }
 
 // Gemma 2 and 3 normalise each sublayer's output as well as its input.
@@ -133,6 +153,10 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
   if (c.model_type == "deepseek_v3") {
     load_deepseek(weights);
+    return;
+  }
+  if (c.model_type == "qwen3_next") {
+    load_qwen3_next(weights);
     return;
   }
   const bool olmo2 = c.model_type == "olmo2", phi3 = c.model_type == "phi3";
@@ -267,6 +291,149 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
   final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
   if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+}
+
+// Qwen3-Next under the names of its checkpoints (transformers 5.17 saves the same). The fused
+// projections are regrouped row by row, so each output is the same dot product as in the
+// fused matrix.
+template <class T>
+void Model<T>::load_qwen3_next(const Weights& weights) {
+  const ModelConfig& c = config_;
+  const int64_t hidden = c.hidden_size, inter = c.intermediate_size, hd = c.head_dim;
+  const int64_t kv_dim = int64_t{c.num_key_value_heads} * hd;
+  const int64_t kh = c.linear_num_key_heads, vh = c.linear_num_value_heads;
+  const int64_t dk = c.linear_key_head_dim, dv = c.linear_value_head_dim;
+  const int64_t key_dim = kh * dk, value_dim = vh * dv, group = vh / kh;
+  const int64_t channels = 2 * key_dim + value_dim, kernel = c.linear_conv_kernel_dim;
+  auto rows = [&](const Tensor<double>& t, int64_t first, int64_t count, std::vector<T>& to) {
+    to.insert(to.end(), t.data.begin() + first * hidden, t.data.begin() + (first + count) * hidden);
+  };
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    Layer l;
+    l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
+    if (is_linear_attention_layer(c, i)) {
+      const std::string a = p + "linear_attn.";
+      // in_proj_qkvz: per key head g, its query (dk rows), key (dk), the values of its group's
+      // value heads (group * dv) and their z gates (group * dv).
+      const Tensor<double>& qkvz =
+          require(weights, a + "in_proj_qkvz.weight", {2 * key_dim + 2 * value_dim, hidden});
+      const int64_t stride = 2 * dk + 2 * group * dv;
+      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride, dk, l.in_qkv);
+      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride + dk, dk, l.in_qkv);
+      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride + 2 * dk, group * dv, l.in_qkv);
+      for (int64_t g = 0; g < kh; ++g)
+        rows(qkvz, g * stride + 2 * dk + group * dv, group * dv, l.in_z);
+      // in_proj_ba: per key head, the b (beta) rows of its value heads, then the a (decay) rows.
+      const Tensor<double>& ba = require(weights, a + "in_proj_ba.weight", {2 * vh, hidden});
+      for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group, group, l.in_b);
+      for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group + group, group, l.in_a);
+      l.conv = load<T>(weights, a + "conv1d.weight", {channels, 1, kernel});
+      l.A_log = load<T>(weights, a + "A_log", {vh});
+      l.dt_bias = load<T>(weights, a + "dt_bias", {vh});
+      l.gated_norm = load<T>(weights, a + "norm.weight", {dv});
+      l.out_proj = load<T>(weights, a + "out_proj.weight", {hidden, value_dim});
+    } else {
+      const std::string a = p + "self_attn.";
+      const int64_t heads = query_heads(c, i), q_dim = heads * hd;
+      // q_proj: per head, its hd query rows, then its hd gate rows.
+      const Tensor<double>& q = require(weights, a + "q_proj.weight", {2 * q_dim, hidden});
+      for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd, hd, l.q);
+      for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd + hd, hd, l.attn_gate);
+      l.k = load<T>(weights, a + "k_proj.weight", {kv_dim, hidden});
+      l.v = load<T>(weights, a + "v_proj.weight", {kv_dim, hidden});
+      l.o = load<T>(weights, a + "o_proj.weight", {hidden, q_dim});
+      if (c.attention_bias) {
+        const Tensor<double>& qb = require(weights, a + "q_proj.bias", {2 * q_dim});
+        for (int64_t h = 0; h < heads; ++h) {
+          l.q_bias.insert(l.q_bias.end(), qb.data.begin() + 2 * h * hd, qb.data.begin() + (2 * h + 1) * hd);
+          l.attn_gate_bias.insert(l.attn_gate_bias.end(), qb.data.begin() + (2 * h + 1) * hd,
+                                  qb.data.begin() + (2 * h + 2) * hd);
+        }
+        l.k_bias = load<T>(weights, a + "k_proj.bias", {kv_dim});
+        l.v_bias = load<T>(weights, a + "v_proj.bias", {kv_dim});
+        l.o_bias = load<T>(weights, a + "o_proj.bias", {hidden});
+      }
+      l.q_norm = load<T>(weights, a + "q_norm.weight", {hd});
+      l.k_norm = load<T>(weights, a + "k_norm.weight", {hd});
+    }
+    l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+    if (is_moe_layer(c, i)) {
+      const int64_t width = expert_intermediate_size(c), shared = c.shared_expert_intermediate_size;
+      l.router = load<T>(weights, p + "mlp.gate.weight", {c.num_local_experts, hidden});
+      if (weights.count(p + "mlp.experts.0.gate_proj.weight")) {
+        for (int e = 0; e < c.num_local_experts; ++e)
+          l.experts.push_back(
+              gated_weights(weights, p + "mlp.experts." + std::to_string(e) + ".", width, hidden));
+      } else {
+        // transformers 5's fused layout: gate_up_proj [experts, 2 * width, hidden], gate rows first.
+        const int64_t experts = c.num_local_experts, block = width * hidden;
+        const Tensor<double>& gate_up =
+            require(weights, p + "mlp.experts.gate_up_proj", {experts, 2 * width, hidden});
+        const Tensor<double>& down =
+            require(weights, p + "mlp.experts.down_proj", {experts, hidden, width});
+        for (int64_t e = 0; e < experts; ++e)
+          l.experts.push_back(make_expert(slice<T>(gate_up, 2 * e * block, block),
+                                          slice<T>(gate_up, (2 * e + 1) * block, block),
+                                          slice<T>(down, e * block, block)));
+      }
+      if (shared > 0) {
+        l.shared = gated_weights(weights, p + "mlp.shared_expert.", shared, hidden);
+        l.shared_gate = load<T>(weights, p + "mlp.shared_expert_gate.weight", {1, hidden});
+      }
+    } else {
+      l.mlp = gated_weights(weights, p + "mlp.", inter, hidden);
+    }
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {c.vocab_size, hidden});
+}
+
+// A Gated DeltaNet layer (Qwen3NextGatedDeltaNet): projections, the causal convolution over
+// the cached inputs and the new ones, the gated delta rule over the cached state, the gated
+// norm, out_proj.
+template <class T>
+void Model<T>::gated_delta_net(const Layer& L, const std::string& p, int layer, const T* h, int n,
+                               KVCache<T>& cache, const TapFn<T>& tap, T* out) {
+  const ModelConfig& c = config_;
+  const int hidden = c.hidden_size, kernel = c.linear_conv_kernel_dim;
+  const int vh = c.linear_num_value_heads, dv = c.linear_value_head_dim;
+  const int key_dim = c.linear_num_key_heads * c.linear_key_head_dim, value_dim = vh * dv;
+  const int channels = 2 * key_dim + value_dim;
+  const int64_t history = int64_t{kernel - 1} * channels;
+  // The convolution's input: the cached kernel - 1 rows, then this call's projections.
+  std::vector<T> x(history + int64_t{n} * channels);
+  std::copy(cache.conv_state(layer), cache.conv_state(layer) + history, x.begin());
+  linear(h, L.in_qkv, {}, n, hidden, channels, x.data() + history);
+  std::vector<T> z(int64_t{n} * value_dim), b(int64_t{n} * vh), a(int64_t{n} * vh);
+  linear(h, L.in_z, {}, n, hidden, value_dim, z.data());
+  linear(h, L.in_b, {}, n, hidden, vh, b.data());
+  linear(h, L.in_a, {}, n, hidden, vh, a.data());
+  std::copy(x.end() - history, x.end(), cache.conv_state(layer));
+
+  std::vector<T> mixed(int64_t{n} * channels);
+  backend_.causal_conv1d_silu(x.data(), L.conv.data(), n, channels, kernel, mixed.data());
+  if (tap) tap(p + "conv", {n, channels}, mixed.data());
+
+  GatedDeltaParams g;
+  g.n = n;
+  g.k_heads = c.linear_num_key_heads;
+  g.v_heads = vh;
+  g.k_dim = c.linear_key_head_dim;
+  g.v_dim = dv;
+  std::vector<T> core(int64_t{n} * value_dim);
+  backend_.gated_delta_rule(mixed.data(), a.data(), b.data(), L.A_log.data(), L.dt_bias.data(), g,
+                            cache.recurrent_state(layer), core.data());
+  if (tap) {
+    tap(p + "delta_rule", {n, vh, dv}, core.data());
+    tap(p + "recurrent_state", {vh, c.linear_key_head_dim, dv}, cache.recurrent_state(layer));
+  }
+  std::vector<T> normed(core.size());
+  backend_.rmsnorm_gated(core.data(), L.gated_norm.data(), z.data(), n * vh, dv, c.rms_norm_eps,
+                         normed.data());
+  if (tap) tap(p + "gated_norm", {n, value_dim}, normed.data());
+  linear(normed.data(), L.out_proj, {}, n, value_dim, hidden, out);
 }
 
 // DeepSeek-V3 under the names of its checkpoints (transformers 5.17 saves the same).
@@ -530,7 +697,7 @@ void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b
   const ModelConfig& c = config_;
   if (c.model_type == "gpt2")
     backend_.layernorm(x, w.data(), b.data(), rows, dim, c.rms_norm_eps, y);
-  else if (is_gemma(c))
+  else if (has_offset_norms(c))
     backend_.rmsnorm_plus_one(x, w.data(), rows, dim, c.rms_norm_eps, y);
   else
     backend_.rmsnorm(x, w.data(), rows, dim, c.rms_norm_eps, y);
@@ -556,6 +723,7 @@ const T* Model<T>::held(const std::vector<T>& w, int k, int m) {
     // address like the held weights.
     for (const Layer& L : layers_) {
       output_projections_.insert(L.o.data());
+      output_projections_.insert(L.out_proj.data());
       output_projections_.insert(L.mlp.down.data());
       output_projections_.insert(L.shared.down.data());
       for (const Expert& e : L.experts) output_projections_.insert(e.down.data());
@@ -614,7 +782,7 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
 // size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
 void Model<T>::head_norm(const T* x, const std::vector<T>& w, int rows, T* y) {
-  if (is_gemma(config_))
+  if (has_offset_norms(config_))
     backend_.rmsnorm_plus_one(x, w.data(), rows, config_.head_dim, config_.rms_norm_eps, y);
   else
     backend_.rmsnorm(x, w.data(), rows, config_.head_dim, config_.rms_norm_eps, y);
@@ -756,10 +924,20 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
     backend_.moe_combine(out, y.data(), rows.data(), row_weights.data(), m, hidden);
   }
   if (!L.shared.gate.empty()) {
-    // DeepSeek's shared experts, one MLP on every token, added after the routed ones.
-    const int width = inter * c.n_shared_experts;
+    // DeepSeek's shared experts, one MLP on every token, added after the routed ones; Qwen3-Next's
+    // shared expert scaled per token by sigmoid(shared_expert_gate . h) first.
+    const int width = L.shared_gate.empty() ? inter * c.n_shared_experts
+                                            : c.shared_expert_intermediate_size;
     std::vector<T> sy(int64_t{n} * hidden);
     gated_mlp(h, L.shared.gate, L.shared.up, L.shared.down, n, hidden, width, sy.data());
+    if (!L.shared_gate.empty()) {
+      std::vector<T> logit(n), wide(int64_t{n} * hidden), gated(int64_t{n} * hidden);
+      linear(h, L.shared_gate, {}, n, hidden, 1, logit.data());
+      for (int r = 0; r < n; ++r)
+        std::fill(wide.begin() + int64_t{r} * hidden, wide.begin() + int64_t{r + 1} * hidden, logit[r]);
+      backend_.sigmoid_gate(sy.data(), wide.data(), int64_t{n} * hidden, gated.data());
+      sy.swap(gated);
+    }
     if (tap) tap(prefix + "shared_experts", {n, hidden}, sy.data());
     backend_.add(out, sy.data(), int64_t{n} * hidden);
   }
@@ -831,6 +1009,8 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
 
     if (!L.kv_b.empty()) {
       mla_attention(L, p, l, h.data(), n, positions.data(), p0, cache, tap, attn_out.data());
+    } else if (!L.in_qkv.empty()) {
+      gated_delta_net(L, p, l, h.data(), n, cache, tap, attn_out.data());
     } else {
       linear(h.data(), L.q, L.q_bias, n, hidden, heads * hd, q.data());
       if (computes_kv) {
@@ -910,6 +1090,15 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
         emit(p + "scores", {heads, n, kv_len}, scores.data());
         backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
                                   att.data());
+      }
+      if (!L.attn_gate.empty()) {
+        // Qwen3-Next's gated attention: each output value scaled by sigmoid of its gate.
+        std::vector<T> gate(int64_t{n} * heads * hd), gated(gate.size());
+        linear(h.data(), L.attn_gate, L.attn_gate_bias, n, hidden, heads * hd, gate.data());
+        backend_.sigmoid_gate(att.data(), gate.data(), static_cast<int64_t>(gate.size()),
+                              gated.data());
+        emit(p + "attn_gate", {n, heads * hd}, gated.data());
+        std::copy(gated.begin(), gated.end(), att.begin());
       }
       linear(att.data(), L.o, L.o_bias, n, heads * hd, hidden, attn_out.data());
     }

@@ -57,6 +57,18 @@ class KVCache {
     for (size_t s = 0; s < k_.size(); ++s) total += static_cast<int64_t>(k_[s].size() + v_[s].size());
     return capacity_ > 0 ? total / capacity_ : 0;
   }
+  // A Gated DeltaNet layer's cache (Qwen3-Next), empty for other layers: the last
+  // linear_conv_kernel_dim - 1 inputs of its convolution [kernel - 1, channels] (zeros before
+  // the first token) and its recurrent state [value heads, key head dim, value head dim].
+  // Their size does not grow with the sequence.
+  T* conv_state(int layer) { return conv_[layer].data(); }
+  T* recurrent_state(int layer) { return state_[layer].data(); }
+  // Values the fixed-size states hold over all layers.
+  int64_t state_values() const {
+    int64_t total = 0;
+    for (size_t l = 0; l < conv_.size(); ++l) total += static_cast<int64_t>(conv_[l].size() + state_[l].size());
+    return total;
+  }
   // How many layers' keys and values are stored: fewer than the layers when some share.
   int stored_layers() const { return static_cast<int>(k_.size()); }
   void advance(int n) { length_ += n; }
@@ -66,6 +78,7 @@ class KVCache {
   int length_ = 0;
   std::vector<int> slot_;  // per layer, the index into k_ and v_
   std::vector<std::vector<T>> k_, v_;
+  std::vector<std::vector<T>> conv_, state_;  // per layer
 };
 
 template <class T>
@@ -116,6 +129,15 @@ class Model {
     std::vector<T> q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
     std::vector<T> kv_b_key_t;  // pinmark.mla_absorb: per head, W_UK_h^T [rank, nope]
     std::vector<T> score_correction;
+    // Qwen3-Next. Gated attention: attn_gate [heads * head_dim, hidden] (the gate rows of
+    // q_proj, regrouped out of it; q holds the query rows) and its bias. Gated DeltaNet:
+    // in_proj_qkvz and in_proj_ba regrouped from their per-key-head order into in_qkv (all
+    // queries, all keys, all values, as the convolution reads them), in_z, in_b and in_a; the
+    // conv weight [channels, kernel]; A_log, dt_bias, the gated norm and out_proj. MoE:
+    // shared_gate [1, hidden] scales the shared expert.
+    std::vector<T> attn_gate, attn_gate_bias;
+    std::vector<T> in_qkv, in_z, in_b, in_a, conv, A_log, dt_bias, gated_norm, out_proj;
+    std::vector<T> shared_gate;
     Expert shared;
     std::vector<Expert> experts;
   };
@@ -141,6 +163,9 @@ class Model {
                      const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
                      T* out);
   void load_deepseek(const Weights& weights);
+  void load_qwen3_next(const Weights& weights);
+  void gated_delta_net(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
+                       KVCache<T>& cache, const TapFn<T>& tap, T* out);
   void deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids, T* weights);
   void head_norm(const T* x, const std::vector<T>& w, int rows, T* y);
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);

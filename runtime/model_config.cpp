@@ -19,7 +19,8 @@ std::string number(double v) {
 
 // GPT-2's config.json names its sizes differently; a problem names the key the config has.
 std::string key_of(const ModelConfig& c, const std::string& key) {
-  if (c.model_type == "qwen3_moe" && key == "num_local_experts") return "num_experts";
+  if ((c.model_type == "qwen3_moe" || c.model_type == "qwen3_next") && key == "num_local_experts")
+    return "num_experts";
   if (c.model_type != "gpt2") return key;
   static const std::map<std::string, std::string> gpt2 = {
       {"hidden_size", "n_embd"},
@@ -166,10 +167,14 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                              " entries, num_hidden_layers is " +
                                              std::to_string(c.num_hidden_layers)});
     for (const std::string& t : c.layer_types) {
-      if (t != "full_attention" && t != "sliding_attention") {
+      const bool linear = c.model_type == "qwen3_next";
+      if (linear ? t != "full_attention" && t != "linear_attention"
+                 : t != "full_attention" && t != "sliding_attention") {
         problems.push_back({"layer_types", "layer_types entry '" + t +
-                                               "' is not supported (pinmark implements "
-                                               "full_attention and sliding_attention)"});
+                                               "' is not supported (pinmark implements " +
+                                               (linear ? "full_attention and linear_attention"
+                                                       : "full_attention and sliding_attention") +
+                                               " for " + c.model_type + ")"});
         break;
       }
     }
@@ -203,12 +208,34 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       problems.push_back({"qk_rope_head_dim", "qk_rope_head_dim must be even (rotary pairs), got " +
                                                   std::to_string(c.qk_rope_head_dim)});
   }
+  if (c.model_type == "qwen3_next") {
+    for (const auto& [key, value] :
+         {std::pair{"linear_conv_kernel_dim", c.linear_conv_kernel_dim},
+          std::pair{"linear_key_head_dim", c.linear_key_head_dim},
+          std::pair{"linear_value_head_dim", c.linear_value_head_dim},
+          std::pair{"linear_num_key_heads", c.linear_num_key_heads},
+          std::pair{"linear_num_value_heads", c.linear_num_value_heads}})
+      if (value <= 0)
+        problems.push_back({key, std::string(key) + " must be positive, got " +
+                                     std::to_string(value)});
+    if (c.linear_num_key_heads > 0 && c.linear_num_value_heads > 0 &&
+        c.linear_num_value_heads % c.linear_num_key_heads != 0)
+      problems.push_back({"linear_num_value_heads",
+                          "linear_num_value_heads (" + std::to_string(c.linear_num_value_heads) +
+                              ") is not divisible by linear_num_key_heads (" +
+                              std::to_string(c.linear_num_key_heads) + ")"});
+    if (c.shared_expert_intermediate_size < 0)
+      problems.push_back({"shared_expert_intermediate_size",
+                          "shared_expert_intermediate_size must not be negative, got " +
+                              std::to_string(c.shared_expert_intermediate_size)});
+  }
   if (c.partial_rotary_factor != 1.0) {
     const ModelConfig d = with_defaults(c);
     const int dim = d.head_dim > 0 ? rotary_dim(c) : 0;
-    if (c.model_type != "phi3")
+    if (c.model_type != "phi3" && c.model_type != "qwen3_next")
       problems.push_back({"partial_rotary_factor",
-                          "partial_rotary_factor is only supported for phi3, not " + c.model_type});
+                          "partial_rotary_factor is only supported for phi3 and qwen3_next, not " +
+                              c.model_type});
     else if (!(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1))
       problems.push_back({"partial_rotary_factor",
                           "partial_rotary_factor must be in (0, 1], got " +
@@ -224,10 +251,18 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
   require_finite_not_negative(problems, "final_logit_softcapping", c.final_logit_softcapping);
   require_finite_not_negative(problems, "query_pre_attn_scalar", c.query_pre_attn_scalar);
 
-  if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" || c.model_type == "gpt_oss" ||
-      c.model_type == "deepseek_v3") {
-    // Qwen3-MoE spells the expert count num_experts, DeepSeek n_routed_experts.
-    const std::string experts_key = c.model_type == "qwen3_moe"     ? "num_experts"
+  // Qwen3-Next without experts has a dense MLP in every layer, as Qwen3NextDecoderLayer builds it.
+  const bool dense_qwen3_next = c.model_type == "qwen3_next" && c.num_local_experts == 0;
+  if (dense_qwen3_next) {
+    if (c.num_experts_per_tok < 0)
+      problems.push_back({"num_experts_per_tok", "num_experts_per_tok must not be negative, got " +
+                                                     std::to_string(c.num_experts_per_tok)});
+  } else if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" ||
+             c.model_type == "gpt_oss" || c.model_type == "deepseek_v3" ||
+             c.model_type == "qwen3_next") {
+    // Qwen3-MoE and Qwen3-Next spell the expert count num_experts, DeepSeek n_routed_experts.
+    const bool qwen = c.model_type == "qwen3_moe" || c.model_type == "qwen3_next";
+    const std::string experts_key = qwen                            ? "num_experts"
                                     : c.model_type == "deepseek_v3" ? "n_routed_experts"
                                                                     : "num_local_experts";
     if (c.num_local_experts <= 0)
@@ -272,7 +307,8 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                                      std::to_string(c.decoder_sparse_step)});
   } else if (c.num_local_experts != 0 || c.num_experts_per_tok != 0) {
     problems.push_back({"num_local_experts", "experts are only supported for mixtral, "
-                                             "qwen3_moe and gpt_oss, not " + c.model_type});
+                                             "qwen3_moe, gpt_oss, deepseek_v3 and qwen3_next, "
+                                             "not " + c.model_type});
   }
 
   if (!c.query_heads.empty()) {
@@ -326,7 +362,7 @@ const std::vector<std::string>& known_model_types() {
   static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
                                                  "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
-                                                 "gpt_oss",   "deepseek_v3"};
+                                                 "gpt_oss",   "deepseek_v3", "qwen3_next"};
   return types;
 }
 
@@ -344,7 +380,7 @@ int widest_query_heads(const ModelConfig& c) {
 bool is_moe_layer(const ModelConfig& c, int layer) {
   if (c.num_local_experts <= 0) return false;
   if (c.model_type == "deepseek_v3") return layer >= c.first_k_dense_replace;
-  if (c.model_type != "qwen3_moe") return true;
+  if (c.model_type != "qwen3_moe" && c.model_type != "qwen3_next") return true;
   if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
       c.mlp_only_layers.end())
     return false;
@@ -358,6 +394,12 @@ int rotary_dim(const ModelConfig& config) {
 
 int expert_intermediate_size(const ModelConfig& c) {
   return c.moe_intermediate_size > 0 ? c.moe_intermediate_size : c.intermediate_size;
+}
+
+bool is_linear_attention_layer(const ModelConfig& c, int layer) {
+  return c.model_type == "qwen3_next" && layer >= 0 &&
+         layer < static_cast<int>(c.layer_types.size()) &&
+         c.layer_types[layer] == "linear_attention";
 }
 
 bool is_sliding_layer(const ModelConfig& c, int layer) {
@@ -429,6 +471,21 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.num_experts_per_tok = 8;
     c.moe_intermediate_size = 768;
     c.norm_topk_prob = false;
+  } else if (model_type == "qwen3_next") {
+    // Qwen3NextConfig's defaults (Qwen3-Next-80B-A3B's shape); layer_types: every fourth
+    // layer full attention, the others Gated DeltaNet (the reader lists them).
+    c.head_dim = 256;
+    c.num_key_value_heads = 2;
+    c.partial_rotary_factor = 0.25;
+    c.linear_conv_kernel_dim = 4;
+    c.linear_key_head_dim = 128;
+    c.linear_value_head_dim = 128;
+    c.linear_num_key_heads = 16;
+    c.linear_num_value_heads = 32;
+    c.num_local_experts = 512;
+    c.num_experts_per_tok = 10;
+    c.moe_intermediate_size = 512;
+    c.shared_expert_intermediate_size = 512;
   } else if (model_type == "olmo2") {
     c.rms_norm_eps = 1e-5;
   } else if (model_type == "phi3") {

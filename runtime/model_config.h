@@ -14,7 +14,7 @@ namespace pinmark {
 // positions, Qwen2's q/k/v biases, Qwen3's q/k norms, Gemma 2's sandwich norms, Mixtral's
 // experts) and reads the fields below for what a config chooses.
 //   llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gpt2, mixtral, qwen3_moe, olmo2,
-//   phi3
+//   phi3, gpt_oss, deepseek_v3, qwen3_next
 struct ModelConfig {
   std::string model_type = "llama";
   int vocab_size = 0;
@@ -115,6 +115,21 @@ struct ModelConfig {
   int decoder_sparse_step = 1;
   std::vector<int> mlp_only_layers;
 
+  // Qwen3-Next: layer_types entries "linear_attention" are Gated DeltaNet layers, the others
+  // ("full_attention") gated attention. A Gated DeltaNet layer has linear_num_key_heads query
+  // and key heads of linear_key_head_dim values, linear_num_value_heads value heads of
+  // linear_value_head_dim, and a causal depthwise convolution of linear_conv_kernel_dim taps
+  // over its queries, keys and values; its cache is that convolution's last
+  // linear_conv_kernel_dim - 1 inputs and a [value heads, key dim, value dim] state, whatever
+  // the sequence length. Its MoE layers add a shared expert of shared_expert_intermediate_size
+  // scaled by sigmoid(shared_expert_gate).
+  int linear_conv_kernel_dim = 0;
+  int linear_key_head_dim = 0;
+  int linear_value_head_dim = 0;
+  int linear_num_key_heads = 0;
+  int linear_num_value_heads = 0;
+  int shared_expert_intermediate_size = 0;
+
   // Cross-layer KV sharing (Gemma 3n's num_kv_shared_layers): the last N layers compute no keys
   // or values of their own and attend over those of the last earlier layer of the same
   // attention type; the cache stores only the layers that compute them.
@@ -132,6 +147,9 @@ int query_heads(const ModelConfig& config, int layer);
 
 // The most query heads of any layer.
 int widest_query_heads(const ModelConfig& config);
+
+// Whether layer `layer` is a Gated DeltaNet layer (Qwen3-Next's "linear_attention").
+bool is_linear_attention_layer(const ModelConfig& config, int layer);
 
 // Whether layer `layer` uses the sliding window (see ModelConfig::layer_types).
 bool is_sliding_layer(const ModelConfig& config, int layer);

@@ -57,6 +57,27 @@ class RoundingBackend final : public Backend<float> {
     round(out, int64_t{n} * hidden);
     return true;
   }
+  void causal_conv1d_silu(const float* x, const float* w, int n, int channels, int kernel,
+                          float* out) override {
+    inner_->causal_conv1d_silu(x, w, n, channels, kernel, out);
+    round(out, int64_t{n} * channels);
+  }
+  // The recurrent state stays fp32, as fused kernels keep it; only the output is stored.
+  void gated_delta_rule(const float* qkv, const float* a, const float* b, const float* A_log,
+                        const float* dt_bias, const GatedDeltaParams& p, float* state,
+                        float* out) override {
+    inner_->gated_delta_rule(qkv, a, b, A_log, dt_bias, p, state, out);
+    round(out, int64_t{p.n} * p.v_heads * p.v_dim);
+  }
+  void rmsnorm_gated(const float* x, const float* w, const float* gate, int n, int dim,
+                     double eps, float* y) override {
+    inner_->rmsnorm_gated(x, w, gate, n, dim, eps, y);
+    round(y, int64_t{n} * dim);
+  }
+  void sigmoid_gate(const float* x, const float* gate, int64_t n, float* out) override {
+    inner_->sigmoid_gate(x, gate, n, out);
+    round(out, n);
+  }
   void swiglu(const float* gate, const float* up, int64_t n, float* out) override {
     inner_->swiglu(gate, up, n, out);
     round(out, n);

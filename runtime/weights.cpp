@@ -121,12 +121,84 @@ Weights deepseek_weights(const ModelConfig& c) {
   return w;
 }
 
+// Qwen3-Next under its checkpoints' names: Gated DeltaNet layers (in_proj_qkvz and in_proj_ba
+// in their per-key-head grouped row order, the depthwise conv, A_log, dt_bias, the gated norm,
+// out_proj), gated attention layers (q_proj twice as wide: each head's query rows, then its
+// gate rows), (1 + w) norms, and MoE layers with a sigmoid-gated shared expert.
+Weights qwen3_next_weights(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
+  const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
+  const int64_t key_dim = int64_t{c.linear_num_key_heads} * c.linear_key_head_dim;
+  const int64_t value_dim = int64_t{c.linear_num_value_heads} * c.linear_value_head_dim;
+  const int64_t vh = c.linear_num_value_heads, kernel = c.linear_conv_kernel_dim;
+  Weights w;
+  add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const int64_t q_dim = int64_t{query_heads(c, i)} * c.head_dim;
+    add_offset_norm(w, c, p + "input_layernorm.weight", hidden);
+    if (is_linear_attention_layer(c, i)) {
+      const std::string a = p + "linear_attn.";
+      add_linear(w, c, a + "in_proj_qkvz.weight", 2 * key_dim + 2 * value_dim, hidden);
+      add_linear(w, c, a + "in_proj_ba.weight", 2 * vh, hidden);
+      add_tensor(w, c, a + "conv1d.weight", {2 * key_dim + value_dim, 1, kernel},
+                 std::sqrt(3.0 / static_cast<double>(kernel)));
+      // exp(A_log) in [0.22, 0.61] and dt_bias near 0 put the per-token decay
+      // exp(-exp(A_log) softplus(a + dt_bias)) between about 0.3 and 0.95: the state neither
+      // forgets everything at once nor never forgets.
+      add_tensor(w, c, a + "A_log", {vh}, 0.5, -1.0);
+      add_tensor(w, c, a + "dt_bias", {vh}, 0.5);
+      add_norm(w, c, a + "norm.weight", c.linear_value_head_dim);
+      add_linear(w, c, a + "out_proj.weight", hidden, value_dim);
+    } else {
+      const std::string a = p + "self_attn.";
+      add_linear(w, c, a + "q_proj.weight", 2 * q_dim, hidden);
+      add_linear(w, c, a + "k_proj.weight", kv_dim, hidden);
+      add_linear(w, c, a + "v_proj.weight", kv_dim, hidden);
+      add_linear(w, c, a + "o_proj.weight", hidden, q_dim);
+      if (c.attention_bias) {
+        add_bias(w, c, a + "q_proj.bias", 2 * q_dim);
+        add_bias(w, c, a + "k_proj.bias", kv_dim);
+        add_bias(w, c, a + "v_proj.bias", kv_dim);
+        add_bias(w, c, a + "o_proj.bias", hidden);
+      }
+      add_offset_norm(w, c, a + "q_norm.weight", c.head_dim);
+      add_offset_norm(w, c, a + "k_norm.weight", c.head_dim);
+    }
+    add_offset_norm(w, c, p + "post_attention_layernorm.weight", hidden);
+    if (is_moe_layer(c, i)) {
+      const int64_t width = expert_intermediate_size(c), shared = c.shared_expert_intermediate_size;
+      add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);
+      for (int e = 0; e < c.num_local_experts; ++e) {
+        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+        add_linear(w, c, x + "gate_proj.weight", width, hidden);
+        add_linear(w, c, x + "up_proj.weight", width, hidden);
+        add_linear(w, c, x + "down_proj.weight", hidden, width);
+      }
+      if (shared > 0) {
+        add_linear(w, c, p + "mlp.shared_expert.gate_proj.weight", shared, hidden);
+        add_linear(w, c, p + "mlp.shared_expert.up_proj.weight", shared, hidden);
+        add_linear(w, c, p + "mlp.shared_expert.down_proj.weight", hidden, shared);
+        add_linear(w, c, p + "mlp.shared_expert_gate.weight", 1, hidden);
+      }
+    } else {
+      add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
+      add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
+      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+    }
+  }
+  add_offset_norm(w, c, "model.norm.weight", hidden);
+  if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
+  return w;
+}
+
 }  // namespace
 
 Weights synthetic_weights(const ModelConfig& config) {
   const ModelConfig c = with_defaults(config);
   if (c.model_type == "gpt2") return gpt2_weights(c);
   if (c.model_type == "deepseek_v3") return deepseek_weights(c);
+  if (c.model_type == "qwen3_next") return qwen3_next_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const bool gemma =

@@ -270,6 +270,78 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  void causal_conv1d_silu(const T* x, const T* w, int n, int channels, int kernel,
+                          T* out) override {
+#pragma omp parallel for if (int64_t{n} * channels * kernel >= kParallelWork)
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < channels; ++c) {
+        T s = 0;
+        for (int j = 0; j < kernel; ++j)
+          s += w[static_cast<int64_t>(c) * kernel + j] * x[static_cast<int64_t>(i + j) * channels + c];
+        out[static_cast<int64_t>(i) * channels + c] = s / (T(1) + std::exp(-s));
+      }
+  }
+
+  void gated_delta_rule(const T* qkv, const T* a, const T* b, const T* A_log, const T* dt_bias,
+                        const GatedDeltaParams& p, T* state, T* out) override {
+    const int64_t key_dim = int64_t{p.k_heads} * p.k_dim;
+    const int64_t row = 2 * key_dim + int64_t{p.v_heads} * p.v_dim;
+    const int group = p.v_heads / p.k_heads;
+    const T scale = T(1) / std::sqrt(static_cast<T>(p.k_dim));
+    // Heads are independent: each runs its tokens in order on one thread.
+#pragma omp parallel for if (int64_t{p.n} * p.v_heads * p.k_dim * p.v_dim >= kParallelWork)
+    for (int h = 0; h < p.v_heads; ++h) {
+      std::vector<T> qn(p.k_dim), kn(p.k_dim), delta(p.v_dim);
+      T* S = state + static_cast<int64_t>(h) * p.k_dim * p.v_dim;
+      for (int t = 0; t < p.n; ++t) {
+        const T* q = qkv + t * row + static_cast<int64_t>(h / group) * p.k_dim;
+        const T* k = q + key_dim;
+        const T* v = qkv + t * row + 2 * key_dim + static_cast<int64_t>(h) * p.v_dim;
+        T qq = 0, kk = 0;
+        for (int i = 0; i < p.k_dim; ++i) qq += q[i] * q[i];
+        for (int i = 0; i < p.k_dim; ++i) kk += k[i] * k[i];
+        // transformers' l2norm multiplies by rsqrt(sum + eps), then scales the query.
+        const T q_inv = T(1) / std::sqrt(qq + static_cast<T>(1e-6));
+        const T k_inv = T(1) / std::sqrt(kk + static_cast<T>(1e-6));
+        for (int i = 0; i < p.k_dim; ++i) qn[i] = q[i] * q_inv * scale;
+        for (int i = 0; i < p.k_dim; ++i) kn[i] = k[i] * k_inv;
+        const T x = a[static_cast<int64_t>(t) * p.v_heads + h] + dt_bias[h];
+        const T softplus = x > T(20) ? x : std::log1p(std::exp(x));
+        const T decay = std::exp(-std::exp(A_log[h]) * softplus);
+        const T beta = T(1) / (T(1) + std::exp(-b[static_cast<int64_t>(t) * p.v_heads + h]));
+        for (int64_t e = 0; e < int64_t{p.k_dim} * p.v_dim; ++e) S[e] = S[e] * decay;
+        for (int j = 0; j < p.v_dim; ++j) {
+          T memory = 0;
+          for (int i = 0; i < p.k_dim; ++i) memory += S[static_cast<int64_t>(i) * p.v_dim + j] * kn[i];
+          delta[j] = (v[j] - memory) * beta;
+        }
+        for (int i = 0; i < p.k_dim; ++i)
+          for (int j = 0; j < p.v_dim; ++j)
+            S[static_cast<int64_t>(i) * p.v_dim + j] += kn[i] * delta[j];
+        T* o = out + (static_cast<int64_t>(t) * p.v_heads + h) * p.v_dim;
+        for (int j = 0; j < p.v_dim; ++j) {
+          T sum = 0;
+          for (int i = 0; i < p.k_dim; ++i) sum += S[static_cast<int64_t>(i) * p.v_dim + j] * qn[i];
+          o[j] = sum;
+        }
+      }
+    }
+  }
+
+  void rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim, double eps,
+                     T* y) override {
+    rms_normalize(x, n, dim, eps, y, [w](int d) { return w[d]; });
+    for (int64_t i = 0; i < int64_t{n} * dim; ++i) {
+      const T g = gate[i];
+      y[i] = y[i] * (g / (T(1) + std::exp(-g)));
+    }
+  }
+
+  void sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) override {
+#pragma omp parallel for if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * (T(1) / (T(1) + std::exp(-gate[i])));
+  }
+
   // y = x w^T (+ b when given). Each element is summed in index order, one multiply and one
   // add per term (no fused multiply-add: the build sets -ffp-contract=off), by one thread: the
   // same bits as the plain triple loop, for any thread count. Speed comes from computing kCols

@@ -101,18 +101,36 @@ __global__ void add_bias_kernel(float* y, const float* b, int n, int m) {
   PINMARK_GRID_STRIDE(idx, int64_t{n} * m) y[idx] = y[idx] + b[idx % m];
 }
 
+// 1 / sqrt(mean(xr^2) + eps) of one row, by the whole block: shared by the RMSNorm kernels so
+// that they reduce alike.
+__device__ float inverse_rms(const float* xr, int dim, float eps, float* shared) {
+  float ss = 0.0f;
+  for (int d = threadIdx.x; d < dim; d += kBlock) ss += xr[d] * xr[d];
+  ss = block_reduce(ss, shared, Sum{});
+  return 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+}
+
 // One block per row; kPlusOne for Gemma's weight stored as an offset from one.
 template <bool kPlusOne>
 __global__ void rmsnorm_kernel(const float* x, const float* w, int dim, float eps, float* y) {
   __shared__ float shared[kBlock];
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
-  float ss = 0.0f;
-  for (int d = threadIdx.x; d < dim; d += kBlock) ss += xr[d] * xr[d];
-  ss = block_reduce(ss, shared, Sum{});
-  const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  const float inv = inverse_rms(xr, dim, eps, shared);
   for (int d = threadIdx.x; d < dim; d += kBlock)
     yr[d] = (xr[d] * inv) * (kPlusOne ? 1.0f + w[d] : w[d]);
+}
+
+// One block per row. The normalized row is formed as rmsnorm_kernel forms it, then gated.
+__global__ void rmsnorm_gated_kernel(const float* x, const float* w, const float* gate, int dim,
+                                     float eps, float* y) {
+  __shared__ float shared[kBlock];
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * dim;
+  const float inv = inverse_rms(x + row, dim, eps, shared);
+  for (int d = threadIdx.x; d < dim; d += kBlock) {
+    const float g = gate[row + d];
+    y[row + d] = ((x[row + d] * inv) * w[d]) * (g / (1.0f + expf(-g)));
+  }
 }
 
 __global__ void layernorm_kernel(const float* x, const float* w, const float* b, int dim,
@@ -299,6 +317,81 @@ __global__ void moe_combine_kernel(float* y, const float* x, const int* rows,
     const int64_t r = idx / dim, d = idx % dim;
     float* dst = y + static_cast<int64_t>(rows[r]) * dim + d;
     *dst = *dst + x[idx] * weights[r];
+  }
+}
+
+__global__ void sigmoid_gate_kernel(const float* x, const float* gate, int64_t n, float* out) {
+  PINMARK_GRID_STRIDE(i, n) out[i] = x[i] * (1.0f / (1.0f + expf(-gate[i])));
+}
+
+// One thread per (row, channel): the taps summed in order, as the CPU reference sums them.
+__global__ void causal_conv1d_silu_kernel(const float* x, const float* w, int n, int channels,
+                                          int kernel, float* out) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * channels) {
+    const int64_t i = idx / channels, c = idx % channels;
+    float s = 0.0f;
+    for (int j = 0; j < kernel; ++j) s += w[c * kernel + j] * x[(i + j) * channels + c];
+    out[idx] = s / (1.0f + expf(-s));
+  }
+}
+
+// One block per value head, the tokens in order. Thread j owns column j of the head's state
+// S[k_dim, v_dim] (in global memory), so every sum over k_dim runs in index order on one
+// thread, with the CPU reference's operations: no reduction tree, no atomics. Thread 0 forms
+// the token's scalars (the norms are sequential sums too); dynamic shared memory holds the
+// normalized query and key, 2 * k_dim floats.
+__global__ void gated_delta_rule_kernel(const float* qkv, const float* a, const float* b,
+                                        const float* A_log, const float* dt_bias, int n,
+                                        int k_heads, int v_heads, int k_dim, int v_dim,
+                                        float scale, float* state, float* out) {
+  extern __shared__ float normalized[];
+  float* qn = normalized;
+  float* kn = normalized + k_dim;
+  __shared__ float q_inv, k_inv, decay, beta;
+  const int h = blockIdx.x;
+  const int64_t key_dim = int64_t{k_heads} * k_dim;
+  const int64_t row = 2 * key_dim + int64_t{v_heads} * v_dim;
+  const int group = v_heads / k_heads;
+  float* S = state + static_cast<int64_t>(h) * k_dim * v_dim;
+  for (int t = 0; t < n; ++t) {
+    const float* q = qkv + t * row + static_cast<int64_t>(h / group) * k_dim;
+    const float* k = q + key_dim;
+    const float* v = qkv + t * row + 2 * key_dim + static_cast<int64_t>(h) * v_dim;
+    if (threadIdx.x == 0) {
+      float qq = 0.0f, kk = 0.0f;
+      for (int i = 0; i < k_dim; ++i) qq += q[i] * q[i];
+      for (int i = 0; i < k_dim; ++i) kk += k[i] * k[i];
+      q_inv = 1.0f / sqrtf(qq + 1e-6f);
+      k_inv = 1.0f / sqrtf(kk + 1e-6f);
+      const float x = a[static_cast<int64_t>(t) * v_heads + h] + dt_bias[h];
+      // torch's softplus threshold: above 20 it returns x itself.
+      const float softplus = x > 20.0f ? x : log1pf(expf(x));
+      decay = expf(-expf(A_log[h]) * softplus);
+      beta = 1.0f / (1.0f + expf(-b[static_cast<int64_t>(t) * v_heads + h]));
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < k_dim; i += blockDim.x) {
+      qn[i] = q[i] * q_inv * scale;
+      kn[i] = k[i] * k_inv;
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < v_dim; j += blockDim.x) {
+      float memory = 0.0f;
+      for (int i = 0; i < k_dim; ++i) {
+        float& s = S[static_cast<int64_t>(i) * v_dim + j];
+        s = s * decay;
+        memory += s * kn[i];
+      }
+      const float delta = (v[j] - memory) * beta;
+      float sum = 0.0f;
+      for (int i = 0; i < k_dim; ++i) {
+        float& s = S[static_cast<int64_t>(i) * v_dim + j];
+        s = s + kn[i] * delta;
+        sum += s * qn[i];
+      }
+      out[(static_cast<int64_t>(t) * v_heads + h) * v_dim + j] = sum;
+    }
+    __syncthreads();  // before the next token overwrites the shared values
   }
 }
 
@@ -690,6 +783,73 @@ class CudaBackend final : public Backend<float> {
     copy_back(main_, probs, d_p, int64_t{n} * experts);
     copy_back(main_, ids, d_ids, int64_t{n} * top_k);
     download(weights, d_w, int64_t{n} * top_k);
+  }
+
+  void causal_conv1d_silu(const float* x, const float* w, int n, int channels, int kernel,
+                          float* out) override {
+    if (n <= 0 || channels <= 0) return;
+    const float* d_x = upload(0, x, (int64_t{n} + kernel - 1) * channels);
+    const float* d_w = upload(1, w, int64_t{channels} * kernel);
+    const int64_t count = int64_t{n} * channels;
+    float* d_o = main_.arena.get<float>(2, count);
+    causal_conv1d_silu_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(d_x, d_w, n, channels,
+                                                                           kernel, d_o);
+    PINMARK_CUDA_CHECK_LAUNCH(causal_conv1d_silu_kernel);
+    download(out, d_o, count);
+  }
+
+  // The state goes up and comes back in fp32 whatever the precision: the rounding backend
+  // rounds `out` alone.
+  void gated_delta_rule(const float* qkv, const float* a, const float* b, const float* A_log,
+                        const float* dt_bias, const GatedDeltaParams& p, float* state,
+                        float* out) override {
+    if (p.n <= 0 || p.v_heads <= 0 || p.v_dim <= 0) return;
+    if (p.k_heads <= 0 || p.v_heads % p.k_heads != 0)
+      throw std::runtime_error("gated_delta_rule: " + std::to_string(p.v_heads) +
+                               " value heads are not a multiple of " +
+                               std::to_string(p.k_heads) + " key heads");
+    const int64_t row = 2 * int64_t{p.k_heads} * p.k_dim + int64_t{p.v_heads} * p.v_dim;
+    const int64_t state_count = int64_t{p.v_heads} * p.k_dim * p.v_dim;
+    const int64_t out_count = int64_t{p.n} * p.v_heads * p.v_dim;
+    const float* d_qkv = upload(0, qkv, int64_t{p.n} * row);
+    const float* d_a = upload(1, a, int64_t{p.n} * p.v_heads);
+    const float* d_b = upload(3, b, int64_t{p.n} * p.v_heads);
+    const float* d_A = upload(4, A_log, p.v_heads);
+    const float* d_dt = upload(5, dt_bias, p.v_heads);
+    float* d_state = upload(6, state, state_count);
+    float* d_o = main_.arena.get<float>(2, out_count);
+    // Formed in fp32 as the CPU reference forms it.
+    const float scale = 1.0f / std::sqrt(static_cast<float>(p.k_dim));
+    const size_t shared = 2 * static_cast<size_t>(std::max(p.k_dim, 0)) * sizeof(float);
+    gated_delta_rule_kernel<<<p.v_heads, kBlock, shared, main_.stream>>>(
+        d_qkv, d_a, d_b, d_A, d_dt, p.n, p.k_heads, p.v_heads, p.k_dim, p.v_dim, scale, d_state,
+        d_o);
+    PINMARK_CUDA_CHECK_LAUNCH(gated_delta_rule_kernel);
+    copy_back(main_, state, d_state, state_count);
+    download(out, d_o, out_count);
+  }
+
+  void rmsnorm_gated(const float* x, const float* w, const float* gate, int n, int dim,
+                     double eps, float* y) override {
+    if (n <= 0 || dim <= 0) return;
+    const float* d_x = upload(0, x, int64_t{n} * dim);
+    const float* d_w = upload(1, w, dim);
+    const float* d_g = upload(3, gate, int64_t{n} * dim);
+    float* d_y = main_.arena.get<float>(2, int64_t{n} * dim);
+    rmsnorm_gated_kernel<<<n, kBlock, 0, main_.stream>>>(d_x, d_w, d_g, dim,
+                                                         static_cast<float>(eps), d_y);
+    PINMARK_CUDA_CHECK_LAUNCH(rmsnorm_gated_kernel);
+    download(y, d_y, int64_t{n} * dim);
+  }
+
+  void sigmoid_gate(const float* x, const float* gate, int64_t n, float* out) override {
+    if (n <= 0) return;
+    const float* d_x = upload(0, x, n);
+    const float* d_g = upload(1, gate, n);
+    float* d_o = main_.arena.get<float>(2, n);
+    sigmoid_gate_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, d_g, n, d_o);
+    PINMARK_CUDA_CHECK_LAUNCH(sigmoid_gate_kernel);
+    download(out, d_o, n);
   }
 
   void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,

@@ -4,12 +4,14 @@
 // device, so the suite passes where CUDA is built but no GPU is present (CI).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/cuda/cuda_backend.h"
@@ -514,6 +516,11 @@ TEST_F(CudaTest, ElementWise) {
       expect_close(out, ref::geglu(gate.d, up.d, tanh), kFp32, tanh ? "geglu tanh" : "geglu");
     }
 
+    backend->sigmoid_gate(up.t.data(), gate.t.data(), n, out.data());
+    std::vector<double> gated(n);
+    for (int64_t i = 0; i < n; ++i) gated[i] = up.d[i] / (1.0 + std::exp(-gate.d[i]));
+    expect_close(out, gated, kFp32, "sigmoid_gate");
+
     out = up.t;
     backend->add(out.data(), gate.t.data(), n);
     expect_close(out, ref::add(up.d, gate.d), kFp32, "add");
@@ -529,6 +536,239 @@ TEST_F(CudaTest, ElementWise) {
     std::vector<double> scaled(n);
     for (int64_t i = 0; i < n; ++i) scaled[i] = up.d[i] * static_cast<float>(45.254833995939045);
     expect_close(out, scaled, kFp32, "scale");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Qwen3-Next's Gated DeltaNet and gates, against fp64 forms of backend.h's formulas
+
+std::vector<double> ref_causal_conv1d_silu(const std::vector<double>& x,
+                                           const std::vector<double>& w, int n, int channels,
+                                           int kernel) {
+  std::vector<double> out(static_cast<size_t>(n) * channels);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < channels; ++c) {
+      double s = 0;
+      for (int j = 0; j < kernel; ++j) s += w[c * kernel + j] * x[(i + j) * channels + c];
+      out[i * channels + c] = s / (1.0 + std::exp(-s));
+    }
+  return out;
+}
+
+struct DeltaRuleResult {
+  std::vector<double> out, state;
+};
+
+DeltaRuleResult ref_gated_delta_rule(const std::vector<double>& qkv, const std::vector<double>& a,
+                                     const std::vector<double>& b,
+                                     const std::vector<double>& A_log,
+                                     const std::vector<double>& dt_bias,
+                                     const GatedDeltaParams& p, std::vector<double> state) {
+  const int key_dim = p.k_heads * p.k_dim, row = 2 * key_dim + p.v_heads * p.v_dim;
+  const int group = p.v_heads / p.k_heads;
+  std::vector<double> out(static_cast<size_t>(p.n) * p.v_heads * p.v_dim);
+  std::vector<double> qn(p.k_dim), kn(p.k_dim), delta(p.v_dim);
+  for (int t = 0; t < p.n; ++t)
+    for (int h = 0; h < p.v_heads; ++h) {
+      const double* q = qkv.data() + t * row + (h / group) * p.k_dim;
+      const double* k = q + key_dim;
+      const double* v = qkv.data() + t * row + 2 * key_dim + h * p.v_dim;
+      double qq = 0, kk = 0;
+      for (int i = 0; i < p.k_dim; ++i) qq += q[i] * q[i], kk += k[i] * k[i];
+      for (int i = 0; i < p.k_dim; ++i) {
+        qn[i] = q[i] / std::sqrt(qq + 1e-6) / std::sqrt(static_cast<double>(p.k_dim));
+        kn[i] = k[i] / std::sqrt(kk + 1e-6);
+      }
+      const double x = a[t * p.v_heads + h] + dt_bias[h];
+      const double g = -std::exp(A_log[h]) * (x > 20 ? x : std::log1p(std::exp(x)));
+      const double beta = 1.0 / (1.0 + std::exp(-b[t * p.v_heads + h]));
+      double* S = state.data() + static_cast<size_t>(h) * p.k_dim * p.v_dim;
+      for (int e = 0; e < p.k_dim * p.v_dim; ++e) S[e] *= std::exp(g);
+      for (int j = 0; j < p.v_dim; ++j) {
+        double memory = 0;
+        for (int i = 0; i < p.k_dim; ++i) memory += S[i * p.v_dim + j] * kn[i];
+        delta[j] = beta * (v[j] - memory);
+      }
+      for (int i = 0; i < p.k_dim; ++i)
+        for (int j = 0; j < p.v_dim; ++j) S[i * p.v_dim + j] += kn[i] * delta[j];
+      for (int j = 0; j < p.v_dim; ++j) {
+        double sum = 0;
+        for (int i = 0; i < p.k_dim; ++i) sum += S[i * p.v_dim + j] * qn[i];
+        out[(static_cast<size_t>(t) * p.v_heads + h) * p.v_dim + j] = sum;
+      }
+    }
+  return {out, state};
+}
+
+// A Gated DeltaNet layer's operands for shape p: decays between about 0.3 and 1 (A_log near
+// -2), one gate above softplus's threshold of 20 (a[0]), and a state left by earlier tokens.
+struct DeltaRuleInputs {
+  explicit DeltaRuleInputs(const GatedDeltaParams& p)
+      : qkv(make_input<float>("qkv", p.n * (2 * p.k_heads * p.k_dim + p.v_heads * p.v_dim))),
+        a(make_input<float>("a", p.n * p.v_heads, 2.0)),
+        b(make_input<float>("b", p.n * p.v_heads, 3.0)),
+        A_log(make_input<float>("A_log", p.v_heads, 1.0, -2.0)),
+        dt_bias(make_input<float>("dt_bias", p.v_heads, 0.5)),
+        state(make_input<float>("state", p.v_heads * p.k_dim * p.v_dim, 0.5)) {
+    a.t[0] = 25.0f;
+    a.d[0] = 25.0;
+  }
+  test::Input<float> qkv, a, b, A_log, dt_bias, state;
+};
+
+// One token and prompts; head sizes from 7 to 256; grouped keys; v_dim above the block size.
+const GatedDeltaParams kDeltaShapes[] = {
+    {1, 2, 4, 64, 64}, {7, 1, 3, 7, 33}, {33, 2, 4, 128, 128}, {5, 1, 1, 33, 300},
+    {64, 2, 4, 256, 128}};
+
+TEST_F(CudaTest, CausalConv1dSilu) {
+  for (int channels : {1, 7, 33, 300})
+    for (int kernel : {1, 2, 4})
+      for (int n : {1, 7, 33}) {
+        SCOPED_TRACE(testing::Message() << "channels=" << channels << " kernel=" << kernel
+                                        << " n=" << n);
+        auto x = make_input<float>("x", (n + kernel - 1) * channels, 2.0);
+        auto w = make_input<float>("w", channels * kernel, 0.5);
+        std::vector<float> out(n * channels);
+        backend->causal_conv1d_silu(x.t.data(), w.t.data(), n, channels, kernel, out.data());
+        expect_close(out, ref_causal_conv1d_silu(x.d, w.d, n, channels, kernel), kFp32,
+                     "causal_conv1d_silu");
+      }
+}
+
+TEST_F(CudaTest, RmsnormGated) {
+  for (int dim : kDims)
+    for (int rows : {1, 7}) {
+      SCOPED_TRACE(testing::Message() << "rows=" << rows << " dim=" << dim);
+      auto x = make_input<float>("x", rows * dim, 2.0, 0.3);
+      auto w = make_input<float>("w", dim, 0.1, 1.0);
+      auto gate = make_input<float>("gate", rows * dim, 8.0);
+      std::vector<float> y(rows * dim);
+      backend->rmsnorm_gated(x.t.data(), w.t.data(), gate.t.data(), rows, dim, 1e-6, y.data());
+      std::vector<double> expected = ref::rmsnorm(x.d, w.d, rows, dim, 1e-6);
+      for (size_t i = 0; i < expected.size(); ++i)
+        expected[i] *= gate.d[i] / (1.0 + std::exp(-gate.d[i]));
+      expect_close(y, expected, kFp32, "rmsnorm_gated");
+    }
+}
+
+// The recurrence against fp64, output and state; and a sequence run in two calls, the state
+// carried between them, gives the bits of one call.
+TEST_F(CudaTest, GatedDeltaRule) {
+  for (const GatedDeltaParams& p : kDeltaShapes) {
+    SCOPED_TRACE(testing::Message() << "n=" << p.n << " k_heads=" << p.k_heads << " v_heads="
+                                    << p.v_heads << " k_dim=" << p.k_dim << " v_dim=" << p.v_dim);
+    const DeltaRuleInputs in(p);
+    std::vector<float> state = in.state.t, out(p.n * p.v_heads * p.v_dim);
+    backend->gated_delta_rule(in.qkv.t.data(), in.a.t.data(), in.b.t.data(), in.A_log.t.data(),
+                              in.dt_bias.t.data(), p, state.data(), out.data());
+    const DeltaRuleResult expected = ref_gated_delta_rule(in.qkv.d, in.a.d, in.b.d, in.A_log.d,
+                                                          in.dt_bias.d, p, in.state.d);
+    expect_close(out, expected.out, kFp32, "gated_delta_rule out");
+    expect_close(state, expected.state, kFp32, "gated_delta_rule state");
+
+    if (p.n < 2) continue;
+    const int first = p.n / 2, row = 2 * p.k_heads * p.k_dim + p.v_heads * p.v_dim;
+    GatedDeltaParams head = p, tail = p;
+    head.n = first;
+    tail.n = p.n - first;
+    std::vector<float> carried = in.state.t, split(out.size());
+    backend->gated_delta_rule(in.qkv.t.data(), in.a.t.data(), in.b.t.data(), in.A_log.t.data(),
+                              in.dt_bias.t.data(), head, carried.data(), split.data());
+    backend->gated_delta_rule(in.qkv.t.data() + first * row, in.a.t.data() + first * p.v_heads,
+                              in.b.t.data() + first * p.v_heads, in.A_log.t.data(),
+                              in.dt_bias.t.data(), tail, carried.data(),
+                              split.data() + first * p.v_heads * p.v_dim);
+    EXPECT_EQ(split, out) << "split at token " << first;
+    EXPECT_EQ(carried, state) << "split at token " << first;
+  }
+}
+
+TEST_F(CudaTest, ValueHeadsThatDoNotDivideAreAnErrorNotACrash) {
+  const GatedDeltaParams p{1, 2, 3, 4, 4};
+  std::vector<float> qkv(2 * 2 * 4 + 3 * 4), ab(3), heads(3), state(3 * 4 * 4), out(3 * 4);
+  EXPECT_THROW(backend->gated_delta_rule(qkv.data(), ab.data(), ab.data(), heads.data(),
+                                         heads.data(), p, state.data(), out.data()),
+               std::runtime_error);
+}
+
+// A Gated DeltaNet layer's ops, twice on one backend and once on a fresh one: the same bits.
+TEST_F(CudaTest, GatedDeltaNetOpsAreBitwiseReproducible) {
+  const GatedDeltaParams p{33, 2, 4, 128, 128};
+  const int channels = 2 * p.k_heads * p.k_dim + p.v_heads * p.v_dim, kernel = 4;
+  const int out_dim = p.v_heads * p.v_dim;
+  auto x = make_input<float>("x", (p.n + kernel - 1) * channels);
+  auto w = make_input<float>("w", channels * kernel, 0.5);
+  auto norm_w = make_input<float>("norm_w", p.v_dim, 0.1, 1.0);
+  auto z = make_input<float>("z", p.n * out_dim, 4.0);
+  const DeltaRuleInputs in(p);
+  auto run = [&](Backend<float>& be) {
+    std::vector<float> qkv(p.n * channels), state = in.state.t, core(p.n * out_dim),
+        normed(p.n * out_dim), gated(p.n * out_dim);
+    be.causal_conv1d_silu(x.t.data(), w.t.data(), p.n, channels, kernel, qkv.data());
+    be.gated_delta_rule(qkv.data(), in.a.t.data(), in.b.t.data(), in.A_log.t.data(),
+                        in.dt_bias.t.data(), p, state.data(), core.data());
+    be.rmsnorm_gated(core.data(), norm_w.t.data(), z.t.data(), p.n * p.v_heads, p.v_dim, 1e-6,
+                     normed.data());
+    be.sigmoid_gate(normed.data(), z.t.data(), p.n * out_dim, gated.data());
+    for (const auto* part : {&state, &core, &normed, &gated})
+      qkv.insert(qkv.end(), part->begin(), part->end());
+    return qkv;
+  };
+  const auto first = run(*backend);
+  EXPECT_EQ(first, run(*backend));
+  EXPECT_EQ(first, run(*make_cuda_backend(CudaPrecision::fp32)));
+}
+
+// Through the rounding layer of the 16-bit targets: each op's output is the fp32 backend's,
+// stored in the type; the delta rule's state stays fp32 (the fp32 backend's bits, not all of
+// them representable in the type), and its output stays within the type's error of fp64.
+TEST_F(CudaTest, SixteenBitTargetsRoundTheOutputsAndKeepTheStateInFp32) {
+  const GatedDeltaParams p{7, 1, 3, 7, 33};
+  for (const auto& [precision, storage, tolerance] :
+       {std::tuple{"bf16", DType::bf16, 1e-2}, std::tuple{"fp16", DType::f16, 2e-3}}) {
+    SCOPED_TRACE(precision);
+    auto narrow = make_target_backend(Target{"cuda", precision});
+    ASSERT_NE(narrow, nullptr);
+    const DeltaRuleInputs in(p);
+    const auto qkv = rounded(in.qkv.t, storage), a = rounded(in.a.t, storage),
+               b = rounded(in.b.t, storage), A_log = rounded(in.A_log.t, storage),
+               dt_bias = rounded(in.dt_bias.t, storage), state0 = rounded(in.state.t, storage);
+    const int64_t count = p.n * p.v_heads * p.v_dim;
+    std::vector<float> state = state0, out(count), state32 = state0, out32(count);
+    narrow->gated_delta_rule(qkv.data(), a.data(), b.data(), A_log.data(), dt_bias.data(), p,
+                             state.data(), out.data());
+    backend->gated_delta_rule(qkv.data(), a.data(), b.data(), A_log.data(), dt_bias.data(), p,
+                              state32.data(), out32.data());
+    EXPECT_EQ(state, state32) << "the state was rounded";
+    EXPECT_TRUE(std::any_of(state.begin(), state.end(),
+                            [&](float v) { return round_to(storage, v) != v; }))
+        << "every state value is representable: the test cannot tell rounding from none";
+    for (int64_t i = 0; i < count; ++i) ASSERT_EQ(out[i], round_to(storage, out32[i])) << i;
+    expect_close(out,
+                 ref_gated_delta_rule(widen(qkv), widen(a), widen(b), widen(A_log),
+                                      widen(dt_bias), p, widen(state0))
+                     .out,
+                 tolerance, "gated_delta_rule out");
+
+    // The other three: the fp32 backend's outputs, rounded once.
+    const int n = 7, dim = 33, kernel = 4;
+    const auto x = rounded(make_input<float>("x", (n + kernel - 1) * dim, 2.0).t, storage);
+    const auto w = rounded(make_input<float>("w", dim * kernel, 0.5).t, storage);
+    const auto gate = rounded(make_input<float>("gate", n * dim, 8.0).t, storage);
+    std::vector<float> y(n * dim), y32(n * dim);
+    auto expect_rounded = [&](const char* what) {
+      for (int i = 0; i < n * dim; ++i) ASSERT_EQ(y[i], round_to(storage, y32[i])) << what << i;
+    };
+    narrow->causal_conv1d_silu(x.data(), w.data(), n, dim, kernel, y.data());
+    backend->causal_conv1d_silu(x.data(), w.data(), n, dim, kernel, y32.data());
+    expect_rounded("causal_conv1d_silu ");
+    narrow->rmsnorm_gated(x.data(), w.data(), gate.data(), n, dim, 1e-6, y.data());
+    backend->rmsnorm_gated(x.data(), w.data(), gate.data(), n, dim, 1e-6, y32.data());
+    expect_rounded("rmsnorm_gated ");
+    narrow->sigmoid_gate(x.data(), gate.data(), n * dim, y.data());
+    backend->sigmoid_gate(x.data(), gate.data(), n * dim, y32.data());
+    expect_rounded("sigmoid_gate ");
   }
 }
 

@@ -171,8 +171,10 @@ TEST(ConfigCorpus, SupportedFamiliesLoadAndRunTheOthersAreRefusedByModelType) {
   // Every gpt-oss and DeepSeek-V3 release is quantized (MXFP4, fp8), which pinmark refuses
   // with its own message above; their unquantized key sets are the ones cases/models/gpt_oss.md
   // and deepseek_v3.md paste.
+  // No Qwen3-Next config.json as the Hub publishes it is in the corpus yet: the family's keys
+  // are checked by tests/runtime/model_config_test.cpp and cases/models/qwen3_next.md.
   for (const std::string& type : known_model_types()) {
-    if (type != "gpt_oss" && type != "deepseek_v3") {
+    if (type != "gpt_oss" && type != "deepseek_v3" && type != "qwen3_next") {
       EXPECT_GE(by_type[type], 1) << type;
     }
   }

@@ -125,6 +125,8 @@ ModelConfig family(const std::string& type) {
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
   c.head_dim = 0;
+  // Qwen3-Next rotates a quarter of each head: 4 values need a head of 8 (16 / 4 = 4 is too few).
+  if (type == "qwen3_next") c.head_dim = 8;
   return c;
 }
 
@@ -169,7 +171,7 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
   c.layer_types = {"full_attention", "chunked_attention"};
   EXPECT_EQ(problem_of(c),
             "layer_types: layer_types entry 'chunked_attention' is not supported (pinmark "
-            "implements full_attention and sliding_attention)");
+            "implements full_attention and sliding_attention for gemma2)");
   c = family("qwen2");
   c.layer_types = {"full_attention", "sliding_attention"};
   EXPECT_EQ(problem_of(c),
@@ -242,7 +244,7 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
 
   c = family("llama");
   c.num_local_experts = 4;
-  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, qwen3_moe and gpt_oss, not llama");
+  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, qwen3_moe, gpt_oss, deepseek_v3 and qwen3_next, not llama");
   c = family("llama");
   c.model_type = "falcon";
   EXPECT_EQ(problem_of(c), "model_type: model_type 'falcon' is not supported");
@@ -266,6 +268,52 @@ TEST(FamilyConfig, HuggingFaceDefaults) {
   ModelConfig gpt2 = family("gpt2");
   gpt2.intermediate_size = 0;
   EXPECT_EQ(with_defaults(gpt2).intermediate_size, 64);
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+TEST(FamilyConfig, Qwen3NextProblemsNameTheirKey) {
+  ModelConfig c = family("qwen3_next");
+  c.layer_types = {"linear_attention", "full_attention"};
+  EXPECT_TRUE(validate(c).empty());
+  c.linear_num_value_heads = 6;
+  c.linear_num_key_heads = 4;
+  EXPECT_EQ(problem_of(c), "linear_num_value_heads: linear_num_value_heads (6) is not divisible by "
+                           "linear_num_key_heads (4)");
+  c = family("qwen3_next");
+  c.linear_key_head_dim = 0;
+  EXPECT_EQ(problem_of(c), "linear_key_head_dim: linear_key_head_dim must be positive, got 0");
+  c = family("qwen3_next");
+  c.linear_conv_kernel_dim = -1;
+  EXPECT_EQ(problem_of(c), "linear_conv_kernel_dim: linear_conv_kernel_dim must be positive, got -1");
+  c = family("qwen3_next");
+  c.layer_types = {"linear_attention", "chunked_attention"};
+  EXPECT_EQ(problem_of(c), "layer_types: layer_types entry 'chunked_attention' is not supported "
+                           "(pinmark implements full_attention and linear_attention for "
+                           "qwen3_next)");
+  c = family("qwen3_next");
+  c.shared_expert_intermediate_size = -3;
+  EXPECT_EQ(problem_of(c), "shared_expert_intermediate_size: shared_expert_intermediate_size must "
+                           "not be negative, got -3");
+  // Without experts every layer's MLP is dense, as Qwen3NextDecoderLayer builds it.
+  c = family("qwen3_next");
+  c.num_local_experts = 0;
+  c.num_experts_per_tok = 0;
+  EXPECT_TRUE(validate(c).empty());
+  EXPECT_FALSE(is_moe_layer(c, 0));
+  // Other families still rotate whole heads.
+  c = family("llama");
+  c.partial_rotary_factor = 0.5;
+  EXPECT_EQ(problem_of(c), "partial_rotary_factor: partial_rotary_factor is only supported for "
+                           "phi3 and qwen3_next, not llama");
+  c = family("llama");
+  c.layer_types = {"linear_attention", "full_attention"};
+  EXPECT_EQ(problem_of(c), "layer_types: layer_types entry 'linear_attention' is not supported "
+                           "(pinmark implements full_attention and sliding_attention for llama)");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "model_fixture.h"
 #include "reference_model.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/random.h"
 #include "test_util.h"
 
 namespace pinmark {
@@ -258,6 +259,26 @@ class NudgingBackend : public Backend<double> {
     cpu_->add(y, x, n);
     nudge("add", y, n);
   }
+  void causal_conv1d_silu(const double* x, const double* w, int n, int channels, int kernel,
+                          double* out) override {
+    cpu_->causal_conv1d_silu(x, w, n, channels, kernel, out);
+    nudge("causal_conv1d_silu", out, int64_t{n} * channels);
+  }
+  void gated_delta_rule(const double* qkv, const double* a, const double* b, const double* A_log,
+                        const double* dt_bias, const GatedDeltaParams& p, double* state,
+                        double* out) override {
+    cpu_->gated_delta_rule(qkv, a, b, A_log, dt_bias, p, state, out);
+    nudge("gated_delta_rule", out, int64_t{p.n} * p.v_heads * p.v_dim);
+  }
+  void rmsnorm_gated(const double* x, const double* w, const double* g, int n, int dim,
+                     double eps, double* y) override {
+    cpu_->rmsnorm_gated(x, w, g, n, dim, eps, y);
+    nudge("rmsnorm_gated", y, int64_t{n} * dim);
+  }
+  void sigmoid_gate(const double* x, const double* g, int64_t n, double* out) override {
+    cpu_->sigmoid_gate(x, g, n, out);
+    nudge("sigmoid_gate", out, n);
+  }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
     if (!held_.count(w)) ++unannounced_;
@@ -494,6 +515,139 @@ TEST(Model, QueryHeadsPerLayerAreTheUniformModelWithZeroPaddedHeads) {
     const std::vector<int> prompt = {3, 14, 15, 9, 26, 5, 35};
     EXPECT_EQ(logits_of<double>(uneven, small, prompt), logits_of<double>(uniform, padded, prompt))
         << type;
+  }
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// Qwen3-Next: three Gated DeltaNet layers, one gated attention layer, MoE with a shared expert.
+ModelConfig small_qwen3_next() {
+  ModelConfig c;
+  c.model_type = "qwen3_next";
+  c.vocab_size = 32;
+  c.hidden_size = 24;
+  c.intermediate_size = 40;
+  c.num_hidden_layers = 4;
+  c.layer_types = {"linear_attention", "linear_attention", "full_attention", "linear_attention"};
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.partial_rotary_factor = 0.5;
+  c.linear_conv_kernel_dim = 3;
+  c.linear_key_head_dim = 6;
+  c.linear_value_head_dim = 5;
+  c.linear_num_key_heads = 2;
+  c.linear_num_value_heads = 4;
+  c.num_local_experts = 4;
+  c.num_experts_per_tok = 2;
+  c.moe_intermediate_size = 8;
+  c.shared_expert_intermediate_size = 12;
+  c.seed = 11;
+  return c;
+}
+
+TEST(Model, Qwen3NextKernelsGoThroughTheBackend) {
+  const ModelConfig c = small_qwen3_next();
+  const Weights w = synthetic_weights(c);
+  for (const char* op :
+       {"causal_conv1d_silu", "gated_delta_rule", "rmsnorm_gated", "sigmoid_gate",
+        "rmsnorm_plus_one"}) {
+    NudgingBackend clean("none"), nudged(op);
+    Model<double> a(c, w, clean), b(c, w, nudged);
+    KVCache<double> ca(c, 7), cb(c, 7);
+    EXPECT_NE(a.forward(kPrompt, ca).data, b.forward(kPrompt, cb).data)
+        << "nudging " << op << " did not change the logits";
+  }
+}
+
+// The convolution's inputs and the recurrent state carried in the cache resume the recurrence
+// exactly where it stopped: a prompt fed in pieces gives the bits of the prompt fed at once.
+template <class T>
+void expect_chunks_bit_identical() {
+  const ModelConfig c = small_qwen3_next();
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<T>();
+  Model<T> model(c, w, *backend);
+  KVCache<T> all_cache(c, 7);
+  const std::vector<T> all = model.forward(kPrompt, all_cache).data;
+  for (int chunk : {1, 2, 3}) {
+    KVCache<T> cache(c, 7);
+    std::vector<T> pieces;
+    for (size_t s = 0; s < kPrompt.size(); s += chunk) {
+      const size_t e = std::min(kPrompt.size(), s + chunk);
+      const Tensor<T> part =
+          model.forward(std::vector<int>(kPrompt.begin() + s, kPrompt.begin() + e), cache);
+      pieces.insert(pieces.end(), part.data.begin(), part.data.end());
+    }
+    EXPECT_EQ(pieces, all) << "chunk " << chunk;
+    for (int l : {0, 1, 3})
+      EXPECT_TRUE(std::equal(cache.recurrent_state(l),
+                             cache.recurrent_state(l) + 4 * 6 * 5, all_cache.recurrent_state(l)))
+          << "layer " << l << "'s state, chunk " << chunk;
+  }
+}
+
+TEST(Model, Qwen3NextChunkedPrefillIsBitIdentical) {
+  expect_chunks_bit_identical<double>();
+  expect_chunks_bit_identical<float>();
+}
+
+// The gated delta rule against the paper's matrix form (Yang et al. 2025, as written
+// there, S [dv, dk]): S_t = S_{t-1} (alpha_t (I - beta_t k_t k_t^T)) + beta_t v_t k_t^T,
+// o_t = S_t q_t, with the normalised q and k. A different order of operations, so the two
+// agree to rounding, not bit for bit.
+TEST(Model, GatedDeltaRuleIsThePapersMatrixRecurrence) {
+  const int n = 6, kh = 2, vh = 4, dk = 5, dv = 3, group = vh / kh;
+  const int row = 2 * kh * dk + vh * dv;
+  std::vector<double> qkv = random_tensor(3, "qkv", n * row, 1.0);
+  std::vector<double> a = random_tensor(3, "a", n * vh, 2.0);
+  std::vector<double> b = random_tensor(3, "b", n * vh, 2.0);
+  std::vector<double> A_log = random_tensor(3, "A_log", vh, 0.5, -1.0);
+  std::vector<double> dt_bias = random_tensor(3, "dt_bias", vh, 0.5);
+  a[1] = 30;  // above softplus's threshold
+  GatedDeltaParams p{n, kh, vh, dk, dv};
+  std::vector<double> state(vh * dk * dv, 0.0), out(n * vh * dv);
+  make_cpu_backend<double>()->gated_delta_rule(qkv.data(), a.data(), b.data(), A_log.data(),
+                                               dt_bias.data(), p, state.data(), out.data());
+  for (int h = 0; h < vh; ++h) {
+    std::vector<double> S(dv * dk, 0.0);  // [dv, dk]
+    for (int t = 0; t < n; ++t) {
+      const double* q = qkv.data() + t * row + (h / group) * dk;
+      const double* k = q + kh * dk;
+      const double* v = qkv.data() + t * row + 2 * kh * dk + h * dv;
+      std::vector<double> qn(dk), kn(dk);
+      double qq = 0, kk = 0;
+      for (int i = 0; i < dk; ++i) qq += q[i] * q[i], kk += k[i] * k[i];
+      for (int i = 0; i < dk; ++i) {
+        qn[i] = q[i] / std::sqrt(qq + 1e-6) / std::sqrt(double(dk));
+        kn[i] = k[i] / std::sqrt(kk + 1e-6);
+      }
+      const double x = a[t * vh + h] + dt_bias[h];
+      const double alpha = std::exp(-std::exp(A_log[h]) * (x > 20 ? x : std::log(1 + std::exp(x))));
+      const double beta = 1 / (1 + std::exp(-b[t * vh + h]));
+      std::vector<double> next(dv * dk, 0.0);
+      for (int r = 0; r < dv; ++r)
+        for (int j = 0; j < dk; ++j) {
+          double s = 0;  // (S (I - beta k k^T))[r, j]
+          for (int i = 0; i < dk; ++i)
+            s += S[r * dk + i] * ((i == j ? 1.0 : 0.0) - beta * kn[i] * kn[j]);
+          next[r * dk + j] = alpha * s + beta * v[r] * kn[j];
+        }
+      S = next;
+      for (int r = 0; r < dv; ++r) {
+        double o = 0;
+        for (int j = 0; j < dk; ++j) o += S[r * dk + j] * qn[j];
+        EXPECT_NEAR(out[(t * vh + h) * dv + r], o, 1e-13 * (1 + std::abs(o)))
+            << "token " << t << ", head " << h << ", column " << r;
+      }
+    }
+    for (int r = 0; r < dv; ++r)
+      for (int j = 0; j < dk; ++j)
+        EXPECT_NEAR(state[(h * dk + j) * dv + r], S[r * dk + j], 1e-13);
   }
 }
 
