@@ -28,6 +28,20 @@ std::vector<double> logits_of(const ModelConfig& config, const Weights& weights,
   return to_double(model.forward(tokens, cache).data);
 }
 
+// kPrompt fed through `cache` `chunk` tokens at a time: every call's logits, in order.
+template <class T>
+std::vector<T> forward_in_chunks(Model<T>& model, KVCache<T>& cache, int chunk) {
+  std::vector<T> pieces;
+  for (size_t s = 0; s < kPrompt.size(); s += chunk) {
+    const size_t e = std::min(kPrompt.size(), s + chunk);
+    const Tensor<T> part =
+        model.forward(std::vector<int>(kPrompt.begin() + s, kPrompt.begin() + e), cache);
+    EXPECT_EQ(part.shape, (Shape{static_cast<int64_t>(e - s), model.config().vocab_size}));
+    pieces.insert(pieces.end(), part.data.begin(), part.data.end());
+  }
+  return pieces;
+}
+
 TEST(Model, Fp64MatchesTheReferenceForwardPass) {
   for (bool tied : {false, true}) {
     const ModelConfig c = small_llama(tied);
@@ -68,14 +82,7 @@ TEST(Model, ChunkedPrefillMatchesPrefillAll) {
 
   for (int chunk : {1, 3}) {
     KVCache<double> cache(c, 7);
-    std::vector<double> pieces;
-    for (size_t s = 0; s < kPrompt.size(); s += chunk) {
-      const size_t e = std::min(kPrompt.size(), s + chunk);
-      const Tensor<double> part =
-          model.forward(std::vector<int>(kPrompt.begin() + s, kPrompt.begin() + e), cache);
-      EXPECT_EQ(part.shape, (Shape{static_cast<int64_t>(e - s), 32}));
-      pieces.insert(pieces.end(), part.data.begin(), part.data.end());
-    }
+    const std::vector<double> pieces = forward_in_chunks(model, cache, chunk);
     EXPECT_EQ(cache.length(), 7);
     expect_close(pieces, all, 1e-12, "chunk " + std::to_string(chunk));
   }
@@ -576,13 +583,7 @@ void expect_chunks_bit_identical() {
   const std::vector<T> all = model.forward(kPrompt, all_cache).data;
   for (int chunk : {1, 2, 3}) {
     KVCache<T> cache(c, 7);
-    std::vector<T> pieces;
-    for (size_t s = 0; s < kPrompt.size(); s += chunk) {
-      const size_t e = std::min(kPrompt.size(), s + chunk);
-      const Tensor<T> part =
-          model.forward(std::vector<int>(kPrompt.begin() + s, kPrompt.begin() + e), cache);
-      pieces.insert(pieces.end(), part.data.begin(), part.data.end());
-    }
+    const std::vector<T> pieces = forward_in_chunks(model, cache, chunk);
     EXPECT_EQ(pieces, all) << "chunk " << chunk;
     for (int l : {0, 1, 3})
       EXPECT_TRUE(std::equal(cache.recurrent_state(l),
