@@ -229,6 +229,24 @@ def family_specs():
         "notes": "4 experts, top-2 without renormalisation, layer 1 dense, experts 24 wide",
         "moe": True,
     }
+    specs["qwen3-next"] = {
+        "model_type": "qwen3_next",
+        # Layers 0-2 Gated DeltaNet (2 key heads over 4 value heads, a 4-tap convolution),
+        # layer 3 gated attention rotating a quarter of each head; MoE with a gated shared expert.
+        "config": dict(common, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                       layer_types=["linear_attention"] * 3 + ["full_attention"],
+                       num_attention_heads=4, num_key_value_heads=2,
+                       head_dim=16, rms_norm_eps=1e-6, hidden_act="silu", attention_bias=False,
+                       linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=8,
+                       linear_num_key_heads=2, linear_num_value_heads=4, num_experts=4,
+                       num_experts_per_tok=2, moe_intermediate_size=24,
+                       shared_expert_intermediate_size=32, norm_topk_prob=True,
+                       decoder_sparse_step=1, mlp_only_layers=[], tie_word_embeddings=False,
+                       rope_parameters=_rope(10000.0, partial_rotary_factor=0.25)),
+        "notes": "3 Gated DeltaNet layers and 1 gated attention layer, 4 experts top-2 with a "
+                 "shared expert",
+        "moe": True,
+    }
     specs["olmo2"] = {
         "model_type": "olmo2",
         "config": dict(common, hidden_size=32, intermediate_size=64,
@@ -386,6 +404,7 @@ def check_spec(family, spec, prompts):
     if head_dim is None and hidden % heads:
         problems.append("hidden size not a multiple of heads and no head_dim")
     want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3,
+                   "qwen3-next": 4,
                    "deepseek-v3": 3, "deepseek-v3-yarn": 3}.get(family, 2)
     if layers != want_layers:
         problems.append(f"{layers} layers, expected {want_layers}")
@@ -641,6 +660,11 @@ def randomize_parameters(torch, model, seed):
             if name.endswith("self_attn.sinks"):
                 noise = torch.randn(shape, generator=generator, dtype=torch.float64)
                 param.copy_(noise.to(param.dtype))
+            elif name.endswith("linear_attn.A_log"):
+                # Qwen3-Next draws A_log = log(uniform(0, 16)) at init; log(uniform(1, 4)) keeps
+                # the per-token decay exp(-exp(A_log) softplus(a + dt_bias)) away from 0 and 1.
+                u = torch.rand(shape, generator=generator, dtype=torch.float64)
+                param.copy_(torch.log(1.0 + 3.0 * u).to(param.dtype))
             elif param.dim() == 1 and name.endswith(".bias"):
                 # A bias is centred on 0 whatever its init (gpt-oss draws its router's).
                 noise = torch.randn(shape, generator=generator, dtype=torch.float64)
