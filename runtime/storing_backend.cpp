@@ -1,0 +1,179 @@
+#include "runtime/storing_backend.h"
+
+#include <algorithm>
+
+namespace pinmark {
+
+template <class T>
+void StoringBackend<T>::embed(const T* table, const int* tokens, int n, int dim, T* out) {
+  inner_->embed(table, tokens, n, dim, out);
+  store(out, int64_t{n} * dim, 1);
+}
+template <class T>
+void StoringBackend<T>::hold_matrix(const T* w, int k, int m, MatrixRole role) {
+  inner_->hold_matrix(w, k, m, role);
+}
+template <class T>
+void StoringBackend<T>::release_matrix(const T* w) {
+  inner_->release_matrix(w);
+}
+template <class T>
+void StoringBackend<T>::matmul(const T* x, const T* w, int n, int k, int m, T* y) {
+  inner_->matmul(x, w, n, k, m, y);
+  store(y, int64_t{n} * m, k);
+}
+template <class T>
+void StoringBackend<T>::rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) {
+  inner_->rmsnorm(x, w, n, dim, eps, y);
+  store(y, int64_t{n} * dim, dim);
+}
+template <class T>
+void StoringBackend<T>::rope(T* x, const int* positions, int n, int heads, int head_dim,
+                             double theta) {
+  inner_->rope(x, positions, n, heads, head_dim, theta);
+  store(x, int64_t{n} * heads * head_dim, 2);
+}
+// The scores and score_mod are part of a fused attention kernel: never stored.
+template <class T>
+void StoringBackend<T>::attention_scores(const T* q, const T* k, const int* positions, int n,
+                                         int kv_len, int heads, int kv_heads, int head_dim,
+                                         double scale, T* scores) {
+  inner_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
+  keep(scores, int64_t{heads} * n * kv_len, head_dim);
+}
+template <class T>
+void StoringBackend<T>::score_mod(T* scores, const int* positions, int n, int kv_len, int heads,
+                                  double softcap, int window) {
+  inner_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
+  if (softcap > 0) keep(scores, int64_t{heads} * n * kv_len, 1);
+}
+template <class T>
+void StoringBackend<T>::softmax(T* x, int rows, int len) {
+  inner_->softmax(x, rows, len);
+  store(x, int64_t{rows} * len, len);
+}
+template <class T>
+void StoringBackend<T>::attention_values(const T* probs, const T* v, int n, int kv_len,
+                                         int heads, int kv_heads, int head_dim, T* out) {
+  inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
+  store(out, int64_t{n} * heads * head_dim, kv_len);
+}
+// A fused kernel stores only its output; without one, the op-by-op path stores as above.
+template <class T>
+bool StoringBackend<T>::attention(const T* q, const T* k, const T* v, const int* positions,
+                                  const T* sinks, const AttentionParams& a, T* out) {
+  if (!inner_->attention(q, k, v, positions, sinks, a, out)) return false;
+  store(out, int64_t{a.n} * a.heads * a.head_dim, std::max(a.head_dim, a.kv_len));
+  return true;
+}
+template <class T>
+bool StoringBackend<T>::gated_mlp(const T* x, const T* gate, const T* up, const T* down, int n,
+                                  int hidden, int inter, GatedActivation act, T* out) {
+  if (!inner_->gated_mlp(x, gate, up, down, n, hidden, inter, act, out)) return false;
+  store(out, int64_t{n} * hidden, std::max(hidden, inter));
+  return true;
+}
+template <class T>
+void StoringBackend<T>::causal_conv1d_silu(const T* x, const T* w, int n, int channels,
+                                           int kernel, T* out) {
+  inner_->causal_conv1d_silu(x, w, n, channels, kernel, out);
+  store(out, int64_t{n} * channels, kernel);
+}
+// The recurrent state stays in the arithmetic type, as fused kernels keep it; only the output
+// is stored.
+template <class T>
+void StoringBackend<T>::gated_delta_rule(const T* qkv, const T* a, const T* b, const T* A_log,
+                                         const T* dt_bias, const GatedDeltaParams& p, T* state,
+                                         T* out) {
+  inner_->gated_delta_rule(qkv, a, b, A_log, dt_bias, p, state, out);
+  store(out, int64_t{p.n} * p.v_heads * p.v_dim, p.k_dim);
+}
+template <class T>
+void StoringBackend<T>::rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim,
+                                      double eps, T* y) {
+  inner_->rmsnorm_gated(x, w, gate, n, dim, eps, y);
+  store(y, int64_t{n} * dim, dim);
+}
+template <class T>
+void StoringBackend<T>::sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) {
+  inner_->sigmoid_gate(x, gate, n, out);
+  store(out, n, 1);
+}
+template <class T>
+void StoringBackend<T>::swiglu(const T* gate, const T* up, int64_t n, T* out) {
+  inner_->swiglu(gate, up, n, out);
+  store(out, n, 1);
+}
+template <class T>
+void StoringBackend<T>::clamped_swiglu(const T* gate, const T* up, int64_t n, double alpha,
+                                       double limit, T* out) {
+  inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
+  store(out, n, 1);
+}
+template <class T>
+void StoringBackend<T>::add(T* y, const T* x, int64_t n) {
+  inner_->add(y, x, n);
+  store(y, n, 1);
+}
+template <class T>
+void StoringBackend<T>::matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m,
+                                    T* y) {
+  inner_->matmul_bias(x, w, b, n, k, m, y);
+  store(y, int64_t{n} * m, k);
+}
+template <class T>
+void StoringBackend<T>::rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps,
+                                         T* y) {
+  inner_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+  store(y, int64_t{n} * dim, dim);
+}
+template <class T>
+void StoringBackend<T>::layernorm(const T* x, const T* w, const T* b, int n, int dim,
+                                  double eps, T* y) {
+  inner_->layernorm(x, w, b, n, dim, eps, y);
+  store(y, int64_t{n} * dim, dim);
+}
+template <class T>
+void StoringBackend<T>::rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
+                                   const double* inv_freq, double attention_scaling) {
+  inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
+  store(x, int64_t{n} * heads * head_dim, 2);
+}
+template <class T>
+void StoringBackend<T>::softcap(T* x, int64_t n, double cap) {
+  inner_->softcap(x, n, cap);
+  store(x, n, 1);
+}
+template <class T>
+void StoringBackend<T>::scale(T* x, int64_t n, double scale) {
+  inner_->scale(x, n, stored_scalar(scale));
+  store(x, n, 1);
+}
+template <class T>
+void StoringBackend<T>::gelu(const T* x, int64_t n, bool tanh, T* out) {
+  inner_->gelu(x, n, tanh, out);
+  store(out, n, 1);
+}
+template <class T>
+void StoringBackend<T>::geglu(const T* gate, const T* up, int64_t n, bool tanh, T* out) {
+  inner_->geglu(gate, up, n, tanh, out);
+  store(out, n, 1);
+}
+template <class T>
+void StoringBackend<T>::moe_route(const T* logits, int n, int experts, int top_k, T* probs,
+                                  int* ids, T* weights) {
+  inner_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+  keep(probs, int64_t{n} * experts, experts);
+  keep(weights, int64_t{n} * top_k, top_k);
+}
+template <class T>
+void StoringBackend<T>::moe_combine(T* y, const T* x, const int* rows, const T* weights, int m,
+                                    int dim) {
+  inner_->moe_combine(y, x, rows, weights, m, dim);
+  for (int r = 0; r < m; ++r) store(y + static_cast<int64_t>(rows[r]) * dim, dim, 1);
+}
+
+template class StoringBackend<float>;
+template class StoringBackend<double>;
+
+}  // namespace pinmark
