@@ -78,10 +78,14 @@ void check_nulls(const std::string& name, const CaseSpec& spec, AuditResult& res
       // ones) equals its own permutation: that is the right answer, not a null output.
       if (values == truth) continue;
       ++result.null_checks;
-      if (within(m, row.tolerance))
-        result.accepted.push_back(name + ": " + row.label + " (tolerance " +
-                                  std::to_string(row.tolerance) + ") accepts " + what +
-                                  " (rel L2 " + std::to_string(m.rel_l2) + ")");
+      // Within the conditioning bound a row is not FAIL either: that accepts it too.
+      if (within(m, std::max(row.tolerance, row.conditioning_bound)))
+        result.accepted.push_back(
+            name + ": " + row.label + " (tolerance " + std::to_string(row.tolerance) +
+            (row.conditioning_bound > row.tolerance
+                 ? ", ill-conditioned up to " + std::to_string(row.conditioning_bound)
+                 : "") +
+            ") accepts " + what + " (rel L2 " + std::to_string(m.rel_l2) + ")");
     }
   }
 }
@@ -245,6 +249,7 @@ void audit_sweep(const std::vector<std::string>& files, int count, uint64_t seed
     for (const std::string& problem : run.unpinnable) result.false_failures.push_back(what + problem);
     for (const TargetRow& row : run.numerics) {
       ++result.sweep_rows;
+      result.sweep_ill_conditioned += row.ill_conditioned;
       if (row.ran && !row.ok)
         result.false_failures.push_back(what + row.label + " FAIL: rel L2 " +
                                         std::to_string(row.rel_l2) + ", tolerance " +
@@ -261,7 +266,7 @@ void print_audit(const AuditResult& r, std::ostream& out) {
       << " (target, null output) checks: " << r.accepted.size() << " accepted\n";
   out << "sweep: " << r.sweep_cases << " random variations (" << r.sweep_skipped
       << " refused as invalid inputs), " << r.sweep_rows << " healthy target rows: "
-      << r.false_failures.size() << " FAIL\n";
+      << r.false_failures.size() << " FAIL, " << r.sweep_ill_conditioned << " ill-conditioned\n";
 }
 
 }  // namespace pinmark

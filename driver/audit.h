@@ -22,6 +22,7 @@ struct AuditResult {
   int sweep_cases = 0;                // valid variations run
   int sweep_skipped = 0;  // variations refused as invalid inputs (shapes that do not divide)
   int sweep_rows = 0;
+  int sweep_ill_conditioned = 0;  // rows neither ok nor FAIL (numerics.h, conditioning_bound)
   std::vector<std::string> false_failures;  // a healthy row that failed, one line each
 };
 

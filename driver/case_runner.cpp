@@ -15,6 +15,7 @@
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/kernel_case.h"
 #include "runtime/model.h"
+#include "runtime/perturbing_backend.h"
 #include "runtime/weights.h"
 
 namespace pinmark {
@@ -210,10 +211,50 @@ void mark_ran(TargetRow& row) {
   row.math_mode = target_math_mode(row.target);
 }
 
-double tolerance_for(const TargetPlan& plan, const Target& target, const Workload& work) {
+// The row's tolerance and the bound of its ill-conditioned verdict: the case's own tolerance
+// (and no such verdict) when it sets one, else numerics.h's defaults.
+void set_tolerance(const TargetPlan& plan, const Target& target, const Workload& work,
+                   TargetRow& row) {
   auto it = plan.tolerance.find(target.name());
-  return it != plan.tolerance.end() ? it->second
-                                    : default_tolerance(target_unit_roundoff(target), work);
+  if (it != plan.tolerance.end()) {
+    row.tolerance = it->second;
+    return;
+  }
+  row.tolerance = default_tolerance(target_unit_roundoff(target), work);
+  row.conditioning_bound = conditioning_bound(target_unit_roundoff(target), work);
+}
+
+// A row that failed by its numbers alone and passes when judged by its conditioning bound is
+// ill-conditioned: shown with its numbers, neither ok nor FAIL. `judge(bound, row)` fills the
+// row as judged by `bound`.
+template <class Judge>
+void judge_conditioned(TargetRow& row, const Judge& judge) {
+  const TargetRow before = row;
+  judge(row.tolerance, row);
+  if (row.ok || !row.nondeterministic.empty() || !(row.conditioning_bound > row.tolerance)) return;
+  TargetRow loose = before;
+  judge(row.conditioning_bound, loose);
+  if (loose.ok) row.ok = row.ill_conditioned = true;
+}
+
+// The largest rel L2 error of the logits over kPerturbedRuns runs of the fp64 oracle with
+// every result perturbed by a rounding of unit roundoff `u` (perturbing_backend.h), on the
+// weights as a target of storage type `storage` holds them, fed the oracle's tokens and experts.
+constexpr int kPerturbedRuns = 3;
+
+double perturbed_spread(const CaseSpec& spec, const Weights& weights, DType storage, double u,
+                        const std::vector<std::vector<int>>& forced, const RoutingTable& routing,
+                        const std::vector<double>& oracle_logits) {
+  const Weights stored = rounded_weights(weights, storage);
+  double worst = 0;
+  for (int seed = 1; seed <= kPerturbedRuns; ++seed) {
+    auto backend = make_perturbing_backend(make_cpu_backend<double>(), u, seed);
+    const ModelRun run =
+        run_model(spec, stored, *backend, spec.inputs.prompts, forced, false, &routing);
+    const ErrorMetrics m = compare(oracle_logits, flatten_logits(run.outputs));
+    worst = m.finite ? std::max(worst, m.rel_l2) : INFINITY;
+  }
+  return worst;
 }
 
 // Synthetic weights, or the checkpoint's: the synthetic set names every tensor the model
@@ -266,12 +307,22 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   for (const SequenceOutput& s : oracle.outputs) forced.push_back(s.generated);
   const RoutingTable routing = routing_of(oracle);
 
-  const Workload work = model_workload(spec.model, spec.inputs);
+  const Workload modelled = model_workload(spec.model, spec.inputs);
+  const std::vector<double> oracle_logits = flatten_logits(oracle.outputs);
+  std::map<std::pair<DType, double>, double> spreads;  // by storage type and unit roundoff
   for (const Target& target : spec.targets.targets) {
     TargetRow row;
     row.target = target;
     row.label = target.name();
-    row.tolerance = tolerance_for(spec.targets, target, work);
+    Workload work = modelled;
+    if (!spec.targets.tolerance.count(target.name())) {
+      const std::pair<DType, double> key{storage_type(target), target_unit_roundoff(target)};
+      if (!spreads.count(key))
+        spreads[key] = perturbed_spread(spec, weights, key.first, key.second, forced, routing,
+                                        oracle_logits);
+      work.measured = spreads[key];
+    }
+    set_tolerance(spec.targets, target, work, row);
     // An engine's target runs outside the runtime (driver/engine_run.h), or not at all here.
     std::unique_ptr<Backend<float>> backend =
         engine_target_of(spec.targets, target) ? nullptr : backends(target);
@@ -323,7 +374,7 @@ void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseR
     TargetRow row;
     row.target = target;
     row.label = target.name();
-    row.tolerance = tolerance_for(spec.targets, target, work);
+    set_tolerance(spec.targets, target, work, row);
     std::unique_ptr<Backend<float>> backend = backends(target);
     if (!backend) {
       result.numerics.push_back(row);
@@ -333,11 +384,13 @@ void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseR
     const DType storage = storage_type(target);
     auto run = [&] { return run_kernel(spec.kernel, *backend, storage).data; };
     const std::vector<double> output = run_checking_repeats(run, row.nondeterministic);
-    ErrorMetrics m = compare(result.kernel_output.data, output);
+    const ErrorMetrics m = compare(result.kernel_output.data, output);
     row.rel_l2 = m.rel_l2;
     row.max_abs = m.max_abs;
-    row.ok = within(m, row.tolerance) && row.nondeterministic.empty();
-    if (!within(m, row.tolerance)) row.first_divergence = spec.kernel.op;
+    judge_conditioned(row, [&](double bound, TargetRow& judged) {
+      judged.ok = within(m, bound) && judged.nondeterministic.empty();
+      if (!within(m, bound)) judged.first_divergence = spec.kernel.op;
+    });
     if (spec.targets.pin_bits) row.bits = bits_digest(output);
     result.numerics.push_back(row);
   }
@@ -365,10 +418,12 @@ bool glob_match(const std::string& pattern, const std::string& text) {
   return p == pattern.size();
 }
 
-void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
-                     const std::vector<TapRecord>& oracle_taps,
-                     const std::vector<SequenceOutput>& outputs,
-                     const std::vector<TapRecord>& taps, TargetRow& row) {
+namespace {
+
+void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
+                        const std::vector<TapRecord>& oracle_taps,
+                        const std::vector<SequenceOutput>& outputs,
+                        const std::vector<TapRecord>& taps, double tolerance, TargetRow& row) {
   const Workload work = model_workload(spec.model, spec.inputs);
   const std::vector<double> logits = flatten_logits(outputs);
   ErrorMetrics m = compare(flatten_logits(oracle), logits);
@@ -384,7 +439,7 @@ void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& or
       row.kl += kl_divergence(expected, actual);
       if (argmax(expected) == argmax(actual)) {
         ++row.top1_agree;
-      } else if (near_tie(expected, argmax(expected), argmax(actual), row.tolerance)) {
+      } else if (near_tie(expected, argmax(expected), argmax(actual), tolerance)) {
         ++row.near_ties;
       } else if (top1_ok) {
         top1_ok = false;
@@ -411,7 +466,7 @@ void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& or
         ours->values.size() != oracle_taps[i].values.size())
       continue;
     const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
-    const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
+    const double bound = tolerance * std::sqrt(std::min(1.0, depth / work.depth));
     routing_diverged[i] =
         !routing_within(oracle_taps[i - 1], oracle_taps[i], *ours, bound, row.near_ties);
     routing_ok = routing_ok && !routing_diverged[i];
@@ -420,7 +475,7 @@ void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& or
     const TapRecord* ours = reported_as(oracle_taps[i]);
     if (!ours) continue;
     const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
-    const double bound = row.tolerance * std::sqrt(std::min(1.0, depth / work.depth));
+    const double bound = tolerance * std::sqrt(std::min(1.0, depth / work.depth));
     const bool diverged = ours->values.size() != oracle_taps[i].values.size() ||
                           (is_experts_tap(oracle_taps[i].name)
                                ? routing_diverged[i]
@@ -432,7 +487,18 @@ void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& or
   }
   if (row.first_divergence.empty() && !top1_ok) row.first_divergence = first_flip;
   if (spec.targets.pin_bits) row.bits = bits_digest(logits);
-  row.ok = within(m, row.tolerance) && top1_ok && routing_ok && row.nondeterministic.empty();
+  row.ok = within(m, tolerance) && top1_ok && routing_ok && row.nondeterministic.empty();
+}
+
+}  // namespace
+
+void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
+                     const std::vector<TapRecord>& oracle_taps,
+                     const std::vector<SequenceOutput>& outputs,
+                     const std::vector<TapRecord>& taps, TargetRow& row) {
+  judge_conditioned(row, [&](double bound, TargetRow& judged) {
+    judge_model_row_by(spec, oracle, oracle_taps, outputs, taps, bound, judged);
+  });
 }
 
 CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends) {

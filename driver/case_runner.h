@@ -40,6 +40,10 @@ struct TargetRow {
   int top1_total = 0;
   int near_ties = 0;    // disagreements within the tolerance's error (numerics.h, near_tie)
   double tolerance = 0;
+  // Past the tolerance but within this bound, the row is ill-conditioned rather than FAIL
+  // (numerics.h, conditioning_bound); 0 when the case sets the tolerance itself.
+  double conditioning_bound = 0;
+  bool ill_conditioned = false;  // judged so: ok is true, the verdict says ill-conditioned
   std::vector<std::string> nondeterministic;  // "runs", "threads", "batch": what changed bits
   std::string first_divergence;               // the first tap past tolerance, empty when none
   std::string bits;                           // digest of the output bits, when pinned
@@ -100,7 +104,9 @@ CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends = make_
 // choices of every MoE layer, the first tap past its share of the tolerance, the bits when the
 // case pins them, and the verdict. `outputs` holds a row of logits for each of the oracle's;
 // `taps` may hold only some of the oracle's taps (an engine reports what it can), matched by
-// sequence, call and name. row.tolerance and row.nondeterministic must be set before.
+// sequence, call and name. A row that fails only by its numbers, within
+// row.conditioning_bound when judged by it, is ill-conditioned (numerics.h). row.tolerance,
+// row.conditioning_bound and row.nondeterministic must be set before.
 void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
                      const std::vector<TapRecord>& oracle_taps,
                      const std::vector<SequenceOutput>& outputs,

@@ -179,11 +179,17 @@ std::optional<double> bucket_floor(const std::string& cell) {
 
 // Why a carried row fails here, judged by what it recorded and the tolerance the case has now;
 // "" when it passes.
-std::string carried_failure(const GoldenRow& g, double tolerance) {
+std::string carried_failure(const GoldenRow& g, double tolerance, double conditioning_bound) {
   if (g.cells.size() <= 2) return "records no errors to judge";
   if (g.verdict == "FAIL") return "records verdict FAIL";
   if (g.verdict == kUnsupported) return "";
-  if (g.verdict != "ok") return "records an unknown verdict '" + g.verdict + "'";
+  if (g.verdict == kIllConditioned) {
+    if (!(conditioning_bound > tolerance))
+      return "records verdict ill-conditioned, but the case is not ill-conditioned for it now";
+    tolerance = conditioning_bound;
+  } else if (g.verdict != "ok") {
+    return "records an unknown verdict '" + g.verdict + "'";
+  }
   if (!finite_cell(g.cells[1]) || !finite_cell(g.cells[2]))
     return "records errors that are not finite (" + g.cells[1] + ", " + g.cells[2] + ")";
   if (auto floor = bucket_floor(g.cells[1]); floor && *floor > tolerance) {
@@ -208,8 +214,10 @@ TargetRow carried_row(const TargetRow& wanted, const GoldenRow& g, const std::st
   row.stale = stale_reason(g.fingerprint, fingerprint);
   if (g.verdict_column >= 0)
     row.cells[g.verdict_column] = g.verdict + (row.stale.empty() ? "" : kStaleMark);
-  row.carried_failure = carried_failure(g, wanted.tolerance);
+  row.conditioning_bound = wanted.conditioning_bound;
+  row.carried_failure = carried_failure(g, wanted.tolerance, wanted.conditioning_bound);
   row.ok = row.carried_failure.empty();
+  row.ill_conditioned = row.ok && g.verdict == kIllConditioned;
   return row;
 }
 

@@ -64,6 +64,8 @@ void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult
 inline constexpr const char* kNotMeasured = "not measured";
 // The verdict cell of an engine's target that its engine does not run for the case.
 inline constexpr const char* kUnsupported = "unsupported";
+// The verdict cell of a row past its tolerance but within its conditioning bound (numerics.h).
+inline constexpr const char* kIllConditioned = "ill-conditioned";
 inline constexpr const char* kStaleMark = " (stale)";
 // The fingerprint written for a carried row that recorded none.
 inline constexpr const char* kNoFingerprint = "none";

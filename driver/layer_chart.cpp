@@ -98,7 +98,8 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
     const Tapped run =
         run_tapped(spec, rounded_weights(weights, storage_type(row.target)), *backend, forced,
                    &routing);
-    LayerSeries series{row.label, std::vector<double>(layers + 1, 0.0), row.tolerance, row.ok};
+    LayerSeries series{row.label, std::vector<double>(layers + 1, 0.0), row.tolerance,
+                       row.ill_conditioned ? "ill-conditioned" : row.ok ? "PASS" : "FAIL"};
     for (const auto& [key, values] : oracle.taps) {
       const int layer = layer_of(std::get<2>(key));
       // Expert ids are choices, not values: their error says nothing about rounding.
@@ -204,7 +205,7 @@ std::string layer_chart_svg(const LayerChart& chart) {
     svg << "<line x1=\"" << lx << "\" y1=\"" << ly << "\" x2=\"" << lx + 22 << "\" y2=\"" << ly
         << "\" stroke=\"" << colour << "\" stroke-width=\"2\"/>\n";
     svg << "<text x=\"" << lx + 28 << "\" y=\"" << ly << "\" dominant-baseline=\"middle\">"
-        << xml_escape(series.label + (series.ok ? " (PASS)" : " (FAIL)")) << "</text>\n";
+        << xml_escape(series.label + " (" + series.verdict + ")") << "</text>\n";
     svg << "<line x1=\"" << lx << "\" y1=\"" << ly + 16 << "\" x2=\"" << lx + 22 << "\" y2=\""
         << ly + 16 << "\" stroke=\"" << colour << "\" stroke-dasharray=\"6 4\"/>\n";
     svg << "<text x=\"" << lx + 28 << "\" y=\"" << ly + 16

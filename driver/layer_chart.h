@@ -19,7 +19,7 @@ struct LayerSeries {
   std::string label;            // the target row's label: "cpu bf16"
   std::vector<double> errors;   // per layer, then the logits last
   double tolerance = 0;         // the row's tolerance (of the logits)
-  bool ok = true;               // the row's verdict
+  std::string verdict = "PASS";  // the row's verdict: PASS, FAIL or ill-conditioned
 };
 
 struct LayerChart {

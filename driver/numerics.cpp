@@ -30,12 +30,18 @@ double default_tolerance(DType storage, const Workload& work) {
 
 double error_estimate(double u, const Workload& work) {
   const double u_acc = unit_roundoff(DType::f32);
-  return std::sqrt(static_cast<double>(std::max(work.depth, 1))) *
-         (work.amplification * u + u_acc * std::sqrt(static_cast<double>(std::max(work.reduction, 1))));
+  const double modelled =
+      std::sqrt(static_cast<double>(std::max(work.depth, 1))) *
+      (work.amplification * u + u_acc * std::sqrt(static_cast<double>(std::max(work.reduction, 1))));
+  return std::max(modelled, work.measured);
 }
 
 double default_tolerance(double u, const Workload& work) {
   return std::min(kToleranceMultiple * error_estimate(u, work), kMaxTolerance);
+}
+
+double conditioning_bound(double u, const Workload& work) {
+  return std::min(kToleranceMultiple * error_estimate(u, work), kIllConditionedLimit);
 }
 
 bool within(const ErrorMetrics& metrics, double tolerance) {

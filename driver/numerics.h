@@ -21,15 +21,20 @@ ErrorMetrics compare(const std::vector<double>& oracle, const std::vector<double
 // path (each op that stores its output) and the longest reduction (dot product length).
 // `amplification` is how much the op magnifies the relative rounding error of its inputs
 // (exp(x) turns a relative error u of x into |x| u: softmax over inputs up to 16 has 16).
+// `measured`, when not 0, is the relative L2 error the result showed when the fp64 oracle ran
+// with every op's result perturbed by a rounding of the target's size (the largest of a few
+// runs, runtime/perturbing_backend.h): what the data does to the error, which depth and
+// reduction length alone cannot tell.
 struct Workload {
   int depth = 1;
   int reduction = 1;
   double amplification = 1;
+  double measured = 0;
 };
 
 // The expected relative L2 error of a result that went through `work` storing in a type of
-// unit roundoff `u` and accumulating in fp32 (docs/numerics.md, "Tolerances"):
-//   sqrt(depth) * (amplification * u + u_fp32 * sqrt(reduction)).
+// unit roundoff `u` and accumulating in fp32 (docs/numerics.md, "Tolerances"): the larger of
+//   sqrt(depth) * (amplification * u + u_fp32 * sqrt(reduction))   and   measured.
 double error_estimate(double unit_roundoff, const Workload& work);
 
 // The default bound on relative L2 error: kToleranceMultiple times the estimate, but never
@@ -40,6 +45,15 @@ constexpr double kToleranceMultiple = 4;
 constexpr double kMaxTolerance = 0.25;
 double default_tolerance(double unit_roundoff, const Workload& work);
 double default_tolerance(DType storage, const Workload& work);
+
+// When kToleranceMultiple times the estimate is past kMaxTolerance, rounding of the target's
+// size alone may move the output further than any bound that still tells a healthy target
+// from a broken one: the case is ill-conditioned for that target. A target past its tolerance
+// but within this bound is shown as such, neither ok nor FAIL (docs/numerics.md,
+// "Ill-conditioned rows"). The bound never passes kIllConditionedLimit: an output that far off
+// (an all-zero output has rel L2 1) fails whatever the estimate.
+constexpr double kIllConditionedLimit = 0.5;
+double conditioning_bound(double unit_roundoff, const Workload& work);
 
 bool within(const ErrorMetrics& metrics, double tolerance);
 

@@ -179,7 +179,7 @@ std::vector<std::string> measured_cells(const TargetRow& row, bool model, bool p
   }
   cells.push_back(reproducible);
   cells.push_back(format_tolerance(row.tolerance));
-  cells.push_back(row.ok ? "ok" : "FAIL");
+  cells.push_back(row.ill_conditioned ? kIllConditioned : row.ok ? "ok" : "FAIL");
   cells.push_back(row.first_divergence.empty() ? "—" : "`" + row.first_divergence + "`");
   if (pin_bits) cells.push_back("`" + row.bits + "`");
   return cells;

@@ -211,6 +211,30 @@ TEST(DefaultTolerance, NeverSoLooseThatAnAllZeroOutputPasses) {
   EXPECT_FALSE(within(compare(oracle, zeros), default_tolerance(DType::bf16, softmax)));
 }
 
+TEST(DefaultTolerance, AMeasuredErrorPastTheModelledOneWidensIt) {
+  // The modelled estimate of {4, 100} in bf16 is 2 * (2^-8 + u32 * 10) = 7.8e-3.
+  Workload work{4, 100};
+  const double modelled = error_estimate(unit_roundoff(DType::bf16), work);
+  work.measured = modelled / 2;  // below the model: the model stands
+  EXPECT_DOUBLE_EQ(error_estimate(unit_roundoff(DType::bf16), work), modelled);
+  work.measured = 3 * modelled;
+  EXPECT_DOUBLE_EQ(error_estimate(unit_roundoff(DType::bf16), work), 3 * modelled);
+  EXPECT_DOUBLE_EQ(default_tolerance(DType::bf16, work), kToleranceMultiple * 3 * modelled);
+}
+
+TEST(ConditioningBound, IsTheUncappedToleranceUpToTheLimitPastWhichAnOutputFailsAnyway) {
+  Workload work{4, 100};
+  work.measured = 0.02;  // 4 x 0.02 = 0.08: within kMaxTolerance, so nothing is ill-conditioned
+  EXPECT_DOUBLE_EQ(conditioning_bound(unit_roundoff(DType::bf16), work), 0.08);
+  EXPECT_DOUBLE_EQ(default_tolerance(DType::bf16, work), 0.08);
+  work.measured = 0.1;  // 0.4: past kMaxTolerance
+  EXPECT_DOUBLE_EQ(default_tolerance(DType::bf16, work), kMaxTolerance);
+  EXPECT_DOUBLE_EQ(conditioning_bound(unit_roundoff(DType::bf16), work), 0.4);
+  work.measured = 1;  // 4: an all-zero output (rel L2 1) must still fail
+  EXPECT_DOUBLE_EQ(conditioning_bound(unit_roundoff(DType::bf16), work), kIllConditionedLimit);
+  EXPECT_LT(kIllConditionedLimit, 1.0);
+}
+
 TEST(Compare, NanAndInfinityAreNeverHiddenInMaxAbs) {
   const ErrorMetrics nan = compare({1.0, 2.0, 3.0}, {kNan, 2.0, 3.5});
   EXPECT_TRUE(std::isnan(nan.max_abs));

@@ -79,8 +79,8 @@ LayerChart sample_chart() {
   LayerChart chart;
   chart.title = "a<b>.md::c&d";
   chart.points = {"0", "1", "logits"};
-  chart.series.push_back({"cpu fp32", {1e-7, 0.0, 3e-7}, 1.5e-5, true});
-  chart.series.push_back({"cpu bf16", {2e-3, 9e-3, INFINITY}, 8e-2, false});
+  chart.series.push_back({"cpu fp32", {1e-7, 0.0, 3e-7}, 1.5e-5, "PASS"});
+  chart.series.push_back({"cpu bf16", {2e-3, 9e-3, INFINITY}, 8e-2, "FAIL"});
   return chart;
 }
 

@@ -1,5 +1,6 @@
-// Verdicts that mean the same everywhere: the near-tie rule follows the tolerance, non-finite
-// errors print as such, the Reference bound follows how the reference was computed, switches
+// Verdicts that mean the same everywhere: the near-tie rule follows the tolerance, a model that
+// magnifies rounding gets a measured tolerance and, past the largest one, an ill-conditioned
+// verdict rather than a false FAIL, non-finite errors print as such, the Reference bound follows how the reference was computed, switches
 // from the environment take only yes or no, and the audit finds what it exists to find.
 #include <gtest/gtest.h>
 
@@ -17,7 +18,11 @@
 #include "driver/env_flag.h"
 #include "driver/file_run.h"
 #include "driver/hf_reference.h"
+#include "driver/numerics.h"
 #include "driver/verdict.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/rounding_backend.h"
+#include "runtime/storing_backend.h"
 #include "tests/driver/test_support.h"
 #include "tests/support/temp_dir.h"
 
@@ -43,6 +48,70 @@ TEST(Verdict, ARoundingLevelTop1FlipOfAHealthyBf16TargetIsANearTie) {
   EXPECT_TRUE(contains(o.actual, "| cpu bf16 |")) << o.actual;
   EXPECT_TRUE(contains(o.actual, "6/7 (1 near-tie)")) << o.actual;
   EXPECT_TRUE(contains(o.actual, "| ok |")) << o.actual;
+}
+
+TEST(Verdict, AHealthyTargetPastTheLargestToleranceButWithinItsRoundingIsIllConditioned) {
+  const CaseOutcome o = run_first_case(fixture("qwen3_next_ill_conditioned_bf16.md"));
+  EXPECT_TRUE(case_failures(o.result).empty()) << o.actual;
+  ASSERT_EQ(o.result.numerics.size(), 3u);
+  const TargetRow &fp32 = o.result.numerics[0], &bf16 = o.result.numerics[1];
+  EXPECT_TRUE(fp32.ok && !fp32.ill_conditioned);
+  EXPECT_GT(bf16.rel_l2, kMaxTolerance);
+  EXPECT_TRUE(bf16.ok && bf16.ill_conditioned);
+  EXPECT_TRUE(contains(o.actual, "| 2.5e-01 | ill-conditioned |")) << o.actual;
+}
+
+TEST(Verdict, TheToleranceOfAModelThatMagnifiesRoundingIsMeasured) {
+  // The fixture's model: 3 layers (depth 12 * 3 + 3 = 39), longest reduction 64 (4 heads of 16).
+  // Its fp32 rows err by more than the depth and reduction model allows (docs/numerics.md), so
+  // the tolerance is measured; it still holds the healthy target within it.
+  const CaseOutcome o = run_first_case(fixture("qwen3_next_ill_conditioned_bf16.md"));
+  const TargetRow& fp32 = o.result.numerics.at(0);
+  const double modelled = default_tolerance(DType::f32, Workload{39, 64});
+  EXPECT_GT(fp32.rel_l2, modelled / kToleranceMultiple);
+  EXPECT_GT(fp32.tolerance, 2 * modelled);
+  EXPECT_LT(fp32.rel_l2, fp32.tolerance);
+}
+
+// Multiplies every result by `factor`: a kernel that is wrong by a scale.
+class Scaling final : public StoringBackend<float> {
+ public:
+  explicit Scaling(double factor)
+      : StoringBackend<float>(make_cpu_backend<float>()), factor_(static_cast<float>(factor)) {}
+
+ protected:
+  void store(float* values, int64_t n, int) override {
+    for (int64_t i = 0; i < n; ++i) values[i] *= factor_;
+  }
+
+ private:
+  float factor_;
+};
+
+TEST(Verdict, PastTheConditioningBoundAnIllConditionedTargetFails) {
+  // Softmax over scores of scale 64 in bf16: the model's tolerance is past the largest (0.25),
+  // its conditioning bound at the limit (0.5).
+  const CaseFile file = parse_case_file(
+      "# T\n\n## K\n\n### Kernel\n\n```json\n"
+      "{\"op\": \"softmax\", \"rows\": 2, \"len\": 16, \"scale\": 64, \"seed\": 1}\n```\n\n"
+      "### Targets\n\n```json\n{\"targets\": [\"cpu bf16\"]}\n```\n");
+  auto scaled_by = [](double factor) {
+    return [factor](const Target&) -> std::unique_ptr<Backend<float>> {
+      return make_rounding_backend(std::make_unique<Scaling>(factor), DType::bf16);
+    };
+  };
+  const CaseOutcome off = run_one_case(file.cases.at(0), "", "\n", scaled_by(1.3));
+  const TargetRow& row = off.result.numerics.at(0);
+  EXPECT_EQ(row.tolerance, kMaxTolerance);
+  EXPECT_EQ(row.conditioning_bound, kIllConditionedLimit);
+  EXPECT_GT(row.rel_l2, row.tolerance);
+  EXPECT_TRUE(row.ill_conditioned) << off.actual;
+  EXPECT_TRUE(case_failures(off.result).empty());
+  const CaseOutcome far = run_one_case(file.cases.at(0), "", "\n", scaled_by(1.8));
+  EXPECT_FALSE(far.result.numerics.at(0).ok) << far.actual;
+  EXPECT_FALSE(far.result.numerics.at(0).ill_conditioned);
+  EXPECT_TRUE(contains(far.actual, "| FAIL |")) << far.actual;
+  EXPECT_EQ(case_failures(far.result).size(), 1u);
 }
 
 TEST(Verdict, NanErrorsPrintAsNanInEveryColumn) {
