@@ -640,10 +640,29 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
   linear(att.data(), L.o, L.o_bias, n, heads * vd, hidden, out);
 }
 
+namespace {
+
+// DeepseekV3TopkRouter's weights of the chosen experts ids[top_k]: their uncorrected scores,
+// renormalised (plus 1e-20) when norm_topk_prob, times routed_scaling_factor.
+template <class T>
+void deepseek_expert_weights(const ModelConfig& c, const T* scores, const int* ids, T* weights) {
+  const int top_k = c.num_experts_per_tok;
+  T sum = 0;
+  for (int s = 0; s < top_k; ++s) {
+    weights[s] = scores[ids[s]];
+    sum += weights[s];
+  }
+  for (int s = 0; s < top_k; ++s) {
+    if (c.norm_topk_prob) weights[s] /= sum + static_cast<T>(1e-20);
+    weights[s] *= static_cast<T>(c.routed_scaling_factor);
+  }
+}
+
+}  // namespace
+
 // DeepseekV3TopkRouter: sigmoid scores; the correction bias moves only the choice, within the
-// topk_group groups whose two best (corrected) scores sum highest; the weights are the chosen
-// uncorrected scores, renormalised (plus 1e-20) when norm_topk_prob, times
-// routed_scaling_factor. Ties go to the lower index.
+// topk_group groups whose two best (corrected) scores sum highest; the weights as
+// deepseek_expert_weights gives them. Ties go to the lower index.
 template <class T>
 void Model<T>::deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids,
                               T* weights) {
@@ -676,19 +695,9 @@ void Model<T>::deepseek_route(const Layer& L, const T* logits, int n, T* probs, 
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return choice[a] > choice[b]; });
     for (int s = 0; s < top_k; ++s) ids[int64_t{r} * top_k + s] = order[s];
   }
-  for (int r = 0; r < n; ++r) {
-    const T* pr = probs + int64_t{r} * count;
-    T* wr = weights + int64_t{r} * top_k;
-    T sum = 0;
-    for (int s = 0; s < top_k; ++s) {
-      wr[s] = pr[ids[int64_t{r} * top_k + s]];
-      sum += wr[s];
-    }
-    for (int s = 0; s < top_k; ++s) {
-      if (c.norm_topk_prob) wr[s] /= sum + static_cast<T>(1e-20);
-      wr[s] *= static_cast<T>(c.routed_scaling_factor);
-    }
-  }
+  for (int r = 0; r < n; ++r)
+    deepseek_expert_weights(c, probs + int64_t{r} * count, ids + int64_t{r} * top_k,
+                            weights + int64_t{r} * top_k);
 }
 
 template <class T>
@@ -781,11 +790,14 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
 // Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
 // size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
-void Model<T>::head_norm(const T* x, const std::vector<T>& w, int rows, T* y) {
+void Model<T>::qk_norm(std::vector<T>& x, const std::vector<T>& w) {
+  const int dim = static_cast<int>(w.size()), rows = static_cast<int>(x.size() / w.size());
+  std::vector<T> y(x.size());
   if (has_offset_norms(config_))
-    backend_.rmsnorm_plus_one(x, w.data(), rows, config_.head_dim, config_.rms_norm_eps, y);
+    backend_.rmsnorm_plus_one(x.data(), w.data(), rows, dim, config_.rms_norm_eps, y.data());
   else
-    backend_.rmsnorm(x, w.data(), rows, config_.head_dim, config_.rms_norm_eps, y);
+    backend_.rmsnorm(x.data(), w.data(), rows, dim, config_.rms_norm_eps, y.data());
+  x.swap(y);
 }
 
 template <class T>
@@ -872,13 +884,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
       }
       if (deepseek) {
         // The forced experts weighed as the router weighs its own choice.
-        T sum = 0;
-        for (int s = 0; s < top_k; ++s) sum += pr[ir[s]];
-        for (int s = 0; s < top_k; ++s) {
-          T w = pr[ir[s]];
-          if (c.norm_topk_prob) w /= sum + static_cast<T>(1e-20);
-          weights[int64_t{r} * top_k + s] = w * static_cast<T>(c.routed_scaling_factor);
-        }
+        deepseek_expert_weights(c, pr, ir, weights.data() + int64_t{r} * top_k);
         continue;
       }
       if (!c.norm_topk_prob) {
@@ -960,7 +966,6 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                              std::to_string(n) + " new tokens exceed its capacity of " +
                              std::to_string(cache.capacity()));
   const bool gpt2 = c.model_type == "gpt2";
-  const bool olmo2 = c.model_type == "olmo2";
   if (gpt2 && p0 + n > c.max_position_embeddings)
     throw std::runtime_error("position " + std::to_string(p0 + n - 1) +
                              " is beyond the learned position embeddings (n_positions " +
@@ -1017,28 +1022,9 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
         linear(h.data(), L.k, L.k_bias, n, hidden, kv_heads * hd, k.data());
         linear(h.data(), L.v, L.v_bias, n, hidden, kv_heads * hd, v.data());
       }
-      if (!L.q_norm.empty() && olmo2) {
-        // OLMo 2 normalises the whole query and key projections, all heads at once.
-        std::vector<T> normed(q.size());
-        backend_.rmsnorm(q.data(), L.q_norm.data(), n, heads * hd, c.rms_norm_eps, normed.data());
-        q.swap(normed);
-        if (computes_kv) {
-          normed.resize(k.size());
-          backend_.rmsnorm(k.data(), L.k_norm.data(), n, kv_heads * hd, c.rms_norm_eps,
-                           normed.data());
-          k.swap(normed);
-        }
-      } else if (!L.q_norm.empty()) {
-        // Qwen3 and Gemma 3 normalise each head's query and key before rotating them (Gemma 3
-        // with its (1 + w) weights).
-        std::vector<T> normed(q.size());
-        head_norm(q.data(), L.q_norm, n * heads, normed.data());
-        q.swap(normed);
-        if (computes_kv) {
-          normed.resize(k.size());
-          head_norm(k.data(), L.k_norm, n * kv_heads, normed.data());
-          k.swap(normed);
-        }
+      if (!L.q_norm.empty()) {
+        qk_norm(q, L.q_norm);
+        if (computes_kv) qk_norm(k, L.k_norm);
       }
       if (!gpt2) {
         rotate(q.data(), positions.data(), n, heads, sliding);

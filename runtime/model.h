@@ -167,7 +167,9 @@ class Model {
   void gated_delta_net(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                        KVCache<T>& cache, const TapFn<T>& tap, T* out);
   void deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids, T* weights);
-  void head_norm(const T* x, const std::vector<T>& w, int rows, T* y);
+  // RMSNorm of the queries or keys x in place over rows of w's length: one head's (Qwen3,
+  // Gemma 3 with (1 + w), Qwen3-Next) or the whole projection's (OLMo 2), as w was stored.
+  void qk_norm(std::vector<T>& x, const std::vector<T>& w);
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
                const TapFn<T>& tap, const RouteFn& route);

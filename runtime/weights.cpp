@@ -34,6 +34,24 @@ void add_offset_norm(Weights& w, const ModelConfig& c, const std::string& name, 
   add_tensor(w, c, name, {dim}, 0.1);
 }
 
+// A gated MLP (a dense one, an expert, a shared expert) under `prefix`: gate_proj and up_proj
+// [inter, hidden], down_proj [hidden, inter].
+void add_gated_mlp(Weights& w, const ModelConfig& c, const std::string& prefix, int64_t inter,
+                   int64_t hidden) {
+  add_linear(w, c, prefix + "gate_proj.weight", inter, hidden);
+  add_linear(w, c, prefix + "up_proj.weight", inter, hidden);
+  add_linear(w, c, prefix + "down_proj.weight", hidden, inter);
+}
+
+// A mixture of experts under `mlp` ("model.layers.N.mlp."): the router gate.weight
+// [experts, hidden] and each expert's gated MLP under experts.E. as checkpoints store them.
+void add_routed_experts(Weights& w, const ModelConfig& c, const std::string& mlp, int64_t inter,
+                        int64_t hidden) {
+  add_linear(w, c, mlp + "gate.weight", c.num_local_experts, hidden);
+  for (int e = 0; e < c.num_local_experts; ++e)
+    add_gated_mlp(w, c, mlp + "experts." + std::to_string(e) + ".", inter, hidden);
+}
+
 // Biases small next to the outputs they shift, but far from zero.
 void add_bias(Weights& w, const ModelConfig& c, const std::string& name, int64_t dim) {
   add_tensor(w, c, name, {dim}, 0.1);
@@ -97,23 +115,11 @@ Weights deepseek_weights(const ModelConfig& c) {
     if (c.attention_bias) add_bias(w, c, a + "o_proj.bias", hidden);
     add_norm(w, c, p + "post_attention_layernorm.weight", hidden);
     if (is_moe_layer(c, i)) {
-      add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);
+      add_routed_experts(w, c, p + "mlp.", width, hidden);
       add_bias(w, c, p + "mlp.gate.e_score_correction_bias", c.num_local_experts);
-      for (int e = 0; e < c.num_local_experts; ++e) {
-        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-        add_linear(w, c, x + "gate_proj.weight", width, hidden);
-        add_linear(w, c, x + "up_proj.weight", width, hidden);
-        add_linear(w, c, x + "down_proj.weight", hidden, width);
-      }
-      if (shared > 0) {
-        add_linear(w, c, p + "mlp.shared_experts.gate_proj.weight", shared, hidden);
-        add_linear(w, c, p + "mlp.shared_experts.up_proj.weight", shared, hidden);
-        add_linear(w, c, p + "mlp.shared_experts.down_proj.weight", hidden, shared);
-      }
+      if (shared > 0) add_gated_mlp(w, c, p + "mlp.shared_experts.", shared, hidden);
     } else {
-      add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
-      add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
-      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+      add_gated_mlp(w, c, p + "mlp.", inter, hidden);
     }
   }
   add_norm(w, c, "model.norm.weight", hidden);
@@ -168,23 +174,13 @@ Weights qwen3_next_weights(const ModelConfig& c) {
     add_offset_norm(w, c, p + "post_attention_layernorm.weight", hidden);
     if (is_moe_layer(c, i)) {
       const int64_t width = expert_intermediate_size(c), shared = c.shared_expert_intermediate_size;
-      add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);
-      for (int e = 0; e < c.num_local_experts; ++e) {
-        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-        add_linear(w, c, x + "gate_proj.weight", width, hidden);
-        add_linear(w, c, x + "up_proj.weight", width, hidden);
-        add_linear(w, c, x + "down_proj.weight", hidden, width);
-      }
+      add_routed_experts(w, c, p + "mlp.", width, hidden);
       if (shared > 0) {
-        add_linear(w, c, p + "mlp.shared_expert.gate_proj.weight", shared, hidden);
-        add_linear(w, c, p + "mlp.shared_expert.up_proj.weight", shared, hidden);
-        add_linear(w, c, p + "mlp.shared_expert.down_proj.weight", hidden, shared);
+        add_gated_mlp(w, c, p + "mlp.shared_expert.", shared, hidden);
         add_linear(w, c, p + "mlp.shared_expert_gate.weight", 1, hidden);
       }
     } else {
-      add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
-      add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
-      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+      add_gated_mlp(w, c, p + "mlp.", inter, hidden);
     }
   }
   add_offset_norm(w, c, "model.norm.weight", hidden);
@@ -273,14 +269,7 @@ Weights synthetic_weights(const ModelConfig& config) {
       add_tensor(w, c, p + "mlp.experts.down_proj_bias", {e, hidden}, 0.1);
     } else if (c.model_type == "qwen3_moe" && is_moe_layer(c, i)) {
       // The per-expert names Qwen3-MoE checkpoints store (save_pretrained writes them too).
-      const int64_t expert_inter = expert_intermediate_size(c);
-      add_linear(w, c, p + "mlp.gate.weight", c.num_local_experts, hidden);
-      for (int e = 0; e < c.num_local_experts; ++e) {
-        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-        add_linear(w, c, x + "gate_proj.weight", expert_inter, hidden);
-        add_linear(w, c, x + "up_proj.weight", expert_inter, hidden);
-        add_linear(w, c, x + "down_proj.weight", hidden, expert_inter);
-      }
+      add_routed_experts(w, c, p + "mlp.", expert_intermediate_size(c), hidden);
     } else if (c.model_type == "mixtral") {
       // The names save_pretrained writes by default in transformers 5.x (it converts back to
       // the original checkpoint format); in memory 5.x holds them fused as
@@ -298,9 +287,7 @@ Weights synthetic_weights(const ModelConfig& config) {
       add_linear(w, c, p + "mlp.gate_up_proj.weight", 2 * inter, hidden);
       add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
     } else {
-      add_linear(w, c, p + "mlp.gate_proj.weight", inter, hidden);
-      add_linear(w, c, p + "mlp.up_proj.weight", inter, hidden);
-      add_linear(w, c, p + "mlp.down_proj.weight", hidden, inter);
+      add_gated_mlp(w, c, p + "mlp.", inter, hidden);
     }
   }
   norm(w, "model.norm.weight");
