@@ -78,14 +78,17 @@ void check_nulls(const std::string& name, const CaseSpec& spec, AuditResult& res
       // ones) equals its own permutation: that is the right answer, not a null output.
       if (values == truth) continue;
       ++result.null_checks;
-      // Within the conditioning bound a row is not FAIL either: that accepts it too.
-      if (within(m, std::max(row.tolerance, row.conditioning_bound)))
-        result.accepted.push_back(
-            name + ": " + row.label + " (tolerance " + std::to_string(row.tolerance) +
-            (row.conditioning_bound > row.tolerance
-                 ? ", ill-conditioned up to " + std::to_string(row.conditioning_bound)
-                 : "") +
-            ") accepts " + what + " (rel L2 " + std::to_string(m.rel_l2) + ")");
+      const std::string line = name + ": " + row.label + " (tolerance " +
+                               std::to_string(row.tolerance) + ") accepts " + what +
+                               " (rel L2 " + std::to_string(m.rel_l2) + ")";
+      if (within(m, row.tolerance)) {
+        result.accepted.push_back(line);
+      } else if (within(m, row.conditioning_bound)) {
+        // Not ok but not FAIL either: the case says it cannot judge this target.
+        result.unjudged.push_back(name + ": " + row.label + " is ill-conditioned up to " +
+                                  std::to_string(row.conditioning_bound) + ": " + what +
+                                  " (rel L2 " + std::to_string(m.rel_l2) + ") would not fail");
+      }
     }
   }
 }
@@ -250,6 +253,11 @@ void audit_sweep(const std::vector<std::string>& files, int count, uint64_t seed
     for (const TargetRow& row : run.numerics) {
       ++result.sweep_rows;
       result.sweep_ill_conditioned += row.ill_conditioned;
+      if (row.ill_conditioned)
+        result.unjudged.push_back(what + row.label + " ill-conditioned: rel L2 " +
+                                  std::to_string(row.rel_l2) + ", tolerance " +
+                                  std::to_string(row.tolerance) + ", bound " +
+                                  std::to_string(row.conditioning_bound));
       if (row.ran && !row.ok)
         result.false_failures.push_back(what + row.label + " FAIL: rel L2 " +
                                         std::to_string(row.rel_l2) + ", tolerance " +
@@ -262,8 +270,10 @@ void audit_sweep(const std::vector<std::string>& files, int count, uint64_t seed
 void print_audit(const AuditResult& r, std::ostream& out) {
   for (const std::string& line : r.accepted) out << "ACCEPTED " << line << "\n";
   for (const std::string& line : r.false_failures) out << "FAIL     " << line << "\n";
+  for (const std::string& line : r.unjudged) out << "UNJUDGED " << line << "\n";
   out << "null outputs: " << r.null_cases << " cases, " << r.null_checks
-      << " (target, null output) checks: " << r.accepted.size() << " accepted\n";
+      << " (target, null output) checks: " << r.accepted.size() << " accepted, "
+      << r.unjudged.size() << " within an ill-conditioned row's bound\n";
   out << "sweep: " << r.sweep_cases << " random variations (" << r.sweep_skipped
       << " refused as invalid inputs), " << r.sweep_rows << " healthy target rows: "
       << r.false_failures.size() << " FAIL, " << r.sweep_ill_conditioned << " ill-conditioned\n";

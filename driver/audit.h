@@ -23,6 +23,9 @@ struct AuditResult {
   int sweep_skipped = 0;  // variations refused as invalid inputs (shapes that do not divide)
   int sweep_rows = 0;
   int sweep_ill_conditioned = 0;  // rows neither ok nor FAIL (numerics.h, conditioning_bound)
+  // Ill-conditioned rows, one line each: a sweep's variation so judged, or a null output within
+  // such a row's bound. Not failures: the case says it cannot judge that target.
+  std::vector<std::string> unjudged;
   std::vector<std::string> false_failures;  // a healthy row that failed, one line each
 };
 

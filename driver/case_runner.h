@@ -44,6 +44,10 @@ struct TargetRow {
   // (numerics.h, conditioning_bound); 0 when the case sets the tolerance itself.
   double conditioning_bound = 0;
   bool ill_conditioned = false;  // judged so: ok is true, the verdict says ill-conditioned
+  // The measured estimate of each position's row of logits (flatten_logits' order; empty when
+  // not measured): a position that magnifies rounding more than the average gets the wider
+  // near-tie bound its own estimate gives (docs/numerics.md, "One error model").
+  std::vector<double> position_spread;
   std::vector<std::string> nondeterministic;  // "runs", "threads", "batch": what changed bits
   std::string first_divergence;               // the first tap past tolerance, empty when none
   std::string bits;                           // digest of the output bits, when pinned

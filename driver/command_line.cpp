@@ -46,6 +46,11 @@ constexpr const char* kRunUsage =
     "compares each file with the golden on disk. A file with a failing case gets what\n"
     "--regenerate would write beside it, as FILE.md.pending (the golden is not touched; also\n"
     "under CI, so a pipeline can upload them); a file whose cases all pass loses a stale one.\n"
+    "A Numerics row's verdict is ok, FAIL, or ill-conditioned: rounding of the target's size\n"
+    "alone moves the output past any informative bound, so the row is shown, not judged, and\n"
+    "fails nothing (docs/numerics.md). A row carried from another machine that a change of the\n"
+    "code or of the case has made stale renders with '(stale)', so the file differs from its\n"
+    "golden until it is regenerated (best on a machine that runs that row).\n"
     "\n"
     "  --filter GLOB   run only the cases GLOB ('*' and '?') names: by slug, or by FILE::slug as\n"
     "                  pinmark list prints it and ctest names the test; a filter that matches no\n"
@@ -84,10 +89,12 @@ constexpr const char* kAuditUsage =
     "\n"
     "Checks that each case's tolerances reject outputs that carry no information (all zeros,\n"
     "another seed, another position, a permutation) and, with --sweep, that the healthy runtime\n"
-    "never fails; exits 1 on any such finding.\n"
+    "never fails; exits 1 on any such finding. Ill-conditioned rows (neither ok nor FAIL: the\n"
+    "case cannot judge that target, docs/numerics.md) are listed as UNJUDGED, not findings.\n"
     "\n"
     "  --sweep N       also run N random variations of the cases on the CPU targets (default 0);\n"
-    "                  every row must pass\n";
+    "                  no row may FAIL; variations the runtime refuses as invalid inputs (shapes\n"
+    "                  that do not divide) are counted and skipped\n";
 
 constexpr const char* kAcceptUsage =
     "usage: pinmark accept [PATH...]\n"

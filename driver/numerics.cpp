@@ -41,7 +41,7 @@ double default_tolerance(double u, const Workload& work) {
 }
 
 double conditioning_bound(double u, const Workload& work) {
-  return std::min(kToleranceMultiple * error_estimate(u, work), kIllConditionedLimit);
+  return kToleranceMultiple * error_estimate(u, work);
 }
 
 bool within(const ErrorMetrics& metrics, double tolerance) {
