@@ -61,6 +61,19 @@ TEST(Verdict, AHealthyTargetPastTheLargestToleranceButWithinItsRoundingIsIllCond
   EXPECT_TRUE(contains(o.actual, "| 2.5e-01 | ill-conditioned |")) << o.actual;
 }
 
+TEST(Verdict, AFlipWhereOnePositionMagnifiesRoundingIsJudgedByThatPositionsEstimate) {
+  const CaseOutcome o = run_first_case(fixture("qwen3_next_position_flip_bf16.md"));
+  EXPECT_TRUE(case_failures(o.result).empty()) << o.actual;
+  const TargetRow& bf16 = o.result.numerics.at(1);
+  EXPECT_EQ(bf16.label, "cpu bf16");
+  EXPECT_LT(bf16.top1_agree, bf16.top1_total);  // a flip, counted as a near-tie
+  EXPECT_EQ(bf16.top1_agree + bf16.near_ties, bf16.top1_total);
+  EXPECT_TRUE(bf16.ok && !bf16.ill_conditioned);
+  // Position 1's own estimate is what excuses it: the whole output's is smaller.
+  ASSERT_GT(bf16.position_spread.size(), 1u);
+  EXPECT_GT(kToleranceMultiple * bf16.position_spread[1], bf16.tolerance);
+}
+
 TEST(Verdict, TheToleranceOfAModelThatMagnifiesRoundingIsMeasured) {
   // The fixture's model: 3 layers (depth 12 * 3 + 3 = 39), longest reduction 64 (4 heads of 16).
   // Its fp32 rows err by more than the depth and reduction model allows (docs/numerics.md), so
@@ -284,6 +297,16 @@ TEST(Audit, FindsAToleranceThatAcceptsANullOutputAndPassesTheShippedKind) {
       << loose.accepted[0];
   EXPECT_EQ(healthy.null_checks, 3);
   EXPECT_TRUE(healthy.accepted.empty());
+}
+
+TEST(Audit, ANullOutputWithinAnIllConditionedRowsBoundIsListedNotAccepted) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/ill.md") << fixture("qwen3_next_ill_conditioned_bf16.md");
+  AuditResult result;
+  audit_null_outputs({dir.path() + "/ill.md"}, result);
+  EXPECT_TRUE(result.accepted.empty());
+  ASSERT_FALSE(result.unjudged.empty());
+  EXPECT_TRUE(contains(result.unjudged[0], "cpu bf16 is ill-conditioned up to")) << result.unjudged[0];
 }
 
 TEST(Audit, TheSweepRunsVariationsOfEveryTemplateAndTheHealthyRuntimePasses) {
