@@ -194,6 +194,9 @@ json vary_kernel(json kernel, Draw& d) {
 void audit_null_outputs(const std::vector<std::string>& files, AuditResult& result) {
   for (const std::string& path : files) {
     const CaseFile file = parse_case_file(read_text_file(path));
+    // A file pinmark run refuses cannot be audited either: say so, as run does.
+    for (const FileProblem& p : file.problems)
+      result.invalid.push_back(path + ":" + std::to_string(p.line) + ": " + p.message);
     if (!file.problems.empty()) continue;
     for (const Case& c : file.cases) {
       const CaseSpec spec = read_case_spec(c, path);
@@ -268,6 +271,7 @@ void audit_sweep(const std::vector<std::string>& files, int count, uint64_t seed
 }
 
 void print_audit(const AuditResult& r, std::ostream& out) {
+  for (const std::string& line : r.invalid) out << "INVALID  " << line << "\n";
   for (const std::string& line : r.accepted) out << "ACCEPTED " << line << "\n";
   for (const std::string& line : r.false_failures) out << "FAIL     " << line << "\n";
   for (const std::string& line : r.unjudged) out << "UNJUDGED " << line << "\n";

@@ -18,6 +18,7 @@ namespace pinmark {
 struct AuditResult {
   int null_cases = 0;                 // cases checked against null outputs
   int null_checks = 0;                // (case, target, null output) triples
+  std::vector<std::string> invalid;   // a file's problem (FILE:LINE: message): not audited
   std::vector<std::string> accepted;  // a null output a tolerance accepted, one line each
   int sweep_cases = 0;                // valid variations run
   int sweep_skipped = 0;  // variations refused as invalid inputs (shapes that do not divide)

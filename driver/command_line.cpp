@@ -89,7 +89,8 @@ constexpr const char* kAuditUsage =
     "\n"
     "Checks that each case's tolerances reject outputs that carry no information (all zeros,\n"
     "another seed, another position, a permutation) and, with --sweep, that the healthy runtime\n"
-    "never fails; exits 1 on any such finding. Ill-conditioned rows (neither ok nor FAIL: the\n"
+    "never fails; exits 1 on any such finding, and on a file it cannot read as cases (INVALID,\n"
+    "as pinmark run reports it). Ill-conditioned rows (neither ok nor FAIL: the\n"
     "case cannot judge that target, docs/numerics.md) are listed as UNJUDGED, not findings.\n"
     "\n"
     "  --sweep N       also run N random variations of the cases on the CPU targets (default 0);\n"
@@ -628,7 +629,8 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
       audit_null_outputs(files, audit);
       if (o.sweep) audit_sweep(files, o.sweep, 2026, audit);
       print_audit(audit, out);
-      return audit.accepted.empty() && audit.false_failures.empty() ? 0 : 1;
+      return audit.invalid.empty() && audit.accepted.empty() && audit.false_failures.empty() ? 0
+                                                                                           : 1;
     }
     if (o.command == "list") {
       int status = 0;

@@ -299,6 +299,19 @@ TEST(Audit, FindsAToleranceThatAcceptsANullOutputAndPassesTheShippedKind) {
   EXPECT_TRUE(healthy.accepted.empty());
 }
 
+TEST(Audit, AnInvalidFileIsAFindingNamedByFileAndLine) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/bad.md") << "# T\n\n## K\n\n```json\n{\n";  // fence never closed
+  AuditResult result;
+  audit_null_outputs({dir.path() + "/bad.md"}, result);
+  ASSERT_EQ(result.invalid.size(), 1u);
+  EXPECT_TRUE(contains(result.invalid[0], "bad.md:5: the code fence opened at line 5 is never closed"))
+      << result.invalid[0];
+  std::ostringstream printed;
+  print_audit(result, printed);
+  EXPECT_TRUE(contains(printed.str(), "INVALID  ")) << printed.str();
+}
+
 TEST(Audit, ANullOutputWithinAnIllConditionedRowsBoundIsListedNotAccepted) {
   TempDir dir;
   std::ofstream(dir.path() + "/ill.md") << fixture("qwen3_next_ill_conditioned_bf16.md");
