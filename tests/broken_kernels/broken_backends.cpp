@@ -157,4 +157,26 @@ void PlainRmsnormForPlusOne::rmsnorm_plus_one(const float* x, const float* w, in
   inner().rmsnorm(x, w, n, dim, eps, y);
 }
 
+void ConvDroppingItsState::causal_conv1d_silu(const float* x, const float* w, int n,
+                                              int channels, int kernel, float* out) {
+  std::vector<float> fresh(x, x + static_cast<int64_t>(n + kernel - 1) * channels);
+  std::fill(fresh.begin(), fresh.begin() + static_cast<int64_t>(kernel - 1) * channels, 0.0f);
+  inner().causal_conv1d_silu(fresh.data(), w, n, channels, kernel, out);
+}
+
+void DeltaRuleWithoutDecay::gated_delta_rule(const float* qkv, const float* a, const float* b,
+                                             const float* A_log, const float* dt_bias,
+                                             const GatedDeltaParams& p, float* state,
+                                             float* out) {
+  (void)A_log;
+  // exp(A_log) = 0 makes g = 0 and the decay exp(g) = 1.
+  const std::vector<float> no_decay(p.v_heads, -std::numeric_limits<float>::infinity());
+  inner().gated_delta_rule(qkv, a, b, no_decay.data(), dt_bias, p, state, out);
+}
+
+void GatedNormWithoutGate::rmsnorm_gated(const float* x, const float* w, const float*, int n,
+                                         int dim, double eps, float* y) {
+  inner().rmsnorm(x, w, n, dim, eps, y);
+}
+
 }  // namespace pinmark::broken

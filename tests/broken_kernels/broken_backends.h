@@ -92,4 +92,27 @@ class PlainRmsnormForPlusOne final : public DelegatingBackend {
                         float* y) override;
 };
 
+// Qwen3-Next's causal convolution that forgets its state: the kernel - 1 inputs before the call
+// are read as zeros, as a decode kernel that drops the cached inputs computes it. Identical in
+// the first call of a sequence, whose state is zeros.
+class ConvDroppingItsState final : public DelegatingBackend {
+ public:
+  void causal_conv1d_silu(const float* x, const float* w, int n, int channels, int kernel,
+                          float* out) override;
+};
+// The gated delta rule without its decay (exp(g) = 1): the state never forgets. Identical at
+// a sequence's first token, whose state is zeros.
+class DeltaRuleWithoutDecay final : public DelegatingBackend {
+ public:
+  void gated_delta_rule(const float* qkv, const float* a, const float* b, const float* A_log,
+                        const float* dt_bias, const GatedDeltaParams& params, float* state,
+                        float* out) override;
+};
+// Qwen3-Next's gated RMSNorm without its gate: a plain RMSNorm of the readout, silu(z) dropped.
+class GatedNormWithoutGate final : public DelegatingBackend {
+ public:
+  void rmsnorm_gated(const float* x, const float* w, const float* gate, int n, int dim,
+                     double eps, float* y) override;
+};
+
 }  // namespace pinmark::broken

@@ -234,6 +234,28 @@ const std::vector<BrokenKernelRow>& caught_rows() {
       // OLMo 2, GQA 4 over 2, normed q and k: round-robin KV heads still show in the scores.
       {"gqa_round_robin_olmo2", "models/olmo2.md", "a_shrunk_olmo_2_1124_7b", "cpu fp32",
        with_bug<GqaRoundRobin>(), "layers.0.scores"},
+
+      // Qwen3-Next: a convolution that drops its cached inputs is right in the first call of a
+      // sequence and wrong from the next one on: the first decode step here, the second chunk
+      // of a chunked prefill there.
+      {"qwen3_next_conv_dropping_its_state_decode", "models/qwen3_next.md",
+       "three_gated_deltanet_layers_and_a_gated_attention_layer_moe_with_a_shared_expert",
+       "cpu fp32", with_bug<ConvDroppingItsState>(), "call 1: layers.0.conv"},
+      {"qwen3_next_conv_dropping_its_state_chunks", "models/qwen3_next.md",
+       "the_same_prompt_in_chunks_of_3", "cpu fp32", with_bug<ConvDroppingItsState>(),
+       "call 1: layers.0.conv"},
+      // The delta rule without its decay: the conv before it is untouched, the rule's output
+      // is the first tap to move (from the second token, the first whose state is not zero).
+      {"qwen3_next_delta_rule_without_decay", "models/qwen3_next.md",
+       "three_gated_deltanet_layers_and_a_gated_attention_layer_moe_with_a_shared_expert",
+       "cpu fp32", with_bug<DeltaRuleWithoutDecay>(), "layers.0.delta_rule"},
+      {"qwen3_next_delta_rule_without_decay_bf16", "models/qwen3_next.md",
+       "three_gated_deltanet_layers_and_a_gated_attention_layer_moe_with_a_shared_expert",
+       "cpu bf16", with_bug<DeltaRuleWithoutDecay>(), "layers.0.delta_rule"},
+      // The gated norm without silu(z).
+      {"qwen3_next_gated_norm_without_gate", "models/qwen3_next.md",
+       "three_gated_deltanet_layers_and_a_gated_attention_layer_moe_with_a_shared_expert",
+       "cpu fp32", with_bug<GatedNormWithoutGate>(), "layers.0.gated_norm"},
   };
   return rows;
 }
