@@ -29,74 +29,31 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/storing_backend.h"
 #include "runtime/target.h"
 
 namespace pinmark {
 
-// A Backend<float> that hands every op to another backend, `inner`. Derive from it to replace
-// some ops and keep the rest (pinmark's own tests of broken kernels do).
-class ForwardingBackend : public Backend<float> {
+// A Backend<float> that hands every op to another backend, `inner`, unchanged. Derive from it
+// to replace some ops and keep the rest (pinmark's own tests of broken kernels do); call
+// inner() to reach the other backend from yours. pinmark's own backends have no fused
+// attention or gated MLP: those calls return false, and the model runs them op by op through
+// the ops you see (yours where you override them). hold_matrix and release_matrix are handed
+// on too, so that the inner matmul may keep the weights in its own layout: override them (and
+// keep your own copies) when your matmul wants the announced weights itself.
+class ForwardingBackend : public StoringBackend<float> {
  public:
-  explicit ForwardingBackend(std::unique_ptr<Backend<float>> inner);
-  ~ForwardingBackend() override;
-
-  void embed(const float* table, const int* tokens, int n, int dim, float* out) override;
-  void matmul(const float* x, const float* w, int n, int k, int m, float* y) override;
-  void rmsnorm(const float* x, const float* w, int n, int dim, double eps, float* y) override;
-  void rope(float* x, const int* positions, int n, int heads, int head_dim, double theta) override;
-  void attention_scores(const float* q, const float* k, const int* positions, int n, int kv_len,
-                        int heads, int kv_heads, int head_dim, double scale,
-                        float* scores) override;
-  void softmax(float* x, int rows, int len) override;
-  void attention_values(const float* probs, const float* v, int n, int kv_len, int heads,
-                        int kv_heads, int head_dim, float* out) override;
-  void swiglu(const float* gate, const float* up, int64_t n, float* out) override;
-  void clamped_swiglu(const float* gate, const float* up, int64_t n, double alpha, double limit,
-                      float* out) override;
-  void causal_conv1d_silu(const float* x, const float* w, int n, int channels, int kernel,
-                          float* out) override;
-  void gated_delta_rule(const float* qkv, const float* a, const float* b, const float* A_log,
-                        const float* dt_bias, const GatedDeltaParams& params, float* state,
-                        float* out) override;
-  void rmsnorm_gated(const float* x, const float* w, const float* gate, int n, int dim,
-                     double eps, float* y) override;
-  void sigmoid_gate(const float* x, const float* gate, int64_t n, float* out) override;
-  void add(float* y, const float* x, int64_t n) override;
-  void matmul_bias(const float* x, const float* w, const float* b, int n, int k, int m,
-                   float* y) override;
-  void rmsnorm_plus_one(const float* x, const float* w, int n, int dim, double eps,
-                        float* y) override;
-  void layernorm(const float* x, const float* w, const float* b, int n, int dim, double eps,
-                 float* y) override;
-  void rope_freqs(float* x, const int* positions, int n, int heads, int head_dim,
-                  const double* inv_freq, double attention_scaling) override;
-  void score_mod(float* scores, const int* positions, int n, int kv_len, int heads,
-                 double softcap, int window) override;
-  void softcap(float* x, int64_t n, double cap) override;
-  void scale(float* x, int64_t n, double scale) override;
-  void gelu(const float* x, int64_t n, bool tanh, float* out) override;
-  void geglu(const float* gate, const float* up, int64_t n, bool tanh, float* out) override;
-  void moe_route(const float* logits, int n, int experts, int top_k, float* probs, int* ids,
-                 float* weights) override;
-  void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,
-                   int dim) override;
-  // pinmark's own backends have no fused attention: the call returns false, and the model
-  // runs attention op by op through the ops above (yours where you override them).
-  bool attention(const float* q, const float* k, const float* v, const int* positions,
-                 const float* sinks, const AttentionParams& params, float* out) override;
-  // The same for the fused gated MLP: false, and the model runs matmul, activation, matmul.
-  bool gated_mlp(const float* x, const float* gate, const float* up, const float* down, int n,
-                 int hidden, int inter, GatedActivation act, float* out) override;
-  // Handed on to `inner`, so that its matmul may keep the weights in its own layout. Override
-  // them (and keep your own copies) when your matmul wants the announced weights itself.
-  void hold_matrix(const float* w, int k, int m, MatrixRole role) override;
-  void release_matrix(const float* w) override;
+  explicit ForwardingBackend(std::unique_ptr<Backend<float>> inner)
+      : ForwardingBackend(inner.get(), std::move(inner)) {}
 
  protected:
   Backend<float>& inner() { return *inner_; }
+  void store(float*, int64_t, int) override {}
 
  private:
-  std::unique_ptr<Backend<float>> inner_;
+  ForwardingBackend(Backend<float>* inner, std::unique_ptr<Backend<float>>&& owned)
+      : StoringBackend<float>(std::move(owned)), inner_(inner) {}
+  Backend<float>* inner_;  // owned by StoringBackend
 };
 
 // A ForwardingBackend over pinmark's CPU fp32 backend (the kernels of the built-in "cpu fp32"
