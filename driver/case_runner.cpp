@@ -167,12 +167,76 @@ int tap_depth(const std::string& name, int layers) {
   return kRoundingPointsPerLayer * layers + 3;
 }
 
+// The layer of a tap named "layers.N. ...", or -1.
+int layer_of_tap(const std::string& name) {
+  if (name.rfind("layers.", 0) != 0) return -1;
+  const size_t dot = name.find('.', 7);
+  if (dot == std::string::npos || dot == 7) return -1;
+  int layer = 0;
+  for (size_t i = 7; i < dot; ++i) {
+    if (name[i] < '0' || name[i] > '9' || layer > 1000000) return -1;
+    layer = layer * 10 + (name[i] - '0');
+  }
+  return layer;
+}
+
+// Each group's score (the sum of its two best scores) and the groups a router keeps: the
+// `kept` best, ties to the lower index, as DeepseekV3TopkRouter ranks them. One group when
+// `groups` does not divide the scores.
+struct Groups {
+  int64_t size = 0;             // experts per group
+  std::vector<double> score;    // by group
+  std::vector<bool> kept;       // by group
+  double weakest_kept = INFINITY;
+};
+
+Groups groups_of(const std::vector<double>& scores, int groups, int kept) {
+  Groups g;
+  const int64_t count = static_cast<int64_t>(scores.size());
+  g.size = groups > 1 && count % groups == 0 ? count / groups : count;
+  for (int64_t first = 0; first < count; first += g.size) {
+    std::vector<double> members(scores.begin() + first, scores.begin() + first + g.size);
+    std::sort(members.begin(), members.end(), std::greater<double>());
+    g.score.push_back(members[0] + (members.size() > 1 ? members[1] : 0.0));
+  }
+  std::vector<size_t> order(g.score.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return g.score[a] > g.score[b]; });
+  g.kept.assign(g.score.size(), g.score.size() == 1);
+  for (size_t s = 0; s < order.size() && s < static_cast<size_t>(std::max(kept, 1)); ++s) {
+    g.kept[order[s]] = true;
+    g.weakest_kept = std::min(g.weakest_kept, g.score[order[s]]);
+  }
+  return g;
+}
+
+// The top_k experts by score within the kept groups, ties to the lower index: what a router
+// with these scores chooses.
+std::vector<double> chosen_by(const std::vector<double>& scores, const Groups& g, int64_t top_k) {
+  std::vector<int64_t> order;
+  for (int64_t e = 0; e < static_cast<int64_t>(scores.size()); ++e)
+    if (g.kept[e / g.size]) order.push_back(e);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  order.resize(std::min<size_t>(order.size(), static_cast<size_t>(top_k)));
+  return std::vector<double>(order.begin(), order.end());
+}
+
 // Whether a target's expert choices agree with the oracle's, token by token, up to near-ties:
-// an expert chosen in place of one of the oracle's is a near-tie when the oracle's router
-// probabilities of the two are within twice the error `bound` allows each (numerics.h,
-// near_tie). Counts such near-ties in `near_ties`.
+// an expert chosen in place of one of the oracle's is a near-tie when the scores the router
+// chooses by (its probabilities, plus `correction` when given) of the two are within twice the
+// error `bound` allows each (numerics.h, near_tie). With groups, an expert from a group the
+// oracle did not keep is a near-tie when the scores of its group and of the oracle's weakest
+// kept group (each the sum of two scores, so moving by twice a score's error) are within four
+// times it. And a target that reports its own router probabilities, within `bound` of the
+// oracle's for that token, and chose exactly what they choose, chose rightly from scores that
+// rounding moved: a near-tie whatever the gaps (a pair of scores may move by more than the
+// row's rms error). Counts such near-ties in `near_ties`.
 bool routing_within(const TapRecord& oracle_router, const TapRecord& oracle_experts,
-                    const TapRecord& target_experts, double bound, int& near_ties) {
+                    const TapRecord& target_experts, const TapRecord* target_router,
+                    double bound, const std::vector<double>* correction, int groups,
+                    int groups_kept, int& near_ties) {
   if (oracle_experts.values.size() != target_experts.values.size() ||
       oracle_router.shape.size() != 2 || oracle_experts.shape.size() != 2)
     return false;
@@ -183,16 +247,44 @@ bool routing_within(const TapRecord& oracle_router, const TapRecord& oracle_expe
     const std::vector<double> ours(first(oracle_experts), first(oracle_experts) + top_k);
     const std::vector<double> theirs(first(target_experts), first(target_experts) + top_k);
     if (std::is_permutation(ours.begin(), ours.end(), theirs.begin())) continue;
-    const std::vector<double> probs(oracle_router.values.begin() + r * count,
-                                    oracle_router.values.begin() + (r + 1) * count);
+    auto scores_of = [&](const TapRecord& router) {
+      std::vector<double> s(router.values.begin() + r * count,
+                            router.values.begin() + (r + 1) * count);
+      if (correction && correction->size() == s.size())
+        for (int64_t e = 0; e < count; ++e) s[e] += (*correction)[e];
+      return s;
+    };
+    const std::vector<double> scores = scores_of(oracle_router);
+    const Groups g_oracle = groups_of(scores, groups, groups_kept);
+    if (target_router && target_router->values.size() == oracle_router.values.size()) {
+      const std::vector<double> own = scores_of(*target_router);
+      const std::vector<double> probs(oracle_router.values.begin() + r * count,
+                                      oracle_router.values.begin() + (r + 1) * count);
+      const std::vector<double> own_probs(target_router->values.begin() + r * count,
+                                          target_router->values.begin() + (r + 1) * count);
+      const std::vector<double> own_choice = chosen_by(own, groups_of(own, groups, groups_kept), top_k);
+      if (within(compare(probs, own_probs), bound) &&
+          std::is_permutation(own_choice.begin(), own_choice.end(), theirs.begin())) {
+        ++near_ties;
+        continue;
+      }
+    }
+    double sum2 = 0;
+    for (double s : scores) sum2 += s * s;
+    const double rms = std::sqrt(sum2 / static_cast<double>(count));
     for (double id : theirs) {
       if (std::find(ours.begin(), ours.end(), id) != ours.end()) continue;
       if (!(id >= 0 && id < count)) return false;
+      const int64_t g = static_cast<int64_t>(id) / g_oracle.size;
+      if (!g_oracle.kept[g]) {
+        if (!(g_oracle.weakest_kept - g_oracle.score[g] <= 4 * bound * rms)) return false;
+        continue;
+      }
       // The oracle's weakest chosen expert against the one the target took instead.
       size_t weakest = static_cast<size_t>(ours[0]);
       for (double o : ours)
-        if (probs[static_cast<size_t>(o)] < probs[weakest]) weakest = static_cast<size_t>(o);
-      if (!near_tie(probs, weakest, static_cast<size_t>(id), bound)) return false;
+        if (scores[static_cast<size_t>(o)] < scores[weakest]) weakest = static_cast<size_t>(o);
+      if (!near_tie(scores, weakest, static_cast<size_t>(id), bound)) return false;
     }
     ++near_ties;
   }
@@ -290,6 +382,17 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
   result.prompts = prompts;
   result.layers = spec.model.num_hidden_layers;
+  if (spec.model.model_type == "deepseek_v3") {
+    const ModelConfig c = with_defaults(spec.model);
+    result.router_choice.groups = c.n_group;
+    result.router_choice.groups_kept = c.topk_group;
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      auto it = weights.find("model.layers." + std::to_string(l) + ".mlp.gate.e_score_correction_bias");
+      if (it != weights.end())
+        result.router_choice.correction[l] =
+            std::vector<double>(it->second.data.begin(), it->second.data.end());
+    }
+  }
   const std::vector<int> sources = kv_source_layers(spec.model);
   for (int l = 0; l < result.layers; ++l) result.kv_layers_stored += sources[l] == l;
   // MLA caches a latent instead of keys and values: the case says how much it holds.
@@ -368,7 +471,8 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     }
     if (!same_bits(alone, logits)) row.nondeterministic.push_back("batch");
 
-    judge_model_row(spec, oracle.outputs, oracle.taps, run.outputs, run.taps, row);
+    judge_model_row(spec, oracle.outputs, oracle.taps, result.router_choice, run.outputs, run.taps,
+                    row);
     result.numerics.push_back(row);
   }
   result.oracle = std::move(oracle.outputs);
@@ -434,8 +538,15 @@ bool glob_match(const std::string& pattern, const std::string& text) {
 
 namespace {
 
+// The correction bias of the layer of an experts tap, or null.
+const std::vector<double>* correction_of(const RouterChoice& choice, const std::string& tap) {
+  auto it = choice.correction.find(layer_of_tap(tap));
+  return it == choice.correction.end() ? nullptr : &it->second;
+}
+
 void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
                         const std::vector<TapRecord>& oracle_taps,
+                        const RouterChoice& router_choice,
                         const std::vector<SequenceOutput>& outputs,
                         const std::vector<TapRecord>& taps, double tolerance, double cap,
                         TargetRow& row) {
@@ -488,7 +599,10 @@ void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>&
     const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
     const double bound = tolerance * std::sqrt(std::min(1.0, depth / work.depth));
     routing_diverged[i] =
-        !routing_within(oracle_taps[i - 1], oracle_taps[i], *ours, bound, row.near_ties);
+        !routing_within(oracle_taps[i - 1], oracle_taps[i], *ours, reported_as(oracle_taps[i - 1]),
+                        bound,
+                        correction_of(router_choice, oracle_taps[i].name), router_choice.groups,
+                        router_choice.groups_kept, row.near_ties);
     routing_ok = routing_ok && !routing_diverged[i];
   }
   for (size_t i = 0; i < oracle_taps.size(); ++i) {
@@ -514,10 +628,12 @@ void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>&
 
 void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
                      const std::vector<TapRecord>& oracle_taps,
+                     const RouterChoice& router_choice,
                      const std::vector<SequenceOutput>& outputs,
                      const std::vector<TapRecord>& taps, TargetRow& row) {
   judge_conditioned(row, [&](double bound, double cap, TargetRow& judged) {
-    judge_model_row_by(spec, oracle, oracle_taps, outputs, taps, bound, cap, judged);
+    judge_model_row_by(spec, oracle, oracle_taps, router_choice, outputs, taps, bound, cap,
+                       judged);
   });
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,16 @@ struct TapRecord {
   std::string name;
   Shape shape;
   std::vector<double> values;
+};
+
+// How a model's router turns its `router` tap (the probabilities) into the experts it chooses,
+// where that is more than the top k: DeepSeek-V3 adds each layer's e_score_correction_bias to
+// the probabilities and chooses within the `groups_kept` best of `groups` groups (a group
+// scored by its two best corrected scores). Judging a target's experts needs the same scores.
+struct RouterChoice {
+  std::map<int, std::vector<double>> correction;  // by layer; empty for a plain top-k router
+  int groups = 1;
+  int groups_kept = 1;
 };
 
 // One row of the Numerics table: measured here, carried over from the golden (a target this
@@ -79,6 +90,7 @@ struct CaseResult {
   std::vector<std::vector<int>> prompts;
   std::vector<SequenceOutput> oracle;
   std::vector<TapRecord> oracle_taps;  // every tap of every call, in the order they happened
+  RouterChoice router_choice;          // for judging the targets' experts
   std::vector<TapRecord> dumps;  // the selected taps of the oracle's first call of sequence 0
   int layers = 0;                // decoder layers, and how many of them store keys and values
   int kv_layers_stored = 0;
@@ -113,6 +125,7 @@ CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends = make_
 // row.conditioning_bound and row.nondeterministic must be set before.
 void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
                      const std::vector<TapRecord>& oracle_taps,
+                     const RouterChoice& router_choice,
                      const std::vector<SequenceOutput>& outputs,
                      const std::vector<TapRecord>& taps, TargetRow& row);
 

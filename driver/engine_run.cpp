@@ -248,7 +248,8 @@ void run_engine_rows(const Case& c, const std::string& path, const CaseSpec& spe
           row.math_mode = metadata_of(got, "math_mode");
           if (got.outputs.size() != got.repeat.size() ||
               !same_bits(flatten_logits(got.outputs), flatten_logits(got.repeat))) row.nondeterministic.push_back("runs");
-          judge_model_row(spec, result.oracle, result.oracle_taps, got.outputs, got.taps, row);
+          judge_model_row(spec, result.oracle, result.oracle_taps, result.router_choice, got.outputs,
+                          got.taps, row);
         }
       }
     } catch (const std::exception& e) {

@@ -74,6 +74,16 @@ TEST(Verdict, AFlipWhereOnePositionMagnifiesRoundingIsJudgedByThatPositionsEstim
   EXPECT_GT(kToleranceMultiple * bf16.position_spread[1], bf16.tolerance);
 }
 
+TEST(Verdict, AnExpertFlipThatTheTargetsOwnRouterScoresExplainIsANearTie) {
+  const CaseOutcome o = run_first_case(fixture("deepseek_v3_expert_flip_fp16.md"));
+  EXPECT_TRUE(case_failures(o.result).empty()) << o.actual;
+  for (const TargetRow& row : o.result.numerics)
+    if (row.label == "cpu fp16") {
+      EXPECT_TRUE(row.ok && !row.ill_conditioned) << o.actual;
+      EXPECT_GE(row.near_ties, 1) << o.actual;
+    }
+}
+
 TEST(Verdict, TheToleranceOfAModelThatMagnifiesRoundingIsMeasured) {
   // The fixture's model: 3 layers (depth 12 * 3 + 3 = 39), longest reduction 64 (4 heads of 16).
   // Its fp32 rows err by more than the depth and reduction model allows (docs/numerics.md), so
