@@ -158,26 +158,11 @@ int tap_depth(const std::string& name, int layers) {
       {"attn_out", 6},  {"router", 9}, {"experts", 9}, {"expert_weights", 9}, {"mlp_out", 11}};
   if (name == "embed") return 1;
   if (name == "final_norm") return kRoundingPointsPerLayer * layers + 2;
-  if (name.rfind("layers.", 0) == 0) {
-    const size_t dot = name.find('.', 7);
-    auto it = dot == std::string::npos ? within_layer.end() : within_layer.find(name.substr(dot + 1));
-    if (it != within_layer.end())
-      return 1 + kRoundingPointsPerLayer * std::stoi(name.substr(7, dot - 7)) + it->second;
+  if (const int layer = tap_layer(name); layer >= 0) {
+    auto it = within_layer.find(name.substr(name.find('.', 7) + 1));
+    if (it != within_layer.end()) return 1 + kRoundingPointsPerLayer * layer + it->second;
   }
   return kRoundingPointsPerLayer * layers + 3;
-}
-
-// The layer of a tap named "layers.N. ...", or -1.
-int layer_of_tap(const std::string& name) {
-  if (name.rfind("layers.", 0) != 0) return -1;
-  const size_t dot = name.find('.', 7);
-  if (dot == std::string::npos || dot == 7) return -1;
-  int layer = 0;
-  for (size_t i = 7; i < dot; ++i) {
-    if (name[i] < '0' || name[i] > '9' || layer > 1000000) return -1;
-    layer = layer * 10 + (name[i] - '0');
-  }
-  return layer;
 }
 
 // Each group's score (the sum of its two best scores) and the groups a router keeps: the
@@ -344,6 +329,7 @@ Spread perturbed_spread(const CaseSpec& spec, const Weights& weights, DType stor
                         const std::vector<std::vector<int>>& forced, const RoutingTable& routing,
                         const std::vector<SequenceOutput>& oracle) {
   const Weights stored = rounded_weights(weights, storage);
+  const std::vector<double> oracle_logits = flatten_logits(oracle);
   Spread worst;
   for (int seed = 1; seed <= kPerturbedRuns; ++seed) {
     auto backend = make_perturbing_backend(make_cpu_backend<double>(), u, seed);
@@ -352,7 +338,7 @@ Spread perturbed_spread(const CaseSpec& spec, const Weights& weights, DType stor
     auto worse = [](double& so_far, const ErrorMetrics& m) {
       so_far = m.finite ? std::max(so_far, m.rel_l2) : INFINITY;
     };
-    worse(worst.logits, compare(flatten_logits(oracle), flatten_logits(run.outputs)));
+    worse(worst.logits, compare(oracle_logits, flatten_logits(run.outputs)));
     size_t row = 0;
     for (size_t s = 0; s < oracle.size(); ++s)
       for (size_t p = 0; p < oracle[s].logits.size(); ++p, ++row) {
@@ -516,6 +502,18 @@ void run_kernel_case(const CaseSpec& spec, const BackendFactory& backends, CaseR
 
 }  // namespace
 
+int tap_layer(const std::string& name) {
+  if (name.rfind("layers.", 0) != 0) return -1;
+  const size_t dot = name.find('.', 7);
+  if (dot == std::string::npos || dot == 7) return -1;
+  int layer = 0;
+  for (size_t i = 7; i < dot; ++i) {
+    if (name[i] < '0' || name[i] > '9' || layer > 1000000) return -1;
+    layer = layer * 10 + (name[i] - '0');
+  }
+  return layer;
+}
+
 bool glob_match(const std::string& pattern, const std::string& text) {
   size_t p = 0, t = 0, star = std::string::npos, resume = 0;
   while (t < text.size()) {
@@ -540,7 +538,7 @@ namespace {
 
 // The correction bias of the layer of an experts tap, or null.
 const std::vector<double>* correction_of(const RouterChoice& choice, const std::string& tap) {
-  auto it = choice.correction.find(layer_of_tap(tap));
+  auto it = choice.correction.find(tap_layer(tap));
   return it == choice.correction.end() ? nullptr : &it->second;
 }
 

@@ -135,6 +135,9 @@ std::vector<double> flatten_logits(const std::vector<SequenceOutput>& outputs);
 // Bitwise equality, so that a NaN produced the same way twice counts as the same.
 bool same_bits(const std::vector<double>& a, const std::vector<double>& b);
 
+// The N of a tap named "layers.N.<what>" (the layer it belongs to), or -1 for any other name.
+int tap_layer(const std::string& name);
+
 // Glob match with '*' and '?', for tap selection.
 bool glob_match(const std::string& pattern, const std::string& text);
 

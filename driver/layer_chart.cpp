@@ -17,17 +17,6 @@
 namespace pinmark {
 namespace {
 
-// The layer of a tap ("layers.3.q" -> 3), -1 for a tap outside the layers (embed, final_norm).
-int layer_of(const std::string& tap) {
-  if (tap.rfind("layers.", 0) != 0) return -1;
-  const size_t dot = tap.find('.', 7);
-  try {
-    return std::stoi(tap.substr(7, dot == std::string::npos ? std::string::npos : dot - 7));
-  } catch (const std::exception&) {
-    return -1;
-  }
-}
-
 struct Tapped {
   std::map<std::tuple<int, int, std::string>, std::vector<double>> taps;
   std::vector<SequenceOutput> outputs;
@@ -101,7 +90,7 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
     LayerSeries series{row.label, std::vector<double>(layers + 1, 0.0), row.tolerance,
                        row.ill_conditioned ? "ill-conditioned" : row.ok ? "PASS" : "FAIL"};
     for (const auto& [key, values] : oracle.taps) {
-      const int layer = layer_of(std::get<2>(key));
+      const int layer = tap_layer(std::get<2>(key));
       // Expert ids are choices, not values: their error says nothing about rounding.
       if (layer < 0 || layer >= layers || std::get<2>(key).ends_with(".experts")) continue;
       auto it = run.taps.find(key);
