@@ -21,13 +21,14 @@
 #include <string>
 #include <vector>
 
+#include "bench/decode_kernels.cuh"
+#include "bench/device_common.cuh"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/model_config.h"
 #include "runtime/random.h"
 
 namespace {
 
-using bf16 = __nv_bfloat16;
 using pinmark::ModelConfig;
 
 #define CHECK PINMARK_CUDA_CHECK
@@ -108,33 +109,6 @@ __global__ void fill_synthetic(bf16* out, int64_t count, uint64_t seed, uint64_t
     out[i] = __float2bfloat16_rn(static_cast<float>(v));
   }
 }
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-// Every thread of the block gets the result; `scratch` holds one float per warp.
-template <bool kMax>
-__device__ float block_reduce(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = kMax ? warp_max(v) : warp_sum(v);
-  __syncthreads();  // scratch may still be read by a previous call
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = kMax ? -INFINITY : 0.0f;
-  for (int w = 0; w < warps; ++w) r = kMax ? fmaxf(r, scratch[w]) : r + scratch[w];
-  return r;
-}
-
-// Eight bf16 in one 16-byte access.
-union Pack8 {
-  uint4 u;
-  __nv_bfloat162 h[4];
-};
 
 __global__ void embed_rows(const bf16* table, const int* tokens, int dim, bf16* out) {
   const int row = blockIdx.x;
@@ -245,82 +219,6 @@ __global__ void attention_pointers(const bf16* q, const bf16* k_cache, const bf1
 // Prefill attention through flash_attention_prefill; false selects the unfused cuBLAS path
 // (materialised scores), which the attention check compares it with either way.
 constexpr bool kFlashPrefill = true;
-
-constexpr int kDecodeChunk = 128;  // keys per block of the decode attention; also its threads
-
-// One query per head over the cache, split along the keys: block (h, s) takes keys
-// [s * 128, s * 128 + 128) and writes its running max, its sum of exponentials and its
-// unnormalised output, which decode_attention_combine merges. The 4 query heads of a KV head
-// read the same keys, which then come from L2.
-template <int HD>
-__global__ void __launch_bounds__(kDecodeChunk)
-    decode_attention_partial(const bf16* q, const bf16* k_cache, const bf16* v_cache, int kv_len,
-                             int heads, int kv_heads, float scale, float* part) {
-  static_assert(kDecodeChunk % HD == 0 && HD % 8 == 0, "decode tiling");
-  __shared__ float qs[HD];
-  __shared__ float ps[kDecodeChunk];
-  __shared__ float acc_s[kDecodeChunk / HD][HD];
-  __shared__ float scratch[32];
-  const int h = blockIdx.x, s = blockIdx.y, S = gridDim.y, t = threadIdx.x;
-  const int g = h / (heads / kv_heads);
-  const int j0 = s * kDecodeChunk, count = min(kv_len - j0, kDecodeChunk);
-  if (t < HD) qs[t] = __bfloat162float(q[int64_t{h} * HD + t]);
-  __syncthreads();
-
-  float score = -INFINITY;
-  if (t < count) {
-    const uint4* kr =
-        reinterpret_cast<const uint4*>(k_cache + (int64_t{j0 + t} * kv_heads + g) * HD);
-    float dot = 0.0f;
-#pragma unroll
-    for (int c = 0; c < HD / 8; ++c) {
-      Pack8 p;
-      p.u = kr[c];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float2 f = __bfloat1622float2(p.h[k]);
-        dot += f.x * qs[c * 8 + 2 * k] + f.y * qs[c * 8 + 2 * k + 1];
-      }
-    }
-    score = dot * scale;
-  }
-  const float m = block_reduce<true>(score, scratch);
-  const float p = t < count ? __expf(score - m) : 0.0f;
-  ps[t] = p;
-  const float l = block_reduce<false>(p, scratch);  // its barriers also publish ps
-
-  const int d = t % HD, lane_group = t / HD;
-  float acc = 0.0f;
-  for (int jj = lane_group; jj < count; jj += kDecodeChunk / HD)
-    acc += ps[jj] * __bfloat162float(v_cache[(int64_t{j0 + jj} * kv_heads + g) * HD + d]);
-  acc_s[lane_group][d] = acc;
-  __syncthreads();
-  if (t < HD) {
-    float sum = 0.0f;
-    for (int k = 0; k < kDecodeChunk / HD; ++k) sum += acc_s[k][t];
-    float* out = part + (int64_t{h} * S + s) * (HD + 2);
-    out[t] = sum;
-    if (t == 0) {
-      out[HD] = m;
-      out[HD + 1] = l;
-    }
-  }
-}
-
-template <int HD>
-__global__ void decode_attention_combine(const float* part, int S, bf16* out) {
-  const int h = blockIdx.x, d = threadIdx.x;
-  const float* base = part + int64_t{h} * S * (HD + 2);
-  float m = -INFINITY;
-  for (int s = 0; s < S; ++s) m = fmaxf(m, base[s * (HD + 2) + HD]);
-  float num = 0.0f, den = 0.0f;
-  for (int s = 0; s < S; ++s) {
-    const float w = __expf(base[s * (HD + 2) + HD] - m);
-    num += w * base[s * (HD + 2) + d];
-    den += w * base[s * (HD + 2) + HD + 1];
-  }
-  out[int64_t{h} * HD + d] = __float2bfloat16_rn(num / den);
-}
 
 // Prefill attention, fused: per block 64 queries of one head (16 per warp), key tiles of 64
 // streamed through shared memory (double-buffered with cp.async), S = Q K^T and O += P V on the
@@ -498,15 +396,14 @@ __global__ void __launch_bounds__(kFlashThreads)
     // The S accumulator of keys 16j ... 16j + 15 is, packed to bf16, the A fragment of P.
 #pragma unroll
     for (int j = 0; j < kFlashK / 16; ++j) {
-      const uint32_t pa[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]),
-                              pack_bf16(s[2 * j][2], s[2 * j][3]),
-                              pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
-                              pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+      const uint32_t pa[4] = {
+          pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
+          pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]), pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
 #pragma unroll
       for (int dp = 0; dp < kFlashD / 16; ++dp) {
         uint32_t vb[4];
-        ldmatrix_x4_trans(vb, &vs[buf][j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8]
-                                 [dp * 16 + (lane >> 4) * 8]);
+        ldmatrix_x4_trans(
+            vb, &vs[buf][j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][dp * 16 + (lane >> 4) * 8]);
         mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
         mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
       }
@@ -652,6 +549,9 @@ class DeviceModel {
         ::fill(s, out, count, name, scale, offset);
     };
     if (d.head_dim != 64) throw std::runtime_error("the decode attention is built for head_dim 64");
+    if (d.heads % d.kv_heads != 0 || d.heads / d.kv_heads > kMaxGroup)
+      throw std::runtime_error("the decode attention takes up to " + std::to_string(kMaxGroup) +
+                               " query heads per KV head");
     const int64_t H = d.hidden, Q = q_dim(d), KV = kv_dim(d), I = d.inter;
     // One arena for every weight, laid out per layer as the fused products read them.
     const int64_t per_layer = 2 * H + (Q + 2 * KV) * H + H * Q + 2 * I * H + H * I;
@@ -707,8 +607,10 @@ class DeviceModel {
     scores_ = alloc<float>(int64_t{d.heads} * T * capacity_);
     probs_ = alloc<bf16>(int64_t{d.heads} * T * capacity_);
     ptrs_ = alloc<const void*>(6 * int64_t{d.layers} * d.heads);
-    const int splits = (capacity_ + kDecodeChunk - 1) / kDecodeChunk;
-    part_ = alloc<float>(int64_t{d.heads} * splits * (d.head_dim + 2));
+    const int splits = (capacity_ + kSplitKeys - 1) / kSplitKeys;
+    part_ = alloc<float>(int64_t{d.heads} * splits * (d.head_dim + 4));
+    done_ = alloc<int>(d.kv_heads);
+    CHECK(cudaMemset(done_, 0, d.kv_heads * sizeof(int)));
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
     const int half = d.head_dim / 2;
@@ -771,6 +673,10 @@ class DeviceModel {
   void forward(int n, int p0, int logit_rows, Profiler* prof = nullptr) {
     if (n < 1 || n > max_tokens_ || p0 + n > capacity_ || logit_rows < 1 || logit_rows > n)
       throw std::runtime_error("forward: bad sizes");
+    if (n == 1) {
+      decode_step(p0, prof);
+      return;
+    }
     const Dims& d = d_;
     const int H = d.hidden, Q = static_cast<int>(q_dim(d)), KV = static_cast<int>(kv_dim(d));
     const int kv_len = p0 + n;
@@ -838,6 +744,56 @@ class DeviceModel {
     bf16 *attn_norm, *mlp_norm, *wqkv, *wo, *wgu, *wdown;
   };
 
+  // One token at position p0 (decode_kernels.cuh): per layer the normalised q/k/v product with
+  // rotary embedding and the cache write, the split attention and its combine, the o product
+  // with the residual add, the normalised gate/up product with SwiGLU, the down product with the
+  // residual add; then the normalised LM head. Every kernel but the embedding gather is started
+  // by programmatic dependent launch.
+  void decode_step(int p0, Profiler* prof) {
+    const Dims& d = d_;
+    const int H = d.hidden, Q = static_cast<int>(q_dim(d)), I = d.inter, hd = d.head_dim;
+    const float eps = static_cast<float>(d.eps);
+    const bool residual = shard_.adds_residual;
+    auto mark = [&](int part) {
+      if (prof) prof->mark(part);
+    };
+    mark(kOther);
+    embed_rows<<<1, 128, 0, stream_>>>(embed_, tokens_, H, x_);
+    CHECK_LAUNCH(embed_rows);
+    for (int l = 0; l < d.layers; ++l) {
+      const Layer& L = layers_[l];
+      const int64_t row = int64_t{p0} * kv_dim(d);
+      const ToRopeCache qkv{d.heads,
+                            d.kv_heads,
+                            hd,
+                            p0,
+                            cos_,
+                            sin_,
+                            q_,
+                            k_cache_ + l * cache_layer_ + row,
+                            v_cache_ + l * cache_layer_ + row};
+      mark(kLayerGemm);
+      launch_decode_gemv<4, 1, 8>(stream_, x_, L.attn_norm, eps, L.wqkv, H,
+                                  (d.heads + 2 * d.kv_heads) * hd / 2, qkv);
+      mark(kAttention);
+      attention(l, 1, p0);
+      mark(kLayerGemm);
+      launch_decode_gemv<4, 1, 8>(stream_, att_, nullptr, 0.0f, L.wo, Q, (H + 1) / 2,
+                                  ToRows<2>{x_, H, residual});
+      if (shard_.all_reduce) shard_.all_reduce(x_, H, stream_);
+      launch_decode_gemv<8, 1, 8>(stream_, x_, L.mlp_norm, eps, L.wgu, H, I, ToSwiglu{act_, I});
+      launch_decode_gemv<8, 4, 8>(stream_, act_, nullptr, 0.0f, L.wdown, I, (H + 1) / 2,
+                                  ToRows<2>{x_, H, residual});
+      if (shard_.all_reduce) shard_.all_reduce(x_, H, stream_);
+    }
+    mark(kLmHead);
+    const int vocab = shard_.vocab_count;
+    launch_decode_gemv<8, 1, 4>(stream_, x_, final_norm_, eps,
+                                embed_ + int64_t{shard_.vocab_first} * H, H, (vocab + 3) / 4,
+                                ToRows<4>{logits_, vocab, false});
+    mark(kParts);
+  }
+
   std::vector<float> download_bf16(const bf16* src, size_t count) const {
     std::vector<uint16_t> raw(count);
     CHECK(cudaMemcpyAsync(raw.data(), src, count * sizeof(bf16), cudaMemcpyDeviceToHost,
@@ -870,13 +826,10 @@ class DeviceModel {
     const Dims& d = d_;
     const int kv_len = p0 + n;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
-    const int splits = (kv_len + kDecodeChunk - 1) / kDecodeChunk;
-    decode_attention_partial<64><<<dim3(d.heads, splits), kDecodeChunk, 0, stream_>>>(
-        q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len, d.heads,
-        d.kv_heads, scale, part_);
-    CHECK_LAUNCH(decode_attention_partial);
-    decode_attention_combine<64><<<d.heads, 64, 0, stream_>>>(part_, splits, att_);
-    CHECK_LAUNCH(decode_attention_combine);
+    const int splits = (kv_len + kSplitKeys - 1) / kSplitKeys;
+    launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits), dim3(kSplitThreads), 0,
+                     stream_, q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len,
+                     d.kv_heads, d.heads / d.kv_heads, scale, part_, done_, att_);
   }
 
   void attention_flash(int l, int n, int p0) {
@@ -928,6 +881,7 @@ class DeviceModel {
   int64_t cache_layer_;
   bf16 *k_cache_, *v_cache_;
   float *scores_, *cos_, *sin_, *part_;
+  int* done_;  // per KV head, the decode attention's finished splits
   bf16* probs_;
   const void** ptrs_;
 };

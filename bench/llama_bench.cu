@@ -4,8 +4,9 @@
 // the weights are pinmark's synthetic ones (runtime/random.h), drawn on the device by the same
 // counter-based generator so that the correctness check can compare with the CPU reference.
 //
-// Targets (printed, not asserted): decode at batch 1 reaches 60% of the bandwidth floor;
-// prefill of 2048 tokens reaches 50% of the cuBLAS rate in useful matrix FLOPs.
+// Targets (printed, not asserted): decode at batch 1 reaches 80% of the bandwidth floor at
+// Llama-3.2-1B dimensions and 50% for the 1024 x 8 model; prefill of 2048 tokens at Llama-3.2-1B
+// dimensions reaches 75% of the cuBLAS rate in useful matrix FLOPs.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -56,16 +57,32 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   upload_tokens(m, {next}, stream);
   m.forward(1, prompt_len, 1);
   CHECK(cudaStreamSynchronize(stream));
-  const double e_decode = rel_l2(download_logits(m, 1), ref.next);
+  const std::vector<float> decoded = download_logits(m, 1);
+  const double e_decode = rel_l2(decoded, ref.next);
+  // The same step again (it rewrites its own cache row with the same values): the decode
+  // kernels fix every order of summation, so the bits must not move.
+  CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
+  m.forward(1, prompt_len, 1);
+  CHECK(cudaStreamSynchronize(stream));
+  const std::vector<float> again = download_logits(m, 1);
+  const bool same = std::memcmp(again.data(), decoded.data(), decoded.size() * sizeof(float)) == 0;
   const bool att_ok = e_att < 1e-2 && e_att_cont < 1e-2;
-  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2 && att_ok;
+  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2 && att_ok && same;
   std::printf("  flash vs unfused attention rel L2 (layer %d): 7 rows at 0 %.3e, 3 rows at 4 %.3e"
               " (expect ~1e-3): %s\n",
               d.layers - 1, e_att, e_att_cont, att_ok ? "PASS" : "FAIL");
+  std::printf("  decode step run twice: %s\n", same ? "same bits" : "bits differ: FAIL");
   std::printf("  logits rel L2: prefill %.3e, decode %.3e  (bf16 expect ~1e-2): %s\n", e_prefill,
               e_decode, ok ? "PASS" : "FAIL");
   return ok;
 }
+
+// The speed each model is held to, in percent: decode of its bandwidth floor, prefill of the
+// cuBLAS rate (0: none set).
+struct Targets {
+  double decode, prefill;
+};
+Targets targets_for(const Dims& d) { return &d == &kLlama1B ? Targets{80, 75} : Targets{50, 0}; }
 
 bool& attention_check_ok() {
   static bool ok = true;
@@ -181,10 +198,13 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     fl[kOther] = (2.0 * L * 2.0 * H * 2.0 * 2.0) / c.bandwidth * 1e3;
     print_breakdown("decode", ms, fl);
   }
-  std::printf("  target decode >= 60%% of bandwidth floor: %s (%.1f%%)\n",
-              100.0 * floor_ms / best >= 60.0 ? "met" : "NOT met", 100.0 * floor_ms / best);
-  std::printf("  target prefill matrix work >= 50%% of cuBLAS rate: %s (%.1f%%)\n",
-              rate / c.gemm_rate >= 0.5 ? "met" : "NOT met", 100.0 * rate / c.gemm_rate);
+  const Targets goal = targets_for(d);
+  std::printf("  target decode >= %.0f%% of bandwidth floor: %s (%.1f%%)\n", goal.decode,
+              100.0 * floor_ms / best >= goal.decode ? "met" : "NOT met", 100.0 * floor_ms / best);
+  if (goal.prefill > 0)
+    std::printf("  target prefill matrix work >= %.0f%% of cuBLAS rate: %s (%.1f%%)\n",
+                goal.prefill, 100.0 * rate / c.gemm_rate >= goal.prefill ? "met" : "NOT met",
+                100.0 * rate / c.gemm_rate);
 
   // The one-line summary gathered at the end.
   char line[512];

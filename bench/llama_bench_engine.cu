@@ -165,8 +165,9 @@ json answer(const std::string& request_path, cublasHandle_t blas, cudaStream_t s
     out.set_metadata("device", device_text(device_class));
     out.set_metadata("device_class", device_class);
     out.set_metadata("math_mode",
-                     "cuBLAS GemmEx bf16 operands, fp32 compute; flash attention in prefill, "
-                     "split-KV attention in decode; bf16 activations");
+                     "prefill: cuBLAS GemmEx bf16 operands, fp32 compute, flash attention; "
+                     "decode: fused matrix-vector kernels, fp32 sums in a fixed order, split-KV "
+                     "attention; bf16 activations");
     run_sequences(m, request, stream, "", out);
     run_sequences(m, request, stream, "repeat.", out);
     const std::string path = target["output"].get<std::string>();

@@ -1,0 +1,496 @@
+// The decode step's kernels (one token, batch 1): matrix-vector products that stream each weight
+// once, each fused with what surrounds it in the forward, and a split attention that merges its
+// own splits, so that a step is 5 kernels a layer instead of 9. Each is started by programmatic
+// dependent launch (device_common.cuh) and reads what no earlier kernel of the step writes (the
+// weights, the cache rows of earlier positions) before it waits for its predecessor.
+//
+// decode_gemv computes x . w^T for w [m, k] in Hugging Face's Linear layout, optionally
+// RMS-normalising x first, and hands each warp's dot products to an epilogue (the Out type):
+//   ToRows       y[r] = dot (+ y[r]): the o and down projections with their residual add, and
+//                the LM head;
+//   ToRopeCache  the fused q/k/v projection: rotary embedding of q and k at the step's position,
+//                q to its buffer, k and v into the cache row;
+//   ToSwiglu     the fused gate/up projection: act[r] = silu(gate[r]) * up[r].
+// Rounding is the unfused forward's: every product is summed in fp32 and rounded to bf16 before
+// the next op reads it (rope, SwiGLU and the residual add each read the rounded values, and the
+// residual add rounds once, as the GEMM with beta = 1 does). Every sum has a fixed order that
+// depends on neither the grid nor the device's size, so the bits are the same on every run; it
+// is not cuBLAS's order, so the decode step's logits differ from the prefill path's in the last
+// bf16 bits.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "bench/device_common.cuh"
+#include "runtime/cuda/cuda_check.h"
+
+namespace {
+
+__device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc) {
+  Pack8 p, q;
+  p.u = a;
+  q.u = b;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 f = __bfloat1622float2(p.h[k]), g = __bfloat1622float2(q.h[k]);
+    acc = fmaf(f.x, g.x, acc);
+    acc = fmaf(f.y, g.y, acc);
+  }
+  return acc;
+}
+
+// A 16-byte weight load, cache-streaming (evict first: a decode step reads each weight once,
+// and the cache's rows and the activations are what L2 should keep). volatile keeps it where
+// it is written, before the wait for the previous kernel.
+__device__ __forceinline__ uint4 load_weight(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.cs.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ float round_bf16(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+// y[r] = dot(r) (+ y[r] when add_into): R consecutive rows per slot, m rows in all.
+template <int R>
+struct ToRows {
+  static constexpr int kRows = R;
+  bf16* y;
+  int m;
+  bool add_into;
+  __device__ int64_t row(int slot, int i) const { return min(slot * R + i, m - 1); }
+  __device__ void store(int slot, const float (&dot)[R]) const {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      const int r = slot * R + i;
+      if (r < m) y[r] = __float2bfloat16_rn(add_into ? dot[i] + __bfloat162float(y[r]) : dot[i]);
+    }
+  }
+};
+
+// The fused q/k/v product [(heads + 2 kv_heads) hd, hidden]: slot s computes elements j and
+// j + hd/2 of head s / (hd/2), j = s % (hd/2), the pair that rotary embedding rotates together
+// (Hugging Face's half-split layout). q and k heads are rotated by the angle of position `pos`
+// (cos/sin tables [positions, hd/2], fp64 angles stored as fp32) and stored to q_out
+// [heads, hd] and k_row [kv_heads, hd]; v heads are stored to v_row as they are.
+struct ToRopeCache {
+  static constexpr int kRows = 2;
+  int heads, kv_heads, hd, pos;
+  const float *cos_t, *sin_t;
+  bf16 *q_out, *k_row, *v_row;
+  __device__ int64_t row(int slot, int i) const {
+    const int half = hd / 2;
+    return int64_t{slot / half} * hd + slot % half + i * half;
+  }
+  __device__ void store(int slot, const float (&dot)[2]) const {
+    const int half = hd / 2, head = slot / half, j = slot % half;
+    const float x1 = round_bf16(dot[0]), x2 = round_bf16(dot[1]);
+    if (head >= heads + kv_heads) {
+      bf16* v = v_row + int64_t{head - heads - kv_heads} * hd;
+      v[j] = __float2bfloat16_rn(x1);
+      v[j + half] = __float2bfloat16_rn(x2);
+      return;
+    }
+    const float c = cos_t[int64_t{pos} * half + j], s = sin_t[int64_t{pos} * half + j];
+    bf16* dst = head < heads ? q_out + int64_t{head} * hd : k_row + int64_t{head - heads} * hd;
+    dst[j] = __float2bfloat16_rn(x1 * c - x2 * s);
+    dst[j + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+  }
+};
+
+// The fused gate/up product [2 inter, hidden], gate rows first: slot s computes gate row s and
+// up row inter + s and stores act[s] = silu(gate) * up.
+struct ToSwiglu {
+  static constexpr int kRows = 2;
+  bf16* act;
+  int inter;
+  __device__ int64_t row(int slot, int i) const { return slot + int64_t{i} * inter; }
+  __device__ void store(int slot, const float (&dot)[2]) const {
+    const float g = round_bf16(dot[0]), u = round_bf16(dot[1]);
+    act[slot] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+  }
+};
+
+// Stages x[k] in xs[k / 8] as the products read it: as it is, or RMS-normalised with weight
+// norm_w (y = x / sqrt(mean(x^2) + eps) * w in fp32, rounded to bf16, as rmsnorm_rows computes
+// it), norm_w then staged in ws[k / 8] on the way so that x and w are loaded together. Ends with
+// a barrier.
+__device__ void stage_input(const bf16* x, const bf16* norm_w, float eps, int k, uint4* xs,
+                            uint4* ws, float* scratch) {
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  const int vecs = k / 8;
+  if (norm_w == nullptr) {
+    for (int c = threadIdx.x; c < vecs; c += blockDim.x) xs[c] = xv[c];
+    __syncthreads();
+    return;
+  }
+  const uint4* wv = reinterpret_cast<const uint4*>(norm_w);
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < vecs; c += blockDim.x) {
+    Pack8 p;
+    p.u = xv[c];
+    ws[c] = wv[c];
+    xs[c] = p.u;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(p.h[j]);
+      ss += f.x * f.x + f.y * f.y;
+    }
+  }
+  ss = block_reduce<false>(ss, scratch);  // its barriers also publish xs and ws
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(k) + eps);
+  for (int c = threadIdx.x; c < vecs; c += blockDim.x) {
+    Pack8 p, q, o;
+    p.u = xs[c];
+    q.u = ws[c];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 a = __bfloat1622float2(p.h[j]), b = __bfloat1622float2(q.h[j]);
+      o.h[j] = __floats2bfloat162_rn((a.x * inv) * b.x, (a.y * inv) * b.y);
+    }
+    xs[c] = o.u;
+  }
+  __syncthreads();
+}
+
+// x[k] (normalised first when norm_w is not null) against `slots` slots of Out::kRows rows of
+// w [m, k], k a multiple of 8. A block of kWarps warps takes kWarps / kParts slots, kParts warps
+// to a slot, each warp a share of k: warp part p, lane l adds the 8-element chunks
+// p * 32 + l + 32 kParts j, j = 0, 1, ... of its rows in order; the lanes are added by a
+// butterfly, then the parts in order 0, 1, ... A lane loads kUnroll chunks of each row at once:
+// a decode step's speed is the bytes in flight, so the configurations below choose kUnroll and
+// kParts to load a slot's rows in one round where the registers allow.
+template <int kWarps, int kParts, int kUnroll, class Out>
+__global__ void __launch_bounds__(kWarps * 32)
+    decode_gemv(const bf16* x, const bf16* norm_w, float eps, const bf16* w, int k, int slots,
+                Out out) {
+  static_assert(kWarps % kParts == 0, "a block's warps split into whole slots");
+  constexpr int R = Out::kRows, U = kUnroll, kSlots = kWarps / kParts, kStride = 32 * kParts;
+  extern __shared__ uint4 xs[];
+  __shared__ float scratch[32];
+  __shared__ float partial[kWarps][R];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int part = warp % kParts;
+  const int slot = blockIdx.x * kSlots + warp / kParts;
+  const int live = min(slot, slots - 1);  // a warp past the last slot stores nothing
+  const int vecs = k / 8, first = part * 32 + lane;
+  const uint4* rows[R];
+#pragma unroll
+  for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const uint4*>(w + out.row(live, i) * k);
+  uint4 wv[R][U];
+  auto load = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + u * kStride;
+#pragma unroll
+      for (int i = 0; i < R; ++i)
+        wv[i][u] = c < vecs ? load_weight(rows[i] + c) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  load(first);  // weights: no kernel writes them, so they are loaded before the wait
+  // The wait takes the loaded words as an input: without it the compiler issues the loads after
+  // the wait, next to their first use, and nothing overlaps the previous kernel.
+  uint32_t loaded = 0;
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int u = 0; u < U; ++u) loaded ^= wv[i][u].x ^ wv[i][u].y ^ wv[i][u].z ^ wv[i][u].w;
+  wait_for_previous(loaded);
+  start_next();
+  stage_input(x, norm_w, eps, k, xs, xs + vecs, scratch);
+  float acc[R];
+#pragma unroll
+  for (int i = 0; i < R; ++i) acc[i] = 0.0f;
+  for (int base = first;;) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + u * kStride;
+      if (c < vecs) {
+        const uint4 xc = xs[c];
+#pragma unroll
+        for (int i = 0; i < R; ++i) acc[i] = dot8(wv[i][u], xc, acc[i]);
+      }
+    }
+    base += U * kStride;
+    if (base >= vecs) break;
+    load(base);
+  }
+#pragma unroll
+  for (int i = 0; i < R; ++i) acc[i] = warp_sum(acc[i]);
+  if (kParts == 1) {
+    if (lane == 0 && slot < slots) out.store(slot, acc);
+    return;
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) partial[warp][i] = acc[i];
+  }
+  __syncthreads();
+  if (part == 0 && lane == 0 && slot < slots) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      acc[i] = partial[warp][i];
+      for (int p = 1; p < kParts; ++p) acc[i] += partial[warp + p][i];
+    }
+    out.store(slot, acc);
+  }
+}
+
+// Launches decode_gemv over `slots` slots.
+template <int kWarps, int kParts, int kUnroll, class Out>
+void launch_decode_gemv(cudaStream_t stream, const bf16* x, const bf16* norm_w, float eps,
+                        const bf16* w, int k, int slots, const Out& out) {
+  constexpr int kSlots = kWarps / kParts;
+  const size_t shared = static_cast<size_t>(norm_w ? 2 * k : k) * sizeof(bf16);
+  launch_dependent(decode_gemv<kWarps, kParts, kUnroll, Out>, dim3((slots + kSlots - 1) / kSlots),
+                   dim3(kWarps * 32), shared, stream, x, norm_w, eps, w, k, slots, out);
+}
+
+// Decode attention, split along the keys (flash-decoding, Dao et al. 2023): block (g, s) takes
+// KV head g and keys [s C, s C + C) for the `group` = heads / kv_heads query heads that read it,
+// so each key and value is loaded once for all of them. The cache rows before the step's own
+// (kv_len - 1) were written by earlier steps and are loaded before the wait; the step's own row
+// after it. For each head h the block writes its max score m, its sum of exponentials l and its
+// unnormalised output to part[h, s, :] = [out[HD], m, l, 2 unused] (rows of 16-byte multiples); the
+// last block of KV head g to finish (counted by done[g], which it resets) merges the S splits of
+// its heads into out[h, :]: each split rescaled to the largest max, added in split order, divided
+// once. Which block is last changes nothing in the arithmetic. q [heads, HD], one layer's cache
+// [positions, kv_heads, HD]; scores and sums in fp32.
+// 32 keys a block: at 2049 keys, 65 splits of each of 8 KV heads measured 4% faster on the whole
+// decode step than 33 splits of 64 (NVIDIA H200, Llama-3.2-1B dimensions).
+constexpr int kSplitKeys = 32, kSplitThreads = 128, kMaxGroup = 8;
+
+__device__ __forceinline__ void copy16_async(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src)
+               : "memory");
+}
+
+// out[h, :] for the `group` heads of part[group, S, HD + 4], by one block of kSplitThreads: warp
+// h's lanes take the splits' maxima and sums (splits lane, lane + 32, ...), then thread t adds
+// dims 8 (t % V) ... + 7 of head (t / V) % group over splits t / (V group), + ways, ..., each
+// split rescaled by exp(m_s - m) (computed again where it is used, so that no array of splits
+// bounds the cache); the `ways` partial sums are added in order and divided once.
+template <int HD>
+__device__ void merge_splits(const float* part, int group, int S, bf16* out) {
+  constexpr int T = kSplitThreads, V = HD / 8;
+  __shared__ float top[kMaxGroup], den[kMaxGroup];
+  __shared__ float sums[T / V][HD];
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  for (int h = warp; h < group; h += T / 32) {
+    const float* base = part + int64_t{h} * S * (HD + 4);
+    float m = -INFINITY;
+    for (int r = lane; r < S; r += 32) m = fmaxf(m, __ldcg(base + r * (HD + 4) + HD));
+    m = warp_max(m);
+    float l = 0.0f;
+    for (int r = lane; r < S; r += 32) {
+      const float wgt = __expf(__ldcg(base + r * (HD + 4) + HD) - m);
+      l = fmaf(wgt, __ldcg(base + r * (HD + 4) + HD + 1), l);
+    }
+    l = warp_sum(l);
+    if (lane == 0) {
+      top[h] = m;
+      den[h] = l;
+    }
+  }
+  __syncthreads();
+  const int ways = T / (V * group), dv = t % V, h = (t / V) % group, way = t / (V * group);
+  float acc[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) acc[e] = 0.0f;
+  if (way < ways) {
+    const float* base = part + int64_t{h} * S * (HD + 4);
+    const float m = top[h];
+#pragma unroll 4
+    for (int r = way; r < S; r += ways) {
+      const float* row = base + r * (HD + 4);
+      const float4 a = __ldcg(reinterpret_cast<const float4*>(row + dv * 8));
+      const float4 b = __ldcg(reinterpret_cast<const float4*>(row + dv * 8 + 4));
+      const float wgt = __expf(__ldcg(row + HD) - m);
+      acc[0] = fmaf(wgt, a.x, acc[0]);
+      acc[1] = fmaf(wgt, a.y, acc[1]);
+      acc[2] = fmaf(wgt, a.z, acc[2]);
+      acc[3] = fmaf(wgt, a.w, acc[3]);
+      acc[4] = fmaf(wgt, b.x, acc[4]);
+      acc[5] = fmaf(wgt, b.y, acc[5]);
+      acc[6] = fmaf(wgt, b.z, acc[6]);
+      acc[7] = fmaf(wgt, b.w, acc[7]);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sums[t / V][dv * 8 + e] = acc[e];
+  }
+  __syncthreads();
+  for (int i = t; i < group * HD; i += T) {
+    const int hh = i / HD, d = i % HD;
+    float num = 0.0f;
+    for (int w = 0; w < ways; ++w) num += sums[w * group + hh][d];
+    out[int64_t{hh} * HD + d] = __float2bfloat16_rn(num / den[hh]);
+  }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kSplitThreads)
+    decode_attention_split(const bf16* q, const bf16* k_cache, const bf16* v_cache, int kv_len,
+                           int kv_heads, int group, float scale, float* part, int* done,
+                           bf16* out) {
+  constexpr int C = kSplitKeys, T = kSplitThreads, V = HD / 8, KG = T / V;
+  static_assert(HD % 8 == 0 && 32 % V == 0 && T % C == 0 && C * V % T == 0,
+                "decode attention tiling");
+  // K rows padded by 16 bytes, so that the lanes reading 32 different rows hit distinct banks.
+  __shared__ __align__(16) bf16 ks[C][HD + 8];
+  __shared__ __align__(16) bf16 vs[C][HD];
+  __shared__ __align__(16) float qs[kMaxGroup][HD];
+  __shared__ float ps[kMaxGroup][C];
+  __shared__ float red[T / 32][kMaxGroup][HD];
+  __shared__ float ml[kMaxGroup][2];
+  __shared__ bool last;
+  const int g = blockIdx.x, s = blockIdx.y, S = gridDim.y, t = threadIdx.x;
+  const int lane = t & 31, warp = t >> 5;
+  const int j0 = s * C, count = min(kv_len - j0, C);
+  auto row_of = [&](const bf16* cache, int j) {
+    return cache + (int64_t{j0 + j} * kv_heads + g) * HD;
+  };
+  for (int i = t; i < C * V; i += T) {
+    const int j = i / V, c = i % V;
+    if (j < count && j0 + j != kv_len - 1) {
+      copy16_async(&ks[j][c * 8], row_of(k_cache, j) + c * 8);
+      copy16_async(&vs[j][c * 8], row_of(v_cache, j) + c * 8);
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  wait_for_previous();
+  start_next();
+  const int own = kv_len - 1 - j0;  // the step's own row, when in this split
+  if (own < count && t < V) {
+    reinterpret_cast<uint4*>(&ks[own][0])[t] =
+        reinterpret_cast<const uint4*>(row_of(k_cache, own))[t];
+    reinterpret_cast<uint4*>(&vs[own][0])[t] =
+        reinterpret_cast<const uint4*>(row_of(v_cache, own))[t];
+  }
+  for (int i = t; i < group * HD; i += T)
+    qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  __syncthreads();
+
+  // Thread t scores key j = t % C for heads t / C, t / C + T / C, ...: its key is read once.
+  {
+    const int j = t % C;
+    uint4 kr[V];
+#pragma unroll
+    for (int c = 0; c < V; ++c)
+      kr[c] = j < count ? reinterpret_cast<const uint4*>(&ks[j][0])[c] : make_uint4(0, 0, 0, 0);
+    for (int h = t / C; h < group; h += T / C) {
+      const float4* qh = reinterpret_cast<const float4*>(&qs[h][0]);
+      float dot = 0.0f;
+#pragma unroll
+      for (int c = 0; c < V; ++c) {
+        Pack8 p;
+        p.u = kr[c];
+        const float4 qa = qh[2 * c], qb = qh[2 * c + 1];
+        const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 f = __bfloat1622float2(p.h[e]);
+          dot = fmaf(f.x, qv[2 * e], dot);
+          dot = fmaf(f.y, qv[2 * e + 1], dot);
+        }
+      }
+      ps[h][j] = j < count ? dot * scale : -INFINITY;
+    }
+  }
+  __syncthreads();
+  for (int h = warp; h < group; h += T / 32) {
+    float m = -INFINITY;
+    for (int j = lane; j < C; j += 32) m = fmaxf(m, ps[h][j]);
+    m = warp_max(m);
+    float l = 0.0f;
+    for (int j = lane; j < C; j += 32) {
+      const float e = j < count ? __expf(ps[h][j] - m) : 0.0f;
+      ps[h][j] = e;
+      l += e;
+    }
+    l = warp_sum(l);
+    if (lane == 0) {
+      ml[h][0] = m;
+      ml[h][1] = l;
+    }
+  }
+  __syncthreads();
+
+  // Thread t adds dims 8 (t % V) ... + 7 of keys t / V, t / V + KG, ... in order, every head at
+  // once (each value read once); then the KG partial sums of each dim: a butterfly over the
+  // 32 / V key groups of a warp, then the warps in order.
+  const int dv = t % V, kg = t / V;
+  float acc[kMaxGroup][8];
+#pragma unroll
+  for (int h = 0; h < kMaxGroup; ++h)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
+  for (int j = kg; j < count; j += KG) {
+    Pack8 p;
+    p.u = reinterpret_cast<const uint4*>(&vs[j][0])[dv];
+    float v[8];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(p.h[e]);
+      v[2 * e] = f.x;
+      v[2 * e + 1] = f.y;
+    }
+#pragma unroll
+    for (int h = 0; h < kMaxGroup; ++h) {
+      if (h < group) {
+        const float pj = ps[h][j];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pj, v[e], acc[h][e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < kMaxGroup; ++h) {
+    if (h < group) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float a = acc[h][e];
+        for (int o = V; o < 32; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        if (lane < V) red[warp][h][dv * 8 + e] = a;
+      }
+    }
+  }
+  __syncthreads();
+  for (int i = t; i < group * HD; i += T) {
+    const int h = i / HD, d = i % HD;
+    float sum = 0.0f;
+    for (int w = 0; w < T / 32; ++w) sum += red[w][h][d];
+    float* dst = part + (int64_t{g * group + h} * S + s) * (HD + 4);
+    dst[d] = sum;
+    if (d == 0) {
+      dst[HD] = ml[h][0];
+      dst[HD + 1] = ml[h][1];
+    }
+  }
+
+  // The last block of this KV head merges (threadFenceReduction's pattern: the block's writes,
+  // a barrier, then one thread's fence before it counts; the last block's fence after).
+  __syncthreads();
+  if (t == 0) {
+    __threadfence();
+    last = atomicAdd(&done[g], 1) == S - 1;
+    if (last) {
+      done[g] = 0;
+      __threadfence();
+    }
+  }
+  __syncthreads();
+  if (!last) return;
+  merge_splits<HD>(part + int64_t{g} * group * S * (HD + 4), group, S,
+                   out + int64_t{g} * group * HD);
+}
+
+}  // namespace
