@@ -1,11 +1,14 @@
 #include "driver/engine_config.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 
 #include "driver/case_runner.h"
+#include "driver/fingerprint.h"
 #include "driver/golden_io.h"
 #include "driver/json_block.h"
 #include "driver/plugin.h"
@@ -49,6 +52,8 @@ EngineSpec read_engine(const std::string& name, const json& value, const std::st
           "[\"python3\", \"../tools/engines/my_engine.py\"], run in this file's folder");
     } else if (key == "cases") {
       engine.cases = string_list(item, path, at, "[\"models/*.md\"]");
+    } else if (key == "code") {
+      engine.code = string_list(item, path, at, "[\"../tools/engines/my_engine.py\"]");
     } else if (key == "timeout_s") {
       if (!item.is_number() || !(item.get<double>() > 0) || item.get<double>() > 86400)
         fail(path, at, "must be a number of seconds in (0, 86400], got " + item.dump());
@@ -72,14 +77,56 @@ EngineSpec read_engine(const std::string& name, const json& value, const std::st
       }
     } else {
       std::string message = "unknown key '" + key + "'";
-      if (auto guess = did_you_mean(key, {"command", "cases", "timeout_s", "targets"}))
+      if (auto guess = did_you_mean(key, {"command", "cases", "code", "timeout_s", "targets"}))
         message += " (did you mean '" + *guess + "'?)";
-      fail(path, where, message + "; an engine has command, cases, timeout_s and targets");
+      fail(path, where, message + "; an engine has command, cases, code, timeout_s and targets");
     }
   }
   if (engine.command.empty()) fail(path, where, "has no command");
   if (engine.targets.empty()) fail(path, where, "has no targets");
   return engine;
+}
+
+// The digest of an engine's `code`: each file's path relative to `folder` and its bytes, a
+// folder's files taken recursively in path order, so that its rows go stale when the engine's
+// own code changes (pinmark cannot see inside an engine otherwise).
+std::string code_digest(const EngineSpec& engine, const std::string& folder,
+                        const std::string& path) {
+  if (engine.code.empty()) return "";
+  const std::string where = "engines." + engine.name + ".code";
+  Fnv1a hash;
+  for (const std::string& entry : engine.code) {
+    const fs::path full = fs::path(folder) / entry;
+    std::error_code error;
+    std::vector<fs::path> files;
+    if (fs::is_regular_file(full, error)) {
+      files.push_back(full);
+    } else if (fs::is_directory(full, error)) {
+      for (fs::recursive_directory_iterator it(full, error), end; !error && it != end;
+           it.increment(error))
+        if (it->is_regular_file(error)) files.push_back(it->path());
+      if (error)
+        fail(path, where, "cannot list '" + entry + "': " + error.message());
+      std::sort(files.begin(), files.end());
+    } else {
+      fail(path, where,
+           "'" + entry + "' is neither a file nor a folder (paths are relative to " + folder + ")");
+    }
+    for (const fs::path& file : files) {
+      std::string bytes;
+      try {
+        bytes = read_text_file(file.string());
+      } catch (const std::exception& e) {
+        fail(path, where, e.what());
+      }
+      const std::string name = fs::relative(file, folder).generic_string();
+      const uint64_t sizes[2] = {name.size(), bytes.size()};
+      hash.add(sizes, sizeof sizes);
+      hash.add(name);
+      hash.add(bytes);
+    }
+  }
+  return hash.hex(12);
 }
 
 // One glob segment per path segment, so that '*' stays within a folder.
@@ -121,6 +168,7 @@ EngineConfig parse_engine_config(const std::string& text, const std::string& pat
   if (config.folder.empty()) config.folder = ".";
   for (const auto& [name, item] : engines.items()) {
     EngineSpec engine = read_engine(name, item, path);
+    engine.code_digest = code_digest(engine, config.folder, path);
     for (const EngineTarget& t : engine.targets)
       if (auto [other, found] = find_engine_target(config, t.target.name()); other)
         fail(path, "engines." + name + ".targets",

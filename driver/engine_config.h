@@ -34,6 +34,8 @@ struct EngineSpec {
   std::string name;
   std::vector<std::string> command;  // argv; run in the configuration file's folder
   std::vector<std::string> cases;    // globs over case files, relative to that folder
+  std::vector<std::string> code;     // files and folders of the engine's own code, relative to it
+  std::string code_digest;           // of their paths and contents; empty when `code` is
   double timeout_s = 600;            // seconds one request may take
   std::vector<EngineTarget> targets;
 };
@@ -47,7 +49,8 @@ struct EngineConfig {
 // Parses the text of a configuration file `path`. Throws std::runtime_error starting with
 // `path` and naming the key at fault: not JSON, not the shape above, an unknown key, an empty
 // command, a malformed target name, a precision other than fp32/bf16/fp16/tf32, a built-in or
-// registered plug-in backend's name, a target named by two engines.
+// registered plug-in backend's name, a target named by two engines, a `code` path that is
+// neither a file nor a folder or cannot be read.
 EngineConfig parse_engine_config(const std::string& text, const std::string& path);
 
 // The configuration that governs `case_file`: the nearest pinmark-engines.json in its folder

@@ -170,6 +170,9 @@ std::string engine_code_fingerprint(const EngineSpec& engine, const EngineTarget
   hash.add(json(engine.command).dump());
   hash.add(target.target.name());
   hash.add(target.options.dump());
+  // Only when the configuration names the engine's code, so that adding the key is the one
+  // change that moves an engine's rows.
+  if (!engine.code_digest.empty()) hash.add(engine.code_digest);
   return hash.hex(12);
 }
 

@@ -24,8 +24,8 @@ void run_engine_rows(const Case& c, const std::string& path, const CaseSpec& spe
                      CaseResult& result);
 
 // The code part of an engine row's fingerprint (driver/fingerprint.h): pinmark's code, the
-// engine's command and the target's options, so that a row carried from another machine is
-// stale once any of them changed.
+// engine's command, the target's options and the digest of the engine's `code` files, so that
+// a row carried from another machine is stale once any of them changed.
 std::string engine_code_fingerprint(const EngineSpec& engine, const EngineTarget& target);
 
 }  // namespace pinmark

@@ -236,6 +236,40 @@ TEST_F(Engines, AnUnavailableEngineCarriesItsRowsFromTheGolden) {
   }
 }
 
+// pinmark cannot see inside an engine: the files its configuration names as the engine's code
+// are part of its rows' fingerprint, so a row measured by other code is stale.
+TEST_F(Engines, ARowIsStaleOnceTheEngineCodeItNamesChanged) {
+  const std::string path = setup({{"mode", "exact"}});
+  auto with_code = [](const std::string& folder, const std::string& kernel) {
+    json config = json::parse(config_text({{"mode", "exact"}}));
+    config["engines"]["fake"]["code"] = {"engine_src"};
+    write_file(folder + "/" + kEngineConfigName, config.dump(2));
+    fs::create_directories(folder + "/engine_src/kernels");
+    write_file(folder + "/engine_src/main.py", "print('engine')\n");
+    write_file(folder + "/engine_src/kernels/attention.cu", kernel);
+  };
+  with_code(dir_.path(), "// v1\n");
+  FileRun measured = run(path);
+  ASSERT_EQ(unpinnable(measured), "");
+  const std::string golden = measured.rendered();
+  test::ScopedEnv off("PINMARK_NO_ENGINES", "1");  // the rows are carried from the golden
+  for (const auto& [kernel, stale] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"// v1\n", ""}, {"// v2\n", "the code changed since it was measured"}}) {
+    SCOPED_TRACE(kernel);
+    test::TempDir other;  // read afresh: a configuration is read once per process
+    with_code(other.path(), kernel);
+    fs::create_directories(other.file("models"));
+    write_file(other.file("models/case.md"), golden);
+    const FileRun r = run(other.file("models/case.md"));
+    EXPECT_EQ(unpinnable(r), "");
+    const TargetRow* row = row_of(r, "fake fp32");
+    ASSERT_NE(row, nullptr);
+    EXPECT_TRUE(row->carried);
+    EXPECT_EQ(row->stale, stale);
+  }
+}
+
 TEST_F(Engines, NoEnginesCarriesEveryEngineRow) {
   const std::string path = setup({{"mode", "exact"}});
   FileRun measured = run(path);
@@ -325,7 +359,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadConfig{"{\"engines\": {\"e\": {\"comand\": [\"x\"], \"targets\": {\"e fp32\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e: unknown key 'comand' (did you mean "
-                  "'command'?); an engine has command, cases, timeout_s and targets"},
+                  "'command'?); an engine has command, cases, code, timeout_s and targets"},
+        BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"code\": \"engine.py\", "
+                  "\"targets\": {\"e fp32\": {}}}}}",
+                  "repo/pinmark-engines.json: engines.e.code: must be a non-empty list of "
+                  "strings, e.g. [\"../tools/engines/my_engine.py\"]"},
+        BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"code\": [\"no_such.py\"], "
+                  "\"targets\": {\"e fp32\": {}}}}}",
+                  "repo/pinmark-engines.json: engines.e.code: 'no_such.py' is neither a file nor "
+                  "a folder (paths are relative to repo)"},
         BadConfig{"{\"engines\": {\"e\": {\"targets\": {\"e fp32\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e: has no command"},
         BadConfig{"{\"engines\": {\"e\": {\"command\": [], \"targets\": {\"e fp32\": {}}}}}",
