@@ -229,15 +229,23 @@ void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult
   std::vector<TargetRow> rows;
   for (TargetRow& row : result.numerics) {
     const std::string measured = fingerprint_of ? fingerprint_of(row.target) : fingerprint;
-    std::vector<TargetRow> carried;
+    if (row.ran) row.fingerprint = measured;
+    // A target's rows keep the golden's order, a row measured here taking its own place, so
+    // that machines which measure different device classes render the same file; a device class
+    // the golden lacks goes first.
+    std::vector<TargetRow> group;
+    bool placed = false;
     for (const GoldenRow& g : golden) {
       if (!is_row_of(g.label, row.target) || g.verdict == kNotMeasured) continue;
-      if (row.ran && g.label == row.label) continue;  // measured again here
-      carried.push_back(carried_row(row, g, measured));
+      if (row.ran && g.label == row.label) {
+        group.push_back(row);
+        placed = true;
+      } else {
+        group.push_back(carried_row(row, g, measured));
+      }
     }
-    if (row.ran) row.fingerprint = measured;
-    if (row.ran || carried.empty()) rows.push_back(std::move(row));
-    for (TargetRow& t : carried) rows.push_back(std::move(t));
+    if ((row.ran && !placed) || group.empty()) group.insert(group.begin(), std::move(row));
+    for (TargetRow& t : group) rows.push_back(std::move(t));
   }
   result.numerics = std::move(rows);
 }

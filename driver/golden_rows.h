@@ -53,8 +53,9 @@ bool is_row_of(const std::string& label, const Target& target);
 // target this machine did not measure gets the golden's rows for it, each judged by what it
 // recorded (FAIL, or errors that are NaN or infinite, fail the case here too) and stale when
 // the fingerprint it was measured with is not `fingerprint`; with no such row it stays a row
-// "not measured". A measured target keeps the golden's rows of other device classes after its
-// own.
+// "not measured". A measured target keeps the golden's rows of other device classes, all in the
+// golden's order with the measured row in its own place (first when the golden has no row of
+// its device class), so machines that measure different classes render the same file.
 // `fingerprint_of`, when given, is the fingerprint of each target's rows instead (an engine's
 // rows have a code part of their own: driver/engine_run.h).
 void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result,

@@ -197,6 +197,43 @@ TEST(CarriedRows, RowsOfOtherDeviceClassesStayBesideAMeasuredOne) {
   EXPECT_LT(out.find("| cuda sm90 bf16 |"), out.find("| cuda sm80 bf16 |"));
 }
 
+// Two machines, each measuring its own device class of one target, render the golden's order:
+// a row's place does not depend on which machine measured it.
+TEST(CarriedRows, ARowKeepsItsPlaceWhicheverDeviceClassIsMeasuredHere) {
+  const std::string fp = fingerprint_of(kernel_case(2, ""));
+  auto row_text = [](const std::string& label) {
+    return "| " + label + " | ≤ 1e-02 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |\n";
+  };
+  // The golden's labels, and the labels a machine measuring `here` renders.
+  auto render = [&](const std::vector<std::string>& golden, const std::string& here) {
+    std::string numerics;
+    for (const std::string& label : golden) numerics += row_text(label);
+    const CaseFile file = parse_case_file(kernel_case(2, numerics));
+    CaseResult result;
+    TargetRow row;
+    row.target = Target{"cuda", "bf16"};
+    row.label = here;
+    row.ran = true;
+    row.rel_l2 = 4e-3;
+    row.tolerance = 2.2e-2;
+    row.ok = true;
+    result.numerics.push_back(row);
+    carry_golden_rows(file.cases.at(0), fp, result);
+    std::vector<std::string> labels;
+    for (const TargetRow& r : result.numerics) labels.push_back(r.label);
+    return labels;
+  };
+  const std::vector<std::string> sm80_first = {"cuda sm80 bf16", "cuda sm90 bf16"};
+  const std::vector<std::string> sm90_first = {"cuda sm90 bf16", "cuda sm80 bf16"};
+  for (const auto& golden : {sm80_first, sm90_first}) {
+    EXPECT_EQ(render(golden, "cuda sm80 bf16"), golden);
+    EXPECT_EQ(render(golden, "cuda sm90 bf16"), golden);
+  }
+  // A device class the golden lacks goes first.
+  EXPECT_EQ(render({"cuda sm80 bf16"}, "cuda sm100 bf16"),
+            (std::vector<std::string>{"cuda sm100 bf16", "cuda sm80 bf16"}));
+}
+
 // A measured GPU row, as a machine with a GPU renders it: the device joins the row's list only
 // when the row's numbers and fingerprint equal the golden's, and only in what regeneration
 // writes, never in what the golden is checked against.
