@@ -23,6 +23,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "bench/device_common.cuh"
 #include "runtime/cuda/cuda_check.h"
@@ -57,7 +59,17 @@ __device__ __forceinline__ float round_bf16(float v) {
   return __bfloat162float(__float2bfloat16_rn(v));
 }
 
-// y[r] = dot(r) (+ y[r] when add_into): R consecutive rows per slot, m rows in all.
+// The tokens of one decode step: token b (b < count) is sequence b's, at position pos[b]; its
+// cache rows lie seq_stride values after sequence b - 1's. Passed by value, so a captured graph
+// keeps them.
+constexpr int kMaxBatch = 8;
+struct DecodeRows {
+  int count = 1;
+  int pos[kMaxBatch] = {};
+  int64_t seq_stride = 0;
+};
+
+// y[b, r] = dot (+ y[b, r] when add_into): R consecutive rows per slot, m rows in all.
 template <int R>
 struct ToRows {
   static constexpr int kRows = R;
@@ -65,108 +77,130 @@ struct ToRows {
   int m;
   bool add_into;
   __device__ int64_t row(int slot, int i) const { return min(slot * R + i, m - 1); }
-  __device__ void store(int slot, const float (&dot)[R]) const {
+  __device__ void store(int slot, int b, const float (&dot)[R]) const {
 #pragma unroll
     for (int i = 0; i < R; ++i) {
       const int r = slot * R + i;
-      if (r < m) y[r] = __float2bfloat16_rn(add_into ? dot[i] + __bfloat162float(y[r]) : dot[i]);
+      bf16* out = y + int64_t{b} * m + r;
+      if (r < m) *out = __float2bfloat16_rn(add_into ? dot[i] + __bfloat162float(*out) : dot[i]);
     }
   }
 };
 
 // The fused q/k/v product [(heads + 2 kv_heads) hd, hidden]: slot s computes elements j and
 // j + hd/2 of head s / (hd/2), j = s % (hd/2), the pair that rotary embedding rotates together
-// (Hugging Face's half-split layout). q and k heads are rotated by the angle of position `pos`
-// (cos/sin tables [positions, hd/2], fp64 angles stored as fp32) and stored to q_out
-// [heads, hd] and k_row [kv_heads, hd]; v heads are stored to v_row as they are.
+// (Hugging Face's half-split layout). For token b, q and k heads are rotated by the angle of its
+// position (cos/sin tables [positions, hd/2], fp64 angles stored as fp32); q goes to
+// q_out [b, heads, hd], k and v to the token's cache rows [kv_heads, hd] of the layer whose
+// sequence-0 caches start at k_cache and v_cache.
 struct ToRopeCache {
   static constexpr int kRows = 2;
-  int heads, kv_heads, hd, pos;
+  int heads, kv_heads, hd;
+  DecodeRows rows;
   const float *cos_t, *sin_t;
-  bf16 *q_out, *k_row, *v_row;
+  bf16 *q_out, *k_cache, *v_cache;
   __device__ int64_t row(int slot, int i) const {
     const int half = hd / 2;
     return int64_t{slot / half} * hd + slot % half + i * half;
   }
-  __device__ void store(int slot, const float (&dot)[2]) const {
-    const int half = hd / 2, head = slot / half, j = slot % half;
+  __device__ void store(int slot, int b, const float (&dot)[2]) const {
+    const int half = hd / 2, head = slot / half, j = slot % half, pos = rows.pos[b];
+    const int64_t cache_row = b * rows.seq_stride + int64_t{pos} * kv_heads * hd;
     const float x1 = round_bf16(dot[0]), x2 = round_bf16(dot[1]);
     if (head >= heads + kv_heads) {
-      bf16* v = v_row + int64_t{head - heads - kv_heads} * hd;
+      bf16* v = v_cache + cache_row + int64_t{head - heads - kv_heads} * hd;
       v[j] = __float2bfloat16_rn(x1);
       v[j + half] = __float2bfloat16_rn(x2);
       return;
     }
     const float c = cos_t[int64_t{pos} * half + j], s = sin_t[int64_t{pos} * half + j];
-    bf16* dst = head < heads ? q_out + int64_t{head} * hd : k_row + int64_t{head - heads} * hd;
+    bf16* dst = head < heads ? q_out + (int64_t{b} * heads + head) * hd
+                             : k_cache + cache_row + int64_t{head - heads} * hd;
     dst[j] = __float2bfloat16_rn(x1 * c - x2 * s);
     dst[j + half] = __float2bfloat16_rn(x2 * c + x1 * s);
   }
 };
 
 // The fused gate/up product [2 inter, hidden], gate rows first: slot s computes gate row s and
-// up row inter + s and stores act[s] = silu(gate) * up.
+// up row inter + s and stores act[b, s] = silu(gate) * up.
 struct ToSwiglu {
   static constexpr int kRows = 2;
   bf16* act;
   int inter;
   __device__ int64_t row(int slot, int i) const { return slot + int64_t{i} * inter; }
-  __device__ void store(int slot, const float (&dot)[2]) const {
+  __device__ void store(int slot, int b, const float (&dot)[2]) const {
     const float g = round_bf16(dot[0]), u = round_bf16(dot[1]);
-    act[slot] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+    act[int64_t{b} * inter + slot] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
   }
 };
 
-// Stages x[k] in xs[k / 8] as the products read it: as it is, or RMS-normalised with weight
-// norm_w (y = x / sqrt(mean(x^2) + eps) * w in fp32, rounded to bf16, as rmsnorm_rows computes
-// it), norm_w then staged in ws[k / 8] on the way so that x and w are loaded together. Ends with
-// a barrier.
+// Stages the kBatch rows of x[kBatch, k] in xs[kBatch, k / 8] as the products read them: as they
+// are, or each RMS-normalised with weight norm_w (y = x / sqrt(mean(x^2) + eps) * w in fp32,
+// rounded to bf16, as rmsnorm_rows computes it), norm_w then staged in ws[k / 8] on the way so
+// that x and w are loaded together. Each row's sums are the same whatever kBatch is. Ends with a
+// barrier.
+template <int kBatch>
 __device__ void stage_input(const bf16* x, const bf16* norm_w, float eps, int k, uint4* xs,
                             uint4* ws, float* scratch) {
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const int vecs = k / 8;
   if (norm_w == nullptr) {
-    for (int c = threadIdx.x; c < vecs; c += blockDim.x) xs[c] = xv[c];
+    for (int c = threadIdx.x; c < kBatch * vecs; c += blockDim.x) xs[c] = xv[c];
     __syncthreads();
     return;
   }
   const uint4* wv = reinterpret_cast<const uint4*>(norm_w);
-  float ss = 0.0f;
-  for (int c = threadIdx.x; c < vecs; c += blockDim.x) {
-    Pack8 p;
-    p.u = xv[c];
-    ws[c] = wv[c];
-    xs[c] = p.u;
+  float ss[kBatch];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(p.h[j]);
-      ss += f.x * f.x + f.y * f.y;
+  for (int b = 0; b < kBatch; ++b) ss[b] = 0.0f;
+  for (int c = threadIdx.x; c < vecs; c += blockDim.x) {
+    ws[c] = wv[c];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      Pack8 p;
+      p.u = xv[b * vecs + c];
+      xs[b * vecs + c] = p.u;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __bfloat1622float2(p.h[j]);
+        ss[b] += f.x * f.x + f.y * f.y;
+      }
     }
   }
-  ss = block_reduce<false>(ss, scratch);  // its barriers also publish xs and ws
-  const float inv = 1.0f / sqrtf(ss / static_cast<float>(k) + eps);
+  float inv[kBatch];
+#pragma unroll
+  for (int b = 0; b < kBatch; ++b) {
+    // Its barriers also publish xs and ws.
+    inv[b] = 1.0f / sqrtf(block_reduce<false>(ss[b], scratch) / static_cast<float>(k) + eps);
+  }
   for (int c = threadIdx.x; c < vecs; c += blockDim.x) {
-    Pack8 p, q, o;
-    p.u = xs[c];
+    Pack8 q;
     q.u = ws[c];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 a = __bfloat1622float2(p.h[j]), b = __bfloat1622float2(q.h[j]);
-      o.h[j] = __floats2bfloat162_rn((a.x * inv) * b.x, (a.y * inv) * b.y);
+    for (int b = 0; b < kBatch; ++b) {
+      Pack8 p, o;
+      p.u = xs[b * vecs + c];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 a = __bfloat1622float2(p.h[j]), w = __bfloat1622float2(q.h[j]);
+        o.h[j] = __floats2bfloat162_rn((a.x * inv[b]) * w.x, (a.y * inv[b]) * w.y);
+      }
+      xs[b * vecs + c] = o.u;
     }
-    xs[c] = o.u;
   }
   __syncthreads();
 }
 
-// x[k] (normalised first when norm_w is not null) against `slots` slots of Out::kRows rows of
-// w [m, k], k a multiple of 8. A block of kWarps warps takes kWarps / kParts slots, kParts warps
-// to a slot, each warp a share of k: warp part p, lane l adds the 8-element chunks
-// p * 32 + l + 32 kParts j, j = 0, 1, ... of its rows in order; the lanes are added by a
-// butterfly, then the parts in order 0, 1, ... A lane loads kUnroll chunks of each row at once:
-// a decode step's speed is the bytes in flight, so the configurations below choose kUnroll and
-// kParts to load a slot's rows in one round where the registers allow.
-template <int kWarps, int kParts, int kUnroll, class Out>
+// x[kBatch, k] (each row normalised first when norm_w is not null) against `slots` slots of
+// Out::kRows rows of w [m, k], k a multiple of 8. A block of kWarps warps takes kWarps / kParts
+// slots, kParts warps to a slot, each warp a share of k: warp part p, lane l adds the 8-element
+// chunks p * 32 + l + 32 kParts j, j = 0, 1, ... of its rows in order; the lanes are added by a
+// butterfly, then the parts in order 0, 1, ... Every token of the batch is summed in that same
+// order, so a token's bits do not depend on the batch it is in (batch invariance). A lane
+// loads kUnroll chunks of each row at once: a decode step's speed is the bytes in flight, so the
+// configurations below choose kUnroll and kParts to load a slot's rows in one round where the
+// registers allow.
+template <int kWarps, int kParts, int kUnroll, int kBatch, class Out>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_gemv(const bf16* x, const bf16* norm_w, float eps, const bf16* w, int k, int slots,
                 Out out) {
@@ -174,7 +208,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int R = Out::kRows, U = kUnroll, kSlots = kWarps / kParts, kStride = 32 * kParts;
   extern __shared__ uint4 xs[];
   __shared__ float scratch[32];
-  __shared__ float partial[kWarps][R];
+  __shared__ float partial[kWarps][kBatch][R];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int part = warp % kParts;
   const int slot = blockIdx.x * kSlots + warp / kParts;
@@ -203,18 +237,23 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int u = 0; u < U; ++u) loaded ^= wv[i][u].x ^ wv[i][u].y ^ wv[i][u].z ^ wv[i][u].w;
   wait_for_previous(loaded);
   start_next();
-  stage_input(x, norm_w, eps, k, xs, xs + vecs, scratch);
-  float acc[R];
+  stage_input<kBatch>(x, norm_w, eps, k, xs, xs + kBatch * vecs, scratch);
+  float acc[kBatch][R];
 #pragma unroll
-  for (int i = 0; i < R; ++i) acc[i] = 0.0f;
+  for (int b = 0; b < kBatch; ++b)
+#pragma unroll
+    for (int i = 0; i < R; ++i) acc[b][i] = 0.0f;
   for (int base = first;;) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = base + u * kStride;
       if (c < vecs) {
-        const uint4 xc = xs[c];
 #pragma unroll
-        for (int i = 0; i < R; ++i) acc[i] = dot8(wv[i][u], xc, acc[i]);
+        for (int b = 0; b < kBatch; ++b) {
+          const uint4 xc = xs[b * vecs + c];
+#pragma unroll
+          for (int i = 0; i < R; ++i) acc[b][i] = dot8(wv[i][u], xc, acc[b][i]);
+        }
       }
     }
     base += U * kStride;
@@ -222,46 +261,89 @@ __global__ void __launch_bounds__(kWarps * 32)
     load(base);
   }
 #pragma unroll
-  for (int i = 0; i < R; ++i) acc[i] = warp_sum(acc[i]);
+  for (int b = 0; b < kBatch; ++b)
+#pragma unroll
+    for (int i = 0; i < R; ++i) acc[b][i] = warp_sum(acc[b][i]);
   if (kParts == 1) {
-    if (lane == 0 && slot < slots) out.store(slot, acc);
+    if (lane == 0 && slot < slots)
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) out.store(slot, b, acc[b]);
     return;
   }
   if (lane == 0) {
 #pragma unroll
-    for (int i = 0; i < R; ++i) partial[warp][i] = acc[i];
+    for (int b = 0; b < kBatch; ++b)
+#pragma unroll
+      for (int i = 0; i < R; ++i) partial[warp][b][i] = acc[b][i];
   }
   __syncthreads();
   if (part == 0 && lane == 0 && slot < slots) {
 #pragma unroll
-    for (int i = 0; i < R; ++i) {
-      acc[i] = partial[warp][i];
-      for (int p = 1; p < kParts; ++p) acc[i] += partial[warp + p][i];
+    for (int b = 0; b < kBatch; ++b) {
+#pragma unroll
+      for (int i = 0; i < R; ++i) {
+        acc[b][i] = partial[warp][b][i];
+        for (int p = 1; p < kParts; ++p) acc[b][i] += partial[warp + p][b][i];
+      }
+      out.store(slot, b, acc[b]);
     }
-    out.store(slot, acc);
   }
 }
 
-// Launches decode_gemv over `slots` slots.
-template <int kWarps, int kParts, int kUnroll, class Out>
-void launch_decode_gemv(cudaStream_t stream, const bf16* x, const bf16* norm_w, float eps,
-                        const bf16* w, int k, int slots, const Out& out) {
+// Launches decode_gemv over `slots` slots for the kBatch rows of x; a block past 48 KB of
+// staged rows asks for the shared memory first.
+template <int kWarps, int kParts, int kUnroll, int kBatch, class Out>
+void launch_decode_gemv_for(cudaStream_t stream, const bf16* x, const bf16* norm_w, float eps,
+                            const bf16* w, int k, int slots, const Out& out) {
   constexpr int kSlots = kWarps / kParts;
-  const size_t shared = static_cast<size_t>(norm_w ? 2 * k : k) * sizeof(bf16);
-  launch_dependent(decode_gemv<kWarps, kParts, kUnroll, Out>, dim3((slots + kSlots - 1) / kSlots),
-                   dim3(kWarps * 32), shared, stream, x, norm_w, eps, w, k, slots, out);
+  const size_t shared = static_cast<size_t>((norm_w ? kBatch + 1 : kBatch) * k) * sizeof(bf16);
+  auto kernel = decode_gemv<kWarps, kParts, kUnroll, kBatch, Out>;
+  static size_t allowed = 48 << 10;  // what a kernel may take without asking
+  if (shared > allowed) {
+    PINMARK_CUDA_CHECK(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+    allowed = shared;
+  }
+  launch_dependent(kernel, dim3((slots + kSlots - 1) / kSlots), dim3(kWarps * 32), shared, stream,
+                   x, norm_w, eps, w, k, slots, out);
 }
 
-// Decode attention, split along the keys (flash-decoding, Dao et al. 2023): block (g, s) takes
-// KV head g and keys [s C, s C + C) for the `group` = heads / kv_heads query heads that read it,
-// so each key and value is loaded once for all of them. The cache rows before the step's own
-// (kv_len - 1) were written by earlier steps and are loaded before the wait; the step's own row
-// after it. For each head h the block writes its max score m, its sum of exponentials l and its
-// unnormalised output to part[h, s, :] = [out[HD], m, l, 2 unused] (rows of 16-byte multiples); the
-// last block of KV head g to finish (counted by done[g], which it resets) merges the S splits of
-// its heads into out[h, :]: each split rescaled to the largest max, added in split order, divided
-// once. Which block is last changes nothing in the arithmetic. q [heads, HD], one layer's cache
-// [positions, kv_heads, HD]; scores and sums in fp32.
+// The same for `batch` rows, 1, 2, 4 or 8 (each a kernel of its own); std::runtime_error for
+// another count.
+template <int kWarps, int kParts, int kUnroll, class Out>
+void launch_decode_gemv(int batch, cudaStream_t stream, const bf16* x, const bf16* norm_w,
+                        float eps, const bf16* w, int k, int slots, const Out& out) {
+  switch (batch) {
+    case 1:
+      return launch_decode_gemv_for<kWarps, kParts, kUnroll, 1>(stream, x, norm_w, eps, w, k,
+                                                                slots, out);
+    case 2:
+      return launch_decode_gemv_for<kWarps, kParts, kUnroll, 2>(stream, x, norm_w, eps, w, k,
+                                                                slots, out);
+    case 4:
+      return launch_decode_gemv_for<kWarps, kParts, kUnroll, 4>(stream, x, norm_w, eps, w, k,
+                                                                slots, out);
+    case 8:
+      return launch_decode_gemv_for<kWarps, kParts, kUnroll, 8>(stream, x, norm_w, eps, w, k,
+                                                                slots, out);
+  }
+  throw std::runtime_error("a decode step takes 1, 2, 4 or 8 tokens, not " +
+                           std::to_string(batch));
+}
+
+// Decode attention, split along the keys (flash-decoding, Dao et al. 2023): block (g, s, b)
+// takes token b's KV head g and keys [s C, s C + C) for the `group` = heads / kv_heads query
+// heads that read it, so each key and value is loaded once for all of them. The cache rows before
+// the token's own (its position) were written by earlier steps and are loaded before the wait;
+// its own row after it. For each head h the block writes its max score m, its sum of
+// exponentials l and its unnormalised output to part[b, h, s, :] = [out[HD], m, l, 2 unused]
+// (rows of 16-byte multiples); the last block of the token's KV head g to finish (counted by
+// done[b, g], which it resets) merges the S splits of its heads into out[b, h, :]: each split
+// rescaled to the largest max, added in split order, divided once. Which block is last changes
+// nothing in the arithmetic, nor does the batch. q [tokens, heads, HD]; one layer's cache of
+// sequence 0 [positions, kv_heads, HD], sequence b's rows.seq_stride values further; scores
+// and sums in fp32.
+//
 // 32 keys a block: at 2049 keys, 65 splits of each of 8 KV heads measured 4% faster on the whole
 // decode step than 33 splits of 64 (NVIDIA H200, Llama-3.2-1B dimensions).
 constexpr int kSplitKeys = 32, kSplitThreads = 128, kMaxGroup = 8;
@@ -337,9 +419,9 @@ __device__ void merge_splits(const float* part, int group, int S, bf16* out) {
 
 template <int HD>
 __global__ void __launch_bounds__(kSplitThreads)
-    decode_attention_split(const bf16* q, const bf16* k_cache, const bf16* v_cache, int kv_len,
-                           int kv_heads, int group, float scale, float* part, int* done,
-                           bf16* out) {
+    decode_attention_split(const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                           DecodeRows rows, int kv_heads, int group, float scale, float* part,
+                           int* done, bf16* out) {
   constexpr int C = kSplitKeys, T = kSplitThreads, V = HD / 8, KG = T / V;
   static_assert(HD % 8 == 0 && 32 % V == 0 && T % C == 0 && C * V % T == 0,
                 "decode attention tiling");
@@ -351,8 +433,18 @@ __global__ void __launch_bounds__(kSplitThreads)
   __shared__ float red[T / 32][kMaxGroup][HD];
   __shared__ float ml[kMaxGroup][2];
   __shared__ bool last;
-  const int g = blockIdx.x, s = blockIdx.y, S = gridDim.y, t = threadIdx.x;
-  const int lane = t & 31, warp = t >> 5;
+  const int g = blockIdx.x, s = blockIdx.y, S = gridDim.y, b = blockIdx.z, t = threadIdx.x;
+  const int lane = t & 31, warp = t >> 5, heads = kv_heads * group;
+  // Token b: its sequence's cache, query, partial results, counters and output.
+  const int kv_len = rows.pos[b] + 1;
+  k_cache += b * rows.seq_stride;
+  v_cache += b * rows.seq_stride;
+  q += int64_t{b} * heads * HD;
+  part += int64_t{b} * heads * S * (HD + 4);
+  done += b * kv_heads;
+  out += int64_t{b} * heads * HD;
+  // A split past this token's keys (a shorter sequence in the batch) has count <= 0: it adds
+  // max -infinity and sum 0, which the merge weighs by exp(-infinity) = 0.
   const int j0 = s * C, count = min(kv_len - j0, C);
   auto row_of = [&](const bf16* cache, int j) {
     return cache + (int64_t{j0 + j} * kv_heads + g) * HD;
@@ -368,7 +460,7 @@ __global__ void __launch_bounds__(kSplitThreads)
   wait_for_previous();
   start_next();
   const int own = kv_len - 1 - j0;  // the step's own row, when in this split
-  if (own < count && t < V) {
+  if (own >= 0 && own < count && t < V) {
     reinterpret_cast<uint4*>(&ks[own][0])[t] =
         reinterpret_cast<const uint4*>(row_of(k_cache, own))[t];
     reinterpret_cast<uint4*>(&vs[own][0])[t] =

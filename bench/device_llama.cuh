@@ -532,15 +532,21 @@ struct Shard {
 class DeviceModel {
  public:
   // The weights are pinmark's synthetic ones for seed kSeed, or what `load` gives when set.
+  // `sequences` KV caches of cache_capacity positions each (decode() runs up to kMaxBatch of
+  // them as one batch; at most max_tokens).
   DeviceModel(const Dims& d, int max_tokens, int cache_capacity, cublasHandle_t blas,
-              cudaStream_t stream, const WeightLoader& load = {}, const Shard& shard = {})
+              cudaStream_t stream, const WeightLoader& load = {}, const Shard& shard = {},
+              int sequences = 1)
       : d_(d),
         max_tokens_(max_tokens),
         capacity_(cache_capacity),
+        sequences_(sequences),
         blas_(blas),
         stream_(stream),
         shard_(shard) {
     if (shard_.vocab_count == 0) shard_.vocab_count = d.vocab - shard_.vocab_first;
+    if (sequences < 1 || sequences > max_tokens)
+      throw std::runtime_error("a model holds 1 to max_tokens sequences");
     auto fill = [&load](cudaStream_t s, bf16* out, int64_t count, const std::string& name,
                         double scale, double offset = 0.0) {
       if (load)
@@ -601,16 +607,18 @@ class DeviceModel {
     logits_ = alloc<bf16>(T * shard_.vocab_count);
     tokens_ = alloc<int>(T);
     cache_layer_ = int64_t{capacity_} * KV;
-    k_cache_ = alloc<bf16>(d.layers * cache_layer_);
-    v_cache_ = alloc<bf16>(d.layers * cache_layer_);
+    seq_stride_ = d.layers * cache_layer_;
+    k_cache_ = alloc<bf16>(sequences * seq_stride_);
+    v_cache_ = alloc<bf16>(sequences * seq_stride_);
     // The reference's scores hold every key, the masked ones too; so do these.
     scores_ = alloc<float>(int64_t{d.heads} * T * capacity_);
     probs_ = alloc<bf16>(int64_t{d.heads} * T * capacity_);
     ptrs_ = alloc<const void*>(6 * int64_t{d.layers} * d.heads);
     const int splits = (capacity_ + kSplitKeys - 1) / kSplitKeys;
-    part_ = alloc<float>(int64_t{d.heads} * splits * (d.head_dim + 4));
-    done_ = alloc<int>(d.kv_heads);
-    CHECK(cudaMemset(done_, 0, d.kv_heads * sizeof(int)));
+    const int batch = std::min(sequences, kMaxBatch);
+    part_ = alloc<float>(int64_t{batch} * d.heads * splits * (d.head_dim + 4));
+    done_ = alloc<int>(batch * d.kv_heads);
+    CHECK(cudaMemset(done_, 0, batch * d.kv_heads * sizeof(int)));
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
     const int half = d.head_dim / 2;
@@ -637,6 +645,7 @@ class DeviceModel {
   const Dims& dims() const { return d_; }
   int logit_columns() const { return shard_.vocab_count; }
   bf16* logits() const { return logits_; }
+  cudaStream_t stream() const { return stream_; }
 
   // The fused and the unfused prefill attention on what q() and layer l's cache hold now, rows
   // [0, n) of q() taken as queries at positions p0 ... p0 + n - 1: ||flash - unfused|| /
@@ -648,8 +657,8 @@ class DeviceModel {
       throw std::runtime_error("compare_attention: bad sizes");
     const int count = d.layers * d.heads;
     attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
-        q_, k_cache_, v_cache_, scores_, probs_, att_, d.layers, d.heads, d.kv_heads, d.head_dim,
-        n, p0 + n, cache_layer_, ptrs_);
+        q_, k_cache_ + seq_ * seq_stride_, v_cache_ + seq_ * seq_stride_, scores_, probs_, att_,
+        d.layers, d.heads, d.kv_heads, d.head_dim, n, p0 + n, cache_layer_, ptrs_);
     CHECK_LAUNCH(attention_pointers);
     const size_t elems = static_cast<size_t>(n) * q_dim(d);
     attention_unfused(l, n, p0);
@@ -668,15 +677,83 @@ class DeviceModel {
   }
   int* tokens() const { return tokens_; }
 
-  // Runs the tokens already in tokens()[0, n) at positions p0 ... p0 + n - 1, writing their keys
-  // and values into the cache, and the logits of the last `logit_rows` of them into logits().
-  void forward(int n, int p0, int logit_rows, Profiler* prof = nullptr) {
-    if (n < 1 || n > max_tokens_ || p0 + n > capacity_ || logit_rows < 1 || logit_rows > n)
+  // One decode step (decode_kernels.cuh) for the tokens in tokens()[0, B) of sequences first ...
+  // first + B - 1, token b at positions[b], B = positions.size(), 1, 2, 4 or 8; their logits go to
+  // logits() rows 0 ... B - 1. Per layer: the normalised q/k/v product with rotary embedding and
+  // the cache write, the split attention (which merges its own splits), the o product with the
+  // residual add, the normalised gate/up product with SwiGLU, the down product with the residual
+  // add; then the normalised LM head. Every kernel but the embedding gather is started by
+  // programmatic dependent launch. Every sum has the same order whatever B is, so a token's
+  // logits are the same bits alone and in any batch.
+  void decode(int first, const std::vector<int>& positions, Profiler* prof = nullptr) {
+    const Dims& d = d_;
+    const int B = static_cast<int>(positions.size());
+    if (B < 1 || B > kMaxBatch || first < 0 || first + B > sequences_)
+      throw std::runtime_error("decode: bad batch");
+    DecodeRows rows;
+    rows.count = B;
+    rows.seq_stride = seq_stride_;
+    for (int b = 0; b < B; ++b) {
+      if (positions[b] < 0 || positions[b] >= capacity_)
+        throw std::runtime_error("decode: position past the cache");
+      rows.pos[b] = positions[b];
+    }
+    const int H = d.hidden, Q = static_cast<int>(q_dim(d)), I = d.inter, hd = d.head_dim;
+    const float eps = static_cast<float>(d.eps);
+    const bool residual = shard_.adds_residual;
+    const int64_t base = first * seq_stride_;
+    const int splits = (*std::max_element(positions.begin(), positions.end()) + kSplitKeys) /
+                       kSplitKeys;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    auto mark = [&](int part) {
+      if (prof) prof->mark(part);
+    };
+    mark(kOther);
+    embed_rows<<<B, 128, 0, stream_>>>(embed_, tokens_, H, x_);
+    CHECK_LAUNCH(embed_rows);
+    for (int l = 0; l < d.layers; ++l) {
+      const Layer& L = layers_[l];
+      bf16* kc = k_cache_ + base + l * cache_layer_;
+      bf16* vc = v_cache_ + base + l * cache_layer_;
+      mark(kLayerGemm);
+      launch_decode_gemv<4, 1, 8>(B, stream_, x_, L.attn_norm, eps, L.wqkv, H,
+                                  (d.heads + 2 * d.kv_heads) * hd / 2,
+                                  ToRopeCache{d.heads, d.kv_heads, hd, rows, cos_, sin_, q_, kc,
+                                              vc});
+      mark(kAttention);
+      launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
+                       dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
+                       d.heads / d.kv_heads, scale, part_, done_, att_);
+      mark(kLayerGemm);
+      launch_decode_gemv<4, 1, 8>(B, stream_, att_, nullptr, 0.0f, L.wo, Q, (H + 1) / 2,
+                                  ToRows<2>{x_, H, residual});
+      if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{B} * H, stream_);
+      launch_decode_gemv<8, 1, 8>(B, stream_, x_, L.mlp_norm, eps, L.wgu, H, I,
+                                  ToSwiglu{act_, I});
+      launch_decode_gemv<8, 4, 8>(B, stream_, act_, nullptr, 0.0f, L.wdown, I, (H + 1) / 2,
+                                  ToRows<2>{x_, H, residual});
+      if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{B} * H, stream_);
+    }
+    mark(kLmHead);
+    const int vocab = shard_.vocab_count;
+    launch_decode_gemv<8, 1, 4>(B, stream_, x_, final_norm_, eps,
+                                embed_ + int64_t{shard_.vocab_first} * H, H, (vocab + 3) / 4,
+                                ToRows<4>{logits_, vocab, false});
+    mark(kParts);
+  }
+
+  // Runs the tokens already in tokens()[0, n) of sequence `seq` at positions p0 ... p0 + n - 1,
+  // writing their keys and values into its cache, and the logits of the last `logit_rows` of them
+  // into logits().
+  void forward(int n, int p0, int logit_rows, Profiler* prof = nullptr, int seq = 0) {
+    if (n < 1 || n > max_tokens_ || p0 + n > capacity_ || logit_rows < 1 || logit_rows > n ||
+        seq < 0 || seq >= sequences_)
       throw std::runtime_error("forward: bad sizes");
     if (n == 1) {
-      decode_step(p0, prof);
+      decode(seq, {p0}, prof);
       return;
     }
+    seq_ = seq;
     const Dims& d = d_;
     const int H = d.hidden, Q = static_cast<int>(q_dim(d)), KV = static_cast<int>(kv_dim(d));
     const int kv_len = p0 + n;
@@ -693,14 +770,14 @@ class DeviceModel {
       mark(kAttention);
       const int count = d.layers * d.heads;
       attention_pointers<<<blocks_for(count, 128), 128, 0, stream_>>>(
-          q_, k_cache_, v_cache_, scores_, probs_, att_, d.layers, d.heads, d.kv_heads,
-          d.head_dim, n, kv_len, cache_layer_, ptrs_);
+          q_, k_cache_ + seq_ * seq_stride_, v_cache_ + seq_ * seq_stride_, scores_, probs_, att_,
+          d.layers, d.heads, d.kv_heads, d.head_dim, n, kv_len, cache_layer_, ptrs_);
       CHECK_LAUNCH(attention_pointers);
     }
     for (int l = 0; l < d.layers; ++l) {
       const Layer& L = layers_[l];
-      bf16* kc = k_cache_ + l * cache_layer_;
-      bf16* vc = v_cache_ + l * cache_layer_;
+      bf16* kc = k_cache_ + seq_ * seq_stride_ + l * cache_layer_;
+      bf16* vc = v_cache_ + seq_ * seq_stride_ + l * cache_layer_;
       mark(kOther);
       rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.attn_norm, H, eps, h_);
       CHECK_LAUNCH(rmsnorm_rows);
@@ -744,56 +821,6 @@ class DeviceModel {
     bf16 *attn_norm, *mlp_norm, *wqkv, *wo, *wgu, *wdown;
   };
 
-  // One token at position p0 (decode_kernels.cuh): per layer the normalised q/k/v product with
-  // rotary embedding and the cache write, the split attention and its combine, the o product
-  // with the residual add, the normalised gate/up product with SwiGLU, the down product with the
-  // residual add; then the normalised LM head. Every kernel but the embedding gather is started
-  // by programmatic dependent launch.
-  void decode_step(int p0, Profiler* prof) {
-    const Dims& d = d_;
-    const int H = d.hidden, Q = static_cast<int>(q_dim(d)), I = d.inter, hd = d.head_dim;
-    const float eps = static_cast<float>(d.eps);
-    const bool residual = shard_.adds_residual;
-    auto mark = [&](int part) {
-      if (prof) prof->mark(part);
-    };
-    mark(kOther);
-    embed_rows<<<1, 128, 0, stream_>>>(embed_, tokens_, H, x_);
-    CHECK_LAUNCH(embed_rows);
-    for (int l = 0; l < d.layers; ++l) {
-      const Layer& L = layers_[l];
-      const int64_t row = int64_t{p0} * kv_dim(d);
-      const ToRopeCache qkv{d.heads,
-                            d.kv_heads,
-                            hd,
-                            p0,
-                            cos_,
-                            sin_,
-                            q_,
-                            k_cache_ + l * cache_layer_ + row,
-                            v_cache_ + l * cache_layer_ + row};
-      mark(kLayerGemm);
-      launch_decode_gemv<4, 1, 8>(stream_, x_, L.attn_norm, eps, L.wqkv, H,
-                                  (d.heads + 2 * d.kv_heads) * hd / 2, qkv);
-      mark(kAttention);
-      attention(l, 1, p0);
-      mark(kLayerGemm);
-      launch_decode_gemv<4, 1, 8>(stream_, att_, nullptr, 0.0f, L.wo, Q, (H + 1) / 2,
-                                  ToRows<2>{x_, H, residual});
-      if (shard_.all_reduce) shard_.all_reduce(x_, H, stream_);
-      launch_decode_gemv<8, 1, 8>(stream_, x_, L.mlp_norm, eps, L.wgu, H, I, ToSwiglu{act_, I});
-      launch_decode_gemv<8, 4, 8>(stream_, act_, nullptr, 0.0f, L.wdown, I, (H + 1) / 2,
-                                  ToRows<2>{x_, H, residual});
-      if (shard_.all_reduce) shard_.all_reduce(x_, H, stream_);
-    }
-    mark(kLmHead);
-    const int vocab = shard_.vocab_count;
-    launch_decode_gemv<8, 1, 4>(stream_, x_, final_norm_, eps,
-                                embed_ + int64_t{shard_.vocab_first} * H, H, (vocab + 3) / 4,
-                                ToRows<4>{logits_, vocab, false});
-    mark(kParts);
-  }
-
   std::vector<float> download_bf16(const bf16* src, size_t count) const {
     std::vector<uint16_t> raw(count);
     CHECK(cudaMemcpyAsync(raw.data(), src, count * sizeof(bf16), cudaMemcpyDeviceToHost,
@@ -815,21 +842,12 @@ class DeviceModel {
     return static_cast<T*>(p);
   }
 
+  // Prefill attention of sequence seq_.
   void attention(int l, int n, int p0) {
-    if (n > 1) {
-      if (kFlashPrefill)
-        attention_flash(l, n, p0);
-      else
-        attention_unfused(l, n, p0);
-      return;
-    }
-    const Dims& d = d_;
-    const int kv_len = p0 + n;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
-    const int splits = (kv_len + kSplitKeys - 1) / kSplitKeys;
-    launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits), dim3(kSplitThreads), 0,
-                     stream_, q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, kv_len,
-                     d.kv_heads, d.heads / d.kv_heads, scale, part_, done_, att_);
+    if (kFlashPrefill)
+      attention_flash(l, n, p0);
+    else
+      attention_unfused(l, n, p0);
   }
 
   void attention_flash(int l, int n, int p0) {
@@ -837,7 +855,8 @@ class DeviceModel {
     const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(d.head_dim));
     const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
     flash_attention_prefill<<<tiles_q * d.heads, kFlashThreads, 0, stream_>>>(
-        q_, k_cache_ + l * cache_layer_, v_cache_ + l * cache_layer_, n, p0, d.heads, d.kv_heads,
+        q_, k_cache_ + seq_ * seq_stride_ + l * cache_layer_,
+        v_cache_ + seq_ * seq_stride_ + l * cache_layer_, n, p0, d.heads, d.kv_heads,
         scale_log2, att_);
     CHECK_LAUNCH(flash_attention_prefill);
   }
@@ -869,7 +888,8 @@ class DeviceModel {
   }
 
   Dims d_;
-  int max_tokens_, capacity_;
+  int max_tokens_, capacity_, sequences_;
+  int seq_ = 0;  // the sequence a prefill forward() runs
   cublasHandle_t blas_;
   cudaStream_t stream_;
   Shard shard_;
@@ -878,7 +898,7 @@ class DeviceModel {
   std::vector<Layer> layers_;
   bf16 *x_, *h_, *qkv_, *q_, *att_, *gu_, *act_, *logits_;
   int* tokens_;
-  int64_t cache_layer_;
+  int64_t cache_layer_, seq_stride_;  // values per layer of one sequence's cache; per sequence
   bf16 *k_cache_, *v_cache_;
   float *scores_, *cos_, *sin_, *part_;
   int* done_;  // per KV head, the decode attention's finished splits
@@ -892,10 +912,13 @@ void upload_tokens(DeviceModel& m, const std::vector<int>& t, cudaStream_t strea
   CHECK(cudaStreamSynchronize(stream));
 }
 
+// On the model's stream, after what it runs: a plain cudaMemcpy would not wait for a stream
+// created non-blocking.
 std::vector<float> download_logits(const DeviceModel& m, int rows) {
   std::vector<uint16_t> raw(static_cast<size_t>(rows) * m.logit_columns());
-  CHECK(cudaMemcpy(raw.data(), m.logits(), raw.size() * sizeof(uint16_t),
-                   cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpyAsync(raw.data(), m.logits(), raw.size() * sizeof(uint16_t),
+                        cudaMemcpyDeviceToHost, m.stream()));
+  CHECK(cudaStreamSynchronize(m.stream()));
   std::vector<float> out(raw.size());
   for (size_t i = 0; i < raw.size(); ++i) {
     const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;

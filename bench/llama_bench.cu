@@ -84,11 +84,154 @@ struct Targets {
 };
 Targets targets_for(const Dims& d) { return &d == &kLlama1B ? Targets{80, 75} : Targets{50, 0}; }
 
+bool& invariance_ok() {
+  static bool ok = true;
+  return ok;
+}
+
 bool& attention_check_ok() {
   static bool ok = true;
   return ok;
 }
 
+
+std::vector<std::string>& batch_summary() {
+  static std::vector<std::string> lines;
+  return lines;
+}
+
+// Bits of two logit buffers.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Decode of several sequences in one step: kMaxBatch sequences, each prefilled with a prompt of
+// its own of `context` tokens, then one step for the first `batch` of them at position
+// `context`, as a graph (timed as the batch-1 decode). The floor reads every weight once and
+// each sequence's K and V. Then batch invariance: each sequence's logits from the batch of
+// kMaxBatch against the same step with the sequence alone, bit for bit.
+void bench_batched_decode(const Dims& d, const Ceilings& c, cublasHandle_t blas,
+                          cudaStream_t stream, const Timer& timer, int context) {
+  DeviceModel m(d, context, context + 1, blas, stream, {}, {}, kMaxBatch);
+  for (int b = 0; b < kMaxBatch; ++b) {
+    const std::string name = "bench.prompt." + std::to_string(b);
+    upload_tokens(m, random_tokens(context, d.vocab, name.c_str()), stream);
+    m.forward(context, 0, 1, nullptr, b);
+  }
+  const std::vector<int> next = random_tokens(kMaxBatch, d.vocab, "bench.decode.batch");
+  const double weight_bytes = 2.0 * static_cast<double>(total_params(d));
+  const double kv_bytes = 2.0 * d.layers * (context + 1) * kv_dim(d) * 2.0;
+  std::printf("  decode of several sequences, each at context %d (graph):\n", context);
+  std::printf("    %5s %10s %10s %10s %9s %8s\n", "batch", "ms/step", "tokens/s", "GB/step",
+              "floor ms", "% floor");
+  for (int batch = 1; batch <= kMaxBatch; batch *= 2) {
+    upload_tokens(m, std::vector<int>(next.begin(), next.begin() + batch), stream);
+    const std::vector<int> positions(batch, context);
+    m.decode(0, positions);  // eagerly first: a kernel's first launch may set its attributes
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    m.decode(0, positions);
+    CHECK(cudaStreamEndCapture(stream, &graph));
+    CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const int steps = 20;
+    const double ms = timer.median_ms(2, 9, [&] {
+                        for (int i = 0; i < steps; ++i) CHECK(cudaGraphLaunch(exec, stream));
+                      }) /
+                      steps;
+    CHECK(cudaGraphExecDestroy(exec));
+    CHECK(cudaGraphDestroy(graph));
+    const double bytes = weight_bytes + batch * kv_bytes;
+    const double floor_ms = bytes / c.bandwidth * 1e3;
+    std::printf("    %5d %10.3f %10.0f %10.3f %9.3f %7.1f%%\n", batch, ms, batch * 1e3 / ms,
+                bytes * 1e-9, floor_ms, 100.0 * floor_ms / ms);
+    char line[256];
+    std::snprintf(line, sizeof line, "| %-18s | %5d | %8.3f | %9.0f | %8.3f | %7.1f%% |", d.name,
+                  batch, ms, batch * 1e3 / ms, floor_ms, 100.0 * floor_ms / ms);
+    batch_summary().push_back(line);
+  }
+  // Batch invariance.
+  upload_tokens(m, next, stream);
+  m.decode(0, std::vector<int>(kMaxBatch, context));
+  const std::vector<float> together = download_logits(m, kMaxBatch);
+  int same = 0;
+  for (int b = 0; b < kMaxBatch; ++b) {
+    upload_tokens(m, {next[b]}, stream);
+    m.decode(b, {context});
+    const std::vector<float> alone = download_logits(m, 1);
+    const std::vector<float> row(together.begin() + int64_t{b} * d.vocab,
+                                 together.begin() + int64_t{b + 1} * d.vocab);
+    same += same_bits(alone, row);
+  }
+  std::printf("  batch invariance: %d of %d sequences give the same bits alone as in a batch of "
+              "%d%s\n",
+              same, kMaxBatch, kMaxBatch, same == kMaxBatch ? "" : ": FAIL");
+  if (same != kMaxBatch) invariance_ok() = false;
+}
+
+// What batch invariance costs in the products: the decode step's matrix-vector kernel
+// (decode_gemv, one fixed order of summation for every batch size) against cuBLAS GemmEx (bf16,
+// fp32 accumulation, which chooses its kernel by shape) on the largest product of the model, its
+// fused gate/up matrix [2 inter, hidden], for 1 to 8 rows of input; and whether each keeps a
+// row's bits when the batch grows.
+void bench_gemv_cost(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStream_t stream,
+                     const Timer& timer) {
+  const int k = d.hidden, rows = 2 * d.inter;
+  bf16 *w, *x, *y;
+  CHECK(cudaMalloc(&w, sizeof(bf16) * int64_t{rows} * k));
+  CHECK(cudaMalloc(&x, sizeof(bf16) * int64_t{kMaxBatch} * k));
+  CHECK(cudaMalloc(&y, sizeof(bf16) * int64_t{kMaxBatch} * rows));
+  fill(stream, w, int64_t{rows} * k, "bench.gemv.w", 0.05);
+  fill(stream, x, int64_t{kMaxBatch} * k, "bench.gemv.x", 1.0);
+  auto ours = [&](int batch) {
+    launch_decode_gemv<8, 1, 8>(batch, stream, x, nullptr, 0.0f, w, k, rows / 2,
+                                ToRows<2>{y, rows, false});
+  };
+  auto theirs = [&](int batch) { gemm(blas, x, w, batch, k, rows, y); };
+  // Row `row` of a `batch`-row product, as floats.
+  auto row_of = [&](const std::function<void(int)>& product, int batch, int row) {
+    product(batch);
+    std::vector<uint16_t> raw(rows);
+    CHECK(cudaMemcpyAsync(raw.data(), y + int64_t{row} * rows, rows * sizeof(bf16),
+                          cudaMemcpyDeviceToHost, stream));
+    CHECK(cudaStreamSynchronize(stream));
+    return std::vector<uint16_t>(raw);
+  };
+  std::printf("  batch invariance's cost, %s's gate/up product [%d x %d], bf16 (us per product):\n",
+              d.name, rows, k);
+  std::printf("    %5s %12s %8s %12s %8s %24s\n", "batch", "decode_gemv", "GB/s", "cuBLAS",
+              "GB/s", "row bits as batch 1");
+  const double bytes = 2.0 * rows * k;
+  for (int batch = 1; batch <= kMaxBatch; batch *= 2) {
+    const int reps = 20;
+    const double us_ours = timer.median_ms(3, 11, [&] {
+                             for (int i = 0; i < reps; ++i) ours(batch);
+                           }) * 1e3 / reps;
+    const double us_theirs = timer.median_ms(3, 11, [&] {
+                               for (int i = 0; i < reps; ++i) theirs(batch);
+                             }) * 1e3 / reps;
+    // The last row of this batch against the same row computed alone (x shifted so that it is
+    // row 0 of a batch of 1).
+    const int last = batch - 1;
+    const std::vector<uint16_t> ours_batch = row_of(ours, batch, last);
+    const std::vector<uint16_t> theirs_batch = row_of(theirs, batch, last);
+    bf16* const x0 = x;
+    x = x0 + int64_t{last} * k;
+    const std::vector<uint16_t> ours_alone = row_of(ours, 1, 0);
+    const std::vector<uint16_t> theirs_alone = row_of(theirs, 1, 0);
+    x = x0;
+    const bool ours_same = ours_batch == ours_alone, theirs_same = theirs_batch == theirs_alone;
+    if (!ours_same) invariance_ok() = false;
+    std::printf("    %5d %12.1f %8.0f %12.1f %8.0f %13s / %-10s\n", batch, us_ours,
+                bytes / (us_ours * 1e-6) * 1e-9, us_theirs, bytes / (us_theirs * 1e-6) * 1e-9,
+                ours_same ? "ours same" : "ours DIFFER",
+                theirs_same ? "cuBLAS same" : "cuBLAS differ");
+  }
+  (void)c;
+  CHECK(cudaFree(w));
+  CHECK(cudaFree(x));
+  CHECK(cudaFree(y));
+}
 
 void print_breakdown(const char* title, const std::vector<double>& ms,
                      const std::vector<double>& floor_ms) {
@@ -212,6 +355,9 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
                 d.name, n / (prefill_ms * 1e-3), 100.0 * rate / c.gemm_rate, best, 1e3 / best,
                 bytes * 1e-9, floor_ms, 100.0 * floor_ms / best);
   summary().push_back(line);
+
+  bench_batched_decode(d, c, blas, stream, timer, context);
+  bench_gemv_cost(d, c, blas, stream, timer);
 }
 
 }  // namespace
@@ -264,10 +410,16 @@ int main() {
                 "prefill/s", "% cuBLAS", "dec ms", "dec tok/s", "GB/token", "floor ms",
                 "% floor");
     for (const std::string& line : summary()) std::printf("%s\n", line.c_str());
+    std::printf("\n| %-18s | %5s | %8s | %9s | %8s | %8s |\n", "model", "batch", "ms/step",
+                "tokens/s", "floor ms", "% floor");
+    for (const std::string& line : batch_summary()) std::printf("%s\n", line.c_str());
+    std::printf("batch invariance (each sequence alone and in a batch of %d; decode_gemv at 1 to "
+                "%d rows): %s\n",
+                kMaxBatch, kMaxBatch, invariance_ok() ? "PASS" : "FAIL");
     CHECK(cublasDestroy(blas));
     CHECK(cudaFree(workspace));
     CHECK(cudaStreamDestroy(stream));
-    return ok && att_ok ? 0 : 2;
+    return ok && att_ok && invariance_ok() ? 0 : 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llama_bench: %s\n", e.what());
     return 1;
