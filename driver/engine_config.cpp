@@ -31,8 +31,8 @@ std::vector<std::string> string_list(const json& value, const std::string& path,
   std::vector<std::string> out;
   for (const json& item : value) {
     if (!item.is_string() || item.get<std::string>().empty())
-      fail(path, where, "must be a non-empty list of strings, e.g. " + example + "; got " +
-                            item.dump());
+      fail(path, where, "must be a non-empty list of non-empty strings, e.g. " + example +
+                            "; got " + item.dump());
     out.push_back(item.get<std::string>());
   }
   return out;
@@ -95,9 +95,24 @@ std::string code_digest(const EngineSpec& engine, const std::string& folder,
   if (engine.code.empty()) return "";
   const std::string where = "engines." + engine.name + ".code";
   Fnv1a hash;
+  std::error_code error;
+  // An absolute, normal path without a trailing separator, whether it exists or not.
+  auto resolved = [&error](const fs::path& p) {
+    fs::path q = fs::weakly_canonical(fs::absolute(p, error), error).lexically_normal();
+    return q.has_filename() ? q : q.parent_path();
+  };
+  const fs::path home = resolved(folder);
   for (const std::string& entry : engine.code) {
+    if (fs::path(entry).is_absolute())
+      fail(path, where, "'" + entry + "' is absolute; paths are relative to " + folder);
     const fs::path full = fs::path(folder) / entry;
-    std::error_code error;
+    // The case files' own folder (or one above it) would hash the goldens the engine's rows are
+    // written into: every regeneration would make its own rows stale.
+    const fs::path up = home.lexically_relative(resolved(full));
+    if (!up.empty() && *up.begin() != "..")
+      fail(path, where,
+           "'" + entry + "' holds " + folder +
+               ", the folder of the case files; name the engine's own files and folders");
     std::vector<fs::path> files;
     if (fs::is_regular_file(full, error)) {
       files.push_back(full);
@@ -107,6 +122,7 @@ std::string code_digest(const EngineSpec& engine, const std::string& folder,
         if (it->is_regular_file(error)) files.push_back(it->path());
       if (error)
         fail(path, where, "cannot list '" + entry + "': " + error.message());
+      if (files.empty()) fail(path, where, "'" + entry + "' is a folder with no files");
       std::sort(files.begin(), files.end());
     } else {
       fail(path, where,

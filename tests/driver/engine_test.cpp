@@ -370,6 +370,22 @@ INSTANTIATE_TEST_SUITE_P(
                   "a folder (paths are relative to repo)"},
         BadConfig{"{\"engines\": {\"e\": {\"targets\": {\"e fp32\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e: has no command"},
+        BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"code\": [\"\"], "
+                  "\"targets\": {\"e fp32\": {}}}}}",
+                  "repo/pinmark-engines.json: engines.e.code: must be a non-empty list of "
+                  "non-empty strings, e.g. [\"../tools/engines/my_engine.py\"]; got \"\""},
+        BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"code\": [\"/etc/hostname\"], "
+                  "\"targets\": {\"e fp32\": {}}}}}",
+                  "repo/pinmark-engines.json: engines.e.code: '/etc/hostname' is absolute; paths "
+                  "are relative to repo"},
+        BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"code\": [\".\"], "
+                  "\"targets\": {\"e fp32\": {}}}}}",
+                  "repo/pinmark-engines.json: engines.e.code: '.' holds repo, the folder of the "
+                  "case files; name the engine's own files and folders"},
+        BadConfig{"{\"engines\": {\"e\": {\"command\": [\"x\"], \"code\": [\"..\"], "
+                  "\"targets\": {\"e fp32\": {}}}}}",
+                  "repo/pinmark-engines.json: engines.e.code: '..' holds repo, the folder of the "
+                  "case files; name the engine's own files and folders"},
         BadConfig{"{\"engines\": {\"e\": {\"command\": [], \"targets\": {\"e fp32\": {}}}}}",
                   "repo/pinmark-engines.json: engines.e.command: must be a non-empty list of "
                   "strings, e.g. [\"python3\", \"../tools/engines/my_engine.py\"], run in this file's "
@@ -409,6 +425,45 @@ TEST_F(Engines, ABrokenConfigurationFailsEveryCaseUnderItAndIsNeverPinned) {
                                       "name to its command, cases and targets"))
       << unpinnable(r);
   EXPECT_EQ(r.outcomes[0].actual, r.parsed.cases[0].text);
+}
+
+TEST_F(Engines, AnEmptyCodeFolderIsAnError) {
+  json config = json::parse(config_text({{"mode", "exact"}}));
+  config["engines"]["fake"]["code"] = {"engine_src"};
+  fs::create_directories(dir_.file("engine_src"));
+  try {
+    parse_engine_config(config.dump(), dir_.file(kEngineConfigName));
+    FAIL() << "accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(contains(e.what(), "engines.fake.code: 'engine_src' is a folder with no files"))
+        << e.what();
+  }
+}
+
+// The run's summary counts a case that pins an Errors section among the passing ones only when
+// it passes: under a broken configuration it fails like every other case.
+TEST_F(Engines, AFailingCaseThatPinsErrorsIsNotCountedAsPassing) {
+  fs::create_directories(dir_.file("models"));
+  const std::string path = dir_.file("models/case.md");
+  write_file(path,
+             "# T\n\n## Bad\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
+             "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 3}\n"
+             "```\n\n### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n");
+  {
+    std::ostringstream out, err;
+    run_command_line({"run", path, "--regenerate", "-q"}, out, err);
+    ASSERT_TRUE(contains(read_file(path), "### Errors")) << read_file(path);
+  }
+  {
+    std::ostringstream out, err;
+    run_command_line({"run", path, "-q"}, out, err);
+    EXPECT_TRUE(contains(out.str(), "1 of the passing cases pin an Errors section")) << out.str();
+  }
+  write_file(dir_.file(kEngineConfigName), "{\"engines\": 3}");
+  std::ostringstream out, err;
+  run_command_line({"run", path, "-q"}, out, err);
+  EXPECT_TRUE(contains(out.str(), "0 passed, 1 failed")) << out.str();
+  EXPECT_FALSE(contains(out.str(), "pin an Errors section")) << out.str();
 }
 
 }  // namespace
