@@ -128,19 +128,7 @@ void bench_batched_decode(const Dims& d, const Ceilings& c, cublasHandle_t blas,
     upload_tokens(m, std::vector<int>(next.begin(), next.begin() + batch), stream);
     const std::vector<int> positions(batch, context);
     m.decode(0, positions);  // eagerly first: a kernel's first launch may set its attributes
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    m.decode(0, positions);
-    CHECK(cudaStreamEndCapture(stream, &graph));
-    CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    const int steps = 20;
-    const double ms = timer.median_ms(2, 9, [&] {
-                        for (int i = 0; i < steps; ++i) CHECK(cudaGraphLaunch(exec, stream));
-                      }) /
-                      steps;
-    CHECK(cudaGraphExecDestroy(exec));
-    CHECK(cudaGraphDestroy(graph));
+    const double ms = timer.graph_ms([&] { m.decode(0, positions); });
     const double bytes = weight_bytes + batch * kv_bytes;
     const double floor_ms = bytes / c.bandwidth * 1e3;
     std::printf("    %5d %10.3f %10.0f %10.3f %9.3f %7.1f%%\n", batch, ms, batch * 1e3 / ms,
@@ -311,19 +299,7 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
   const double floor_ms = bytes / c.bandwidth * 1e3;
   const double eager_ms = timer.median_ms(3, 21, [&] { m.forward(1, context, 1); });
 
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  m.forward(1, context, 1);
-  CHECK(cudaStreamEndCapture(stream, &graph));
-  CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  const int steps = 20;
-  const double graph_ms = timer.median_ms(2, 9, [&] {
-                            for (int i = 0; i < steps; ++i) CHECK(cudaGraphLaunch(exec, stream));
-                          }) /
-                          steps;
-  CHECK(cudaGraphExecDestroy(exec));
-  CHECK(cudaGraphDestroy(graph));
+  const double graph_ms = timer.graph_ms([&] { m.forward(1, context, 1); });
   const double best = std::min(graph_ms, eager_ms);
   std::printf("  decode batch 1, context %d: %.3f ms/token (graph; eager %.3f), %.0f tokens/s;"
               " bytes/token %.3f GB (weights %.3f + KV %.4f), floor %.3f ms = %.0f tokens/s;"

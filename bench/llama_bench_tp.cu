@@ -197,19 +197,7 @@ void bench_model(std::vector<Rank>& ranks, const Dims& d, const Ceilings& c) {
     const double p_ms = timer.median_ms(2, 7, [&] { m.forward(prefill, 0, 1); });
     upload_tokens(m, random_tokens(1, d.vocab, "bench.decode"), r.stream);
     const double e_ms = timer.median_ms(3, 21, [&] { m.forward(1, context, 1); });
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CHECK(cudaStreamBeginCapture(r.stream, cudaStreamCaptureModeThreadLocal));
-    m.forward(1, context, 1);
-    CHECK(cudaStreamEndCapture(r.stream, &graph));
-    CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    const int steps = 20;
-    const double g_ms = timer.median_ms(2, 9, [&] {
-                          for (int i = 0; i < steps; ++i) CHECK(cudaGraphLaunch(exec, r.stream));
-                        }) /
-                        steps;
-    CHECK(cudaGraphExecDestroy(exec));
-    CHECK(cudaGraphDestroy(graph));
+    const double g_ms = timer.graph_ms([&] { m.forward(1, context, 1); });
     // The decode step's all-reduces alone: two per layer of one hidden row.
     bf16* row = nullptr;
     CHECK(cudaMalloc(&row, d.hidden * sizeof(bf16)));
