@@ -26,21 +26,23 @@ struct ModelRun {
   std::vector<TapRecord> taps;  // every tap of every call, in the order they happened
 };
 
-// The oracle's experts of every MoE layer of every forward call, by (sequence, call, layer
-// prefix "layers.N."): what a target is fed (model.h, RouteFn).
+// The oracle's discrete choices (model.h, RouteFn) of every forward call, by (sequence, call,
+// the tap that reports the choice): what a target is fed.
 using RoutingTable = std::map<std::tuple<int, int, std::string>, std::vector<int>>;
 
-bool is_experts_tap(const std::string& name) {
-  const std::string suffix = ".experts";
+bool ends_with(const std::string& name, const std::string& suffix) {
   return name.size() > suffix.size() &&
          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// An MoE router's experts.
+bool is_experts_tap(const std::string& name) { return ends_with(name, ".experts"); }
+
 RoutingTable routing_of(const ModelRun& oracle) {
   RoutingTable table;
   for (const TapRecord& tap : oracle.taps)
-    if (is_experts_tap(tap.name))
-      table[{tap.sequence, tap.call, tap.name.substr(0, tap.name.size() - 7)}] =
+    if (is_choice_tap(tap.name))
+      table[{tap.sequence, tap.call, tap.name}] =
           std::vector<int>(tap.values.begin(), tap.values.end());
   return table;
 }
@@ -368,7 +370,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
   result.prompts = prompts;
   result.layers = spec.model.num_hidden_layers;
-  if (spec.model.model_type == "deepseek_v3") {
+  if (is_deepseek(spec.model)) {
     const ModelConfig c = with_defaults(spec.model);
     result.router_choice.groups = c.n_group;
     result.router_choice.groups_kept = c.topk_group;
@@ -387,6 +389,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     result.kv_cache_latent = KVCache<double>(c, 1).values_per_token();
     result.kv_cache_expanded = int64_t{result.kv_layers_stored} * c.num_attention_heads *
                                (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim);
+    result.kv_cache_index_keys = c.index_n_heads > 0;
   }
   if (!all_finite(flatten_logits(oracle.outputs))) {
     result.unpinnable.push_back(
@@ -584,23 +587,27 @@ void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>&
     auto it = reported.find({tap.sequence, tap.call, tap.name});
     return it == reported.end() ? nullptr : it->second;
   };
-  // Expert ids are a decision, not a value: judged like top-1, against the router's
-  // probabilities (the tap before them). The target was fed the oracle's choice after it,
-  // so a wrong choice shows here and nowhere downstream: it fails the row by itself.
+  // Expert ids and selected keys are a decision, not a value: judged like top-1, against the
+  // scores they were chosen by (the tap before them: the router's probabilities, the indexer's
+  // scores). The target was fed the oracle's choice after it, so a wrong choice shows here and
+  // nowhere downstream: it fails the row by itself.
   std::vector<bool> routing_diverged(oracle_taps.size(), false);
   bool routing_ok = true;
   for (size_t i = 1; i < oracle_taps.size(); ++i) {
     const TapRecord* ours = reported_as(oracle_taps[i]);
-    if (!ours || !is_experts_tap(oracle_taps[i].name) ||
+    if (!ours || !is_choice_tap(oracle_taps[i].name) ||
         ours->values.size() != oracle_taps[i].values.size())
       continue;
     const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
     const double bound = tolerance * std::sqrt(std::min(1.0, depth / work.depth));
+    // The indexer's top-k has no groups and no correction.
+    const bool router = is_experts_tap(oracle_taps[i].name);
     routing_diverged[i] =
         !routing_within(oracle_taps[i - 1], oracle_taps[i], *ours, reported_as(oracle_taps[i - 1]),
                         bound,
-                        correction_of(router_choice, oracle_taps[i].name), router_choice.groups,
-                        router_choice.groups_kept, row.near_ties);
+                        router ? correction_of(router_choice, oracle_taps[i].name) : nullptr,
+                        router ? router_choice.groups : 1, router ? router_choice.groups_kept : 1,
+                        row.near_ties);
     routing_ok = routing_ok && !routing_diverged[i];
   }
   for (size_t i = 0; i < oracle_taps.size(); ++i) {
@@ -609,7 +616,7 @@ void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>&
     const double depth = tap_depth(oracle_taps[i].name, spec.model.num_hidden_layers);
     const double bound = tolerance * std::sqrt(std::min(1.0, depth / work.depth));
     const bool diverged = ours->values.size() != oracle_taps[i].values.size() ||
-                          (is_experts_tap(oracle_taps[i].name)
+                          (is_choice_tap(oracle_taps[i].name)
                                ? routing_diverged[i]
                                : !within(compare(oracle_taps[i].values, ours->values), bound));
     if (diverged) {
@@ -623,6 +630,11 @@ void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>&
 }
 
 }  // namespace
+
+// Each choice tap follows the tap of the scores it chose by.
+bool is_choice_tap(const std::string& name) {
+  return is_experts_tap(name) || ends_with(name, ".index_topk");
+}
 
 void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
                      const std::vector<TapRecord>& oracle_taps,

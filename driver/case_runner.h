@@ -97,6 +97,7 @@ struct CaseResult {
   // MLA: values the KV cache holds per token over all layers (the latent and the rotated key),
   // and what keys and values expanded per head would take; 0 otherwise.
   int64_t kv_cache_latent = 0, kv_cache_expanded = 0;
+  bool kv_cache_index_keys = false;  // DeepSeek-V3.2: the latent's share includes indexer keys
 
   // Kernel cases.
   Tensor<double> kernel_output;
@@ -137,6 +138,11 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b);
 
 // The N of a tap named "layers.N.<what>" (the layer it belongs to), or -1 for any other name.
 int tap_layer(const std::string& name);
+
+// Whether a tap reports a discrete choice, not values (model.h, RouteFn): an MoE router's
+// experts ("layers.N.experts") or the keys DeepSeek Sparse Attention selects
+// ("layers.N.index_topk"). A target is fed the oracle's choice and judged on it like top-1.
+bool is_choice_tap(const std::string& name);
 
 // Glob match with '*' and '?', for tap selection.
 bool glob_match(const std::string& pattern, const std::string& text);

@@ -127,6 +127,11 @@ class RecordingBackend : public Backend<double> {
   void sigmoid_gate(const double* x, const double* g, int64_t n, double* out) override {
     cpu_->sigmoid_gate(x, g, n, out);
   }
+  void indexer_scores(const double* q, const double* k, const double* w, const int* positions,
+                      int n, int kv_len, int heads, int head_dim, double scale,
+                      double weight_scale, double* out) override {
+    cpu_->indexer_scores(q, k, w, positions, n, kv_len, heads, head_dim, scale, weight_scale, out);
+  }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
     cpu_->matmul_bias(x, w, b, n, k, m, y);

@@ -67,7 +67,7 @@ const std::map<std::string, std::string>& architecture_of() {
       {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
       {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"},
       {"gpt_oss", "GptOssForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"},
-      {"qwen3_next", "Qwen3NextForCausalLM"}};
+      {"deepseek_v32", "DeepseekV32ForCausalLM"}, {"qwen3_next", "Qwen3NextForCausalLM"}};
   return names;
 }
 
@@ -82,7 +82,7 @@ const std::map<std::string, std::string>& base_architecture_of() {
       {"qwen3_moe", "Qwen3MoeModel"},  {"olmo2", "Olmo2Model"},
       {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"},
       {"gpt_oss", "GptOssModel"},      {"deepseek_v3", "DeepseekV3Model"},
-      {"qwen3_next", "Qwen3NextModel"}};
+      {"deepseek_v32", "DeepseekV32Model"}, {"qwen3_next", "Qwen3NextModel"}};
   return names;
 }
 
@@ -463,9 +463,10 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
       if (!value.is_boolean())
         r.problems.push_back(r.block.problem_at(
             key, "pinmark.mla_absorb must be true or false, got " + show(value)));
-      else if (c.model_type != "deepseek_v3")
+      else if (!is_deepseek(c))
         r.problems.push_back(r.block.problem_at(
-            key, "pinmark.mla_absorb applies to deepseek_v3 (MLA) only, not " + c.model_type));
+            key, "pinmark.mla_absorb applies to deepseek_v3 and deepseek_v32 (MLA) only, not " +
+                     c.model_type));
       else
         c.mla_absorb = value.get<bool>();
     } else {
@@ -571,7 +572,7 @@ KeyTable config_keys(const std::string& type) {
       keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
       keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
     }
-  } else if (type == "deepseek_v3") {
+  } else if (type == "deepseek_v3" || type == "deepseek_v32") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
     keys["q_lora_rank"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
       if (v.is_null())
@@ -598,6 +599,21 @@ KeyTable config_keys(const std::string& type) {
     // DeepseekV3Config derives head_dim (the rotary width) and qk_head_dim from the others.
     keys["head_dim"] = unused_integer_key();
     keys["qk_head_dim"] = keys["head_dim"];
+    if (type == "deepseek_v32") {
+      keys["index_topk"] = integer_key(&ModelConfig::index_topk);
+      keys["index_head_dim"] = integer_key(&ModelConfig::index_head_dim);
+      keys["index_n_heads"] = integer_key(&ModelConfig::index_n_heads);
+      // Every entry deepseek_sparse_attention (the default, and the only kind it builds).
+      keys["layer_types"] = read_layer_types;
+      keys["mlp_layer_types"] = [](Reader& r, const std::string& k, const json& v,
+                                   ModelConfig& c) {
+        ModelConfig read;
+        read_layer_types(r, k, v, read);
+        c.mlp_layer_types = read.layer_types;
+      };
+      // DeepseekV32Attention always interleaves the rotary part; the key is not read.
+      keys.erase("rope_interleave");
+    }
   } else if (type == "gpt_oss") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
     keys["sliding_window"] = read_sliding_window;
@@ -770,6 +786,12 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
       {"deepseek_v3",
        {"aux_loss_alpha", "seq_aux", "ep_size", "topk_method", "scoring_func", "moe_layer_freq",
         "num_nextn_predict_layers", "output_router_logits", "router_aux_loss_coef"}},
+      // DeepseekV32's likewise, and its attention interleaves the rotary part whatever
+      // rope_interleave says; its MLPs have no bias whatever mlp_bias says.
+      {"deepseek_v32",
+       {"aux_loss_alpha", "seq_aux", "ep_size", "topk_method", "scoring_func", "moe_layer_freq",
+        "num_nextn_predict_layers", "output_router_logits", "router_aux_loss_coef",
+        "rope_interleave", "mlp_bias"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);

@@ -22,8 +22,8 @@ struct Tapped {
   std::vector<SequenceOutput> outputs;
 };
 
-// The oracle's expert choices, by sequence, forward call and layer, fed to each target as the
-// runner feeds them, so that a target is compared on the same experts.
+// The oracle's choices (experts, selected keys), by sequence, forward call and choice tap, fed
+// to each target as the runner feeds them, so that a target is compared on the same choices.
 using Routing = std::map<std::tuple<int, int, std::string>, std::vector<int>>;
 
 template <class T>
@@ -75,8 +75,8 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
   Routing routing;
   for (const auto& [key, values] : oracle.taps) {
     const std::string& name = std::get<2>(key);
-    if (name.ends_with(".experts"))
-      routing[{std::get<0>(key), std::get<1>(key), name.substr(0, name.size() - 7)}] =
+    if (is_choice_tap(name))
+      routing[{std::get<0>(key), std::get<1>(key), name}] =
           std::vector<int>(values.begin(), values.end());
   }
 
@@ -91,8 +91,9 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
                        row.ill_conditioned ? "ill-conditioned" : row.ok ? "PASS" : "FAIL"};
     for (const auto& [key, values] : oracle.taps) {
       const int layer = tap_layer(std::get<2>(key));
-      // Expert ids are choices, not values: their error says nothing about rounding.
-      if (layer < 0 || layer >= layers || std::get<2>(key).ends_with(".experts")) continue;
+      // Expert ids and selected keys are choices, not values: their error says nothing about
+      // rounding.
+      if (layer < 0 || layer >= layers || is_choice_tap(std::get<2>(key))) continue;
       auto it = run.taps.find(key);
       if (it == run.taps.end()) continue;
       const ErrorMetrics m = compare(values, it->second);

@@ -85,7 +85,9 @@ std::string render_logits(const CaseResult& r) {
              " of the " + std::to_string(r.layers) + " layers; the others reuse them.";
   if (r.kv_cache_latent > 0)
     intro += " The KV cache holds " + std::to_string(r.kv_cache_latent) +
-             " values per token over all layers (the latent and the rotated key); keys and "
+             " values per token over all layers (the latent and the rotated key" +
+             (r.kv_cache_index_keys ? std::string(", and the indexer's key") : std::string()) +
+             "); keys and "
              "values expanded per head would take " + std::to_string(r.kv_cache_expanded) + ".";
   return "### Logits\n\n" + intro + "\n\n" + fenced(body);
 }

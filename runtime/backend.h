@@ -181,6 +181,18 @@ class Backend {
   // attention output and on the shared expert.
   virtual void sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) = 0;
 
+  // DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2, DeepSeek-AI 2025, "DeepSeek-
+  // V3.2-Exp: Boosting Long-Context Efficiency with DeepSeek Sparse Attention", eq. 1) as
+  // transformers 5.17's DeepseekV32Indexer computes it: for queries i < n and keys j < kv_len,
+  //   out[i, j] = sum_h (weights[i, h] * weight_scale) * relu(scale * q[i, h, :] . k[j, :]),
+  // summed over h in order, for j <= positions[i]; later keys (the causal mask) get -infinity.
+  // One key head serves every indexer head. q[n, heads, head_dim], k[kv_len, head_dim],
+  // weights[n, heads], positions[n], out[n, kv_len]. The scores select keys; they are not
+  // stored to memory in a narrower type (a 16-bit target keeps them in fp32).
+  virtual void indexer_scores(const T* q, const T* k, const T* weights, const int* positions,
+                              int n, int kv_len, int heads, int head_dim, double scale,
+                              double weight_scale, T* out) = 0;
+
   // Attention as one fused kernel computes it (FlashAttention, Dao et al. 2022), for a backend
   // that has one; returns false, computing nothing, for one that does not, and the model then
   // runs attention_scores, score_mod, softmax and attention_values instead (whose taps it then

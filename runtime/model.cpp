@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 
 #include "runtime/rope.h"
@@ -53,6 +54,10 @@ KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacit
   v_.assign(stored, std::vector<T>(mla ? 0 : per_layer));
   conv_.resize(c.num_hidden_layers);
   state_.resize(c.num_hidden_layers);
+  index_k_.resize(c.num_hidden_layers);
+  if (c.model_type == "deepseek_v32")
+    for (int l = 0; l < c.num_hidden_layers; ++l)
+      index_k_[l].assign(static_cast<size_t>(capacity) * c.index_head_dim, T(0));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     if (!is_linear_attention_layer(c, l)) continue;
     // Keys and values of this layer are never written: it keeps no per-token rows.
@@ -151,7 +156,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
 
   embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
-  if (c.model_type == "deepseek_v3") {
+  if (is_deepseek(c)) {
     load_deepseek(weights);
     return;
   }
@@ -436,7 +441,7 @@ void Model<T>::gated_delta_net(const Layer& L, const std::string& p, int layer, 
   linear(normed.data(), L.out_proj, {}, n, value_dim, hidden, out);
 }
 
-// DeepSeek-V3 under the names of its checkpoints (transformers 5.17 saves the same).
+// DeepSeek-V3 and V3.2 under the names of their checkpoints (transformers 5.17 saves the same).
 template <class T>
 void Model<T>::load_deepseek(const Weights& weights) {
   const ModelConfig& c = config_;
@@ -472,6 +477,15 @@ void Model<T>::load_deepseek(const Weights& weights) {
           for (int64_t r = 0; r < rank; ++r)
             l.kv_b_key_t[(hh * rank + r) * nope + d] = l.kv_b[(hh * stride + d) * rank + r];
     }
+    if (c.index_n_heads > 0) {
+      const std::string x = a + "indexer.";
+      const int64_t ih = c.index_n_heads, id = c.index_head_dim;
+      l.index_wq_b = load<T>(weights, x + "wq_b.weight", {ih * id, c.q_lora_rank});
+      l.index_wk = load<T>(weights, x + "wk.weight", {id, hidden});
+      l.index_k_norm = load<T>(weights, x + "k_norm.weight", {id});
+      l.index_k_norm_bias = load<T>(weights, x + "k_norm.bias", {id});
+      l.index_weights_proj = load<T>(weights, x + "weights_proj.weight", {ih, hidden});
+    }
     l.o = load<T>(weights, a + "o_proj.weight", {hidden, heads * c.v_head_dim});
     if (c.attention_bias) l.o_bias = load<T>(weights, a + "o_proj.bias", {hidden});
     l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
@@ -502,7 +516,7 @@ constexpr double kMlaNormEps = 1e-6;
 template <class T>
 void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, const T* h, int n,
                              const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
-                             T* out) {
+                             const RouteFn& route, T* out) {
   const ModelConfig& c = config_;
   const int hidden = c.hidden_size, heads = c.num_attention_heads;
   const int nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, vd = c.v_head_dim;
@@ -512,9 +526,10 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
     if (tap) tap(name, shape, data);
   };
 
-  std::vector<T> q(int64_t{n} * heads * qk);
+  std::vector<T> q(int64_t{n} * heads * qk), qn;
   if (c.q_lora_rank > 0) {
-    std::vector<T> qa(int64_t{n} * c.q_lora_rank), qn(qa.size());
+    std::vector<T> qa(int64_t{n} * c.q_lora_rank);
+    qn.resize(qa.size());
     linear(h, L.q_a, L.q_a_bias, n, hidden, c.q_lora_rank, qa.data());
     backend_.rmsnorm(qa.data(), L.q_a_norm.data(), n, c.q_lora_rank, kMlaNormEps, qn.data());
     backend_.matmul(qn.data(), held(L.q_b, c.q_lora_rank, heads * qk), n, c.q_lora_rank,
@@ -570,6 +585,18 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
     scale *= m * m;
   }
 
+  // DeepSeek Sparse Attention: each query attends over the keys its indexer selects only.
+  std::vector<char> selected;
+  if (c.index_n_heads > 0)
+    selected = sparse_selection(L, p, layer, h, qn.data(), n, positions, p0, cache, tap, route);
+  auto unselected_masked = [&](T* scores) {
+    if (selected.empty()) return;
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    for (int hh = 0; hh < heads; ++hh)
+      for (int64_t e = 0; e < int64_t{n} * kv_len; ++e)
+        if (!selected[e]) scores[int64_t{hh} * n * kv_len + e] = neg_inf;
+  };
+
   // The latents of every cached position [kv_len, rank], without their rotary keys.
   std::vector<T> latents(int64_t{kv_len} * rank);
   for (int j = 0; j < kv_len; ++j)
@@ -597,6 +624,7 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
     std::vector<T> scores(int64_t{heads} * n * kv_len), mixed(int64_t{n} * heads * rank);
     backend_.attention_scores(qa.data(), cached, positions, n, kv_len, heads, 1, wide, scale,
                               scores.data());
+    unselected_masked(scores.data());
     backend_.softmax(scores.data(), heads * n, kv_len);
     emit(p + "scores", {heads, n, kv_len}, scores.data());
     backend_.attention_values(scores.data(), latents.data(), n, kv_len, heads, 1, rank,
@@ -634,10 +662,81 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
   std::vector<T> scores(int64_t{heads} * n * kv_len), att(int64_t{n} * heads * vd);
   backend_.attention_scores(q.data(), keys.data(), positions, n, kv_len, heads, heads, qk, scale,
                             scores.data());
+  unselected_masked(scores.data());
   backend_.softmax(scores.data(), heads * n, kv_len);
   emit(p + "scores", {heads, n, kv_len}, scores.data());
   backend_.attention_values(scores.data(), values.data(), n, kv_len, heads, heads, vd, att.data());
   linear(att.data(), L.o, L.o_bias, n, heads * vd, hidden, out);
+}
+
+// DeepseekV32Indexer (transformers 5.17) and the top-k it feeds: the indexer's queries from
+// q_resid through wq_b, its one key head from h through wk and a LayerNorm (eps 1e-6); RoPE,
+// half-split (unlike MLA's interleaved part), on the first qk_rope_head_dim values of each;
+// per-head weights from h through weights_proj, times index_n_heads^-0.5; the scores of
+// Backend::indexer_scores over every cached key; each query's min(index_topk, kv_len) best keys,
+// ties to the lower position. Keys after a query's position score -infinity, so they are chosen
+// only when the query sees fewer keys than index_topk, and stay masked.
+template <class T>
+std::vector<char> Model<T>::sparse_selection(const Layer& L, const std::string& p, int layer,
+                                             const T* h, const T* q_resid, int n,
+                                             const int* positions, int p0, KVCache<T>& cache,
+                                             const TapFn<T>& tap, const RouteFn& route) {
+  const ModelConfig& c = config_;
+  const int hidden = c.hidden_size, heads = c.index_n_heads, dim = c.index_head_dim;
+  const int rope = c.qk_rope_head_dim, kv_len = p0 + n;
+  std::vector<T> q(int64_t{n} * heads * dim), k(int64_t{n} * dim), normed(k.size());
+  std::vector<T> weights(int64_t{n} * heads);
+  backend_.matmul(q_resid, held(L.index_wq_b, c.q_lora_rank, heads * dim), n, c.q_lora_rank,
+                  heads * dim, q.data());
+  backend_.matmul(h, held(L.index_wk, hidden, dim), n, hidden, dim, k.data());
+  backend_.layernorm(k.data(), L.index_k_norm.data(), L.index_k_norm_bias.data(), n, dim,
+                     kMlaNormEps, normed.data());
+  backend_.matmul(h, held(L.index_weights_proj, hidden, heads), n, hidden, heads, weights.data());
+  // RoPE on the first `rope` values of each query head and of the key.
+  auto rotate_front = [&](T* x, int rows_per_token) {
+    const int64_t rows = int64_t{n} * rows_per_token;
+    std::vector<T> part(rows * rope);
+    for (int64_t r = 0; r < rows; ++r) std::copy(x + r * dim, x + r * dim + rope, part.begin() + r * rope);
+    rotate(part.data(), positions, n, rows_per_token, false);
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(part.begin() + r * rope, part.begin() + (r + 1) * rope, x + r * dim);
+  };
+  rotate_front(q.data(), heads);
+  rotate_front(normed.data(), 1);
+  T* keys = cache.index_keys(layer);
+  std::copy(normed.begin(), normed.end(), keys + int64_t{p0} * dim);
+
+  std::vector<T> scores(int64_t{n} * kv_len);
+  backend_.indexer_scores(q.data(), keys, weights.data(), positions, n, kv_len, heads, dim,
+                          1.0 / std::sqrt(static_cast<double>(dim)),
+                          1.0 / std::sqrt(static_cast<double>(heads)), scores.data());
+  const int top_k = std::min(c.index_topk, kv_len);
+  std::vector<int> ids(int64_t{n} * top_k);
+  for (int i = 0; i < n; ++i) {
+    const T* row = scores.data() + int64_t{i} * kv_len;
+    std::vector<int> order(kv_len);
+    for (int j = 0; j < kv_len; ++j) order[j] = j;
+    // Masked keys (-infinity) after every finite score, in position order.
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
+    std::copy(order.begin(), order.begin() + top_k, ids.begin() + int64_t{i} * top_k);
+  }
+  if (tap) {
+    std::vector<T> shown(scores);
+    for (T& v : shown)
+      if (std::isinf(v) && v < 0) v = 0;
+    tap(p + "index_scores", {n, kv_len}, shown.data());
+    const std::vector<T> chosen(ids.begin(), ids.end());
+    tap(p + "index_topk", {n, top_k}, chosen.data());
+  }
+  if (route) route(p + "index_topk", n, top_k, ids.data());
+  std::vector<char> selected(int64_t{n} * kv_len, 0);
+  for (int i = 0; i < n; ++i)
+    for (int s = 0; s < top_k; ++s) {
+      const int j = ids[int64_t{i} * top_k + s];
+      if (j < 0 || j >= kv_len) throw std::runtime_error("forced key position out of range");
+      selected[int64_t{i} * kv_len + j] = 1;
+    }
+  return selected;
 }
 
 namespace {
@@ -850,7 +949,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   std::vector<int> ids(int64_t{n} * top_k);
   std::vector<T> weights(int64_t{n} * top_k);
   linear(h, L.router, L.router_bias, n, hidden, count, logits.data());
-  const bool deepseek = c.model_type == "deepseek_v3";
+  const bool deepseek = is_deepseek(c);
   if (deepseek)
     deepseek_route(L, logits.data(), n, probs.data(), ids.data(), weights.data());
   else
@@ -871,7 +970,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   }
   if (route) {
     const std::vector<int> own = ids;
-    route(prefix, n, top_k, ids.data());
+    route(prefix + "experts", n, top_k, ids.data());
     for (int r = 0; r < n; ++r) {
       int* ir = ids.data() + int64_t{r} * top_k;
       if (std::equal(ir, ir + top_k, own.begin() + int64_t{r} * top_k)) continue;
@@ -1013,7 +1112,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     }
 
     if (!L.kv_b.empty()) {
-      mla_attention(L, p, l, h.data(), n, positions.data(), p0, cache, tap, attn_out.data());
+      mla_attention(L, p, l, h.data(), n, positions.data(), p0, cache, tap, route, attn_out.data());
     } else if (!L.in_qkv.empty()) {
       gated_delta_net(L, p, l, h.data(), n, cache, tap, attn_out.data());
     } else {

@@ -28,16 +28,21 @@ namespace pinmark {
 // Mixtral adds, before mlp_out: "layers.N.router" [tokens, experts] (the router's softmax over
 // all experts), "layers.N.experts" [tokens, top_k] (the chosen expert ids as numbers, largest
 // probability first) and "layers.N.expert_weights" [tokens, top_k] (their renormalised weights).
+// DeepSeek-V3.2 adds, before scores: "layers.N.index_scores" [tokens, kv_len] (the indexer's
+// score of every key, 0 for keys after the query's position) and "layers.N.index_topk"
+// [tokens, min(index_topk, kv_len)] (the selected keys' positions as numbers, best first).
 template <class T>
 using TapFn = std::function<void(const std::string& name, const Shape& shape, const T* data)>;
 
-// Called after each MoE routing with the experts the router chose, ids [tokens, top_k] of
-// layer `layer` ("layers.N."), largest probability first; it may overwrite them. A target is
+// Called after each discrete choice a forward pass makes, with `choice` the name of the tap that
+// reports it: an MoE router's experts ("layers.N.experts"), ids [tokens, top_k], largest
+// probability first, or the keys DeepSeek Sparse Attention's indexer selects
+// ("layers.N.index_topk"), ids [tokens, top_k], best first; it may overwrite them. A target is
 // fed the oracle's experts this way, as decode feeds it the oracle's tokens, so that it is
 // compared with the oracle expert for expert even where a rounding-level difference in the
 // router would pick another one. The "experts" tap shows the router's own choice, and the
 // weights of overwritten experts are renormalised from the router's probabilities.
-using RouteFn = std::function<void(const std::string& layer, int tokens, int top_k, int* ids)>;
+using RouteFn = std::function<void(const std::string& choice, int tokens, int top_k, int* ids)>;
 
 template <class T>
 class KVCache {
@@ -51,10 +56,13 @@ class KVCache {
   // latent then the rotated shared key, and no values (they are expanded from the latent).
   T* keys(int layer) { return k_[slot_[layer]].data(); }
   T* values(int layer) { return v_[slot_[layer]].data(); }  // [capacity, kv_heads, head_dim]
+  // DeepSeek Sparse Attention's indexer keys [capacity, index_head_dim] (deepseek_v32).
+  T* index_keys(int layer) { return index_k_[layer].data(); }
   // Values the cache holds per token, over all layers: its size, which MLA shrinks.
   int64_t values_per_token() const {
     int64_t total = 0;
     for (size_t s = 0; s < k_.size(); ++s) total += static_cast<int64_t>(k_[s].size() + v_[s].size());
+    for (const std::vector<T>& keys : index_k_) total += static_cast<int64_t>(keys.size());
     return capacity_ > 0 ? total / capacity_ : 0;
   }
   // A Gated DeltaNet layer's cache (Qwen3-Next), empty for other layers: the last
@@ -78,7 +86,7 @@ class KVCache {
   int length_ = 0;
   std::vector<int> slot_;  // per layer, the index into k_ and v_
   std::vector<std::vector<T>> k_, v_;
-  std::vector<std::vector<T>> conv_, state_;  // per layer
+  std::vector<std::vector<T>> conv_, state_, index_k_;  // per layer
 };
 
 template <class T>
@@ -128,6 +136,9 @@ class Model {
     // key's rows last, kv_a_norm, kv_b) and MoE (score_correction, the shared experts).
     std::vector<T> q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
     std::vector<T> kv_b_key_t;  // pinmark.mla_absorb: per head, W_UK_h^T [rank, nope]
+    // DeepSeek-V3.2's lightning indexer: wq_b [heads * dim, q_lora_rank], wk [dim, hidden], the
+    // LayerNorm k_norm (weight and bias) and weights_proj [heads, hidden].
+    std::vector<T> index_wq_b, index_wk, index_k_norm, index_k_norm_bias, index_weights_proj;
     std::vector<T> score_correction;
     // Qwen3-Next. Gated attention: attn_gate [heads * head_dim, hidden] (the gate rows of
     // q_proj, regrouped out of it; q holds the query rows) and its bias. Gated DeltaNet:
@@ -161,7 +172,14 @@ class Model {
   void rotate(T* x, const int* positions, int n, int heads, bool sliding);
   void mla_attention(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                      const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
-                     T* out);
+                     const RouteFn& route, T* out);
+  // DeepSeek Sparse Attention: the keys each of the n queries attends over, selected[n, kv_len]
+  // (1: attended), from the indexer over h and q_resid (the query's low-rank residual,
+  // [n, q_lora_rank]); caches the queries' indexer keys.
+  std::vector<char> sparse_selection(const Layer& L, const std::string& prefix, int layer,
+                                     const T* h, const T* q_resid, int n, const int* positions,
+                                     int p0, KVCache<T>& cache, const TapFn<T>& tap,
+                                     const RouteFn& route);
   void load_deepseek(const Weights& weights);
   void load_qwen3_next(const Weights& weights);
   void gated_delta_net(const Layer& L, const std::string& prefix, int layer, const T* h, int n,

@@ -167,13 +167,15 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                              " entries, num_hidden_layers is " +
                                              std::to_string(c.num_hidden_layers)});
     for (const std::string& t : c.layer_types) {
-      const bool linear = c.model_type == "qwen3_next";
-      if (linear ? t != "full_attention" && t != "linear_attention"
-                 : t != "full_attention" && t != "sliding_attention") {
+      const bool linear = c.model_type == "qwen3_next", sparse = c.model_type == "deepseek_v32";
+      if (sparse ? t != "deepseek_sparse_attention"
+          : linear ? t != "full_attention" && t != "linear_attention"
+                   : t != "full_attention" && t != "sliding_attention") {
         problems.push_back({"layer_types", "layer_types entry '" + t +
                                                "' is not supported (pinmark implements " +
-                                               (linear ? "full_attention and linear_attention"
-                                                       : "full_attention and sliding_attention") +
+                                               (sparse   ? "deepseek_sparse_attention"
+                                                : linear ? "full_attention and linear_attention"
+                                                         : "full_attention and sliding_attention") +
                                                " for " + c.model_type + ")"});
         break;
       }
@@ -192,7 +194,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     problems.push_back({"sliding_window", "layer_types has sliding_attention layers but "
                                           "sliding_window is not set"});
 
-  if (c.model_type == "deepseek_v3") {
+  if (is_deepseek(c)) {
     for (const auto& [key, value] : {std::pair{"kv_lora_rank", c.kv_lora_rank},
                                      std::pair{"qk_nope_head_dim", c.qk_nope_head_dim},
                                      std::pair{"qk_rope_head_dim", c.qk_rope_head_dim},
@@ -207,6 +209,36 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     if (c.qk_rope_head_dim % 2 != 0)
       problems.push_back({"qk_rope_head_dim", "qk_rope_head_dim must be even (rotary pairs), got " +
                                                   std::to_string(c.qk_rope_head_dim)});
+    if (!c.mlp_layer_types.empty() &&
+        static_cast<int>(c.mlp_layer_types.size()) != c.num_hidden_layers)
+      problems.push_back({"mlp_layer_types", "mlp_layer_types has " +
+                                                 std::to_string(c.mlp_layer_types.size()) +
+                                                 " entries, num_hidden_layers is " +
+                                                 std::to_string(c.num_hidden_layers)});
+    for (const std::string& t : c.mlp_layer_types)
+      if (t != "dense" && t != "sparse") {
+        problems.push_back({"mlp_layer_types", "mlp_layer_types entry '" + t +
+                                                   "' is neither dense nor sparse"});
+        break;
+      }
+  }
+  if (c.model_type == "deepseek_v32") {
+    for (const auto& [key, value] : {std::pair{"index_topk", c.index_topk},
+                                     std::pair{"index_head_dim", c.index_head_dim},
+                                     std::pair{"index_n_heads", c.index_n_heads}})
+      if (value <= 0)
+        problems.push_back({key, std::string(key) + " must be positive, got " +
+                                     std::to_string(value)});
+    // The indexer rotates the first qk_rope_head_dim values of its heads.
+    if (c.index_head_dim > 0 && c.index_head_dim < c.qk_rope_head_dim)
+      problems.push_back({"index_head_dim", "index_head_dim (" + std::to_string(c.index_head_dim) +
+                                                ") must be at least qk_rope_head_dim (" +
+                                                std::to_string(c.qk_rope_head_dim) +
+                                                "), the rotary part of its heads"});
+    // The indexer reads the query's low-rank residual.
+    if (c.q_lora_rank <= 0)
+      problems.push_back({"q_lora_rank", "deepseek_v32 needs q_lora_rank: the indexer's queries "
+                                         "are projected from the query's low-rank residual"});
   }
   if (c.model_type == "qwen3_next") {
     for (const auto& [key, value] :
@@ -258,12 +290,11 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       problems.push_back({"num_experts_per_tok", "num_experts_per_tok must not be negative, got " +
                                                      std::to_string(c.num_experts_per_tok)});
   } else if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" ||
-             c.model_type == "gpt_oss" || c.model_type == "deepseek_v3" ||
-             c.model_type == "qwen3_next") {
+             c.model_type == "gpt_oss" || is_deepseek(c) || c.model_type == "qwen3_next") {
     // Qwen3-MoE and Qwen3-Next spell the expert count num_experts, DeepSeek n_routed_experts.
     const bool qwen = c.model_type == "qwen3_moe" || c.model_type == "qwen3_next";
     const std::string experts_key = qwen                            ? "num_experts"
-                                    : c.model_type == "deepseek_v3" ? "n_routed_experts"
+                                    : is_deepseek(c)                ? "n_routed_experts"
                                                                     : "num_local_experts";
     if (c.num_local_experts <= 0)
       problems.push_back({experts_key, experts_key + " must be positive, got " +
@@ -279,7 +310,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     if (c.moe_intermediate_size < 0)
       problems.push_back({"moe_intermediate_size", "moe_intermediate_size must be positive, got " +
                                                        std::to_string(c.moe_intermediate_size)});
-    if (c.model_type == "deepseek_v3") {
+    if (is_deepseek(c)) {
       if (c.n_group <= 0 || (c.num_local_experts > 0 && c.num_local_experts % c.n_group != 0))
         problems.push_back({"n_group", "n_group (" + std::to_string(c.n_group) +
                                            ") must be positive and divide n_routed_experts (" +
@@ -307,12 +338,13 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                                      std::to_string(c.decoder_sparse_step)});
   } else if (c.num_local_experts != 0 || c.num_experts_per_tok != 0) {
     problems.push_back({"num_local_experts", "experts are only supported for mixtral, "
-                                             "qwen3_moe, gpt_oss, deepseek_v3 and qwen3_next, "
+                                             "qwen3_moe, gpt_oss, deepseek_v3, deepseek_v32 and "
+                                             "qwen3_next, "
                                              "not " + c.model_type});
   }
 
   if (!c.query_heads.empty()) {
-    if (c.model_type == "gpt2" || c.model_type == "deepseek_v3") {
+    if (c.model_type == "gpt2" || is_deepseek(c)) {
       problems.push_back({"query_heads", "pinmark.query_heads needs separate q, k and v heads, "
                                          "which " + c.model_type + " does not have"});
     } else if (static_cast<int>(c.query_heads.size()) != c.num_hidden_layers) {
@@ -362,8 +394,13 @@ const std::vector<std::string>& known_model_types() {
   static const std::vector<std::string> types = {"llama",  "mistral", "qwen2",   "qwen3",
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
                                                  "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
-                                                 "gpt_oss",   "deepseek_v3", "qwen3_next"};
+                                                 "gpt_oss",   "deepseek_v3", "deepseek_v32",
+                                                 "qwen3_next"};
   return types;
+}
+
+bool is_deepseek(const ModelConfig& c) {
+  return c.model_type == "deepseek_v3" || c.model_type == "deepseek_v32";
 }
 
 int query_heads(const ModelConfig& c, int layer) {
@@ -379,7 +416,10 @@ int widest_query_heads(const ModelConfig& c) {
 
 bool is_moe_layer(const ModelConfig& c, int layer) {
   if (c.num_local_experts <= 0) return false;
-  if (c.model_type == "deepseek_v3") return layer >= c.first_k_dense_replace;
+  if (is_deepseek(c))
+    return c.mlp_layer_types.empty() ? layer >= c.first_k_dense_replace
+                                     : layer < static_cast<int>(c.mlp_layer_types.size()) &&
+                                           c.mlp_layer_types[layer] == "sparse";
   if (c.model_type != "qwen3_moe" && c.model_type != "qwen3_next") return true;
   if (std::find(c.mlp_only_layers.begin(), c.mlp_only_layers.end(), layer) !=
       c.mlp_only_layers.end())
@@ -490,8 +530,9 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.rms_norm_eps = 1e-5;
   } else if (model_type == "phi3") {
     c.rms_norm_eps = 1e-5;
-  } else if (model_type == "deepseek_v3") {
-    // DeepseekV3Config's defaults (DeepSeek-V3's shape).
+  } else if (model_type == "deepseek_v3" || model_type == "deepseek_v32") {
+    // DeepseekV3Config's defaults (DeepSeek-V3's shape; DeepseekV32Config's are the same, and
+    // its attention always interleaves the rotary part).
     c.q_lora_rank = 1536;
     c.kv_lora_rank = 512;
     c.qk_nope_head_dim = 128;
@@ -506,6 +547,11 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.routed_scaling_factor = 2.5;
     c.first_k_dense_replace = 3;
     c.moe_intermediate_size = 2048;
+    if (model_type == "deepseek_v32") {
+      c.index_topk = 2048;
+      c.index_head_dim = 128;
+      c.index_n_heads = 64;
+    }
   } else if (model_type == "gpt_oss") {
     // GptOssConfig's defaults (gpt-oss-120b's shape); layer_types alternate sliding and full
     // (the reader lists them).
@@ -597,7 +643,7 @@ std::string config_key_name(const ModelConfig& config, const std::string& field)
 ModelConfig with_defaults(ModelConfig config) {
   if (config.num_key_value_heads == 0) config.num_key_value_heads = config.num_attention_heads;
   // DeepseekV3Config: head_dim is the rotary width.
-  if (config.model_type == "deepseek_v3") config.head_dim = config.qk_rope_head_dim;
+  if (is_deepseek(config)) config.head_dim = config.qk_rope_head_dim;
   if (config.head_dim == 0 && config.num_attention_heads > 0)
     config.head_dim = config.hidden_size / config.num_attention_heads;
   if (config.model_type == "gpt2" && config.intermediate_size == 0 &&

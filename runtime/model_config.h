@@ -14,7 +14,7 @@ namespace pinmark {
 // positions, Qwen2's q/k/v biases, Qwen3's q/k norms, Gemma 2's sandwich norms, Mixtral's
 // experts) and reads the fields below for what a config chooses.
 //   llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gpt2, mixtral, qwen3_moe, olmo2,
-//   phi3, gpt_oss, deepseek_v3, qwen3_next
+//   phi3, gpt_oss, deepseek_v3, deepseek_v32, qwen3_next
 struct ModelConfig {
   std::string model_type = "llama";
   int vocab_size = 0;
@@ -85,6 +85,18 @@ struct ModelConfig {
   int topk_group = 1;
   double routed_scaling_factor = 1.0;
   int first_k_dense_replace = 0;
+  // DeepSeek-V3.2 (deepseek_v32): which layers' MLP is the MoE, "dense" or "sparse" per layer;
+  // empty: the first first_k_dense_replace dense, the rest sparse (DeepseekV32Config's default).
+  std::vector<std::string> mlp_layer_types;
+  // DeepSeek Sparse Attention (DeepSeek-V3.2, deepseek_v32): a lightning indexer of
+  // index_n_heads heads of index_head_dim values scores every cached key for each query,
+  //   I[i, j] = sum_h w[i, h] * relu(q_I[i, h] . k_I[j] / sqrt(index_head_dim)),
+  // and MLA attends only over each query's index_topk best keys (every key when there are
+  // fewer). The cache keeps each position's indexer key (index_head_dim values) beside the
+  // latent. index_n_heads 0: dense MLA (deepseek_v3).
+  int index_topk = 0;
+  int index_head_dim = 0;
+  int index_n_heads = 0;
 
   // Attention.
   bool attention_bias = false;  // q, k, v and o projections (Llama, Qwen3, Gemma); Qwen2's
@@ -141,6 +153,9 @@ struct ModelConfig {
   // global layers different head budgets). Empty: num_attention_heads in every layer.
   std::vector<int> query_heads;
 };
+
+// DeepSeek-V3 or V3.2: MLA and DeepSeek MoE (model_type deepseek_v3 or deepseek_v32).
+bool is_deepseek(const ModelConfig& config);
 
 // Layer `layer`'s query heads: query_heads[layer] when set, else num_attention_heads.
 int query_heads(const ModelConfig& config, int layer);

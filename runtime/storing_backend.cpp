@@ -100,6 +100,15 @@ void StoringBackend<T>::sigmoid_gate(const T* x, const T* gate, int64_t n, T* ou
   store(out, n, 1);
 }
 template <class T>
+void StoringBackend<T>::indexer_scores(const T* q, const T* k, const T* weights,
+                                       const int* positions, int n, int kv_len, int heads,
+                                       int head_dim, double scale, double weight_scale, T* out) {
+  inner_->indexer_scores(q, k, weights, positions, n, kv_len, heads, head_dim, scale,
+                         weight_scale, out);
+  // Each score a sum over the heads of dot products over head_dim, kept in fp32.
+  keep(out, int64_t{n} * kv_len, heads * head_dim);
+}
+template <class T>
 void StoringBackend<T>::swiglu(const T* gate, const T* up, int64_t n, T* out) {
   inner_->swiglu(gate, up, n, out);
   store(out, n, 1);

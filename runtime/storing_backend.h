@@ -38,6 +38,9 @@ class StoringBackend : public Backend<T> {
   void rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim, double eps,
                      T* y) override;
   void sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) override;
+  void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,
+                      int kv_len, int heads, int head_dim, double scale, double weight_scale,
+                      T* out) override;
   void swiglu(const T* gate, const T* up, int64_t n, T* out) override;
   void clamped_swiglu(const T* gate, const T* up, int64_t n, double alpha, double limit,
                       T* out) override;

@@ -85,8 +85,8 @@ Weights gpt2_weights(const ModelConfig& c) {
   return w;
 }
 
-// DeepSeek-V3 under its checkpoints' names: MLA projections and norms, dense MLPs in the first
-// first_k_dense_replace layers, then the router (with its score-correction bias, a buffer
+// DeepSeek-V3 and V3.2 under their checkpoints' names: MLA projections and norms (and V3.2's
+// indexer), dense MLPs in the first first_k_dense_replace layers, then the router (with its score-correction bias, a buffer
 // checkpoints store), the routed experts and the shared ones.
 Weights deepseek_weights(const ModelConfig& c) {
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
@@ -111,6 +111,15 @@ Weights deepseek_weights(const ModelConfig& c) {
     if (c.attention_bias) add_bias(w, c, a + "kv_a_proj_with_mqa.bias", rank + rope);
     add_norm(w, c, a + "kv_a_layernorm.weight", rank);
     add_linear(w, c, a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), rank);
+    if (c.index_n_heads > 0) {
+      const std::string x = a + "indexer.";
+      add_linear(w, c, x + "wq_b.weight", int64_t{c.index_n_heads} * c.index_head_dim,
+                 c.q_lora_rank);
+      add_linear(w, c, x + "wk.weight", c.index_head_dim, hidden);
+      add_norm(w, c, x + "k_norm.weight", c.index_head_dim);
+      add_bias(w, c, x + "k_norm.bias", c.index_head_dim);
+      add_linear(w, c, x + "weights_proj.weight", c.index_n_heads, hidden);
+    }
     add_linear(w, c, a + "o_proj.weight", hidden, heads * c.v_head_dim);
     if (c.attention_bias) add_bias(w, c, a + "o_proj.bias", hidden);
     add_norm(w, c, p + "post_attention_layernorm.weight", hidden);
@@ -193,7 +202,7 @@ Weights qwen3_next_weights(const ModelConfig& c) {
 Weights synthetic_weights(const ModelConfig& config) {
   const ModelConfig c = with_defaults(config);
   if (c.model_type == "gpt2") return gpt2_weights(c);
-  if (c.model_type == "deepseek_v3") return deepseek_weights(c);
+  if (is_deepseek(c)) return deepseek_weights(c);
   if (c.model_type == "qwen3_next") return qwen3_next_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;

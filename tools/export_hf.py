@@ -303,6 +303,18 @@ def family_specs():
         "notes": "yarn 4 over 8 with mscale_all_dim 1 (the softmax scale grows by 1.139^2)",
         "moe": True,
     }
+    specs["deepseek-v32"] = {
+        "model_type": "deepseek_v32",
+        # DeepSeek-V3's MLA and MoE with DeepSeek Sparse Attention: a lightning indexer of 16
+        # heads of 8 values (the first 4 rotated, half-split) keeps each query's 4 best keys, so
+        # from position 4 on every query attends over 4 of its keys. 16 heads, not 4: a key
+        # scores exactly 0 when relu zeroes every head (1 in 2^heads), and torch.topk breaks such
+        # a tie at the 4th place its own way.
+        "config": dict({k: v for k, v in deepseek.items() if k != "rope_interleave"},
+                       index_topk=4, index_head_dim=8, index_n_heads=16),
+        "notes": "DeepSeek-V3's shape plus the indexer: 16 heads of 8, top-4 keys per query",
+        "moe": True,
+    }
     specs["gpt-oss"] = {
         "model_type": "gpt_oss",
         # Attention sinks, q/k/v/o biases, sliding and full layers alternating, yarn as gpt-oss
@@ -405,7 +417,7 @@ def check_spec(family, spec, prompts):
         problems.append("hidden size not a multiple of heads and no head_dim")
     want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3,
                    "qwen3-next": 4,
-                   "deepseek-v3": 3, "deepseek-v3-yarn": 3}.get(family, 2)
+                   "deepseek-v3": 3, "deepseek-v3-yarn": 3, "deepseek-v32": 3}.get(family, 2)
     if layers != want_layers:
         problems.append(f"{layers} layers, expected {want_layers}")
     layer_types = cfg.get("layer_types")

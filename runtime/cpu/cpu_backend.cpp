@@ -342,6 +342,33 @@ class CpuBackend final : public Backend<T> {
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * (T(1) / (T(1) + std::exp(-gate[i])));
   }
 
+  void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,
+                      int kv_len, int heads, int head_dim, double scale, double weight_scale,
+                      T* out) override {
+    const T s = static_cast<T>(scale), ws = static_cast<T>(weight_scale);
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+#pragma omp parallel for collapse(2) if (int64_t{n} * kv_len * heads * head_dim >= kParallelWork)
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < kv_len; ++j) {
+        T& o = out[static_cast<int64_t>(i) * kv_len + j];
+        if (j > positions[i]) {
+          o = neg_inf;
+          continue;
+        }
+        const T* key = k + static_cast<int64_t>(j) * head_dim;
+        T sum = 0;
+        for (int h = 0; h < heads; ++h) {
+          const T* query = q + (static_cast<int64_t>(i) * heads + h) * head_dim;
+          T dot = 0;
+          for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
+          const T score = dot * s;
+          sum += weights[static_cast<int64_t>(i) * heads + h] * ws * (score < T(0) ? T(0) : score);
+        }
+        o = sum;
+      }
+    }
+  }
+
   // y = x w^T (+ b when given). Each element is summed in index order, one multiply and one
   // add per term (no fused multiply-add: the build sets -ffp-contract=off), by one thread: the
   // same bits as the plain triple loop, for any thread count. Speed comes from computing kCols

@@ -324,6 +324,30 @@ __global__ void sigmoid_gate_kernel(const float* x, const float* gate, int64_t n
   PINMARK_GRID_STRIDE(i, n) out[i] = x[i] * (1.0f / (1.0f + expf(-gate[i])));
 }
 
+// One thread per (query, key): the heads and each head's dot product summed in order, as the CPU
+// reference sums them. relu keeps a NaN (it is not below 0).
+__global__ void indexer_scores_kernel(const float* q, const float* k, const float* weights,
+                                      const int* positions, int n, int kv_len, int heads,
+                                      int head_dim, float scale, float weight_scale, float* out) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * kv_len) {
+    const int64_t i = idx / kv_len, j = idx % kv_len;
+    if (j > positions[i]) {
+      out[idx] = -INFINITY;
+      continue;
+    }
+    const float* key = k + j * head_dim;
+    float sum = 0.0f;
+    for (int h = 0; h < heads; ++h) {
+      const float* query = q + (i * heads + h) * head_dim;
+      float dot = 0.0f;
+      for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
+      const float score = dot * scale;
+      sum += weights[i * heads + h] * weight_scale * (score < 0.0f ? 0.0f : score);
+    }
+    out[idx] = sum;
+  }
+}
+
 // One thread per (row, channel): the taps summed in order, as the CPU reference sums them.
 __global__ void causal_conv1d_silu_kernel(const float* x, const float* w, int n, int channels,
                                           int kernel, float* out) {
@@ -850,6 +874,22 @@ class CudaBackend final : public Backend<float> {
     sigmoid_gate_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, d_g, n, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(sigmoid_gate_kernel);
     download(out, d_o, n);
+  }
+
+  void indexer_scores(const float* q, const float* k, const float* weights, const int* positions,
+                      int n, int kv_len, int heads, int head_dim, double scale, double weight_scale,
+                      float* out) override {
+    if (n <= 0 || kv_len <= 0) return;
+    const float* d_q = upload(0, q, int64_t{n} * heads * head_dim);
+    const float* d_k = upload(1, k, int64_t{kv_len} * head_dim);
+    const float* d_w = upload(3, weights, int64_t{n} * heads);
+    const int* d_p = upload(4, positions, n);
+    float* d_o = main_.arena.get<float>(2, int64_t{n} * kv_len);
+    indexer_scores_kernel<<<grid_for(int64_t{n} * kv_len), kBlock, 0, main_.stream>>>(
+        d_q, d_k, d_w, d_p, n, kv_len, heads, head_dim, static_cast<float>(scale),
+        static_cast<float>(weight_scale), d_o);
+    PINMARK_CUDA_CHECK_LAUNCH(indexer_scores_kernel);
+    download(out, d_o, int64_t{n} * kv_len);
   }
 
   void moe_combine(float* y, const float* x, const int* rows, const float* weights, int m,

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "runtime/cpu/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/device_info.h"
 #include "runtime/dtype.h"
@@ -487,6 +488,39 @@ TEST_F(CudaTest, GroupsThatDoNotDivideAreAnErrorNotACrash) {
 // Element-wise ops
 
 const int64_t kLengths[] = {1, 7, 33, 127, 100003};
+
+// DeepSeek-V3.2's indexer: the CPU reference's sums in its order, so within fp32 of fp64, bit
+// for bit run to run, a NaN kept, later keys masked.
+TEST_F(CudaTest, IndexerScores) {
+  const int n = 5, kv_len = 37, heads = 6, dim = 12;
+  auto q = make_input<float>("q", n * heads * dim);
+  auto k = make_input<float>("k", kv_len * dim);
+  auto w = make_input<float>("w", n * heads, 2.0);
+  const std::vector<int> positions = {3, 9, 20, 35, 36};
+  std::vector<float> out(n * kv_len), again(n * kv_len);
+  backend->indexer_scores(q.t.data(), k.t.data(), w.t.data(), positions.data(), n, kv_len, heads,
+                          dim, 0.3, 0.4, out.data());
+  std::vector<double> expected(n * kv_len);
+  auto cpu = make_cpu_backend<double>();
+  cpu->indexer_scores(q.d.data(), k.d.data(), w.d.data(), positions.data(), n, kv_len, heads, dim,
+                      0.3, 0.4, expected.data());
+  for (int i = 0; i < n; ++i)
+    for (int j = positions[i] + 1; j < kv_len; ++j) {
+      ASSERT_TRUE(std::isinf(out[i * kv_len + j]) && out[i * kv_len + j] < 0) << i << ", " << j;
+      out[i * kv_len + j] = 0;
+      expected[i * kv_len + j] = 0;
+    }
+  expect_close(out, expected, kFp32, "indexer_scores");
+  backend->indexer_scores(q.t.data(), k.t.data(), w.t.data(), positions.data(), n, kv_len, heads,
+                          dim, 0.3, 0.4, again.data());
+  for (int i = 0; i < n; ++i)
+    for (int j = positions[i] + 1; j < kv_len; ++j) again[i * kv_len + j] = 0;
+  EXPECT_EQ(out, again);
+  q.t[0] = std::numeric_limits<float>::quiet_NaN();
+  backend->indexer_scores(q.t.data(), k.t.data(), w.t.data(), positions.data(), n, kv_len, heads,
+                          dim, 0.3, 0.4, out.data());
+  EXPECT_TRUE(std::isnan(out[0]));
+}
 
 TEST_F(CudaTest, ElementWise) {
   for (int64_t n : kLengths) {

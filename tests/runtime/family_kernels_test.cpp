@@ -189,6 +189,49 @@ TYPED_TEST(FamilyKernel, MoeRouteAndCombine) {
   expect_close(y, expected, this->tol, "moe_combine");
 }
 
+// DeepSeek-V3.2's lightning indexer against the formula written out in fp64: each query's
+// head-weighted sum of relu'd, scaled dot products with the one key head, later keys masked.
+TYPED_TEST(FamilyKernel, IndexerScores) {
+  using T = TypeParam;
+  const int n = 3, kv_len = 7, heads = 5, dim = 6;
+  auto q = make_input<T>("q", n * heads * dim);
+  auto k = make_input<T>("k", kv_len * dim);
+  auto w = make_input<T>("w", n * heads, 2.0);
+  const std::vector<int> positions = {2, 4, 6};
+  const double scale = 0.4, weight_scale = 0.7;
+  std::vector<T> out(n * kv_len);
+  this->backend->indexer_scores(q.t.data(), k.t.data(), w.t.data(), positions.data(), n, kv_len,
+                                heads, dim, scale, weight_scale, out.data());
+  std::vector<double> expected(n * kv_len);
+  int negative_dots = 0;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < kv_len; ++j) {
+      double sum = 0;
+      for (int h = 0; h < heads; ++h) {
+        double dot = 0;
+        for (int d = 0; d < dim; ++d) dot += q.d[(i * heads + h) * dim + d] * k.d[j * dim + d];
+        negative_dots += dot < 0;
+        sum += w.d[i * heads + h] * weight_scale * std::max(0.0, scale * dot);
+      }
+      expected[i * kv_len + j] = sum;
+    }
+  ASSERT_GT(negative_dots, 0);  // relu has something to cut
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < kv_len; ++j) {
+      if (j <= positions[i]) continue;
+      EXPECT_TRUE(std::isinf(out[i * kv_len + j]) && out[i * kv_len + j] < 0) << i << ", " << j;
+      out[i * kv_len + j] = 0;
+      expected[i * kv_len + j] = 0;
+    }
+  expect_close(out, expected, this->tol, "indexer_scores");
+
+  // A NaN query stays NaN: relu does not swallow it.
+  q.t[0] = std::numeric_limits<T>::quiet_NaN();
+  this->backend->indexer_scores(q.t.data(), k.t.data(), w.t.data(), positions.data(), n, kv_len,
+                                heads, dim, scale, weight_scale, out.data());
+  EXPECT_TRUE(std::isnan(out[0]));
+}
+
 // The emulated narrow targets round each new op's output, except the parts of the fused
 // attention kernel (score_mod) and the router, which Hugging Face keeps in fp32.
 TEST(RoundingBackendFamilies, RoundsWhereTheDocSays) {
@@ -217,6 +260,13 @@ TEST(RoundingBackendFamilies, RoundsWhereTheDocSays) {
   std::vector<int> ids(4);
   bf16->moe_route(x.t.data(), 2, 12, 2, probs.data(), ids.data(), weights.data());
   EXPECT_FALSE(is_bf16(probs));
+
+  // The indexer's scores select keys; they stay in fp32.
+  const std::vector<int> positions = {3, 3};
+  std::vector<float> index(8);
+  bf16->indexer_scores(x.t.data(), x.t.data() + 12, w.t.data(), positions.data(), 2, 4, 3, 4, 0.9,
+                       0.6, index.data());
+  EXPECT_FALSE(is_bf16(index));
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // on synthetic weights; sliding windows through the cache; KV sharing; Mixtral's routing.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
 #include <stdexcept>
 
 #include "reference_model.h"
@@ -115,6 +117,16 @@ std::vector<std::pair<std::string, ModelConfig>> families() {
   ModelConfig deepseek_absorbed = deepseek;
   deepseek_absorbed.mla_absorb = true;
   out.push_back({"deepseek_v3 MLA computed in the latent space", deepseek_absorbed});
+  // From position 3 on each query attends over 3 of its keys, the indexer's choice.
+  ModelConfig sparse = deepseek;
+  sparse.model_type = "deepseek_v32";
+  sparse.index_topk = 3;
+  sparse.index_head_dim = 6;
+  sparse.index_n_heads = 3;
+  out.push_back({"deepseek_v32 sparse attention over 3 keys", sparse});
+  ModelConfig sparse_absorbed = sparse;
+  sparse_absorbed.mla_absorb = true;
+  out.push_back({"deepseek_v32 sparse attention in the latent space", sparse_absorbed});
   ModelConfig gpt_oss = base("gpt_oss");
   gpt_oss.head_dim = 0;
   gpt_oss.num_local_experts = 4;
@@ -218,6 +230,11 @@ TEST(Families, EachFeatureChangesTheLogits) {
       off.partial_rotary_factor = 1.0;
       differs(c, off, "partial rotary");
     }
+    if (c.index_n_heads > 0) {
+      off = c;
+      off.index_topk = 100;  // every key
+      differs(c, off, "sparse attention's top-k");
+    }
     if (c.attn_logit_softcapping > 0) {
       off = c;
       off.attn_logit_softcapping = 0;
@@ -256,6 +273,57 @@ TEST(Families, TokenByTokenDecodeMatchesPrefill) {
     }
     expect_close(steps, prefill, 1e-12, name);
   }
+}
+
+ModelConfig sparse_family() {
+  for (const auto& [name, c] : families())
+    if (c.model_type == "deepseek_v32" && !c.mla_absorb) return c;
+  throw std::runtime_error("no deepseek_v32 family");
+}
+
+// With a top-k that covers the context, DeepSeek-V3.2 is DeepSeek-V3 bit for bit: the indexer
+// only ever removes keys.
+TEST(DeepseekSparseAttention, TopKCoveringTheContextIsDenseMla) {
+  ModelConfig sparse = sparse_family();
+  sparse.index_topk = static_cast<int>(kPrompt.size());
+  ModelConfig dense = sparse;
+  dense.model_type = "deepseek_v3";
+  dense.index_topk = dense.index_head_dim = dense.index_n_heads = 0;
+  const Weights w = synthetic_weights(sparse);
+  EXPECT_EQ(logits_of<double>(sparse, w, kPrompt), logits_of<double>(dense, w, kPrompt));
+}
+
+// Each query attends over exactly the keys the indexer reports, min(index_topk, position + 1)
+// of them, and the cache keeps one indexer key per position beside the latent.
+TEST(DeepseekSparseAttention, QueriesAttendOverTheSelectedKeysOnly) {
+  const ModelConfig c = sparse_family();
+  const Weights w = synthetic_weights(c);
+  const int n = static_cast<int>(kPrompt.size()), heads = c.num_attention_heads, k = c.index_topk;
+  std::map<std::string, std::vector<double>> seen;
+  logits_of<double>(c, w, kPrompt, [&](const std::string& name, const Shape& shape, const double* d) {
+    seen[name] = std::vector<double>(d, d + element_count(shape));
+  });
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    ASSERT_TRUE(seen.count(p + "index_topk")) << p;
+    const std::vector<double>& ids = seen[p + "index_topk"];
+    const std::vector<double>& probs = seen[p + "scores"];
+    ASSERT_EQ(ids.size(), static_cast<size_t>(n * k));
+    for (int i = 0; i < n; ++i) {
+      std::set<int> chosen;
+      for (int s = 0; s < k; ++s)
+        if (ids[i * k + s] <= i) chosen.insert(static_cast<int>(ids[i * k + s]));
+      EXPECT_EQ(chosen.size(), static_cast<size_t>(std::min(k, i + 1))) << p << i;
+      for (int h = 0; h < heads; ++h)
+        for (int j = 0; j < n; ++j)
+          EXPECT_EQ(probs[(h * n + i) * n + j] > 0, chosen.count(j) == 1) << p << i << ", " << j;
+    }
+  }
+  ModelConfig dense = c;
+  dense.model_type = "deepseek_v3";
+  dense.index_topk = dense.index_head_dim = dense.index_n_heads = 0;
+  EXPECT_EQ(KVCache<double>(c, 4).values_per_token(),
+            KVCache<double>(dense, 4).values_per_token() + c.num_hidden_layers * c.index_head_dim);
 }
 
 TEST(Families, SlidingWindowMasksKeysOutsideIt) {

@@ -244,7 +244,34 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
 
   c = family("llama");
   c.num_local_experts = 4;
-  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, qwen3_moe, gpt_oss, deepseek_v3 and qwen3_next, not llama");
+  EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, qwen3_moe, "
+                           "gpt_oss, deepseek_v3, deepseek_v32 and qwen3_next, not llama");
+
+  c = family("deepseek_v32");
+  c.index_topk = 0;
+  EXPECT_EQ(problem_of(c), "index_topk: index_topk must be positive, got 0");
+  c = family("deepseek_v32");
+  c.index_head_dim = 32;  // qk_rope_head_dim 64
+  EXPECT_EQ(problem_of(c), "index_head_dim: index_head_dim (32) must be at least qk_rope_head_dim "
+                           "(64), the rotary part of its heads");
+  c = family("deepseek_v32");
+  c.q_lora_rank = 0;
+  EXPECT_EQ(problem_of(c), "q_lora_rank: deepseek_v32 needs q_lora_rank: the indexer's queries "
+                           "are projected from the query's low-rank residual");
+  c = family("deepseek_v32");
+  c.mlp_layer_types = {"dense", "moe"};
+  EXPECT_EQ(problem_of(c), "mlp_layer_types: mlp_layer_types entry 'moe' is neither dense nor "
+                           "sparse");
+  c.mlp_layer_types = {"dense"};
+  EXPECT_EQ(problem_of(c), "mlp_layer_types: mlp_layer_types has 1 entries, num_hidden_layers is 2");
+  c.mlp_layer_types = {"sparse", "dense"};
+  EXPECT_TRUE(validate(c).empty());
+  EXPECT_TRUE(is_moe_layer(c, 0));
+  EXPECT_FALSE(is_moe_layer(c, 1));
+  c = family("deepseek_v32");
+  c.layer_types = {"deepseek_sparse_attention", "full_attention"};
+  EXPECT_EQ(problem_of(c), "layer_types: layer_types entry 'full_attention' is not supported "
+                           "(pinmark implements deepseek_sparse_attention for deepseek_v32)");
   c = family("llama");
   c.model_type = "falcon";
   EXPECT_EQ(problem_of(c), "model_type: model_type 'falcon' is not supported");

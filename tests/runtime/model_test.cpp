@@ -286,6 +286,12 @@ class NudgingBackend : public Backend<double> {
     cpu_->sigmoid_gate(x, g, n, out);
     nudge("sigmoid_gate", out, n);
   }
+  void indexer_scores(const double* q, const double* k, const double* w, const int* positions,
+                      int n, int kv_len, int heads, int head_dim, double scale,
+                      double weight_scale, double* out) override {
+    cpu_->indexer_scores(q, k, w, positions, n, kv_len, heads, head_dim, scale, weight_scale, out);
+    nudge("indexer_scores", out, int64_t{n} * kv_len);
+  }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
     if (!held_.count(w)) ++unannounced_;

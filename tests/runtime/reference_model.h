@@ -75,11 +75,13 @@ inline Vec deepseek_logits(const ModelConfig& c, const Weights& weights,
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".", a = p + "self_attn.";
     Vec h = rmsnorm(x, w(p + "input_layernorm.weight"), n, hidden, c.rms_norm_eps);
-    Vec q = c.q_lora_rank > 0
-                ? matmul(rmsnorm(matmul(h, w(a + "q_a_proj.weight"), n, hidden, c.q_lora_rank),
-                                 w(a + "q_a_layernorm.weight"), n, c.q_lora_rank, 1e-6),
-                         w(a + "q_b_proj.weight"), n, c.q_lora_rank, heads * qk)
-                : matmul(h, w(a + "q_proj.weight"), n, hidden, heads * qk);
+    const Vec q_resid =
+        c.q_lora_rank > 0
+            ? rmsnorm(matmul(h, w(a + "q_a_proj.weight"), n, hidden, c.q_lora_rank),
+                      w(a + "q_a_layernorm.weight"), n, c.q_lora_rank, 1e-6)
+            : Vec();
+    Vec q = c.q_lora_rank > 0 ? matmul(q_resid, w(a + "q_b_proj.weight"), n, c.q_lora_rank, heads * qk)
+                              : matmul(h, w(a + "q_proj.weight"), n, hidden, heads * qk);
     Vec ckv = matmul(h, w(a + "kv_a_proj_with_mqa.weight"), n, hidden, rank + rope);
     Vec latent(n * rank), k_rot(n * rope), q_rot(n * heads * rope);
     for (int i = 0; i < n; ++i) {
@@ -103,9 +105,47 @@ inline Vec deepseek_logits(const ModelConfig& c, const Weights& weights,
         for (int d = 0; d < vd; ++d)
           values[(j * heads + hh) * vd + d] = kv[(j * heads + hh) * (nope + vd) + nope + d];
       }
-    Vec probs = softmax(attention_scores_full(q, keys, positions, n, heads, heads, qk,
-                                              1 / std::sqrt(static_cast<double>(qk)), 0, 0),
-                        heads * n, n);
+    Vec scores = attention_scores_full(q, keys, positions, n, heads, heads, qk,
+                                       1 / std::sqrt(static_cast<double>(qk)), 0, 0);
+    if (c.index_n_heads > 0) {
+      // DeepseekV32Indexer: per key j of query i, sum_h w[i,h] H^-0.5 relu(q_I[i,h] . k_I[j] /
+      // sqrt(D)); the index_topk best keys (ties to the lower position) stay, the rest masked.
+      const int ih = c.index_n_heads, id = c.index_head_dim;
+      const std::string x_ = a + "indexer.";
+      Vec iq = matmul(q_resid, w(x_ + "wq_b.weight"), n, c.q_lora_rank, ih * id);
+      Vec ik = layernorm(matmul(h, w(x_ + "wk.weight"), n, hidden, id), w(x_ + "k_norm.weight"),
+                         w(x_ + "k_norm.bias"), n, id, 1e-6);
+      const Vec iw = matmul(h, w(x_ + "weights_proj.weight"), n, hidden, ih);
+      auto rotate_front = [&](Vec& v, int count) {
+        Vec part(n * count * rope);
+        for (int r = 0; r < n * count; ++r)
+          for (int d = 0; d < rope; ++d) part[r * rope + d] = v[r * id + d];
+        part = rope_with(part, positions, count, rope, inv_freq);
+        for (int r = 0; r < n * count; ++r)
+          for (int d = 0; d < rope; ++d) v[r * id + d] = part[r * rope + d];
+      };
+      rotate_front(iq, ih);
+      rotate_front(ik, 1);
+      for (int i = 0; i < n; ++i) {
+        std::vector<std::pair<double, int>> ranked;
+        for (int j = 0; j <= i; ++j) {
+          double score = 0;
+          for (int hh = 0; hh < ih; ++hh) {
+            double dot = 0;
+            for (int d = 0; d < id; ++d) dot += iq[(i * ih + hh) * id + d] * ik[j * id + d];
+            score += iw[i * ih + hh] / std::sqrt(static_cast<double>(ih)) *
+                     std::max(0.0, dot / std::sqrt(static_cast<double>(id)));
+          }
+          ranked.push_back({-score, j});
+        }
+        std::stable_sort(ranked.begin(), ranked.end(),
+                         [](const auto& u, const auto& v) { return u.first < v.first; });
+        for (size_t r = static_cast<size_t>(c.index_topk); r < ranked.size(); ++r)
+          for (int hh = 0; hh < heads; ++hh)
+            scores[(hh * n + i) * n + ranked[r].second] = -INFINITY;
+      }
+    }
+    Vec probs = softmax(scores, heads * n, n);
     x = add(x, matmul(attention_values(probs, values, n, n, heads, heads, vd),
                       w(a + "o_proj.weight"), n, heads * vd, hidden));
     h = rmsnorm(x, w(p + "post_attention_layernorm.weight"), n, hidden, c.rms_norm_eps);
@@ -253,7 +293,8 @@ inline Vec family_logits(const ModelConfig& config, const Weights& weights,
                   hidden, config.vocab_size);
   }
 
-  if (type == "deepseek_v3") return deepseek_logits(config, weights, tokens, experts);
+  if (type == "deepseek_v3" || type == "deepseek_v32")
+    return deepseek_logits(config, weights, tokens, experts);
 
   Vec x = embed(w("model.embed_tokens.weight"), tokens, hidden);
   if (gemma)
