@@ -219,6 +219,9 @@ void audit_sweep(const std::vector<std::string>& files, int count, uint64_t seed
                            blocks["Config"]["pinmark"].contains("checkpoint"));
       const bool kernel = blocks.count("Kernel") && blocks["Kernel"].is_object();
       if (!model && !kernel) continue;
+      // The sweep sets its own targets: a tolerance the case gives an engine's target (known
+      // only beside its pinmark-engines.json) must not drop the case from the sweep.
+      blocks.erase("Targets");
       if (!spec_of(blocks)) continue;  // an Errors case: nothing healthy to vary
       templates.emplace_back(path + " :: " + c.slug, std::move(blocks));
     }

@@ -110,6 +110,26 @@ void MoeRouteLeastLikely::moe_route(const float* logits, int n, int experts, int
   }
 }
 
+void IndexerWithoutRelu::indexer_scores(const float* q, const float* k, const float* weights,
+                                        const int* positions, int n, int kv_len, int heads,
+                                        int head_dim, double scale, double weight_scale,
+                                        float* out) {
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < kv_len; ++j) {
+      float sum = 0;
+      for (int h = 0; h < heads; ++h) {
+        float dot = 0;
+        for (int d = 0; d < head_dim; ++d)
+          dot += q[(static_cast<int64_t>(i) * heads + h) * head_dim + d] *
+                 k[static_cast<int64_t>(j) * head_dim + d];
+        sum += weights[static_cast<int64_t>(i) * heads + h] * static_cast<float>(weight_scale) *
+               (dot * static_cast<float>(scale));
+      }
+      out[static_cast<int64_t>(i) * kv_len + j] =
+          j > positions[i] ? -std::numeric_limits<float>::infinity() : sum;
+    }
+}
+
 void GqaRoundRobin::attention_scores(const float* q, const float* k, const int* positions, int n,
                                      int kv_len, int heads, int kv_heads, int head_dim,
                                      double scale, float* scores) {

@@ -69,6 +69,15 @@ class MoeRouteLeastLikely final : public DelegatingBackend {
                  float* weights) override;
 };
 
+// DeepSeek-V3.2's indexer without its relu: a head whose dot product is negative subtracts from
+// the key's score instead of contributing nothing, so the indexer keeps other keys.
+class IndexerWithoutRelu final : public DelegatingBackend {
+ public:
+  void indexer_scores(const float* q, const float* k, const float* weights, const int* positions,
+                      int n, int kv_len, int heads, int head_dim, double scale,
+                      double weight_scale, float* out) override;
+};
+
 // gpt-oss's activation computed by a Llama SwiGLU kernel: silu(gate) * up, no clamps, no
 // "+ 1", sigmoid slope 1 instead of 1.702.
 class SwigluForClampedSwiglu final : public DelegatingBackend {

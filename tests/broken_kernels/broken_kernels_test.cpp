@@ -77,7 +77,7 @@ bool load_spec(const std::string& file, const std::string& slug, CaseSpec& spec,
   std::string slugs;
   for (const Case& c : parsed.cases) {
     if (c.slug == slug) {
-      spec = read_case_spec(c);
+      spec = read_case_spec(c, path);
       if (!spec.problems.empty()) {
         why = where(file, slug) + ": " + spec.problems.front().where + ": " +
               spec.problems.front().message;
@@ -210,6 +210,11 @@ const std::vector<BrokenKernelRow>& caught_rows() {
       {"moe_least_likely_experts_qwen3_moe", "models/qwen3_moe.md",
        "without_renormalisation_a_dense_layer_between_sparse_ones", "cpu fp32",
        with_bug<MoeRouteLeastLikely>(), "layers.0.experts"},
+
+      // DeepSeek-V3.2: the indexer's scores without relu. The scores tap is the first to move;
+      // the target is then fed the oracle's keys, so nothing downstream hides or repeats it.
+      {"indexer_without_relu", "models/deepseek_v32.md", "sparse_attention_four_keys_per_query",
+       "cpu fp32", with_bug<IndexerWithoutRelu>(), "layers.0.index_scores"},
 
       // gpt-oss: a Llama SwiGLU in place of its clamped one. Routing is untouched; the first
       // expert output is the first tap to move.
