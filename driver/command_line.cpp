@@ -23,6 +23,7 @@
 #include "driver/fence.h"
 #include "driver/file_run.h"
 #include "driver/golden_io.h"
+#include "driver/golden_rows.h"
 #include "driver/layer_chart.h"
 #include "driver/plugin.h"
 #include "driver/pending.h"
@@ -56,7 +57,9 @@ constexpr const char* kRunUsage =
     "                  pinmark list prints it and ctest names the test; a filter that matches no\n"
     "                  case is an error\n"
     "  --regenerate    rewrite the goldens with what the cases produce now (also REGENERATE=1),\n"
-    "                  naming each file rewritten; refused when CI is set, unless --force is given\n"
+    "                  naming each file rewritten; refused when CI is set, unless --force is given;\n"
+    "                  a case that now renders Errors where its golden holds rows measured on\n"
+    "                  other machines is not rewritten (those rows would be lost), unless --force\n"
     "  --require-fresh fail every case with a row that is stale (measured for other inputs or\n"
     "                  other code) or that no machine has measured: for release gates\n"
     "  --junit FILE    write a JUnit XML report: one testcase per case, the failing rows and the\n"
@@ -428,6 +431,32 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
       tally.unmeasured_rows += !row.ran && !row.carried && outcome.result.unpinnable.empty();
     }
     if (!has_errors && !any_ran) ++tally.no_target_ran;
+    // Rows measured on other machines (a GPU, an engine) live only in the golden: a case that
+    // now renders Errors would drop them, and fixing the case would not bring them back.
+    std::string would_drop;
+    if (o.regenerate && has_errors && !o.force) {
+      int measured = 0;
+      for (const GoldenRow& row : read_golden_rows(c))
+        if (!row.devices.empty()) {
+          would_drop += (measured++ ? ", " : "") + row.label;
+        }
+    }
+    if (!would_drop.empty()) {
+      ++tally.failed;
+      file_failed = true;
+      CaseReport kept{path, c.slug, CaseReport::Status::kFailed, {}, "", ""};
+      kept.failures.push_back(path + ":" + std::to_string(c.line) +
+                              ": not rewritten: it now renders Errors, and its golden's rows "
+                              "measured on other machines (" + would_drop +
+                              ") would be lost; fix the case, or pass --force to drop them");
+      out << red << "FAIL    " << reset << case_name(path, c.slug) << "  (not rewritten)\n";
+      for (const CaseProblem& p : outcome.result.problems)
+        kept.failures.push_back(path + ":" + std::to_string(p.file_line ? p.file_line : c.line) +
+                                ": " + one_line(problem_line(p)));
+      for (const std::string& line : kept.failures) out << "  " << line << "\n";
+      report.cases.push_back(std::move(kept));
+      continue;
+    }
     // A matching case may still have something to record (a device that reproduced a row).
     if (c.text != outcome.actual) changed.emplace(c.slug, CaseRewrite(c.text, outcome.actual));
     CaseReport record{path, c.slug, CaseReport::Status::kPassed, {}, "", ""};

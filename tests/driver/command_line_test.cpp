@@ -150,6 +150,38 @@ TEST_F(CommandLine, RegenerateThenPass) {
   EXPECT_EQ(read_file(path), golden);
 }
 
+// A case broken by an edit renders Errors; regenerating it would drop the rows its golden holds
+// from other machines (a GPU's), which fixing the case would not bring back. Without --force
+// the golden is kept and the case fails, naming the rows.
+TEST_F(CommandLine, RegenerateKeepsRowsMeasuredElsewhereWhenACaseBreaks) {
+  const std::string measured =
+      "\n### Numerics\n\nEach target against the fp64 oracle.\n\n"
+      "| target | rel L2 | max abs | reproducible | tolerance | verdict | first divergence |\n"
+      "| --- | ---: | ---: | --- | ---: | --- | --- |\n"
+      "| cuda sm90 bf16 | ≤ 5e-03 | ≤ 1e-02 | yes | 2.2e-02 | ok | — |\n"
+      "\nGPU rows record what they measured:\n\n"
+      "- `cuda sm90 bf16`: fingerprint `inputs 000000000000, code 000000000000`; matmul: cuBLAS; "
+      "produced on:\n  - NVIDIA H100 80GB HBM3, compute capability 9.0, CUDA runtime 13.0\n";
+  const std::string broken =
+      "# Kernels\n\n## Softmax\n\n### Kernel\n\n```json\n{\"op\": \"softmax\", \"rows\": 0, "
+      "\"len\": 4, \"seed\": 1}\n```\n\n### Targets\n\n```json\n{\"targets\": [\"cpu fp32\", "
+      "\"cuda bf16\"]}\n```\n" + measured;
+  const std::string path = write_case_file("k.md", broken);
+  Result kept = pinmark({"run", "--regenerate", path});
+  EXPECT_EQ(kept.status, 1) << describe(kept);
+  EXPECT_TRUE(contains(kept.out, "not rewritten: it now renders Errors, and its golden's rows "
+                                 "measured on other machines (cuda sm90 bf16) would be lost"))
+      << describe(kept);
+  EXPECT_TRUE(contains(kept.out, "rows")) << describe(kept);
+  EXPECT_EQ(read_file(path), broken);
+
+  Result forced = pinmark({"run", "--regenerate", "--force", path});
+  EXPECT_EQ(forced.status, 0) << describe(forced);
+  const std::string golden = read_file(path);
+  EXPECT_TRUE(contains(golden, "### Errors")) << golden;
+  EXPECT_FALSE(contains(golden, "cuda sm90 bf16")) << golden;
+}
+
 TEST_F(CommandLine, RegenerateFromTheEnvironment) {
   const std::string path = write_case_file("k.md", "# Kernels\n\n" + kernel_case("Softmax", 1));
   ScopedEnv regenerate("REGENERATE", "1");
