@@ -195,8 +195,12 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
     // An engine's target joins the case's targets after this block is read.
     if (!plan.listed && plan.engines) listed |= find_engine_target(*plan.engines, name).first != nullptr;
     if (!listed)
-      problems.push_back(block.problem_at(name, "a tolerance for '" + name +
-                                                    "', which is not among the case's targets"));
+      problems.push_back(block.problem_at(
+          name, "a tolerance for '" + name + "', which is not among the case's targets" +
+                    (plan.engines || plan.engine_config_unreadable ? std::string()
+                                  : std::string(" (no pinmark-engines.json was found beside the "
+                                                "case file or above it, so no engine's targets "
+                                                "are known)"))));
   }
 }
 
@@ -248,6 +252,7 @@ CaseSpec read_sections(const Case& c, const std::string& case_file) {
     } catch (const std::exception& e) {
       // The repository's configuration, not the case, is at fault: never pinned in a golden.
       problems.push_back({"", 0, e.what(), true});
+      spec.targets.engine_config_unreadable = true;
     }
   }
   if (inputs.count("Targets"))

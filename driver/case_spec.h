@@ -45,6 +45,7 @@ struct TargetPlan {
   bool listed = false;  // the case names its targets; otherwise the defaults and its engines'
   // The engines configured for the case's file (driver/engine_config.h), nullptr when none.
   std::shared_ptr<const EngineConfig> engines;
+  bool engine_config_unreadable = false;  // one was found but could not be read (a problem says why)
 };
 
 // The engine target `target` is, or nullptr when pinmark or a plug-in computes it.

@@ -324,6 +324,22 @@ TEST_F(Engines, ACaseThatKeepsTheDefaultTargetsMayBoundAnEngineTarget) {
   EXPECT_EQ(spec.targets.tolerance.at("fake fp32"), 0.5);
 }
 
+// The same case copied where no pinmark-engines.json is found: the message says why no engine
+// target is known.
+TEST_F(Engines, ABoundForAnEngineTargetWithNoEnginesFileSaysSo) {
+  const std::string text =
+      "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
+      "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
+      "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n\n### Targets\n\n```json\n"
+      "{\"tolerance\": {\"fake fp32\": 0.5}}\n```\n";
+  const CaseSpec spec = read_case_spec(parse_case_file(text).cases.at(0), "");
+  ASSERT_EQ(spec.problems.size(), 1u);
+  EXPECT_EQ(spec.problems[0].message,
+            "a tolerance for 'fake fp32', which is not among the case's targets (no "
+            "pinmark-engines.json was found beside the case file or above it, so no engine's "
+            "targets are known)");
+}
+
 TEST_F(Engines, AKernelCaseCannotNameAnEngineTarget) {
   const std::string path = setup(
       {{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}),
