@@ -194,10 +194,12 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
     for (const Target& t : plan.targets) listed |= t.name() == name;
     // An engine's target joins the case's targets after this block is read.
     if (!plan.listed && plan.engines) listed |= find_engine_target(*plan.engines, name).first != nullptr;
-    if (!listed)
+    // With the engines file unreadable (its own problem says why), which targets it would add
+    // is unknown: no follow-on problem per bound.
+    if (!listed && !plan.engine_config_unreadable)
       problems.push_back(block.problem_at(
           name, "a tolerance for '" + name + "', which is not among the case's targets" +
-                    (plan.engines || plan.engine_config_unreadable ? std::string()
+                    (plan.engines ? std::string()
                                   : std::string(" (no pinmark-engines.json was found beside the "
                                                 "case file or above it, so no engine's targets "
                                                 "are known)"))));

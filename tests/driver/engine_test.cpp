@@ -340,6 +340,22 @@ TEST_F(Engines, ABoundForAnEngineTargetWithNoEnginesFileSaysSo) {
             "targets are known)");
 }
 
+// An engines file that cannot be read is the one problem: no follow-on problem per bound for
+// targets it might have added.
+TEST_F(Engines, AnUnreadableEnginesFileIsTheOnlyProblem) {
+  const std::string text =
+      "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
+      "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
+      "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n\n### Targets\n\n```json\n"
+      "{\"tolerance\": {\"fake fp32\": 0.5, \"other fp16\": 0.5}}\n```\n";
+  const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}), text);
+  write_file(dir_.file(kEngineConfigName), "{\"engines\": [");
+  const CaseSpec spec = read_case_spec(parse_case_file(read_file(path)).cases.at(0), path);
+  ASSERT_EQ(spec.problems.size(), 1u) << spec.problems.back().message;
+  EXPECT_TRUE(spec.problems[0].message.find(kEngineConfigName) != std::string::npos)
+      << spec.problems[0].message;
+}
+
 TEST_F(Engines, AKernelCaseCannotNameAnEngineTarget) {
   const std::string path = setup(
       {{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}),
