@@ -50,6 +50,8 @@ double parse_budget(const char* name, const std::string& text, bool suffixes) {
 struct ModelShape {
   double vocab, hidden, inter, expert_inter, layers, heads, kv_heads, head_dim, experts, experts_per_tok,
       positions, kv_layers;
+  // MLA (DeepSeek): ranks and head widths, and DeepSeek-V3.2's indexer; 0 for other families.
+  double q_rank, kv_rank, nope, rope, v_dim, index_heads, index_dim;
   bool tied, gpt2, dense_layers_too;
 };
 
@@ -71,11 +73,35 @@ ModelShape shape_of(const ModelConfig& c) {
   s.positions = s.gpt2 ? c.max_position_embeddings : 0;
   s.kv_layers = std::max(0.0, s.layers - std::max(0, c.num_kv_shared_layers));
   s.tied = c.tie_word_embeddings;
+  if (c.kv_lora_rank > 0) {
+    s.q_rank = std::max(0, c.q_lora_rank);
+    s.kv_rank = c.kv_lora_rank;
+    s.nope = std::max(0, c.qk_nope_head_dim);
+    s.rope = std::max(0, c.qk_rope_head_dim);
+    s.v_dim = std::max(0, c.v_head_dim);
+    s.index_heads = std::max(0, c.index_n_heads);
+    s.index_dim = std::max(0, c.index_head_dim);
+  }
   return s;
 }
 
 Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, int targets) {
-  const double attn_proj = s.hidden * s.head_dim * (2 * s.heads + 2 * s.kv_heads);
+  double attn_proj = s.hidden * s.head_dim * (2 * s.heads + 2 * s.kv_heads);
+  // Per cached key and layer: attention's dot products (and MLA's expansion of keys and values
+  // from the latent, redone for every cached key on every call, and the indexer's scores).
+  double per_key = s.heads * s.head_dim;
+  double cache_row = 2 * s.kv_heads * s.head_dim;
+  if (s.kv_rank > 0) {
+    const double qk = s.nope + s.rope;
+    attn_proj = (s.q_rank > 0 ? s.hidden * s.q_rank + s.q_rank * s.heads * qk
+                              : s.hidden * s.heads * qk) +
+                s.hidden * (s.kv_rank + s.rope) + s.kv_rank * s.heads * (s.nope + s.v_dim) +
+                s.heads * s.v_dim * s.hidden + s.index_heads * s.index_dim * s.q_rank +
+                s.index_dim * s.hidden + s.index_heads * s.hidden;
+    per_key = s.heads * (qk + s.v_dim) + s.kv_rank * s.heads * (s.nope + s.v_dim) +
+              s.index_heads * s.index_dim;
+    cache_row = s.kv_rank + s.rope + s.index_dim;
+  }
   const double mlp_matrices = s.gpt2 ? 2 : 3;
   // Qwen3-MoE mixes sparse and dense layers: it is costed as if every layer had both, an
   // upper bound.
@@ -102,11 +128,11 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
   Footprint f;
   // Linear layers and the LM head per token; attention over the cache grows with position.
   f.work = runs * (tokens * (s.layers * (attn_proj + mlp_work) + s.vocab * s.hidden) +
-                   s.layers * s.heads * s.head_dim * squares);
+                   s.layers * per_key * squares);
   // Synthetic weights, the oracle's model, a checkpoint's copy, and one target's rounded
   // weights and float model at a time.
   const double weights = params * (8 + 8 + 8 + (targets > 0 ? 12 : 0));
-  const double kv_cache = 2 * s.kv_layers * s.kv_heads * s.head_dim * longest * 8;
+  const double kv_cache = s.kv_layers * cache_row * longest * 8;
   // Logits of the oracle and of a target's runs are kept, every row of them.
   const double logits = 4 * tokens * s.vocab * 8;
   // Every tap of every call is recorded, by the oracle and by a target: per token the layer's
@@ -258,6 +284,14 @@ std::optional<BudgetRefusal> check_model_budget(const ModelConfig& config,
     if (config.num_local_experts > 0) size_key("num_local_experts", &ModelConfig::num_local_experts);
     if (config.moe_intermediate_size > 0)
       size_key("moe_intermediate_size", &ModelConfig::moe_intermediate_size);
+    if (config.kv_lora_rank > 0) {
+      size_key("kv_lora_rank", &ModelConfig::kv_lora_rank);
+      size_key("q_lora_rank", &ModelConfig::q_lora_rank);
+      size_key("qk_nope_head_dim", &ModelConfig::qk_nope_head_dim);
+      size_key("v_head_dim", &ModelConfig::v_head_dim);
+      size_key("index_n_heads", &ModelConfig::index_n_heads);
+      size_key("index_head_dim", &ModelConfig::index_head_dim);
+    }
     candidates.emplace_back("decode", [&] {
       return measure(model_footprint(config, prompt_lengths, 0, targets));
     });

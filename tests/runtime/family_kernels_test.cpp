@@ -264,8 +264,9 @@ TEST(RoundingBackendFamilies, RoundsWhereTheDocSays) {
   // The indexer's scores select keys; they stay in fp32.
   const std::vector<int> positions = {3, 3};
   std::vector<float> index(8);
-  bf16->indexer_scores(x.t.data(), x.t.data() + 12, w.t.data(), positions.data(), 2, 4, 3, 4, 0.9,
-                       0.6, index.data());
+  // q [2, 3 heads, 4] is all of x; k [4 keys, 4] its first 16 values.
+  bf16->indexer_scores(x.t.data(), x.t.data(), w.t.data(), positions.data(), 2, 4, 3, 4, 0.9, 0.6,
+                       index.data());
   EXPECT_FALSE(is_bf16(index));
 }
 

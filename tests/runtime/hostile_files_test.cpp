@@ -203,6 +203,42 @@ TEST(Budget, ARefusalNamesTheKeyThatDrivesTheCost) {
   EXPECT_NE(refusal->message.find("past the memory budget of 1 KB"), std::string::npos) << refusal->message;
 }
 
+// MLA's and DeepSeek Sparse Attention's own widths are charged: a config whose size sits in
+// the latent rank or the indexer is refused by that key, not left to run out of memory.
+TEST(Budget, MlaAndTheIndexerAreChargedByTheirOwnKeys) {
+  Budget budget;
+  budget.bytes = 1e12;
+  ModelConfig c = family_defaults("deepseek_v32");
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.moe_intermediate_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 4;
+  c.q_lora_rank = 16;
+  c.kv_lora_rank = 8;
+  c.qk_nope_head_dim = 8;
+  c.qk_rope_head_dim = 4;
+  c.v_head_dim = 6;
+  c.num_local_experts = 8;
+  c.index_topk = 4;
+  c.index_head_dim = 8;
+  c.index_n_heads = 4;
+  ASSERT_FALSE(check_model_budget(c, {12}, 4, 2, budget));
+  ModelConfig wide = c;
+  wide.index_n_heads = 1 << 20;
+  wide.index_head_dim = 1 << 10;
+  auto refusal = check_model_budget(wide, {12}, 4, 2, budget);
+  ASSERT_TRUE(refusal);
+  EXPECT_TRUE(refusal->key == "index_n_heads" || refusal->key == "index_head_dim") << refusal->key;
+  wide = c;
+  wide.kv_lora_rank = 1 << 30;
+  refusal = check_model_budget(wide, {12}, 4, 2, budget);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->key, "kv_lora_rank");
+}
+
 TEST(Budget, KernelsAreChargedByTheirShapes) {
   KernelSpec k{"attention", {{"tokens", 100000}, {"heads", 8}, {"kv_heads", 8}, {"head_dim", 64}}, 0};
   const auto refusal = check_kernel_budget(k, 2, Budget{1e12});
