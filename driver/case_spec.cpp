@@ -196,10 +196,12 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
     if (!plan.listed && plan.engines) listed |= find_engine_target(*plan.engines, name).first != nullptr;
     // With the engines file unreadable (its own problem says why), which targets it would add
     // is unknown: no follow-on problem per bound.
+    std::string not_pinmarks;
+    const bool engine_name = !parse_target(name, not_pinmarks);
     if (!listed && !plan.engine_config_unreadable)
       problems.push_back(block.problem_at(
           name, "a tolerance for '" + name + "', which is not among the case's targets" +
-                    (plan.engines ? std::string()
+                    (plan.engines || !engine_name ? std::string()
                                   : std::string(" (no pinmark-engines.json was found beside the "
                                                 "case file or above it, so no engine's targets "
                                                 "are known)"))));
