@@ -287,11 +287,18 @@ TEST_F(Engines, NoEnginesCarriesEveryEngineRow) {
   EXPECT_FALSE(row->ran);
 }
 
-TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
-  const std::string model_case =
+// A one-layer model case, with a Targets block holding `targets` when given.
+std::string small_case(const std::string& targets = "") {
+  std::string text =
       "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
       "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
       "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n";
+  if (!targets.empty()) text += "\n### Targets\n\n```json\n" + targets + "\n```\n";
+  return text;
+}
+
+TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
+  const std::string model_case = small_case();
   const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}), model_case);
   auto names = [](const std::string& file) {
     const CaseFile parsed = parse_case_file(read_file(file));
@@ -310,11 +317,7 @@ TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
 }
 
 TEST_F(Engines, ACaseThatKeepsTheDefaultTargetsMayBoundAnEngineTarget) {
-  const std::string text =
-      "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
-      "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
-      "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n\n### Targets\n\n```json\n"
-      "{\"tolerance\": {\"fake fp32\": 0.5, \"nowhere fp32\": 0.5}}\n```\n";
+  const std::string text = small_case("{\"tolerance\": {\"fake fp32\": 0.5, \"nowhere fp32\": 0.5}}");
   const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}), text);
   const CaseFile parsed = parse_case_file(read_file(path));
   const CaseSpec spec = read_case_spec(parsed.cases.at(0), path);
@@ -327,11 +330,7 @@ TEST_F(Engines, ACaseThatKeepsTheDefaultTargetsMayBoundAnEngineTarget) {
 // The same case copied where no pinmark-engines.json is found: the message says why no engine
 // target is known.
 TEST_F(Engines, ABoundForAnEngineTargetWithNoEnginesFileSaysSo) {
-  const std::string text =
-      "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
-      "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
-      "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n\n### Targets\n\n```json\n"
-      "{\"tolerance\": {\"fake fp32\": 0.5}}\n```\n";
+  const std::string text = small_case("{\"tolerance\": {\"fake fp32\": 0.5}}");
   const CaseSpec spec = read_case_spec(parse_case_file(text).cases.at(0), "");
   ASSERT_EQ(spec.problems.size(), 1u);
   EXPECT_EQ(spec.problems[0].message,
@@ -343,11 +342,7 @@ TEST_F(Engines, ABoundForAnEngineTargetWithNoEnginesFileSaysSo) {
 // An engines file that cannot be read is the one problem: no follow-on problem per bound for
 // targets it might have added.
 TEST_F(Engines, AnUnreadableEnginesFileIsTheOnlyProblem) {
-  const std::string text =
-      "# T\n\n## Small\n\n### Config\n\n```json\n{\"vocab_size\": 32, \"hidden_size\": 16, "
-      "\"intermediate_size\": 40, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}\n```\n\n"
-      "### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n\n### Targets\n\n```json\n"
-      "{\"tolerance\": {\"fake fp32\": 0.5, \"other fp16\": 0.5}}\n```\n";
+  const std::string text = small_case("{\"tolerance\": {\"fake fp32\": 0.5, \"other fp16\": 0.5}}");
   const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}), text);
   write_file(dir_.file(kEngineConfigName), "{\"engines\": [");
   const CaseSpec spec = read_case_spec(parse_case_file(read_file(path)).cases.at(0), path);
