@@ -132,6 +132,20 @@ class RecordingBackend : public Backend<double> {
                       double weight_scale, double* out) override {
     cpu_->indexer_scores(q, k, w, positions, n, kv_len, heads, head_dim, scale, weight_scale, out);
   }
+  void mix_streams(const double* x, const double* coefs, int n, int in_streams, int out_streams,
+                   int dim, double* y) override {
+    cpu_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
+  }
+  void scale_columns(const double* x, const double* w, int n, int dim, double* y) override {
+    cpu_->scale_columns(x, w, n, dim, y);
+  }
+  void rescale_rms(const double* x, const double* ref, int n, int dim, double floor,
+                   double* y) override {
+    cpu_->rescale_rms(x, ref, n, dim, floor, y);
+  }
+  void gaussian_topk(double* x, int n, int dim, double std_multiplier) override {
+    cpu_->gaussian_topk(x, n, dim, std_multiplier);
+  }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
     cpu_->matmul_bias(x, w, b, n, k, m, y);

@@ -193,6 +193,36 @@ class Backend {
                               int n, int kv_len, int heads, int head_dim, double scale,
                               double weight_scale, T* out) = 0;
 
+  // The ops below serve Gemma 3n (transformers 5.17's Gemma3nTextModel).
+
+  // Mixes streams token by token: for tokens t < n, outputs o < out_streams and d < dim,
+  //   y[o, t, d] = sum_i coefs[t, o * in_streams + i] * x[i, t, d],
+  // summed over i in order. x[in_streams, n, dim], coefs[n, out_streams * in_streams],
+  // y[out_streams, n, dim]. AltUp's prediction (Baykal et al., NeurIPS 2023, "Alternating
+  // Updates for Efficient Transformers", eq. 2: in = out = altup_num_inputs, the coefficients
+  // the router's prediction_coefs output) and its correction (eq. 3: one input, the
+  // innovation, and per-stream coefficients).
+  virtual void mix_streams(const T* x, const T* coefs, int n, int in_streams, int out_streams,
+                           int dim, T* y) = 0;
+
+  // y[r, d] = x[r, d] * w[d] for rows r < n: x and y [n, dim], w [dim]. AltUp's
+  // correct_output_scale on the corrected active stream.
+  virtual void scale_columns(const T* x, const T* w, int n, int dim, T* y) = 0;
+
+  // Rescales each row of x to the root mean square of the same row of ref: for rows r < n,
+  //   y[r, :] = x[r, :] * sqrt(mean(ref[r, :]^2)) / sqrt(max(mean(x[r, :]^2), floor)),
+  // multiplied first, then divided, as Gemma3nTextModel rescales the AltUp streams it projects
+  // from the embedding and back (floor 1e-5). x, ref and y [n, dim].
+  virtual void rescale_rms(const T* x, const T* ref, int n, int dim, double floor, T* y) = 0;
+
+  // Gemma 3n's activation sparsity (Gemma3nTextMLP._gaussian_topk), in place on x[n, dim]: for
+  // each row, with mu its mean and sigma its population standard deviation (divided by dim),
+  //   x[r, d] = max(0, x[r, d] - (mu + sigma * std_multiplier)),
+  // std_multiplier = Phi^-1(target sparsity), the standard normal quantile, converted to the
+  // storage type first as transformers converts it to the activations' dtype. Keeps the
+  // values a normal distribution would put above that quantile, shifted down to it.
+  virtual void gaussian_topk(T* x, int n, int dim, double std_multiplier) = 0;
+
   // Attention as one fused kernel computes it (FlashAttention, Dao et al. 2022), for a backend
   // that has one; returns false, computing nothing, for one that does not, and the model then
   // runs attention_scores, score_mod, softmax and attention_values instead (whose taps it then

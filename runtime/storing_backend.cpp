@@ -109,6 +109,29 @@ void StoringBackend<T>::indexer_scores(const T* q, const T* k, const T* weights,
   keep(out, int64_t{n} * kv_len, heads * head_dim);
 }
 template <class T>
+void StoringBackend<T>::mix_streams(const T* x, const T* coefs, int n, int in_streams,
+                                    int out_streams, int dim, T* y) {
+  inner_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
+  store(y, int64_t{out_streams} * n * dim, in_streams);
+}
+template <class T>
+void StoringBackend<T>::scale_columns(const T* x, const T* w, int n, int dim, T* y) {
+  inner_->scale_columns(x, w, n, dim, y);
+  store(y, int64_t{n} * dim, 1);
+}
+template <class T>
+void StoringBackend<T>::rescale_rms(const T* x, const T* ref, int n, int dim, double floor,
+                                    T* y) {
+  inner_->rescale_rms(x, ref, n, dim, floor, y);
+  store(y, int64_t{n} * dim, dim);
+}
+// transformers converts the quantile to the activations' dtype before using it.
+template <class T>
+void StoringBackend<T>::gaussian_topk(T* x, int n, int dim, double std_multiplier) {
+  inner_->gaussian_topk(x, n, dim, stored_scalar(std_multiplier));
+  store(x, int64_t{n} * dim, dim);
+}
+template <class T>
 void StoringBackend<T>::swiglu(const T* gate, const T* up, int64_t n, T* out) {
   inner_->swiglu(gate, up, n, out);
   store(out, n, 1);

@@ -38,6 +38,11 @@ class StoringBackend : public Backend<T> {
   void rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim, double eps,
                      T* y) override;
   void sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) override;
+  void mix_streams(const T* x, const T* coefs, int n, int in_streams, int out_streams, int dim,
+                   T* y) override;
+  void scale_columns(const T* x, const T* w, int n, int dim, T* y) override;
+  void rescale_rms(const T* x, const T* ref, int n, int dim, double floor, T* y) override;
+  void gaussian_topk(T* x, int n, int dim, double std_multiplier) override;
   void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,
                       int kv_len, int heads, int head_dim, double scale, double weight_scale,
                       T* out) override;

@@ -342,6 +342,64 @@ class CpuBackend final : public Backend<T> {
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * (T(1) / (T(1) + std::exp(-gate[i])));
   }
 
+  void mix_streams(const T* x, const T* coefs, int n, int in_streams, int out_streams, int dim,
+                   T* y) override {
+    const int64_t plane = int64_t{n} * dim;
+#pragma omp parallel for collapse(2) if (plane * out_streams * in_streams >= kParallelWork)
+    for (int o = 0; o < out_streams; ++o) {
+      for (int t = 0; t < n; ++t) {
+        const T* c = coefs + (int64_t{t} * out_streams + o) * in_streams;
+        T* out = y + o * plane + int64_t{t} * dim;
+        for (int d = 0; d < dim; ++d) {
+          T sum = 0;
+          for (int i = 0; i < in_streams; ++i) sum += c[i] * x[i * plane + int64_t{t} * dim + d];
+          out[d] = sum;
+        }
+      }
+    }
+  }
+
+  void scale_columns(const T* x, const T* w, int n, int dim, T* y) override {
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
+    for (int r = 0; r < n; ++r)
+      for (int d = 0; d < dim; ++d) y[int64_t{r} * dim + d] = x[int64_t{r} * dim + d] * w[d];
+  }
+
+  void rescale_rms(const T* x, const T* ref, int n, int dim, double floor, T* y) override {
+    const T lowest = static_cast<T>(floor);
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
+    for (int r = 0; r < n; ++r) {
+      const T* a = x + int64_t{r} * dim;
+      const T* b = ref + int64_t{r} * dim;
+      T sa = 0, sb = 0;
+      for (int d = 0; d < dim; ++d) {
+        sa += a[d] * a[d];
+        sb += b[d] * b[d];
+      }
+      const T target = std::sqrt(sb / static_cast<T>(dim));
+      const T own = std::sqrt(std::max(sa / static_cast<T>(dim), lowest));
+      for (int d = 0; d < dim; ++d) y[int64_t{r} * dim + d] = a[d] * target / own;
+    }
+  }
+
+  void gaussian_topk(T* x, int n, int dim, double std_multiplier) override {
+    const T m = static_cast<T>(std_multiplier);
+#pragma omp parallel for if (int64_t{n} * dim >= kParallelWork)
+    for (int r = 0; r < n; ++r) {
+      T* row = x + int64_t{r} * dim;
+      T sum = 0;
+      for (int d = 0; d < dim; ++d) sum += row[d];
+      const T mean = sum / static_cast<T>(dim);
+      T squares = 0;
+      for (int d = 0; d < dim; ++d) squares += (row[d] - mean) * (row[d] - mean);
+      const T cutoff = mean + std::sqrt(squares / static_cast<T>(dim)) * m;
+      for (int d = 0; d < dim; ++d) {
+        const T v = row[d] - cutoff;
+        row[d] = v > T(0) ? v : (v == v ? T(0) : v);  // relu, a NaN staying NaN
+      }
+    }
+  }
+
   void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,
                       int kv_len, int heads, int head_dim, double scale, double weight_scale,
                       T* out) override {

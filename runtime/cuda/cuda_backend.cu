@@ -348,6 +348,67 @@ __global__ void indexer_scores_kernel(const float* q, const float* k, const floa
   }
 }
 
+// One thread per output value: the input streams summed in order, as the CPU reference sums them.
+__global__ void mix_streams_kernel(const float* x, const float* coefs, int n, int in_streams,
+                                   int out_streams, int dim, float* y) {
+  const int64_t plane = int64_t{n} * dim;
+  PINMARK_GRID_STRIDE(idx, out_streams * plane) {
+    const int64_t o = idx / plane, t = (idx % plane) / dim, d = idx % dim;
+    const float* c = coefs + (t * out_streams + o) * in_streams;
+    float sum = 0.0f;
+    for (int i = 0; i < in_streams; ++i) sum += c[i] * x[i * plane + t * dim + d];
+    y[idx] = sum;
+  }
+}
+
+__global__ void scale_columns_kernel(const float* x, const float* w, int n, int dim, float* y) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) y[idx] = x[idx] * w[idx % dim];
+}
+
+// One thread per row for the sums (in order, as the CPU reference sums them), then one per value.
+__global__ void rms_ratio_kernel(const float* x, const float* ref, int n, int dim, float floor,
+                                 float* target, float* own) {
+  PINMARK_GRID_STRIDE(r, n) {
+    float sa = 0.0f, sb = 0.0f;
+    for (int d = 0; d < dim; ++d) {
+      const float a = x[r * dim + d], b = ref[r * dim + d];
+      sa += a * a;
+      sb += b * b;
+    }
+    target[r] = sqrtf(sb / static_cast<float>(dim));
+    own[r] = sqrtf(fmaxf(sa / static_cast<float>(dim), floor));
+  }
+}
+
+__global__ void rescale_rows_kernel(const float* x, const float* target, const float* own, int n,
+                                    int dim, float* y) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) {
+    const int64_t r = idx / dim;
+    y[idx] = x[idx] * target[r] / own[r];
+  }
+}
+
+__global__ void gaussian_cutoff_kernel(const float* x, int n, int dim, float multiplier,
+                                       float* cutoff) {
+  PINMARK_GRID_STRIDE(r, n) {
+    const float* row = x + r * dim;
+    float sum = 0.0f;
+    for (int d = 0; d < dim; ++d) sum += row[d];
+    const float mean = sum / static_cast<float>(dim);
+    float squares = 0.0f;
+    for (int d = 0; d < dim; ++d) squares += (row[d] - mean) * (row[d] - mean);
+    cutoff[r] = mean + sqrtf(squares / static_cast<float>(dim)) * multiplier;
+  }
+}
+
+// relu(x - cutoff), a NaN staying NaN.
+__global__ void shifted_relu_kernel(float* x, const float* cutoff, int n, int dim) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) {
+    const float v = x[idx] - cutoff[idx / dim];
+    x[idx] = v > 0.0f ? v : (v == v ? 0.0f : v);
+  }
+}
+
 // One thread per (row, channel): the taps summed in order, as the CPU reference sums them.
 __global__ void causal_conv1d_silu_kernel(const float* x, const float* w, int n, int channels,
                                           int kernel, float* out) {
@@ -874,6 +935,61 @@ class CudaBackend final : public Backend<float> {
     sigmoid_gate_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, d_g, n, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(sigmoid_gate_kernel);
     download(out, d_o, n);
+  }
+
+  void mix_streams(const float* x, const float* coefs, int n, int in_streams, int out_streams,
+                   int dim, float* y) override {
+    const int64_t plane = int64_t{n} * dim;
+    if (plane <= 0 || in_streams <= 0 || out_streams <= 0) return;
+    const float* d_x = upload(0, x, in_streams * plane);
+    const float* d_c = upload(1, coefs, int64_t{n} * out_streams * in_streams);
+    float* d_y = main_.arena.get<float>(2, out_streams * plane);
+    mix_streams_kernel<<<grid_for(out_streams * plane), kBlock, 0, main_.stream>>>(
+        d_x, d_c, n, in_streams, out_streams, dim, d_y);
+    PINMARK_CUDA_CHECK_LAUNCH(mix_streams_kernel);
+    download(y, d_y, out_streams * plane);
+  }
+
+  void scale_columns(const float* x, const float* w, int n, int dim, float* y) override {
+    const int64_t size = int64_t{n} * dim;
+    if (size <= 0) return;
+    const float* d_x = upload(0, x, size);
+    const float* d_w = upload(1, w, dim);
+    float* d_y = main_.arena.get<float>(2, size);
+    scale_columns_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_x, d_w, n, dim, d_y);
+    PINMARK_CUDA_CHECK_LAUNCH(scale_columns_kernel);
+    download(y, d_y, size);
+  }
+
+  void rescale_rms(const float* x, const float* ref, int n, int dim, double floor,
+                   float* y) override {
+    const int64_t size = int64_t{n} * dim;
+    if (size <= 0) return;
+    const float* d_x = upload(0, x, size);
+    const float* d_r = upload(1, ref, size);
+    float* d_target = main_.arena.get<float>(3, n);
+    float* d_own = main_.arena.get<float>(4, n);
+    float* d_y = main_.arena.get<float>(2, size);
+    rms_ratio_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(
+        d_x, d_r, n, dim, static_cast<float>(floor), d_target, d_own);
+    PINMARK_CUDA_CHECK_LAUNCH(rms_ratio_kernel);
+    rescale_rows_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_x, d_target, d_own, n, dim,
+                                                                     d_y);
+    PINMARK_CUDA_CHECK_LAUNCH(rescale_rows_kernel);
+    download(y, d_y, size);
+  }
+
+  void gaussian_topk(float* x, int n, int dim, double std_multiplier) override {
+    const int64_t size = int64_t{n} * dim;
+    if (size <= 0) return;
+    float* d_x = upload(0, x, size);
+    float* d_cut = main_.arena.get<float>(1, n);
+    gaussian_cutoff_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(
+        d_x, n, dim, static_cast<float>(std_multiplier), d_cut);
+    PINMARK_CUDA_CHECK_LAUNCH(gaussian_cutoff_kernel);
+    shifted_relu_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_x, d_cut, n, dim);
+    PINMARK_CUDA_CHECK_LAUNCH(shifted_relu_kernel);
+    download(x, d_x, size);
   }
 
   void indexer_scores(const float* q, const float* k, const float* weights, const int* positions,

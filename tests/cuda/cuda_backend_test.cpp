@@ -491,6 +491,48 @@ const int64_t kLengths[] = {1, 7, 33, 127, 100003};
 
 // DeepSeek-V3.2's indexer: the CPU reference's sums in its order, so within fp32 of fp64, bit
 // for bit run to run, a NaN kept, later keys masked.
+// Gemma 3n's ops against the CPU fp64 ones, and the same bits on a second call.
+TEST_F(CudaTest, Gemma3nOps) {
+  auto cpu = make_cpu_backend<double>();
+  const int n = 5, dim = 300, in = 4, out = 4;
+  auto x = make_input<float>("x", in * n * dim, 2.0);
+  auto c = make_input<float>("c", n * out * in, 1.5);
+  std::vector<float> y(out * n * dim), again(y.size());
+  std::vector<double> expected(y.size());
+  backend->mix_streams(x.t.data(), c.t.data(), n, in, out, dim, y.data());
+  cpu->mix_streams(x.d.data(), c.d.data(), n, in, out, dim, expected.data());
+  expect_close(y, expected, kFp32, "mix_streams");
+  backend->mix_streams(x.t.data(), c.t.data(), n, in, out, dim, again.data());
+  EXPECT_EQ(y, again);
+
+  auto ref = make_input<float>("ref", n * dim, 0.5);
+  y.assign(n * dim, 0);
+  expected.assign(n * dim, 0);
+  backend->rescale_rms(x.t.data(), ref.t.data(), n, dim, 1e-5, y.data());
+  cpu->rescale_rms(x.d.data(), ref.d.data(), n, dim, 1e-5, expected.data());
+  expect_close(y, expected, kFp32, "rescale_rms");
+  // A row below the floor is divided by sqrt(floor), not by its own size.
+  std::vector<float> tiny(dim, 1e-4f), scaled(dim);
+  std::vector<double> tiny_d(dim, static_cast<double>(1e-4f)), scaled_d(dim);
+  backend->rescale_rms(tiny.data(), ref.t.data(), 1, dim, 1e-5, scaled.data());
+  cpu->rescale_rms(tiny_d.data(), ref.d.data(), 1, dim, 1e-5, scaled_d.data());
+  expect_close(scaled, scaled_d, kFp32, "rescale_rms floor");
+
+  auto w = make_input<float>("w", dim, 1.0);
+  backend->scale_columns(x.t.data(), w.t.data(), n, dim, y.data());
+  cpu->scale_columns(x.d.data(), w.d.data(), n, dim, expected.data());
+  expect_close(y, expected, kFp32, "scale_columns");
+
+  y.assign(x.t.begin(), x.t.begin() + n * dim);
+  std::vector<double> yd(x.d.begin(), x.d.begin() + n * dim);
+  backend->gaussian_topk(y.data(), n, dim, 1.6448536269514722);
+  cpu->gaussian_topk(yd.data(), n, dim, 1.6448536269514722);
+  expect_close(y, yd, kFp32, "gaussian_topk");
+  y[7] = std::numeric_limits<float>::quiet_NaN();
+  backend->gaussian_topk(y.data(), n, dim, 0.5);
+  EXPECT_TRUE(std::isnan(y[7]));
+}
+
 TEST_F(CudaTest, IndexerScores) {
   const int n = 5, kv_len = 37, heads = 6, dim = 12;
   auto q = make_input<float>("q", n * heads * dim);

@@ -9,6 +9,7 @@
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/dtype.h"
 #include "runtime/model_config.h"
+#include "runtime/normal_quantile.h"
 #include "runtime/rope.h"
 #include "runtime/rounding_backend.h"
 #include "test_util.h"
@@ -230,6 +231,122 @@ TYPED_TEST(FamilyKernel, IndexerScores) {
   this->backend->indexer_scores(q.t.data(), k.t.data(), w.t.data(), positions.data(), n, kv_len,
                                 heads, dim, scale, weight_scale, out.data());
   EXPECT_TRUE(std::isnan(out[0]));
+}
+
+// Gemma 3n's AltUp mix against the sum written out: each output stream of each token a
+// weighted sum of the input streams, with that token's coefficients, output-major.
+TYPED_TEST(FamilyKernel, MixStreams) {
+  using T = TypeParam;
+  for (auto [n, in, out, dim] : {std::tuple{3, 4, 4, 7}, std::tuple{2, 1, 3, 5}, std::tuple{4, 2, 1, 9}}) {
+    auto x = make_input<T>("x", in * n * dim);
+    auto c = make_input<T>("c", n * out * in, 1.5);
+    std::vector<T> y(out * n * dim, T(-99));
+    this->backend->mix_streams(x.t.data(), c.t.data(), n, in, out, dim, y.data());
+    std::vector<double> expected(y.size());
+    for (int o = 0; o < out; ++o)
+      for (int t = 0; t < n; ++t)
+        for (int d = 0; d < dim; ++d) {
+          double sum = 0;
+          for (int i = 0; i < in; ++i) sum += c.d[(t * out + o) * in + i] * x.d[(i * n + t) * dim + d];
+          expected[(o * n + t) * dim + d] = sum;
+        }
+    expect_close(y, expected, this->tol, "mix_streams");
+  }
+}
+
+// Each row rescaled to the reference row's root mean square, with the floor on its own.
+TYPED_TEST(FamilyKernel, RescaleRms) {
+  using T = TypeParam;
+  const int n = 4, dim = 11;
+  auto x = make_input<T>("x", n * dim, 3.0);
+  auto ref = make_input<T>("ref", n * dim, 0.5);
+  // Row 3 so small that the floor decides its divisor.
+  for (int d = 0; d < dim; ++d) {
+    x.t[3 * dim + d] = static_cast<T>(x.t[3 * dim + d] * T(1e-4));
+    x.d[3 * dim + d] = static_cast<double>(x.t[3 * dim + d]);
+  }
+  const double floor = 1e-5;
+  std::vector<T> y(n * dim);
+  this->backend->rescale_rms(x.t.data(), ref.t.data(), n, dim, floor, y.data());
+  std::vector<double> expected(y.size());
+  int floored = 0;
+  for (int r = 0; r < n; ++r) {
+    double sa = 0, sb = 0;
+    for (int d = 0; d < dim; ++d) {
+      sa += x.d[r * dim + d] * x.d[r * dim + d];
+      sb += ref.d[r * dim + d] * ref.d[r * dim + d];
+    }
+    floored += sa / dim < floor;
+    for (int d = 0; d < dim; ++d)
+      expected[r * dim + d] =
+          x.d[r * dim + d] * std::sqrt(sb / dim) / std::sqrt(std::max(sa / dim, floor));
+  }
+  ASSERT_EQ(floored, 1);
+  expect_close(y, expected, this->tol, "rescale_rms");
+}
+
+TYPED_TEST(FamilyKernel, ScaleColumns) {
+  using T = TypeParam;
+  const int n = 3, dim = 13;
+  auto x = make_input<T>("x", n * dim, 2.0);
+  auto w = make_input<T>("w", dim, 1.0);
+  std::vector<T> y(n * dim);
+  this->backend->scale_columns(x.t.data(), w.t.data(), n, dim, y.data());
+  std::vector<double> expected(y.size());
+  for (int r = 0; r < n; ++r)
+    for (int d = 0; d < dim; ++d) expected[r * dim + d] = x.d[r * dim + d] * w.d[d];
+  expect_close(y, expected, this->tol, "scale_columns");
+}
+
+// Gemma 3n's activation sparsity: relu(x - (mean + population std * multiplier)) per row.
+TYPED_TEST(FamilyKernel, GaussianTopk) {
+  using T = TypeParam;
+  const int n = 3, dim = 40;
+  auto x = make_input<T>("x", n * dim, 2.0, 0.3);
+  for (double p : {0.95, 0.6, 0.3}) {
+    const double multiplier = normal_quantile(p);
+    std::vector<T> y = x.t;
+    this->backend->gaussian_topk(y.data(), n, dim, multiplier);
+    std::vector<double> expected(y.size());
+    int kept = 0;
+    for (int r = 0; r < n; ++r) {
+      double mean = 0, var = 0;
+      for (int d = 0; d < dim; ++d) mean += x.d[r * dim + d];
+      mean /= dim;
+      for (int d = 0; d < dim; ++d) var += (x.d[r * dim + d] - mean) * (x.d[r * dim + d] - mean);
+      const double cutoff = mean + std::sqrt(var / dim) * multiplier;
+      for (int d = 0; d < dim; ++d) {
+        expected[r * dim + d] = std::max(0.0, x.d[r * dim + d] - cutoff);
+        kept += expected[r * dim + d] > 0;
+      }
+    }
+    ASSERT_GT(kept, 0);
+    ASSERT_LT(kept, n * dim);
+    expect_close(y, expected, this->tol, "gaussian_topk");
+  }
+  // A NaN stays NaN: the cut does not swallow it.
+  std::vector<T> y = x.t;
+  y[5] = std::numeric_limits<T>::quiet_NaN();
+  this->backend->gaussian_topk(y.data(), n, dim, 1.0);
+  EXPECT_TRUE(std::isnan(y[5]));
+}
+
+// Phi(normal_quantile(p)) gives p back, with Phi from erfc, across the body and the tails.
+TEST(NormalQuantile, InvertsTheNormalDistribution) {
+  for (double p : {1e-12, 1e-6, 0.01, 0.3, 0.5, 0.6, 0.95, 0.999, 1 - 1e-9}) {
+    const double x = normal_quantile(p);
+    // The smaller tail, where erfc keeps its relative accuracy: P(Z <= x) or P(Z > x).
+    const double tail = p <= 0.5 ? 0.5 * std::erfc(-x / std::sqrt(2.0)) : 0.5 * std::erfc(x / std::sqrt(2.0));
+    const double wanted = p <= 0.5 ? p : 1 - p;
+    EXPECT_NEAR(tail, wanted, 1e-14 * wanted) << p;
+    // Symmetric about 0 where 1 - p is exact.
+    if (p >= 0.5) EXPECT_EQ(normal_quantile(1 - p), -x) << p;
+  }
+  EXPECT_EQ(normal_quantile(0.5), 0.0);
+  EXPECT_TRUE(std::isinf(normal_quantile(0.0)) && normal_quantile(0.0) < 0);
+  EXPECT_TRUE(std::isinf(normal_quantile(1.0)) && normal_quantile(1.0) > 0);
+  EXPECT_TRUE(std::isnan(normal_quantile(1.5)));
+  EXPECT_TRUE(std::isnan(normal_quantile(std::nan(""))));
 }
 
 // The emulated narrow targets round each new op's output, except the parts of the fused
