@@ -67,7 +67,8 @@ const std::map<std::string, std::string>& architecture_of() {
       {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmo2", "Olmo2ForCausalLM"},
       {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"},
       {"gpt_oss", "GptOssForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"},
-      {"deepseek_v32", "DeepseekV32ForCausalLM"}, {"qwen3_next", "Qwen3NextForCausalLM"}};
+      {"deepseek_v32", "DeepseekV32ForCausalLM"}, {"qwen3_next", "Qwen3NextForCausalLM"},
+      {"gemma3n_text", "Gemma3nForCausalLM"}};
   return names;
 }
 
@@ -82,7 +83,8 @@ const std::map<std::string, std::string>& base_architecture_of() {
       {"qwen3_moe", "Qwen3MoeModel"},  {"olmo2", "Olmo2Model"},
       {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"},
       {"gpt_oss", "GptOssModel"},      {"deepseek_v3", "DeepseekV3Model"},
-      {"deepseek_v32", "DeepseekV32Model"}, {"qwen3_next", "Qwen3NextModel"}};
+      {"deepseek_v32", "DeepseekV32Model"}, {"qwen3_next", "Qwen3NextModel"},
+      {"gemma3n_text", "Gemma3nTextModel"}};
   return names;
 }
 
@@ -188,6 +190,48 @@ void read_gemma3_rope(Reader& r, const std::string& k, const json& v, ModelConfi
       r.problems.push_back(r.block.problem_at(
           k, what + " is not a layer type (Gemma 3 has full_attention and sliding_attention)"));
     }
+  }
+}
+
+// Gemma 3n's intermediate_size: one width for every layer, or a list with each layer's.
+void read_layer_widths(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  c.layer_intermediate_sizes.clear();
+  if (!v.is_array()) {
+    r.integer(k, v, c.intermediate_size);
+    return;
+  }
+  const std::string wanted = k + " must be an integer or a list of integers, got ";
+  int widest = 0;
+  for (const json& w : v) {
+    int width = 0;
+    if (!w.is_number_integer() || !r.integer(k, w, width)) {
+      r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+      c.layer_intermediate_sizes.clear();
+      return;
+    }
+    c.layer_intermediate_sizes.push_back(width);
+    widest = std::max(widest, width);
+  }
+  c.intermediate_size = v.empty() ? 0 : widest;
+}
+
+// Gemma 3n's activation_sparsity_pattern: each layer's target sparsity, or null for
+// Gemma3nTextConfig's default (resolved once num_hidden_layers is known).
+void read_sparsity_pattern(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  c.activation_sparsity_pattern.clear();
+  if (v.is_null()) return;
+  const std::string wanted = k + " must be a list of numbers, one per layer, or null, got ";
+  if (!v.is_array() || v.empty()) {
+    r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+    return;
+  }
+  for (const json& p : v) {
+    if (!p.is_number()) {
+      r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+      c.activation_sparsity_pattern.clear();
+      return;
+    }
+    c.activation_sparsity_pattern.push_back(p.get<double>());
   }
 }
 
@@ -702,6 +746,36 @@ KeyTable config_keys(const std::string& type) {
     keys["sliding_window"] = read_sliding_window;
     keys["layer_types"] = read_layer_types;
     if (type == "qwen3") keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+  } else if (type == "gemma3n_text") {
+    keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
+    keys["intermediate_size"] = read_layer_widths;
+    // Gemma3nTextMLP reads hidden_activation; hidden_act is not used.
+    keys["hidden_activation"] = read_gemma2_activation;
+    keys["hidden_act"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      if (!v.is_null() && !v.is_string())
+        r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+    };
+    keys["sliding_window"] = read_sliding_window;
+    keys["layer_types"] = read_layer_types;
+    keys["final_logit_softcapping"] = optional_number_key(&ModelConfig::final_logit_softcapping);
+    keys["cache_implementation"] = read_cache_implementation;
+    keys["rope_local_base_freq"] = number_key(&ModelConfig::rope_local_base_freq);
+    keys["rope_parameters"] = read_gemma3_rope;
+    keys["rope_scaling"] = read_gemma3_rope;
+    keys["num_kv_shared_layers"] = integer_key(&ModelConfig::num_kv_shared_layers);
+    keys["vocab_size_per_layer_input"] = integer_key(&ModelConfig::vocab_size_per_layer_input);
+    keys["hidden_size_per_layer_input"] = integer_key(&ModelConfig::hidden_size_per_layer_input);
+    keys["altup_num_inputs"] = integer_key(&ModelConfig::altup_num_inputs);
+    keys["altup_active_idx"] = integer_key(&ModelConfig::altup_active_idx);
+    keys["altup_correct_scale"] = boolean_key(&ModelConfig::altup_correct_scale);
+    keys["laurel_rank"] = integer_key(&ModelConfig::laurel_rank);
+    keys["activation_sparsity_pattern"] = read_sparsity_pattern;
+    // Gemma3nTextAltUp clamps its coefficient weights to altup_coef_clip in training only
+    // (transformers 5.17); inference uses them as stored.
+    keys["altup_coef_clip"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      double clip = 0;
+      if (!v.is_null()) r.number(k, v, clip);
+    };
   } else if (type == "gemma" || type == "gemma2" || type == "gemma3_text") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
     keys["use_bidirectional_attention"] = [](Reader& r, const std::string& k, const json& v,
@@ -957,6 +1031,18 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
         pattern = block.value[key].get<int>();
     for (int i = 0; i < config.num_hidden_layers; ++i)
       config.layer_types.push_back((i + 1) % pattern ? "sliding_attention" : "full_attention");
+  }
+  // Gemma3nTextConfig: every fifth layer is full; the first 10 layers are 0.95 sparse when
+  // there are more than 10.
+  if (type == "gemma3n_text" && config.num_hidden_layers > 0) {
+    if (config.layer_types.empty())
+      for (int i = 0; i < config.num_hidden_layers; ++i)
+        config.layer_types.push_back((i + 1) % 5 ? "sliding_attention" : "full_attention");
+    if (config.activation_sparsity_pattern.empty()) {
+      const int sparse = config.num_hidden_layers > 10 ? 10 : 0;
+      for (int i = 0; i < config.num_hidden_layers; ++i)
+        config.activation_sparsity_pattern.push_back(i < sparse ? 0.95 : 0.0);
+    }
   }
   if (!problems.empty()) return;
   for (const ConfigProblem& p : validate(config)) problems.push_back(block.problem_at(p.key, p.message));

@@ -52,6 +52,8 @@ struct ModelShape {
       positions, kv_layers;
   // MLA (DeepSeek): ranks and head widths, and DeepSeek-V3.2's indexer; 0 for other families.
   double q_rank, kv_rank, nope, rope, v_dim, index_heads, index_dim;
+  // Gemma 3n: AltUp's streams, LAuReL's rank, the per-layer inputs' width and vocabulary.
+  double streams, laurel_rank, per_layer, per_layer_vocab;
   bool tied, gpt2, dense_layers_too;
 };
 
@@ -81,6 +83,12 @@ ModelShape shape_of(const ModelConfig& c) {
     s.v_dim = std::max(0, c.v_head_dim);
     s.index_heads = std::max(0, c.index_n_heads);
     s.index_dim = std::max(0, c.index_head_dim);
+  }
+  if (is_gemma3n(c)) {
+    s.streams = std::max(0, c.altup_num_inputs);
+    s.laurel_rank = std::max(0, c.laurel_rank);
+    s.per_layer = std::max(0, c.hidden_size_per_layer_input);
+    s.per_layer_vocab = std::max(0, c.vocab_size_per_layer_input);
   }
   return s;
 }
@@ -115,8 +123,20 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
       s.experts > 0 ? s.experts_per_tok * mlp_matrices * s.hidden * s.expert_inter +
                           s.hidden * s.experts + extra_dense
                     : mlp_params;
+  // Gemma 3n per layer: AltUp's router and coefficients, its mix of the streams (work only),
+  // LAuReL and the per-layer input's gate and projection; per model: the per-layer embedding
+  // (weights only) and projection, and the streams' projections in and out.
+  const double n3 = s.streams;
+  const double gemma3n_layer_params = n3 * s.hidden + n3 * n3 * n3 + n3 * n3 + 2 * s.hidden * s.laurel_rank +
+                                      2 * s.hidden * s.per_layer + 3 * s.hidden;
+  const double gemma3n_layer_work = gemma3n_layer_params + 2 * n3 * n3 * s.hidden;
+  const double gemma3n_model_work = s.layers * s.per_layer * s.hidden +
+                                    2 * std::max(0.0, n3 - 1) * s.hidden * s.hidden;
+  const double gemma3n_params = s.layers * gemma3n_layer_params + gemma3n_model_work +
+                                s.per_layer_vocab * s.layers * s.per_layer;
   const double params = s.layers * (attn_proj + mlp_params + 4 * s.hidden) +
-                        s.vocab * s.hidden * (s.tied ? 1 : 2) + s.positions * s.hidden;
+                        s.vocab * s.hidden * (s.tied ? 1 : 2) + s.positions * s.hidden +
+                        gemma3n_params;
 
   double tokens = 0, squares = 0, longest = 0;
   for (double n : lengths) {
@@ -127,7 +147,8 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
   const double runs = 1 + kRunsPerModelTarget * targets;
   Footprint f;
   // Linear layers and the LM head per token; attention over the cache grows with position.
-  f.work = runs * (tokens * (s.layers * (attn_proj + mlp_work) + s.vocab * s.hidden) +
+  f.work = runs * (tokens * (s.layers * (attn_proj + mlp_work + gemma3n_layer_work) +
+                             gemma3n_model_work + s.vocab * s.hidden) +
                    s.layers * per_key * squares);
   // Synthetic weights, the oracle's model, a checkpoint's copy, and one target's rounded
   // weights and float model at a time.
@@ -137,8 +158,10 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
   const double logits = 4 * tokens * s.vocab * 8;
   // Every tap of every call is recorded, by the oracle and by a target: per token the layer's
   // vectors, and the attention scores over the cache.
-  const double per_token = s.layers * (12 * s.hidden + 3 * s.inter + 2 * s.heads * s.head_dim) +
-                           s.vocab + s.hidden;
+  const double per_token =
+      s.layers * (12 * s.hidden + 3 * s.inter + 2 * s.heads * s.head_dim + 2 * n3 * s.hidden +
+                  s.per_layer) +
+      s.vocab + s.hidden;
   const double taps = 2 * 8 * (tokens * per_token + s.layers * s.heads * squares / 2);
   f.bytes = weights + kv_cache + logits + taps;
   return f;
@@ -291,6 +314,12 @@ std::optional<BudgetRefusal> check_model_budget(const ModelConfig& config,
       size_key("v_head_dim", &ModelConfig::v_head_dim);
       size_key("index_n_heads", &ModelConfig::index_n_heads);
       size_key("index_head_dim", &ModelConfig::index_head_dim);
+    }
+    if (is_gemma3n(config)) {
+      size_key("altup_num_inputs", &ModelConfig::altup_num_inputs);
+      size_key("laurel_rank", &ModelConfig::laurel_rank);
+      size_key("hidden_size_per_layer_input", &ModelConfig::hidden_size_per_layer_input);
+      size_key("vocab_size_per_layer_input", &ModelConfig::vocab_size_per_layer_input);
     }
     candidates.emplace_back("decode", [&] {
       return measure(model_footprint(config, prompt_lengths, 0, targets));

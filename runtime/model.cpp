@@ -10,6 +10,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "runtime/normal_quantile.h"
 #include "runtime/rope.h"
 
 namespace pinmark {
@@ -84,9 +85,9 @@ bool has_offset_norms(const ModelConfig& c) {
   return is_gemma(c) || c.model_type == "qwen3_next";
 }
 
-// Gemma 2 and 3 normalise each sublayer's output as well as its input.
+// Gemma 2, 3 and 3n normalise each sublayer's output as well as its input.
 bool has_sandwich_norms(const ModelConfig& c) {
-  return c.model_type == "gemma2" || c.model_type == "gemma3_text";
+  return c.model_type == "gemma2" || c.model_type == "gemma3_text" || is_gemma3n(c);
 }
 
 // Mixtral's experts as transformers 5.x keeps them in memory ("mlp.experts.gate_up_proj"
@@ -198,7 +199,8 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
     }
     if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
     if (gpt_oss) l.sinks = load<T>(weights, p + "self_attn.sinks", {q_dim / c.head_dim});
-    if (c.model_type == "qwen3" || c.model_type == "qwen3_moe" || c.model_type == "gemma3_text") {
+    if (c.model_type == "qwen3" || c.model_type == "qwen3_moe" || c.model_type == "gemma3_text" ||
+        is_gemma3n(c)) {
       l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
       if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
     }
@@ -290,10 +292,11 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
                           slice<T>(gate_up, inter * hidden, inter * hidden),
                           load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter}));
     } else {
-      l.mlp = gated_weights(weights, p + "mlp.", inter, hidden);
+      l.mlp = gated_weights(weights, p + "mlp.", layer_intermediate_size(c, i), hidden);
     }
     layers_.push_back(std::move(l));
   }
+  if (is_gemma3n(c)) load_gemma3n(weights);
   final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
   if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
 }
@@ -693,16 +696,8 @@ std::vector<char> Model<T>::sparse_selection(const Layer& L, const std::string& 
                      kMlaNormEps, normed.data());
   backend_.matmul(h, held(L.index_weights_proj, hidden, heads), n, hidden, heads, weights.data());
   // RoPE on the first `rope` values of each query head and of the key.
-  auto rotate_front = [&](T* x, int rows_per_token) {
-    const int64_t rows = int64_t{n} * rows_per_token;
-    std::vector<T> part(rows * rope);
-    for (int64_t r = 0; r < rows; ++r) std::copy(x + r * dim, x + r * dim + rope, part.begin() + r * rope);
-    rotate(part.data(), positions, n, rows_per_token, false);
-    for (int64_t r = 0; r < rows; ++r)
-      std::copy(part.begin() + r * rope, part.begin() + (r + 1) * rope, x + r * dim);
-  };
-  rotate_front(q.data(), heads);
-  rotate_front(normed.data(), 1);
+  rotate_prefix(q.data(), positions, n, heads, dim, rope);
+  rotate_prefix(normed.data(), positions, n, 1, dim, rope);
   T* keys = cache.index_keys(layer);
   std::copy(normed.begin(), normed.end(), keys + int64_t{p0} * dim);
 
@@ -886,8 +881,6 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
   backend_.matmul(a.data(), held(down, inter, hidden), m, inter, hidden, out);
 }
 
-// Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
-// size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
 void Model<T>::qk_norm(std::vector<T>& x, const std::vector<T>& w) {
   const int dim = static_cast<int>(w.size()), rows = static_cast<int>(x.size() / w.size());
@@ -899,6 +892,8 @@ void Model<T>::qk_norm(std::vector<T>& x, const std::vector<T>& w) {
   x.swap(y);
 }
 
+// Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
+// size (transformers' apply_rotary_pos_emb slices q[..., :rotary_dim]), the rest pass through.
 template <class T>
 void Model<T>::rotate(T* x, const int* positions, int n, int heads, bool sliding) {
   // Gemma 3's sliding layers: plain RoPE of their own base.
@@ -907,16 +902,22 @@ void Model<T>::rotate(T* x, const int* positions, int n, int heads, bool sliding
     return;
   }
   const int hd = config_.head_dim, rd = rotary_dim(config_);
-  if (rd == hd) {
+  if (rd == hd)
     rotate_heads(x, positions, n, heads, hd);
-    return;
-  }
-  const int64_t rows = int64_t{n} * heads;
-  std::vector<T> part(rows * rd);
-  for (int64_t r = 0; r < rows; ++r) std::copy(x + r * hd, x + r * hd + rd, part.begin() + r * rd);
-  rotate_heads(part.data(), positions, n, heads, rd);
+  else
+    rotate_prefix(x, positions, n, heads, hd, rd);
+}
+
+template <class T>
+void Model<T>::rotate_prefix(T* x, const int* positions, int n, int rows_per_token, int stride,
+                             int width) {
+  const int64_t rows = int64_t{n} * rows_per_token;
+  std::vector<T> part(rows * width);
   for (int64_t r = 0; r < rows; ++r)
-    std::copy(part.begin() + r * rd, part.begin() + (r + 1) * rd, x + r * hd);
+    std::copy(x + r * stride, x + r * stride + width, part.begin() + r * width);
+  rotate_heads(part.data(), positions, n, rows_per_token, width);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(part.begin() + r * width, part.begin() + (r + 1) * width, x + r * stride);
 }
 
 template <class T>
@@ -1054,11 +1055,18 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   const ModelConfig& c = config_;
   const int n = static_cast<int>(tokens.size());
   if (n == 0) throw std::runtime_error("empty prompt");
-  for (int t : tokens)
+  for (int t : tokens) {
     if (t < 0 || t >= c.vocab_size)
       throw std::runtime_error("token id " + std::to_string(t) +
                                " is outside the vocabulary (vocab_size " +
                                std::to_string(c.vocab_size) + ")");
+    // Gemma3nForCausalLM looks every token up in the per-layer table as well.
+    if (is_gemma3n(c) && t >= c.vocab_size_per_layer_input)
+      throw std::runtime_error("token id " + std::to_string(t) +
+                               " has no per-layer embedding (vocab_size_per_layer_input " +
+                               std::to_string(c.vocab_size_per_layer_input) +
+                               "); Gemma3nForCausalLM cannot run it");
+  }
   const int p0 = cache.length();
   if (n > cache.capacity() - p0)
     throw std::runtime_error("KV cache overflow: " + std::to_string(p0) + " cached + " +
@@ -1075,8 +1083,12 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   const int kv_len = p0 + n;
   const int64_t nh = int64_t{n} * hidden;
   const int64_t kv_row = int64_t{kv_heads} * hd;  // one position's keys (or values)
-  const double scale = c.query_pre_attn_scalar > 0 ? std::pow(c.query_pre_attn_scalar, -0.5)
-                                                   : 1.0 / std::sqrt(static_cast<double>(hd));
+  // Gemma 3n normalises queries and keys and does not scale their product (scaling 1.0).
+  const bool gemma3n = is_gemma3n(c);
+  const double scale = gemma3n ? 1.0
+                       : c.query_pre_attn_scalar > 0
+                           ? std::pow(c.query_pre_attn_scalar, -0.5)
+                           : 1.0 / std::sqrt(static_cast<double>(hd));
   auto emit = [&](const std::string& name, const Shape& shape, const T* data) {
     if (tap) tap(name, shape, data);
   };
@@ -1094,8 +1106,14 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     backend_.embed(positions_.data(), positions.data(), n, hidden, h.data());
     backend_.add(x.data(), h.data(), nh);
   }
-  if (is_gemma(c)) backend_.scale(x.data(), nh, std::sqrt(static_cast<double>(hidden)));
+  if (is_gemma(c) || gemma3n) backend_.scale(x.data(), nh, std::sqrt(static_cast<double>(hidden)));
   emit("embed", {n, hidden}, x.data());
+  // Gemma 3n: the per-layer inputs, and the AltUp streams x stands for one of in each layer.
+  std::vector<T> per_layer, streams, predictions, laurel_out;
+  if (gemma3n) {
+    per_layer = per_layer_inputs(tokens, x.data(), n, tap);
+    streams = expand_streams(x.data(), n, tap);
+  }
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& L = layers_[l];
@@ -1103,12 +1121,22 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     const bool computes_kv = kv_source_[l] == l;
     const bool sliding = is_sliding_layer(c, l);
     const int heads = query_heads(c, l);
+    if (gemma3n) {
+      predictions = altup_predict(L, streams, n);
+      emit(p + "predictions", {c.altup_num_inputs, n, hidden}, predictions.data());
+      const T* active = predictions.data() + c.altup_active_idx * nh;
+      std::copy(active, active + nh, x.begin());
+    }
 
     if (L.attn_norm.empty()) {
       std::copy(x.begin(), x.end(), h.begin());
     } else {
       norm(x.data(), L.attn_norm, L.attn_norm_bias, n, hidden, h.data());
       emit(p + "attn_norm", {n, hidden}, h.data());
+    }
+    if (gemma3n) {
+      laurel_out = laurel(L, h.data(), n);
+      emit(p + "laurel", {n, hidden}, laurel_out.data());
     }
 
     if (!L.kv_b.empty()) {
@@ -1125,6 +1153,8 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
         qk_norm(q, L.q_norm);
         if (computes_kv) qk_norm(k, L.k_norm);
       }
+      // Gemma 3n's v_norm: RMSNorm without a weight.
+      if (gemma3n && computes_kv) qk_norm(v, ones_);
       if (!gpt2) {
         rotate(q.data(), positions.data(), n, heads, sliding);
         if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads, sliding);
@@ -1195,6 +1225,14 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     } else {
       backend_.add(x.data(), attn_out.data(), nh);
     }
+    if (gemma3n) {
+      // (x + laurel) / sqrt(2), the factor not rounded to the storage type: Gemma3nTextDecoderLayer
+      // divides by a Python float.
+      backend_.add(x.data(), laurel_out.data(), nh);
+      const std::vector<T> factor(n, static_cast<T>(1.0 / std::sqrt(2.0)));
+      backend_.mix_streams(x.data(), factor.data(), n, 1, 1, hidden, h.data());
+      std::copy(h.begin(), h.end(), x.begin());
+    }
 
     if (L.mlp_norm.empty())
       std::copy(x.begin(), x.end(), h.begin());
@@ -1206,8 +1244,21 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       linear(h.data(), L.mlp.up, L.mlp.up_bias, n, hidden, inter, up.data());
       activation(up.data(), nullptr, int64_t{n} * inter, act.data());
       linear(act.data(), L.mlp.down, L.mlp.down_bias, n, inter, hidden, mlp_out.data());
+    } else if (gemma3n && l < static_cast<int>(c.activation_sparsity_pattern.size()) &&
+               c.activation_sparsity_pattern[l] > 0) {
+      // Gemma 3n's activation sparsity cuts the gate before the activation: no fused MLP.
+      const int width = layer_intermediate_size(c, l);
+      const int64_t size = int64_t{n} * width;
+      std::vector<T> g(size), u(size), a(size);
+      backend_.matmul(h.data(), held(L.mlp.gate, hidden, width), n, hidden, width, g.data());
+      backend_.gaussian_topk(g.data(), n, width, normal_quantile(c.activation_sparsity_pattern[l]));
+      emit(p + "sparse_gate", {n, width}, g.data());
+      backend_.matmul(h.data(), held(L.mlp.up, hidden, width), n, hidden, width, u.data());
+      activation(g.data(), u.data(), size, a.data());
+      backend_.matmul(a.data(), held(L.mlp.down, width, hidden), n, width, hidden, mlp_out.data());
     } else {
-      gated_mlp(h.data(), L.mlp.gate, L.mlp.up, L.mlp.down, n, hidden, inter, mlp_out.data());
+      gated_mlp(h.data(), L.mlp.gate, L.mlp.up, L.mlp.down, n, hidden,
+                layer_intermediate_size(c, l), mlp_out.data());
     }
     emit(p + "mlp_out", {n, hidden}, mlp_out.data());
     if (!L.post_mlp_norm.empty()) {
@@ -1217,8 +1268,13 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     } else {
       backend_.add(x.data(), mlp_out.data(), nh);
     }
+    if (gemma3n) {
+      streams = altup_correct(L, l, predictions, x.data(), per_layer, n);
+      emit(p + "streams", {c.altup_num_inputs, n, hidden}, streams.data());
+    }
   }
   cache.advance(n);
+  if (gemma3n) merge_streams(streams, n, tap, x.data());
 
   norm(x.data(), final_norm_, final_norm_bias_, n, hidden, h.data());
   emit("final_norm", {n, hidden}, h.data());

@@ -28,6 +28,11 @@ namespace pinmark {
 // Mixtral adds, before mlp_out: "layers.N.router" [tokens, experts] (the router's softmax over
 // all experts), "layers.N.experts" [tokens, top_k] (the chosen expert ids as numbers, largest
 // probability first) and "layers.N.expert_weights" [tokens, top_k] (their renormalised weights).
+// Gemma 3n adds "per_layer_inputs" [tokens, layers, P] and "altup_streams" [N, tokens, hidden]
+// after embed; per layer "layers.N.predictions" [N, tokens, hidden] (AltUp's predicted
+// streams; attn_norm normalises stream altup_active_idx of them), "layers.N.laurel"
+// [tokens, hidden], "layers.N.streams" [N, tokens, hidden] (corrected, per-layer input added);
+// and "altup_merged" [tokens, hidden] before final_norm.
 // DeepSeek-V3.2 adds, before scores: "layers.N.index_scores" [tokens, kv_len] (the indexer's
 // score of every key, 0 for keys after the query's position) and "layers.N.index_topk"
 // [tokens, min(index_topk, kv_len)] (the selected keys' positions as numbers, best first).
@@ -151,6 +156,13 @@ class Model {
     std::vector<T> shared_gate;
     Expert shared;
     std::vector<Expert> experts;
+    // Gemma 3n: AltUp's correct_output_scale [hidden], correction_coefs [N, N],
+    // prediction_coefs [N * N, N], modality_router [N, hidden] and router_norm; LAuReL's
+    // linear_left [rank, hidden], linear_right [hidden, rank] and post_laurel_norm; the
+    // per-layer input's gate [P, hidden], projection [hidden, P] and post norm.
+    std::vector<T> altup_scale, altup_correction, altup_prediction, altup_router, altup_router_norm;
+    std::vector<T> laurel_left, laurel_right, laurel_norm;
+    std::vector<T> per_layer_gate, per_layer_projection, per_layer_norm;
   };
   // gate_proj, up_proj and down_proj under `prefix` (a layer's "...mlp." or an expert's), a
   // gated MLP `width` wide: what every family but GPT-2, Mixtral's legacy names and gpt-oss
@@ -181,6 +193,28 @@ class Model {
                                      int p0, KVCache<T>& cache, const TapFn<T>& tap,
                                      const RouteFn& route);
   void load_deepseek(const Weights& weights);
+  // Gemma 3n (runtime/gemma3n.cpp): the model's AltUp projections and per-layer embedding, and
+  // each layer's AltUp, LAuReL and per-layer input weights.
+  void load_gemma3n(const Weights& weights);
+  // The per-layer inputs [n, layers, P] of the tokens whose scaled embeddings are x [n, hidden].
+  std::vector<T> per_layer_inputs(const std::vector<int>& tokens, const T* x, int n,
+                                  const TapFn<T>& tap);
+  // The AltUp streams [N, n, hidden] from the embeddings x: x itself, then x through each
+  // altup_projection, rescaled to x's root mean square.
+  std::vector<T> expand_streams(const T* x, int n, const TapFn<T>& tap);
+  // Back from the streams to one hidden state x [n, hidden]: the mean of stream 0 and the
+  // others through altup_unembed_projections, rescaled to stream 0's root mean square.
+  void merge_streams(const std::vector<T>& streams, int n, const TapFn<T>& tap, T* x);
+  // tanh(modality_router(router_norm(x) / hidden)) [n, N].
+  std::vector<T> altup_modalities(const Layer& L, const T* x, int n);
+  // AltUp's prediction of every stream [N, n, hidden] from the streams.
+  std::vector<T> altup_predict(const Layer& L, const std::vector<T>& streams, int n);
+  // normed + post_laurel_norm(linear_right(linear_left(normed))) [n, hidden].
+  std::vector<T> laurel(const Layer& L, const T* normed, int n);
+  // AltUp's correction of the predictions by the layer's output `activated` [n, hidden], then
+  // the per-layer input added to every stream but the first; returns the new streams.
+  std::vector<T> altup_correct(const Layer& L, int layer, const std::vector<T>& predictions,
+                               const T* activated, const std::vector<T>& per_layer, int n);
   void load_qwen3_next(const Weights& weights);
   void gated_delta_net(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                        KVCache<T>& cache, const TapFn<T>& tap, T* out);
@@ -189,6 +223,10 @@ class Model {
   // Gemma 3 with (1 + w), Qwen3-Next) or the whole projection's (OLMo 2), as w was stored.
   void qk_norm(std::vector<T>& x, const std::vector<T>& w);
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
+  // RoPE on the first `width` values of each of the n * rows_per_token rows of x, `stride`
+  // apart; the rest pass through (Phi-3's partial rotary, DeepSeek-V3.2's indexer heads).
+  void rotate_prefix(T* x, const int* positions, int n, int rows_per_token, int stride,
+                     int width);
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
                const TapFn<T>& tap, const RouteFn& route);
 
@@ -196,6 +234,12 @@ class Model {
   Backend<T>& backend_;
   std::vector<T> embed_, positions_, final_norm_, final_norm_bias_;
   std::vector<T> lm_head_;  // empty when tied
+  // Gemma 3n: embed_tokens_per_layer [vocab_size_per_layer_input, layers * P],
+  // per_layer_model_projection [layers * P, hidden], per_layer_projection_norm [P], the N - 1
+  // altup_projections and altup_unembed_projections [hidden, hidden], and v_norm's unit weight.
+  std::vector<T> embed_per_layer_, per_layer_model_projection_, per_layer_projection_norm_;
+  std::vector<std::vector<T>> altup_projections_, altup_unembed_projections_;
+  std::vector<T> ones_;
   std::vector<double> inv_freq_;  // for rope_scaling; empty for plain RoPE
   double attention_scaling_ = 1.0;  // yarn's and longrope's factor on cos and sin
   std::vector<int> kv_source_;

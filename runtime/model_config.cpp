@@ -261,6 +261,49 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                           "shared_expert_intermediate_size must not be negative, got " +
                               std::to_string(c.shared_expert_intermediate_size)});
   }
+  if (is_gemma3n(c)) {
+    for (const auto& [key, value] :
+         {std::pair{"altup_num_inputs", c.altup_num_inputs}, std::pair{"laurel_rank", c.laurel_rank},
+          std::pair{"hidden_size_per_layer_input", c.hidden_size_per_layer_input},
+          std::pair{"vocab_size_per_layer_input", c.vocab_size_per_layer_input}})
+      if (value <= 0)
+        problems.push_back({key, std::string(key) + " must be positive, got " +
+                                     std::to_string(value)});
+    if (c.altup_num_inputs > 0 && (c.altup_active_idx < 0 || c.altup_active_idx >= c.altup_num_inputs))
+      problems.push_back({"altup_active_idx", "altup_active_idx (" +
+                                                  std::to_string(c.altup_active_idx) +
+                                                  ") must be between 0 and altup_num_inputs - 1 (" +
+                                                  std::to_string(c.altup_num_inputs - 1) + ")"});
+    if (!c.activation_sparsity_pattern.empty() &&
+        static_cast<int>(c.activation_sparsity_pattern.size()) != c.num_hidden_layers)
+      problems.push_back({"activation_sparsity_pattern",
+                          "activation_sparsity_pattern has " +
+                              std::to_string(c.activation_sparsity_pattern.size()) +
+                              " entries, num_hidden_layers is " +
+                              std::to_string(c.num_hidden_layers)});
+    // Phi^-1(p) is finite for p in (0, 1); 0 turns the cut off.
+    for (double p : c.activation_sparsity_pattern)
+      if (!(p >= 0 && p < 1)) {
+        problems.push_back({"activation_sparsity_pattern",
+                            "activation_sparsity_pattern entries must be in [0, 1), got " +
+                                number(p)});
+        break;
+      }
+  }
+  if (!c.layer_intermediate_sizes.empty()) {
+    if (static_cast<int>(c.layer_intermediate_sizes.size()) != c.num_hidden_layers)
+      problems.push_back({"intermediate_size",
+                          "intermediate_size has " +
+                              std::to_string(c.layer_intermediate_sizes.size()) +
+                              " entries, num_hidden_layers is " +
+                              std::to_string(c.num_hidden_layers)});
+    for (int w : c.layer_intermediate_sizes)
+      if (w <= 0) {
+        problems.push_back({"intermediate_size", "intermediate_size entries must be positive, got " +
+                                                     std::to_string(w)});
+        break;
+      }
+  }
   if (c.partial_rotary_factor != 1.0) {
     const ModelConfig d = with_defaults(c);
     const int dim = d.head_dim > 0 ? rotary_dim(c) : 0;
@@ -367,17 +410,20 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     }
   }
 
+  // Gemma 3n reads the config's own key; other families take pinmark's.
+  const std::string shared_key = is_gemma3n(c) ? "num_kv_shared_layers" : "kv_shared_layers";
+  const std::string shared_name = is_gemma3n(c) ? shared_key : "pinmark." + shared_key;
   if (c.num_kv_shared_layers < 0 ||
       (c.num_hidden_layers > 0 && c.num_kv_shared_layers >= c.num_hidden_layers)) {
-    problems.push_back({"kv_shared_layers",
-                        "pinmark.kv_shared_layers must be between 0 and num_hidden_layers - 1 (" +
+    problems.push_back({shared_key,
+                        shared_name + " must be between 0 and num_hidden_layers - 1 (" +
                             std::to_string(int64_t{c.num_hidden_layers} - 1) + "), got " +
                             std::to_string(c.num_kv_shared_layers)});
   } else if (c.num_kv_shared_layers > 0) {
     const std::vector<int> sources = kv_source_layers(c);
     for (int l = 0; l < c.num_hidden_layers; ++l) {
       if (sources[l] < 0) {
-        problems.push_back({"kv_shared_layers",
+        problems.push_back({shared_key,
                             "layer " + std::to_string(l) + " shares its keys and values but no "
                             "earlier layer has its attention type (" +
                             (is_sliding_layer(c, l) ? "sliding_attention" : "full_attention") +
@@ -395,12 +441,20 @@ const std::vector<std::string>& known_model_types() {
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
                                                  "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
                                                  "gpt_oss",   "deepseek_v3", "deepseek_v32",
-                                                 "qwen3_next"};
+                                                 "qwen3_next", "gemma3n_text"};
   return types;
 }
 
 bool is_deepseek(const ModelConfig& c) {
   return c.model_type == "deepseek_v3" || c.model_type == "deepseek_v32";
+}
+
+bool is_gemma3n(const ModelConfig& c) { return c.model_type == "gemma3n_text"; }
+
+int layer_intermediate_size(const ModelConfig& c, int layer) {
+  if (layer >= 0 && layer < static_cast<int>(c.layer_intermediate_sizes.size()))
+    return c.layer_intermediate_sizes[layer];
+  return c.intermediate_size;
 }
 
 int query_heads(const ModelConfig& c, int layer) {
@@ -485,6 +539,23 @@ ModelConfig family_defaults(const std::string& model_type) {
     c.sliding_window = 4096;
     c.rope_theta = 1e6;
     c.rope_local_base_freq = 10000;
+  } else if (model_type == "gemma3n_text") {
+    // Gemma3nTextConfig's defaults (gemma-3n-E4B's shape); layer_types: every fifth layer
+    // full, activation_sparsity_pattern 0.95 on the first 10 layers when there are more than
+    // 10 (the reader lists both).
+    c.head_dim = 256;
+    c.hidden_act = "gelu_pytorch_tanh";
+    c.tie_word_embeddings = true;
+    c.sliding_window = 512;
+    c.final_logit_softcapping = 30.0;
+    c.rope_theta = 1e6;
+    c.rope_local_base_freq = 10000;
+    c.num_key_value_heads = 2;
+    c.vocab_size_per_layer_input = 262144;
+    c.hidden_size_per_layer_input = 256;
+    c.altup_num_inputs = 4;
+    c.num_kv_shared_layers = 15;
+    c.laurel_rank = 64;
   } else if (model_type == "gemma" || model_type == "gemma2") {
     c.head_dim = 256;
     c.hidden_act = "gelu_pytorch_tanh";

@@ -14,12 +14,15 @@ namespace pinmark {
 // positions, Qwen2's q/k/v biases, Qwen3's q/k norms, Gemma 2's sandwich norms, Mixtral's
 // experts) and reads the fields below for what a config chooses.
 //   llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gpt2, mixtral, qwen3_moe, olmo2,
-//   phi3, gpt_oss, deepseek_v3, deepseek_v32, qwen3_next
+//   phi3, gpt_oss, deepseek_v3, deepseek_v32, qwen3_next, gemma3n_text
 struct ModelConfig {
   std::string model_type = "llama";
   int vocab_size = 0;
   int hidden_size = 0;
   int intermediate_size = 0;
+  // Gemma 3n's intermediate_size as a list: each layer's MLP width. Empty: intermediate_size in
+  // every layer (which then holds the widest of these).
+  std::vector<int> layer_intermediate_sizes;
   int num_hidden_layers = 0;
   int num_attention_heads = 0;
   int num_key_value_heads = 0;  // HF default: equal to num_attention_heads
@@ -147,6 +150,27 @@ struct ModelConfig {
   // attention type; the cache stores only the layers that compute them.
   int num_kv_shared_layers = 0;
 
+  // Gemma 3n (gemma3n_text), after Gemma3nTextModel:
+  // - AltUp (Baykal et al., NeurIPS 2023): the residual stream is altup_num_inputs streams;
+  //   each layer predicts all of them from a learned mix (coefficients from a tanh router over
+  //   stream altup_active_idx), runs attention and MLP on the active one only, and corrects
+  //   every stream by the active one's innovation.
+  // - LAuReL (Menghani et al., 2024): a rank-laurel_rank residual beside attention.
+  // - Per-layer inputs: a second embedding table (vocab_size_per_layer_input rows of
+  //   num_hidden_layers x hidden_size_per_layer_input) gates a per-layer projection added to
+  //   the streams other than the first.
+  // - Activation sparsity: in layer l, gate values below mean + std * Phi^-1(p_l) of their row
+  //   are cut (activation_sparsity_pattern[l] = p_l; 0: dense).
+  // altup_num_inputs 0: none of these (every other family).
+  int altup_num_inputs = 0;
+  int altup_active_idx = 0;
+  bool altup_correct_scale = true;
+  int laurel_rank = 0;
+  int hidden_size_per_layer_input = 0;
+  int vocab_size_per_layer_input = 0;
+  // Per layer; empty: dense everywhere (the config reader fills Gemma3nTextConfig's default).
+  std::vector<double> activation_sparsity_pattern;
+
   // pinmark.query_heads: each layer's number of query heads, num_key_value_heads staying the
   // same in every layer, so that layers group their query heads over the KV heads unevenly
   // (OpenELM's layer-wise scaling, Mehta et al. 2024, sec. 2.2; models that give sliding and
@@ -162,6 +186,12 @@ int query_heads(const ModelConfig& config, int layer);
 
 // The most query heads of any layer.
 int widest_query_heads(const ModelConfig& config);
+
+// Gemma 3n: AltUp, LAuReL and per-layer inputs (model_type gemma3n_text).
+bool is_gemma3n(const ModelConfig& config);
+
+// Layer `layer`'s MLP width: layer_intermediate_sizes[layer] when set, else intermediate_size.
+int layer_intermediate_size(const ModelConfig& config, int layer);
 
 // Whether layer `layer` is a Gated DeltaNet layer (Qwen3-Next's "linear_attention").
 bool is_linear_attention_layer(const ModelConfig& config, int layer);

@@ -197,6 +197,71 @@ Weights qwen3_next_weights(const ModelConfig& c) {
   return w;
 }
 
+// Gemma 3n under Gemma3nForCausalLM's names: plain-weight norms, q/k norms, per-layer MLP
+// widths, AltUp, LAuReL and the per-layer inputs; a layer that shares another's keys and values
+// has no k_proj, v_proj or k_norm. The modality router is drawn hidden times wider than a plain
+// linear layer (standard deviation sqrt(hidden)): its input is the normalised stream divided by
+// hidden (router_input_scale), and at the plain width tanh would see values near 1 / hidden and
+// act as a straight line through 0.
+Weights gemma3n_weights(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size, N = c.altup_num_inputs;
+  const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
+  const int64_t P = c.hidden_size_per_layer_input, all = int64_t{c.num_hidden_layers} * P;
+  const std::vector<int> kv_sources = kv_source_layers(c);
+  Weights w;
+  add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
+  add_tensor(w, c, "model.embed_tokens_per_layer.weight", {c.vocab_size_per_layer_input, all}, 1.0);
+  add_linear(w, c, "model.per_layer_model_projection.weight", all, hidden);
+  add_norm(w, c, "model.per_layer_projection_norm.weight", P);
+  for (int64_t i = 0; i + 1 < N; ++i) {
+    add_linear(w, c, "model.altup_projections." + std::to_string(i) + ".weight", hidden, hidden);
+    add_linear(w, c, "model.altup_unembed_projections." + std::to_string(i) + ".weight", hidden,
+               hidden);
+  }
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const std::string a = p + "self_attn.";
+    const int64_t q_dim = int64_t{query_heads(c, i)} * c.head_dim;
+    add_norm(w, c, p + "input_layernorm.weight", hidden);
+    add_linear(w, c, a + "q_proj.weight", q_dim, hidden);
+    add_norm(w, c, a + "q_norm.weight", c.head_dim);
+    if (kv_sources[i] == i) {
+      add_linear(w, c, a + "k_proj.weight", kv_dim, hidden);
+      add_linear(w, c, a + "v_proj.weight", kv_dim, hidden);
+      add_norm(w, c, a + "k_norm.weight", c.head_dim);
+    }
+    add_linear(w, c, a + "o_proj.weight", hidden, q_dim);
+    if (c.attention_bias) {
+      add_bias(w, c, a + "q_proj.bias", q_dim);
+      if (kv_sources[i] == i) {
+        add_bias(w, c, a + "k_proj.bias", kv_dim);
+        add_bias(w, c, a + "v_proj.bias", kv_dim);
+      }
+      add_bias(w, c, a + "o_proj.bias", hidden);
+    }
+    for (const char* norm : {"post_attention_layernorm", "pre_feedforward_layernorm",
+                             "post_feedforward_layernorm", "post_per_layer_input_norm"})
+      add_norm(w, c, p + norm + ".weight", hidden);
+    add_gated_mlp(w, c, p + "mlp.", layer_intermediate_size(c, i), hidden);
+    add_tensor(w, c, p + "altup.correct_output_scale", {hidden}, 1.0);
+    // Mixing coefficients of a few tenths, as trained models have: at the width of a plain
+    // linear layer every layer would double the streams.
+    add_tensor(w, c, p + "altup.correction_coefs.weight", {N, N}, 0.3);
+    add_tensor(w, c, p + "altup.prediction_coefs.weight", {N * N, N}, 0.3);
+    add_tensor(w, c, p + "altup.modality_router.weight", {N, hidden},
+               std::sqrt(3.0 * static_cast<double>(hidden)));
+    add_norm(w, c, p + "altup.router_norm.weight", hidden);
+    add_linear(w, c, p + "laurel.linear_left.weight", c.laurel_rank, hidden);
+    add_linear(w, c, p + "laurel.linear_right.weight", hidden, c.laurel_rank);
+    add_norm(w, c, p + "laurel.post_laurel_norm.weight", hidden);
+    add_linear(w, c, p + "per_layer_input_gate.weight", P, hidden);
+    add_linear(w, c, p + "per_layer_projection.weight", hidden, P);
+  }
+  add_norm(w, c, "model.norm.weight", hidden);
+  if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
+  return w;
+}
+
 }  // namespace
 
 Weights synthetic_weights(const ModelConfig& config) {
@@ -204,6 +269,7 @@ Weights synthetic_weights(const ModelConfig& config) {
   if (c.model_type == "gpt2") return gpt2_weights(c);
   if (is_deepseek(c)) return deepseek_weights(c);
   if (c.model_type == "qwen3_next") return qwen3_next_weights(c);
+  if (is_gemma3n(c)) return gemma3n_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const bool gemma =

@@ -367,27 +367,33 @@ def family_specs():
         "cache_dependent_rope": True,
         "notes": "longrope past original 8 (Phi-3-mini-128k's rope), head_dim 16",
     }
-    specs["gemma3n-kv-sharing"] = {
+    specs["gemma3n"] = {
         "model_type": "gemma3n_text",
+        # Gemma 3n's text model with every part switched on: AltUp over 4 streams (as released),
+        # LAuReL, per-layer inputs, activation sparsity on the first two layers, and the last two
+        # layers reusing the keys and values of layers 0 and 1. altup_coef_clip 0.5 clamps most
+        # correction coefficients (drawn with standard deviation 0.5), which transformers does
+        # at inference too.
         "config": dict(common, hidden_size=32,
                        num_hidden_layers=4, num_attention_heads=4,
                        num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6,
                        hidden_activation="gelu_pytorch_tanh",
-                       sliding_window=4, intermediate_size=[64] * 4,
+                       sliding_window=4, intermediate_size=[64, 64, 48, 64],
                        layer_types=["sliding_attention", "full_attention"] * 2,
                        num_kv_shared_layers=2,
                        vocab_size_per_layer_input=128,
                        hidden_size_per_layer_input=8,
-                       altup_num_inputs=2, laurel_rank=4,
-                       activation_sparsity_pattern=[0.95, 0.0, 0.0, 0.0],
+                       altup_num_inputs=4, altup_coef_clip=0.5, laurel_rank=4,
+                       activation_sparsity_pattern=[0.95, 0.6, 0.0, 0.0],
                        final_logit_softcapping=3.0,
                        tie_word_embeddings=True,
                        rope_parameters={
                            "full_attention": _rope(1000000.0),
                            "sliding_attention": _rope(10000.0),
                        }),
-        "notes": "Gemma3nForCausalLM: layers 2-3 reuse the K/V of layers 0-1; "
-                 "also has AltUp, LAuReL, per-layer inputs and activation sparsity",
+        "notes": "Gemma3nForCausalLM: AltUp over 4 streams (coefficient clip 0.5), LAuReL rank 4, "
+                 "per-layer inputs of 8, sparsity 0.95 and 0.6 on layers 0-1, per-layer MLP "
+                 "widths, layers 2-3 reuse the K/V of layers 0-1",
     }
     return specs
 
@@ -415,7 +421,7 @@ def check_spec(family, spec, prompts):
     head_dim = cfg.get("head_dim")
     if head_dim is None and hidden % heads:
         problems.append("hidden size not a multiple of heads and no head_dim")
-    want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n-kv-sharing": 4, "qwen3-moe": 3,
+    want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n": 4, "qwen3-moe": 3,
                    "qwen3-next": 4,
                    "deepseek-v3": 3, "deepseek-v3-yarn": 3, "deepseek-v32": 3}.get(family, 2)
     if layers != want_layers:
@@ -802,8 +808,8 @@ def float64_throughout(torch):
     attention's softmax and MoE routing in float32, whatever the model's dtype. In a float64
     model those are downcasts, worth 1e-7 of relative error, which would swamp the comparison
     with pinmark's fp64 oracle. Inside this block float32 means float64 for Tensor.to,
-    Tensor.float, Tensor.type, torch.arange and the softmaxes' dtype argument, so the reference is each
-    model's own code, operation for operation, carried out in float64.
+    Tensor.float, Tensor.type, torch.arange, torch.tensor and the softmaxes' dtype argument,
+    so the reference is each model's own code, operation for operation, carried out in float64.
     """
     # torch's device context (the meta device transformers builds models on) redirects the
     # factories it lists on first use; listing them now, before arange is wrapped, keeps the
@@ -847,10 +853,11 @@ def float64_throughout(torch):
     def functional_softmax(input, dim=None, _stacklevel=3, dtype=None):
         return original_functional_softmax(input, dim=dim, _stacklevel=_stacklevel, dtype=widen(dtype))
 
-    # The rotary inv_freq is built from torch.arange(..., dtype=torch.float). Only arange is
-    # widened: masks are built by other factories from float32's own extremes, which must
-    # stay as they are.
-    factories = ("arange",)
+    # The rotary inv_freq is built from torch.arange(..., dtype=torch.float), Gemma 3n's
+    # activation sparsity from torch.tensor(p, dtype=torch.float32) (whose normal quantile
+    # erfinv then computes in float32). Only these are widened: masks are built by other
+    # factories from float32's own extremes, which must stay as they are.
+    factories = ("arange", "tensor")
     saved_factories = {name: getattr(torch, name) for name in factories}
 
     def widening(factory):
@@ -1122,7 +1129,7 @@ def self_check():
 
     specs = family_specs()
     assert set(FAMILIES) >= {"llama", "llama-rope-scaling", "mistral", "qwen2", "qwen3", "gemma",
-                             "gemma2", "gpt2", "mixtral", "gemma3n-kv-sharing"}
+                             "gemma2", "gpt2", "mixtral", "gemma3n"}
     for family, spec in specs.items():
         check_spec(family, spec, spec.get("prompts", DEFAULT_PROMPTS))
         json.dumps(spec["config"])  # configs must be JSON-serialisable

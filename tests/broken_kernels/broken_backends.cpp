@@ -130,6 +130,20 @@ void IndexerWithoutRelu::indexer_scores(const float* q, const float* k, const fl
     }
 }
 
+void GaussianTopkSampleStd::gaussian_topk(float* x, int n, int dim, double std_multiplier) {
+  for (int r = 0; r < n; ++r) {
+    float* row = x + static_cast<int64_t>(r) * dim;
+    float sum = 0;
+    for (int d = 0; d < dim; ++d) sum += row[d];
+    const float mean = sum / static_cast<float>(dim);
+    float squares = 0;
+    for (int d = 0; d < dim; ++d) squares += (row[d] - mean) * (row[d] - mean);
+    const float cutoff =
+        mean + std::sqrt(squares / static_cast<float>(dim - 1)) * static_cast<float>(std_multiplier);
+    for (int d = 0; d < dim; ++d) row[d] = std::max(0.0f, row[d] - cutoff);
+  }
+}
+
 void GqaRoundRobin::attention_scores(const float* q, const float* k, const int* positions, int n,
                                      int kv_len, int heads, int kv_heads, int head_dim,
                                      double scale, float* scores) {

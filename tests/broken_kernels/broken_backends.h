@@ -78,6 +78,14 @@ class IndexerWithoutRelu final : public DelegatingBackend {
                       double weight_scale, float* out) override;
 };
 
+// Gemma 3n's activation sparsity with the sample standard deviation (divided by dim - 1,
+// torch.std's default) where Gemma3nTextMLP asks for unbiased=False: the cutoff sits a little
+// higher and keeps fewer, smaller gate values.
+class GaussianTopkSampleStd final : public DelegatingBackend {
+ public:
+  void gaussian_topk(float* x, int n, int dim, double std_multiplier) override;
+};
+
 // gpt-oss's activation computed by a Llama SwiGLU kernel: silu(gate) * up, no clamps, no
 // "+ 1", sigmoid slope 1 instead of 1.702.
 class SwigluForClampedSwiglu final : public DelegatingBackend {

@@ -216,6 +216,12 @@ const std::vector<BrokenKernelRow>& caught_rows() {
       {"indexer_without_relu", "models/deepseek_v32.md", "sparse_attention_four_keys_per_query",
        "cpu fp32", with_bug<IndexerWithoutRelu>(), "layers.0.index_scores"},
 
+      // Gemma 3n: the sparsity cutoff from the sample standard deviation. The first sparse
+      // layer's gate is the first tap to move.
+      {"gaussian_topk_sample_std", "models/gemma3n.md",
+       "four_layers_altup_over_4_streams_sparse_first_layers_the_last_two_sharing_keys_and_values",
+       "cpu fp32", with_bug<GaussianTopkSampleStd>(), "layers.0.sparse_gate"},
+
       // gpt-oss: a Llama SwiGLU in place of its clamped one. Routing is untouched; the first
       // expert output is the first tap to move.
       {"gpt_oss_activation_as_swiglu", "models/gpt_oss.md", "two_layers_sliding_then_full",

@@ -105,8 +105,17 @@ ordered_json shrunk(ordered_json c) {
   shrink_if_present(c, "vocab_size", 64);
   shrink_if_present(c, "num_local_experts", 4);
   shrink_if_present(c, "query_pre_attn_scalar", 8);
-  if (c.contains("layer_types") && c["layer_types"].is_array() && c["layer_types"].size() > 2)
-    c["layer_types"] = ordered_json::array({c["layer_types"][0], c["layer_types"][1]});
+  // Gemma 3n: the per-layer inputs' table and width, LAuReL, and one of the two layers kept
+  // sharing the other's keys and values.
+  shrink_if_present(c, "vocab_size_per_layer_input", 64);
+  shrink_if_present(c, "hidden_size_per_layer_input", 8);
+  shrink_if_present(c, "laurel_rank", 4);
+  if (c.contains("num_kv_shared_layers") && c["num_kv_shared_layers"].is_number_integer() &&
+      c["num_kv_shared_layers"].get<int>() > 0)
+    c["num_kv_shared_layers"] = 1;
+  for (const char* key : {"layer_types", "activation_sparsity_pattern"})
+    if (c.contains(key) && c[key].is_array() && c[key].size() > 2)
+      c[key] = ordered_json::array({c[key][0], c[key][1]});
   return c;
 }
 
@@ -134,6 +143,26 @@ TEST(ConfigCorpus, SupportedFamiliesLoadAndRunTheOthersAreRefusedByModelType) {
     const Case& c = file.cases.at(0);
     const CaseSpec spec = read_case_spec(c);
     const std::string type = f.config.value("model_type", "llama");
+    // A multimodal config whose language model pinmark implements: refused with the advice to
+    // paste its text_config, which then loads.
+    if (!supported(f.config) && f.config.contains("text_config") &&
+        supported(f.config["text_config"])) {
+      ASSERT_EQ(spec.problems.size(), 1u) << problems_of(spec);
+      EXPECT_TRUE(contains(spec.problems[0].message, "is a multimodal config; pinmark computes "
+                                                     "its language model: paste its text_config"))
+          << spec.problems[0].message;
+      const ordered_json& text = f.config["text_config"];
+      const CaseFile text_file = parse_case_file(case_of(shrunk(text)));
+      const CaseSpec text_spec = read_case_spec(text_file.cases.at(0));
+      ASSERT_TRUE(text_spec.problems.empty()) << problems_of(text_spec);
+      const CaseResult result = run_case(text_spec);
+      const std::string out = render_case(text_file.cases.at(0), result);
+      EXPECT_FALSE(contains(out, "### Errors")) << out;
+      EXPECT_TRUE(case_failures(result).empty()) << out;
+      ++loaded;
+      ++by_type[text.value("model_type", "")];
+      continue;
+    }
     if (!supported(f.config)) {
       ASSERT_EQ(spec.problems.size(), 1u) << problems_of(spec);
       EXPECT_TRUE(contains(spec.problems[0].message, "model_type \"" + type + "\" is not supported"))
@@ -180,7 +209,7 @@ TEST(ConfigCorpus, SupportedFamiliesLoadAndRunTheOthersAreRefusedByModelType) {
       EXPECT_GE(by_type[type], 1) << type;
     }
   }
-  EXPECT_EQ(loaded, 41);
+  EXPECT_EQ(loaded, 42);
   EXPECT_EQ(refused, 4);
   EXPECT_EQ(loaded + refused, static_cast<int>(corpus().size()));
 }

@@ -309,6 +309,78 @@ TEST(PublishedConfig, GemmaThreeSlidesFiveOfSixLayersUnlessToldOtherwise) {
   EXPECT_EQ(kinds, "ssFssFs");
 }
 
+// A Gemma 3n case with gemma-3n-E2B's keys (sizes shrunk), `overrides` (a JSON object) merged
+// over them.
+std::string gemma3n_case(const std::string& overrides, int layers = 12) {
+  nlohmann::json config = {
+      {"model_type", "gemma3n_text"},  {"vocab_size", 48},       {"vocab_size_per_layer_input", 40},
+      {"hidden_size", 16},             {"hidden_size_per_layer_input", 4},
+      {"intermediate_size", 32},       {"num_hidden_layers", layers},
+      {"num_attention_heads", 2},      {"num_key_value_heads", 1}, {"head_dim", 8},
+      {"sliding_window", 4},           {"num_kv_shared_layers", 0}, {"laurel_rank", 2},
+      {"altup_coef_clip", 120.0},      {"altup_lr_multiplier", 1.0}, {"rope_theta", 1000000.0},
+      {"rope_local_base_freq", 10000.0}};
+  config.merge_patch(nlohmann::json::parse(overrides.empty() ? "{}" : overrides));
+  return "# T\n\n## C\n\n### Config\n\n```json\n" + config.dump(2) +
+         "\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17]], \"decode\": 1}\n```\n";
+}
+
+// Gemma3nTextConfig's defaults: every fifth layer full, the first 10 layers 0.95 sparse when
+// there are more than 10, 4 AltUp streams with the first active.
+TEST(PublishedConfig, GemmaThreeNDefaultsAsTransformersFillsThem) {
+  const CaseSpec spec = read(gemma3n_case(""));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  std::string kinds;
+  for (const std::string& t : spec.model.layer_types) kinds += t == "full_attention" ? 'F' : 's';
+  EXPECT_EQ(kinds, "ssssFssssFss");
+  ASSERT_EQ(spec.model.activation_sparsity_pattern.size(), 12u);
+  EXPECT_EQ(spec.model.activation_sparsity_pattern[9], 0.95);
+  EXPECT_EQ(spec.model.activation_sparsity_pattern[10], 0.0);
+  EXPECT_EQ(spec.model.altup_num_inputs, 4);
+  EXPECT_EQ(spec.model.altup_active_idx, 0);
+  EXPECT_EQ(spec.model.hidden_act, "gelu_pytorch_tanh");
+  EXPECT_EQ(spec.model.final_logit_softcapping, 30.0);
+  const CaseSpec few = read(gemma3n_case("", 5));
+  ASSERT_TRUE(few.problems.empty()) << problems_of(few);
+  for (double p : few.model.activation_sparsity_pattern) EXPECT_EQ(p, 0.0);
+}
+
+TEST(PublishedConfig, GemmaThreeNReadsEachLayersMlpWidth) {
+  const CaseSpec spec = read(gemma3n_case(R"({"intermediate_size": [32, 24, 32, 40, 16]})", 5));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  EXPECT_EQ(spec.model.intermediate_size, 40);
+  EXPECT_EQ(layer_intermediate_size(spec.model, 1), 24);
+  EXPECT_EQ(layer_intermediate_size(spec.model, 4), 16);
+}
+
+TEST(PublishedConfig, GemmaThreeNErrorsNameTheirKey) {
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"intermediate_size": [32, 24]})", "intermediate_size has 2 entries, num_hidden_layers is 5"},
+      {R"({"intermediate_size": [32, "wide", 1, 1, 1]})",
+       "intermediate_size must be an integer or a list of integers"},
+      {R"({"activation_sparsity_pattern": [0.95, 0.0]})",
+       "activation_sparsity_pattern has 2 entries, num_hidden_layers is 5"},
+      {R"({"activation_sparsity_pattern": [1.0, 0, 0, 0, 0]})",
+       "activation_sparsity_pattern entries must be in [0, 1), got 1"},
+      {R"({"activation_sparsity_pattern": 0.95})",
+       "activation_sparsity_pattern must be a list of numbers, one per layer, or null"},
+      {R"({"altup_active_idx": 4})",
+       "altup_active_idx (4) must be between 0 and altup_num_inputs - 1 (3)"},
+      {R"({"altup_num_inputs": 0})", "altup_num_inputs must be positive, got 0"},
+      {R"({"laurel_rank": 0})", "laurel_rank must be positive, got 0"},
+      {R"({"num_kv_shared_layers": 5})",
+       "num_kv_shared_layers must be between 0 and num_hidden_layers - 1 (4), got 5"},
+      {R"({"num_kv_shared_layers": 2})",
+       "layer 4 shares its keys and values but no earlier layer has its attention type "
+       "(full_attention)"},
+      {R"({"hidden_activation": "relu"})", "hidden_activation \"relu\" is not supported"},
+  };
+  for (const auto& [keys, message] : bad) {
+    const CaseSpec spec = read(gemma3n_case(keys, 5));
+    EXPECT_TRUE(contains(problems_of(spec), message)) << keys << "\n" << problems_of(spec);
+  }
+}
+
 TEST(PublishedConfig, GemmaThreeRopeParametersByLayerType) {
   const CaseSpec spec = read(gemma3_case(
       ",\n  \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", \"factor\": 8.0, "

@@ -127,6 +127,8 @@ ModelConfig family(const std::string& type) {
   c.head_dim = 0;
   // Qwen3-Next rotates a quarter of each head: 4 values need a head of 8 (16 / 4 = 4 is too few).
   if (type == "qwen3_next") c.head_dim = 8;
+  // Gemma3nTextConfig's 15 shared layers need more than 15 layers.
+  if (type == "gemma3n_text") c.num_kv_shared_layers = 0;
   return c;
 }
 

@@ -292,6 +292,24 @@ class NudgingBackend : public Backend<double> {
     cpu_->indexer_scores(q, k, w, positions, n, kv_len, heads, head_dim, scale, weight_scale, out);
     nudge("indexer_scores", out, int64_t{n} * kv_len);
   }
+  void mix_streams(const double* x, const double* coefs, int n, int in_streams, int out_streams,
+                   int dim, double* y) override {
+    cpu_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
+    nudge("mix_streams", y, int64_t{out_streams} * n * dim);
+  }
+  void scale_columns(const double* x, const double* w, int n, int dim, double* y) override {
+    cpu_->scale_columns(x, w, n, dim, y);
+    nudge("scale_columns", y, int64_t{n} * dim);
+  }
+  void rescale_rms(const double* x, const double* ref, int n, int dim, double floor,
+                   double* y) override {
+    cpu_->rescale_rms(x, ref, n, dim, floor, y);
+    nudge("rescale_rms", y, int64_t{n} * dim);
+  }
+  void gaussian_topk(double* x, int n, int dim, double std_multiplier) override {
+    cpu_->gaussian_topk(x, n, dim, std_multiplier);
+    nudge("gaussian_topk", x, int64_t{n} * dim);
+  }
   void matmul_bias(const double* x, const double* w, const double* b, int n, int k, int m,
                    double* y) override {
     if (!held_.count(w)) ++unannounced_;
@@ -655,6 +673,101 @@ TEST(Model, GatedDeltaRuleIsThePapersMatrixRecurrence) {
     for (int r = 0; r < dv; ++r)
       for (int j = 0; j < dk; ++j)
         EXPECT_NEAR(state[(h * dk + j) * dv + r], S[r * dk + j], 1e-13);
+  }
+}
+
+}  // namespace
+}  // namespace pinmark
+
+namespace pinmark {
+namespace {
+
+// Gemma 3n: 4 AltUp streams (stream 2 active), LAuReL, per-layer inputs, sparse first layers,
+// per-layer MLP widths, a window of 3, and the last two layers sharing keys and values.
+ModelConfig small_gemma3n() {
+  ModelConfig c = family_defaults("gemma3n_text");
+  c.vocab_size = 32;
+  c.vocab_size_per_layer_input = 32;
+  c.hidden_size = 24;
+  c.hidden_size_per_layer_input = 6;
+  c.layer_intermediate_sizes = {40, 32, 40, 24};
+  c.intermediate_size = 40;
+  c.num_hidden_layers = 4;
+  c.layer_types = {"sliding_attention", "full_attention", "sliding_attention", "full_attention"};
+  c.sliding_window = 3;
+  c.num_kv_shared_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 6;
+  c.altup_active_idx = 2;
+  c.laurel_rank = 3;
+  c.activation_sparsity_pattern = {0.95, 0.6, 0.0, 0.0};
+  c.seed = 12;
+  return c;
+}
+
+TEST(Model, Gemma3nKernelsGoThroughTheBackend) {
+  const ModelConfig c = small_gemma3n();
+  const Weights w = synthetic_weights(c);
+  for (const char* op : {"mix_streams", "rescale_rms", "gaussian_topk", "scale_columns", "softcap",
+                         "embed", "geglu"}) {
+    NudgingBackend clean("none"), nudged(op);
+    Model<double> a(c, w, clean), b(c, w, nudged);
+    KVCache<double> ca(c, 7), cb(c, 7);
+    EXPECT_NE(a.forward(kPrompt, ca).data, b.forward(kPrompt, cb).data)
+        << "nudging " << op << " did not change the logits";
+  }
+}
+
+// Each part of Gemma 3n reaches the logits: zeroing the weights of one changes them.
+TEST(Model, Gemma3nUsesEveryPart) {
+  const ModelConfig c = small_gemma3n();
+  const Weights w = synthetic_weights(c);
+  const std::vector<double> base = logits_of<double>(c, w, kPrompt);
+  for (const char* name :
+       {"model.embed_tokens_per_layer.weight", "model.per_layer_model_projection.weight",
+        "model.altup_projections.0.weight", "model.altup_unembed_projections.2.weight",
+        "model.layers.1.altup.prediction_coefs.weight", "model.layers.1.altup.correction_coefs.weight",
+        "model.layers.0.altup.correct_output_scale", "model.layers.2.laurel.linear_right.weight",
+        "model.layers.3.per_layer_projection.weight"}) {
+    Weights changed = w;
+    for (double& v : changed.at(name).data) v = 0;
+    EXPECT_NE(logits_of<double>(c, changed, kPrompt), base) << name;
+  }
+}
+
+// Through the cache, a token at a time: the same bits as the whole prompt, with the shared
+// layers reading their sources' cached keys and values and the sliding layers their window.
+TEST(Model, Gemma3nDecodeEqualsPrefill) {
+  const ModelConfig c = small_gemma3n();
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, w, *backend);
+  KVCache<double> whole(c, 7), stepped(c, 7);
+  const std::vector<double> all = model.forward(kPrompt, whole).data;
+  std::vector<double> rows;
+  for (int t : kPrompt) {
+    const std::vector<double> row = model.forward({t}, stepped).data;
+    rows.insert(rows.end(), row.begin(), row.end());
+  }
+  EXPECT_EQ(rows, all);
+  EXPECT_EQ(stepped.stored_layers(), 2);
+}
+
+TEST(Model, Gemma3nRefusesATokenWithoutAPerLayerEmbedding) {
+  ModelConfig c = small_gemma3n();
+  c.vocab_size_per_layer_input = 20;
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, w, *backend);
+  KVCache<double> cache(c, 4);
+  try {
+    model.forward({3, 25}, cache);
+    FAIL() << "token 25 ran";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "token id 25 has no per-layer embedding (vocab_size_per_layer_input 20); "
+                 "Gemma3nForCausalLM cannot run it");
   }
 }
 
