@@ -14,7 +14,9 @@ namespace pinmark {
 //           order do not count; a block that does not parse counts byte for byte), its Targets
 //           block without the list of targets (tolerance overrides and bit pinning change a
 //           row; adding a target does not), and the bytes of every file of the checkpoint
-//           folder `checkpoint` except reference.json (empty: synthetic weights).
+//           folder `checkpoint` except reference.json (empty: synthetic weights). The Config
+//           block and a checkpoint's config.json count without the keys pinmark reads for
+//           nothing (unread_config_keys): adding or changing one changes no number.
 //   code:   code_fingerprint().
 // Throws std::runtime_error naming the file when a checkpoint file cannot be read.
 std::string row_fingerprint(const Case& c, const std::string& checkpoint);

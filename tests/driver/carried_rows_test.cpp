@@ -99,6 +99,25 @@ TEST(CarriedRows, ChangingTheCodeMakesARowStale) {
       << r.outcome.actual;
 }
 
+// A model case's fingerprint with this Config block.
+std::string config_fingerprint(const std::string& config) {
+  return fingerprint_of("# T\n\n## M\n\n### Config\n\n```json\n" + config +
+                        "\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[1, 2]]}\n```\n");
+}
+
+// A key pinmark reads for nothing changes no number, so adding, changing or dropping one keeps
+// the rows measured without it; a key it reads makes them stale.
+TEST(CarriedRows, KeysPinmarkDoesNotReadDoNotMakeARowStale) {
+  const std::string base =
+      R"("model_type": "deepseek_v32", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, )"
+      R"("num_hidden_layers": 2, "num_attention_heads": 4)";
+  const std::string fp = config_fingerprint("{" + base + "}");
+  EXPECT_EQ(config_fingerprint("{" + base + R"(, "rope_interleave": false, "bos_token_id": 0})"), fp);
+  EXPECT_EQ(config_fingerprint("{" + base + R"(, "transformers_version": "5.17.0"})"), fp);
+  EXPECT_NE(config_fingerprint("{" + base + R"(, "index_topk": 8})"), fp);
+  EXPECT_NE(config_fingerprint("{" + base + R"(, "rms_norm_eps": 1e-5})"), fp);
+}
+
 TEST(CarriedRows, ProseAndLayoutOfTheInputsDoNotMakeARowStale) {
   const std::string fp = fingerprint_of(kernel_case(2, ""));
   std::string text = kernel_case(2, kSm90 + "\n" + entry(fp));
