@@ -30,13 +30,8 @@ struct ModelRun {
 // the tap that reports the choice): what a target is fed.
 using RoutingTable = std::map<std::tuple<int, int, std::string>, std::vector<int>>;
 
-bool ends_with(const std::string& name, const std::string& suffix) {
-  return name.size() > suffix.size() &&
-         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // An MoE router's experts.
-bool is_experts_tap(const std::string& name) { return ends_with(name, ".experts"); }
+bool is_experts_tap(const std::string& name) { return name.ends_with(".experts"); }
 
 RoutingTable routing_of(const ModelRun& oracle) {
   RoutingTable table;
@@ -633,7 +628,7 @@ void judge_model_row_by(const CaseSpec& spec, const std::vector<SequenceOutput>&
 
 // Each choice tap follows the tap of the scores it chose by.
 bool is_choice_tap(const std::string& name) {
-  return is_experts_tap(name) || ends_with(name, ".index_topk");
+  return is_experts_tap(name) || name.ends_with(".index_topk");
 }
 
 void judge_model_row(const CaseSpec& spec, const std::vector<SequenceOutput>& oracle,
