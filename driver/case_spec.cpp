@@ -88,6 +88,15 @@ void read_inputs(const JsonBlock& block, const ModelConfig& config, bool config_
                            (config_ok ? "vocabulary (vocab_size " + std::to_string(config.vocab_size) + ")"
                                       : "range of token ids (0 to " + std::to_string(INT_MAX) + ")")));
         ids.push_back(0);
+      } else if (config_ok && is_gemma3n(config) && prompt[t] >= config.vocab_size_per_layer_input) {
+        // Gemma3nForCausalLM looks each token up in the per-layer table too.
+        problems.push_back(block.problem_at(
+            "prompts", "sequence " + std::to_string(s) + ", token " + std::to_string(t) + ": id " +
+                           std::to_string(prompt[t]) +
+                           " has no per-layer embedding (vocab_size_per_layer_input " +
+                           std::to_string(config.vocab_size_per_layer_input) +
+                           "); Gemma3nForCausalLM cannot run it"));
+        ids.push_back(0);
       } else {
         ids.push_back(static_cast<int>(prompt[t]));
       }
