@@ -10,12 +10,6 @@ namespace pinmark {
 
 namespace {
 
-template <class T>
-std::vector<T> load(const Weights& weights, const std::string& name, const Shape& shape) {
-  const Tensor<double>& t = require(weights, name, shape);
-  return std::vector<T>(t.data.begin(), t.data.end());
-}
-
 // AltUp's streams are rescaled to a root mean square of at least sqrt(1e-5) (epsilon_tensor).
 constexpr double kStreamFloor = 1e-5;
 
@@ -27,36 +21,36 @@ void Model<T>::load_gemma3n(const Weights& weights) {
   const int64_t hidden = c.hidden_size, streams = c.altup_num_inputs, rank = c.laurel_rank;
   const int64_t per_layer = c.hidden_size_per_layer_input;
   const int64_t all_layers = int64_t{c.num_hidden_layers} * per_layer;
-  embed_per_layer_ = load<T>(weights, "model.embed_tokens_per_layer.weight",
+  embed_per_layer_ = load_as<T>(weights, "model.embed_tokens_per_layer.weight",
                              {c.vocab_size_per_layer_input, all_layers});
   per_layer_model_projection_ =
-      load<T>(weights, "model.per_layer_model_projection.weight", {all_layers, hidden});
+      load_as<T>(weights, "model.per_layer_model_projection.weight", {all_layers, hidden});
   per_layer_projection_norm_ =
-      load<T>(weights, "model.per_layer_projection_norm.weight", {per_layer});
+      load_as<T>(weights, "model.per_layer_projection_norm.weight", {per_layer});
   for (int64_t i = 0; i + 1 < streams; ++i) {
     const std::string s = std::to_string(i);
     altup_projections_.push_back(
-        load<T>(weights, "model.altup_projections." + s + ".weight", {hidden, hidden}));
+        load_as<T>(weights, "model.altup_projections." + s + ".weight", {hidden, hidden}));
     altup_unembed_projections_.push_back(
-        load<T>(weights, "model.altup_unembed_projections." + s + ".weight", {hidden, hidden}));
+        load_as<T>(weights, "model.altup_unembed_projections." + s + ".weight", {hidden, hidden}));
   }
   ones_.assign(c.head_dim, T(1));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer& L = layers_[l];
-    L.altup_scale = load<T>(weights, p + "altup.correct_output_scale", {hidden});
-    L.altup_correction = load<T>(weights, p + "altup.correction_coefs.weight", {streams, streams});
+    L.altup_scale = load_as<T>(weights, p + "altup.correct_output_scale", {hidden});
+    L.altup_correction = load_as<T>(weights, p + "altup.correction_coefs.weight", {streams, streams});
     L.altup_prediction =
-        load<T>(weights, p + "altup.prediction_coefs.weight", {streams * streams, streams});
-    L.altup_router = load<T>(weights, p + "altup.modality_router.weight", {streams, hidden});
-    L.altup_router_norm = load<T>(weights, p + "altup.router_norm.weight", {hidden});
-    L.laurel_left = load<T>(weights, p + "laurel.linear_left.weight", {rank, hidden});
-    L.laurel_right = load<T>(weights, p + "laurel.linear_right.weight", {hidden, rank});
-    L.laurel_norm = load<T>(weights, p + "laurel.post_laurel_norm.weight", {hidden});
-    L.per_layer_gate = load<T>(weights, p + "per_layer_input_gate.weight", {per_layer, hidden});
+        load_as<T>(weights, p + "altup.prediction_coefs.weight", {streams * streams, streams});
+    L.altup_router = load_as<T>(weights, p + "altup.modality_router.weight", {streams, hidden});
+    L.altup_router_norm = load_as<T>(weights, p + "altup.router_norm.weight", {hidden});
+    L.laurel_left = load_as<T>(weights, p + "laurel.linear_left.weight", {rank, hidden});
+    L.laurel_right = load_as<T>(weights, p + "laurel.linear_right.weight", {hidden, rank});
+    L.laurel_norm = load_as<T>(weights, p + "laurel.post_laurel_norm.weight", {hidden});
+    L.per_layer_gate = load_as<T>(weights, p + "per_layer_input_gate.weight", {per_layer, hidden});
     L.per_layer_projection =
-        load<T>(weights, p + "per_layer_projection.weight", {hidden, per_layer});
-    L.per_layer_norm = load<T>(weights, p + "post_per_layer_input_norm.weight", {hidden});
+        load_as<T>(weights, p + "per_layer_projection.weight", {hidden, per_layer});
+    L.per_layer_norm = load_as<T>(weights, p + "post_per_layer_input_norm.weight", {hidden});
   }
 }
 

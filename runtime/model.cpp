@@ -17,12 +17,6 @@ namespace pinmark {
 
 namespace {
 
-template <class T>
-std::vector<T> load(const Weights& weights, const std::string& name, const Shape& shape) {
-  const Tensor<double>& t = require(weights, name, shape);
-  return std::vector<T>(t.data.begin(), t.data.end());
-}
-
 ModelConfig checked(const ModelConfig& config) {
   std::vector<ConfigProblem> problems = validate(config);
   if (!problems.empty()) {
@@ -123,16 +117,16 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
         for (int64_t o = 0; o < out; ++o) w[o * in + i] = static_cast<T>(t.data[i * out + o]);
       return w;
     };
-    embed_ = load<T>(weights, "transformer.wte.weight", {vocab, hidden});
-    positions_ = load<T>(weights, "transformer.wpe.weight", {c.max_position_embeddings, hidden});
+    embed_ = load_as<T>(weights, "transformer.wte.weight", {vocab, hidden});
+    positions_ = load_as<T>(weights, "transformer.wpe.weight", {c.max_position_embeddings, hidden});
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const std::string p = "transformer.h." + std::to_string(i) + ".";
       Layer l;
-      l.attn_norm = load<T>(weights, p + "ln_1.weight", {hidden});
-      l.attn_norm_bias = load<T>(weights, p + "ln_1.bias", {hidden});
+      l.attn_norm = load_as<T>(weights, p + "ln_1.weight", {hidden});
+      l.attn_norm_bias = load_as<T>(weights, p + "ln_1.bias", {hidden});
       // c_attn's output columns are q, then k, then v.
       const std::vector<T> qkv = conv(p + "attn.c_attn.weight", hidden, 3 * hidden);
-      const std::vector<T> qkv_bias = load<T>(weights, p + "attn.c_attn.bias", {3 * hidden});
+      const std::vector<T> qkv_bias = load_as<T>(weights, p + "attn.c_attn.bias", {3 * hidden});
       const int64_t block = hidden * hidden;
       l.q.assign(qkv.begin(), qkv.begin() + block);
       l.k.assign(qkv.begin() + block, qkv.begin() + 2 * block);
@@ -141,22 +135,22 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       l.k_bias.assign(qkv_bias.begin() + hidden, qkv_bias.begin() + 2 * hidden);
       l.v_bias.assign(qkv_bias.begin() + 2 * hidden, qkv_bias.end());
       l.o = conv(p + "attn.c_proj.weight", hidden, hidden);
-      l.o_bias = load<T>(weights, p + "attn.c_proj.bias", {hidden});
-      l.mlp_norm = load<T>(weights, p + "ln_2.weight", {hidden});
-      l.mlp_norm_bias = load<T>(weights, p + "ln_2.bias", {hidden});
+      l.o_bias = load_as<T>(weights, p + "attn.c_proj.bias", {hidden});
+      l.mlp_norm = load_as<T>(weights, p + "ln_2.weight", {hidden});
+      l.mlp_norm_bias = load_as<T>(weights, p + "ln_2.bias", {hidden});
       l.mlp.up = conv(p + "mlp.c_fc.weight", hidden, inter);
-      l.mlp.up_bias = load<T>(weights, p + "mlp.c_fc.bias", {inter});
+      l.mlp.up_bias = load_as<T>(weights, p + "mlp.c_fc.bias", {inter});
       l.mlp.down = conv(p + "mlp.c_proj.weight", inter, hidden);
-      l.mlp.down_bias = load<T>(weights, p + "mlp.c_proj.bias", {hidden});
+      l.mlp.down_bias = load_as<T>(weights, p + "mlp.c_proj.bias", {hidden});
       layers_.push_back(std::move(l));
     }
-    final_norm_ = load<T>(weights, "transformer.ln_f.weight", {hidden});
-    final_norm_bias_ = load<T>(weights, "transformer.ln_f.bias", {hidden});
-    if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+    final_norm_ = load_as<T>(weights, "transformer.ln_f.weight", {hidden});
+    final_norm_bias_ = load_as<T>(weights, "transformer.ln_f.bias", {hidden});
+    if (!c.tie_word_embeddings) lm_head_ = load_as<T>(weights, "lm_head.weight", {vocab, hidden});
     return;
   }
 
-  embed_ = load<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
+  embed_ = load_as<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
   if (is_deepseek(c)) {
     load_deepseek(weights);
     return;
@@ -174,7 +168,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
     const int64_t q_dim = int64_t{query_heads(c, i)} * c.head_dim;
     Layer l;
     // OLMo 2 normalises the sublayers' outputs instead of their inputs.
-    if (!olmo2) l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
+    if (!olmo2) l.attn_norm = load_as<T>(weights, p + "input_layernorm.weight", {hidden});
     if (phi3) {
       // Phi-3 stores q, k and v as one matrix, rows in that order.
       const Tensor<double>& qkv =
@@ -183,38 +177,38 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       l.k = slice<T>(qkv, q_dim * hidden, kv_dim * hidden);
       l.v = slice<T>(qkv, (q_dim + kv_dim) * hidden, kv_dim * hidden);
     } else {
-      l.q = load<T>(weights, p + "self_attn.q_proj.weight", {q_dim, hidden});
+      l.q = load_as<T>(weights, p + "self_attn.q_proj.weight", {q_dim, hidden});
       if (computes_kv) {
-        l.k = load<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
-        l.v = load<T>(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden});
+        l.k = load_as<T>(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden});
+        l.v = load_as<T>(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden});
       }
     }
-    l.o = load<T>(weights, p + "self_attn.o_proj.weight", {hidden, q_dim});
+    l.o = load_as<T>(weights, p + "self_attn.o_proj.weight", {hidden, q_dim});
     if (c.attention_bias || c.model_type == "qwen2") {
-      l.q_bias = load<T>(weights, p + "self_attn.q_proj.bias", {q_dim});
+      l.q_bias = load_as<T>(weights, p + "self_attn.q_proj.bias", {q_dim});
       if (computes_kv) {
-        l.k_bias = load<T>(weights, p + "self_attn.k_proj.bias", {kv_dim});
-        l.v_bias = load<T>(weights, p + "self_attn.v_proj.bias", {kv_dim});
+        l.k_bias = load_as<T>(weights, p + "self_attn.k_proj.bias", {kv_dim});
+        l.v_bias = load_as<T>(weights, p + "self_attn.v_proj.bias", {kv_dim});
       }
     }
-    if (c.attention_bias) l.o_bias = load<T>(weights, p + "self_attn.o_proj.bias", {hidden});
-    if (gpt_oss) l.sinks = load<T>(weights, p + "self_attn.sinks", {q_dim / c.head_dim});
+    if (c.attention_bias) l.o_bias = load_as<T>(weights, p + "self_attn.o_proj.bias", {hidden});
+    if (gpt_oss) l.sinks = load_as<T>(weights, p + "self_attn.sinks", {q_dim / c.head_dim});
     if (c.model_type == "qwen3" || c.model_type == "qwen3_moe" || c.model_type == "gemma3_text" ||
         is_gemma3n(c)) {
-      l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
-      if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
+      l.q_norm = load_as<T>(weights, p + "self_attn.q_norm.weight", {c.head_dim});
+      if (computes_kv) l.k_norm = load_as<T>(weights, p + "self_attn.k_norm.weight", {c.head_dim});
     }
     if (olmo2) {
-      l.q_norm = load<T>(weights, p + "self_attn.q_norm.weight", {q_dim});
-      if (computes_kv) l.k_norm = load<T>(weights, p + "self_attn.k_norm.weight", {kv_dim});
-      l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
-      l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
+      l.q_norm = load_as<T>(weights, p + "self_attn.q_norm.weight", {q_dim});
+      if (computes_kv) l.k_norm = load_as<T>(weights, p + "self_attn.k_norm.weight", {kv_dim});
+      l.post_attn_norm = load_as<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+      l.post_mlp_norm = load_as<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
     } else if (has_sandwich_norms(c)) {
-      l.post_attn_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
-      l.mlp_norm = load<T>(weights, p + "pre_feedforward_layernorm.weight", {hidden});
-      l.post_mlp_norm = load<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
+      l.post_attn_norm = load_as<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+      l.mlp_norm = load_as<T>(weights, p + "pre_feedforward_layernorm.weight", {hidden});
+      l.post_mlp_norm = load_as<T>(weights, p + "post_feedforward_layernorm.weight", {hidden});
     } else {
-      l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+      l.mlp_norm = load_as<T>(weights, p + "post_attention_layernorm.weight", {hidden});
     }
     if (is_moe_layer(c, i)) {
       const int64_t experts = c.num_local_experts;
@@ -224,8 +218,8 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
         // gpt-oss stores its experts as x @ W: gate_up_proj [experts, hidden, 2 * inter] with
         // gate and up interleaved column by column (gate even, up odd), down_proj [experts,
         // inter, hidden]; each with a bias. Transposed here into the Linear layout.
-        l.router = load<T>(weights, p + "mlp.router.weight", {experts, hidden});
-        l.router_bias = load<T>(weights, p + "mlp.router.bias", {experts});
+        l.router = load_as<T>(weights, p + "mlp.router.weight", {experts, hidden});
+        l.router_bias = load_as<T>(weights, p + "mlp.router.bias", {experts});
         const int64_t inter = expert_inter;
         const Tensor<double>& gate_up =
             require(weights, p + "mlp.experts.gate_up_proj", {experts, hidden, 2 * inter});
@@ -258,21 +252,21 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
           l.experts.push_back(std::move(x));
         }
       } else if (c.model_type == "mixtral" && weights.count(legacy + "gate.weight")) {
-        l.router = load<T>(weights, legacy + "gate.weight", {experts, hidden});
+        l.router = load_as<T>(weights, legacy + "gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e) {
           const std::string x = legacy + "experts." + std::to_string(e) + ".";
-          l.experts.push_back(make_expert(load<T>(weights, x + "w1.weight", {inter, hidden}),
-                               load<T>(weights, x + "w3.weight", {inter, hidden}),
-                               load<T>(weights, x + "w2.weight", {hidden, inter})));
+          l.experts.push_back(make_expert(load_as<T>(weights, x + "w1.weight", {inter, hidden}),
+                               load_as<T>(weights, x + "w3.weight", {inter, hidden}),
+                               load_as<T>(weights, x + "w2.weight", {hidden, inter})));
         }
       } else if (c.model_type == "qwen3_moe" && weights.count(per_expert)) {
         // Qwen3-MoE checkpoints store one gate, up and down projection per expert.
-        l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+        l.router = load_as<T>(weights, p + "mlp.gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e)
           l.experts.push_back(gated_weights(
               weights, p + "mlp.experts." + std::to_string(e) + ".", expert_inter, hidden));
       } else {
-        l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+        l.router = load_as<T>(weights, p + "mlp.gate.weight", {experts, hidden});
         const int64_t inter = expert_inter;
         const Tensor<double>& gate_up =
             require(weights, p + "mlp.experts.gate_up_proj", {experts, 2 * inter, hidden});
@@ -290,15 +284,15 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
           require(weights, p + "mlp.gate_up_proj.weight", {2 * inter, hidden});
       l.mlp = make_expert(slice<T>(gate_up, 0, inter * hidden),
                           slice<T>(gate_up, inter * hidden, inter * hidden),
-                          load<T>(weights, p + "mlp.down_proj.weight", {hidden, inter}));
+                          load_as<T>(weights, p + "mlp.down_proj.weight", {hidden, inter}));
     } else {
       l.mlp = gated_weights(weights, p + "mlp.", layer_intermediate_size(c, i), hidden);
     }
     layers_.push_back(std::move(l));
   }
   if (is_gemma3n(c)) load_gemma3n(weights);
-  final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
-  if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+  final_norm_ = load_as<T>(weights, "model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) lm_head_ = load_as<T>(weights, "lm_head.weight", {vocab, hidden});
 }
 
 // Qwen3-Next under the names of its checkpoints (transformers 5.17 saves the same). The fused
@@ -319,7 +313,7 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     Layer l;
-    l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
+    l.attn_norm = load_as<T>(weights, p + "input_layernorm.weight", {hidden});
     if (is_linear_attention_layer(c, i)) {
       const std::string a = p + "linear_attn.";
       // in_proj_qkvz: per key head g, its query (dk rows), key (dk), the values of its group's
@@ -336,11 +330,11 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
       const Tensor<double>& ba = require(weights, a + "in_proj_ba.weight", {2 * vh, hidden});
       for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group, group, l.in_b);
       for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group + group, group, l.in_a);
-      l.conv = load<T>(weights, a + "conv1d.weight", {channels, 1, kernel});
-      l.A_log = load<T>(weights, a + "A_log", {vh});
-      l.dt_bias = load<T>(weights, a + "dt_bias", {vh});
-      l.gated_norm = load<T>(weights, a + "norm.weight", {dv});
-      l.out_proj = load<T>(weights, a + "out_proj.weight", {hidden, value_dim});
+      l.conv = load_as<T>(weights, a + "conv1d.weight", {channels, 1, kernel});
+      l.A_log = load_as<T>(weights, a + "A_log", {vh});
+      l.dt_bias = load_as<T>(weights, a + "dt_bias", {vh});
+      l.gated_norm = load_as<T>(weights, a + "norm.weight", {dv});
+      l.out_proj = load_as<T>(weights, a + "out_proj.weight", {hidden, value_dim});
     } else {
       const std::string a = p + "self_attn.";
       const int64_t heads = query_heads(c, i), q_dim = heads * hd;
@@ -348,9 +342,9 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
       const Tensor<double>& q = require(weights, a + "q_proj.weight", {2 * q_dim, hidden});
       for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd, hd, l.q);
       for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd + hd, hd, l.attn_gate);
-      l.k = load<T>(weights, a + "k_proj.weight", {kv_dim, hidden});
-      l.v = load<T>(weights, a + "v_proj.weight", {kv_dim, hidden});
-      l.o = load<T>(weights, a + "o_proj.weight", {hidden, q_dim});
+      l.k = load_as<T>(weights, a + "k_proj.weight", {kv_dim, hidden});
+      l.v = load_as<T>(weights, a + "v_proj.weight", {kv_dim, hidden});
+      l.o = load_as<T>(weights, a + "o_proj.weight", {hidden, q_dim});
       if (c.attention_bias) {
         const Tensor<double>& qb = require(weights, a + "q_proj.bias", {2 * q_dim});
         for (int64_t h = 0; h < heads; ++h) {
@@ -358,17 +352,17 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
           l.attn_gate_bias.insert(l.attn_gate_bias.end(), qb.data.begin() + (2 * h + 1) * hd,
                                   qb.data.begin() + (2 * h + 2) * hd);
         }
-        l.k_bias = load<T>(weights, a + "k_proj.bias", {kv_dim});
-        l.v_bias = load<T>(weights, a + "v_proj.bias", {kv_dim});
-        l.o_bias = load<T>(weights, a + "o_proj.bias", {hidden});
+        l.k_bias = load_as<T>(weights, a + "k_proj.bias", {kv_dim});
+        l.v_bias = load_as<T>(weights, a + "v_proj.bias", {kv_dim});
+        l.o_bias = load_as<T>(weights, a + "o_proj.bias", {hidden});
       }
-      l.q_norm = load<T>(weights, a + "q_norm.weight", {hd});
-      l.k_norm = load<T>(weights, a + "k_norm.weight", {hd});
+      l.q_norm = load_as<T>(weights, a + "q_norm.weight", {hd});
+      l.k_norm = load_as<T>(weights, a + "k_norm.weight", {hd});
     }
-    l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+    l.mlp_norm = load_as<T>(weights, p + "post_attention_layernorm.weight", {hidden});
     if (is_moe_layer(c, i)) {
       const int64_t width = expert_intermediate_size(c), shared = c.shared_expert_intermediate_size;
-      l.router = load<T>(weights, p + "mlp.gate.weight", {c.num_local_experts, hidden});
+      l.router = load_as<T>(weights, p + "mlp.gate.weight", {c.num_local_experts, hidden});
       if (weights.count(p + "mlp.experts.0.gate_proj.weight")) {
         for (int e = 0; e < c.num_local_experts; ++e)
           l.experts.push_back(
@@ -387,15 +381,15 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
       }
       if (shared > 0) {
         l.shared = gated_weights(weights, p + "mlp.shared_expert.", shared, hidden);
-        l.shared_gate = load<T>(weights, p + "mlp.shared_expert_gate.weight", {1, hidden});
+        l.shared_gate = load_as<T>(weights, p + "mlp.shared_expert_gate.weight", {1, hidden});
       }
     } else {
       l.mlp = gated_weights(weights, p + "mlp.", inter, hidden);
     }
     layers_.push_back(std::move(l));
   }
-  final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
-  if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {c.vocab_size, hidden});
+  final_norm_ = load_as<T>(weights, "model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) lm_head_ = load_as<T>(weights, "lm_head.weight", {c.vocab_size, hidden});
 }
 
 // A Gated DeltaNet layer (Qwen3NextGatedDeltaNet): projections, the causal convolution over
@@ -457,19 +451,19 @@ void Model<T>::load_deepseek(const Weights& weights) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     const std::string a = p + "self_attn.";
     Layer l;
-    l.attn_norm = load<T>(weights, p + "input_layernorm.weight", {hidden});
+    l.attn_norm = load_as<T>(weights, p + "input_layernorm.weight", {hidden});
     if (c.q_lora_rank > 0) {
-      l.q_a = load<T>(weights, a + "q_a_proj.weight", {c.q_lora_rank, hidden});
-      if (c.attention_bias) l.q_a_bias = load<T>(weights, a + "q_a_proj.bias", {c.q_lora_rank});
-      l.q_a_norm = load<T>(weights, a + "q_a_layernorm.weight", {c.q_lora_rank});
-      l.q_b = load<T>(weights, a + "q_b_proj.weight", {heads * qk, c.q_lora_rank});
+      l.q_a = load_as<T>(weights, a + "q_a_proj.weight", {c.q_lora_rank, hidden});
+      if (c.attention_bias) l.q_a_bias = load_as<T>(weights, a + "q_a_proj.bias", {c.q_lora_rank});
+      l.q_a_norm = load_as<T>(weights, a + "q_a_layernorm.weight", {c.q_lora_rank});
+      l.q_b = load_as<T>(weights, a + "q_b_proj.weight", {heads * qk, c.q_lora_rank});
     } else {
-      l.q = load<T>(weights, a + "q_proj.weight", {heads * qk, hidden});
+      l.q = load_as<T>(weights, a + "q_proj.weight", {heads * qk, hidden});
     }
-    l.kv_a = load<T>(weights, a + "kv_a_proj_with_mqa.weight", {rank + rope, hidden});
-    if (c.attention_bias) l.kv_a_bias = load<T>(weights, a + "kv_a_proj_with_mqa.bias", {rank + rope});
-    l.kv_a_norm = load<T>(weights, a + "kv_a_layernorm.weight", {rank});
-    l.kv_b = load<T>(weights, a + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), rank});
+    l.kv_a = load_as<T>(weights, a + "kv_a_proj_with_mqa.weight", {rank + rope, hidden});
+    if (c.attention_bias) l.kv_a_bias = load_as<T>(weights, a + "kv_a_proj_with_mqa.bias", {rank + rope});
+    l.kv_a_norm = load_as<T>(weights, a + "kv_a_layernorm.weight", {rank});
+    l.kv_b = load_as<T>(weights, a + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), rank});
     if (c.mla_absorb) {
       // Each head's key rows of kv_b, W_UK_h [nope, rank], transposed to [rank, nope]: the
       // Linear layout of the map q_nope -> q_nope W_UK_h.
@@ -483,18 +477,18 @@ void Model<T>::load_deepseek(const Weights& weights) {
     if (c.index_n_heads > 0) {
       const std::string x = a + "indexer.";
       const int64_t ih = c.index_n_heads, id = c.index_head_dim;
-      l.index_wq_b = load<T>(weights, x + "wq_b.weight", {ih * id, c.q_lora_rank});
-      l.index_wk = load<T>(weights, x + "wk.weight", {id, hidden});
-      l.index_k_norm = load<T>(weights, x + "k_norm.weight", {id});
-      l.index_k_norm_bias = load<T>(weights, x + "k_norm.bias", {id});
-      l.index_weights_proj = load<T>(weights, x + "weights_proj.weight", {ih, hidden});
+      l.index_wq_b = load_as<T>(weights, x + "wq_b.weight", {ih * id, c.q_lora_rank});
+      l.index_wk = load_as<T>(weights, x + "wk.weight", {id, hidden});
+      l.index_k_norm = load_as<T>(weights, x + "k_norm.weight", {id});
+      l.index_k_norm_bias = load_as<T>(weights, x + "k_norm.bias", {id});
+      l.index_weights_proj = load_as<T>(weights, x + "weights_proj.weight", {ih, hidden});
     }
-    l.o = load<T>(weights, a + "o_proj.weight", {hidden, heads * c.v_head_dim});
-    if (c.attention_bias) l.o_bias = load<T>(weights, a + "o_proj.bias", {hidden});
-    l.mlp_norm = load<T>(weights, p + "post_attention_layernorm.weight", {hidden});
+    l.o = load_as<T>(weights, a + "o_proj.weight", {hidden, heads * c.v_head_dim});
+    if (c.attention_bias) l.o_bias = load_as<T>(weights, a + "o_proj.bias", {hidden});
+    l.mlp_norm = load_as<T>(weights, p + "post_attention_layernorm.weight", {hidden});
     if (is_moe_layer(c, i)) {
-      l.router = load<T>(weights, p + "mlp.gate.weight", {experts, hidden});
-      l.score_correction = load<T>(weights, p + "mlp.gate.e_score_correction_bias", {experts});
+      l.router = load_as<T>(weights, p + "mlp.gate.weight", {experts, hidden});
+      l.score_correction = load_as<T>(weights, p + "mlp.gate.e_score_correction_bias", {experts});
       for (int e = 0; e < experts; ++e)
         l.experts.push_back(
             gated_weights(weights, p + "mlp.experts." + std::to_string(e) + ".", width, hidden));
@@ -505,8 +499,8 @@ void Model<T>::load_deepseek(const Weights& weights) {
     }
     layers_.push_back(std::move(l));
   }
-  final_norm_ = load<T>(weights, "model.norm.weight", {hidden});
-  if (!c.tie_word_embeddings) lm_head_ = load<T>(weights, "lm_head.weight", {vocab, hidden});
+  final_norm_ = load_as<T>(weights, "model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) lm_head_ = load_as<T>(weights, "lm_head.weight", {vocab, hidden});
 }
 
 // DeepseekV3RMSNorm's own default: q_a_layernorm and kv_a_layernorm are built without the
@@ -809,9 +803,9 @@ void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b
 template <class T>
 typename Model<T>::Expert Model<T>::gated_weights(const Weights& weights, const std::string& prefix,
                                                   int64_t width, int64_t hidden) {
-  return make_expert(load<T>(weights, prefix + "gate_proj.weight", {width, hidden}),
-                     load<T>(weights, prefix + "up_proj.weight", {width, hidden}),
-                     load<T>(weights, prefix + "down_proj.weight", {hidden, width}));
+  return make_expert(load_as<T>(weights, prefix + "gate_proj.weight", {width, hidden}),
+                     load_as<T>(weights, prefix + "up_proj.weight", {width, hidden}),
+                     load_as<T>(weights, prefix + "down_proj.weight", {hidden, width}));
 }
 
 template <class T>

@@ -384,6 +384,14 @@ const Tensor<double>& require(const Weights& weights, const std::string& name, c
   return t;
 }
 
+template <class T>
+std::vector<T> load_as(const Weights& weights, const std::string& name, const Shape& shape) {
+  const Tensor<double>& t = require(weights, name, shape);
+  return std::vector<T>(t.data.begin(), t.data.end());
+}
+template std::vector<double> load_as<double>(const Weights&, const std::string&, const Shape&);
+template std::vector<float> load_as<float>(const Weights&, const std::string&, const Shape&);
+
 Weights rounded_weights(const Weights& weights, DType storage) {
   Weights out = weights;
   if (storage == DType::f64) return out;

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "runtime/dtype.h"
 #include "runtime/model_config.h"
@@ -18,6 +19,10 @@ using Weights = std::map<std::string, Tensor<double>>;
 // linear weights uniform with standard deviation 1/sqrt(fan_in), embeddings uniform in
 // [-1, 1), norm weights 1 + uniform(+-0.1) so that a dropped weight is visible.
 Weights synthetic_weights(const ModelConfig& config);
+
+// The tensor `name` with the expected shape (require's checks), converted to T.
+template <class T>
+std::vector<T> load_as(const Weights& weights, const std::string& name, const Shape& shape);
 
 // Every value rounded to `storage` (through fp32), as a checkpoint stored in that type holds it.
 Weights rounded_weights(const Weights& weights, DType storage);
