@@ -269,6 +269,13 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       if (value <= 0)
         problems.push_back({key, std::string(key) + " must be positive, got " +
                                      std::to_string(value)});
+    // Gemma3nTextConfig.validate_architecture, even with head_dim given.
+    if (c.num_attention_heads > 0 && c.hidden_size > 0 && c.hidden_size % c.num_attention_heads != 0)
+      problems.push_back({"num_attention_heads",
+                          "hidden_size (" + std::to_string(c.hidden_size) +
+                              ") is not a multiple of num_attention_heads (" +
+                              std::to_string(c.num_attention_heads) +
+                              "), which Gemma3nTextConfig requires"});
     if (c.altup_num_inputs > 0 && (c.altup_active_idx < 0 || c.altup_active_idx >= c.altup_num_inputs))
       problems.push_back({"altup_active_idx", "altup_active_idx (" +
                                                   std::to_string(c.altup_active_idx) +

@@ -374,6 +374,9 @@ TEST(PublishedConfig, GemmaThreeNErrorsNameTheirKey) {
        "layer 4 shares its keys and values but no earlier layer has its attention type "
        "(full_attention)"},
       {R"({"hidden_activation": "relu"})", "hidden_activation \"relu\" is not supported"},
+      {R"({"num_attention_heads": 3, "num_key_value_heads": 1})",
+       "hidden_size (16) is not a multiple of num_attention_heads (3), which Gemma3nTextConfig "
+       "requires"},
       {R"({"vocab_size_per_layer_input": 20})",
        "Inputs, line 1: sequence 0, token 1: id 31 has no per-layer embedding "
        "(vocab_size_per_layer_input 20); Gemma3nForCausalLM cannot run it"},
