@@ -63,8 +63,9 @@ std::vector<SequenceOutput> generate(Model<T>& model, const std::vector<std::vec
     KVCache<T> cache(model.config(), static_cast<int>(prompt.size()) + options.decode);
     int call = 0;
 
-    // Runs one forward call, keeps every row of its logits, returns the last row.
-    auto feed = [&](const std::vector<int>& tokens) {
+    // Runs one forward call, keeps every row of its logits, returns the last row. `step`
+    // names the call in an error (a decode step's token came from the model, not the inputs).
+    auto feed = [&](const std::vector<int>& tokens, const std::string& step = "") {
       TapFn<T> call_tap;
       if (tap)
         call_tap = [&tap, s, call](const std::string& name, const Shape& shape, const T* data) {
@@ -79,7 +80,7 @@ std::vector<SequenceOutput> generate(Model<T>& model, const std::vector<std::vec
           };
         logits = model.forward(tokens, cache, call_tap, route);
       } catch (const std::runtime_error& e) {
-        throw std::runtime_error("sequence " + std::to_string(s) + ": " + e.what());
+        throw std::runtime_error("sequence " + std::to_string(s) + ": " + step + e.what());
       }
       ++call;
       for (int r = 0; r < static_cast<int>(tokens.size()); ++r)
@@ -100,7 +101,10 @@ std::vector<SequenceOutput> generate(Model<T>& model, const std::vector<std::vec
     for (int i = 1; i < options.decode; ++i) {
       const int next = forced && static_cast<size_t>(i - 1) < forced->size() ? (*forced)[i - 1]
                                                                              : out.generated[i - 1];
-      out.generated.push_back(argmax(feed({next})));
+      out.generated.push_back(
+          argmax(feed({next}, "decode step " + std::to_string(i) + " (token " +
+                                  std::to_string(next) + ", chosen at step " +
+                                  std::to_string(i - 1) + "): ")));
     }
   }
   return outputs;

@@ -322,10 +322,13 @@ TEST_F(Export, ACaseTheRuntimeRefusesIsRefusedByName) {
   const std::string path = file("gpt2.md", kRuntimeErrorCase);
   const Result r = run({"export", path + "::past_the_positions", "--out", dir_.file("out")});
   EXPECT_EQ(r.status, 1) << describe(r);
+  // The token fed at decode step 3 is the model's own choice: the message names the step.
   EXPECT_TRUE(contains(r.err, "pinmark: export: " + path +
                                   "::past_the_positions renders an Errors section (the runtime: "
-                                  "sequence 0: position 8 is beyond the learned position "
-                                  "embeddings (n_positions 8)): it has no oracle to export"))
+                                  "sequence 0: decode step 3 (token "))
+      << describe(r);
+  EXPECT_TRUE(contains(r.err, ", chosen at step 2): position 8 is beyond the learned position "
+                              "embeddings (n_positions 8)): it has no oracle to export"))
       << r.err;
   EXPECT_FALSE(fs::exists(dir_.file("out")));
 }

@@ -8,6 +8,7 @@
 #include "model_fixture.h"
 #include "reference_model.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/generate.h"
 #include "runtime/random.h"
 #include "test_util.h"
 
@@ -768,6 +769,28 @@ TEST(Model, Gemma3nRefusesATokenWithoutAPerLayerEmbedding) {
     EXPECT_STREQ(e.what(),
                  "token id 25 has no per-layer embedding (vocab_size_per_layer_input 20); "
                  "Gemma3nForCausalLM cannot run it");
+  }
+}
+
+// A token the model itself produced may have no per-layer embedding either (released Gemma 3n
+// models have 256 more ids than per-layer rows): the error says it came from a decode step.
+TEST(Model, Gemma3nNamesTheDecodeStepOfAGeneratedTokenWithoutAPerLayerEmbedding) {
+  ModelConfig c = small_gemma3n();
+  c.vocab_size_per_layer_input = 20;
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, w, *backend);
+  GenerateOptions options;
+  options.decode = 3;
+  options.forced_tokens = {{7, 25}};  // fed at decode steps 1 and 2, as a target is fed
+  try {
+    generate(model, {{3, 5}}, options);
+    FAIL() << "token 25 ran";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "sequence 0: decode step 2 (token 25, chosen at step 1): token id 25 has no "
+                 "per-layer embedding (vocab_size_per_layer_input 20); Gemma3nForCausalLM cannot "
+                 "run it");
   }
 }
 
