@@ -223,6 +223,17 @@ class Backend {
   // values a normal distribution would put above that quantile, shifted down to it.
   virtual void gaussian_topk(T* x, int n, int dim, double std_multiplier) = 0;
 
+  // The op below serves DeepSeek-V4 (transformers 5.17's DeepseekV4Model).
+
+  // The softmax-gated pooling of DeepSeek-V4's KV compressors (DeepSeek-AI 2026, "DeepSeek-V4",
+  // sec. 2.3.1-2.3.2; DeepseekV4CSACompressor and DeepseekV4HCACompressor): for windows w < n
+  // and channels d < dim,
+  //   out[w, d] = sum_s softmax_s(gate[w, :, d]) * kv[w, s, d],
+  // the softmax over the slots s < slots of one channel (a -infinity gate weighs 0; every
+  // channel has a finite one), the weights normalised before the products, the sum over s in
+  // order. kv and gate [n, slots, dim], out [n, dim].
+  virtual void softmax_pool(const T* kv, const T* gate, int n, int slots, int dim, T* out) = 0;
+
   // Attention as one fused kernel computes it (FlashAttention, Dao et al. 2022), for a backend
   // that has one; returns false, computing nothing, for one that does not, and the model then
   // runs attention_scores, score_mod, softmax and attention_values instead (whose taps it then

@@ -53,6 +53,26 @@ KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacit
   if (c.model_type == "deepseek_v32")
     for (int l = 0; l < c.num_hidden_layers; ++l)
       index_k_[l].assign(static_cast<size_t>(capacity) * c.index_head_dim, T(0));
+  compressor_rows_.resize(c.num_hidden_layers);
+  compressed_.resize(c.num_hidden_layers);
+  index_rows_.resize(c.num_hidden_layers);
+  index_compressed_.resize(c.num_hidden_layers);
+  if (is_deepseek_v4(c)) {
+    // Keys are values (one shared head): no separate values.
+    for (std::vector<T>& v : v_) v.clear();
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      const int rate = compress_rate(c, l);
+      if (rate <= 0) continue;
+      const int windows = c.layer_types[l] == "compressed_sparse_attention" ? 2 : 1;
+      const size_t entries = static_cast<size_t>(capacity / rate);
+      compressor_rows_[l].assign(static_cast<size_t>(windows * rate) * 2 * windows * c.head_dim, T(0));
+      compressed_[l].assign(entries * c.head_dim, T(0));
+      if (windows == 2) {
+        index_rows_[l].assign(static_cast<size_t>(2 * rate) * 4 * c.index_head_dim, T(0));
+        index_compressed_[l].assign(entries * c.index_head_dim, T(0));
+      }
+    }
+  }
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     if (!is_linear_attention_layer(c, l)) continue;
     // Keys and values of this layer are never written: it keeps no per-token rows.
@@ -102,7 +122,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   kv_source_ = kv_source_layers(c);
-  if (c.rope_type != "default") {
+  if (c.rope_type != "default" && !is_deepseek_v4(c)) {
     RopeFrequencies f = rope_frequencies(c, 0);
     inv_freq_ = std::move(f.inv_freq);
     attention_scaling_ = f.attention_scaling;
@@ -151,6 +171,10 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
   }
 
   embed_ = load_as<T>(weights, "model.embed_tokens.weight", {vocab, hidden});
+  if (is_deepseek_v4(c)) {
+    load_deepseek_v4(weights);
+    return;
+  }
   if (is_deepseek(c)) {
     load_deepseek(weights);
     return;
@@ -788,6 +812,43 @@ void Model<T>::deepseek_route(const Layer& L, const T* logits, int n, T* probs, 
                             weights + int64_t{r} * top_k);
 }
 
+// DeepseekV4TopKRouter and DeepseekV4HashRouter (transformers 5.17): scores by scoring_func,
+// sqrtsoftplus as F.softplus(x).sqrt() (softplus x itself above 20); the experts by score plus
+// correction bias, ties to the lower index, or from the hash table; always renormalised.
+template <class T>
+void Model<T>::v4_route(const Layer& L, const T* logits, const int* tokens, int n, T* probs,
+                        int* ids, T* weights) {
+  const ModelConfig& c = config_;
+  const int count = c.num_local_experts, top_k = c.num_experts_per_tok;
+  for (int r = 0; r < n; ++r) {
+    const T* lr = logits + int64_t{r} * count;
+    T* pr = probs + int64_t{r} * count;
+    for (int e = 0; e < count; ++e) {
+      if (c.scoring_func == "sigmoid") {
+        pr[e] = T(1) / (T(1) + std::exp(-lr[e]));
+      } else if (c.scoring_func == "sqrtsoftplus") {
+        const T x = lr[e];
+        pr[e] = std::sqrt(x > T(20) ? x : std::log1p(std::exp(x)));
+      }
+    }
+    int* ir = ids + int64_t{r} * top_k;
+    if (!L.tid2eid.empty()) {
+      if (!tokens) throw std::runtime_error("hash routing needs the tokens");
+      std::copy(L.tid2eid.begin() + int64_t{tokens[r]} * top_k,
+                L.tid2eid.begin() + int64_t{tokens[r] + 1} * top_k, ir);
+    } else {
+      std::vector<T> choice(count);
+      for (int e = 0; e < count; ++e) choice[e] = pr[e] + L.score_correction[e];
+      std::vector<int> order(count);
+      for (int e = 0; e < count; ++e) order[e] = e;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return choice[a] > choice[b]; });
+      std::copy(order.begin(), order.begin() + top_k, ir);
+    }
+    deepseek_expert_weights(c, pr, ir, weights + int64_t{r} * top_k);
+  }
+}
+
 template <class T>
 void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows,
                     int dim, T* y) {
@@ -820,6 +881,7 @@ const T* Model<T>::held(const std::vector<T>& w, int k, int m) {
     // address like the held weights.
     for (const Layer& L : layers_) {
       output_projections_.insert(L.o.data());
+      output_projections_.insert(L.o_b.data());
       output_projections_.insert(L.out_proj.data());
       output_projections_.insert(L.mlp.down.data());
       output_projections_.insert(L.shared.down.data());
@@ -936,7 +998,7 @@ void Model<T>::rotate_heads(T* x, const int* positions, int n, int heads, int he
 // loop over the experts hit, with index_add_, accumulates them).
 template <class T>
 void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
-                       const TapFn<T>& tap, const RouteFn& route) {
+                       const TapFn<T>& tap, const RouteFn& route, const int* tokens) {
   const ModelConfig& c = config_;
   const int hidden = c.hidden_size, inter = expert_intermediate_size(c);
   const int count = c.num_local_experts, top_k = c.num_experts_per_tok;
@@ -944,8 +1006,11 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   std::vector<int> ids(int64_t{n} * top_k);
   std::vector<T> weights(int64_t{n} * top_k);
   linear(h, L.router, L.router_bias, n, hidden, count, logits.data());
-  const bool deepseek = is_deepseek(c);
-  if (deepseek)
+  const bool v4 = is_deepseek_v4(c);
+  const bool deepseek = is_deepseek(c) || v4;
+  if (v4)
+    v4_route(L, logits.data(), tokens, n, probs.data(), ids.data(), weights.data());
+  else if (deepseek)
     deepseek_route(L, logits.data(), n, probs.data(), ids.data(), weights.data());
   else
     backend_.moe_route(logits.data(), n, count, top_k, probs.data(), ids.data(), weights.data());
@@ -1018,6 +1083,8 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
       // GptOssExperts fixes alpha and limit in code; the config's swiglu_limit is not read.
       backend_.clamped_swiglu(gate.data(), up.data(), int64_t{m} * inter, 1.702, 7.0, act.data());
       linear(act.data(), E.down, E.down_bias, m, inter, hidden, y.data());
+    } else if (v4) {
+      clamped_mlp(E, x.data(), m, inter, y.data());
     } else {
       gated_mlp(x.data(), E.gate, E.up, E.down, m, hidden, inter, y.data());
     }
@@ -1026,10 +1093,15 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   if (!L.shared.gate.empty()) {
     // DeepSeek's shared experts, one MLP on every token, added after the routed ones; Qwen3-Next's
     // shared expert scaled per token by sigmoid(shared_expert_gate . h) first.
-    const int width = L.shared_gate.empty() ? inter * c.n_shared_experts
-                                            : c.shared_expert_intermediate_size;
+    // DeepSeek-V4 builds one shared expert, clamped as its experts are.
+    const int width = v4                    ? inter
+                      : L.shared_gate.empty() ? inter * c.n_shared_experts
+                                              : c.shared_expert_intermediate_size;
     std::vector<T> sy(int64_t{n} * hidden);
-    gated_mlp(h, L.shared.gate, L.shared.up, L.shared.down, n, hidden, width, sy.data());
+    if (v4)
+      clamped_mlp(L.shared, h, n, width, sy.data());
+    else
+      gated_mlp(h, L.shared.gate, L.shared.up, L.shared.down, n, hidden, width, sy.data());
     if (!L.shared_gate.empty()) {
       std::vector<T> logit(n), wide(int64_t{n} * hidden), gated(int64_t{n} * hidden);
       linear(h, L.shared_gate, {}, n, hidden, 1, logit.data());
@@ -1071,6 +1143,8 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
     throw std::runtime_error("position " + std::to_string(p0 + n - 1) +
                              " is beyond the learned position embeddings (n_positions " +
                              std::to_string(c.max_position_embeddings) + ")");
+
+  if (is_deepseek_v4(c)) return forward_deepseek_v4(tokens, cache, tap, route);
 
   const int hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int widest = widest_query_heads(c), kv_heads = c.num_key_value_heads, hd = c.head_dim;

@@ -33,6 +33,17 @@ namespace pinmark {
 // streams; attn_norm normalises stream altup_active_idx of them), "layers.N.laurel"
 // [tokens, hidden], "layers.N.streams" [N, tokens, hidden] (corrected, per-layer input added);
 // and "altup_merged" [tokens, hidden] before final_norm.
+// DeepSeek-V4 computes per layer: "layers.N.attn_comb" [tokens, N, N] (the hyper-connection's
+// doubly stochastic stream mix before attention, row j the weights of input stream j into each
+// output stream), "layers.N.attn_norm" (input_layernorm of the collapsed streams), "layers.N.q",
+// "layers.N.kv" [tokens, 1, head_dim] (its one key-and-value head), on compressed layers
+// "layers.N.compressed" [entries, head_dim] (every compressed entry so far), on CSA layers
+// "layers.N.index_scores" [tokens, entries] (0 where masked) and "layers.N.index_topk"
+// [tokens, min(index_topk, entries)] (-1 past the entries a query may see), "layers.N.scores"
+// [heads, tokens, kv_len + entries], "layers.N.attn_out", "layers.N.mlp_comb", "layers.N.router",
+// "layers.N.experts", "layers.N.expert_weights", "layers.N.shared_experts", "layers.N.mlp_out",
+// "layers.N.streams" [N, tokens, hidden]; then "hc_head" [tokens, hidden] (the streams
+// collapsed) before final_norm.
 // DeepSeek-V3.2 adds, before scores: "layers.N.index_scores" [tokens, kv_len] (the indexer's
 // score of every key, 0 for keys after the query's position) and "layers.N.index_topk"
 // [tokens, min(index_topk, kv_len)] (the selected keys' positions as numbers, best first).
@@ -68,6 +79,8 @@ class KVCache {
     int64_t total = 0;
     for (size_t s = 0; s < k_.size(); ++s) total += static_cast<int64_t>(k_[s].size() + v_[s].size());
     for (const std::vector<T>& keys : index_k_) total += static_cast<int64_t>(keys.size());
+    for (const auto* entries : {&compressed_, &index_compressed_})
+      for (const std::vector<T>& e : *entries) total += static_cast<int64_t>(e.size());
     return capacity_ > 0 ? total / capacity_ : 0;
   }
   // A Gated DeltaNet layer's cache (Qwen3-Next), empty for other layers: the last
@@ -80,8 +93,19 @@ class KVCache {
   int64_t state_values() const {
     int64_t total = 0;
     for (size_t l = 0; l < conv_.size(); ++l) total += static_cast<int64_t>(conv_[l].size() + state_[l].size());
+    for (const auto* rows : {&compressor_rows_, &index_rows_})
+      for (const std::vector<T>& r : *rows) total += static_cast<int64_t>(r.size());
     return total;
   }
+  // DeepSeek-V4's compressed layers, empty for the others: the compressor's projected rows
+  // (c * head_dim values of kv, then as many of gate; c = 2 on CSA layers, whose entries pool
+  // two windows, 1 on HCA layers) of the last c * rate positions, a ring indexed by position
+  // modulo c * rate; and the compressed entries [capacity / rate, head_dim]. On CSA layers the
+  // indexer's likewise, at index_head_dim.
+  T* compressor_rows(int layer) { return compressor_rows_[layer].data(); }
+  T* compressed(int layer) { return compressed_[layer].data(); }
+  T* index_rows(int layer) { return index_rows_[layer].data(); }
+  T* index_compressed(int layer) { return index_compressed_[layer].data(); }
   // How many layers' keys and values are stored: fewer than the layers when some share.
   int stored_layers() const { return static_cast<int>(k_.size()); }
   void advance(int n) { length_ += n; }
@@ -92,6 +116,7 @@ class KVCache {
   std::vector<int> slot_;  // per layer, the index into k_ and v_
   std::vector<std::vector<T>> k_, v_;
   std::vector<std::vector<T>> conv_, state_, index_k_;  // per layer
+  std::vector<std::vector<T>> compressor_rows_, compressed_, index_rows_, index_compressed_;
 };
 
 template <class T>
@@ -163,6 +188,19 @@ class Model {
     std::vector<T> altup_scale, altup_correction, altup_prediction, altup_router, altup_router_norm;
     std::vector<T> laurel_left, laurel_right, laurel_norm;
     std::vector<T> per_layer_gate, per_layer_projection, per_layer_norm;
+    // DeepSeek-V4: the hyper-connections before attention (attn_hc) and the MLP (ffn_hc), fn
+    // [(2 + N) N, N * hidden], base [(2 + N) N], scale [3]; kv_proj [head_dim, hidden] and
+    // kv_norm; the grouped output projection o_a [o_groups * o_lora_rank, heads * head_dim /
+    // o_groups] and o_b [hidden, o_groups * o_lora_rank]; a compressed layer's compressor
+    // kv_proj and gate_proj [c * head_dim, hidden], position_bias [rate, c * head_dim] and
+    // kv_norm; a CSA layer's indexer likewise at index_head_dim (its q_b_proj in index_wq_b,
+    // its weights_proj in index_weights_proj); a hash_moe layer's tid2eid [vocab, top_k].
+    // q_a, q_a_norm, q_b, sinks, router, score_correction, experts and shared as above.
+    std::vector<T> attn_hc_fn, attn_hc_base, attn_hc_scale, ffn_hc_fn, ffn_hc_base, ffn_hc_scale;
+    std::vector<T> kv_proj, kv_norm, o_a, o_b;
+    std::vector<T> compressor_kv, compressor_gate, compressor_bias, compressor_norm;
+    std::vector<T> index_kv, index_gate, index_bias, index_norm;
+    std::vector<int> tid2eid;
   };
   // gate_proj, up_proj and down_proj under `prefix` (a layer's "...mlp." or an expert's), a
   // gated MLP `width` wide: what every family but GPT-2, Mixtral's legacy names and gpt-oss
@@ -227,8 +265,43 @@ class Model {
   // apart; the rest pass through (Phi-3's partial rotary, DeepSeek-V3.2's indexer heads).
   void rotate_prefix(T* x, const int* positions, int n, int rows_per_token, int stride,
                      int width);
+  // tokens: the n tokens' ids, which DeepSeek-V4's hash layers route by.
   void experts(const Layer& L, const T* h, int n, const std::string& prefix, T* out,
-               const TapFn<T>& tap, const RouteFn& route);
+               const TapFn<T>& tap, const RouteFn& route, const int* tokens = nullptr);
+
+  // DeepSeek-V4 (runtime/deepseek_v4.cpp).
+  void load_deepseek_v4(const Weights& weights);
+  Tensor<T> forward_deepseek_v4(const std::vector<int>& tokens, KVCache<T>& cache,
+                                const TapFn<T>& tap, const RouteFn& route);
+  // A hyper-connection (DeepseekV4HyperConnection) over streams [N, n, hidden]: the input it
+  // collapses them into, collapsed [n, hidden]; and unless post is null, its post [n, N] and
+  // comb [n, N, N] (comb[t, j, k]: input stream j's weight in output stream k), both rounded
+  // to the storage type as transformers casts them.
+  void hyper_connection(const std::vector<T>& fn, const std::vector<T>& base,
+                        const std::vector<T>& scale, const std::vector<T>& streams, int n,
+                        T* collapsed, std::vector<T>* post, std::vector<T>* comb);
+  void v4_attention(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
+                    const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
+                    const RouteFn& route, T* out);
+  // One compressor of a compressed layer over the n new tokens' h [n, hidden]: stores their
+  // projected rows and the entries their windows complete; returns how many entries there
+  // are now. index: the CSA indexer's compressor, at index_head_dim.
+  int compress(const Layer& L, int layer, bool index, const T* h, int n, int p0,
+               KVCache<T>& cache);
+  // The rotation of DeepSeek-V4: RoPE on the last `width` values of each of the n *
+  // rows_per_token rows of x, `stride` apart, pairing adjacent values (interleaved); the
+  // compressed layers' frequencies or the sliding layers'. inverse: by -position (the conjugate
+  // rotation of the attention output).
+  void rotate_interleaved(T* x, const int* positions, int n, int rows_per_token, int stride,
+                          int width, bool compressed, bool inverse);
+  // silu(min(x gate^T, limit)) * clamp(x up^T, -limit, limit), then down: DeepseekV4MLP and
+  // each of DeepseekV4Experts, limit swiglu_limit. x [m, hidden], out [m, hidden].
+  void clamped_mlp(const Expert& E, const T* x, int m, int inter, T* out);
+  // DeepseekV4TopKRouter and DeepseekV4HashRouter: scores scoring_func(logits), then the
+  // experts the table gives each token (hash_moe) or the top_k of scores plus the correction
+  // bias, ties to the lower index; weights as deepseek_expert_weights gives them.
+  void v4_route(const Layer& L, const T* logits, const int* tokens, int n, T* probs, int* ids,
+                T* weights);
 
   ModelConfig config_;
   Backend<T>& backend_;
@@ -240,6 +313,11 @@ class Model {
   std::vector<T> embed_per_layer_, per_layer_model_projection_, per_layer_projection_norm_;
   std::vector<std::vector<T>> altup_projections_, altup_unembed_projections_;
   std::vector<T> ones_;
+  // DeepSeek-V4: the final hyper-connection's hc_fn [N, N * hidden], hc_base [N], hc_scale [1];
+  // the rotary frequencies of the sliding layers ("main") and of the compressed ones.
+  std::vector<T> hc_head_fn_, hc_head_base_, hc_head_scale_;
+  std::vector<double> main_inv_freq_, compress_inv_freq_;
+  double compress_attention_scaling_ = 1.0;
   std::vector<double> inv_freq_;  // for rope_scaling; empty for plain RoPE
   double attention_scaling_ = 1.0;  // yarn's and longrope's factor on cos and sin
   std::vector<int> kv_source_;

@@ -168,12 +168,17 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                              std::to_string(c.num_hidden_layers)});
     for (const std::string& t : c.layer_types) {
       const bool linear = c.model_type == "qwen3_next", sparse = c.model_type == "deepseek_v32";
-      if (sparse ? t != "deepseek_sparse_attention"
+      const bool v4 = is_deepseek_v4(c);
+      if (v4       ? t != "sliding_attention" && t != "compressed_sparse_attention" &&
+                         t != "heavily_compressed_attention"
+          : sparse ? t != "deepseek_sparse_attention"
           : linear ? t != "full_attention" && t != "linear_attention"
                    : t != "full_attention" && t != "sliding_attention") {
         problems.push_back({"layer_types", "layer_types entry '" + t +
                                                "' is not supported (pinmark implements " +
-                                               (sparse   ? "deepseek_sparse_attention"
+                                               (v4 ? "sliding_attention, compressed_sparse_attention "
+                                                     "and heavily_compressed_attention"
+                                                : sparse ? "deepseek_sparse_attention"
                                                 : linear ? "full_attention and linear_attention"
                                                          : "full_attention and sliding_attention") +
                                                " for " + c.model_type + ")"});
@@ -261,6 +266,68 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                           "shared_expert_intermediate_size must not be negative, got " +
                               std::to_string(c.shared_expert_intermediate_size)});
   }
+  if (is_deepseek_v4(c)) {
+    for (const auto& [key, value] :
+         {std::pair{"hc_mult", c.hc_mult}, std::pair{"hc_sinkhorn_iters", c.hc_sinkhorn_iters},
+          std::pair{"q_lora_rank", c.q_lora_rank}, std::pair{"o_groups", c.o_groups},
+          std::pair{"o_lora_rank", c.o_lora_rank}, std::pair{"sliding_window", c.sliding_window},
+          std::pair{"moe_intermediate_size", c.moe_intermediate_size}})
+      if (value <= 0)
+        problems.push_back({key, std::string(key) + " must be positive, got " +
+                                     std::to_string(value)});
+    for (const auto& [key, value] : {std::pair{"compress_rates", c.csa_compress_rate},
+                                     std::pair{"compress_rates", c.hca_compress_rate}})
+      if (value <= 0)
+        problems.push_back({key, std::string(key) + " entries must be positive, got " +
+                                     std::to_string(value)});
+    if (!(c.hc_eps >= 0) || std::isinf(c.hc_eps))
+      problems.push_back({"hc_eps", "hc_eps must be a finite non-negative number, got " +
+                                        number(c.hc_eps)});
+    if (!(c.swiglu_limit > 0))
+      problems.push_back({"swiglu_limit", "swiglu_limit must be a positive number, got " +
+                                              number(c.swiglu_limit)});
+    // DeepseekV4TopKRouter applies ACT2FN[scoring_func]; transformers 5.17's ACT2FN has
+    // sqrtsoftplus and sigmoid, and no softmax, whatever DeepseekV4Config's docstring lists.
+    if (c.scoring_func != "sqrtsoftplus" && c.scoring_func != "sigmoid")
+      problems.push_back({"scoring_func", "scoring_func '" + c.scoring_func +
+                                              "' is not supported (DeepSeek-V4's router applies "
+                                              "ACT2FN[scoring_func]: sqrtsoftplus or sigmoid)"});
+    const int64_t width = int64_t{c.num_attention_heads} * with_defaults(c).head_dim;
+    if (c.o_groups > 0 && width % c.o_groups != 0)
+      problems.push_back({"o_groups", "o_groups (" + std::to_string(c.o_groups) +
+                                          ") does not divide num_attention_heads * head_dim (" +
+                                          std::to_string(width) + ")"});
+    bool csa = false;
+    for (const std::string& t : c.layer_types) csa = csa || t == "compressed_sparse_attention";
+    if (csa) {
+      for (const auto& [key, value] : {std::pair{"index_topk", c.index_topk},
+                                       std::pair{"index_head_dim", c.index_head_dim},
+                                       std::pair{"index_n_heads", c.index_n_heads}})
+        if (value <= 0)
+          problems.push_back({key, std::string(key) + " must be positive, got " +
+                                       std::to_string(value)});
+      // The indexer rotates the last rotary_dim values of its heads.
+      if (c.index_head_dim > 0 && with_defaults(c).head_dim > 0 &&
+          c.index_head_dim < rotary_dim(with_defaults(c)))
+        problems.push_back({"index_head_dim", "index_head_dim (" + std::to_string(c.index_head_dim) +
+                                                  ") must be at least the rotary part of the "
+                                                  "heads (" +
+                                                  std::to_string(rotary_dim(with_defaults(c))) +
+                                                  " values)"});
+    }
+    if (!c.mlp_layer_types.empty() &&
+        static_cast<int>(c.mlp_layer_types.size()) != c.num_hidden_layers)
+      problems.push_back({"mlp_layer_types", "mlp_layer_types has " +
+                                                 std::to_string(c.mlp_layer_types.size()) +
+                                                 " entries, num_hidden_layers is " +
+                                                 std::to_string(c.num_hidden_layers)});
+    for (const std::string& t : c.mlp_layer_types)
+      if (t != "hash_moe" && t != "moe") {
+        problems.push_back({"mlp_layer_types", "mlp_layer_types entry '" + t +
+                                                   "' is neither hash_moe nor moe"});
+        break;
+      }
+  }
   if (is_gemma3n(c)) {
     for (const auto& [key, value] :
          {std::pair{"altup_num_inputs", c.altup_num_inputs}, std::pair{"laurel_rank", c.laurel_rank},
@@ -314,9 +381,10 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
   if (c.partial_rotary_factor != 1.0) {
     const ModelConfig d = with_defaults(c);
     const int dim = d.head_dim > 0 ? rotary_dim(c) : 0;
-    if (c.model_type != "phi3" && c.model_type != "qwen3_next")
+    if (c.model_type != "phi3" && c.model_type != "qwen3_next" && !is_deepseek_v4(c))
       problems.push_back({"partial_rotary_factor",
-                          "partial_rotary_factor is only supported for phi3 and qwen3_next, not " +
+                          "partial_rotary_factor is only supported for phi3, qwen3_next and "
+                          "deepseek_v4, not " +
                               c.model_type});
     else if (!(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1))
       problems.push_back({"partial_rotary_factor",
@@ -340,11 +408,12 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       problems.push_back({"num_experts_per_tok", "num_experts_per_tok must not be negative, got " +
                                                      std::to_string(c.num_experts_per_tok)});
   } else if (c.model_type == "mixtral" || c.model_type == "qwen3_moe" ||
-             c.model_type == "gpt_oss" || is_deepseek(c) || c.model_type == "qwen3_next") {
+             c.model_type == "gpt_oss" || is_deepseek(c) || c.model_type == "qwen3_next" ||
+             is_deepseek_v4(c)) {
     // Qwen3-MoE and Qwen3-Next spell the expert count num_experts, DeepSeek n_routed_experts.
     const bool qwen = c.model_type == "qwen3_moe" || c.model_type == "qwen3_next";
     const std::string experts_key = qwen                            ? "num_experts"
-                                    : is_deepseek(c)                ? "n_routed_experts"
+                                    : is_deepseek(c) || is_deepseek_v4(c) ? "n_routed_experts"
                                                                     : "num_local_experts";
     if (c.num_local_experts <= 0)
       problems.push_back({experts_key, experts_key + " must be positive, got " +
@@ -388,13 +457,13 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                                      std::to_string(c.decoder_sparse_step)});
   } else if (c.num_local_experts != 0 || c.num_experts_per_tok != 0) {
     problems.push_back({"num_local_experts", "experts are only supported for mixtral, "
-                                             "qwen3_moe, gpt_oss, deepseek_v3, deepseek_v32 and "
-                                             "qwen3_next, "
+                                             "qwen3_moe, gpt_oss, deepseek_v3, deepseek_v32, "
+                                             "qwen3_next and deepseek_v4, "
                                              "not " + c.model_type});
   }
 
   if (!c.query_heads.empty()) {
-    if (c.model_type == "gpt2" || is_deepseek(c)) {
+    if (c.model_type == "gpt2" || is_deepseek(c) || is_deepseek_v4(c)) {
       problems.push_back({"query_heads", "pinmark.query_heads needs separate q, k and v heads, "
                                          "which " + c.model_type + " does not have"});
     } else if (static_cast<int>(c.query_heads.size()) != c.num_hidden_layers) {
@@ -448,7 +517,7 @@ const std::vector<std::string>& known_model_types() {
                                                  "gemma",  "gemma2",  "gpt2",    "mixtral",
                                                  "qwen3_moe", "olmo2",  "phi3",    "gemma3_text",
                                                  "gpt_oss",   "deepseek_v3", "deepseek_v32",
-                                                 "qwen3_next", "gemma3n_text"};
+                                                 "qwen3_next", "gemma3n_text", "deepseek_v4"};
   return types;
 }
 
@@ -457,6 +526,16 @@ bool is_deepseek(const ModelConfig& c) {
 }
 
 bool is_gemma3n(const ModelConfig& c) { return c.model_type == "gemma3n_text"; }
+
+bool is_deepseek_v4(const ModelConfig& c) { return c.model_type == "deepseek_v4"; }
+
+int compress_rate(const ModelConfig& c, int layer) {
+  if (!is_deepseek_v4(c) || layer < 0 || layer >= static_cast<int>(c.layer_types.size())) return 0;
+  const std::string& t = c.layer_types[layer];
+  return t == "compressed_sparse_attention"    ? c.csa_compress_rate
+         : t == "heavily_compressed_attention" ? c.hca_compress_rate
+                                               : 0;
+}
 
 int layer_intermediate_size(const ModelConfig& c, int layer) {
   if (layer >= 0 && layer < static_cast<int>(c.layer_intermediate_sizes.size()))
@@ -630,6 +709,28 @@ ModelConfig family_defaults(const std::string& model_type) {
       c.index_head_dim = 128;
       c.index_n_heads = 64;
     }
+  } else if (model_type == "deepseek_v4") {
+    // DeepseekV4Config's defaults (DeepSeek-V4-Flash's shape); layer_types: two HCA layers, then
+    // HCA and CSA alternating; mlp_layer_types: three hash_moe layers, then moe (the reader
+    // lists both). One shared key-and-value head.
+    c.head_dim = 512;
+    c.num_key_value_heads = 1;
+    c.q_lora_rank = 1024;
+    c.partial_rotary_factor = 64.0 / 512.0;
+    c.rope_local_base_freq = 10000;
+    c.rope_theta = 160000;
+    c.sliding_window = 128;
+    c.hc_mult = 4;
+    c.o_groups = 8;
+    c.o_lora_rank = 1024;
+    c.index_n_heads = 64;
+    c.index_head_dim = 128;
+    c.index_topk = 512;
+    c.num_local_experts = 256;
+    c.num_experts_per_tok = 6;
+    c.moe_intermediate_size = 2048;
+    c.routed_scaling_factor = 1.5;
+    c.max_position_embeddings = 1048576;
   } else if (model_type == "gpt_oss") {
     // GptOssConfig's defaults (gpt-oss-120b's shape); layer_types alternate sliding and full
     // (the reader lists them).

@@ -14,7 +14,7 @@ namespace pinmark {
 // positions, Qwen2's q/k/v biases, Qwen3's q/k norms, Gemma 2's sandwich norms, Mixtral's
 // experts) and reads the fields below for what a config chooses.
 //   llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gpt2, mixtral, qwen3_moe, olmo2,
-//   phi3, gpt_oss, deepseek_v3, deepseek_v32, qwen3_next, gemma3n_text
+//   phi3, gpt_oss, deepseek_v3, deepseek_v32, qwen3_next, gemma3n_text, deepseek_v4
 struct ModelConfig {
   std::string model_type = "llama";
   int vocab_size = 0;
@@ -171,6 +171,41 @@ struct ModelConfig {
   // Per layer; empty: dense everywhere (the config reader fills Gemma3nTextConfig's default).
   std::vector<double> activation_sparsity_pattern;
 
+  // DeepSeek-V4 (deepseek_v4), after transformers 5.17's DeepseekV4Model (DeepSeek-AI 2026,
+  // "DeepSeek-V4"):
+  // - Manifold-constrained hyper-connections (mHC; Xie et al. 2026): the residual is hc_mult
+  //   streams; before each sublayer a learned map of the streams gives weights that collapse
+  //   them into the sublayer's input ("pre"), expand its output back ("post"), and mix the
+  //   streams ("comb", made doubly stochastic by hc_sinkhorn_iters Sinkhorn-Knopp steps, each
+  //   division's denominator plus hc_eps).
+  // - Attention: one shared key-and-value head (K = V) of head_dim values, queries through a
+  //   q_lora_rank bottleneck, RoPE interleaved on the last rotary_dim values of each head, one
+  //   learned sink logit per head, a sliding window on every layer, and the output's rotary part
+  //   rotated back by its query's position. layer_types adds to the window: "sliding_attention"
+  //   nothing; "compressed_sparse_attention" (CSA) one entry per csa_compress_rate tokens,
+  //   pooled over overlapping windows, of which a lightning indexer (index_n_heads heads of
+  //   index_head_dim values) picks index_topk per query; "heavily_compressed_attention" (HCA)
+  //   one entry per hca_compress_rate tokens, pooled over disjoint windows, all visible.
+  //   Sliding layers rotate with rope_local_base_freq (V4's "main" rope, rope_theta in its
+  //   config.json); the others, their compressors and the indexer with rope_theta (its
+  //   compress_rope_theta) and the rope scaling.
+  // - Output projection in o_groups groups, each of num_attention_heads * head_dim / o_groups
+  //   values to o_lora_rank, then one Linear to hidden_size.
+  // - MoE in every layer: router scores scoring_func(logits) ("sqrtsoftplus" or "sigmoid"); "moe" layers (mlp_layer_types) pick the top num_experts_per_tok of scores plus
+  //   the correction bias, "hash_moe" layers the experts a fixed table (tid2eid) gives the
+  //   token; weights the chosen scores renormalised times routed_scaling_factor; one shared
+  //   expert; expert and shared gates clamped at swiglu_limit from above, ups at +-swiglu_limit.
+  // hc_mult 0: none of these (every other family).
+  int hc_mult = 0;
+  int hc_sinkhorn_iters = 20;
+  double hc_eps = 1e-6;
+  int csa_compress_rate = 4;
+  int hca_compress_rate = 128;
+  int o_groups = 0;
+  int o_lora_rank = 0;
+  std::string scoring_func = "sqrtsoftplus";
+  double swiglu_limit = 10.0;
+
   // pinmark.query_heads: each layer's number of query heads, num_key_value_heads staying the
   // same in every layer, so that layers group their query heads over the KV heads unevenly
   // (OpenELM's layer-wise scaling, Mehta et al. 2024, sec. 2.2; models that give sliding and
@@ -189,6 +224,13 @@ int widest_query_heads(const ModelConfig& config);
 
 // Gemma 3n: AltUp, LAuReL and per-layer inputs (model_type gemma3n_text).
 bool is_gemma3n(const ModelConfig& config);
+
+// DeepSeek-V4: hyper-connections, compressed attention, hash routing (model_type deepseek_v4).
+bool is_deepseek_v4(const ModelConfig& config);
+
+// DeepSeek-V4: layer `layer`'s compression rate (csa_compress_rate or hca_compress_rate), 0 for a
+// sliding_attention layer.
+int compress_rate(const ModelConfig& config, int layer);
 
 // Layer `layer`'s MLP width: layer_intermediate_sizes[layer] when set, else intermediate_size.
 int layer_intermediate_size(const ModelConfig& config, int layer);

@@ -246,11 +246,25 @@ std::optional<DType> SafetensorsFile::storage_dtype(const std::string& name) con
 Tensor<double> SafetensorsFile::read(const std::string& name) const {
   const Entry& e = entry(name);
   const std::optional<DType> dtype = readable_dtype(e.dtype);
-  if (!dtype)
-    fail("tensor " + quoted(name) + " has dtype " + e.dtype +
-         ", which pinmark does not read (it reads F64, F32, F16, BF16)");
   Tensor<double> t(e.shape);
   const unsigned char* p = data_ + e.begin;
+  // Integer buffers (DeepSeek-V4's hash routing table): exact in fp64 up to 2^53.
+  if (!dtype && (e.dtype == "I64" || e.dtype == "I32")) {
+    const bool wide = e.dtype == "I64";
+    for (size_t i = 0; i < t.data.size(); ++i) {
+      const int64_t v = wide ? static_cast<int64_t>(load_le<uint64_t>(p + 8 * i))
+                             : static_cast<int32_t>(load_le<uint32_t>(p + 4 * i));
+      if (v > (int64_t{1} << 53) || v < -(int64_t{1} << 53))
+        fail("tensor " + quoted(name) + " holds " + std::to_string(v) +
+             ", an integer beyond the 2^53 that pinmark reads exactly");
+      t.data[i] = static_cast<double>(v);
+    }
+    return t;
+  }
+  if (!dtype)
+    fail("tensor " + quoted(name) + " has dtype " + e.dtype +
+         ", which pinmark does not read (it reads F64, F32, F16, BF16, and I64 and I32 as "
+         "integers)");
   // The header check made the byte length equal count * element size.
   const size_t count = t.data.size();
   switch (*dtype) {

@@ -55,8 +55,9 @@ class SafetensorsFile {
   // The `__metadata__` strings, empty when the header has none.
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
-  // The tensor's values in fp64. F64, F32, F16 and BF16 convert exactly; any other dtype
-  // throws, naming the tensor and its dtype.
+  // The tensor's values in fp64. F64, F32, F16 and BF16 convert exactly, as do I64 and I32
+  // integers up to 2^53 in magnitude (a larger one throws); any other dtype throws, naming the
+  // tensor and its dtype.
   Tensor<double> read(const std::string& name) const;
 
  private:

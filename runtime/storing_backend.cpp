@@ -114,6 +114,14 @@ void StoringBackend<T>::mix_streams(const T* x, const T* coefs, int n, int in_st
   inner_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
   store(y, int64_t{out_streams} * n * dim, in_streams);
 }
+// One rounding of each pooled value (transformers' bf16 code also rounds the weights and the
+// products before its sum: docs/numerics.md).
+template <class T>
+void StoringBackend<T>::softmax_pool(const T* kv, const T* gate, int n, int slots, int dim,
+                                     T* out) {
+  inner_->softmax_pool(kv, gate, n, slots, dim, out);
+  store(out, int64_t{n} * dim, slots);
+}
 template <class T>
 void StoringBackend<T>::scale_columns(const T* x, const T* w, int n, int dim, T* y) {
   inner_->scale_columns(x, w, n, dim, y);

@@ -41,6 +41,7 @@ class StoringBackend : public Backend<T> {
   void mix_streams(const T* x, const T* coefs, int n, int in_streams, int out_streams, int dim,
                    T* y) override;
   void scale_columns(const T* x, const T* w, int n, int dim, T* y) override;
+  void softmax_pool(const T* kv, const T* gate, int n, int slots, int dim, T* out) override;
   void rescale_rms(const T* x, const T* ref, int n, int dim, double floor, T* y) override;
   void gaussian_topk(T* x, int n, int dim, double std_multiplier) override;
   void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,

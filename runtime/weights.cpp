@@ -1,5 +1,6 @@
 #include "runtime/weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -262,6 +263,95 @@ Weights gemma3n_weights(const ModelConfig& c) {
   return w;
 }
 
+// DeepSeek-V4 under the names its checkpoints store, DeepSeek's own (transformers 5.17's
+// save_pretrained writes them: attn.wq_a for self_attn.q_a_proj, ffn.experts.E.w1 for the
+// experts' merged gate_up_proj, and so on; conversion_mapping.py renames them on loading). The
+// hash layers' tid2eid gives each token num_experts_per_tok distinct experts, drawn by sorting
+// the experts on random keys.
+Weights deepseek_v4_weights(const ModelConfig& c) {
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size, heads = c.num_attention_heads;
+  const int64_t hd = c.head_dim, n = c.hc_mult, mixes = (2 + n) * n;
+  const int64_t groups = c.o_groups, rank = c.o_lora_rank, inter = c.moe_intermediate_size;
+  const int64_t experts = c.num_local_experts, top_k = c.num_experts_per_tok;
+  Weights w;
+  add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
+  // A gated MLP in DeepSeek's own names: w1 the gate, w3 the up projection, w2 down.
+  auto mlp = [&](const std::string& p) {
+    add_linear(w, c, p + "w1.weight", inter, hidden);
+    add_linear(w, c, p + "w3.weight", inter, hidden);
+    add_linear(w, c, p + "w2.weight", hidden, inter);
+  };
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const std::string a = p + "attn.";
+    add_norm(w, c, p + "attn_norm.weight", hidden);
+    add_norm(w, c, p + "ffn_norm.weight", hidden);
+    for (const char* site : {"hc_attn_", "hc_ffn_"}) {
+      add_linear(w, c, p + site + "fn", mixes, n * hidden);
+      add_bias(w, c, p + site + "base", mixes);
+      add_norm(w, c, p + site + "scale", 3);
+    }
+    add_linear(w, c, a + "wq_a.weight", c.q_lora_rank, hidden);
+    add_norm(w, c, a + "q_norm.weight", c.q_lora_rank);
+    add_linear(w, c, a + "wq_b.weight", heads * hd, c.q_lora_rank);
+    add_linear(w, c, a + "wkv.weight", hd, hidden);
+    add_norm(w, c, a + "norm.weight", hd);
+    add_linear(w, c, a + "wo_a.weight", groups * rank, heads * hd / groups);
+    add_linear(w, c, a + "wo_b.weight", hidden, groups * rank);
+    // Sink logits of the order of the scores they compete with.
+    add_tensor(w, c, a + "attn_sink", {heads}, 1.0);
+    const int rate = compress_rate(c, i);
+    if (rate > 0) {
+      const bool csa = c.layer_types[i] == "compressed_sparse_attention";
+      const int64_t width = (csa ? 2 : 1) * hd;
+      const std::string x = a + "compressor.";
+      add_linear(w, c, x + "wkv.weight", width, hidden);
+      add_linear(w, c, x + "wgate.weight", width, hidden);
+      add_tensor(w, c, x + "ape", {rate, width}, 0.5);
+      add_norm(w, c, x + "norm.weight", hd);
+      if (csa) {
+        const std::string y = a + "indexer.";
+        const int64_t id = c.index_head_dim;
+        add_linear(w, c, y + "compressor.wkv.weight", 2 * id, hidden);
+        add_linear(w, c, y + "compressor.wgate.weight", 2 * id, hidden);
+        add_tensor(w, c, y + "compressor.ape", {rate, 2 * id}, 0.5);
+        add_norm(w, c, y + "compressor.norm.weight", id);
+        add_linear(w, c, y + "wq_b.weight", int64_t{c.index_n_heads} * id, c.q_lora_rank);
+        add_linear(w, c, y + "weights_proj.weight", c.index_n_heads, hidden);
+      }
+    }
+    const std::string f = p + "ffn.";
+    add_linear(w, c, f + "gate.weight", experts, hidden);
+    const bool hash = i < static_cast<int>(c.mlp_layer_types.size()) &&
+                      c.mlp_layer_types[i] == "hash_moe";
+    if (hash) {
+      const std::string name = f + "gate.tid2eid";
+      const std::vector<double> keys = random_tensor(
+          c.seed, name, static_cast<size_t>(vocab * experts), 1.0, 0.0);
+      std::vector<double> table(static_cast<size_t>(vocab * top_k));
+      for (int64_t t = 0; t < vocab; ++t) {
+        std::vector<int64_t> order(experts);
+        for (int64_t e = 0; e < experts; ++e) order[e] = e;
+        std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+          return keys[t * experts + x] < keys[t * experts + y];
+        });
+        for (int64_t s = 0; s < top_k; ++s) table[t * top_k + s] = static_cast<double>(order[s]);
+      }
+      w.emplace(name, Tensor<double>({vocab, top_k}, std::move(table)));
+    } else {
+      add_bias(w, c, f + "gate.bias", experts);
+    }
+    for (int64_t e = 0; e < experts; ++e) mlp(f + "experts." + std::to_string(e) + ".");
+    mlp(f + "shared_experts.");
+  }
+  add_linear(w, c, "model.hc_head.hc_fn", n, n * hidden);
+  add_bias(w, c, "model.hc_head.hc_base", n);
+  add_norm(w, c, "model.hc_head.hc_scale", 1);
+  add_norm(w, c, "model.norm.weight", hidden);
+  if (!c.tie_word_embeddings) add_linear(w, c, "head.weight", vocab, hidden);
+  return w;
+}
+
 }  // namespace
 
 Weights synthetic_weights(const ModelConfig& config) {
@@ -270,6 +360,7 @@ Weights synthetic_weights(const ModelConfig& config) {
   if (is_deepseek(c)) return deepseek_weights(c);
   if (c.model_type == "qwen3_next") return qwen3_next_weights(c);
   if (is_gemma3n(c)) return gemma3n_weights(c);
+  if (is_deepseek_v4(c)) return deepseek_v4_weights(c);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const bool gemma =

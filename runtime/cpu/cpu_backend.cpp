@@ -400,6 +400,34 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // Each channel's weights normalised first (softmax), then the weighted sum over the slots
+  // in order, as torch computes (kv * gate.softmax(dim=slots)).sum(dim=slots).
+  void softmax_pool(const T* kv, const T* gate, int n, int slots, int dim, T* out) override {
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+#pragma omp parallel for if (int64_t{n} * slots * dim >= kParallelWork)
+    for (int w = 0; w < n; ++w) {
+      const T* g = gate + int64_t{w} * slots * dim;
+      const T* v = kv + int64_t{w} * slots * dim;
+      for (int d = 0; d < dim; ++d) {
+        T max = neg_inf;
+        for (int s = 0; s < slots; ++s)
+          if (g[int64_t{s} * dim + d] > max) max = g[int64_t{s} * dim + d];
+        T sum = 0;
+        for (int s = 0; s < slots; ++s) {
+          const T x = g[int64_t{s} * dim + d];
+          if (x != neg_inf) sum += std::exp(x - max);
+        }
+        T pooled = 0;
+        for (int s = 0; s < slots; ++s) {
+          const T x = g[int64_t{s} * dim + d];
+          const T weight = x == neg_inf ? T(0) : std::exp(x - max) / sum;
+          pooled += weight * v[int64_t{s} * dim + d];
+        }
+        out[int64_t{w} * dim + d] = pooled;
+      }
+    }
+  }
+
   void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,
                       int kv_len, int heads, int head_dim, double scale, double weight_scale,
                       T* out) override {
@@ -461,11 +489,12 @@ class CpuBackend final : public Backend<T> {
     acc.assign(int64_t{n} * kCols, T(0));
     for (int p0 = 0; p0 < k; p0 += kDepth) {
       const int depth = std::min(kDepth, k - p0);
-      const T* terms = panel + static_cast<int64_t>(p0) * kCols;
-      if (!panel) {
+      // (No offset from a null panel: pointer arithmetic on null is undefined.)
+      const T* terms = pack.data();
+      if (panel)
+        terms = panel + static_cast<int64_t>(p0) * kCols;
+      else
         pack_block(pack.data(), w + p0, ldw, width, depth);
-        terms = pack.data();
-      }
       for (int i = 0; i < n; i += 4)
         accumulate_rows(acc.data() + int64_t{i} * kCols, x + i * ldx + p0, ldx,
                         std::min(4, n - i), terms, depth);

@@ -365,6 +365,31 @@ __global__ void scale_columns_kernel(const float* x, const float* w, int n, int 
   PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) y[idx] = x[idx] * w[idx % dim];
 }
 
+// One thread per (window, channel): the channel's softmax over the slots, then the weighted sum
+// over the slots in order, as the CPU reference computes it.
+__global__ void softmax_pool_kernel(const float* kv, const float* gate, int n, int slots, int dim,
+                                    float* out) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) {
+    const int64_t w = idx / dim, d = idx % dim;
+    const float* g = gate + w * slots * dim + d;
+    const float* v = kv + w * slots * dim + d;
+    float max = -INFINITY;
+    for (int s = 0; s < slots; ++s) max = fmaxf(max, g[int64_t{s} * dim]);
+    float sum = 0.0f;
+    for (int s = 0; s < slots; ++s) {
+      const float x = g[int64_t{s} * dim];
+      if (x != -INFINITY) sum += expf(x - max);
+    }
+    float pooled = 0.0f;
+    for (int s = 0; s < slots; ++s) {
+      const float x = g[int64_t{s} * dim];
+      const float weight = x == -INFINITY ? 0.0f : expf(x - max) / sum;
+      pooled += weight * v[int64_t{s} * dim];
+    }
+    out[idx] = pooled;
+  }
+}
+
 // One thread per row for the sums (in order, as the CPU reference sums them), then one per value.
 __global__ void rms_ratio_kernel(const float* x, const float* ref, int n, int dim, float floor,
                                  float* target, float* own) {
@@ -959,6 +984,19 @@ class CudaBackend final : public Backend<float> {
     scale_columns_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_x, d_w, n, dim, d_y);
     PINMARK_CUDA_CHECK_LAUNCH(scale_columns_kernel);
     download(y, d_y, size);
+  }
+
+  void softmax_pool(const float* kv, const float* gate, int n, int slots, int dim,
+                    float* out) override {
+    const int64_t size = int64_t{n} * dim;
+    if (size <= 0 || slots <= 0) return;
+    const float* d_kv = upload(0, kv, size * slots);
+    const float* d_g = upload(1, gate, size * slots);
+    float* d_out = main_.arena.get<float>(2, size);
+    softmax_pool_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_kv, d_g, n, slots, dim,
+                                                                      d_out);
+    PINMARK_CUDA_CHECK_LAUNCH(softmax_pool_kernel);
+    download(out, d_out, size);
   }
 
   void rescale_rms(const float* x, const float* ref, int n, int dim, double floor,

@@ -533,6 +533,23 @@ TEST_F(CudaTest, Gemma3nOps) {
   EXPECT_TRUE(std::isnan(y[7]));
 }
 
+TEST_F(CudaTest, SoftmaxPool) {
+  const int n = 5, slots = 8, dim = 33;
+  auto kv = make_input<float>("kv", n * slots * dim, 2.0);
+  auto gate = make_input<float>("gate", n * slots * dim, 3.0);
+  for (int s = 0; s < 4; ++s)
+    for (int d = 0; d < dim; ++d) {
+      gate.t[s * dim + d] = -INFINITY;
+      gate.d[s * dim + d] = -INFINITY;
+    }
+  std::vector<float> y(n * dim);
+  std::vector<double> expected(y.size());
+  auto cpu = make_cpu_backend<double>();
+  backend->softmax_pool(kv.t.data(), gate.t.data(), n, slots, dim, y.data());
+  cpu->softmax_pool(kv.d.data(), gate.d.data(), n, slots, dim, expected.data());
+  expect_close(y, expected, kFp32, "softmax_pool");
+}
+
 TEST_F(CudaTest, IndexerScores) {
   const int n = 5, kv_len = 37, heads = 6, dim = 12;
   auto q = make_input<float>("q", n * heads * dim);

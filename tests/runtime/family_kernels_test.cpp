@@ -298,6 +298,38 @@ TYPED_TEST(FamilyKernel, ScaleColumns) {
   expect_close(y, expected, this->tol, "scale_columns");
 }
 
+// DeepSeek-V4's compressor pooling: per window and channel, a softmax over the slots' gates
+// weighs the slots' values; a -infinity gate weighs 0.
+TYPED_TEST(FamilyKernel, SoftmaxPool) {
+  using T = TypeParam;
+  const int n = 3, slots = 6, dim = 7;
+  auto kv = make_input<T>("kv", n * slots * dim, 2.0);
+  auto gate = make_input<T>("gate", n * slots * dim, 3.0);
+  // Window 0's first two slots are empty (a CSA layer's first window has no previous one).
+  for (int s = 0; s < 2; ++s)
+    for (int d = 0; d < dim; ++d) {
+      gate.t[s * dim + d] = -std::numeric_limits<T>::infinity();
+      gate.d[s * dim + d] = -std::numeric_limits<double>::infinity();
+    }
+  std::vector<T> y(n * dim);
+  this->backend->softmax_pool(kv.t.data(), gate.t.data(), n, slots, dim, y.data());
+  std::vector<double> expected(y.size());
+  for (int w = 0; w < n; ++w)
+    for (int d = 0; d < dim; ++d) {
+      double sum = 0, pooled = 0;
+      for (int s = 0; s < slots; ++s) sum += std::exp(gate.d[(w * slots + s) * dim + d]);
+      for (int s = 0; s < slots; ++s)
+        pooled += std::exp(gate.d[(w * slots + s) * dim + d]) / sum * kv.d[(w * slots + s) * dim + d];
+      expected[w * dim + d] = pooled;
+    }
+  expect_close(y, expected, this->tol, "softmax_pool");
+  // A NaN gate poisons its channel only.
+  gate.t[(n * slots - 1) * dim + 2] = std::numeric_limits<T>::quiet_NaN();
+  this->backend->softmax_pool(kv.t.data(), gate.t.data(), n, slots, dim, y.data());
+  EXPECT_TRUE(std::isnan(y[(n - 1) * dim + 2]));
+  EXPECT_FALSE(std::isnan(y[(n - 1) * dim + 3]));
+}
+
 // Gemma 3n's activation sparsity: relu(x - (mean + population std * multiplier)) per row.
 TYPED_TEST(FamilyKernel, GaussianTopk) {
   using T = TypeParam;

@@ -298,6 +298,11 @@ class NudgingBackend : public Backend<double> {
     cpu_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
     nudge("mix_streams", y, int64_t{out_streams} * n * dim);
   }
+  void softmax_pool(const double* kv, const double* gate, int n, int slots, int dim,
+                    double* out) override {
+    cpu_->softmax_pool(kv, gate, n, slots, dim, out);
+    nudge("softmax_pool", out, int64_t{n} * dim);
+  }
   void scale_columns(const double* x, const double* w, int n, int dim, double* y) override {
     cpu_->scale_columns(x, w, n, dim, y);
     nudge("scale_columns", y, int64_t{n} * dim);
@@ -753,6 +758,147 @@ TEST(Model, Gemma3nDecodeEqualsPrefill) {
   }
   EXPECT_EQ(rows, all);
   EXPECT_EQ(stepped.stored_layers(), 2);
+}
+
+// DeepSeek-V4: a sliding, a CSA, an HCA and a CSA layer with a window of 3, CSA entries every
+// 2 tokens (the indexer keeping 2), HCA every 3, 3 hyper-connection streams, hash routing in
+// layer 0, clamps at 0.5 (which the synthetic activations cross).
+ModelConfig small_deepseek_v4() {
+  ModelConfig c = family_defaults("deepseek_v4");
+  c.vocab_size = 32;
+  c.hidden_size = 24;
+  c.moe_intermediate_size = 20;
+  c.intermediate_size = 20;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 4;
+  c.head_dim = 8;
+  c.q_lora_rank = 12;
+  c.partial_rotary_factor = 0.5;
+  c.o_groups = 2;
+  c.o_lora_rank = 6;
+  c.sliding_window = 3;
+  c.layer_types = {"sliding_attention", "compressed_sparse_attention",
+                   "heavily_compressed_attention", "compressed_sparse_attention"};
+  c.csa_compress_rate = 2;
+  c.hca_compress_rate = 3;
+  c.index_n_heads = 4;
+  c.index_head_dim = 6;
+  c.index_topk = 2;
+  c.hc_mult = 3;
+  c.num_local_experts = 4;
+  c.num_experts_per_tok = 2;
+  c.mlp_layer_types = {"hash_moe", "moe", "moe", "moe"};
+  c.swiglu_limit = 0.5;
+  c.rope_type = "yarn";
+  c.rope_factor = 4;
+  c.rope_original_max_position_embeddings = 8;
+  c.rope_attention_factor = 1.0;
+  c.max_position_embeddings = 64;
+  c.seed = 41;
+  return c;
+}
+
+// 11 tokens: past the window, 5 CSA entries (the indexer keeps 2 of them), 3 HCA entries.
+const std::vector<int> kV4Prompt = {1, 5, 9, 3, 31, 0, 17, 4, 22, 8, 13};
+
+TEST(Model, DeepseekV4KernelsGoThroughTheBackend) {
+  const ModelConfig c = small_deepseek_v4();
+  const Weights w = synthetic_weights(c);
+  // (indexer_scores only ranks the entries: a nudge smaller than the gap between two changes
+  // nothing; DeepseekV4UsesEveryPart zeroes the indexer's weights instead.)
+  for (const char* op : {"softmax_pool", "mix_streams", "rope_freqs",
+                         "attention_scores", "attention_values", "swiglu", "rmsnorm",
+                         "moe_combine", "scale", "add"}) {
+    NudgingBackend clean("none"), nudged(op);
+    Model<double> a(c, w, clean), b(c, w, nudged);
+    KVCache<double> ca(c, 11), cb(c, 11);
+    EXPECT_NE(a.forward(kV4Prompt, ca).data, b.forward(kV4Prompt, cb).data)
+        << "nudging " << op << " did not change the logits";
+  }
+}
+
+// Each part reaches the logits: zeroing (or, for the hash table, changing) one changes them.
+TEST(Model, DeepseekV4UsesEveryPart) {
+  const ModelConfig c = small_deepseek_v4();
+  const Weights w = synthetic_weights(c);
+  const std::vector<double> base = logits_of<double>(c, w, kV4Prompt);
+  for (const char* name :
+       {"model.layers.0.hc_attn_fn", "model.layers.2.hc_ffn_base", "model.hc_head.hc_fn",
+        "model.layers.1.attn.attn_sink", "model.layers.1.attn.compressor.ape",
+        "model.layers.1.attn.indexer.compressor.wkv.weight",
+        "model.layers.3.attn.indexer.weights_proj.weight",
+        "model.layers.2.attn.compressor.wgate.weight", "model.layers.0.attn.wo_a.weight",
+        "model.layers.2.ffn.gate.bias", "model.layers.3.ffn.shared_experts.w3.weight"}) {
+    Weights changed = w;
+    for (double& v : changed.at(name).data) v = 0;
+    EXPECT_NE(logits_of<double>(c, changed, kV4Prompt), base) << name;
+  }
+  Weights rerouted = w;
+  std::vector<double>& table = rerouted.at("model.layers.0.ffn.gate.tid2eid").data;
+  for (double& e : table) e = 3 - e;  // every token to the other experts
+  EXPECT_NE(logits_of<double>(c, rerouted, kV4Prompt), base) << "tid2eid";
+}
+
+// Through the cache, a token at a time and in chunks of 3: the same bits as the whole prompt
+// (the compressors' windows close across calls, CSA pooling the previous call's rows).
+TEST(Model, DeepseekV4DecodeAndChunksEqualPrefill) {
+  const ModelConfig c = small_deepseek_v4();
+  const Weights w = synthetic_weights(c);
+  auto backend = make_cpu_backend<double>();
+  Model<double> model(c, w, *backend);
+  KVCache<double> whole(c, 11), stepped(c, 11), chunked(c, 11);
+  const std::vector<double> all = model.forward(kV4Prompt, whole).data;
+  std::vector<double> rows;
+  for (int t : kV4Prompt) {
+    const std::vector<double> row = model.forward({t}, stepped).data;
+    rows.insert(rows.end(), row.begin(), row.end());
+  }
+  EXPECT_EQ(rows, all);
+  std::vector<double> pieces;
+  for (size_t s = 0; s < kV4Prompt.size(); s += 3) {
+    const std::vector<int> part(kV4Prompt.begin() + s,
+                                kV4Prompt.begin() + std::min(kV4Prompt.size(), s + 3));
+    const std::vector<double> got = model.forward(part, chunked).data;
+    pieces.insert(pieces.end(), got.begin(), got.end());
+  }
+  EXPECT_EQ(pieces, all);
+}
+
+// The hash table must give each token distinct experts that exist.
+TEST(Model, DeepseekV4RefusesABadHashTable) {
+  const ModelConfig c = small_deepseek_v4();
+  Weights w = synthetic_weights(c);
+  std::vector<double>& table = w.at("model.layers.0.ffn.gate.tid2eid").data;
+  auto backend = make_cpu_backend<double>();
+  table[5 * 2 + 1] = table[5 * 2];
+  try {
+    Model<double> model(c, w, *backend);
+    FAIL() << "a repeated expert was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "tensor 'model.layers.0.ffn.gate.tid2eid': token 5 lists expert " +
+                                         std::to_string(static_cast<int>(table[10])) + " twice");
+  }
+  table[5 * 2 + 1] = 4;
+  try {
+    Model<double> model(c, w, *backend);
+    FAIL() << "expert 4 of 4 was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "tensor 'model.layers.0.ffn.gate.tid2eid': token 5 is routed to "
+                           "expert 4.000000, not one of the 4 experts (n_routed_experts)");
+  }
+}
+
+// The KV cache holds the window's keys (which are the values), the compressed entries, and the
+// compressors' rows of the last window or two, which do not grow.
+TEST(Model, DeepseekV4CacheHoldsKeysEntriesAndFixedRows) {
+  const ModelConfig c = small_deepseek_v4();
+  KVCache<double> cache(c, 60);
+  // 4 layers of 8 key values per token; CSA entries of 8 and index entries of 6 per 2 tokens
+  // (30 entries in 60 positions), HCA entries of 8 per 3 tokens (20 entries).
+  const int64_t per_token = (4 * 8 * 60 + 2 * 30 * (8 + 6) + 20 * 8) / 60;
+  EXPECT_EQ(cache.values_per_token(), per_token);
+  // CSA: 4 rows of 2 * 16 (compressor) and 2 * 12 (indexer); HCA: 3 rows of 2 * 8.
+  EXPECT_EQ(cache.state_values(), 2 * (4 * 32 + 4 * 24) + 3 * 16);
 }
 
 TEST(Model, Gemma3nRefusesATokenWithoutAPerLayerEmbedding) {

@@ -386,7 +386,30 @@ TEST_F(SafetensorsError, UnsupportedDtypeIsRefusedWhenRead) {
   EXPECT_EQ(file.read("w").data.size(), 8u);  // the other tensors stay readable
   expect_error([&] { file.read("q"); },
                {path_, "tensor 'q' has dtype I8, which pinmark does not read (it reads F64, F32, "
-                       "F16, BF16)"});
+                       "F16, BF16, and I64 and I32 as integers)"});
+}
+
+// Integer buffers (DeepSeek-V4's tid2eid) read as exact integers, negative ones too.
+TEST_F(SafetensorsError, IntegerTensorsReadExactly) {
+  std::string i64, i32;
+  for (int64_t v : {int64_t{3}, int64_t{-2}, int64_t{1} << 40})
+    for (int b = 0; b < 8; ++b) i64.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * b)) & 0xff));
+  for (int32_t v : {7, -9})
+    for (int b = 0; b < 4; ++b) i32.push_back(static_cast<char>((static_cast<uint32_t>(v) >> (8 * b)) & 0xff));
+  write_file(path_, {{"a", "I64", {3}, i64}, {"b", "I32", {2}, i32}});
+  const SafetensorsFile file(path_);
+  EXPECT_EQ(file.read("a").data, (std::vector<double>{3, -2, 1099511627776.0}));
+  EXPECT_EQ(file.read("b").data, (std::vector<double>{7, -9}));
+}
+
+TEST_F(SafetensorsError, IntegerBeyondTwoToTheFiftyThreeIsRefused) {
+  std::string i64;
+  const uint64_t big = (uint64_t{1} << 53) + 1;
+  for (int b = 0; b < 8; ++b) i64.push_back(static_cast<char>((big >> (8 * b)) & 0xff));
+  write_file(path_, {{"a", "I64", {1}, i64}});
+  const SafetensorsFile file(path_);
+  expect_error([&] { file.read("a"); },
+               {path_, "tensor 'a' holds 9007199254740993, an integer beyond the 2^53"});
 }
 
 TEST_F(SafetensorsError, UnknownDtypeIsRefusedWhenRead) {
