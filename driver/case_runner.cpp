@@ -365,12 +365,14 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
   ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
   result.prompts = prompts;
   result.layers = spec.model.num_hidden_layers;
-  if (is_deepseek(spec.model)) {
+  if (is_deepseek(spec.model) || is_deepseek_v4(spec.model)) {
     const ModelConfig c = with_defaults(spec.model);
     result.router_choice.groups = c.n_group;
     result.router_choice.groups_kept = c.topk_group;
+    // DeepSeek-V4's checkpoints name the correction bias ffn.gate.bias.
+    const std::string bias = is_deepseek_v4(c) ? ".ffn.gate.bias" : ".mlp.gate.e_score_correction_bias";
     for (int l = 0; l < c.num_hidden_layers; ++l) {
-      auto it = weights.find("model.layers." + std::to_string(l) + ".mlp.gate.e_score_correction_bias");
+      auto it = weights.find("model.layers." + std::to_string(l) + bias);
       if (it != weights.end())
         result.router_choice.correction[l] =
             std::vector<double>(it->second.data.begin(), it->second.data.end());

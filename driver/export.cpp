@@ -136,6 +136,10 @@ class RecordingBackend : public Backend<double> {
                    int dim, double* y) override {
     cpu_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
   }
+  void softmax_pool(const double* kv, const double* gate, int n, int slots, int dim,
+                    double* out) override {
+    cpu_->softmax_pool(kv, gate, n, slots, dim, out);
+  }
   void scale_columns(const double* x, const double* w, int n, int dim, double* y) override {
     cpu_->scale_columns(x, w, n, dim, y);
   }
@@ -346,7 +350,15 @@ void export_model(const Case& c, const CaseSpec& spec, const std::string& dir, j
   if (spec.checkpoint.empty()) {
     SafetensorsWriter model_file;
     model_file.set_metadata("format", "pt");
-    for (const auto& [n, tensor] : weights) model_file.add_f64(n, tensor.shape, tensor.data);
+    for (const auto& [n, tensor] : weights) {
+      // DeepSeek-V4's hash routing table is an integer buffer, stored as int64 (as
+      // save_pretrained writes it).
+      if (n.ends_with(".tid2eid"))
+        model_file.add_i64(n, tensor.shape,
+                           std::vector<int64_t>(tensor.data.begin(), tensor.data.end()));
+      else
+        model_file.add_f64(n, tensor.shape, tensor.data);
+    }
     write_safetensors(model_file, dir + "/model.safetensors");
     write_text(dir + "/config.json", synthetic_config_json(c, spec));
     f = file_entry("model.safetensors",

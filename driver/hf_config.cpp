@@ -68,7 +68,7 @@ const std::map<std::string, std::string>& architecture_of() {
       {"phi3", "Phi3ForCausalLM"},     {"gemma3_text", "Gemma3ForCausalLM"},
       {"gpt_oss", "GptOssForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"},
       {"deepseek_v32", "DeepseekV32ForCausalLM"}, {"qwen3_next", "Qwen3NextForCausalLM"},
-      {"gemma3n_text", "Gemma3nForCausalLM"}};
+      {"gemma3n_text", "Gemma3nForCausalLM"}, {"deepseek_v4", "DeepseekV4ForCausalLM"}};
   return names;
 }
 
@@ -84,7 +84,7 @@ const std::map<std::string, std::string>& base_architecture_of() {
       {"phi3", "Phi3Model"},           {"gemma3_text", "Gemma3TextModel"},
       {"gpt_oss", "GptOssModel"},      {"deepseek_v3", "DeepseekV3Model"},
       {"deepseek_v32", "DeepseekV32Model"}, {"qwen3_next", "Qwen3NextModel"},
-      {"gemma3n_text", "Gemma3nTextModel"}};
+      {"gemma3n_text", "Gemma3nTextModel"}, {"deepseek_v4", "DeepseekV4Model"}};
   return names;
 }
 
@@ -190,6 +190,84 @@ void read_gemma3_rope(Reader& r, const std::string& k, const json& v, ModelConfi
       r.problems.push_back(r.block.problem_at(
           k, what + " is not a layer type (Gemma 3 has full_attention and sliding_attention)"));
     }
+  }
+}
+
+// DeepSeek-V4's rope, as DeepseekV4Config.__post_init__ resolves it: transformers 5's
+// rope_parameters by rope kind, {"main": {...}, "compress": {...}}, the sliding layers' plain
+// RoPE and the compressed layers' (which may be scaled); or one flat table (rope_scaling, or a
+// flat rope_parameters), which is the compressed layers' scaling: its base is then
+// compress_rope_theta whatever the table says, and a yarn table without attention_factor gets
+// 1.0 (the V4 reference does not scale cos and sin).
+//
+// Nested, each kind's rotary width is head_dim times its own partial_rotary_factor (1 when
+// absent: DeepseekV4RotaryEmbedding reads it from the kind's entry, not from the config's top
+// level); pinmark implements one width for both kinds.
+void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (v.is_object() && (v.contains("main") || v.contains("compress"))) {
+    double main_factor = 1.0, compress_factor = 1.0;
+    for (const auto& [kind, params] : v.items()) {
+      const std::string what = k + "." + kind;
+      if (kind == "compress") {
+        c.partial_rotary_factor = 1.0;
+        read_rope(r, k, params, c);
+        compress_factor = c.partial_rotary_factor;
+      } else if (kind == "main") {
+        if (params.is_object() && params.contains("partial_rotary_factor"))
+          r.number(what + ".partial_rotary_factor", params["partial_rotary_factor"], main_factor);
+        if (!params.is_object()) {
+          r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
+          continue;
+        }
+        std::string type = "default";
+        for (const char* name : {"type", "rope_type"})
+          if (params.contains(name) && params[name].is_string()) type = params[name].get<std::string>();
+        if (type != "default")
+          r.problems.push_back(r.block.problem_at(
+              k, what + " rope type \"" + type + "\" is not supported (pinmark implements "
+                     "\"default\" on DeepSeek-V4's sliding layers); set it to \"default\""));
+        else if (params.contains("rope_theta"))
+          r.number(what + ".rope_theta", params["rope_theta"], c.rope_local_base_freq);
+      } else if (kind != "rope_type" && kind != "type") {
+        r.problems.push_back(r.block.problem_at(
+            k, what + " is not a rope kind (DeepSeek-V4 has main and compress)"));
+      }
+    }
+    c.partial_rotary_factor = compress_factor;
+    if (main_factor != compress_factor)
+      r.problems.push_back(r.block.problem_at(
+          k, k + ".main rotates " + show(json(main_factor)) + " of each head and " + k +
+                 ".compress " + show(json(compress_factor)) +
+                 " (partial_rotary_factor, 1 when absent); pinmark implements one rotary width "
+                 "for both"));
+    return;
+  }
+  json table = v;
+  if (table.is_object()) table.erase("rope_theta");
+  const double theta = c.rope_theta;
+  read_rope(r, k, table, c);
+  c.rope_theta = theta;
+  if (c.rope_type == "yarn" && table.is_object() && !table.contains("attention_factor"))
+    c.rope_attention_factor = 1.0;
+}
+
+// DeepSeek-V4's compress_rates: {"compressed_sparse_attention": m, "heavily_compressed_attention":
+// m'}, either may be left to its default.
+void read_compress_rates(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  if (v.is_null()) return;
+  if (!v.is_object()) {
+    r.problems.push_back(r.block.problem_at(k, k + " must be an object, got " + show(v)));
+    return;
+  }
+  for (const auto& [type, rate] : v.items()) {
+    if (type == "compressed_sparse_attention")
+      r.integer(k + "." + type, rate, c.csa_compress_rate);
+    else if (type == "heavily_compressed_attention")
+      r.integer(k + "." + type, rate, c.hca_compress_rate);
+    else
+      r.problems.push_back(r.block.problem_at(
+          k, k + "." + type + " is not a compressed layer type (DeepSeek-V4 has "
+                 "compressed_sparse_attention and heavily_compressed_attention)"));
   }
 }
 
@@ -316,8 +394,9 @@ const std::vector<std::string>& all_rope_keys() {
 void read_partial_rotary_factor(Reader& r, const std::string& k, const json& v,
                                 const std::string& what, ModelConfig& c) {
   // Phi-3's and Qwen3-Next's attention rotate the first int(head_dim * factor) values of each
-  // head (Qwen3-Next's default factor is 0.25, so 1.0 is a value to read there).
-  if (c.model_type == "phi3" || c.model_type == "qwen3_next") {
+  // head (Qwen3-Next's default factor is 0.25, so 1.0 is a value to read there), DeepSeek-V4's
+  // the last ones.
+  if (c.model_type == "phi3" || c.model_type == "qwen3_next" || c.model_type == "deepseek_v4") {
     if (v.is_null()) return;
     if (!v.is_number())
       r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(v)));
@@ -658,6 +737,91 @@ KeyTable config_keys(const std::string& type) {
       // DeepseekV32Attention always interleaves the rotary part; the key is not read.
       keys.erase("rope_interleave");
     }
+  } else if (type == "deepseek_v4") {
+    keys["head_dim"] = integer_key(&ModelConfig::head_dim);
+    // One shared key-and-value head whatever num_key_value_heads says (DeepseekV4Attention).
+    keys["num_key_value_heads"] = unused_integer_key();
+    keys["q_lora_rank"] = integer_key(&ModelConfig::q_lora_rank);
+    // Legacy: the rotary width, folded into partial_rotary_factor when that is absent.
+    keys["qk_rope_head_dim"] = integer_key(&ModelConfig::qk_rope_head_dim);
+    // The bases: rope_theta the sliding layers', compress_rope_theta the compressed layers';
+    // rope_parameters by kind, when given, carries both instead (and these are then not read).
+    auto nested_rope = [](const json& config) {
+      for (const char* key : {"rope_parameters", "rope_scaling"})
+        if (config.contains(key) && config[key].is_object() &&
+            (config[key].contains("main") || config[key].contains("compress")))
+          return true;
+      return false;
+    };
+    keys["rope_theta"] = [nested_rope](Reader& r, const std::string& k, const json& v,
+                                       ModelConfig& c) {
+      double base = c.rope_local_base_freq;
+      r.number(k, v, base);
+      if (!nested_rope(r.block.value)) c.rope_local_base_freq = base;
+    };
+    keys["compress_rope_theta"] = [nested_rope](Reader& r, const std::string& k, const json& v,
+                                                ModelConfig& c) {
+      double base = c.rope_theta;
+      r.number(k, v, base);
+      if (!nested_rope(r.block.value)) c.rope_theta = base;
+    };
+    keys["rope_scaling"] = read_deepseek_v4_rope;
+    keys["rope_parameters"] = read_deepseek_v4_rope;
+    keys["sliding_window"] = read_sliding_window;
+    keys["layer_types"] = read_layer_types;
+    // Legacy: per-layer rates 0, 4 or 128, which name the layer types when layer_types is
+    // absent; resolved after all keys are read.
+    keys["compress_ratios"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      if (v.is_null()) return;
+      bool ok = v.is_array();
+      if (ok)
+        for (const json& e : v)
+          ok = ok && e.is_number_integer() && (e == 0 || e == 4 || e == 128);
+      if (!ok)
+        r.problems.push_back(r.block.problem_at(
+            k, k + " must be a list of 0, 4 and 128 (sliding, compressed sparse and heavily "
+                   "compressed attention), got " + show(v)));
+    };
+    keys["compress_rates"] = read_compress_rates;
+    keys["compress_rate_csa"] = integer_key(&ModelConfig::csa_compress_rate);
+    keys["compress_rate_hca"] = integer_key(&ModelConfig::hca_compress_rate);
+    keys["mlp_layer_types"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+      ModelConfig read;
+      read_layer_types(r, k, v, read);
+      c.mlp_layer_types = read.layer_types;
+    };
+    // Legacy: the hash_moe layers that start mlp_layer_types when it is absent.
+    keys["num_hash_layers"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
+      int n = 0;
+      if (r.integer(k, v, n) && n < 0)
+        r.problems.push_back(r.block.problem_at(k, k + " must not be negative, got " + show(v)));
+    };
+    keys["hc_mult"] = integer_key(&ModelConfig::hc_mult);
+    keys["hc_sinkhorn_iters"] = integer_key(&ModelConfig::hc_sinkhorn_iters);
+    keys["hc_eps"] = number_key(&ModelConfig::hc_eps);
+    keys["o_groups"] = integer_key(&ModelConfig::o_groups);
+    keys["o_lora_rank"] = integer_key(&ModelConfig::o_lora_rank);
+    keys["index_topk"] = integer_key(&ModelConfig::index_topk);
+    keys["index_head_dim"] = integer_key(&ModelConfig::index_head_dim);
+    keys["index_n_heads"] = integer_key(&ModelConfig::index_n_heads);
+    keys["n_routed_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_local_experts"] = integer_key(&ModelConfig::num_local_experts);
+    keys["num_experts_per_tok"] = integer_key(&ModelConfig::num_experts_per_tok);
+    // DeepseekV4Config maps intermediate_size to moe_intermediate_size: the width of every
+    // expert and of the one shared expert, which DeepseekV4SparseMoeBlock builds whatever
+    // n_shared_experts says.
+    keys["moe_intermediate_size"] = integer_key(&ModelConfig::moe_intermediate_size);
+    keys["intermediate_size"] = integer_key(&ModelConfig::moe_intermediate_size);
+    keys["n_shared_experts"] = unused_integer_key();
+    keys["routed_scaling_factor"] = number_key(&ModelConfig::routed_scaling_factor);
+    keys["scoring_func"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+      if (v.is_string())
+        c.scoring_func = v.get<std::string>();
+      else
+        r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+    };
+    keys["swiglu_limit"] = number_key(&ModelConfig::swiglu_limit);
+    keys["mlp_bias"] = only_key(false);
   } else if (type == "gpt_oss") {
     keys["attention_bias"] = boolean_key(&ModelConfig::attention_bias);
     keys["sliding_window"] = read_sliding_window;
@@ -866,6 +1030,13 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
        {"aux_loss_alpha", "seq_aux", "ep_size", "topk_method", "scoring_func", "moe_layer_freq",
         "num_nextn_predict_layers", "output_router_logits", "router_aux_loss_coef",
         "rope_interleave", "mlp_bias"}},
+      // DeepseekV4's modeling code reads none of these: its router always renormalises the
+      // chosen scores and always picks by score plus correction bias, its projections have no
+      // bias, jitter applies in training only, and the multi-token-prediction layers are not
+      // built.
+      {"deepseek_v4",
+       {"norm_topk_prob", "topk_method", "attention_bias", "num_nextn_predict_layers",
+        "output_router_logits", "router_aux_loss_coef", "router_jitter_noise"}},
   };
   static std::map<std::string, std::vector<std::string>> merged;
   auto it = merged.find(type);
@@ -878,6 +1049,10 @@ const std::vector<std::string>& ignored_config_keys(const std::string& type) {
 
 std::vector<std::string> required_config_keys(const std::string& type) {
   if (type == "gpt2") return {"vocab_size", "n_embd", "n_layer", "n_head"};
+  // DeepSeek-V4 spells the MLP width moe_intermediate_size (DeepSeek-V4-Flash's default when
+  // absent, as for its other sizes).
+  if (type == "deepseek_v4")
+    return {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"};
   return {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
           "num_attention_heads"};
 }
@@ -913,6 +1088,52 @@ void resolve_qwen_window(const JsonBlock& block, ModelConfig& c,
       c.layer_types.push_back(c.sliding_window > 0 && i >= max_window_layers ? "sliding_attention"
                                                                              : "full_attention");
   }
+}
+
+// DeepseekV4Config.__post_init__: layer_types from the legacy compress_ratios or the default
+// (two HCA layers, then HCA and CSA alternating); mlp_layer_types num_hash_layers (default 3)
+// hash_moe layers, then moe; both cut to num_hidden_layers (DeepSeek-V4-Flash lists one more
+// rate, its multi-token-prediction layer's). The rotary width from qk_rope_head_dim when
+// partial_rotary_factor is not given; one shared KV head; intermediate_size is the experts'.
+void resolve_deepseek_v4(const JsonBlock& block, ModelConfig& c) {
+  const json& v = block.value;
+  const int n = c.num_hidden_layers;
+  if (!v.contains("layer_types") || v["layer_types"].is_null()) {
+    c.layer_types.clear();
+    if (v.contains("compress_ratios") && v["compress_ratios"].is_array()) {
+      for (const json& e : v["compress_ratios"])
+        c.layer_types.push_back(e == 4     ? "compressed_sparse_attention"
+                                : e == 128 ? "heavily_compressed_attention"
+                                           : "sliding_attention");
+    } else {
+      for (int i = 0; i < n; ++i)
+        c.layer_types.push_back(i >= 2 && (i - 2) % 2 ? "compressed_sparse_attention"
+                                                      : "heavily_compressed_attention");
+    }
+  }
+  if (static_cast<int>(c.layer_types.size()) > n) c.layer_types.resize(n);
+  if (!v.contains("mlp_layer_types") || v["mlp_layer_types"].is_null()) {
+    int hash = 3;
+    if (v.contains("num_hash_layers") && v["num_hash_layers"].is_number_integer())
+      hash = v["num_hash_layers"].get<int>();
+    c.mlp_layer_types.clear();
+    for (int i = 0; i < n; ++i) c.mlp_layer_types.push_back(i < hash ? "hash_moe" : "moe");
+  }
+  if (static_cast<int>(c.mlp_layer_types.size()) > n) c.mlp_layer_types.resize(n);
+  // Nested rope_parameters carry their own width (read_deepseek_v4_rope); otherwise
+  // partial_rotary_factor, else qk_rope_head_dim / head_dim, else 64 / 512.
+  bool nested = false;
+  for (const char* key : {"rope_parameters", "rope_scaling"})
+    nested = nested || (v.contains(key) && v[key].is_object() &&
+                        (v[key].contains("main") || v[key].contains("compress")));
+  const bool factor_given = v.contains("partial_rotary_factor") && !v["partial_rotary_factor"].is_null();
+  if (!nested && !factor_given && c.qk_rope_head_dim > 0) {
+    const int hd = c.head_dim > 0 ? c.head_dim : 512;
+    c.partial_rotary_factor = static_cast<double>(c.qk_rope_head_dim) / hd;
+  }
+  c.qk_rope_head_dim = 0;
+  c.num_key_value_heads = 1;
+  c.intermediate_size = c.moe_intermediate_size;
 }
 
 }  // namespace
@@ -1044,6 +1265,7 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
         config.activation_sparsity_pattern.push_back(i < sparse ? 0.95 : 0.0);
     }
   }
+  if (type == "deepseek_v4") resolve_deepseek_v4(block, config);
   if (!problems.empty()) return;
   for (const ConfigProblem& p : validate(config)) problems.push_back(block.problem_at(p.key, p.message));
   if (problems.empty()) config = with_defaults(config);

@@ -197,15 +197,15 @@ TEST(ConfigCorpus, SupportedFamiliesLoadAndRunTheOthersAreRefusedByModelType) {
             << refused << " refused\n";
   for (const auto& [type, n] : by_type) std::cout << "  loaded " << type << ": " << n << "\n";
   // Every supported family has at least one published config that loads.
-  // Every gpt-oss, DeepSeek-V3 and V3.2 release is quantized (MXFP4, fp8), which pinmark
-  // refuses with its own message above; their unquantized key sets are the ones
-  // cases/models/gpt_oss.md, deepseek_v3.md and deepseek_v32.md paste (V3.2's as transformers
-  // 5.17 writes it, in checkpoints/deepseek-v32).
+  // Every gpt-oss, DeepSeek-V3, V3.2 and V4 release is quantized (MXFP4, fp8, fp4 experts),
+  // which pinmark refuses with its own message above; their unquantized key sets are the ones
+  // cases/models/gpt_oss.md, deepseek_v3.md, deepseek_v32.md and deepseek_v4.md paste (V3.2's
+  // and V4's as transformers 5.17 writes them, in checkpoints/).
   // No Qwen3-Next config.json as the Hub publishes it is in the corpus yet: the family's keys
   // are checked by tests/runtime/model_config_test.cpp and cases/models/qwen3_next.md.
   for (const std::string& type : known_model_types()) {
     if (type != "gpt_oss" && type != "deepseek_v3" && type != "deepseek_v32" &&
-        type != "qwen3_next") {
+        type != "deepseek_v4" && type != "qwen3_next") {
       EXPECT_GE(by_type[type], 1) << type;
     }
   }

@@ -353,6 +353,107 @@ TEST(PublishedConfig, GemmaThreeNReadsEachLayersMlpWidth) {
   EXPECT_EQ(layer_intermediate_size(spec.model, 4), 16);
 }
 
+// A DeepSeek-V4 case with DeepSeek-V4-Flash's published key set (its config.json, written by
+// transformers 4.57.1, without quantization_config; sizes shrunk): the legacy keys
+// compress_ratios (one more entry than layers: the multi-token-prediction layer's),
+// qk_rope_head_dim, num_hash_layers and a flat yarn rope_scaling. `overrides` (a JSON object)
+// merged over them.
+std::string deepseek_v4_case(const std::string& overrides) {
+  nlohmann::json config = {
+      {"architectures", {"DeepseekV4ForCausalLM"}}, {"model_type", "deepseek_v4"},
+      {"attention_bias", false}, {"attention_dropout", 0.0}, {"bos_token_id", 0},
+      {"eos_token_id", 1}, {"expert_dtype", "fp4"}, {"hc_eps", 1e-06}, {"hc_mult", 4},
+      {"hc_sinkhorn_iters", 20}, {"head_dim", 16}, {"hidden_act", "silu"}, {"hidden_size", 32},
+      {"index_head_dim", 8}, {"index_n_heads", 4}, {"index_topk", 2},
+      {"initializer_range", 0.02}, {"max_position_embeddings", 1048576},
+      {"moe_intermediate_size", 24}, {"n_routed_experts", 4}, {"n_shared_experts", 1},
+      {"norm_topk_prob", true}, {"num_attention_heads", 4}, {"num_experts_per_tok", 2},
+      {"num_hidden_layers", 5}, {"num_hash_layers", 3}, {"num_key_value_heads", 1},
+      {"num_nextn_predict_layers", 1}, {"o_groups", 2}, {"o_lora_rank", 8}, {"q_lora_rank", 16},
+      {"qk_rope_head_dim", 4}, {"rms_norm_eps", 1e-06},
+      {"rope_scaling",
+       {{"beta_fast", 32}, {"beta_slow", 1}, {"factor", 16},
+        {"original_max_position_embeddings", 65536}, {"type", "yarn"}}},
+      {"rope_theta", 10000}, {"routed_scaling_factor", 1.5}, {"scoring_func", "sqrtsoftplus"},
+      {"sliding_window", 4}, {"swiglu_limit", 10.0}, {"tie_word_embeddings", false},
+      {"topk_method", "noaux_tc"}, {"torch_dtype", "bfloat16"},
+      {"transformers_version", "4.57.1"}, {"use_cache", true}, {"vocab_size", 48},
+      {"compress_rope_theta", 160000}, {"compress_ratios", {0, 0, 4, 128, 4, 0}}};
+  config.merge_patch(nlohmann::json::parse(overrides.empty() ? "{}" : overrides));
+  return "# T\n\n## C\n\n### Config\n\n```json\n" + config.dump(2) +
+         "\n```\n\n### Inputs\n\n```json\n{\"prompts\": [[2, 31, 17, 5, 9]], \"decode\": 1}\n```\n";
+}
+
+// DeepseekV4Config.__post_init__'s resolution of the legacy keys: layer types from the rates
+// (cut to the layers), the first three layers hash-routed, the rotary width from
+// qk_rope_head_dim, the flat yarn table as the compressed layers' (its base compress_rope_theta,
+// attention factor 1), plain RoPE of rope_theta on the sliding layers.
+TEST(PublishedConfig, DeepseekV4ReadsItsPublishedLegacyKeys) {
+  const CaseSpec spec = read(deepseek_v4_case(""));
+  ASSERT_TRUE(spec.problems.empty()) << problems_of(spec);
+  const ModelConfig& c = spec.model;
+  EXPECT_EQ(c.layer_types, (std::vector<std::string>{"sliding_attention", "sliding_attention",
+                                                     "compressed_sparse_attention",
+                                                     "heavily_compressed_attention",
+                                                     "compressed_sparse_attention"}));
+  EXPECT_EQ(c.mlp_layer_types,
+            (std::vector<std::string>{"hash_moe", "hash_moe", "hash_moe", "moe", "moe"}));
+  EXPECT_EQ(rotary_dim(c), 4);
+  EXPECT_EQ(c.rope_type, "yarn");
+  EXPECT_EQ(c.rope_theta, 160000);
+  EXPECT_EQ(c.rope_local_base_freq, 10000);
+  EXPECT_EQ(c.rope_attention_factor, 1.0);
+  EXPECT_EQ(c.num_key_value_heads, 1);
+  EXPECT_EQ(compress_rate(c, 2), 4);
+  EXPECT_EQ(compress_rate(c, 3), 128);
+  EXPECT_EQ(compress_rate(c, 0), 0);
+  // transformers 5's own form of the same: layer_types, mlp_layer_types, compress_rates and
+  // rope_parameters by kind.
+  const CaseSpec nested = read(deepseek_v4_case(R"({
+      "compress_ratios": null, "num_hash_layers": null, "qk_rope_head_dim": null,
+      "rope_scaling": null,
+      "layer_types": ["sliding_attention", "heavily_compressed_attention",
+                      "compressed_sparse_attention", "sliding_attention", "sliding_attention"],
+      "mlp_layer_types": ["hash_moe", "moe", "moe", "moe", "moe"],
+      "compress_rates": {"compressed_sparse_attention": 2, "heavily_compressed_attention": 8},
+      "rope_parameters": {"main": {"rope_type": "default", "rope_theta": 5000.0,
+                                   "partial_rotary_factor": 0.5},
+                          "compress": {"rope_type": "default", "rope_theta": 9000.0,
+                                       "partial_rotary_factor": 0.5}}})"));
+  ASSERT_TRUE(nested.problems.empty()) << problems_of(nested);
+  EXPECT_EQ(compress_rate(nested.model, 1), 8);
+  EXPECT_EQ(compress_rate(nested.model, 2), 2);
+  EXPECT_EQ(nested.model.mlp_layer_types[1], "moe");
+  EXPECT_EQ(rotary_dim(nested.model), 8);
+  EXPECT_EQ(nested.model.rope_theta, 9000.0);
+  EXPECT_EQ(nested.model.rope_local_base_freq, 5000.0);
+}
+
+TEST(PublishedConfig, DeepseekV4ErrorsNameTheirKey) {
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"compress_ratios": [0, 0, 4, 64, 4, 0]})",
+       "compress_ratios must be a list of 0, 4 and 128"},
+      {R"({"scoring_func": "softmax"})", "scoring_func 'softmax' is not supported"},
+      {R"({"o_groups": 3})", "o_groups (3) does not divide num_attention_heads * head_dim (64)"},
+      {R"({"hc_mult": 0})", "hc_mult must be positive, got 0"},
+      {R"({"index_head_dim": 2})", "index_head_dim (2) must be at least the rotary part"},
+      {R"({"compress_ratios": null, "layer_types": ["sliding_attention", "full_attention",
+            "sliding_attention", "sliding_attention", "sliding_attention"]})",
+       "layer_types entry 'full_attention' is not supported"},
+      {R"({"mlp_layer_types": ["hash_moe", "dense", "moe", "moe", "moe"]})",
+       "mlp_layer_types entry 'dense' is neither hash_moe nor moe"},
+      {R"({"rope_scaling": null, "rope_parameters": {"main": {"rope_type": "default",
+            "rope_theta": 10000.0}, "compress": {"rope_type": "default", "rope_theta": 9000.0,
+            "partial_rotary_factor": 0.5}}})",
+       "rope_parameters.main rotates 1.0 of each head and rope_parameters.compress 0.5"},
+      {R"({"mlp_bias": true})", "mlp_bias"},
+  };
+  for (const auto& [keys, message] : bad) {
+    const CaseSpec spec = read(deepseek_v4_case(keys));
+    EXPECT_TRUE(contains(problems_of(spec), message)) << keys << "\n" << problems_of(spec);
+  }
+}
+
 TEST(PublishedConfig, GemmaThreeNErrorsNameTheirKey) {
   const std::pair<const char*, const char*> bad[] = {
       {R"({"intermediate_size": [32, 24]})", "intermediate_size has 2 entries, num_hidden_layers is 5"},
