@@ -25,6 +25,7 @@ Usage:
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -395,6 +396,43 @@ def family_specs():
                  "per-layer inputs of 8, sparsity 0.95 and 0.6 on layers 0-1, per-layer MLP "
                  "widths, layers 2-3 reuse the K/V of layers 0-1",
     }
+    specs["deepseek-v4"] = {
+        "model_type": "deepseek_v4",
+        # Every part of DeepSeek-V4 at once: hyper-connections over 4 streams (20 Sinkhorn
+        # steps), a window of 4 on every layer, a sliding layer, two CSA layers (entries every 2
+        # tokens over overlapping windows, a lightning indexer of 16 heads of 8 keeping 2 per
+        # query: 16 heads so that no two entries tie at 0 when relu zeroes every head) and an
+        # HCA layer (an entry every 4 tokens); the last 8 of each head's 16 values rotated
+        # (interleaved), yarn on the compressed layers; sinks; the grouped output projection
+        # (2 groups to 8); 4 experts top-2, hash-routed in the first two layers, one shared
+        # expert, gates and ups clamped at 0.75 (exact in bf16 and fp16).
+        "config": dict(common, hidden_size=32, moe_intermediate_size=64,
+                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=1,
+                       head_dim=16, q_lora_rank=16, partial_rotary_factor=0.5,
+                       o_groups=2, o_lora_rank=8, sliding_window=4,
+                       layer_types=["sliding_attention", "compressed_sparse_attention",
+                                    "heavily_compressed_attention",
+                                    "compressed_sparse_attention"],
+                       compress_rates={"compressed_sparse_attention": 2,
+                                       "heavily_compressed_attention": 4},
+                       index_n_heads=16, index_head_dim=8, index_topk=2,
+                       hc_mult=4, hc_sinkhorn_iters=20, hc_eps=1e-6,
+                       n_routed_experts=4, num_experts_per_tok=2,
+                       mlp_layer_types=["hash_moe", "hash_moe", "moe", "moe"],
+                       scoring_func="sqrtsoftplus", routed_scaling_factor=1.5,
+                       swiglu_limit=0.75, tie_word_embeddings=False,
+                       rope_parameters={
+                           "main": _rope(10000.0, partial_rotary_factor=0.5),
+                           "compress": _rope(160000.0, rope_type="yarn", factor=4.0,
+                                             original_max_position_embeddings=8,
+                                             beta_fast=32.0, beta_slow=1.0,
+                                             attention_factor=1.0, partial_rotary_factor=0.5),
+                       }),
+        "notes": "DeepseekV4ForCausalLM: mHC over 4 streams, window 4, sliding/CSA/HCA/CSA "
+                 "layers (rates 2 and 4, indexer top-2), sinks, grouped output, 4 experts "
+                 "top-2 with hash routing in layers 0-1, clamp 0.75",
+        "moe": True,
+    }
     return specs
 
 
@@ -423,13 +461,14 @@ def check_spec(family, spec, prompts):
         problems.append("hidden size not a multiple of heads and no head_dim")
     want_layers = {"gemma2": 4, "gemma3": 4, "gemma3n": 4, "qwen3-moe": 3,
                    "qwen3-next": 4,
-                   "deepseek-v3": 3, "deepseek-v3-yarn": 3, "deepseek-v32": 3}.get(family, 2)
+                   "deepseek-v3": 3, "deepseek-v3-yarn": 3, "deepseek-v32": 3,
+                   "deepseek-v4": 4}.get(family, 2)
     if layers != want_layers:
         problems.append(f"{layers} layers, expected {want_layers}")
     layer_types = cfg.get("layer_types")
     if layer_types is not None and len(layer_types) != layers:
         problems.append("layer_types length differs from layer count")
-    inter = cfg.get("intermediate_size", cfg.get("n_inner"))
+    inter = cfg.get("intermediate_size", cfg.get("n_inner", cfg.get("moe_intermediate_size")))
     if isinstance(inter, list):
         if len(inter) != layers:
             problems.append("intermediate_size list length differs from layer count")
@@ -631,7 +670,9 @@ def import_backends():
 def make_config(transformers, spec):
     from transformers import AutoConfig
     try:
-        config = AutoConfig.for_model(spec["model_type"], **spec["config"])
+        # A copy: a config class may rewrite the dicts it is given (DeepSeek-V4 validates its
+        # nested rope_parameters in place), and the comparison below needs the spec as written.
+        config = AutoConfig.for_model(spec["model_type"], **copy.deepcopy(spec["config"]))
     except (ValueError, TypeError, KeyError) as err:
         raise ExportError(f"cannot build {spec['model_type']} config: {err}") from None
     # Read back what matters, so that a renamed or ignored key fails loudly.
@@ -702,12 +743,20 @@ def randomize_parameters(torch, model, seed):
                 noise = torch.randn(shape, generator=generator, dtype=torch.float64)
                 param.copy_((noise / math.sqrt(fan_in)).to(param.dtype))
     # DeepSeek's router correction bias is a buffer the checkpoint stores; zero would hide
-    # whether an engine applies it, so it is drawn like a bias.
+    # whether an engine applies it, so it is drawn like a bias. DeepSeek-V4's hash routers'
+    # tid2eid (zeros at init: every token to expert 0, top_k times) gets distinct random experts
+    # for each token, as a real table has.
     with torch.no_grad():
         for name, buffer in model.named_buffers():
             if name.endswith("e_score_correction_bias"):
                 noise = torch.randn(tuple(buffer.shape), generator=generator, dtype=torch.float64)
                 buffer.copy_((0.1 * noise).to(buffer.dtype))
+            elif name.endswith("tid2eid"):
+                rows, top_k = tuple(buffer.shape)
+                experts = model.config.get_text_config().num_local_experts
+                for row in range(rows):
+                    order = torch.randperm(experts, generator=generator)[:top_k]
+                    buffer[row].copy_(order.to(buffer.dtype))
     for name, param in model.named_parameters():
         flat = param.detach().reshape(-1)
         if flat.numel() > 1 and bool((flat == flat[0]).all()):
@@ -1219,9 +1268,9 @@ def estimate_parameters(spec):
     heads = cfg.get("num_attention_heads", cfg.get("n_head"))
     kv_heads = cfg.get("num_key_value_heads", heads)
     head_dim = cfg.get("head_dim") or hidden // heads
-    inter = cfg.get("intermediate_size", cfg.get("n_inner"))
+    inter = cfg.get("intermediate_size", cfg.get("n_inner", cfg.get("moe_intermediate_size")))
     inter = max(inter) if isinstance(inter, list) else inter
-    experts = cfg.get("num_local_experts", 1)
+    experts = cfg.get("num_local_experts", cfg.get("n_routed_experts", 1))
     attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
     mlp = 3 * hidden * inter * experts
     embeddings = cfg["vocab_size"] * hidden * 2 + cfg.get("vocab_size_per_layer_input", 0) * layers * \
