@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/*_fuzzer.cpp) with clang into build-fuzz (or
-# $PINMARK_FUZZ_BUILD_DIR) and runs each for SECONDS (default 20) from its seed corpus
-# fuzz/corpus/<name>/. Prints per target its run time, executions and whether it found
-# anything; exits 1 when any target crashed, leaked, timed out or ran out of memory.
+# Runs each libFuzzer target (fuzz/*_fuzzer.cpp) for SECONDS (default 20) from its seed corpus
+# fuzz/corpus/<name>/, built in the instrumented tree of ci/sanitizer-build.sh (build-sanitize,
+# or $PINMARK_SANITIZE_BUILD_DIR: clang, ASan, UBSan, coverage on every library), which it builds
+# first if needed. Prints per target its run time, executions and whether it found anything;
+# exits 1 when any target crashed, leaked, timed out or ran out of memory.
 #
 #   bash ci/fuzz.sh [SECONDS]
 #
@@ -12,26 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
-build="${PINMARK_FUZZ_BUILD_DIR:-build-fuzz}"
-
-# clang with its sanitizer and libFuzzer runtimes (only recommended by clang on Debian, so
-# named here) and LLVM's OpenMP, which clang links instead of GCC's.
-packages=(clang libclang-rt-dev libomp-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]} > 0)); then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -q
-  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
-
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DPINMARK_FUZZ=ON -DPINMARK_CUDA=OFF -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzzers
+build="${PINMARK_SANITIZE_BUILD_DIR:-build-sanitize}"
+bash ci/sanitizer-build.sh --target fuzzers
 
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"

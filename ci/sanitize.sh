@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# Builds pinmark with AddressSanitizer and UBSan into build-asan (or $PINMARK_ASAN_BUILD_DIR)
-# and runs the whole test suite under them: the shipped goldens through `pinmark run cases`,
-# and every other test through ctest. Every finding stops its process
-# (halt_on_error here, -fno-sanitize-recover=all in the build), so any finding fails this
-# script. Extra arguments go to cmake's configure step.
+# Runs the whole test suite under AddressSanitizer and UBSan: the shipped goldens through
+# `pinmark run cases`, and every other test through ctest, in the instrumented tree that
+# ci/sanitizer-build.sh builds (build-sanitize, or $PINMARK_SANITIZE_BUILD_DIR; it builds it
+# first). Every finding stops its process (halt_on_error here, -fno-sanitize-recover=all in the
+# build), so any finding fails this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build="${PINMARK_ASAN_BUILD_DIR:-build-asan}"
-
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPINMARK_SANITIZE=ON -DPINMARK_CUDA=OFF "$@"
-cmake --build "$build" -j"$(nproc)"
+build="${PINMARK_SANITIZE_BUILD_DIR:-build-sanitize}"
+bash ci/sanitizer-build.sh
 
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:check_initialization_order=1:strict_init_order=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
