@@ -34,8 +34,9 @@
 #include "runtime/cuda/cuda_backend.h"
 
 // Raised whenever the table, or the Backend interface that crosses it, changes shape
-// (2: Backend::hold_matrix and release_matrix; tensor parallelism's functions).
-#define PINMARK_CUDA_MODULE_ABI 2
+// (2: Backend::hold_matrix and release_matrix; tensor parallelism's functions; 3: the ops of
+// Gemma 3n and DeepSeek-V4, up to softmax_pool).
+#define PINMARK_CUDA_MODULE_ABI 3
 
 extern "C" {
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <set>
 #include <tuple>
 #include <stdexcept>
 
@@ -393,14 +394,38 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
         "the fp64 oracle's logits hold NaN or infinity: nothing can be judged against them");
     return;
   }
+  std::set<std::string> matched;
   for (const TapRecord& tap : oracle.taps) {
     if (tap.sequence != 0 || tap.call != 0) continue;
     for (const std::string& pattern : spec.inputs.dump_patterns) {
       if (glob_match(pattern, tap.name)) {
         result.dumps.push_back(tap);
+        matched.insert(pattern);
         break;
       }
     }
+  }
+  // A pattern that matches no tap (a misspelt name, a layer the model lacks, a tap its family
+  // does not have) would leave the Dumps table silently short: it is an error, naming the taps
+  // there are.
+  for (const std::string& pattern : spec.inputs.dump_patterns) {
+    if (matched.count(pattern)) continue;
+    bool any = false;  // a later pattern may take every tap this one matches
+    for (const TapRecord& tap : oracle.taps)
+      any = any || (tap.sequence == 0 && tap.call == 0 && glob_match(pattern, tap.name));
+    if (any) continue;
+    std::set<std::string> kinds;
+    for (const TapRecord& tap : oracle.taps) {
+      if (tap.sequence != 0 || tap.call != 0) continue;
+      const int layer = tap_layer(tap.name);
+      kinds.insert(layer < 0 ? tap.name : "layers.N." + tap.name.substr(tap.name.find('.', 7) + 1));
+    }
+    std::string list;
+    for (const std::string& k : kinds) list += (list.empty() ? "" : ", ") + k;
+    CaseProblem p = spec.inputs.dumps_at;
+    p.message = "dumps pattern '" + pattern + "' matches no tap of this model (its taps: " + list +
+                "; a layer that shares another's keys and values has no k and v)";
+    result.problems.push_back(p);
   }
   if (!spec.checkpoint.empty())
     result.reference = check_against_reference(spec.checkpoint, spec.checkpoint_label, prompts,

@@ -54,6 +54,7 @@ void read_inputs(const JsonBlock& block, const ModelConfig& config, bool config_
       if (auto n = block.integer(key, value, 0, INT_MAX, problems)) target = *n;
     } else if (key == "dumps") {
       inputs.dump_patterns.clear();
+      inputs.dumps_at = block.problem_at(key, "");
       bool ok = value.is_array();
       for (size_t i = 0; ok && i < value.size(); ++i) {
         ok = value[i].is_string();

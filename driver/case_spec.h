@@ -34,6 +34,7 @@ struct ModelInputs {
   int decode = 0;
   int prefill_chunk = 0;
   std::vector<std::string> dump_patterns = {"*"};
+  CaseProblem dumps_at;  // where the dumps key is (its where and file_line), for its errors
 };
 
 // What the `Targets` section asks for.

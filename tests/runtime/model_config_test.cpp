@@ -129,6 +129,12 @@ ModelConfig family(const std::string& type) {
   if (type == "qwen3_next") c.head_dim = 8;
   // Gemma3nTextConfig's 15 shared layers need more than 15 layers.
   if (type == "gemma3n_text") c.num_kv_shared_layers = 0;
+  // DeepSeek-V4 reads layer_types and mlp_layer_types as the config reader resolves them.
+  if (type == "deepseek_v4") {
+    c.head_dim = 16;
+    c.layer_types = {"heavily_compressed_attention", "compressed_sparse_attention"};
+    c.mlp_layer_types = {"hash_moe", "moe"};
+  }
   return c;
 }
 
@@ -247,7 +253,7 @@ TEST(FamilyConfig, ProblemsNameTheirKey) {
   c = family("llama");
   c.num_local_experts = 4;
   EXPECT_EQ(problem_of(c), "num_local_experts: experts are only supported for mixtral, qwen3_moe, "
-                           "gpt_oss, deepseek_v3, deepseek_v32 and qwen3_next, not llama");
+                           "gpt_oss, deepseek_v3, deepseek_v32, qwen3_next and deepseek_v4, not llama");
 
   c = family("deepseek_v32");
   c.index_topk = 0;
@@ -338,7 +344,7 @@ TEST(FamilyConfig, Qwen3NextProblemsNameTheirKey) {
   c = family("llama");
   c.partial_rotary_factor = 0.5;
   EXPECT_EQ(problem_of(c), "partial_rotary_factor: partial_rotary_factor is only supported for "
-                           "phi3 and qwen3_next, not llama");
+                           "phi3, qwen3_next and deepseek_v4, not llama");
   c = family("llama");
   c.layer_types = {"linear_attention", "full_attention"};
   EXPECT_EQ(problem_of(c), "layer_types: layer_types entry 'linear_attention' is not supported "
