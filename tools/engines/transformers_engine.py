@@ -244,7 +244,18 @@ class Engine:
             if why:
                 unsupported[name] = why
                 continue
-            why = self._run_target(request, target, precision, device, attn)
+            try:
+                why = self._run_target(request, target, precision, device, attn)
+            except RuntimeError as e:
+                # transformers' own code refusing its mixed dtypes (DeepSeek-V4 in 5.17 keeps
+                # its norms in fp32 and feeds their fp32 output to bf16/fp16 projections): the
+                # model cannot run in this precision there, which is what the row says. Any
+                # other runtime error stays an engine failure.
+                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                if "to have the same dtype" not in text:
+                    raise
+                why = (f"transformers {transformers.__version__} cannot run this model in "
+                       f"{precision}: RuntimeError: {text[:300]}")
             if why:
                 unsupported[name] = why
         return unsupported
