@@ -414,17 +414,36 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     for (const TapRecord& tap : oracle.taps)
       any = any || (tap.sequence == 0 && tap.call == 0 && glob_match(pattern, tap.name));
     if (any) continue;
+    // A pattern for one layer is answered with that layer's taps (layers differ: sliding,
+    // compressed, sharing another's keys and values), or the layers there are.
+    int layer = -1;
+    if (pattern.starts_with("layers.")) {
+      const size_t dot = pattern.find('.', 7);
+      const std::string digits = pattern.substr(7, dot == std::string::npos ? dot : dot - 7);
+      if (!digits.empty() && digits.size() < 9 &&
+          std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+        layer = std::stoi(digits);
+    }
     std::set<std::string> kinds;
     for (const TapRecord& tap : oracle.taps) {
       if (tap.sequence != 0 || tap.call != 0) continue;
-      const int layer = tap_layer(tap.name);
-      kinds.insert(layer < 0 ? tap.name : "layers.N." + tap.name.substr(tap.name.find('.', 7) + 1));
+      const int at = tap_layer(tap.name);
+      if (layer >= 0 && at != layer) continue;
+      if (layer >= 0) kinds.insert(tap.name);
+      else kinds.insert(at < 0 ? tap.name : "layers.N." + tap.name.substr(tap.name.find('.', 7) + 1));
     }
     std::string list;
     for (const std::string& k : kinds) list += (list.empty() ? "" : ", ") + k;
     CaseProblem p = spec.inputs.dumps_at;
-    p.message = "dumps pattern '" + pattern + "' matches no tap of this model (its taps: " + list +
-                "; a layer that shares another's keys and values has no k and v)";
+    if (layer >= result.layers)
+      p.message = "dumps pattern '" + pattern + "' matches no tap: the model has layers 0 to " +
+                  std::to_string(result.layers - 1);
+    else if (layer >= 0)
+      p.message = "dumps pattern '" + pattern + "' matches no tap of layer " +
+                  std::to_string(layer) + " (its taps: " + list + ")";
+    else
+      p.message = "dumps pattern '" + pattern + "' matches no tap of this model (its taps: " +
+                  list + ")";
     result.problems.push_back(p);
   }
   if (!spec.checkpoint.empty())

@@ -204,7 +204,20 @@ void read_gemma3_rope(Reader& r, const std::string& k, const json& v, ModelConfi
 // absent: DeepseekV4RotaryEmbedding reads it from the kind's entry, not from the config's top
 // level); pinmark implements one width for both kinds.
 void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
-  if (v.is_object() && (v.contains("main") || v.contains("compress"))) {
+  // DeepseekV4Config takes the by-kind form only when both kinds are objects; with one of them
+  // it would drop both without a word, so pinmark refuses that.
+  const bool has_main = v.is_object() && v.contains("main") && v["main"].is_object();
+  const bool has_compress = v.is_object() && v.contains("compress") && v["compress"].is_object();
+  if (v.is_object() && (v.contains("main") || v.contains("compress")) &&
+      !(has_main && has_compress)) {
+    r.problems.push_back(r.block.problem_at(
+        k, k + " gives " + (v.contains("main") ? "main" : "compress") + " but not " +
+               (v.contains("main") ? "compress" : "main") +
+               " as an object: DeepseekV4Config reads the by-kind form only with both (and would "
+               "drop this one silently); give both, or one flat table for the compressed layers"));
+    return;
+  }
+  if (has_main && has_compress) {
     double main_factor = 1.0, compress_factor = 1.0;
     for (const auto& [kind, params] : v.items()) {
       const std::string what = k + "." + kind;
@@ -215,6 +228,19 @@ void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, Model
       } else if (kind == "main") {
         if (params.is_object() && params.contains("partial_rotary_factor"))
           r.number(what + ".partial_rotary_factor", params["partial_rotary_factor"], main_factor);
+        // Plain RoPE reads its base and width; another key is read for nothing, unless it is a
+        // letter or two from one of those (a misspelling whose value would be lost).
+        if (params.is_object())
+          for (const auto& [key, value] : params.items()) {
+            (void)value;
+            if (key == "rope_type" || key == "type" || key == "rope_theta" ||
+                key == "partial_rotary_factor")
+              continue;
+            if (auto guess = did_you_mean(key, {"rope_theta", "partial_rotary_factor", "rope_type"}))
+              r.problems.push_back(r.block.problem_at(
+                  k, what + " key '" + key + "' is not read for plain RoPE (did you mean '" +
+                         *guess + "'?)"));
+          }
         if (!params.is_object()) {
           r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
           continue;
@@ -242,8 +268,13 @@ void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, Model
                  "for both"));
     return;
   }
+  // The flat table's own base and rotary width are overwritten by compress_rope_theta and the
+  // top-level width (partial_rotary_factor, qk_rope_head_dim or 64 / 512).
   json table = v;
-  if (table.is_object()) table.erase("rope_theta");
+  if (table.is_object()) {
+    table.erase("rope_theta");
+    table.erase("partial_rotary_factor");
+  }
   const double theta = c.rope_theta;
   read_rope(r, k, table, c);
   c.rope_theta = theta;

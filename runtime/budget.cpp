@@ -54,6 +54,9 @@ struct ModelShape {
   double q_rank, kv_rank, nope, rope, v_dim, index_heads, index_dim;
   // Gemma 3n: AltUp's streams, LAuReL's rank, the per-layer inputs' width and vocabulary.
   double streams, laurel_rank, per_layer, per_layer_vocab;
+  // DeepSeek-V4: hyper-connection streams and the grouped output's rank (its q rank and
+  // indexer above), costed on every layer as if each were a CSA layer, an upper bound.
+  double hc, o_rank, o_groups;
   bool tied, gpt2, dense_layers_too;
 };
 
@@ -84,6 +87,17 @@ ModelShape shape_of(const ModelConfig& c) {
     s.index_heads = std::max(0, c.index_n_heads);
     s.index_dim = std::max(0, c.index_head_dim);
   }
+  if (is_deepseek_v4(c)) {
+    s.q_rank = std::max(0, c.q_lora_rank);
+    s.index_heads = std::max(0, c.index_n_heads);
+    s.index_dim = std::max(0, c.index_head_dim);
+    s.hc = std::max(0, c.hc_mult);
+    s.o_rank = std::max(0, c.o_lora_rank);
+    s.o_groups = std::max(0, c.o_groups);
+    s.kv_heads = 1;
+    s.inter = s.expert_inter;  // the shared expert, costed as a dense MLP beside the experts
+    s.dense_layers_too = true;
+  }
   if (is_gemma3n(c)) {
     s.streams = std::max(0, c.altup_num_inputs);
     s.laurel_rank = std::max(0, c.laurel_rank);
@@ -110,6 +124,19 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
               s.index_heads * s.index_dim;
     cache_row = s.kv_rank + s.rope + s.index_dim;
   }
+  if (s.hc > 0) {
+    // Queries through the rank, one key-and-value head, the grouped output projection, the
+    // compressor (2 head_dim of kv and of gate) and the indexer (its compressor, queries and
+    // weights); per cached key the scores and the values, and the indexer's score.
+    attn_proj = s.hidden * s.q_rank + s.q_rank * s.heads * s.head_dim + s.hidden * s.head_dim +
+                s.heads * s.head_dim * s.o_rank + s.o_groups * s.o_rank * s.hidden +
+                4 * s.hidden * s.head_dim + 4 * s.hidden * s.index_dim +
+                s.q_rank * s.index_heads * s.index_dim + s.hidden * s.index_heads;
+    per_key = 2 * s.heads * s.head_dim + s.index_heads * s.index_dim;
+    cache_row = s.head_dim + s.index_dim;
+  }
+  // Two hyper-connections per layer: their maps of all streams, and the mixing of the streams.
+  const double hc_layer = s.hc > 0 ? 2 * ((2 + s.hc) * s.hc * s.hc * s.hidden + 3 * s.hc * s.hc * s.hidden) : 0;
   const double mlp_matrices = s.gpt2 ? 2 : 3;
   // Qwen3-MoE mixes sparse and dense layers: it is costed as if every layer had both, an
   // upper bound.
@@ -134,7 +161,7 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
                                     2 * std::max(0.0, n3 - 1) * s.hidden * s.hidden;
   const double gemma3n_params = s.layers * gemma3n_layer_params + gemma3n_model_work +
                                 s.per_layer_vocab * s.layers * s.per_layer;
-  const double params = s.layers * (attn_proj + mlp_params + 4 * s.hidden) +
+  const double params = s.layers * (attn_proj + mlp_params + 4 * s.hidden + hc_layer) +
                         s.vocab * s.hidden * (s.tied ? 1 : 2) + s.positions * s.hidden +
                         gemma3n_params;
 
@@ -147,7 +174,7 @@ Footprint model_cost(const ModelShape& s, const std::vector<double>& lengths, in
   const double runs = 1 + kRunsPerModelTarget * targets;
   Footprint f;
   // Linear layers and the LM head per token; attention over the cache grows with position.
-  f.work = runs * (tokens * (s.layers * (attn_proj + mlp_work + gemma3n_layer_work) +
+  f.work = runs * (tokens * (s.layers * (attn_proj + mlp_work + gemma3n_layer_work + hc_layer) +
                              gemma3n_model_work + s.vocab * s.hidden) +
                    s.layers * per_key * squares);
   // Synthetic weights, the oracle's model, a checkpoint's copy, and one target's rounded
@@ -312,6 +339,13 @@ std::optional<BudgetRefusal> check_model_budget(const ModelConfig& config,
       size_key("q_lora_rank", &ModelConfig::q_lora_rank);
       size_key("qk_nope_head_dim", &ModelConfig::qk_nope_head_dim);
       size_key("v_head_dim", &ModelConfig::v_head_dim);
+      size_key("index_n_heads", &ModelConfig::index_n_heads);
+      size_key("index_head_dim", &ModelConfig::index_head_dim);
+    }
+    if (is_deepseek_v4(config)) {
+      size_key("q_lora_rank", &ModelConfig::q_lora_rank);
+      size_key("o_lora_rank", &ModelConfig::o_lora_rank);
+      size_key("hc_mult", &ModelConfig::hc_mult);
       size_key("index_n_heads", &ModelConfig::index_n_heads);
       size_key("index_head_dim", &ModelConfig::index_head_dim);
     }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
 
 #include "runtime/model.h"
@@ -91,20 +92,23 @@ void Model<T>::load_deepseek_v4(const Weights& weights) {
     if (i < static_cast<int>(c.mlp_layer_types.size()) && c.mlp_layer_types[i] == "hash_moe") {
       const std::string name = f + "gate.tid2eid";
       const Tensor<double>& table = require(weights, name, {vocab, top_k});
-      // Each token's experts must exist and differ: an expert listed twice would run twice.
+      // Each token's experts must exist and differ: transformers would run an expert listed
+      // twice twice; pinmark refuses the table.
       for (int64_t t = 0; t < vocab; ++t) {
         for (int64_t s = 0; s < top_k; ++s) {
           const double e = table.data[t * top_k + s];
-          if (!(e >= 0 && e < static_cast<double>(experts)) || e != std::floor(e))
+          if (!(e >= 0 && e < static_cast<double>(experts)) || e != std::floor(e)) {
+            std::ostringstream shown;
+            shown << e;
             throw std::runtime_error("tensor '" + name + "': token " + std::to_string(t) +
-                                     " is routed to expert " + std::to_string(e) +
-                                     ", not one of the " + std::to_string(experts) +
-                                     " experts (n_routed_experts)");
+                                     " is routed to expert " + shown.str() + ", not one of the " +
+                                     std::to_string(experts) + " experts (n_routed_experts)");
+          }
           for (int64_t r = 0; r < s; ++r)
             if (table.data[t * top_k + r] == e)
               throw std::runtime_error("tensor '" + name + "': token " + std::to_string(t) +
                                        " lists expert " + std::to_string(static_cast<int64_t>(e)) +
-                                       " twice");
+                                       " twice (transformers would run it twice)");
           l.tid2eid.push_back(static_cast<int>(e));
         }
       }

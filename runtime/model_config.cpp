@@ -21,6 +21,7 @@ std::string number(double v) {
 std::string key_of(const ModelConfig& c, const std::string& key) {
   if ((c.model_type == "qwen3_moe" || c.model_type == "qwen3_next") && key == "num_local_experts")
     return "num_experts";
+  if ((is_deepseek(c) || is_deepseek_v4(c)) && key == "num_local_experts") return "n_routed_experts";
   if (c.model_type != "gpt2") return key;
   static const std::map<std::string, std::string> gpt2 = {
       {"hidden_size", "n_embd"},
@@ -268,8 +269,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
   }
   if (is_deepseek_v4(c)) {
     for (const auto& [key, value] :
-         {std::pair{"hc_mult", c.hc_mult}, std::pair{"hc_sinkhorn_iters", c.hc_sinkhorn_iters},
-          std::pair{"q_lora_rank", c.q_lora_rank}, std::pair{"o_groups", c.o_groups},
+         {std::pair{"hc_mult", c.hc_mult}, std::pair{"q_lora_rank", c.q_lora_rank}, std::pair{"o_groups", c.o_groups},
           std::pair{"o_lora_rank", c.o_lora_rank}, std::pair{"sliding_window", c.sliding_window},
           std::pair{"moe_intermediate_size", c.moe_intermediate_size}})
       if (value <= 0)
@@ -280,6 +280,10 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
       if (value <= 0)
         problems.push_back({key, std::string(key) + " entries must be positive, got " +
                                      std::to_string(value)});
+    // 0 is one column normalisation, as DeepseekV4HyperConnection computes it.
+    if (c.hc_sinkhorn_iters < 0)
+      problems.push_back({"hc_sinkhorn_iters", "hc_sinkhorn_iters must not be negative, got " +
+                                                   std::to_string(c.hc_sinkhorn_iters)});
     if (!(c.hc_eps >= 0) || std::isinf(c.hc_eps))
       problems.push_back({"hc_eps", "hc_eps must be a finite non-negative number, got " +
                                         number(c.hc_eps)});

@@ -447,6 +447,14 @@ TEST(PublishedConfig, DeepseekV4ErrorsNameTheirKey) {
             "partial_rotary_factor": 0.5}}})",
        "rope_parameters.main rotates 1.0 of each head and rope_parameters.compress 0.5"},
       {R"({"mlp_bias": true})", "mlp_bias"},
+      {R"({"rope_scaling": null, "rope_parameters": {"compress": {"rope_type": "default",
+            "rope_theta": 9000.0}}})",
+       "rope_parameters gives compress but not main as an object"},
+      {R"({"rope_scaling": null, "rope_parameters": {"main": {"rope_type": "default",
+            "rope_thta": 500.0}, "compress": {"rope_type": "default", "rope_theta": 9000.0}}})",
+       "rope_parameters.main key 'rope_thta' is not read for plain RoPE (did you mean "
+       "'rope_theta'?)"},
+      {R"({"hc_sinkhorn_iters": -1})", "hc_sinkhorn_iters must not be negative, got -1"},
   };
   for (const auto& [keys, message] : bad) {
     const CaseSpec spec = read(deepseek_v4_case(keys));
