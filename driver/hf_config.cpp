@@ -161,6 +161,28 @@ void read_layer_types(Reader& r, const std::string& k, const json& v, ModelConfi
 // is): its rope_theta is their base.
 void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c);
 
+// The plain RoPE of a family's sliding layers (Gemma 3's sliding_attention entry, DeepSeek-V4's
+// main kind), `what` naming the entry and `layers` the family's sliding layers in messages: an
+// object of rope type default, whose rope_theta is their base.
+void read_sliding_rope(Reader& r, const std::string& k, const std::string& what, const json& params,
+                       const std::string& layers, ModelConfig& c) {
+  if (!params.is_object()) {
+    r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
+    return;
+  }
+  std::string type = "default";
+  for (const char* name : {"type", "rope_type"})
+    if (params.contains(name) && params[name].is_string()) type = params[name].get<std::string>();
+  if (type != "default") {
+    r.problems.push_back(r.block.problem_at(
+        k, what + " rope type \"" + type + "\" is not supported (pinmark implements "
+               "\"default\" on " + layers + "); set it to \"default\""));
+    return;
+  }
+  if (params.contains("rope_theta"))
+    r.number(what + ".rope_theta", params["rope_theta"], c.rope_local_base_freq);
+}
+
 void read_gemma3_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (!v.is_object() || !(v.contains("full_attention") || v.contains("sliding_attention"))) {
     read_rope(r, k, v, c);
@@ -171,21 +193,7 @@ void read_gemma3_rope(Reader& r, const std::string& k, const json& v, ModelConfi
     if (layer_type == "full_attention") {
       read_rope(r, k, params, c);
     } else if (layer_type == "sliding_attention") {
-      if (params.is_null()) continue;
-      if (!params.is_object()) {
-        r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
-        continue;
-      }
-      std::string type = "default";
-      for (const char* name : {"type", "rope_type"})
-        if (params.contains(name) && params[name].is_string()) type = params[name].get<std::string>();
-      if (type != "default") {
-        r.problems.push_back(r.block.problem_at(
-            k, what + " rope type \"" + type + "\" is not supported (pinmark implements "
-                   "\"default\" on Gemma 3's sliding layers); set it to \"default\""));
-        continue;
-      }
-      if (params.contains("rope_theta")) r.number(what + ".rope_theta", params["rope_theta"], c.rope_local_base_freq);
+      if (!params.is_null()) read_sliding_rope(r, k, what, params, "Gemma 3's sliding layers", c);
     } else {
       r.problems.push_back(r.block.problem_at(
           k, what + " is not a layer type (Gemma 3 has full_attention and sliding_attention)"));
@@ -241,19 +249,7 @@ void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, Model
                   k, what + " key '" + key + "' is not read for plain RoPE (did you mean '" +
                          *guess + "'?)"));
           }
-        if (!params.is_object()) {
-          r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
-          continue;
-        }
-        std::string type = "default";
-        for (const char* name : {"type", "rope_type"})
-          if (params.contains(name) && params[name].is_string()) type = params[name].get<std::string>();
-        if (type != "default")
-          r.problems.push_back(r.block.problem_at(
-              k, what + " rope type \"" + type + "\" is not supported (pinmark implements "
-                     "\"default\" on DeepSeek-V4's sliding layers); set it to \"default\""));
-        else if (params.contains("rope_theta"))
-          r.number(what + ".rope_theta", params["rope_theta"], c.rope_local_base_freq);
+        read_sliding_rope(r, k, what, params, "DeepSeek-V4's sliding layers", c);
       } else if (kind != "rope_type" && kind != "type") {
         r.problems.push_back(r.block.problem_at(
             k, what + " is not a rope kind (DeepSeek-V4 has main and compress)"));
