@@ -155,6 +155,13 @@ void read_layer_types(Reader& r, const std::string& k, const json& v, ModelConfi
   }
 }
 
+// DeepSeek-V3.2's and V4's mlp_layer_types: a list of strings, as layer_types is read.
+void read_mlp_layer_types(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
+  ModelConfig read;
+  read_layer_types(r, k, v, read);
+  c.mlp_layer_types = read.layer_types;
+}
+
 // Gemma 3's rope: either one table (4.x rope_scaling, or a flat rope_parameters), which is the
 // full layers', or transformers 5's rope_parameters by layer type: {"full_attention": {...},
 // "sliding_attention": {...}}. The sliding layers' entry must be plain RoPE (every release's
@@ -755,12 +762,7 @@ KeyTable config_keys(const std::string& type) {
       keys["index_n_heads"] = integer_key(&ModelConfig::index_n_heads);
       // Every entry deepseek_sparse_attention (the default, and the only kind it builds).
       keys["layer_types"] = read_layer_types;
-      keys["mlp_layer_types"] = [](Reader& r, const std::string& k, const json& v,
-                                   ModelConfig& c) {
-        ModelConfig read;
-        read_layer_types(r, k, v, read);
-        c.mlp_layer_types = read.layer_types;
-      };
+      keys["mlp_layer_types"] = read_mlp_layer_types;
       // DeepseekV32Attention always interleaves the rotary part; the key is not read.
       keys.erase("rope_interleave");
     }
@@ -812,11 +814,7 @@ KeyTable config_keys(const std::string& type) {
     keys["compress_rates"] = read_compress_rates;
     keys["compress_rate_csa"] = integer_key(&ModelConfig::csa_compress_rate);
     keys["compress_rate_hca"] = integer_key(&ModelConfig::hca_compress_rate);
-    keys["mlp_layer_types"] = [](Reader& r, const std::string& k, const json& v, ModelConfig& c) {
-      ModelConfig read;
-      read_layer_types(r, k, v, read);
-      c.mlp_layer_types = read.layer_types;
-    };
+    keys["mlp_layer_types"] = read_mlp_layer_types;
     // Legacy: the hash_moe layers that start mlp_layer_types when it is absent.
     keys["num_hash_layers"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
       int n = 0;
