@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -583,6 +584,286 @@ __global__ void __launch_bounds__(kSplitThreads)
   if (!last) return;
   merge_splits<HD>(part + int64_t{g} * group * S * (HD + 4), group, S,
                    out + int64_t{g} * group * HD);
+}
+
+
+// Decode attention with the merge inside a thread block cluster (Hopper's distributed shared
+// memory; CUDA programming guide, "Thread Block Clusters"): the CL blocks of a cluster share
+// token b's KV head g, block r taking keys [r P, r P + P), P = ceil(kv_len / CL), in tiles of
+// kClusterKeys with the online softmax (Milakov and Gimelshein 2018) across tiles. Each block
+// keeps its max m, sum l and unnormalised output in shared memory; after a cluster barrier
+// block r merges outputs [r n / CL, (r + 1) n / CL) of the n = group HD, reading the CL
+// blocks' values in rank order, each rescaled by exp(m_r - max), and divides once. No global
+// round trip, fence or counter: the split attention's last-block merge is its serial tail.
+// The partition depends on kv_len only, so a token's bits are the same alone and in a batch.
+// Shapes and the cache's layout as for decode_attention_split; grid (kv_heads CL, 1, tokens),
+// cluster (CL, 1, 1), kClusterThreads threads, cluster_attention_shared() bytes of dynamic
+// shared memory.
+constexpr int kClusterKeys = 256, kClusterThreads = 256;
+
+template <int HD>
+constexpr size_t cluster_attention_shared() {
+  return sizeof(bf16) * kClusterKeys * ((HD + 8) + HD);
+}
+
+template <int HD, int CL>
+__global__ void __launch_bounds__(kClusterThreads)
+    decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                             DecodeRows rows, int kv_heads, int group, float scale, bf16* out) {
+  constexpr int C = kClusterKeys, T = kClusterThreads, V = HD / 8, KG = T / V;
+  static_assert(HD % 8 == 0 && 32 % V == 0 && T == C, "cluster attention tiling");
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  extern __shared__ __align__(16) unsigned char dynamic_shared[];
+  // K rows padded by 16 bytes, so that the lanes reading 32 different rows hit distinct banks.
+  auto ks = reinterpret_cast<bf16(*)[HD + 8]>(dynamic_shared);
+  auto vs = reinterpret_cast<bf16(*)[HD]>(dynamic_shared + sizeof(bf16) * C * (HD + 8));
+  __shared__ __align__(16) float qs[kMaxGroup][HD];
+  __shared__ float ps[kMaxGroup][C];
+  __shared__ float red[T / 32][kMaxGroup][HD];
+  __shared__ float acc_out[kMaxGroup][HD];  // this block's unnormalised output
+  __shared__ float run_m[kMaxGroup], run_l[kMaxGroup], rescale[kMaxGroup];
+  const int r = static_cast<int>(cluster.block_rank());
+  const int g = blockIdx.x / CL, b = blockIdx.z, t = threadIdx.x;
+  const int lane = t & 31, warp = t >> 5, heads = kv_heads * group;
+  const int kv_len = rows.pos[b] + 1, own_row = kv_len - 1;
+  k_cache += b * rows.seq_stride;
+  v_cache += b * rows.seq_stride;
+  q += int64_t{b} * heads * HD;
+  out += int64_t{b} * heads * HD;
+  const int per = (kv_len + CL - 1) / CL;
+  const int begin = min(r * per, kv_len), end = min(begin + per, kv_len);
+  auto row_of = [&](const bf16* cache, int j) { return cache + (int64_t{j} * kv_heads + g) * HD; };
+  // Tile [j0, j0 + count) into shared memory; rows other than the token's own are loaded before
+  // the wait for the kernel that writes the own row (first tile only).
+  auto load_tile = [&](int j0, int count, bool before_wait) {
+    for (int i = t; i < C * V; i += T) {
+      const int j = i / V, c = i % V;
+      if (j < count && (!before_wait || j0 + j != own_row)) {
+        copy16_async(&ks[j][c * 8], row_of(k_cache, j0 + j) + c * 8);
+        copy16_async(&vs[j][c * 8], row_of(v_cache, j0 + j) + c * 8);
+      }
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+  load_tile(begin, min(end - begin, C), true);
+  wait_for_previous();
+  start_next();
+  if (begin <= own_row && own_row < min(end, begin + C) && t < V)
+    copy16_async(&ks[own_row - begin][t * 8], row_of(k_cache, own_row) + t * 8);
+  else if (begin <= own_row && own_row < min(end, begin + C) && t >= V && t < 2 * V)
+    copy16_async(&vs[own_row - begin][(t - V) * 8], row_of(v_cache, own_row) + (t - V) * 8);
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  for (int i = t; i < group * HD; i += T) {
+    qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
+    acc_out[i / HD][i % HD] = 0.0f;
+  }
+  if (t < kMaxGroup) {
+    run_m[t] = -INFINITY;
+    run_l[t] = 0.0f;
+  }
+
+  for (int j0 = begin; j0 < end; j0 += C) {
+    const int count = min(end - j0, C);
+    if (j0 != begin) {
+      __syncthreads();  // the previous tile is consumed
+      load_tile(j0, count, false);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+
+    // Scores: thread t takes key t for every head (its key read once), the heads' sums
+    // interleaved, each in dimension order.
+    {
+      const int j = t;
+      float dot[kMaxGroup];
+#pragma unroll
+      for (int h = 0; h < kMaxGroup; ++h) dot[h] = 0.0f;
+      if (j < count) {
+#pragma unroll
+        for (int c = 0; c < V; ++c) {
+          Pack8 p;
+          p.u = reinterpret_cast<const uint4*>(&ks[j][0])[c];
+          float kv[8];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 f = __bfloat1622float2(p.h[e]);
+            kv[2 * e] = f.x;
+            kv[2 * e + 1] = f.y;
+          }
+#pragma unroll
+          for (int h = 0; h < kMaxGroup; ++h) {
+            if (h < group) {
+              const float4 qa = reinterpret_cast<const float4*>(&qs[h][0])[2 * c];
+              const float4 qb = reinterpret_cast<const float4*>(&qs[h][0])[2 * c + 1];
+              dot[h] = fmaf(kv[0], qa.x, dot[h]);
+              dot[h] = fmaf(kv[1], qa.y, dot[h]);
+              dot[h] = fmaf(kv[2], qa.z, dot[h]);
+              dot[h] = fmaf(kv[3], qa.w, dot[h]);
+              dot[h] = fmaf(kv[4], qb.x, dot[h]);
+              dot[h] = fmaf(kv[5], qb.y, dot[h]);
+              dot[h] = fmaf(kv[6], qb.z, dot[h]);
+              dot[h] = fmaf(kv[7], qb.w, dot[h]);
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < kMaxGroup; ++h)
+        if (h < group && j < C) ps[h][j] = j < count ? dot[h] * scale : -INFINITY;
+    }
+    __syncthreads();
+    // Warp h: the tile's max, the running max and sum rescaled, the exponentials.
+    for (int h = warp; h < group; h += T / 32) {
+      float m = -INFINITY;
+      for (int j = lane; j < C; j += 32) m = fmaxf(m, ps[h][j]);
+      m = fmaxf(warp_max(m), run_m[h]);
+      float l = 0.0f;
+      for (int j = lane; j < C; j += 32) {
+        const float e = j < count ? __expf(ps[h][j] - m) : 0.0f;
+        ps[h][j] = e;
+        l += e;
+      }
+      l = warp_sum(l);
+      __syncwarp();
+      if (lane == 0) {
+        const float s = __expf(run_m[h] - m);  // 0 on the first tile (run_m = -infinity)
+        rescale[h] = s;
+        run_l[h] = run_l[h] * s + l;
+        run_m[h] = m;
+      }
+    }
+    __syncthreads();
+    // Values: thread t adds dims 8 (t % V) ... + 7 of keys t / V, t / V + KG, ... in order, every
+    // head at once; then a butterfly over the warp's key groups, then the warps in order.
+    const int dv = t % V, kg = t / V;
+    float acc[kMaxGroup][8];
+#pragma unroll
+    for (int h = 0; h < kMaxGroup; ++h)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
+    for (int j = kg; j < count; j += KG) {
+      Pack8 p;
+      p.u = reinterpret_cast<const uint4*>(&vs[j][0])[dv];
+      float v[8];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(p.h[e]);
+        v[2 * e] = f.x;
+        v[2 * e + 1] = f.y;
+      }
+#pragma unroll
+      for (int h = 0; h < kMaxGroup; ++h) {
+        if (h < group) {
+          const float pj = ps[h][j];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pj, v[e], acc[h][e]);
+        }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < kMaxGroup; ++h) {
+      if (h < group) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          float a = acc[h][e];
+          for (int o = V; o < 32; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+          if (lane < V) red[warp][h][dv * 8 + e] = a;
+        }
+      }
+    }
+    __syncthreads();
+    for (int i = t; i < group * HD; i += T) {
+      const int h = i / HD, d = i % HD;
+      float sum = 0.0f;
+      for (int w = 0; w < T / 32; ++w) sum += red[w][h][d];
+      acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum);
+    }
+  }
+
+  // Every block's m, l and output are in its shared memory: block r merges its slice.
+  cluster.sync();
+  const int n = group * HD, lo = r * n / CL, hi = (r + 1) * n / CL;
+  for (int i = lo + t; i < hi; i += T) {
+    const int h = i / HD, d = i % HD;
+    // All 3 CL remote loads issued before any is used (CL is a constant: the loops unroll).
+    float pm[CL], po[CL], pl[CL];
+#pragma unroll
+    for (int p = 0; p < CL; ++p) {
+      pm[p] = *cluster.map_shared_rank(&run_m[h], p);
+      po[p] = *cluster.map_shared_rank(&acc_out[h][d], p);
+      pl[p] = *cluster.map_shared_rank(&run_l[h], p);
+    }
+    float m = -INFINITY;
+#pragma unroll
+    for (int p = 0; p < CL; ++p) m = fmaxf(m, pm[p]);
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int p = 0; p < CL; ++p) {
+      const float w = __expf(pm[p] - m);
+      num = fmaf(w, po[p], num);
+      den = fmaf(w, pl[p], den);
+    }
+    out[int64_t{g * group + h} * HD + d] = __float2bfloat16_rn(num / den);
+  }
+  cluster.sync();  // no block leaves while another reads its shared memory
+}
+
+// Whether clusters of `cluster` blocks of decode_attention_cluster<HD> can run on this device,
+// after giving the kernel the shared memory it asks for (and, past 8, the non-portable cluster
+// sizes). Never throws: false where the device has no clusters.
+template <int HD, int CL>
+bool cluster_attention_fits_for(int cluster) {
+  auto kernel = decode_attention_cluster<HD, CL>;
+  const size_t shared = cluster_attention_shared<HD>();
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(shared)) != cudaSuccess ||
+      (cluster > 8 && cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                           1) != cudaSuccess)) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(cluster));
+  config.blockDim = dim3(kClusterThreads);
+  config.dynamicSmemBytes = shared;
+  cudaLaunchAttribute attribute;
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = static_cast<unsigned>(cluster);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return clusters > 0;
+}
+
+template <int HD>
+bool cluster_attention_fits(int cluster) {
+  return cluster == 8    ? cluster_attention_fits_for<HD, 8>(cluster)
+         : cluster == 16 ? cluster_attention_fits_for<HD, 16>(cluster)
+                         : false;
+}
+
+// Launches decode_attention_cluster<HD, cluster> (cluster 8 or 16) for `tokens` tokens.
+template <int HD>
+void launch_cluster_attention(int cluster, int tokens, cudaStream_t stream, const bf16* q,
+                              const bf16* k_cache, const bf16* v_cache, const DecodeRows& rows,
+                              int kv_heads, int group, float scale, bf16* out) {
+  const dim3 grid(kv_heads * cluster, 1, tokens), block(kClusterThreads);
+  const size_t shared = cluster_attention_shared<HD>();
+  if (cluster == 8)
+    return launch_dependent_in(8, decode_attention_cluster<HD, 8>, grid, block, shared, stream, q,
+                               k_cache, v_cache, rows, kv_heads, group, scale, out);
+  if (cluster == 16)
+    return launch_dependent_in(16, decode_attention_cluster<HD, 16>, grid, block, shared, stream,
+                               q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+  throw std::runtime_error("the decode attention runs in clusters of 8 or 16, not " +
+                           std::to_string(cluster));
 }
 
 }  // namespace

@@ -619,6 +619,9 @@ class DeviceModel {
     part_ = alloc<float>(int64_t{batch} * d.heads * splits * (d.head_dim + 4));
     done_ = alloc<int>(batch * d.kv_heads);
     CHECK(cudaMemset(done_, 0, batch * d.kv_heads * sizeof(int)));
+    for (int cluster : {16, 8})
+      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster))
+        attention_cluster_ = cluster;
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
     const int half = d.head_dim / 2;
@@ -685,6 +688,16 @@ class DeviceModel {
   // add; then the normalised LM head. Every kernel but the embedding gather is started by
   // programmatic dependent launch. Every sum has the same order whatever B is, so a token's
   // logits are the same bits alone and in any batch.
+  // The decode attention's kernel: clusters of `cluster` blocks (8 or 16, where the device runs
+  // them), or 0 for the split kernel; std::runtime_error for another size or one that cannot run.
+  int attention_cluster() const { return attention_cluster_; }
+  void set_attention_cluster(int cluster) {
+    if (cluster != 0 && !((cluster == 8 || cluster == 16) && cluster_attention_fits<64>(cluster)))
+      throw std::runtime_error("the decode attention cannot run in clusters of " +
+                               std::to_string(cluster) + " here");
+    attention_cluster_ = cluster;
+  }
+
   void decode(int first, const std::vector<int>& positions, Profiler* prof = nullptr) {
     const Dims& d = d_;
     const int B = static_cast<int>(positions.size());
@@ -721,9 +734,13 @@ class DeviceModel {
                                   ToRopeCache{d.heads, d.kv_heads, hd, rows, cos_, sin_, q_, kc,
                                               vc});
       mark(kAttention);
-      launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
-                       dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
-                       d.heads / d.kv_heads, scale, part_, done_, att_);
+      if (attention_cluster_ > 0)
+        launch_cluster_attention<64>(attention_cluster_, B, stream_, q_, kc, vc, rows, d.kv_heads,
+                                     d.heads / d.kv_heads, scale, att_);
+      else
+        launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
+                         dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
+                         d.heads / d.kv_heads, scale, part_, done_, att_);
       mark(kLayerGemm);
       launch_decode_gemv<4, 1, 8>(B, stream_, att_, nullptr, 0.0f, L.wo, Q, (H + 1) / 2,
                                   ToRows<2>{x_, H, residual});
@@ -902,6 +919,9 @@ class DeviceModel {
   bf16 *k_cache_, *v_cache_;
   float *scores_, *cos_, *sin_, *part_;
   int* done_;  // per KV head, the decode attention's finished splits
+  // Blocks per cluster of the decode attention (decode_attention_cluster), the largest of 16 and
+  // 8 the device runs; 0: the split kernel (decode_attention_split).
+  int attention_cluster_ = 0;
   bf16* probs_;
   const void** ptrs_;
 };

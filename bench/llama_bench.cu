@@ -221,6 +221,49 @@ void bench_gemv_cost(const Dims& d, const Ceilings& c, cublasHandle_t blas, cuda
   CHECK(cudaFree(y));
 }
 
+// The decode step with each decode attention kernel the device runs (the split kernel with its
+// last-block merge, clusters of 8 and of 16), timed as graphs in alternation, twice each, in this
+// run; each step's logits against the default kernel's. The model's kernel is left as it was.
+void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const Timer& timer,
+                            cudaStream_t stream) {
+  const int chosen = m.attention_cluster();
+  std::vector<int> kinds = {0};
+  for (int cluster : {8, 16})
+    if (cluster_attention_fits<64>(cluster)) kinds.push_back(cluster);
+  auto logits_with = [&](int kind) {
+    m.set_attention_cluster(kind);
+    m.forward(1, context, 1);
+    CHECK(cudaStreamSynchronize(stream));
+    return download_logits(m, 1);
+  };
+  const std::vector<float> reference = logits_with(chosen);
+  std::vector<double> best(kinds.size(), 1e30);
+  for (int round = 0; round < 2; ++round)
+    for (size_t i = 0; i < kinds.size(); ++i) {
+      m.set_attention_cluster(kinds[i]);
+      best[i] = std::min(best[i], timer.graph_ms([&] { m.forward(1, context, 1); }));
+    }
+  std::printf("  decode attention kernels, whole step (graph, alternated, best of 2):\n");
+  std::printf("    %-24s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const std::vector<float> logits = logits_with(kinds[i]);
+    const bool same = std::memcmp(logits.data(), reference.data(),
+                                  logits.size() * sizeof(float)) == 0;
+    char name[64], diff[64];
+    if (kinds[i] == 0)
+      std::snprintf(name, sizeof name, "split, %d keys a block", kSplitKeys);
+    else
+      std::snprintf(name, sizeof name, "cluster of %d blocks", kinds[i]);
+    if (kinds[i] == chosen)
+      std::snprintf(diff, sizeof diff, "(default)");
+    else
+      std::snprintf(diff, sizeof diff, "%s rel L2 %.2e", same ? "same bits," : "",
+                    rel_l2(logits, reference));
+    std::printf("    %-24s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
+  }
+  m.set_attention_cluster(chosen);
+}
+
 void print_breakdown(const char* title, const std::vector<double>& ms,
                      const std::vector<double>& floor_ms) {
   std::printf("  %s breakdown (events between ops; adds launch gaps):\n", title);
@@ -301,11 +344,16 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
 
   const double graph_ms = timer.graph_ms([&] { m.forward(1, context, 1); });
   const double best = std::min(graph_ms, eager_ms);
+  std::printf("  decode attention: %s\n",
+              m.attention_cluster() > 0
+                  ? ("clusters of " + std::to_string(m.attention_cluster()) + " blocks").c_str()
+                  : "split kernel");
   std::printf("  decode batch 1, context %d: %.3f ms/token (graph; eager %.3f), %.0f tokens/s;"
               " bytes/token %.3f GB (weights %.3f + KV %.4f), floor %.3f ms = %.0f tokens/s;"
               " %.1f%% of floor\n",
               context, graph_ms, eager_ms, 1e3 / best, bytes * 1e-9, weight_bytes * 1e-9,
               kv_bytes * 1e-9, floor_ms, 1e3 / floor_ms, 100.0 * floor_ms / best);
+  bench_decode_attention(m, context, floor_ms, timer, stream);
   {
     Profiler prof(stream);
     m.forward(1, context, 1, &prof);

@@ -164,10 +164,14 @@ json answer(const std::string& request_path, cublasHandle_t blas, cudaStream_t s
     out.set_metadata("engine", "pinmark llama_bench forward");
     out.set_metadata("device", device_text(device_class));
     out.set_metadata("device_class", device_class);
+    const std::string attention =
+        m.attention_cluster() > 0
+            ? "split-KV attention merged in clusters of " + std::to_string(m.attention_cluster())
+            : std::string("split-KV attention");
     out.set_metadata("math_mode",
                      "prefill: cuBLAS GemmEx bf16 operands, fp32 compute, flash attention; "
-                     "decode: fused matrix-vector kernels, fp32 sums in a fixed order, split-KV "
-                     "attention; bf16 activations");
+                     "decode: fused matrix-vector kernels, fp32 sums in a fixed order, " +
+                         attention + "; bf16 activations");
     run_sequences(m, request, stream, "", out);
     run_sequences(m, request, stream, "repeat.", out);
     const std::string path = target["output"].get<std::string>();
