@@ -597,28 +597,29 @@ __global__ void __launch_bounds__(kSplitThreads)
 // round trip, fence or counter: the split attention's last-block merge is its serial tail.
 // The partition depends on kv_len only, so a token's bits are the same alone and in a batch.
 // Shapes and the cache's layout as for decode_attention_split; grid (kv_heads CL, 1, tokens),
-// cluster (CL, 1, 1), kClusterThreads threads, cluster_attention_shared() bytes of dynamic
-// shared memory.
-constexpr int kClusterKeys = 256, kClusterThreads = 256;
+// cluster (CL, 1, 1), T threads, cluster_attention_shared() bytes of dynamic shared memory.
+constexpr int kClusterKeys = 256;
 
 template <int HD>
 constexpr size_t cluster_attention_shared() {
   return sizeof(bf16) * kClusterKeys * ((HD + 8) + HD);
 }
 
-template <int HD, int CL>
-__global__ void __launch_bounds__(kClusterThreads)
+template <int HD, int CL, int T>
+__global__ void __launch_bounds__(T)
     decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                              DecodeRows rows, int kv_heads, int group, float scale, bf16* out) {
-  constexpr int C = kClusterKeys, T = kClusterThreads, V = HD / 8, KG = T / V;
-  static_assert(HD % 8 == 0 && 32 % V == 0 && T == C, "cluster attention tiling");
+  constexpr int C = kClusterKeys, V = HD / 8, KG = T / V;
+  static_assert(HD % 8 == 0 && 32 % V == 0 && T % 32 == 0 && T >= kMaxGroup * 32,
+                "cluster attention tiling");
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
   extern __shared__ __align__(16) unsigned char dynamic_shared[];
   // K rows padded by 16 bytes, so that the lanes reading 32 different rows hit distinct banks.
   auto ks = reinterpret_cast<bf16(*)[HD + 8]>(dynamic_shared);
   auto vs = reinterpret_cast<bf16(*)[HD]>(dynamic_shared + sizeof(bf16) * C * (HD + 8));
-  __shared__ __align__(16) float qs[kMaxGroup][HD];
+  // Query rows padded by 16 bytes: the lanes of a warp read the rows of 4 to 8 heads at once.
+  __shared__ __align__(16) float qs[kMaxGroup][HD + 4];
   __shared__ float ps[kMaxGroup][C];
   __shared__ float red[T / 32][kMaxGroup][HD];
   __shared__ float acc_out[kMaxGroup][HD];  // this block's unnormalised output
@@ -672,55 +673,36 @@ __global__ void __launch_bounds__(kClusterThreads)
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
 
-    // Scores: thread t takes key t for every head (its key read once), the heads' sums
-    // interleaved, each in dimension order.
-    {
-      const int j = t;
-      float dot[kMaxGroup];
+    // Scores: one (key, head) pair a thread, key j = i / group and head h = i % group for
+    // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension order.
+    for (int i = t; i < count * group; i += T) {
+      const int j = i / group, h = i % group;
+      const float4* qh = reinterpret_cast<const float4*>(&qs[h][0]);
+      float dot = 0.0f;
 #pragma unroll
-      for (int h = 0; h < kMaxGroup; ++h) dot[h] = 0.0f;
-      if (j < count) {
+      for (int c = 0; c < V; ++c) {
+        Pack8 p;
+        p.u = reinterpret_cast<const uint4*>(&ks[j][0])[c];
+        const float4 qa = qh[2 * c], qb = qh[2 * c + 1];
+        const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
 #pragma unroll
-        for (int c = 0; c < V; ++c) {
-          Pack8 p;
-          p.u = reinterpret_cast<const uint4*>(&ks[j][0])[c];
-          float kv[8];
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float2 f = __bfloat1622float2(p.h[e]);
-            kv[2 * e] = f.x;
-            kv[2 * e + 1] = f.y;
-          }
-#pragma unroll
-          for (int h = 0; h < kMaxGroup; ++h) {
-            if (h < group) {
-              const float4 qa = reinterpret_cast<const float4*>(&qs[h][0])[2 * c];
-              const float4 qb = reinterpret_cast<const float4*>(&qs[h][0])[2 * c + 1];
-              dot[h] = fmaf(kv[0], qa.x, dot[h]);
-              dot[h] = fmaf(kv[1], qa.y, dot[h]);
-              dot[h] = fmaf(kv[2], qa.z, dot[h]);
-              dot[h] = fmaf(kv[3], qa.w, dot[h]);
-              dot[h] = fmaf(kv[4], qb.x, dot[h]);
-              dot[h] = fmaf(kv[5], qb.y, dot[h]);
-              dot[h] = fmaf(kv[6], qb.z, dot[h]);
-              dot[h] = fmaf(kv[7], qb.w, dot[h]);
-            }
-          }
+        for (int e = 0; e < 4; ++e) {
+          const float2 f = __bfloat1622float2(p.h[e]);
+          dot = fmaf(f.x, qv[2 * e], dot);
+          dot = fmaf(f.y, qv[2 * e + 1], dot);
         }
       }
-#pragma unroll
-      for (int h = 0; h < kMaxGroup; ++h)
-        if (h < group && j < C) ps[h][j] = j < count ? dot[h] * scale : -INFINITY;
+      ps[h][j] = dot * scale;  // only keys < count are read after
     }
     __syncthreads();
     // Warp h: the tile's max, the running max and sum rescaled, the exponentials.
     for (int h = warp; h < group; h += T / 32) {
       float m = -INFINITY;
-      for (int j = lane; j < C; j += 32) m = fmaxf(m, ps[h][j]);
+      for (int j = lane; j < count; j += 32) m = fmaxf(m, ps[h][j]);
       m = fmaxf(warp_max(m), run_m[h]);
       float l = 0.0f;
-      for (int j = lane; j < C; j += 32) {
-        const float e = j < count ? __expf(ps[h][j] - m) : 0.0f;
+      for (int j = lane; j < count; j += 32) {
+        const float e = __expf(ps[h][j] - m);
         ps[h][j] = e;
         l += e;
       }
@@ -812,9 +794,10 @@ __global__ void __launch_bounds__(kClusterThreads)
 // Whether clusters of `cluster` blocks of decode_attention_cluster<HD> can run on this device,
 // after giving the kernel the shared memory it asks for (and, past 8, the non-portable cluster
 // sizes). Never throws: false where the device has no clusters.
-template <int HD, int CL>
-bool cluster_attention_fits_for(int cluster) {
-  auto kernel = decode_attention_cluster<HD, CL>;
+template <int HD, int CL, int T>
+bool cluster_attention_fits_for() {
+  const int cluster = CL;
+  auto kernel = decode_attention_cluster<HD, CL, T>;
   const size_t shared = cluster_attention_shared<HD>();
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess ||
@@ -825,7 +808,7 @@ bool cluster_attention_fits_for(int cluster) {
   }
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(cluster));
-  config.blockDim = dim3(kClusterThreads);
+  config.blockDim = dim3(T);
   config.dynamicSmemBytes = shared;
   cudaLaunchAttribute attribute;
   attribute.id = cudaLaunchAttributeClusterDimension;
@@ -842,28 +825,38 @@ bool cluster_attention_fits_for(int cluster) {
   return clusters > 0;
 }
 
+// The cluster attention's shapes this file instantiates: blocks per cluster, threads per block.
+constexpr int kClusterShapes[][2] = {{8, 256}, {16, 256}, {16, 512}};
+
 template <int HD>
-bool cluster_attention_fits(int cluster) {
-  return cluster == 8    ? cluster_attention_fits_for<HD, 8>(cluster)
-         : cluster == 16 ? cluster_attention_fits_for<HD, 16>(cluster)
-                         : false;
+bool cluster_attention_fits(int cluster, int threads) {
+  if (cluster == 8 && threads == 256) return cluster_attention_fits_for<HD, 8, 256>();
+  if (cluster == 16 && threads == 256) return cluster_attention_fits_for<HD, 16, 256>();
+  if (cluster == 16 && threads == 512) return cluster_attention_fits_for<HD, 16, 512>();
+  return false;
 }
 
-// Launches decode_attention_cluster<HD, cluster> (cluster 8 or 16) for `tokens` tokens.
+// Launches decode_attention_cluster<HD, cluster, threads> for `tokens` tokens; a shape not in
+// kClusterShapes throws std::runtime_error.
 template <int HD>
-void launch_cluster_attention(int cluster, int tokens, cudaStream_t stream, const bf16* q,
-                              const bf16* k_cache, const bf16* v_cache, const DecodeRows& rows,
-                              int kv_heads, int group, float scale, bf16* out) {
-  const dim3 grid(kv_heads * cluster, 1, tokens), block(kClusterThreads);
+void launch_cluster_attention(int cluster, int threads, int tokens, cudaStream_t stream,
+                              const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                              const DecodeRows& rows, int kv_heads, int group, float scale,
+                              bf16* out) {
+  const dim3 grid(kv_heads * cluster, 1, tokens), block(threads);
   const size_t shared = cluster_attention_shared<HD>();
-  if (cluster == 8)
-    return launch_dependent_in(8, decode_attention_cluster<HD, 8>, grid, block, shared, stream, q,
-                               k_cache, v_cache, rows, kv_heads, group, scale, out);
-  if (cluster == 16)
-    return launch_dependent_in(16, decode_attention_cluster<HD, 16>, grid, block, shared, stream,
-                               q, k_cache, v_cache, rows, kv_heads, group, scale, out);
-  throw std::runtime_error("the decode attention runs in clusters of 8 or 16, not " +
-                           std::to_string(cluster));
+  if (cluster == 8 && threads == 256)
+    return launch_dependent_in(8, decode_attention_cluster<HD, 8, 256>, grid, block, shared,
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+  if (cluster == 16 && threads == 256)
+    return launch_dependent_in(16, decode_attention_cluster<HD, 16, 256>, grid, block, shared,
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+  if (cluster == 16 && threads == 512)
+    return launch_dependent_in(16, decode_attention_cluster<HD, 16, 512>, grid, block, shared,
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+  throw std::runtime_error("the decode attention has no cluster kernel of " +
+                           std::to_string(cluster) + " blocks of " + std::to_string(threads) +
+                           " threads");
 }
 
 }  // namespace

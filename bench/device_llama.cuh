@@ -619,9 +619,22 @@ class DeviceModel {
     part_ = alloc<float>(int64_t{batch} * d.heads * splits * (d.head_dim + 4));
     done_ = alloc<int>(batch * d.kv_heads);
     CHECK(cudaMemset(done_, 0, batch * d.kv_heads * sizeof(int)));
+    // Clusters of 16 blocks; of 512 threads where one token's clusters take at most half the
+    // SMs (the small model's 4 KV heads on the H200), so that each block has more warps to hide
+    // its latencies; of 256 where they take more, which measured faster there (the 1B model's 8
+    // KV heads, 128 blocks). The choice depends on the model, never on the batch: a sequence's
+    // bits must not change with the batch.
+    int device = 0, sms = 0;
+    CHECK(cudaGetDevice(&device));
+    CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    attention_threads_ = 2 * 16 * d.kv_heads <= sms ? 512 : 256;
     for (int cluster : {16, 8})
-      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster))
+      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, attention_threads_))
         attention_cluster_ = cluster;
+    if (attention_cluster_ == 0 && cluster_attention_fits<64>(16, 256)) {
+      attention_cluster_ = 16;
+      attention_threads_ = 256;
+    }
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
     const int half = d.head_dim / 2;
@@ -688,14 +701,18 @@ class DeviceModel {
   // add; then the normalised LM head. Every kernel but the embedding gather is started by
   // programmatic dependent launch. Every sum has the same order whatever B is, so a token's
   // logits are the same bits alone and in any batch.
-  // The decode attention's kernel: clusters of `cluster` blocks (8 or 16, where the device runs
-  // them), or 0 for the split kernel; std::runtime_error for another size or one that cannot run.
+  // The decode attention's kernel: clusters of `cluster` blocks of `threads` threads (a shape of
+  // kClusterShapes the device runs), or cluster 0 for the split kernel; std::runtime_error for
+  // another shape or one that cannot run here.
   int attention_cluster() const { return attention_cluster_; }
-  void set_attention_cluster(int cluster) {
-    if (cluster != 0 && !((cluster == 8 || cluster == 16) && cluster_attention_fits<64>(cluster)))
+  int attention_threads() const { return attention_threads_; }
+  void set_attention(int cluster, int threads) {
+    if (cluster != 0 && !cluster_attention_fits<64>(cluster, threads))
       throw std::runtime_error("the decode attention cannot run in clusters of " +
-                               std::to_string(cluster) + " here");
+                               std::to_string(cluster) + " blocks of " + std::to_string(threads) +
+                               " threads here");
     attention_cluster_ = cluster;
+    attention_threads_ = threads;
   }
 
   void decode(int first, const std::vector<int>& positions, Profiler* prof = nullptr) {
@@ -735,8 +752,8 @@ class DeviceModel {
                                               vc});
       mark(kAttention);
       if (attention_cluster_ > 0)
-        launch_cluster_attention<64>(attention_cluster_, B, stream_, q_, kc, vc, rows, d.kv_heads,
-                                     d.heads / d.kv_heads, scale, att_);
+        launch_cluster_attention<64>(attention_cluster_, attention_threads_, B, stream_, q_, kc,
+                                     vc, rows, d.kv_heads, d.heads / d.kv_heads, scale, att_);
       else
         launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
                          dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
@@ -922,6 +939,7 @@ class DeviceModel {
   // Blocks per cluster of the decode attention (decode_attention_cluster), the largest of 16 and
   // 8 the device runs; 0: the split kernel (decode_attention_split).
   int attention_cluster_ = 0;
+  int attention_threads_ = 256;
   bf16* probs_;
   const void** ptrs_;
 };

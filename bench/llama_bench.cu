@@ -19,6 +19,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/device_llama.cuh"
@@ -74,6 +75,39 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   std::printf("  decode step run twice: %s\n", same ? "same bits" : "bits differ: FAIL");
   std::printf("  logits rel L2: prefill %.3e, decode %.3e  (bf16 expect ~1e-2): %s\n", e_prefill,
               e_decode, ok ? "PASS" : "FAIL");
+  return ok;
+}
+
+// The cluster attention past one tile a block (more than 16 x kClusterKeys keys, where its online
+// softmax carries the running max and sum across tiles) against the split kernel, which has no
+// tiles: the small model's decode step at position 4500 after a 4500-token prefill, logits of
+// each kernel on the same cache.
+bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) {
+  const int prompt_len = 4500;
+  DeviceModel m(d, prompt_len, prompt_len + 1, blas, stream);
+  if (m.attention_cluster() == 0) {
+    std::printf("  long context: no cluster kernel on this device, nothing to compare\n");
+    return true;
+  }
+  upload_tokens(m, random_tokens(prompt_len, d.vocab, "bench.long.prompt"), stream);
+  m.forward(prompt_len, 0, 1);
+  upload_tokens(m, random_tokens(1, d.vocab, "bench.long.next"), stream);
+  auto decode_with = [&](int cluster, int threads) {
+    m.set_attention(cluster, threads);
+    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
+    m.forward(1, prompt_len, 1);
+    CHECK(cudaStreamSynchronize(stream));
+    return download_logits(m, 1);
+  };
+  const int cluster = m.attention_cluster(), threads = m.attention_threads();
+  const std::vector<float> split = decode_with(0, kSplitThreads);
+  const std::vector<float> clustered = decode_with(cluster, threads);
+  const double e = rel_l2(clustered, split);
+  const bool ok = e < 1e-2;
+  std::printf("  long context (%d keys, %d a block in tiles of %d): cluster vs split decode logits "
+              "rel L2 %.3e (expect <= ~1e-3): %s\n",
+              prompt_len + 1, (prompt_len + 1 + cluster - 1) / cluster, kClusterKeys, e,
+              ok ? "PASS" : "FAIL");
   return ok;
 }
 
@@ -222,46 +256,48 @@ void bench_gemv_cost(const Dims& d, const Ceilings& c, cublasHandle_t blas, cuda
 }
 
 // The decode step with each decode attention kernel the device runs (the split kernel with its
-// last-block merge, clusters of 8 and of 16), timed as graphs in alternation, twice each, in this
-// run; each step's logits against the default kernel's. The model's kernel is left as it was.
+// last-block merge, and each shape of kClusterShapes), timed as graphs in alternation, twice
+// each, in this run; each step's logits against the default kernel's. The model's kernel is left
+// as it was.
 void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const Timer& timer,
                             cudaStream_t stream) {
-  const int chosen = m.attention_cluster();
-  std::vector<int> kinds = {0};
-  for (int cluster : {8, 16})
-    if (cluster_attention_fits<64>(cluster)) kinds.push_back(cluster);
-  auto logits_with = [&](int kind) {
-    m.set_attention_cluster(kind);
+  const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
+  std::vector<std::pair<int, int>> kinds = {{0, kSplitThreads}};
+  for (const auto& shape : kClusterShapes)
+    if (cluster_attention_fits<64>(shape[0], shape[1])) kinds.push_back({shape[0], shape[1]});
+  auto logits_with = [&](const std::pair<int, int>& kind) {
+    m.set_attention(kind.first, kind.second);
     m.forward(1, context, 1);
     CHECK(cudaStreamSynchronize(stream));
     return download_logits(m, 1);
   };
-  const std::vector<float> reference = logits_with(chosen);
+  const std::vector<float> reference = logits_with({chosen_cluster, chosen_threads});
   std::vector<double> best(kinds.size(), 1e30);
   for (int round = 0; round < 2; ++round)
     for (size_t i = 0; i < kinds.size(); ++i) {
-      m.set_attention_cluster(kinds[i]);
+      m.set_attention(kinds[i].first, kinds[i].second);
       best[i] = std::min(best[i], timer.graph_ms([&] { m.forward(1, context, 1); }));
     }
   std::printf("  decode attention kernels, whole step (graph, alternated, best of 2):\n");
-  std::printf("    %-24s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
+  std::printf("    %-34s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
   for (size_t i = 0; i < kinds.size(); ++i) {
     const std::vector<float> logits = logits_with(kinds[i]);
     const bool same = std::memcmp(logits.data(), reference.data(),
                                   logits.size() * sizeof(float)) == 0;
     char name[64], diff[64];
-    if (kinds[i] == 0)
+    if (kinds[i].first == 0)
       std::snprintf(name, sizeof name, "split, %d keys a block", kSplitKeys);
     else
-      std::snprintf(name, sizeof name, "cluster of %d blocks", kinds[i]);
-    if (kinds[i] == chosen)
+      std::snprintf(name, sizeof name, "cluster of %d blocks x %d threads", kinds[i].first,
+                    kinds[i].second);
+    if (kinds[i] == std::make_pair(chosen_cluster, chosen_threads))
       std::snprintf(diff, sizeof diff, "(default)");
     else
       std::snprintf(diff, sizeof diff, "%s rel L2 %.2e", same ? "same bits," : "",
                     rel_l2(logits, reference));
-    std::printf("    %-24s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
+    std::printf("    %-34s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
   }
-  m.set_attention_cluster(chosen);
+  m.set_attention(chosen_cluster, chosen_threads);
 }
 
 void print_breakdown(const char* title, const std::vector<double>& ms,
@@ -346,7 +382,9 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
   const double best = std::min(graph_ms, eager_ms);
   std::printf("  decode attention: %s\n",
               m.attention_cluster() > 0
-                  ? ("clusters of " + std::to_string(m.attention_cluster()) + " blocks").c_str()
+                  ? ("clusters of " + std::to_string(m.attention_cluster()) + " blocks of " +
+                     std::to_string(m.attention_threads()) + " threads")
+                        .c_str()
                   : "split kernel");
   std::printf("  decode batch 1, context %d: %.3f ms/token (graph; eager %.3f), %.0f tokens/s;"
               " bytes/token %.3f GB (weights %.3f + KV %.4f), floor %.3f ms = %.0f tokens/s;"
@@ -409,7 +447,8 @@ int main() {
 
     std::printf("device: %s (%d SMs, %.0f MB L2)\n", prop.name, prop.multiProcessorCount,
                 prop.l2CacheSize / 1048576.0);
-    const bool ok = correctness_check(kSmall, blas, stream);
+    bool ok = correctness_check(kSmall, blas, stream);
+    ok = long_context_check(kSmall, blas, stream) && ok;
 
     Ceilings c;
     c.bandwidth = measure_copy_bandwidth(stream, timer);
