@@ -427,8 +427,10 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
                            row.target.backend != "cuda-tp2";
       tally.stale_rows += row.carried && !row.stale.empty();
       // A case that could not be judged (an engine that failed, NaN from the oracle) has rows
-      // that are neither measured nor carried: they failed, which the case's failure says.
-      tally.unmeasured_rows += !row.ran && !row.carried && outcome.result.unpinnable.empty();
+      // that are neither measured nor carried: they failed, which the case's failure says. A
+      // case that renders Errors has no Numerics table: its rows wait for no machine.
+      tally.unmeasured_rows +=
+          !row.ran && !row.carried && outcome.result.unpinnable.empty() && !has_errors;
     }
     if (!has_errors && !any_ran) ++tally.no_target_ran;
     // Rows measured on other machines (a GPU, an engine) live only in the golden: a case that

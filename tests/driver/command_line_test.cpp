@@ -325,6 +325,21 @@ TEST_F(CommandLine, CaseWithProblemsNamesFileAndLine) {
   EXPECT_TRUE(contains(pinned.out, "1 of the passing cases pin an Errors section")) << describe(pinned);
 }
 
+// A case whose inputs are found wrong only after the oracle ran (a dumps pattern that matches no
+// tap) renders Errors; its targets are no rows waiting for a machine.
+TEST_F(CommandLine, ACaseThatRendersErrorsHasNoUnmeasuredRows) {
+  const std::string path = write_case_file(
+      "dumps.md", "# Models\n\n## Misspelt tap\n\n### Config\n\n" + kTinyConfig +
+                      "\n### Inputs\n\n```json\n{\"prompts\": [[1, 2]], \"dumps\": "
+                      "[\"layers.0.sores\"]}\n```\n");
+  ASSERT_EQ(pinmark({"run", "--regenerate", path}).status, 0);
+  Result r = pinmark({"run", path});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_TRUE(contains(read_file(path), "matches no tap")) << read_file(path);
+  EXPECT_TRUE(contains(r.out, "(renders Errors)")) << describe(r);
+  EXPECT_FALSE(contains(r.out, "have not been measured on any machine")) << describe(r);
+}
+
 TEST_F(CommandLine, QuietPrintsOnlyFailuresAndTheSummary) {
   const std::string path = write_case_file(
       "k.md", "# Kernels\n\n" + kernel_case("Settled", 1) + "\n" + kernel_case("Fresh", 2));
