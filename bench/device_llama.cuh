@@ -270,6 +270,13 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// 2^x by the special function unit alone (ex2.approx.ftz: about 2 ulp, results below 2^-126
+// flushed to zero; exp2f adds the steps that keep those subnormal). 2^-inf = 0.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -350,17 +357,17 @@ __global__ void __launch_bounds__(kFlashThreads)
     }
     const int k0 = kt * kFlashK;
     const bool diagonal = k0 + kFlashK - 1 > p0 + q0;
+    // The max is taken over the raw scores (the scale is positive), and the scale enters each
+    // exponent in one fused multiply-add, s * scale - max, as flash attention computes it.
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < kFlashK / 8; ++nt) {
+      if (diagonal) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float v = s[nt][e] * scale_log2;
-        if (diagonal) {
+        for (int e = 0; e < 4; ++e) {
           const int key = k0 + nt * 8 + c0 + (e & 1);
-          if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
+          if (key > (e < 2 ? pos0 : pos1)) s[nt][e] = -INFINITY;
         }
-        s[nt][e] = v;
       }
       mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
       mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
@@ -371,8 +378,8 @@ __global__ void __launch_bounds__(kFlashThreads)
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     // Key 0 is visible to every row and sits in the first tile, so the max is finite from
     // then on and no -inf - -inf arises.
-    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-    const float a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+    const float n0 = fmaxf(m0, mx0 * scale_log2), n1 = fmaxf(m1, mx1 * scale_log2);
+    const float a0 = exp2_approx(m0 - n0), a1 = exp2_approx(m1 - n1);
     m0 = n0;
     m1 = n1;
     l0 *= a0;
@@ -386,10 +393,10 @@ __global__ void __launch_bounds__(kFlashThreads)
     }
 #pragma unroll
     for (int nt = 0; nt < kFlashK / 8; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - n0);
-      s[nt][1] = exp2f(s[nt][1] - n0);
-      s[nt][2] = exp2f(s[nt][2] - n1);
-      s[nt][3] = exp2f(s[nt][3] - n1);
+      s[nt][0] = exp2_approx(__fmaf_rn(s[nt][0], scale_log2, -n0));
+      s[nt][1] = exp2_approx(__fmaf_rn(s[nt][1], scale_log2, -n0));
+      s[nt][2] = exp2_approx(__fmaf_rn(s[nt][2], scale_log2, -n1));
+      s[nt][3] = exp2_approx(__fmaf_rn(s[nt][3], scale_log2, -n1));
       l0 += s[nt][0] + s[nt][1];
       l1 += s[nt][2] + s[nt][3];
     }
@@ -627,14 +634,12 @@ class DeviceModel {
     int device = 0, sms = 0;
     CHECK(cudaGetDevice(&device));
     CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    attention_threads_ = 2 * 16 * d.kv_heads <= sms ? 512 : 256;
-    for (int cluster : {16, 8})
-      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, attention_threads_))
+    const int threads = 2 * 16 * d.kv_heads <= sms ? 512 : 256;
+    for (const auto& [cluster, block] : {std::pair{16, threads}, {16, 256}, {8, 256}})
+      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, block)) {
         attention_cluster_ = cluster;
-    if (attention_cluster_ == 0 && cluster_attention_fits<64>(16, 256)) {
-      attention_cluster_ = 16;
-      attention_threads_ = 256;
-    }
+        attention_threads_ = block;
+      }
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
     const int half = d.head_dim / 2;
