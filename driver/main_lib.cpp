@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "driver/allocator.h"
 #include "driver/plugin.h"
 
 int main(int argc, char** argv) {
+  pinmark::keep_freed_memory();
   return pinmark::run_with_plugins(pinmark::register_plugins,
                                    std::vector<std::string>(argv + 1, argv + argc), std::cin,
                                    std::cout, std::cerr);

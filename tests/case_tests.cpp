@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "driver/allocator.h"
 #include "driver/case_discovery.h"
 #include "driver/case_file.h"
 #include "driver/env_flag.h"
@@ -217,6 +218,7 @@ bool sharded() {
 }  // namespace pinmark
 
 int main(int argc, char** argv) {
+  pinmark::keep_freed_memory();
   testing::InitGoogleTest(&argc, argv);
   const std::string filter = GTEST_FLAG_GET(filter);
   try {
