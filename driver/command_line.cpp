@@ -357,6 +357,7 @@ struct Tally {
   int carried_rows = 0;   // rows this machine cannot measure, carried over from the golden
   int engine_rows = 0;    // rows an engine measured here (driver/engine_run.h)
   int stale_rows = 0;     // carried rows measured for other inputs or other code
+  int unknown_engine_rows = 0;  // carried rows of engines no pinmark-engines.json names
   int unmeasured_rows = 0;  // targets no machine has measured
   int unreadable_files = 0;
   std::string example;  // a case's name, to show how names are spelled
@@ -422,6 +423,7 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
     for (const TargetRow& row : outcome.result.numerics) {
       any_ran |= row.ran;
       tally.carried_rows += row.carried;
+      tally.unknown_engine_rows += row.carried && row.engine_unknown;
       // Only an engine's rows carry a device without being pinmark's own cuda rows.
       tally.engine_rows += row.ran && !row.device.empty() && row.target.backend != "cuda" &&
                            row.target.backend != "cuda-tp2";
@@ -735,6 +737,10 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
     if (tally.carried_rows)
       out << tally.carried_rows << " rows need hardware or an engine this machine lacks: carried "
           << "over from the goldens and judged as recorded\n";
+    if (tally.unknown_engine_rows)
+      out << tally.unknown_engine_rows << " of them are rows of engines that no "
+          << "pinmark-engines.json beside the case files or above them names (a copy out of its "
+          << "repository?): judged as recorded, their engine code unchecked\n";
     if (tally.stale_rows)
       out << tally.stale_rows << " of them are stale (measured for other inputs or other code): "
           << "regenerate on a machine that runs them" << (o.require_fresh ? "" : ", or run with --require-fresh to fail on them") << "\n";

@@ -25,6 +25,12 @@ CaseOutcome run_one_case(const Case& c, const std::string& path, const std::stri
   const CaseSpec spec = read_case_spec(c, path);
   outcome.result = run_case(spec, backends);
   run_engine_rows(c, path, spec, outcome.result);
+  // A copy of a case file with no pinmark-engines.json beside it or above it knows no engine:
+  // the engine rows its golden holds are carried as they are (and counted as such), rather
+  // than dropped from the file.
+  if (!spec.targets.engines && !spec.targets.engine_config_unreadable && !spec.targets.listed &&
+      outcome.result.problems.empty())
+    add_unknown_engine_rows(c, outcome.result);
   if (!outcome.result.unpinnable.empty()) {
     // Nothing a golden may accept: the case fails, and its text stays as it is.
     outcome.actual = outcome.expected = c.text;

@@ -6,6 +6,8 @@
 #include <map>
 #include <optional>
 
+#include "driver/plugin.h"
+
 namespace pinmark {
 namespace {
 
@@ -211,7 +213,8 @@ TargetRow carried_row(const TargetRow& wanted, const GoldenRow& g, const std::st
   row.math_mode = g.math_mode;
   row.unsupported = g.unsupported;
   row.devices = g.devices;
-  row.stale = stale_reason(g.fingerprint, fingerprint);
+  row.engine_unknown = wanted.engine_unknown;
+  row.stale = wanted.engine_unknown ? "" : stale_reason(g.fingerprint, fingerprint);
   if (g.verdict_column >= 0)
     row.cells[g.verdict_column] = g.verdict + (row.stale.empty() ? "" : kStaleMark);
   row.conditioning_bound = wanted.conditioning_bound;
@@ -248,6 +251,33 @@ void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult
     for (TargetRow& t : group) rows.push_back(std::move(t));
   }
   result.numerics = std::move(rows);
+}
+
+void add_unknown_engine_rows(const Case& c, CaseResult& result) {
+  std::vector<TargetRow> added;
+  for (const GoldenRow& g : read_golden_rows(c)) {
+    const size_t first_space = g.label.find(' '), last_space = g.label.rfind(' ');
+    if (first_space == std::string::npos || g.verdict == kNotMeasured) continue;
+    const Target target{g.label.substr(0, first_space), g.label.substr(last_space + 1)};
+    std::string why;
+    if (parse_case_target(target.name(), why)) continue;  // pinmark's own (or a plug-in's)
+    bool known = false;
+    for (const TargetRow& row : result.numerics) known |= is_row_of(g.label, row.target);
+    for (const TargetRow& row : added) known |= is_row_of(g.label, row.target);
+    if (known) continue;
+    const TargetRow* same_precision = nullptr;
+    for (const TargetRow& row : result.numerics)
+      if (!same_precision && row.target.precision == target.precision) same_precision = &row;
+    if (!same_precision) continue;
+    TargetRow row;
+    row.target = target;
+    row.label = target.name();
+    row.tolerance = same_precision->tolerance;
+    row.conditioning_bound = same_precision->conditioning_bound;
+    row.engine_unknown = true;
+    added.push_back(std::move(row));
+  }
+  for (TargetRow& row : added) result.numerics.push_back(std::move(row));
 }
 
 const GoldenRow* find_golden_row(const std::vector<GoldenRow>& rows, const std::string& label) {

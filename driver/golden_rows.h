@@ -61,6 +61,14 @@ bool is_row_of(const std::string& label, const Target& target);
 void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult& result,
                        const std::function<std::string(const Target&)>& fingerprint_of = {});
 
+// For a case that keeps the default targets where no pinmark-engines.json is found (a case file
+// copied out of its repository): adds a target to `result.numerics`, not measured here and
+// marked engine_unknown, for each engine's target the golden holds rows of (a label whose
+// backend is no built-in or registered target's), with the tolerance of the case's own target of
+// that precision, so that carry_golden_rows carries those rows as they are instead of dropping
+// them from the file. A label whose precision no target of the case has is left out.
+void add_unknown_engine_rows(const Case& c, CaseResult& result);
+
 // The verdict cell that marks a row never measured anywhere, and the mark of a stale row.
 inline constexpr const char* kNotMeasured = "not measured";
 // The verdict cell of an engine's target that its engine does not run for the case.

@@ -297,6 +297,38 @@ std::string small_case(const std::string& targets = "") {
   return text;
 }
 
+// A case file copied where no pinmark-engines.json is found (out of its repository) knows no
+// engine: the engine rows its golden holds are carried as recorded, said so, never dropped.
+TEST_F(Engines, ACopyWithNoEnginesFileCarriesTheEngineRows) {
+  const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}),
+                                 small_case());
+  FileRun measured = run(path);
+  ASSERT_EQ(unpinnable(measured), "");
+  ASSERT_NE(row_of(measured, "fake fp32"), nullptr);
+  write_file(path, measured.rendered());
+
+  test::TempDir elsewhere;
+  const std::string copy = elsewhere.file("case.md");
+  write_file(copy, read_file(path));
+  const FileRun r = run(copy);
+  const TargetRow* row = row_of(r, "fake fp32");
+  ASSERT_NE(row, nullptr) << r.outcomes.at(0).actual;
+  EXPECT_TRUE(row->carried);
+  EXPECT_TRUE(row->engine_unknown);
+  EXPECT_EQ(row->stale, "");
+  EXPECT_TRUE(row->ok);
+  EXPECT_EQ(r.outcomes.at(0).actual, r.outcomes.at(0).expected);
+
+  std::ostringstream out, err;
+  EXPECT_EQ(run_command_line({"run", copy, "-q", "--no-pending"}, out, err), 0)
+      << out.str() << err.str();
+  EXPECT_TRUE(contains(out.str(), "1 of them are rows of engines that no pinmark-engines.json"))
+      << out.str();
+  // Regenerated there, the file keeps them.
+  EXPECT_EQ(run_command_line({"run", copy, "--regenerate", "-q"}, out, err), 0);
+  EXPECT_TRUE(contains(read_file(copy), "| fake fp32 |")) << read_file(copy);
+}
+
 TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
   const std::string model_case = small_case();
   const std::string path = setup({{"mode", "exact"}}, 60, json::array({PINMARK_FAKE_ENGINE}), model_case);
