@@ -77,8 +77,8 @@ struct TargetRow {
   std::string stale;  // why the row no longer describes the case ("" while it does)
   std::string carried_failure;  // why the recorded row fails here ("" when it passes)
   // An engine's row carried from a golden for which no pinmark-engines.json names the engine
-  // (a case file copied out of its repository): its code part cannot be checked, so it is
-  // never called stale (add_unknown_engine_rows in driver/golden_rows.h).
+  // (a case file copied out of its repository): the code part of its fingerprint cannot be
+  // checked, only the inputs part (add_unknown_engine_rows in driver/golden_rows.h).
   bool engine_unknown = false;
 };
 

@@ -740,7 +740,7 @@ int run_command_line(const std::vector<std::string>& args, std::istream& in, std
     if (tally.unknown_engine_rows)
       out << tally.unknown_engine_rows << " of them are rows of engines that no "
           << "pinmark-engines.json beside the case files or above them names (a copy out of its "
-          << "repository?): judged as recorded, their engine code unchecked\n";
+          << "repository?): judged as recorded, their inputs checked, their engine code not\n";
     if (tally.stale_rows)
       out << tally.stale_rows << " of them are stale (measured for other inputs or other code): "
           << "regenerate on a machine that runs them" << (o.require_fresh ? "" : ", or run with --require-fresh to fail on them") << "\n";

@@ -214,7 +214,16 @@ TargetRow carried_row(const TargetRow& wanted, const GoldenRow& g, const std::st
   row.unsupported = g.unsupported;
   row.devices = g.devices;
   row.engine_unknown = wanted.engine_unknown;
-  row.stale = wanted.engine_unknown ? "" : stale_reason(g.fingerprint, fingerprint);
+  if (wanted.engine_unknown) {
+    // No configuration says what the engine's code is: the row is judged by its inputs alone.
+    const size_t recorded_code = g.fingerprint.find(", "), current_code = fingerprint.find(", ");
+    row.stale = recorded_code == std::string::npos
+                    ? stale_reason(g.fingerprint, fingerprint)
+                    : stale_reason(g.fingerprint, fingerprint.substr(0, current_code) +
+                                                      g.fingerprint.substr(recorded_code));
+  } else {
+    row.stale = stale_reason(g.fingerprint, fingerprint);
+  }
   if (g.verdict_column >= 0)
     row.cells[g.verdict_column] = g.verdict + (row.stale.empty() ? "" : kStaleMark);
   row.conditioning_bound = wanted.conditioning_bound;

@@ -63,7 +63,8 @@ void carry_golden_rows(const Case& c, const std::string& fingerprint, CaseResult
 
 // For a case that keeps the default targets where no pinmark-engines.json is found (a case file
 // copied out of its repository): adds a target to `result.numerics`, not measured here and
-// marked engine_unknown, for each engine's target the golden holds rows of (a label whose
+// marked engine_unknown (stale only when the case's inputs changed: its engine's code is
+// unknown), for each engine's target the golden holds rows of (a label whose
 // backend is no built-in or registered target's), with the tolerance of the case's own target of
 // that precision, so that carry_golden_rows carries those rows as they are instead of dropping
 // them from the file. A label whose precision no target of the case has is left out.

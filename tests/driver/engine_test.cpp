@@ -327,6 +327,17 @@ TEST_F(Engines, ACopyWithNoEnginesFileCarriesTheEngineRows) {
   // Regenerated there, the file keeps them.
   EXPECT_EQ(run_command_line({"run", copy, "--regenerate", "-q"}, out, err), 0);
   EXPECT_TRUE(contains(read_file(copy), "| fake fp32 |")) << read_file(copy);
+
+  // The inputs part of their fingerprint is still checked: other prompts make them stale.
+  std::string edited = read_file(copy);
+  const size_t at = edited.find("[[1, 2]]");
+  ASSERT_NE(at, std::string::npos);
+  edited.replace(at, 8, "[[1, 3]]");
+  write_file(copy, edited);
+  const FileRun changed = run(copy);
+  const TargetRow* stale = row_of(changed, "fake fp32");
+  ASSERT_NE(stale, nullptr);
+  EXPECT_EQ(stale->stale, "the case's inputs changed since it was measured");
 }
 
 TEST_F(Engines, JoinTheDefaultTargetsOfTheirCasesOnly) {
