@@ -418,12 +418,60 @@ __device__ void merge_splits(const float* part, int group, int S, bf16* out) {
   }
 }
 
+// The values of one block's keys, weighted: thread t of T adds dims 8 (t % V) ... + 7 of keys
+// t / V, t / V + T / V, ... < count (V = HD / 8) in order, each value times ps[h][key] for every
+// head h < group at once (each value read once); then the partial sums of each dim of a warp,
+// a butterfly over its 32 / V key groups, go to red[warp][h][dim]. The caller adds the warps in
+// order after a barrier.
+template <int HD, int T, int C, class Values>
+__device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)[kMaxGroup][C],
+                                             int count, int group,
+                                             float (&red)[T / 32][kMaxGroup][HD]) {
+  constexpr int V = HD / 8, KG = T / V;
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5, dv = t % V, kg = t / V;
+  float acc[kMaxGroup][8];
+#pragma unroll
+  for (int h = 0; h < kMaxGroup; ++h)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
+  for (int j = kg; j < count; j += KG) {
+    Pack8 p;
+    p.u = reinterpret_cast<const uint4*>(&vs[j][0])[dv];
+    float v[8];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(p.h[e]);
+      v[2 * e] = f.x;
+      v[2 * e + 1] = f.y;
+    }
+#pragma unroll
+    for (int h = 0; h < kMaxGroup; ++h) {
+      if (h < group) {
+        const float pj = ps[h][j];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pj, v[e], acc[h][e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < kMaxGroup; ++h) {
+    if (h < group) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float a = acc[h][e];
+        for (int o = V; o < 32; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        if (lane < V) red[warp][h][dv * 8 + e] = a;
+      }
+    }
+  }
+}
+
 template <int HD>
 __global__ void __launch_bounds__(kSplitThreads)
     decode_attention_split(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                            DecodeRows rows, int kv_heads, int group, float scale, float* part,
                            int* done, bf16* out) {
-  constexpr int C = kSplitKeys, T = kSplitThreads, V = HD / 8, KG = T / V;
+  constexpr int C = kSplitKeys, T = kSplitThreads, V = HD / 8;
   static_assert(HD % 8 == 0 && 32 % V == 0 && T % C == 0 && C * V % T == 0,
                 "decode attention tiling");
   // K rows padded by 16 bytes, so that the lanes reading 32 different rows hit distinct banks.
@@ -517,45 +565,7 @@ __global__ void __launch_bounds__(kSplitThreads)
   }
   __syncthreads();
 
-  // Thread t adds dims 8 (t % V) ... + 7 of keys t / V, t / V + KG, ... in order, every head at
-  // once (each value read once); then the KG partial sums of each dim: a butterfly over the
-  // 32 / V key groups of a warp, then the warps in order.
-  const int dv = t % V, kg = t / V;
-  float acc[kMaxGroup][8];
-#pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
-  for (int j = kg; j < count; j += KG) {
-    Pack8 p;
-    p.u = reinterpret_cast<const uint4*>(&vs[j][0])[dv];
-    float v[8];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 f = __bfloat1622float2(p.h[e]);
-      v[2 * e] = f.x;
-      v[2 * e + 1] = f.y;
-    }
-#pragma unroll
-    for (int h = 0; h < kMaxGroup; ++h) {
-      if (h < group) {
-        const float pj = ps[h][j];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pj, v[e], acc[h][e]);
-      }
-    }
-  }
-#pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h) {
-    if (h < group) {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        float a = acc[h][e];
-        for (int o = V; o < 32; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane < V) red[warp][h][dv * 8 + e] = a;
-      }
-    }
-  }
+  weigh_values<HD, T>(vs, ps, count, group, red);
   __syncthreads();
   for (int i = t; i < group * HD; i += T) {
     const int h = i / HD, d = i % HD;
@@ -609,7 +619,7 @@ template <int HD, int CL, int T>
 __global__ void __launch_bounds__(T)
     decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                              DecodeRows rows, int kv_heads, int group, float scale, bf16* out) {
-  constexpr int C = kClusterKeys, V = HD / 8, KG = T / V;
+  constexpr int C = kClusterKeys, V = HD / 8;
   static_assert(HD % 8 == 0 && 32 % V == 0 && T % 32 == 0 && T >= kMaxGroup * 32,
                 "cluster attention tiling");
   namespace cg = cooperative_groups;
@@ -716,44 +726,7 @@ __global__ void __launch_bounds__(T)
       }
     }
     __syncthreads();
-    // Values: thread t adds dims 8 (t % V) ... + 7 of keys t / V, t / V + KG, ... in order, every
-    // head at once; then a butterfly over the warp's key groups, then the warps in order.
-    const int dv = t % V, kg = t / V;
-    float acc[kMaxGroup][8];
-#pragma unroll
-    for (int h = 0; h < kMaxGroup; ++h)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
-    for (int j = kg; j < count; j += KG) {
-      Pack8 p;
-      p.u = reinterpret_cast<const uint4*>(&vs[j][0])[dv];
-      float v[8];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 f = __bfloat1622float2(p.h[e]);
-        v[2 * e] = f.x;
-        v[2 * e + 1] = f.y;
-      }
-#pragma unroll
-      for (int h = 0; h < kMaxGroup; ++h) {
-        if (h < group) {
-          const float pj = ps[h][j];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pj, v[e], acc[h][e]);
-        }
-      }
-    }
-#pragma unroll
-    for (int h = 0; h < kMaxGroup; ++h) {
-      if (h < group) {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          float a = acc[h][e];
-          for (int o = V; o < 32; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-          if (lane < V) red[warp][h][dv * 8 + e] = a;
-        }
-      }
-    }
+    weigh_values<HD, T>(vs, ps, count, group, red);
     __syncthreads();
     for (int i = t; i < group * HD; i += T) {
       const int h = i / HD, d = i % HD;
