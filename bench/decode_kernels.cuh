@@ -418,6 +418,27 @@ __device__ void merge_splits(const float* part, int group, int S, bf16* out) {
   }
 }
 
+// A key's score: its 8 V bf16 values (key[c], 8 a chunk) against a query row in fp32 (q, 4 a
+// float4), summed in dimension order. `key` is registers or shared memory.
+template <int V, class Key>
+__device__ __forceinline__ float key_dot(const Key& key, const float4* q) {
+  float dot = 0.0f;
+#pragma unroll
+  for (int c = 0; c < V; ++c) {
+    Pack8 p;
+    p.u = key[c];
+    const float4 qa = q[2 * c], qb = q[2 * c + 1];
+    const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(p.h[e]);
+      dot = fmaf(f.x, qv[2 * e], dot);
+      dot = fmaf(f.y, qv[2 * e + 1], dot);
+    }
+  }
+  return dot;
+}
+
 // The values of one block's keys, weighted: thread t of T adds dims 8 (t % V) ... + 7 of keys
 // t / V, t / V + T / V, ... < count (V = HD / 8) in order, each value times ps[h][key] for every
 // head h < group at once (each value read once); then the partial sums of each dim of a warp,
@@ -528,21 +549,7 @@ __global__ void __launch_bounds__(kSplitThreads)
     for (int c = 0; c < V; ++c)
       kr[c] = j < count ? reinterpret_cast<const uint4*>(&ks[j][0])[c] : make_uint4(0, 0, 0, 0);
     for (int h = t / C; h < group; h += T / C) {
-      const float4* qh = reinterpret_cast<const float4*>(&qs[h][0]);
-      float dot = 0.0f;
-#pragma unroll
-      for (int c = 0; c < V; ++c) {
-        Pack8 p;
-        p.u = kr[c];
-        const float4 qa = qh[2 * c], qb = qh[2 * c + 1];
-        const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 f = __bfloat1622float2(p.h[e]);
-          dot = fmaf(f.x, qv[2 * e], dot);
-          dot = fmaf(f.y, qv[2 * e + 1], dot);
-        }
-      }
+      const float dot = key_dot<V>(kr, reinterpret_cast<const float4*>(&qs[h][0]));
       ps[h][j] = j < count ? dot * scale : -INFINITY;
     }
   }
@@ -687,21 +694,8 @@ __global__ void __launch_bounds__(T)
     // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension order.
     for (int i = t; i < count * group; i += T) {
       const int j = i / group, h = i % group;
-      const float4* qh = reinterpret_cast<const float4*>(&qs[h][0]);
-      float dot = 0.0f;
-#pragma unroll
-      for (int c = 0; c < V; ++c) {
-        Pack8 p;
-        p.u = reinterpret_cast<const uint4*>(&ks[j][0])[c];
-        const float4 qa = qh[2 * c], qb = qh[2 * c + 1];
-        const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 f = __bfloat1622float2(p.h[e]);
-          dot = fmaf(f.x, qv[2 * e], dot);
-          dot = fmaf(f.y, qv[2 * e + 1], dot);
-        }
-      }
+      const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]),
+                                   reinterpret_cast<const float4*>(&qs[h][0]));
       ps[h][j] = dot * scale;  // only keys < count are read after
     }
     __syncthreads();
