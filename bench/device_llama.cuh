@@ -147,34 +147,53 @@ __global__ void rmsnorm_rows(const bf16* x, const bf16* w, int dim, float eps, b
 }
 
 // qkv[n, q_dim + 2 kv_dim] from the fused projection: rotates q into q_out[n, heads, hd],
-// rotates k and copies v into the layer's cache rows p0 ... p0 + n - 1. One thread per rotary
-// pair (j, j + hd/2) of one head of one token; cos/sin tables [positions, hd/2] hold the angles
-// computed in fp64 on the host, as the reference computes them.
+// rotates k and copies v into the layer's cache rows p0 ... p0 + n - 1. One thread per 8 rotary
+// pairs (j ... j + 7, each with its partner j + hd/2) of one head of one token, in 16-byte
+// accesses (hd a multiple of 16); cos/sin tables [positions, hd/2] hold the angles computed in
+// fp64 on the host, as the reference computes them. One pair a thread in 2-byte accesses took
+// 30.8 us a layer at Llama-3.2-1B dimensions and 2048 tokens on the H200; this takes 10.8 us,
+// with the same bits.
 __global__ void rope_and_cache(const bf16* qkv, int n, int p0, int heads, int kv_heads, int hd,
                                const float* cos_t, const float* sin_t, bf16* q_out,
                                bf16* k_cache, bf16* v_cache) {
-  const int half = hd / 2, all = heads + 2 * kv_heads;
-  const int64_t total = int64_t{n} * all * half;
+  const int half = hd / 2, chunks = half / 8, all = heads + 2 * kv_heads;
+  const int64_t total = int64_t{n} * all * chunks;
   const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
   if (idx >= total) return;
-  const int j = static_cast<int>(idx % half);
-  const int head = static_cast<int>((idx / half) % all);
-  const int i = static_cast<int>(idx / (int64_t{half} * all));
+  const int j = static_cast<int>(idx % chunks) * 8;
+  const int head = static_cast<int>((idx / chunks) % all);
+  const int i = static_cast<int>(idx / (int64_t{chunks} * all));
   const int pos = p0 + i;
   const bf16* src = qkv + int64_t{i} * all * hd + int64_t{head} * hd;
-  const float x1 = __bfloat162float(src[j]), x2 = __bfloat162float(src[j + half]);
+  Pack8 a, b;
+  a.u = *reinterpret_cast<const uint4*>(src + j);
+  b.u = *reinterpret_cast<const uint4*>(src + j + half);
   bf16* dst;
   if (head < heads + kv_heads) {
-    const float c = cos_t[int64_t{pos} * half + j], s = sin_t[int64_t{pos} * half + j];
+    const float4* cp = reinterpret_cast<const float4*>(cos_t + int64_t{pos} * half + j);
+    const float4* sp = reinterpret_cast<const float4*>(sin_t + int64_t{pos} * half + j);
+    const float4 c4[2] = {cp[0], cp[1]}, s4[2] = {sp[0], sp[1]};
+    const float* c = &c4[0].x;
+    const float* sn = &s4[0].x;
     dst = head < heads ? q_out + (int64_t{i} * heads + head) * hd
                        : k_cache + (int64_t{pos} * kv_heads + (head - heads)) * hd;
-    dst[j] = __float2bfloat16_rn(x1 * c - x2 * s);
-    dst[j + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+    Pack8 lo, hi;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 x1 = __bfloat1622float2(a.h[e]), x2 = __bfloat1622float2(b.h[e]);
+      const int k = 2 * e;
+      lo.h[e] = __floats2bfloat162_rn(x1.x * c[k] - x2.x * sn[k],
+                                      x1.y * c[k + 1] - x2.y * sn[k + 1]);
+      hi.h[e] = __floats2bfloat162_rn(x2.x * c[k] + x1.x * sn[k],
+                                      x2.y * c[k + 1] + x1.y * sn[k + 1]);
+    }
+    a.u = lo.u;
+    b.u = hi.u;
   } else {
     dst = v_cache + (int64_t{pos} * kv_heads + (head - heads - kv_heads)) * hd;
-    dst[j] = src[j];
-    dst[j + half] = src[j + half];
   }
+  *reinterpret_cast<uint4*>(dst + j) = a.u;
+  *reinterpret_cast<uint4*>(dst + j + half) = b.u;
 }
 
 // Row r of scores[heads * n, kv_len] belongs to query i = r % n at position p0 + i: keys after
@@ -823,8 +842,9 @@ class DeviceModel {
       mark(kLayerGemm);
       gemm(blas_, h_, L.wqkv, n, H, Q + 2 * KV, qkv_);
       mark(kOther);
-      const int64_t pairs = int64_t{n} * (d.heads + 2 * d.kv_heads) * (d.head_dim / 2);
-      rope_and_cache<<<blocks_for(pairs, 256), 256, 0, stream_>>>(
+      // A thread for each 8 rotated pairs.
+      const int64_t chunks = int64_t{n} * (d.heads + 2 * d.kv_heads) * (d.head_dim / 16);
+      rope_and_cache<<<blocks_for(chunks, 256), 256, 0, stream_>>>(
           qkv_, n, p0, d.heads, d.kv_heads, d.head_dim, cos_, sin_, q_, kc, vc);
       CHECK_LAUNCH(rope_and_cache);
       mark(kAttention);
