@@ -363,14 +363,7 @@ void Model<T>::v4_attention(const Layer& L, const std::string& p, int layer, con
       for (int s = 0; s < top_k && s < static_cast<int>(order.size()); ++s)
         ids[int64_t{i} * top_k + s] = order[s];
     }
-    if (tap) {
-      std::vector<T> shown(scores);
-      for (T& v : shown)
-        if (std::isinf(v) && v < 0) v = 0;
-      tap(p + "index_scores", {n, entries}, shown.data());
-      const std::vector<T> chosen(ids.begin(), ids.end());
-      tap(p + "index_topk", {n, top_k}, chosen.data());
-    }
+    tap_index_choice(tap, p, n, entries, scores, ids, top_k);
     if (route && top_k > 0) route(p + "index_topk", n, top_k, ids.data());
     selected.assign(int64_t{n} * entries, 0);
     for (int i = 0; i < n; ++i)

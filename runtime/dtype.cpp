@@ -104,4 +104,64 @@ float round_to(DType dtype, float value) {
   }
 }
 
+namespace {
+
+// The loops below are round_to without branches, so that the compiler turns them into vector
+// code: integer adds and masks, one float add and subtract, selects. Compiled for AVX-512, AVX2
+// and the baseline, chosen when the program starts; every clone computes the same exact integer
+// and IEEE operations, so the bits do not depend on the machine.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PINMARK_ROUNDING_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PINMARK_ROUNDING_CLONES
+#endif
+
+using AliasedBits = uint32_t __attribute__((may_alias));
+
+// float_to_bf16_bits then back: add 0x7FFF plus the lowest kept bit (ties to even, a carry is
+// the correct rounding up), a NaN kept quiet.
+PINMARK_ROUNDING_CLONES void round_bf16_in_place(float* values, int64_t n) {
+  AliasedBits* bits = reinterpret_cast<AliasedBits*>(values);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t b = bits[i];
+    const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+    const uint32_t nan = (b & 0xFFFF0000u) | 0x00400000u;
+    bits[i] = (b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded;
+  }
+}
+
+// float_to_fp16_bits then back, on the magnitude a:
+//   a >= 65520 (halfway from 65504, fp16's largest, to 65536): infinity;
+//   a >= 2^-14 (fp16 normals): 10 of the 23 mantissa bits kept, the rest rounded as for bf16;
+//   a < 2^-14 (fp16 subnormals, multiples of 2^-24): (a + 0.5) - 0.5, since floats in [0.5, 1)
+//   are exactly the multiples of 2^-24 there, so the add rounds a to one, ties to even, and the
+//   subtract is exact;
+//   NaN: the quiet NaN fp16_bits_to_float gives for fp16's, its sign kept.
+PINMARK_ROUNDING_CLONES void round_fp16_in_place(float* values, int64_t n) {
+  AliasedBits* bits = reinterpret_cast<AliasedBits*>(values);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t b = bits[i], sign = b & 0x80000000u, a = b & 0x7FFFFFFFu;
+    float magnitude;
+    std::memcpy(&magnitude, &a, sizeof magnitude);
+    const float sub = (magnitude + 0.5f) - 0.5f;
+    uint32_t sub_bits;
+    std::memcpy(&sub_bits, &sub, sizeof sub_bits);
+    const uint32_t normal = (a + 0xFFFu + ((a >> 13) & 1u)) & 0xFFFFE000u;
+    uint32_t r = a < 0x38800000u ? sub_bits : normal;
+    r = a >= 0x477FF000u ? 0x7F800000u : r;
+    r = a > 0x7F800000u ? 0x7FC00000u : r;
+    bits[i] = sign | r;
+  }
+}
+
+}  // namespace
+
+void round_in_place(DType dtype, float* values, int64_t n) {
+  switch (dtype) {
+    case DType::bf16: return round_bf16_in_place(values, n);
+    case DType::f16: return round_fp16_in_place(values, n);
+    default: return;
+  }
+}
+
 }  // namespace pinmark

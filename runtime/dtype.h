@@ -27,4 +27,7 @@ float fp16_bits_to_float(uint16_t bits);
 // `value` rounded to the nearest value of `dtype` (identity for fp32 and fp64).
 float round_to(DType dtype, float value);
 
+// values[i] = round_to(dtype, values[i]) for i < n, the same bits, in vector instructions.
+void round_in_place(DType dtype, float* values, int64_t n);
+
 }  // namespace pinmark

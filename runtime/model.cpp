@@ -690,6 +690,19 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
   linear(att.data(), L.o, L.o_bias, n, heads * vd, hidden, out);
 }
 
+template <class T>
+void Model<T>::tap_index_choice(const TapFn<T>& tap, const std::string& p, int n, int entries,
+                                const std::vector<T>& scores, const std::vector<int>& ids,
+                                int top_k) {
+  if (!tap) return;
+  std::vector<T> shown(scores);
+  for (T& v : shown)
+    if (std::isinf(v) && v < 0) v = 0;
+  tap(p + "index_scores", {n, entries}, shown.data());
+  const std::vector<T> chosen(ids.begin(), ids.end());
+  tap(p + "index_topk", {n, top_k}, chosen.data());
+}
+
 // DeepseekV32Indexer (transformers 5.17) and the top-k it feeds: the indexer's queries from
 // q_resid through wq_b, its one key head from h through wk and a LayerNorm (eps 1e-6); RoPE,
 // half-split (unlike MLA's interleaved part), on the first qk_rope_head_dim values of each;
@@ -733,14 +746,7 @@ std::vector<char> Model<T>::sparse_selection(const Layer& L, const std::string& 
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
     std::copy(order.begin(), order.begin() + top_k, ids.begin() + int64_t{i} * top_k);
   }
-  if (tap) {
-    std::vector<T> shown(scores);
-    for (T& v : shown)
-      if (std::isinf(v) && v < 0) v = 0;
-    tap(p + "index_scores", {n, kv_len}, shown.data());
-    const std::vector<T> chosen(ids.begin(), ids.end());
-    tap(p + "index_topk", {n, top_k}, chosen.data());
-  }
+  tap_index_choice(tap, p, n, kv_len, scores, ids, top_k);
   if (route) route(p + "index_topk", n, top_k, ids.data());
   std::vector<char> selected(int64_t{n} * kv_len, 0);
   for (int i = 0; i < n; ++i)

@@ -57,6 +57,23 @@ void require_finite_not_negative(std::vector<ConfigProblem>& problems, const cha
                                  number(v)});
 }
 
+// mlp_layer_types: one entry per layer (when given), each `first` or `second`.
+void require_mlp_layer_types(std::vector<ConfigProblem>& problems, const ModelConfig& c,
+                             const std::string& first, const std::string& second) {
+  if (!c.mlp_layer_types.empty() &&
+      static_cast<int>(c.mlp_layer_types.size()) != c.num_hidden_layers)
+    problems.push_back({"mlp_layer_types", "mlp_layer_types has " +
+                                               std::to_string(c.mlp_layer_types.size()) +
+                                               " entries, num_hidden_layers is " +
+                                               std::to_string(c.num_hidden_layers)});
+  for (const std::string& t : c.mlp_layer_types)
+    if (t != first && t != second) {
+      problems.push_back({"mlp_layer_types", "mlp_layer_types entry '" + t + "' is neither " +
+                                                 first + " nor " + second});
+      break;
+    }
+}
+
 bool uses_rope(const ModelConfig& c) { return c.model_type != "gpt2"; }
 
 void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems) {
@@ -215,18 +232,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
     if (c.qk_rope_head_dim % 2 != 0)
       problems.push_back({"qk_rope_head_dim", "qk_rope_head_dim must be even (rotary pairs), got " +
                                                   std::to_string(c.qk_rope_head_dim)});
-    if (!c.mlp_layer_types.empty() &&
-        static_cast<int>(c.mlp_layer_types.size()) != c.num_hidden_layers)
-      problems.push_back({"mlp_layer_types", "mlp_layer_types has " +
-                                                 std::to_string(c.mlp_layer_types.size()) +
-                                                 " entries, num_hidden_layers is " +
-                                                 std::to_string(c.num_hidden_layers)});
-    for (const std::string& t : c.mlp_layer_types)
-      if (t != "dense" && t != "sparse") {
-        problems.push_back({"mlp_layer_types", "mlp_layer_types entry '" + t +
-                                                   "' is neither dense nor sparse"});
-        break;
-      }
+    require_mlp_layer_types(problems, c, "dense", "sparse");
   }
   if (c.model_type == "deepseek_v32") {
     for (const auto& [key, value] : {std::pair{"index_topk", c.index_topk},
@@ -319,18 +325,7 @@ void validate_family(const ModelConfig& c, std::vector<ConfigProblem>& problems)
                                                   std::to_string(rotary_dim(with_defaults(c))) +
                                                   " values)"});
     }
-    if (!c.mlp_layer_types.empty() &&
-        static_cast<int>(c.mlp_layer_types.size()) != c.num_hidden_layers)
-      problems.push_back({"mlp_layer_types", "mlp_layer_types has " +
-                                                 std::to_string(c.mlp_layer_types.size()) +
-                                                 " entries, num_hidden_layers is " +
-                                                 std::to_string(c.num_hidden_layers)});
-    for (const std::string& t : c.mlp_layer_types)
-      if (t != "hash_moe" && t != "moe") {
-        problems.push_back({"mlp_layer_types", "mlp_layer_types entry '" + t +
-                                                   "' is neither hash_moe nor moe"});
-        break;
-      }
+    require_mlp_layer_types(problems, c, "hash_moe", "moe");
   }
   if (is_gemma3n(c)) {
     for (const auto& [key, value] :

@@ -12,7 +12,7 @@ class RoundingBackend final : public StoringBackend<float> {
 
  protected:
   void store(float* values, int64_t n, int) override {
-    for (int64_t i = 0; i < n; ++i) values[i] = round_to(storage_, values[i]);
+    round_in_place(storage_, values, n);
   }
   double stored_scalar(double s) override { return round_to(storage_, static_cast<float>(s)); }
 

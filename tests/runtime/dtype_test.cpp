@@ -143,6 +143,42 @@ TEST(Conversions, NanStaysNanAndKnownValuesLandWhereIeeeSays) {
   EXPECT_EQ(round_to(DType::f32, 0.1f), 0.1f);
 }
 
+// The vector loop against round_to, bit for bit: every probe above (ties, near-ties, both
+// signs, subnormals, overflow), NaNs with assorted payloads and signs, in an array whose length
+// is no multiple of any vector width, so that the loops' tails run too.
+void expect_in_place_matches_round_to(DType dtype, std::vector<float> values) {
+  for (uint32_t payload : {0x7FC00000u, 0x7F800001u, 0x7FBFFFFFu, 0xFFC12345u, 0xFF800001u})
+    values.push_back(float_of(payload));
+  // Where the branches of the scalar code meet: fp16's overflow point and largest values, its
+  // normal and subnormal boundary, half its smallest subnormal; bf16's largest finite values.
+  for (float f : {65504.0f, 65519.0f, 65520.0f, 65535.0f, 65536.0f, 65536.0f * 1.5f,
+                  std::ldexp(1.0f, -14), std::ldexp(1.0f, -25), std::ldexp(1.5f, -25),
+                  std::ldexp(1.0f, -24), std::numeric_limits<float>::max()})
+    for (float g : {f, std::nextafter(f, 0.0f), std::nextafter(f, INFINITY)})
+      values.insert(values.end(), {g, -g});
+  if (values.size() % 2 == 0) values.push_back(1.0f);
+  std::vector<float> rounded = values;
+  round_in_place(dtype, rounded.data(), static_cast<int64_t>(rounded.size()));
+  for (size_t i = 0; i < values.size(); ++i)
+    ASSERT_EQ(bits_of(rounded[i]), bits_of(round_to(dtype, values[i])))
+        << dtype_name(dtype) << " of bits " << std::hex << bits_of(values[i]);
+}
+
+TEST(RoundInPlace, Fp16GivesRoundToBitsForEveryProbe) {
+  expect_in_place_matches_round_to(DType::f16, rounding_probes(fp16_value, 0x7BFF));
+}
+
+TEST(RoundInPlace, Bf16GivesRoundToBitsForEveryProbe) {
+  expect_in_place_matches_round_to(DType::bf16, rounding_probes(bf16_value, 0x7F7F));
+}
+
+TEST(RoundInPlace, LeavesFp32AndFp64Values) {
+  std::vector<float> values = {0.1f, -3.0e-41f, 65520.0f};
+  const std::vector<float> before = values;
+  round_in_place(DType::f32, values.data(), 3);
+  EXPECT_EQ(values, before);
+}
+
 TEST(DtypeNames, RoundTripAndUnitRoundoff) {
   for (DType d : {DType::f64, DType::f32, DType::bf16, DType::f16})
     EXPECT_EQ(parse_dtype(dtype_name(d)), d);

@@ -372,7 +372,9 @@ TEST(NormalQuantile, InvertsTheNormalDistribution) {
     const double wanted = p <= 0.5 ? p : 1 - p;
     EXPECT_NEAR(tail, wanted, 1e-14 * wanted) << p;
     // Symmetric about 0 where 1 - p is exact.
-    if (p >= 0.5) EXPECT_EQ(normal_quantile(1 - p), -x) << p;
+    if (p >= 0.5) {
+      EXPECT_EQ(normal_quantile(1 - p), -x) << p;
+    }
   }
   EXPECT_EQ(normal_quantile(0.5), 0.0);
   EXPECT_TRUE(std::isinf(normal_quantile(0.0)) && normal_quantile(0.0) < 0);
