@@ -442,12 +442,13 @@ __device__ __forceinline__ float key_dot(const Key& key, const float4* q) {
 // The values of one block's keys, weighted: thread t of T adds dims 8 (t % V) ... + 7 of keys
 // t / V, t / V + T / V, ... < count (V = HD / 8) in order, each value times ps[h][key] for every
 // head h < group at once (each value read once); then the partial sums of each dim of a warp,
-// a butterfly over its 32 / V key groups, go to red[warp][h][dim]. The caller adds the warps in
-// order after a barrier.
-template <int HD, int T, int C, class Values>
+// a butterfly over its 32 / V key groups, go to red[warp][h][dim]; after a barrier, the warps'
+// sums of each output are added in warp order and handed to done(h, dim, sum), output i = h HD +
+// dim to threads i, i + T, ... The caller's barrier publishes what done writes.
+template <int HD, int T, int C, class Values, class Done>
 __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)[kMaxGroup][C],
                                              int count, int group,
-                                             float (&red)[T / 32][kMaxGroup][HD]) {
+                                             float (&red)[T / 32][kMaxGroup][HD], Done done) {
   constexpr int V = HD / 8, KG = T / V;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5, dv = t % V, kg = t / V;
   float acc[kMaxGroup][8];
@@ -484,6 +485,13 @@ __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)
         if (lane < V) red[warp][h][dv * 8 + e] = a;
       }
     }
+  }
+  __syncthreads();
+  for (int i = t; i < group * HD; i += T) {
+    const int h = i / HD, d = i % HD;
+    float sum = 0.0f;
+    for (int w = 0; w < T / 32; ++w) sum += red[w][h][d];
+    done(h, d, sum);
   }
 }
 
@@ -572,19 +580,14 @@ __global__ void __launch_bounds__(kSplitThreads)
   }
   __syncthreads();
 
-  weigh_values<HD, T>(vs, ps, count, group, red);
-  __syncthreads();
-  for (int i = t; i < group * HD; i += T) {
-    const int h = i / HD, d = i % HD;
-    float sum = 0.0f;
-    for (int w = 0; w < T / 32; ++w) sum += red[w][h][d];
+  weigh_values<HD, T>(vs, ps, count, group, red, [&](int h, int d, float sum) {
     float* dst = part + (int64_t{g * group + h} * S + s) * (HD + 4);
     dst[d] = sum;
     if (d == 0) {
       dst[HD] = ml[h][0];
       dst[HD + 1] = ml[h][1];
     }
-  }
+  });
 
   // The last block of this KV head merges (threadFenceReduction's pattern: the block's writes,
   // a barrier, then one thread's fence before it counts; the last block's fence after).
@@ -720,14 +723,9 @@ __global__ void __launch_bounds__(T)
       }
     }
     __syncthreads();
-    weigh_values<HD, T>(vs, ps, count, group, red);
-    __syncthreads();
-    for (int i = t; i < group * HD; i += T) {
-      const int h = i / HD, d = i % HD;
-      float sum = 0.0f;
-      for (int w = 0; w < T / 32; ++w) sum += red[w][h][d];
+    weigh_values<HD, T>(vs, ps, count, group, red, [&](int h, int d, float sum) {
       acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum);
-    }
+    });
   }
 
   // Every block's m, l and output are in its shared memory: block r merges its slice.
