@@ -177,6 +177,8 @@ TEST(RoundInPlace, LeavesFp32AndFp64Values) {
   const std::vector<float> before = values;
   round_in_place(DType::f32, values.data(), 3);
   EXPECT_EQ(values, before);
+  round_in_place(DType::f64, values.data(), 3);
+  EXPECT_EQ(values, before);
 }
 
 TEST(DtypeNames, RoundTripAndUnitRoundoff) {
