@@ -629,7 +629,8 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
     } else {
       r.problems.push_back(r.block.problem_at(
           key, "unknown pinmark key '" + key +
-                   "' (known: seed, kv_shared_layers, mla_absorb, query_heads)"));
+                   "' (known: seed, kv_shared_layers, mla_absorb, query_heads; or checkpoint, "
+                   "alone, to load a checkpoint folder)"));
     }
   }
 }

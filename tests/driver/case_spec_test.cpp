@@ -116,6 +116,21 @@ TEST(CaseSpec, UnknownConfigKeySuggestsTheClosestKey) {
   EXPECT_TRUE(find_problem(spec, "missing required key 'hidden_size'"));
 }
 
+TEST(CaseSpec, UnknownPinmarkKeyListsTheKnownOnes) {
+  const std::string md = one_case(
+      config_section(replaced(kConfig, "\"num_attention_heads\": 4",
+                              "\"num_attention_heads\": 4,\n  \"pinmark\": {\"checkpont\": \"x\"}")) +
+      inputs_section(kInputs));
+  CaseSpec spec = read_case_spec(parse_only_case(md));
+  EXPECT_EQ(spec.kind, CaseSpec::Kind::invalid);
+  const CaseProblem* p = find_problem(spec, "unknown pinmark key 'checkpont'");
+  ASSERT_TRUE(p);
+  // A misspelt key is found among what the section accepts, checkpoint included.
+  for (const char* known : {"seed", "kv_shared_layers", "mla_absorb", "query_heads", "checkpoint"})
+    EXPECT_TRUE(contains(p->message, known)) << p->message;
+  EXPECT_EQ(p->file_line, line_of(md, "\"checkpont\""));
+}
+
 // transformers' modeling code never reads a key far from every key it reads, so it changes
 // nothing there: the case runs, and the rendered case lists the key as ignored.
 TEST(CaseSpec, UnknownKeyFarFromAnyKnownKeyIsAccepted) {
