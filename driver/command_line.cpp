@@ -18,6 +18,7 @@
 #include "driver/ci_report.h"
 #include "driver/cli_color.h"
 #include "driver/docs_export.h"
+#include "driver/dropped_notes.h"
 #include "driver/env_flag.h"
 #include "driver/export.h"
 #include "driver/fence.h"
@@ -463,6 +464,12 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
     }
     // A matching case may still have something to record (a device that reproduced a row).
     if (c.text != outcome.actual) changed.emplace(c.slug, CaseRewrite(c.text, outcome.actual));
+    if (o.regenerate && c.text != outcome.actual)
+      for (const DroppedNote& note : dropped_notes(c.text, c.line, outcome.actual))
+        out << yellow << "DROPPED " << reset << path << ":" << note.line << ": "
+            << inline_code(note.text)
+            << " sits inside an output section, which regeneration rewrites whole: notes "
+               "belong in the case's prose\n";
     CaseReport record{path, c.slug, CaseReport::Status::kPassed, {}, "", ""};
     if ((matches || o.regenerate) && failing.empty()) {
       ++tally.passed;

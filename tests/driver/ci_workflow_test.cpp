@@ -349,6 +349,25 @@ TEST_F(CiWorkflow, ReviewSaysWhenAGoldenChangedAndAcceptingIsRefused) {
   EXPECT_TRUE(fs::exists(path + ".pending"));
 }
 
+TEST_F(CiWorkflow, RegenerationNamesANoteItDropsFromAnOutputSection) {
+  const std::string path = fresh_file();
+  ASSERT_EQ(pinmark({"run", "--regenerate", path}).status, 0);
+  std::string text = read_file(path);
+  const size_t numerics = text.find("### Numerics\n\n");
+  ASSERT_NE(numerics, std::string::npos) << text;
+  text.insert(numerics + std::string("### Numerics\n\n").size(), "A note of mine.\n\n");
+  write_file(path, text);
+  const int line = test::line_of(text, "A note of mine.");
+  Result r = pinmark({"run", "--regenerate", path});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "DROPPED " + path + ":" + std::to_string(line) +
+                                  ": `A note of mine.` sits inside an output section"))
+      << describe(r);
+  EXPECT_FALSE(contains(read_file(path), "A note of mine."));  // as docs/case-format.md says
+  Result again = pinmark({"run", "--regenerate", path});
+  EXPECT_FALSE(contains(again.out, "DROPPED")) << describe(again);
+}
+
 // One case at a time, as under ctest.
 
 TEST_F(CiWorkflow, CasesUpdateTheirOwnPartOfThePending) {
