@@ -468,8 +468,8 @@ void run_one_file(const std::string& path, const Options& o, Tally& tally, RunRe
       for (const DroppedNote& note : dropped_notes(c.text, c.line, outcome.actual))
         out << yellow << "DROPPED " << reset << path << ":" << note.line << ": "
             << inline_code(note.text)
-            << " sits inside an output section, which regeneration rewrites whole: notes "
-               "belong in the case's prose\n";
+            << " is not in the regenerated output section (sections pinmark writes are "
+               "rewritten whole): if a person wrote it, it belongs in the case's prose\n";
     CaseReport record{path, c.slug, CaseReport::Status::kPassed, {}, "", ""};
     if ((matches || o.regenerate) && failing.empty()) {
       ++tally.passed;

@@ -1,6 +1,8 @@
 // What a regeneration drops that a person may have written: output sections are pinmark's and
 // are rewritten whole (docs/case-format.md), so a note typed inside one is gone afterwards. The
-// driver names each such line before it rewrites the file, so that nothing goes unnoticed.
+// driver names each such line before it rewrites the file, so that nothing goes unnoticed. A
+// sentence an older pinmark wrote there, in words the current one no longer uses, is named
+// too: which of the two a line is cannot be told from the file.
 #pragma once
 
 #include <string>

@@ -361,7 +361,8 @@ TEST_F(CiWorkflow, RegenerationNamesANoteItDropsFromAnOutputSection) {
   Result r = pinmark({"run", "--regenerate", path});
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_TRUE(contains(r.out, "DROPPED " + path + ":" + std::to_string(line) +
-                                  ": `A note of mine.` sits inside an output section"))
+                                  ": `A note of mine.` is not in the regenerated output "
+                                  "section"))
       << describe(r);
   EXPECT_FALSE(contains(read_file(path), "A note of mine."));  // as docs/case-format.md says
   Result again = pinmark({"run", "--regenerate", path});
