@@ -8,49 +8,41 @@
 namespace pinmark {
 namespace {
 
-const std::string kOld =
-    "## A case\n"  // file line 10
-    "\n"
-    "Prose of the case, kept by regeneration.\n"
-    "\n"
-    "### Config\n"
-    "\n"
-    "A sentence in an input section, kept too.\n"
-    "\n"
-    "### Numerics\n"
-    "\n"
-    "Each target against the fp64 oracle over every logit, errors 1e-05.\n"  // line 20
-    "\n"
-    "| target | rel L2 |\n"
-    "| --- | ---: |\n"
-    "| cpu fp32 | 1e-07 |\n"
-    "\n"
-    "My own note: this row moved after the kernel change.\n"  // line 26
-    "\n"
-    "- `cpu fp32`: fingerprint `a`\n"
-    "\n"
-    "```text\n"
-    "A line inside a code block.\n"
-    "```\n";
+// One case as pinmark renders it, the parts that differ between two renders given: the numbers
+// (in a generated sentence, a table row and a fingerprint) and what follows the table.
+std::string a_case(const std::string& number, const std::string& after_table) {
+  return "## A case\n"
+         "\n"
+         "Prose of the case, kept by regeneration.\n"
+         "\n"
+         "### Config\n"
+         "\n"
+         "A sentence in an input section, kept too.\n"
+         "\n"
+         "### Numerics\n"
+         "\n"
+         "Each target against the fp64 oracle over every logit, errors " +
+         number +
+         ".\n"
+         "\n"
+         "| target | rel L2 |\n"
+         "| --- | ---: |\n"
+         "| cpu fp32 | " +
+         number +
+         " |\n"
+         "\n" +
+         after_table + "- `cpu fp32`: fingerprint `" + number + "`\n";
+}
 
-const std::string kNew =
-    "## A case\n"
-    "\n"
-    "Prose of the case, kept by regeneration.\n"
-    "\n"
-    "### Config\n"
-    "\n"
-    "A sentence in an input section, kept too.\n"
-    "\n"
-    "### Numerics\n"
-    "\n"
-    "Each target against the fp64 oracle over every logit, errors 2e-05.\n"
-    "\n"
-    "| target | rel L2 |\n"
-    "| --- | ---: |\n"
-    "| cpu fp32 | 2e-07 |\n"
-    "\n"
-    "- `cpu fp32`: fingerprint `b`\n";
+// With its first line at file line 10, the note is at line 26.
+const std::string kOld = a_case("1e-05",
+                                "My own note: this row moved after the kernel change.\n"
+                                "\n"
+                                "```text\n"
+                                "A line inside a code block.\n"
+                                "```\n"
+                                "\n");
+const std::string kNew = a_case("2e-05", "");
 
 TEST(DroppedNotes, NamesAPersonsLineInAnOutputSectionWithItsFileLine) {
   const std::vector<DroppedNote> dropped = dropped_notes(kOld, 10, kNew);
