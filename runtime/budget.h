@@ -38,9 +38,10 @@ Budget budget_from_environment();
 
 // The cost of running `config` over prompts of these lengths plus `decode` greedy steps: the
 // fp64 oracle, then each of `targets` targets run five times (once, repeated twice, on one
-// thread, each sequence alone). Bytes count the weights at fp64 and one target's copies, the
-// KV cache, the logits kept and the intermediate tensors recorded. Sizes left at 0 take
-// their Hugging Face defaults.
+// thread, each sequence alone). Work counts the multiply-adds and, in multiply-adds of the same
+// time, each layer's fixed cost per run and per forward call. Bytes count the weights at fp64
+// and one target's copies, the KV cache, the logits kept and the intermediate tensors
+// recorded. Sizes left at 0 take their Hugging Face defaults.
 Footprint model_footprint(const ModelConfig& config, const std::vector<int64_t>& prompt_lengths,
                           int64_t decode, int targets);
 

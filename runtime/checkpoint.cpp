@@ -25,7 +25,7 @@ constexpr const char* kIndexFile = "model.safetensors.index.json";
 
 constexpr const char* kHead = "lm_head.weight";
 
-std::string quoted(const std::string& name) { return "'" + name + "'"; }
+std::string quoted_name(const std::string& name) { return "'" + name + "'"; }
 
 // `name` against a pattern in which '#' stands for one or more digits.
 bool matches(const std::string& name, const std::string& pattern) {
@@ -153,25 +153,25 @@ Checkpoint::Checkpoint(std::string directory, std::string label)
   std::map<std::string, size_t> shard_index;  // file name -> index into shards_
   for (const auto& [name, file] : index["weight_map"].items()) {
     if (!file.is_string())
-      throw std::runtime_error(index_label + ": tensor " + quoted(name) +
+      throw std::runtime_error(index_label + ": tensor " + quoted_name(name) +
                                " maps to " + file.dump() + ", not a shard file name");
     const std::string shard = file.get<std::string>();
     if (!is_plain_file_name(shard))
-      throw std::runtime_error(index_label + ": tensor " + quoted(name) + " is in shard " +
-                               quoted(shard) +
+      throw std::runtime_error(index_label + ": tensor " + quoted_name(name) + " is in shard " +
+                               quoted_name(shard) +
                                ", which is not a file name inside the checkpoint directory");
     auto it = shard_index.find(shard);
     if (it == shard_index.end()) {
       const std::string path = join(directory_, shard);
       const std::string shown = join(label_, shard);
       if (!present(path, shown))
-        throw std::runtime_error(index_label + " puts tensor " + quoted(name) + " in shard " +
-                                 quoted(shard) + ", but " + shown + " does not exist");
+        throw std::runtime_error(index_label + " puts tensor " + quoted_name(name) + " in shard " +
+                                 quoted_name(shard) + ", but " + shown + " does not exist");
       shards_.emplace_back(path, shown);
       it = shard_index.emplace(shard, shards_.size() - 1).first;
     }
     if (!shards_[it->second].contains(name))
-      throw std::runtime_error(index_label + " puts tensor " + quoted(name) + " in " +
+      throw std::runtime_error(index_label + " puts tensor " + quoted_name(name) + " in " +
                                shards_[it->second].label() + ", which has no such tensor");
     shard_of_[name] = it->second;
   }
@@ -185,9 +185,9 @@ std::vector<std::string> Checkpoint::names() const {
 }
 
 void Checkpoint::missing(const std::string& name, const std::set<std::string>& wanted) const {
-  std::string message = "tensor " + quoted(name) + " is not in the checkpoint " + label_;
+  std::string message = "tensor " + quoted_name(name) + " is not in the checkpoint " + label_;
   if (const std::optional<std::string> close = closest_name(name, names(), wanted))
-    message += " (did you mean " + quoted(*close) + "?)";
+    message += " (did you mean " + quoted_name(*close) + "?)";
   throw std::runtime_error(message);
 }
 
@@ -209,7 +209,7 @@ Tensor<double> Checkpoint::read(const std::string& name, const Shape& expected,
   const std::string& path = file.label();
   // Checked before reading, so that a wrong config fails without converting a large tensor.
   if (file.shape(name) != expected)
-    throw std::runtime_error("tensor " + quoted(name) + " in " + path + " has shape " +
+    throw std::runtime_error("tensor " + quoted_name(name) + " in " + path + " has shape " +
                              shape_string(file.shape(name)) + ", expected " +
                              shape_string(expected) + " (from config.json)");
   return file.read(name);
@@ -242,7 +242,7 @@ Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embe
       throw std::runtime_error(
           "checkpoint " + label_ + " has no tensor under '" + prefix +
           "', so transformers reads it as the base model alone and does not load " +
-          quoted(name) + " from it; pinmark's " + model_type + " model needs that tensor" +
+          quoted_name(name) + " from it; pinmark's " + model_type + " model needs that tensor" +
           (name == kHead ? " unless config.json sets tie_word_embeddings" : ""));
     stored_wanted.insert(stored_name(name));
   }
@@ -257,7 +257,7 @@ Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embe
       tied_head = true;
       continue;
     }
-    throw std::runtime_error("checkpoint " + label_ + " has tensor " + quoted(name) +
+    throw std::runtime_error("checkpoint " + label_ + " has tensor " + quoted_name(name) +
                              ", which pinmark's " + model_type + " model does not use");
   }
 
@@ -270,18 +270,18 @@ Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embe
   auto embedding = weights.find(naming.embedding);
   if (embedding == weights.end())
     throw std::runtime_error("checkpoint " + label_ + ": the " + model_type +
-                             " model reads no " + quoted(naming.embedding));
+                             " model reads no " + quoted_name(naming.embedding));
   const Tensor<double>& embed = embedding->second;
   const Tensor<double> head = read(kHead, embed.shape, stored_wanted);
   for (size_t i = 0; i < head.data.size(); ++i)
     if (!(head.data[i] == embed.data[i]) &&
         !(std::isnan(head.data[i]) && std::isnan(embed.data[i])))
       throw std::runtime_error(
-          "checkpoint " + label_ + " stores " + quoted(kHead) + " apart from the embedding " +
-          quoted(stored_name(naming.embedding)) + " and they differ (first at element " +
+          "checkpoint " + label_ + " stores " + quoted_name(kHead) + " apart from the embedding " +
+          quoted_name(stored_name(naming.embedding)) + " and they differ (first at element " +
           std::to_string(i) + "), but config.json ties them (tie_word_embeddings true), so " +
           "transformers uses the embedding as the head: set tie_word_embeddings to false to "
-          "use " + quoted(kHead) + ", or remove it from the checkpoint");
+          "use " + quoted_name(kHead) + ", or remove it from the checkpoint");
   return weights;
 }
 

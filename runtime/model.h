@@ -237,12 +237,12 @@ class Model {
   // The per-layer inputs [n, layers, P] of the tokens whose scaled embeddings are x [n, hidden].
   std::vector<T> per_layer_inputs(const std::vector<int>& tokens, const T* x, int n,
                                   const TapFn<T>& tap);
-  // The AltUp streams [N, n, hidden] from the embeddings x: x itself, then x through each
-  // altup_projection, rescaled to x's root mean square.
   // DeepSeek Sparse Attention's indexer choice as taps: scores [n, entries] (masked ones
   // shown as 0) as "<p>index_scores", the chosen ids [n, top_k] as "<p>index_topk".
   void tap_index_choice(const TapFn<T>& tap, const std::string& p, int n, int entries,
                         const std::vector<T>& scores, const std::vector<int>& ids, int top_k);
+  // The AltUp streams [N, n, hidden] from the embeddings x: x itself, then x through each
+  // altup_projection, rescaled to x's root mean square.
   std::vector<T> expand_streams(const T* x, int n, const TapFn<T>& tap);
   // Back from the streams to one hidden state x [n, hidden]: the mean of stream 0 and the
   // others through altup_unembed_projections, rescaled to stream 0's root mean square.
