@@ -8,6 +8,11 @@
 # -O1, not Release's -O3: the sanitized build is for finding faults, and -O1 compiles in less
 # than half the time while keeping the stack traces exact (-gline-tables-only gives them file
 # and line). clang's UBSan also checks pointer arithmetic that gcc's does not.
+#
+# A unity build (eight sources compiled as one) takes two thirds of the time of one compile per
+# file, on 2 cores 4.3 against 6.4 minutes, because nlohmann/json and GoogleTest are compiled
+# once per batch. ci/build.sh still compiles each file on its own, so a file that only builds
+# with its batch's includes is caught there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${PINMARK_SANITIZE_BUILD_DIR:-build-sanitize}"
@@ -29,5 +34,5 @@ fi
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_CXX_FLAGS_RELEASE="-O1 -gline-tables-only -DNDEBUG" \
-  -DPINMARK_FUZZ=ON -DPINMARK_CUDA=OFF >/dev/null
+  -DPINMARK_FUZZ=ON -DPINMARK_CUDA=OFF -DCMAKE_UNITY_BUILD=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" "$@"

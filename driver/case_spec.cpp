@@ -16,8 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string show(const json& value) { return value.dump(); }
-
 // Token ids as written, kept wide until they are checked against the vocabulary, so that
 // 2^32 + 1 is reported rather than read as 1.
 bool read_token_list(const json& value, std::vector<int64_t>& out) {
@@ -120,17 +118,17 @@ void read_kernel(const JsonBlock& block, KernelSpec& kernel, std::vector<CasePro
       if (value.is_string())
         kernel.op = value.get<std::string>();
       else
-        problems.push_back(block.problem_at(key, "op must be a string, got " + show(value)));
+        problems.push_back(block.problem_at(key, "op must be a string, got " + json_text(value)));
     } else if (key == "seed") {
       if (value.is_number_unsigned())
         kernel.seed = value.get<uint64_t>();
       else
         problems.push_back(
-            block.problem_at(key, "seed must be an integer from 0 to 18446744073709551615, got " + show(value)));
+            block.problem_at(key, "seed must be an integer from 0 to 18446744073709551615, got " + json_text(value)));
     } else if (value.is_number()) {
       kernel.params[key] = value.get<double>();
     } else {
-      problems.push_back(block.problem_at(key, key + " must be a number, got " + show(value)));
+      problems.push_back(block.problem_at(key, key + " must be a number, got " + json_text(value)));
     }
   }
   if (!block.value.contains("op")) {
@@ -159,7 +157,7 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
           if (const EngineTarget* t = find_engine_target(*plan.engines, item.get<std::string>()).second)
             target = t->target;
         if (item.is_string() && !target) target = parse_case_target(item.get<std::string>(), why);
-        if (!item.is_string()) why = "a target is a string like \"cpu bf16\", not " + show(item);
+        if (!item.is_string()) why = "a target is a string like \"cpu bf16\", not " + json_text(item);
         if (target) {
           plan.targets.push_back(*target);
         } else {
@@ -175,7 +173,7 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
       for (const auto& [name, bound] : value.items()) {
         if (!bound.is_number() || !(bound.get<double>() > 0))
           problems.push_back(block.problem_at(
-              name, "the tolerance of '" + name + "' must be a positive number, got " + show(bound)));
+              name, "the tolerance of '" + name + "' must be a positive number, got " + json_text(bound)));
         else
           plan.tolerance[name] = bound.get<double>();
       }
@@ -183,12 +181,12 @@ void read_targets(const JsonBlock& block, TargetPlan& plan, std::vector<CaseProb
       if (!value.is_number() || !(value.get<double>() > 0))
         problems.push_back(block.problem_at(
             key, "reference_tolerance must be a positive number (the bound on the oracle's rel L2 "
-                 "against reference.json), got " + show(value)));
+                 "against reference.json), got " + json_text(value)));
       else
         plan.reference_tolerance = value.get<double>();
     } else if (key == "pin_bits") {
       if (!value.is_boolean())
-        problems.push_back(block.problem_at(key, "pin_bits must be true or false, got " + show(value)));
+        problems.push_back(block.problem_at(key, "pin_bits must be true or false, got " + json_text(value)));
       else
         plan.pin_bits = value.get<bool>();
     } else {

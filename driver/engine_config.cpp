@@ -16,7 +16,7 @@
 namespace pinmark {
 namespace fs = std::filesystem;
 // Ordered, so that an engine's targets keep the order the file gives them (their rows' order).
-using json = nlohmann::ordered_json;
+using nlohmann::ordered_json;
 
 namespace {
 
@@ -24,12 +24,12 @@ namespace {
   throw std::runtime_error(path + (where.empty() ? "" : ": " + where) + ": " + what);
 }
 
-std::vector<std::string> string_list(const json& value, const std::string& path,
+std::vector<std::string> string_list(const ordered_json& value, const std::string& path,
                                      const std::string& where, const std::string& example) {
   if (!value.is_array() || value.empty())
     fail(path, where, "must be a non-empty list of strings, e.g. " + example);
   std::vector<std::string> out;
-  for (const json& item : value) {
+  for (const ordered_json& item : value) {
     if (!item.is_string() || item.get<std::string>().empty())
       fail(path, where, "must be a non-empty list of non-empty strings, e.g. " + example +
                             "; got " + item.dump());
@@ -38,7 +38,7 @@ std::vector<std::string> string_list(const json& value, const std::string& path,
   return out;
 }
 
-EngineSpec read_engine(const std::string& name, const json& value, const std::string& path) {
+EngineSpec read_engine(const std::string& name, const ordered_json& value, const std::string& path) {
   const std::string where = "engines." + name;
   if (!value.is_object())
     fail(path, where, "an engine is an object with command, cases and targets");
@@ -165,17 +165,17 @@ bool path_glob_match(const std::string& pattern, const std::string& path) {
 }  // namespace
 
 EngineConfig parse_engine_config(const std::string& text, const std::string& path) {
-  json value;
+  ordered_json value;
   try {
-    value = json::parse(text);
-  } catch (const json::exception& e) {
+    value = ordered_json::parse(text);
+  } catch (const ordered_json::exception& e) {
     fail(path, "", std::string("not valid JSON: ") + e.what());
   }
   if (!value.is_object() || !value.contains("engines"))
     fail(path, "", "must be an object {\"engines\": {NAME: {command, cases, targets}}}");
   for (const auto& [key, item] : value.items())
     if (key != "engines") fail(path, "", "unknown key '" + key + "'; the file holds \"engines\"");
-  const json& engines = value["engines"];
+  const ordered_json& engines = value["engines"];
   if (!engines.is_object())
     fail(path, "engines", "must map each engine's name to its command, cases and targets");
   EngineConfig config;

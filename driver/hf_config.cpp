@@ -14,8 +14,6 @@ using nlohmann::json;
 // Far past any released model (hundreds of layers); the budget refuses most counts below it.
 constexpr int kMaxLayers = 1 << 20;
 
-std::string show(const json& value) { return value.dump(); }
-
 // Reads one typed config value, or records why it cannot.
 struct Reader {
   const JsonBlock& block;
@@ -29,7 +27,7 @@ struct Reader {
   }
   bool number(const std::string& key, const json& value, double& out) {
     if (!value.is_number()) {
-      problems.push_back(block.problem_at(key, key + " must be a number, got " + show(value)));
+      problems.push_back(block.problem_at(key, key + " must be a number, got " + json_text(value)));
       return false;
     }
     out = value.get<double>();
@@ -37,7 +35,7 @@ struct Reader {
   }
   bool boolean(const std::string& key, const json& value, bool& out) {
     if (!value.is_boolean()) {
-      problems.push_back(block.problem_at(key, key + " must be true or false, got " + show(value)));
+      problems.push_back(block.problem_at(key, key + " must be true or false, got " + json_text(value)));
       return false;
     }
     out = value.get<bool>();
@@ -46,10 +44,10 @@ struct Reader {
   // A key pinmark accepts only at the one value it implements.
   void only(const std::string& key, const json& value, const json& supported) {
     if (value != supported)
-      problems.push_back(block.problem_at(key, key + " " + show(value) +
+      problems.push_back(block.problem_at(key, key + " " + json_text(value) +
                                                    " is not supported (pinmark implements " +
-                                                   show(supported) + "); set it to " +
-                                                   show(supported) + " or leave it out"));
+                                                   json_text(supported) + "); set it to " +
+                                                   json_text(supported) + " or leave it out"));
   }
 };
 
@@ -109,7 +107,7 @@ KeyHandler optional_number_key(double ModelConfig::*field) {
     if (v.is_null())
       c.*field = 0;
     else if (r.number(k, v, c.*field) && !(c.*field > 0))
-      r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
+      r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + json_text(v)));
   };
 }
 // A key whose value the model does not use (another key decides), still checked to be an
@@ -132,7 +130,7 @@ void read_sliding_window(Reader& r, const std::string& k, const json& v, ModelCo
   if (v.is_null()) {
     c.sliding_window = 0;
   } else if (r.integer(k, v, c.sliding_window) && c.sliding_window <= 0) {
-    r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
+    r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + json_text(v)));
   }
 }
 
@@ -142,13 +140,13 @@ void read_layer_types(Reader& r, const std::string& k, const json& v, ModelConfi
     return;
   }
   if (!v.is_array()) {
-    r.problems.push_back(r.block.problem_at(k, k + " must be a list of strings, got " + show(v)));
+    r.problems.push_back(r.block.problem_at(k, k + " must be a list of strings, got " + json_text(v)));
     return;
   }
   c.layer_types.clear();
   for (const json& t : v) {
     if (!t.is_string()) {
-      r.problems.push_back(r.block.problem_at(k, k + " must be a list of strings, got " + show(v)));
+      r.problems.push_back(r.block.problem_at(k, k + " must be a list of strings, got " + json_text(v)));
       return;
     }
     c.layer_types.push_back(t.get<std::string>());
@@ -174,7 +172,7 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c);
 void read_sliding_rope(Reader& r, const std::string& k, const std::string& what, const json& params,
                        const std::string& layers, ModelConfig& c) {
   if (!params.is_object()) {
-    r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + show(params)));
+    r.problems.push_back(r.block.problem_at(k, what + " must be an object, got " + json_text(params)));
     return;
   }
   std::string type = "default";
@@ -265,8 +263,8 @@ void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, Model
     c.partial_rotary_factor = compress_factor;
     if (main_factor != compress_factor)
       r.problems.push_back(r.block.problem_at(
-          k, k + ".main rotates " + show(json(main_factor)) + " of each head and " + k +
-                 ".compress " + show(json(compress_factor)) +
+          k, k + ".main rotates " + json_text(json(main_factor)) + " of each head and " + k +
+                 ".compress " + json_text(json(compress_factor)) +
                  " (partial_rotary_factor, 1 when absent); pinmark implements one rotary width "
                  "for both"));
     return;
@@ -290,7 +288,7 @@ void read_deepseek_v4_rope(Reader& r, const std::string& k, const json& v, Model
 void read_compress_rates(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (v.is_null()) return;
   if (!v.is_object()) {
-    r.problems.push_back(r.block.problem_at(k, k + " must be an object, got " + show(v)));
+    r.problems.push_back(r.block.problem_at(k, k + " must be an object, got " + json_text(v)));
     return;
   }
   for (const auto& [type, rate] : v.items()) {
@@ -317,7 +315,7 @@ void read_layer_widths(Reader& r, const std::string& k, const json& v, ModelConf
   for (const json& w : v) {
     int width = 0;
     if (!w.is_number_integer() || !r.integer(k, w, width)) {
-      r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+      r.problems.push_back(r.block.problem_at(k, wanted + json_text(v)));
       c.layer_intermediate_sizes.clear();
       return;
     }
@@ -334,12 +332,12 @@ void read_sparsity_pattern(Reader& r, const std::string& k, const json& v, Model
   if (v.is_null()) return;
   const std::string wanted = k + " must be a list of numbers, one per layer, or null, got ";
   if (!v.is_array() || v.empty()) {
-    r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+    r.problems.push_back(r.block.problem_at(k, wanted + json_text(v)));
     return;
   }
   for (const json& p : v) {
     if (!p.is_number()) {
-      r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+      r.problems.push_back(r.block.problem_at(k, wanted + json_text(v)));
       c.activation_sparsity_pattern.clear();
       return;
     }
@@ -353,13 +351,13 @@ void read_mlp_only_layers(Reader& r, const std::string& k, const json& v, ModelC
   if (v.is_null()) return;
   const std::string wanted = k + " must be a list of layer indices (non-negative integers), got ";
   if (!v.is_array()) {
-    r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+    r.problems.push_back(r.block.problem_at(k, wanted + json_text(v)));
     return;
   }
   for (const json& i : v) {
     int layer = -1;
     if (!i.is_number_integer() || !r.integer(k, i, layer) || layer < 0) {
-      r.problems.push_back(r.block.problem_at(k, wanted + show(v)));
+      r.problems.push_back(r.block.problem_at(k, wanted + json_text(v)));
       return;
     }
     c.mlp_only_layers.push_back(layer);
@@ -368,7 +366,7 @@ void read_mlp_only_layers(Reader& r, const std::string& k, const json& v, ModelC
 
 void read_activation(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (!v.is_string()) {
-    r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+    r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + json_text(v)));
     return;
   }
   c.hidden_act = v.get<std::string>();
@@ -382,7 +380,7 @@ void read_gemma2_activation(Reader& r, const std::string& k, const json& v, Mode
   if (v.is_string() &&
       std::find(implemented.begin(), implemented.end(), v.get<std::string>()) == implemented.end()) {
     r.problems.push_back(r.block.problem_at(
-        k, k + " " + show(v) +
+        k, k + " " + json_text(v) +
                " is not supported (pinmark implements silu, gelu, gelu_new and gelu_pytorch_tanh); "
                "set it to one of these"));
     return;
@@ -403,7 +401,7 @@ void read_cache_implementation(Reader& r, const std::string& k, const json& v, M
       std::find(exact.begin(), exact.end(), v.get<std::string>()) != exact.end())
     return;
   r.problems.push_back(r.block.problem_at(
-      k, k + " " + show(v) +
+      k, k + " " + json_text(v) +
              " is not supported (pinmark keeps keys and values exactly: dynamic, static, "
              "offloaded, offloaded_static, hybrid, hybrid_chunked, offloaded_hybrid, "
              "offloaded_hybrid_chunked, sliding_window or null); set it to one of these"));
@@ -433,14 +431,14 @@ void read_partial_rotary_factor(Reader& r, const std::string& k, const json& v,
   if (c.model_type == "phi3" || c.model_type == "qwen3_next" || c.model_type == "deepseek_v4") {
     if (v.is_null()) return;
     if (!v.is_number())
-      r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(v)));
+      r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + json_text(v)));
     else
       c.partial_rotary_factor = v.get<double>();
     return;
   }
   if (v.is_null() || (v.is_number() && v.get<double>() == 1.0)) return;
   r.problems.push_back(r.block.problem_at(
-      k, what + " " + show(v) +
+      k, what + " " + json_text(v) +
              " is not supported: this family's attention rotates the whole head (transformers "
              "fails on a partial rotary table for it); set it to 1.0 or remove it"));
 }
@@ -451,7 +449,7 @@ void read_partial_rotary_factor(Reader& r, const std::string& k, const json& v,
 void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (v.is_null()) return;
   if (!v.is_object()) {
-    r.problems.push_back(r.block.problem_at(k, k + " must be an object or null, got " + show(v)));
+    r.problems.push_back(r.block.problem_at(k, k + " must be an object or null, got " + json_text(v)));
     return;
   }
   std::string type = "default";
@@ -459,7 +457,7 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
     if (v.contains(name)) {
       if (!v[name].is_string()) {
         r.problems.push_back(r.block.problem_at(k, k + " " + name + " must be a string, got " +
-                                                       show(v[name])));
+                                                       json_text(v[name])));
         return;
       }
       type = v[name].get<std::string>();
@@ -482,7 +480,7 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   }
   if (type != "default" && required.empty()) {
     r.problems.push_back(r.block.problem_at(
-        k, k + " " + show(v) +
+        k, k + " " + json_text(v) +
                " is not supported (pinmark implements rope types default, linear, llama3, "
                "dynamic, yarn and longrope); set " +
                k + " to one of these or null"));
@@ -528,7 +526,7 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
     if (key == "truncate") {
       if (!value.is_boolean()) {
         r.problems.push_back(
-            r.block.problem_at(k, what + " must be true or false, got " + show(value)));
+            r.block.problem_at(k, what + " must be true or false, got " + json_text(value)));
         continue;
       }
       c.rope_truncate = value.get<bool>();
@@ -547,21 +545,21 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
         }
       if (!ok) {
         r.problems.push_back(
-            r.block.problem_at(k, what + " must be an array of numbers, got " + show(value)));
+            r.block.problem_at(k, what + " must be an array of numbers, got " + json_text(value)));
         continue;
       }
       (key == "short_factor" ? c.rope_short_factor : c.rope_long_factor) = std::move(table);
       continue;
     }
     if (!value.is_number()) {
-      r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + show(value)));
+      r.problems.push_back(r.block.problem_at(k, what + " must be a number, got " + json_text(value)));
       continue;
     }
     const double number = value.get<double>();
     if ((key == "attention_factor" || key == "beta_fast" || key == "beta_slow") &&
         !(number > 0)) {
       r.problems.push_back(
-          r.block.problem_at(k, what + " must be a positive number, got " + show(value)));
+          r.block.problem_at(k, what + " must be a positive number, got " + json_text(value)));
       continue;
     }
     if (key == "rope_theta") c.rope_theta = number;
@@ -582,14 +580,14 @@ void read_rope(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
 
 void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c) {
   if (!v.is_object()) {
-    r.problems.push_back(r.block.problem_at(k, "pinmark must be an object, got " + show(v)));
+    r.problems.push_back(r.block.problem_at(k, "pinmark must be an object, got " + json_text(v)));
     return;
   }
   for (const auto& [key, value] : v.items()) {
     if (key == "seed") {
       if (!value.is_number_unsigned())
         r.problems.push_back(r.block.problem_at(
-            key, "pinmark.seed must be an integer from 0 to 18446744073709551615, got " + show(value)));
+            key, "pinmark.seed must be an integer from 0 to 18446744073709551615, got " + json_text(value)));
       else
         c.seed = value.get<uint64_t>();
     } else if (key == "kv_shared_layers") {
@@ -613,13 +611,13 @@ void read_pinmark(Reader& r, const std::string& k, const json& v, ModelConfig& c
       }
       if (!ok) {
         c.query_heads.clear();
-        r.problems.push_back(r.block.problem_at(key, wanted + show(value)));
+        r.problems.push_back(r.block.problem_at(key, wanted + json_text(value)));
       }
     } else if (key == "mla_absorb") {
       // DeepSeek's MLA computed in the latent space (runtime/model_config.h says how).
       if (!value.is_boolean())
         r.problems.push_back(r.block.problem_at(
-            key, "pinmark.mla_absorb must be true or false, got " + show(value)));
+            key, "pinmark.mla_absorb must be true or false, got " + json_text(value)));
       else if (!is_deepseek(c))
         r.problems.push_back(r.block.problem_at(
             key, "pinmark.mla_absorb applies to deepseek_v3 and deepseek_v32 (MLA) only, not " +
@@ -639,7 +637,7 @@ void read_quantization_config(Reader& r, const std::string& k, const json& v, Mo
   if (v.is_null()) return;
   std::string method;
   if (v.is_object() && v.contains("quant_method") && v["quant_method"].is_string())
-    method = " (quant_method " + show(v["quant_method"]) + ")";
+    method = " (quant_method " + json_text(v["quant_method"]) + ")";
   r.problems.push_back(r.block.problem_at(
       k, k + method + " is not supported: transformers loads these weights quantized, and "
              "pinmark computes with weights as stored; use the unquantized checkpoint's "
@@ -661,8 +659,8 @@ KeyTable config_keys(const std::string& type) {
          const json base = json::array({base_architecture_of().at(type)});
          if (v != expected && v != base)
            r.problems.push_back(r.block.problem_at(
-               k, k + " " + show(v) + " does not agree with model_type \"" + type +
-                      "\" (expected " + show(expected) + "); set it to " + show(expected) +
+               k, k + " " + json_text(v) + " does not agree with model_type \"" + type +
+                      "\" (expected " + json_text(expected) + "); set it to " + json_text(expected) +
                       " or leave it out"));
        }},
       {"model_type", [](Reader&, const std::string&, const json&, ModelConfig&) {}},
@@ -736,7 +734,7 @@ KeyTable config_keys(const std::string& type) {
       if (v.is_null())
         c.q_lora_rank = 0;  // one q_proj
       else if (r.integer(k, v, c.q_lora_rank) && c.q_lora_rank <= 0)
-        r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + show(v)));
+        r.problems.push_back(r.block.problem_at(k, k + " must be positive or null, got " + json_text(v)));
     };
     keys["kv_lora_rank"] = integer_key(&ModelConfig::kv_lora_rank);
     keys["qk_nope_head_dim"] = integer_key(&ModelConfig::qk_nope_head_dim);
@@ -810,7 +808,7 @@ KeyTable config_keys(const std::string& type) {
       if (!ok)
         r.problems.push_back(r.block.problem_at(
             k, k + " must be a list of 0, 4 and 128 (sliding, compressed sparse and heavily "
-                   "compressed attention), got " + show(v)));
+                   "compressed attention), got " + json_text(v)));
     };
     keys["compress_rates"] = read_compress_rates;
     keys["compress_rate_csa"] = integer_key(&ModelConfig::csa_compress_rate);
@@ -820,7 +818,7 @@ KeyTable config_keys(const std::string& type) {
     keys["num_hash_layers"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
       int n = 0;
       if (r.integer(k, v, n) && n < 0)
-        r.problems.push_back(r.block.problem_at(k, k + " must not be negative, got " + show(v)));
+        r.problems.push_back(r.block.problem_at(k, k + " must not be negative, got " + json_text(v)));
     };
     keys["hc_mult"] = integer_key(&ModelConfig::hc_mult);
     keys["hc_sinkhorn_iters"] = integer_key(&ModelConfig::hc_sinkhorn_iters);
@@ -844,7 +842,7 @@ KeyTable config_keys(const std::string& type) {
       if (v.is_string())
         c.scoring_func = v.get<std::string>();
       else
-        r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+        r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + json_text(v)));
     };
     keys["swiglu_limit"] = number_key(&ModelConfig::swiglu_limit);
     keys["mlp_bias"] = only_key(false);
@@ -907,7 +905,7 @@ KeyTable config_keys(const std::string& type) {
                                          ModelConfig&) {
       int n = 0;
       if (r.integer(k, v, n) && n <= 0)
-        r.problems.push_back(r.block.problem_at(k, k + " must be positive, got " + show(v)));
+        r.problems.push_back(r.block.problem_at(k, k + " must be positive, got " + json_text(v)));
     };
     keys["linear_conv_kernel_dim"] = integer_key(&ModelConfig::linear_conv_kernel_dim);
     keys["linear_key_head_dim"] = integer_key(&ModelConfig::linear_key_head_dim);
@@ -943,7 +941,7 @@ KeyTable config_keys(const std::string& type) {
     keys["hidden_activation"] = read_gemma2_activation;
     keys["hidden_act"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
       if (!v.is_null() && !v.is_string())
-        r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+        r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + json_text(v)));
     };
     keys["sliding_window"] = read_sliding_window;
     keys["layer_types"] = read_layer_types;
@@ -985,14 +983,14 @@ KeyTable config_keys(const std::string& type) {
       keys["hidden_activation"] = [](Reader& r, const std::string& k, const json& v,
                                      ModelConfig&) {
         if (!v.is_null() && !v.is_string())
-          r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+          r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + json_text(v)));
       };
     } else {
       // Gemma2MLP and Gemma3MLP read hidden_activation; hidden_act is not used.
       keys["hidden_activation"] = read_gemma2_activation;
       keys["hidden_act"] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
         if (!v.is_null() && !v.is_string())
-          r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + show(v)));
+          r.problems.push_back(r.block.problem_at(k, k + " must be a string, got " + json_text(v)));
       };
       keys["query_pre_attn_scalar"] = number_key(&ModelConfig::query_pre_attn_scalar);
       keys["sliding_window"] = read_sliding_window;
@@ -1016,7 +1014,7 @@ KeyTable config_keys(const std::string& type) {
         keys[pattern] = [](Reader& r, const std::string& k, const json& v, ModelConfig&) {
           int n = 0;
           if (!v.is_null() && r.integer(k, v, n) && n <= 0)
-            r.problems.push_back(r.block.problem_at(k, k + " must be positive, got " + show(v)));
+            r.problems.push_back(r.block.problem_at(k, k + " must be positive, got " + json_text(v)));
         };
     }
   }
@@ -1204,14 +1202,14 @@ void read_config(const JsonBlock& block, ModelConfig& config, std::vector<CasePr
         const std::string text = block.value["text_config"]["model_type"].get<std::string>();
         if (std::find(known.begin(), known.end(), text) != known.end()) {
           problems.push_back(block.problem_at(
-              "model_type", "model_type " + show(v) + " is a multimodal config; pinmark "
+              "model_type", "model_type " + json_text(v) + " is a multimodal config; pinmark "
                             "computes its language model: paste its text_config (model_type \"" +
                                 text + "\") as the Config block"));
           return;
         }
       }
       problems.push_back(block.problem_at(
-          "model_type", "model_type " + show(v) + " is not supported (pinmark implements " +
+          "model_type", "model_type " + json_text(v) + " is not supported (pinmark implements " +
                             list + "); pinmark cannot compute this family, so use the "
                             "config.json of a model of one of these"));
       return;

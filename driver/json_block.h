@@ -44,6 +44,9 @@ struct JsonBlock {
 
 std::optional<JsonBlock> read_json_block(const Section& section, std::vector<CaseProblem>& problems);
 
+// A value as compact JSON, the way messages quote what a case wrote ("got \"x\"", "got 1.5").
+inline std::string json_text(const nlohmann::json& value) { return value.dump(); }
+
 // The closest of `candidates` to `word` when it is a likely typo (edit distance <= 2).
 std::optional<std::string> did_you_mean(const std::string& word,
                                         const std::vector<std::string>& candidates);

@@ -16,7 +16,7 @@
 namespace pinmark {
 namespace {
 
-std::string kernel_case(const std::string& title, int seed) {
+std::string swiglu_case(const std::string& title, int seed) {
   return "## " + title + "\n\n### Kernel\n\n```json\n{\"op\": \"swiglu\", \"n\": 4, \"seed\": " +
          std::to_string(seed) + "}\n```\n\n";
 }
@@ -45,8 +45,8 @@ class CaseNames : public testing::Test {
     a_ = dir_.file("a.md");
     b_ = dir_.file("sub/b.md");
     std::filesystem::create_directories(dir_.file("sub"));
-    test::write_file(a_, "# A\n\n" + kernel_case("First one", 1) + kernel_case("Second", 2));
-    test::write_file(b_, "# B\n\n" + kernel_case("First one", 3));
+    test::write_file(a_, "# A\n\n" + swiglu_case("First one", 1) + swiglu_case("Second", 2));
+    test::write_file(b_, "# B\n\n" + swiglu_case("First one", 3));
   }
   test::TempDir dir_;
   std::string a_, b_;

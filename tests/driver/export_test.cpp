@@ -37,7 +37,7 @@ using test::Result;
 using test::write_file;
 
 // Two sequences and three decode steps; Dumps shows one tap, the export must still hold all.
-constexpr const char* kModelCase =
+constexpr const char* kTwoSequencesCase =
     "# T\n\n## Small llama\n\n### Config\n\n```json\n"
     "{\"vocab_size\": 32, \"hidden_size\": 16, \"intermediate_size\": 40, "
     "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
@@ -96,7 +96,7 @@ class Export : public testing::Test {
 };
 
 TEST_F(Export, ModelLogitsAndTapsEqualAnIndependentFp64RunOnTheExportedWeights) {
-  const std::string path = file("llama.md", kModelCase);
+  const std::string path = file("llama.md", kTwoSequencesCase);
   const std::string out = dir_.file("out");
   const Result r = run({"export", path + "::small_llama", "--out", out});
   ASSERT_EQ(r.status, 0) << describe(r);
@@ -169,7 +169,7 @@ TEST_F(Export, ModelLogitsAndTapsEqualAnIndependentFp64RunOnTheExportedWeights) 
 }
 
 TEST_F(Export, IndexListsEveryFileAndTensorWithItsProvenance) {
-  const std::string path = file("llama.md", kModelCase);
+  const std::string path = file("llama.md", kTwoSequencesCase);
   const std::string out = dir_.file("out");
   ASSERT_EQ(run({"export", path + "::small_llama", "--out", out}).status, 0);
   const json index = json::parse(read_file(out + "/index.json"));
@@ -217,7 +217,7 @@ TEST_F(Export, IndexListsEveryFileAndTensorWithItsProvenance) {
 // Per-layer query heads have no transformers key: config.json keeps them under "pinmark", the
 // seed dropped, and the weights have each layer's shapes.
 TEST_F(Export, QueryHeadsPerLayerStayUnderPinmarkInTheConfig) {
-  std::string text = kModelCase;
+  std::string text = kTwoSequencesCase;
   const std::string seed = "\"pinmark\": {\"seed\": 3}";
   text.replace(text.find(seed), seed.size(), "\"pinmark\": {\"seed\": 3, \"query_heads\": [2, 4]}");
   const std::string out = dir_.file("out");
@@ -289,7 +289,7 @@ TEST_F(Export, CheckpointCaseNamesItsFolderAndCopiesItsConfig) {
 }
 
 TEST_F(Export, AnUnknownCaseSaysHowCasesAreNamed) {
-  const std::string path = file("llama.md", kModelCase);
+  const std::string path = file("llama.md", kTwoSequencesCase);
   Result r = run({"export", path + "::no_such_case", "--out", dir_.file("out")});
   EXPECT_EQ(r.status, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, "no case '" + path + "::no_such_case'")) << r.err;
@@ -418,7 +418,7 @@ TEST_F(Export, UsageAndHelp) {
 TEST_F(Export, ThePythonStandardLibraryCheckerAcceptsTheExportAndCatchesAWrongIndex) {
   if (std::system("python3 -c 'import json, struct' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "no python3 here";
-  const std::string path = file("llama.md", kModelCase);
+  const std::string path = file("llama.md", kTwoSequencesCase);
   const std::string out = dir_.file("out");
   ASSERT_EQ(run({"export", path + "::small_llama", "--out", out}).status, 0);
   const std::string check = "python3 " + std::string(PINMARK_SOURCE_DIR) + "/tools/check_export.py " +

@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 using test::contains;
 using test::TempDir;
 
-std::string fixture(const std::string& name) {
+std::string hostile_fixture(const std::string& name) {
   return test::read_file(std::string(PINMARK_SOURCE_DIR) + "/tests/driver/fixtures/hostile/" + name);
 }
 
@@ -37,7 +37,7 @@ std::string model_case(const std::string& config, const std::string& inputs) {
          inputs + "\n```\n";
 }
 
-std::string kernel_case(const std::string& kernel) {
+std::string kernel_only_case(const std::string& kernel) {
   return "# T\n\n## A\n\n### Kernel\n\n```json\n" + kernel + "\n```\n";
 }
 
@@ -45,18 +45,10 @@ const std::string kConfig =
     R"({"vocab_size": 32, "hidden_size": 16, "intermediate_size": 40, "num_hidden_layers": 1, )"
     R"("num_attention_heads": 4})";
 
-// Sets an environment variable for one test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
-  ~ScopedEnv() { ::unsetenv(name_); }
-
- private:
-  const char* name_;
-};
+using test::ScopedEnv;
 
 TEST(HostileInput, IntegersPastAnIntAreRefusedNotWrapped) {
-  const CaseSpec spec = spec_of(fixture("int_wrap.md"));
+  const CaseSpec spec = spec_of(hostile_fixture("int_wrap.md"));
   const std::string out = problems_of(spec);
   EXPECT_EQ(spec.kind, CaseSpec::Kind::invalid);
   EXPECT_TRUE(contains(out, "Config, line 1: vocab_size must be at most 2147483647, got 4294967328")) << out;
@@ -65,7 +57,7 @@ TEST(HostileInput, IntegersPastAnIntAreRefusedNotWrapped) {
 }
 
 TEST(HostileInput, PositionsPastAnIntAreRefused) {
-  const std::string out = problems_of(spec_of(fixture("int_overflow_positions.md")));
+  const std::string out = problems_of(spec_of(hostile_fixture("int_overflow_positions.md")));
   EXPECT_TRUE(contains(out, "Inputs, line 1: sequence 0: 3 prompt tokens + decode 2147483647 = "
                             "2147483650 positions, more than 2147483647")) << out;
 }
@@ -115,19 +107,19 @@ TEST(HostileInput, QueryHeadsPerLayerAreChecked) {
 }
 
 TEST(HostileInput, RopePositionsMustBeNonNegativeAndFitAnInt) {
-  std::string out = problems_of(spec_of(kernel_case(
+  std::string out = problems_of(spec_of(kernel_only_case(
       R"({"op": "rope", "tokens": 2, "heads": 1, "head_dim": 4, "start": -3})")));
   EXPECT_TRUE(contains(out, "start must be an integer from 0 to 2147483647, got -3")) << out;
-  out = problems_of(spec_of(kernel_case(
+  out = problems_of(spec_of(kernel_only_case(
       R"({"op": "rope", "tokens": 2, "heads": 1, "head_dim": 4, "start": 2147483647})")));
   EXPECT_TRUE(contains(out, "start + tokens - 1 = 2147483648 is past the largest position")) << out;
-  out = problems_of(spec_of(kernel_case(
+  out = problems_of(spec_of(kernel_only_case(
       R"({"op": "attention", "tokens": 2, "past": 2147483647, "heads": 1, "kv_heads": 1, "head_dim": 4})")));
   EXPECT_TRUE(contains(out, "past + tokens - 1 = 2147483648 is past the largest position")) << out;
 }
 
 TEST(HostileInput, ANumberPastADoubleIsAnErrorOfItsCaseWithTheLine) {
-  std::string out = problems_of(spec_of(fixture("number_overflow_1e999.md")));
+  std::string out = problems_of(spec_of(hostile_fixture("number_overflow_1e999.md")));
   EXPECT_TRUE(contains(out, "Kernel, line 1: invalid JSON: the number 1e999 is past the range of a double")) << out;
   out = problems_of(spec_of(model_case("{\n  \"vocab_size\": 32,\n  \"rope_theta\": -1e999\n}",
                                        R"({"prompts": [[1]]})")));
@@ -135,7 +127,7 @@ TEST(HostileInput, ANumberPastADoubleIsAnErrorOfItsCaseWithTheLine) {
 }
 
 TEST(HostileInput, DeepNestingIsAClearErrorNotACrash) {
-  const std::string out = problems_of(spec_of(fixture("nested_json_depth.md")));
+  const std::string out = problems_of(spec_of(hostile_fixture("nested_json_depth.md")));
   EXPECT_TRUE(contains(out, "Kernel, line 1: invalid JSON: JSON nested deeper than 64 levels")) << out;
   // Brackets inside strings are not nesting.
   const CaseSpec ok = spec_of(model_case(kConfig, R"({"prompts": [[1]], "dumps": ["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]})"));
@@ -143,7 +135,7 @@ TEST(HostileInput, DeepNestingIsAClearErrorNotACrash) {
 }
 
 TEST(HostileInput, TooManyLayersAreRefusedByWorkNamingTheKey) {
-  const CaseSpec spec = spec_of(fixture("layers_1e6.md"));
+  const CaseSpec spec = spec_of(hostile_fixture("layers_1e6.md"));
   const std::string out = problems_of(spec);
   EXPECT_TRUE(contains(out, "Config, line 1: the case needs about")) << out;
   EXPECT_TRUE(contains(out, "past the work budget of 2e+10")) << out;
@@ -154,13 +146,13 @@ TEST(HostileInput, TooManyLayersAreRefusedByWorkNamingTheKey) {
 }
 
 TEST(HostileInput, ALongDecodeIsRefusedNamingDecode) {
-  const std::string out = problems_of(spec_of(fixture("decode_100000.md")));
+  const std::string out = problems_of(spec_of(hostile_fixture("decode_100000.md")));
   EXPECT_TRUE(contains(out, "Inputs, line 1: the case needs about")) << out;
   EXPECT_TRUE(contains(out, "decode drives it")) << out;
 }
 
 TEST(HostileInput, AHugeKernelIsRefusedNamingItsSize) {
-  const std::string out = problems_of(spec_of(kernel_case(R"({"op": "matmul", "n": 4, "k": 4, "m": 2000000000})")));
+  const std::string out = problems_of(spec_of(kernel_only_case(R"({"op": "matmul", "n": 4, "k": 4, "m": 2000000000})")));
   EXPECT_TRUE(contains(out, "past the work budget")) << out;
   EXPECT_TRUE(contains(out, "; m drives it")) << out;
 }

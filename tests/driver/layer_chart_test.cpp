@@ -18,9 +18,7 @@
 namespace pinmark {
 namespace {
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::contains;
 
 size_t count(const std::string& text, const std::string& part) {
   size_t n = 0;
@@ -28,7 +26,7 @@ size_t count(const std::string& text, const std::string& part) {
   return n;
 }
 
-const std::string kModelCase =
+const std::string kThreeLayersCase =
     "## Three layers\n\n### Config\n\n```json\n"
     "{\"vocab_size\": 32, \"hidden_size\": 16, \"intermediate_size\": 32,\n"
     " \"num_hidden_layers\": 3, \"num_attention_heads\": 4, \"pinmark\": {\"seed\": 11}}\n"
@@ -41,7 +39,7 @@ Case first_case(const std::string& text) {
 }
 
 TEST(MeasureLayerErrors, OnePointPerLayerThenTheLogitsWhichAgreeWithTheRunner) {
-  const CaseSpec spec = read_case_spec(first_case("# M\n\n" + kModelCase));
+  const CaseSpec spec = read_case_spec(first_case("# M\n\n" + kThreeLayersCase));
   const CaseResult result = run_case(spec);
   // The rows that ran here: cpu fp32 and cpu bf16 (the GPU rows need a GPU).
   std::vector<TargetRow> ran;
@@ -69,7 +67,7 @@ TEST(MeasureLayerErrors, NothingForAKernelCaseOrTargetsThatDidNotRun) {
   const CaseSpec kernel = read_case_spec(first_case(
       "# K\n\n## S\n\n### Kernel\n\n```json\n{\"op\": \"softmax\", \"rows\": 2, \"len\": 4, \"seed\": 1}\n```\n"));
   EXPECT_TRUE(measure_layer_errors(kernel, run_case(kernel).numerics, "k").series.empty());
-  const CaseSpec model = read_case_spec(first_case("# M\n\n" + kModelCase));
+  const CaseSpec model = read_case_spec(first_case("# M\n\n" + kThreeLayersCase));
   std::vector<TargetRow> rows = run_case(model).numerics;
   for (TargetRow& row : rows) row.ran = false;  // carried rows: nothing to measure here
   EXPECT_TRUE(measure_layer_errors(model, rows, "m").series.empty());
@@ -124,7 +122,7 @@ TEST(LayerChartSummary, EmbeddedUnderItsFailedCase) {
 TEST(LayerChartSummary, RunWritesTheChartBesideTheSummaryForAFailingModelCase) {
   test::TempDir dir;
   const std::string path = dir.file("m.md");
-  test::write_file(path, "# M\n\n" + kModelCase);  // no output yet: the case fails
+  test::write_file(path, "# M\n\n" + kThreeLayersCase);  // no output yet: the case fails
   std::ostringstream out, err;
   const std::string summary = dir.file("reports/summary.md");
   EXPECT_EQ(run_command_line({"run", "--no-pending", "--summary", summary, path}, out, err), 1)

@@ -54,7 +54,7 @@ class Counting : public CpuForwardingBackend {
   int* calls_;
 };
 
-const std::string kModelCase =
+const std::string kModelCaseUpToTargets =
     "# T\n\n## M\n\n### Config\n\n```json\n"
     "{\"vocab_size\": 32, \"hidden_size\": 16, \"intermediate_size\": 32,\n"
     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"pinmark\": {\"seed\": 11}}\n"
@@ -62,7 +62,7 @@ const std::string kModelCase =
     "```\n\n### Targets\n\n```json\n";
 
 std::string model_case(const std::string& targets) {
-  return kModelCase + "{\"targets\": " + targets + ", \"pin_bits\": true}\n```\n";
+  return kModelCaseUpToTargets + "{\"targets\": " + targets + ", \"pin_bits\": true}\n```\n";
 }
 
 std::string kernel_case(const std::string& targets) {

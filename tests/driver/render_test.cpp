@@ -19,7 +19,7 @@ namespace {
 
 using test::contains;
 
-const std::string kModelCase =
+const std::string kTinyModelCase =
     "## Tiny model\n\n"
     "A model small enough to run in a moment.\n\n"
     "### Config\n\n"
@@ -64,7 +64,7 @@ size_t count(const std::string& text, const std::string& needle) {
 }
 
 TEST(Render, RenderingIsIdempotent) {
-  const std::string original = "# Render\n\nFile prose.\n\n" + kModelCase + "\n" + kKernelCase;
+  const std::string original = "# Render\n\nFile prose.\n\n" + kTinyModelCase + "\n" + kKernelCase;
   const std::string once = render_file(original);
   EXPECT_NE(once, original);
   EXPECT_TRUE(contains(once, "### Logits")) << once;
@@ -155,7 +155,7 @@ TEST(Render, KernelCaseRendersDumpsAndNumericsWithoutTopOne) {
 }
 
 TEST(Render, LogitsShowEveryValueOfTheOracleRowToSixDigits) {
-  CaseFile file = parse_case_file("# T\n\n" + kModelCase);
+  CaseFile file = parse_case_file("# T\n\n" + kTinyModelCase);
   ASSERT_TRUE(file.problems.empty());
   const Case& c = file.cases.at(0);
   CaseResult result = run_case(read_case_spec(c));
@@ -198,7 +198,7 @@ TEST(Render, LogitsShowEveryValueOfTheOracleRowToSixDigits) {
 }
 
 TEST(Render, TokensShowPromptAndContinuation) {
-  CaseFile file = parse_case_file("# T\n\n" + kModelCase);
+  CaseFile file = parse_case_file("# T\n\n" + kTinyModelCase);
   const Case& c = file.cases.at(0);
   CaseResult result = run_case(read_case_spec(c));
   ASSERT_TRUE(result.problems.empty());
@@ -230,7 +230,7 @@ TEST(AssembleFile, OneBlankLineBetweenPiecesAndOneFinalNewline) {
 }
 
 TEST(AssembleFile, ReassemblingAParsedFileGivesItBack) {
-  const std::string text = "# T\n\nprose\n\n" + kModelCase + "\n" + kKernelCase;
+  const std::string text = "# T\n\nprose\n\n" + kTinyModelCase + "\n" + kKernelCase;
   CaseFile file = parse_case_file(text);
   std::vector<std::string> cases;
   for (const Case& c : file.cases) cases.push_back(c.text);

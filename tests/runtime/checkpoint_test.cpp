@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include <bit>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/safetensors_writer.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace pinmark {
@@ -21,27 +22,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using test::StoredTensor;
 using test::TempDir;
 
-// A tensor of random F32 values, and those values in fp64 to compare with.
-struct Spec {
-  std::string name;
-  Shape shape;
-  std::vector<double> values;
-};
-
-Spec random_spec(const std::string& name, Shape shape, uint64_t seed) {
+// A tensor of random F32 values (exact in fp64, so they compare as they are).
+StoredTensor random_spec(const std::string& name, Shape shape, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  Spec s{name, shape, {}};
+  StoredTensor s{name, shape, {}};
   for (int64_t i = 0; i < element_count(shape); ++i) s.values.push_back(u(rng));
   return s;
-}
-
-std::string shape_json(const Shape& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 void write_text(const fs::path& path, const std::string& text) {
@@ -50,24 +40,8 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!f) throw std::runtime_error("cannot write " + path.string());
 }
 
-// An F32 safetensors file, written without the reader's help.
-void write_safetensors(const fs::path& path, const std::vector<Spec>& specs) {
-  std::string header = "{", data;
-  for (const Spec& s : specs) {
-    if (header.size() > 1) header += ",";
-    const size_t begin = data.size();
-    for (double v : s.values) {
-      const uint32_t bits = std::bit_cast<uint32_t>(static_cast<float>(v));
-      for (int i = 0; i < 4; ++i) data.push_back(static_cast<char>((bits >> (8 * i)) & 0xFF));
-    }
-    header += "\"" + s.name + "\":{\"dtype\":\"F32\",\"shape\":" + shape_json(s.shape) +
-              ",\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(data.size()) +
-              "]}";
-  }
-  header += "}";
-  std::string out;
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xFF));
-  write_text(path, out + header + data);
+void write_safetensors(const fs::path& path, const std::vector<StoredTensor>& specs) {
+  test::write_f32_safetensors(path.string(), specs);
 }
 
 void write_index(const fs::path& dir, const std::vector<std::pair<std::string, std::string>>& map) {
@@ -77,22 +51,7 @@ void write_index(const fs::path& dir, const std::vector<std::pair<std::string, s
   write_text(dir / "model.safetensors.index.json", text + "}}");
 }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts,
-                  const std::vector<std::string>& absent = {}) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    const std::string message = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(message.find(p), std::string::npos)
-          << "message lacks \"" << p << "\":\n  " << message;
-    for (const std::string& p : absent)
-      EXPECT_EQ(message.find(p), std::string::npos)
-          << "message has \"" << p << "\":\n  " << message;
-    return;
-  }
-  ADD_FAILURE() << "no std::runtime_error thrown";
-}
+using test::expect_error;
 
 const std::string kQ = "model.layers.0.self_attn.q_proj.weight";
 const std::string kK = "model.layers.0.self_attn.k_proj.weight";
@@ -103,10 +62,10 @@ class CheckpointTest : public ::testing::Test {
  protected:
   TempDir tmp_;
   const fs::path dir_ = fs::path(tmp_.path()) / "ckpt";
-  const Spec q_ = random_spec(kQ, {16, 16}, 1);
-  const Spec k_ = random_spec(kK, {8, 16}, 2);
-  const Spec norm_ = random_spec(kNorm, {16}, 3);
-  const Spec embed_ = random_spec(kEmbed, {10, 16}, 4);
+  const StoredTensor q_ = random_spec(kQ, {16, 16}, 1);
+  const StoredTensor k_ = random_spec(kK, {8, 16}, 2);
+  const StoredTensor norm_ = random_spec(kNorm, {16}, 3);
+  const StoredTensor embed_ = random_spec(kEmbed, {10, 16}, 4);
 
   void SetUp() override { fs::create_directory(dir_); }
   std::string dir() const { return dir_.string(); }
@@ -159,7 +118,7 @@ TEST_F(CheckpointTest, ShardedWithIndex) {
 
 TEST_F(CheckpointTest, SingleFileWinsOverAnIndex) {
   write_sharded();
-  const Spec other = random_spec(kQ, {16, 16}, 99);
+  const StoredTensor other = random_spec(kQ, {16, 16}, 99);
   write_safetensors(dir_ / "model.safetensors", {other});
   const Checkpoint ckpt(dir());
   EXPECT_EQ(ckpt.names(), std::vector<std::string>{kQ});

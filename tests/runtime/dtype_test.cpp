@@ -12,6 +12,7 @@
 
 #include "runtime/dtype.h"
 #include "runtime/random.h"
+#include "tests/support/half_floats.h"
 
 namespace pinmark {
 namespace {
@@ -27,24 +28,8 @@ uint32_t bits_of(float f) {
   return b;
 }
 
-// fp16 decoded from its fields by the textbook formula, in double.
-double fp16_value(uint16_t h) {
-  const int sign = h >> 15, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
-  double magnitude;
-  if (exponent == 0x1F) magnitude = mantissa ? NAN : INFINITY;
-  else if (exponent == 0) magnitude = std::ldexp(mantissa, -24);
-  else magnitude = std::ldexp(1024 + mantissa, exponent - 25);
-  return sign ? -magnitude : magnitude;
-}
-
-double bf16_value(uint16_t b) {
-  const int sign = b >> 15, exponent = (b >> 7) & 0xFF, mantissa = b & 0x7F;
-  double magnitude;
-  if (exponent == 0xFF) magnitude = mantissa ? NAN : INFINITY;
-  else if (exponent == 0) magnitude = std::ldexp(mantissa, -133);
-  else magnitude = std::ldexp(128 + mantissa, exponent - 134);
-  return sign ? -magnitude : magnitude;
-}
+using test::bf16_value;
+using test::fp16_value;
 
 // Round-to-nearest-even by search over the non-negative finite patterns (sorted by value).
 // `max_bits` is the largest finite pattern; values at or past max + half an ulp overflow.

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/half_floats.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace pinmark {
@@ -87,21 +89,8 @@ std::string bytes_of(const std::vector<U>& values) {
 
 // --- Independent decoders ---------------------------------------------------------------------
 
-double fp16_value(uint16_t b) {
-  const double sign = (b & 0x8000) ? -1.0 : 1.0;
-  const int e = (b >> 10) & 0x1F, m = b & 0x3FF;
-  if (e == 0x1F) return m ? std::nan("") : sign * INFINITY;
-  if (e == 0) return sign * std::ldexp(m, -24);
-  return sign * std::ldexp(1024 + m, e - 25);
-}
-
-double bf16_value(uint16_t b) {
-  const double sign = (b & 0x8000) ? -1.0 : 1.0;
-  const int e = (b >> 7) & 0xFF, m = b & 0x7F;
-  if (e == 0xFF) return m ? std::nan("") : sign * INFINITY;
-  if (e == 0) return sign * std::ldexp(m, -133);
-  return sign * std::ldexp(128 + m, e - 134);
-}
+using test::bf16_value;
+using test::fp16_value;
 
 // Bit for bit, so that -0 differs from +0; any NaN matches any NaN.
 void expect_same(const std::vector<double>& actual, const std::vector<double>& expected,
@@ -117,19 +106,7 @@ void expect_same(const std::vector<double>& actual, const std::vector<double>& e
   }
 }
 
-// Throws std::runtime_error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    const std::string message = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(message.find(p), std::string::npos)
-          << "message lacks \"" << p << "\":\n  " << message;
-    return;
-  }
-  ADD_FAILURE() << "no std::runtime_error thrown";
-}
+using test::expect_error;
 
 template <class U>
 std::vector<U> random_bits(size_t n, uint64_t seed) {
