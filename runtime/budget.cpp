@@ -20,14 +20,15 @@ constexpr double kRunsPerKernelTarget = 3;
 constexpr double kKernelBytesPerElement = 32;
 // Operations per element of an elementwise kernel (exp, rsqrt, sin and cos cost several).
 constexpr double kElementwiseWork = 10;
-// What a layer costs whatever its sizes, as the multiply-adds the CPU reference does in the same
-// time (about 6e9 a second, measured with a 512-wide model): making a run's weights for it
-// (drawing, rounding and packing each of its matrices, about 190 us) and each forward call
-// through it (a dozen ops' allocations and taps, about 110 us). Measured with 16-wide layers,
-// where these are all there is: without them a model 16 wide and 100,000 layers deep was costed
-// at 6.6e9 multiply-adds and ran for minutes.
-constexpr double kLayerSetupWork = 1.2e6;
-constexpr double kLayerCallWork = 7e5;
+// What a layer costs whatever its sizes: making a run's weights for it (drawing, rounding and
+// packing each of its matrices) and each forward call through it (a dozen ops' allocations and
+// taps), in the units of the rest of the estimate. Measured on 2 cores: a model 512 wide and 4
+// layers deep, costed at 1.5e10, ran in 2.4 s; one 16 wide, where these costs are all there is,
+// took about 190 and 110 us a layer for each run that happened. These constants put that model
+// at 1000 layers deep (3.8 s) at 2.1e10. Without them it was costed at 1.8e8, and at 100,000
+// layers ran for minutes.
+constexpr double kLayerSetupWork = 4e5;
+constexpr double kLayerCallWork = 2.5e5;
 
 double physical_memory() {
   const long pages = ::sysconf(_SC_PHYS_PAGES);
