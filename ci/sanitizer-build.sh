@@ -11,8 +11,8 @@
 #
 # A unity build (eight sources compiled as one) takes two thirds of the time of one compile per
 # file, on 2 cores 4.3 against 6.4 minutes, because nlohmann/json and GoogleTest are compiled
-# once per batch. ci/build.sh still compiles each file on its own, so a file that only builds
-# with its batch's includes is caught there.
+# once per batch. ci/build.sh still compiles each file of the libraries on its own, so a file
+# that only builds with its batch's includes is caught there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${PINMARK_SANITIZE_BUILD_DIR:-build-sanitize}"
