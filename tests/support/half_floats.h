@@ -7,30 +7,28 @@
 
 namespace pinmark::test {
 
-// IEEE 754 binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
-inline double fp16_value(uint16_t h) {
-  const int sign = h >> 15, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
+// A 16-bit IEEE 754-style float: 1 sign bit, `exponent_bits` of exponent biased by
+// 2^(exponent_bits - 1) - 1, the rest mantissa. All-ones exponent: infinity or NaN; zero
+// exponent: subnormal.
+inline double half_value(uint16_t bits, int exponent_bits) {
+  const int mantissa_bits = 15 - exponent_bits, bias = (1 << (exponent_bits - 1)) - 1;
+  const int top = (1 << exponent_bits) - 1;
+  const int sign = bits >> 15, exponent = (bits >> mantissa_bits) & top;
+  const int mantissa = bits & ((1 << mantissa_bits) - 1);
   double magnitude;
-  if (exponent == 0x1F)
+  if (exponent == top)
     magnitude = mantissa ? NAN : INFINITY;
   else if (exponent == 0)
-    magnitude = std::ldexp(mantissa, -24);
+    magnitude = std::ldexp(mantissa, 1 - bias - mantissa_bits);
   else
-    magnitude = std::ldexp(1024 + mantissa, exponent - 25);
+    magnitude = std::ldexp((1 << mantissa_bits) + mantissa, exponent - bias - mantissa_bits);
   return sign ? -magnitude : magnitude;
 }
 
-// bfloat16: 1 sign, 8 exponent (bias 127), 7 mantissa bits.
-inline double bf16_value(uint16_t b) {
-  const int sign = b >> 15, exponent = (b >> 7) & 0xFF, mantissa = b & 0x7F;
-  double magnitude;
-  if (exponent == 0xFF)
-    magnitude = mantissa ? NAN : INFINITY;
-  else if (exponent == 0)
-    magnitude = std::ldexp(mantissa, -133);
-  else
-    magnitude = std::ldexp(128 + mantissa, exponent - 134);
-  return sign ? -magnitude : magnitude;
-}
+// IEEE 754 binary16: 5 exponent bits (bias 15), 10 mantissa bits.
+inline double fp16_value(uint16_t h) { return half_value(h, 5); }
+
+// bfloat16: 8 exponent bits (bias 127), 7 mantissa bits.
+inline double bf16_value(uint16_t b) { return half_value(b, 8); }
 
 }  // namespace pinmark::test
