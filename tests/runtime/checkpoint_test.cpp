@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/safetensors_writer.h"
 #include "tests/support/expect_error.h"
+#include "tests/support/safetensors_writer.h"
 #include "tests/support/temp_dir.h"
 
 namespace pinmark {
