@@ -279,6 +279,20 @@ class Backend {
     (void)w, (void)k, (void)m, (void)role;
   }
   virtual void release_matrix(const T* w) { (void)w; }
+
+  // The KV cache, announced. The model calls cache_written(c, first, count) after it writes
+  // values [first, first + count) of a cache array c (one layer's keys or values, whole: what
+  // it passes as k or v to attention_scores, attention_values or attention), and
+  // release_cache(c) before c's memory goes or is no longer the sequence it attends over.
+  // An array's values change only by such announced writes. A backend may mirror an array
+  // (on a device) and, when an attention op receives c as its keys or values, read the
+  // mirror instead of c, provided the op reads no value past first + count of c's latest
+  // write and every value before it has been announced since c was last released. Every
+  // other operand arrives unannounced. The default keeps nothing.
+  virtual void cache_written(const T* cache, int64_t first, int64_t count) {
+    (void)cache, (void)first, (void)count;
+  }
+  virtual void release_cache(const T* cache) { (void)cache; }
 };
 
 }  // namespace pinmark

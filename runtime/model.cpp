@@ -5,6 +5,7 @@
 #include "runtime/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -27,10 +28,16 @@ ModelConfig checked(const ModelConfig& config) {
   return with_defaults(config);
 }
 
+uint64_t next_cache_id() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
+
 }  // namespace
 
 template <class T>
-KVCache<T>::KVCache(const ModelConfig& config, int capacity) : capacity_(capacity) {
+KVCache<T>::KVCache(const ModelConfig& config, int capacity)
+    : id_(next_cache_id()), capacity_(capacity) {
   if (capacity < 0)
     throw std::runtime_error("KV cache capacity must not be negative, got " +
                              std::to_string(capacity));
@@ -878,6 +885,22 @@ typename Model<T>::Expert Model<T>::gated_weights(const Weights& weights, const 
 template <class T>
 Model<T>::~Model() {
   for (const T* w : held_) backend_.release_matrix(w);
+  for (const T* a : cache_arrays_) backend_.release_cache(a);
+}
+
+template <class T>
+void Model<T>::write_cache(T* array, int64_t first, const T* src, int64_t count) {
+  std::copy(src, src + count, array + first);
+  cache_arrays_.insert(array);
+  backend_.cache_written(array, first, count);
+}
+
+template <class T>
+void Model<T>::attend_to(const KVCache<T>& cache) {
+  if (cache.id() == cache_id_) return;
+  for (const T* a : cache_arrays_) backend_.release_cache(a);
+  cache_arrays_.clear();
+  cache_id_ = cache.id();
 }
 
 template <class T>
@@ -1139,6 +1162,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                                std::to_string(c.vocab_size_per_layer_input) +
                                "); Gemma3nForCausalLM cannot run it");
   }
+  attend_to(cache);
   const int p0 = cache.length();
   if (n > cache.capacity() - p0)
     throw std::runtime_error("KV cache overflow: " + std::to_string(p0) + " cached + " +
@@ -1237,8 +1261,8 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       if (computes_kv) {
         emit(p + "k", {n, kv_heads, hd}, k.data());
         emit(p + "v", {n, kv_heads, hd}, v.data());
-        std::copy(k.begin(), k.end(), cache.keys(l) + p0 * kv_row);
-        std::copy(v.begin(), v.end(), cache.values(l) + p0 * kv_row);
+        write_cache(cache.keys(l), p0 * kv_row, k.data(), static_cast<int64_t>(k.size()));
+        write_cache(cache.values(l), p0 * kv_row, v.data(), static_cast<int64_t>(v.size()));
       }
 
       AttentionParams a;

@@ -64,6 +64,14 @@ template <class T>
 class KVCache {
  public:
   KVCache(const ModelConfig& config, int capacity);
+  // Not copyable: a backend may mirror the arrays (Backend::cache_written), known by id().
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+  KVCache(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = default;
+  // A number no other cache of this process has had: a new cache may take a dead one's
+  // memory, so its arrays' addresses do not tell it apart.
+  uint64_t id() const { return id_; }
   int length() const { return length_; }
   int capacity() const { return capacity_; }
   // The keys and values layer `layer` attends over: its own, or for a layer that shares them
@@ -111,6 +119,7 @@ class KVCache {
   void advance(int n) { length_ += n; }
 
  private:
+  uint64_t id_;
   int capacity_;
   int length_ = 0;
   std::vector<int> slot_;  // per layer, the index into k_ and v_
@@ -210,6 +219,13 @@ class Model {
   // w.data(), announced to the backend (hold_matrix) the first time it is used: every whole
   // weight passed to matmul or matmul_bias goes through here.
   const T* held(const std::vector<T>& w, int k, int m);
+  // Copies src[count] into the cache array `array` at value `first` and announces the write
+  // (Backend::cache_written): every write to an array attention reads goes through here.
+  void write_cache(T* array, int64_t first, const T* src, int64_t count);
+  // Releases the arrays announced for another cache than `cache` (Backend::release_cache):
+  // called as each forward call starts, so that a backend's mirrors are never those of a
+  // cache that is gone.
+  void attend_to(const KVCache<T>& cache);
   void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,
             T* y);
   void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
@@ -327,6 +343,8 @@ class Model {
   std::vector<int> kv_source_;
   std::vector<Layer> layers_;
   std::unordered_set<const T*> held_;
+  uint64_t cache_id_ = 0;                      // the cache of the last forward call
+  std::unordered_set<const T*> cache_arrays_;  // its arrays announced to the backend
   std::unordered_set<const T*> output_projections_;  // o_proj and every down_proj
 };
 

@@ -18,6 +18,14 @@ void StoringBackend<T>::release_matrix(const T* w) {
   inner_->release_matrix(w);
 }
 template <class T>
+void StoringBackend<T>::cache_written(const T* cache, int64_t first, int64_t count) {
+  inner_->cache_written(cache, first, count);
+}
+template <class T>
+void StoringBackend<T>::release_cache(const T* cache) {
+  inner_->release_cache(cache);
+}
+template <class T>
 void StoringBackend<T>::matmul(const T* x, const T* w, int n, int k, int m, T* y) {
   inner_->matmul(x, w, n, k, m, y);
   store(y, int64_t{n} * m, k);

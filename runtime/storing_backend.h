@@ -70,6 +70,9 @@ class StoringBackend : public Backend<T> {
   // matmul hands the weights on unchanged, so the inner backend may keep them.
   void hold_matrix(const T* w, int k, int m, MatrixRole role) override;
   void release_matrix(const T* w) override;
+  // The cache holds what the model stored (already in the storage type): announced as it is.
+  void cache_written(const T* cache, int64_t first, int64_t count) override;
+  void release_cache(const T* cache) override;
 
  protected:
   // values[n], each the result of a sum of `reduction` products (1 for an elementwise op),

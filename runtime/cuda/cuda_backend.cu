@@ -616,6 +616,7 @@ class CudaBackend final : public Backend<float> {
 
   ~CudaBackend() override {
     for (auto& entry : held_) free_held(entry.second);
+    for (auto& entry : mirrors_) (void)cudaFree(entry.second.data);
 #ifdef PINMARK_HAVE_NCCL_HEADERS
     if (peer_)
       for (ncclComm_t comm : comms_)
@@ -681,6 +682,45 @@ class CudaBackend final : public Backend<float> {
     HeldMatrix held = it->second;
     held_.erase(it);
     free_held(held);
+  }
+
+  // An announced KV cache array is mirrored on device 0, in fp32 as the attention kernels
+  // read it: each write is uploaded once, and attention reads the mirror, so a decode step
+  // uploads one position's keys and values rather than the whole cache.
+  void cache_written(const float* cache, int64_t first, int64_t count) override {
+    if (count <= 0) return;
+    CacheMirror& mirror = mirrors_[cache];
+    // A write past the announced prefix leaves a gap the mirror cannot fill: it serves only
+    // what it holds, and attention reads the rest from the host.
+    if (first > mirror.valid) return;
+    const int64_t end = first + count;
+    main_.select();
+    if (end > mirror.capacity) {
+      // The cache's capacity is not announced: grown by doubling, so that a decode step's
+      // write rarely reallocates.
+      const int64_t capacity = std::max(end, 2 * mirror.capacity);
+      float* data = nullptr;
+      PINMARK_CUDA_CHECK(cudaMalloc(&data, capacity * sizeof(float)));
+      if (first > 0)
+        PINMARK_CUDA_CHECK(cudaMemcpyAsync(data, mirror.data, first * sizeof(float),
+                                           cudaMemcpyDeviceToDevice, main_.stream));
+      PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+      (void)cudaFree(mirror.data);
+      mirror.data = data;
+      mirror.capacity = capacity;
+    }
+    PINMARK_CUDA_CHECK(cudaMemcpyAsync(mirror.data + first, cache + first, count * sizeof(float),
+                                       cudaMemcpyHostToDevice, main_.stream));
+    // The host array may change once this returns: the copy must be done.
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+    mirror.valid = end;
+  }
+
+  void release_cache(const float* cache) override {
+    const auto it = mirrors_.find(cache);
+    if (it == mirrors_.end()) return;
+    (void)cudaFree(it->second.data);
+    mirrors_.erase(it);
   }
 
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
@@ -766,7 +806,7 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0 || kv_len <= 0 || heads <= 0) return;
     check_heads(heads, kv_heads);
     const float* d_q = upload(0, q, int64_t{n} * heads * head_dim);
-    const float* d_k = upload(1, k, int64_t{kv_len} * kv_heads * head_dim);
+    const float* d_k = cached_or_upload(1, k, int64_t{kv_len} * kv_heads * head_dim);
     const int* d_pos = upload(3, positions, n);
     const int64_t count = int64_t{heads} * n * kv_len;
     float* d_s = main_.arena.get<float>(2, count);
@@ -802,7 +842,7 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0 || heads <= 0 || head_dim <= 0) return;
     check_heads(heads, kv_heads);
     const float* d_p = upload(0, probs, int64_t{heads} * n * kv_len);
-    const float* d_v = upload(1, v, int64_t{kv_len} * kv_heads * head_dim);
+    const float* d_v = cached_or_upload(1, v, int64_t{kv_len} * kv_heads * head_dim);
     const int64_t count = int64_t{n} * heads * head_dim;
     float* d_o = main_.arena.get<float>(2, count);
     attention_values_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(d_p, d_v, n, kv_len, heads,
@@ -1078,6 +1118,14 @@ class CudaBackend final : public Backend<float> {
   template <class T>
   T* upload(int slot, const T* host, int64_t count) {
     return upload_to(main_, slot, host, count);
+  }
+
+  // The device's copy of host[count]: the mirror of an announced cache array that holds all
+  // of it, or an upload into `slot`.
+  const float* cached_or_upload(int slot, const float* host, int64_t count) {
+    const auto it = mirrors_.find(host);
+    if (it != mirrors_.end() && it->second.valid >= count) return it->second.data;
+    return upload(slot, host, count);
   }
 
   template <class T>
@@ -1366,6 +1414,13 @@ class CudaBackend final : public Backend<float> {
   ncclComm_t comms_[2] = {nullptr, nullptr};
 #endif
   std::unordered_map<const float*, HeldMatrix> held_;
+  // An announced cache array (cache_written) on device 0: values [0, valid) are the host's.
+  struct CacheMirror {
+    float* data = nullptr;
+    int64_t capacity = 0;
+    int64_t valid = 0;
+  };
+  std::unordered_map<const float*, CacheMirror> mirrors_;
 };
 
 }  // namespace

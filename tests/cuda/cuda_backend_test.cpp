@@ -18,8 +18,12 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/device_info.h"
 #include "runtime/dtype.h"
+#include "runtime/generate.h"
+#include "runtime/model.h"
 #include "runtime/rounding_backend.h"
+#include "runtime/storing_backend.h"
 #include "runtime/target.h"
+#include "runtime/weights.h"
 #include "tests/runtime/reference.h"
 #include "tests/runtime/test_util.h"
 
@@ -932,6 +936,89 @@ TEST_F(CudaTest, AttentionBlockIsBitwiseReproducible) {
   const auto first = run(*backend);
   EXPECT_EQ(first, run(*backend));
   EXPECT_EQ(first, run(*make_cuda_backend(CudaPrecision::fp32)));
+}
+
+// A KV cache array announced write by write (Backend::cache_written) is attended over from the
+// device's mirror: the bits of the same array passed unannounced. Past the announced values,
+// after a write that starts a new sequence in the same memory, and after a release, the op
+// reads the host array.
+TEST_F(CudaTest, AnnouncedCacheArraysGiveTheBitsOfCopiedOnes) {
+  const int heads = 8, kv_heads = 2, hd = 64, kv_len = 300, n = 1;
+  const int64_t row = int64_t{kv_heads} * hd;
+  auto q = make_input<float>("q", n * heads * hd);
+  std::vector<float> k = make_input<float>("k", kv_len * row).t;
+  std::vector<float> v = make_input<float>("v", kv_len * row, 1.0, 0.5).t;
+  auto attend = [&](Backend<float>& b, int len) {
+    const std::vector<int> positions = {len - 1};
+    std::vector<float> s(heads * n * len), out(n * heads * hd);
+    b.attention_scores(q.t.data(), k.data(), positions.data(), n, len, heads, kv_heads, hd, 0.125,
+                       s.data());
+    b.softmax(s.data(), heads * n, len);
+    b.attention_values(s.data(), v.data(), n, len, heads, kv_heads, hd, out.data());
+    s.insert(s.end(), out.begin(), out.end());
+    return s;
+  };
+  auto plain = make_cuda_backend(CudaPrecision::fp32);
+  // A prompt of 200 positions, then decode steps one position at a time.
+  backend->cache_written(k.data(), 0, 200 * row);
+  backend->cache_written(v.data(), 0, 200 * row);
+  EXPECT_EQ(attend(*backend, 200), attend(*plain, 200));
+  for (int p = 200; p < kv_len; ++p) {
+    backend->cache_written(k.data(), p * row, row);
+    backend->cache_written(v.data(), p * row, row);
+  }
+  EXPECT_EQ(attend(*backend, kv_len), attend(*plain, kv_len));
+
+  // A new sequence in the same memory: its first write announces only its own positions.
+  std::vector<float> fresh_k = make_input<float>("k2", 4 * row).t;
+  std::copy(fresh_k.begin(), fresh_k.end(), k.begin());
+  backend->cache_written(k.data(), 0, 4 * row);
+  EXPECT_EQ(attend(*backend, 4), attend(*plain, 4));
+  EXPECT_EQ(attend(*backend, kv_len), attend(*plain, kv_len)) << "read past the announced values";
+
+  // A write past the announced values leaves a gap: the mirror serves what precedes it.
+  backend->cache_written(k.data(), 8 * row, row);
+  EXPECT_EQ(attend(*backend, 9), attend(*plain, 9));
+
+  backend->release_cache(k.data());
+  backend->release_cache(v.data());
+  k[0] += 1.0f;
+  v[0] += 1.0f;
+  EXPECT_EQ(attend(*backend, 4), attend(*plain, 4)) << "a released array still mirrored";
+}
+
+// A model's forward passes with the cache mirrored on the device give the bits of the same
+// backend told nothing about the cache: two sequences, a prompt fed in chunks, decode steps.
+TEST_F(CudaTest, ModelsCacheMirroredOnTheDeviceGivesTheSameBits) {
+  struct Unannounced final : StoringBackend<float> {
+    Unannounced() : StoringBackend<float>(make_cuda_backend(CudaPrecision::fp32)) {}
+    void cache_written(const float*, int64_t, int64_t) override {}
+    void release_cache(const float*) override {}
+    void store(float*, int64_t, int) override {}
+  };
+  ModelConfig c = family_defaults("llama");
+  c.vocab_size = 64;
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.seed = 31;
+  const Weights w = synthetic_weights(c);
+  GenerateOptions options;
+  options.decode = 6;
+  options.prefill_chunk = 5;
+  const std::vector<std::vector<int>> prompts = {{3, 9, 27, 17, 51, 25, 11}, {5, 40}};
+  Unannounced plain;
+  Model<float> reference(c, w, plain);
+  Model<float> model(c, w, *backend);
+  const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
+  const std::vector<SequenceOutput> got = generate(model, prompts, options);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t s = 0; s < got.size(); ++s) {
+    EXPECT_EQ(got[s].logits, expected[s].logits) << "sequence " << s;
+    EXPECT_EQ(got[s].generated, expected[s].generated) << "sequence " << s;
+  }
 }
 
 TEST_F(CudaTest, TargetsRunOnTheDeviceAndSayWhere) {
