@@ -1,0 +1,148 @@
+// Speed of the CUDA backend that the goldens pin (runtime/cuda, op by op), measured in one run:
+// decode steps with the KV cache mirrored on the device (the model announces each write,
+// Backend::cache_written) beside the same backend told nothing about the cache, which uploads
+// the keys and values every attention op reads. Both runs must give the same bits.
+//
+//   pinned_decode_bench [--prompt N] [--decode N] [--layers N] [--hidden N]
+//
+// The model is a Llama with pinmark's synthetic weights (GQA, 4 query heads per KV head, head
+// size 64). Each target runs a prompt of N tokens, then greedy decode steps; the figure is the
+// median time of a decode step, from the host's clock (every op of this backend returns to the
+// host). Needs a CUDA device; says so and exits 1 without one.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "runtime/model.h"
+#include "runtime/storing_backend.h"
+#include "runtime/target.h"
+#include "runtime/weights.h"
+
+namespace {
+
+using pinmark::Backend;
+using pinmark::ModelConfig;
+using Clock = std::chrono::steady_clock;
+
+// The backend as it is, but deaf to the cache's announcements: attention reads the host's
+// arrays, as before the cache was mirrored.
+class CacheUploaded final : public pinmark::StoringBackend<float> {
+ public:
+  explicit CacheUploaded(std::unique_ptr<Backend<float>> inner)
+      : StoringBackend<float>(std::move(inner)) {}
+  void cache_written(const float*, int64_t, int64_t) override {}
+  void release_cache(const float*) override {}
+
+ protected:
+  void store(float*, int64_t, int) override {}
+};
+
+struct Run {
+  std::vector<float> logits;  // every decode step's
+  double median_ms = 0;
+};
+
+Run decode(const ModelConfig& c, const pinmark::Weights& w, Backend<float>& backend, int prompt,
+           int steps) {
+  pinmark::Model<float> model(c, w, backend);
+  pinmark::KVCache<float> cache(c, prompt + steps);
+  std::vector<int> tokens(prompt);
+  for (int i = 0; i < prompt; ++i) tokens[i] = (7 * i + 3) % c.vocab_size;
+  model.forward(tokens, cache);
+  Run run;
+  std::vector<double> ms;
+  int next = 1;
+  for (int s = 0; s < steps; ++s) {
+    const Clock::time_point start = Clock::now();
+    const pinmark::Tensor<float> logits = model.forward({next}, cache);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    run.logits.insert(run.logits.end(), logits.data.begin(), logits.data.end());
+    next = static_cast<int>(std::max_element(logits.data.begin(), logits.data.end()) -
+                            logits.data.begin());
+  }
+  std::sort(ms.begin(), ms.end());
+  run.median_ms = ms[ms.size() / 2];
+  return run;
+}
+
+int int_arg(int argc, char** argv, int& i) {
+  if (i + 1 >= argc) throw std::runtime_error(std::string(argv[i]) + " needs a value");
+  return std::stoi(argv[++i]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    int prompt = 1024, steps = 32, layers = 8, hidden = 512;
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--prompt")
+        prompt = int_arg(argc, argv, i);
+      else if (a == "--decode")
+        steps = int_arg(argc, argv, i);
+      else if (a == "--layers")
+        layers = int_arg(argc, argv, i);
+      else if (a == "--hidden")
+        hidden = int_arg(argc, argv, i);
+      else
+        throw std::runtime_error("unknown argument '" + a + "'");
+    }
+    if (prompt < 1 || steps < 1 || layers < 1 || hidden < 64 || hidden % 256 != 0)
+      throw std::runtime_error("--prompt and --decode at least 1; --hidden a multiple of 256");
+    if (!pinmark::make_target_backend(pinmark::Target{"cuda", "fp32"})) {
+      std::fprintf(stderr, "pinned_decode_bench: no CUDA device can run here\n");
+      return 1;
+    }
+    ModelConfig c;
+    c.model_type = "llama";
+    c.vocab_size = 8192;
+    c.hidden_size = hidden;
+    c.intermediate_size = 3 * hidden;
+    c.num_hidden_layers = layers;
+    c.num_attention_heads = hidden / 64;
+    c.num_key_value_heads = hidden / 256;
+    c.max_position_embeddings = prompt + steps;
+    c.seed = 11;
+    c = pinmark::with_defaults(c);
+    const pinmark::Weights w = pinmark::synthetic_weights(c);
+    const double cache_mb =
+        2.0 * layers * (prompt + steps) * c.num_key_value_heads * c.head_dim * sizeof(float) / 1e6;
+    std::printf("%s\n", pinmark::target_provenance(pinmark::Target{"cuda", "fp32"}).c_str());
+    std::printf(
+        "llama: hidden %d, %d layers, %d heads / %d KV (head size %d), inter %d, vocab "
+        "%d; prompt %d, then %d decode steps (context %d to %d)\n",
+        hidden, layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+        c.intermediate_size, c.vocab_size, prompt, steps, prompt + 1, prompt + steps);
+    std::printf("KV cache at the last step: %.1f MB (fp32 on the device)\n\n", cache_mb);
+    std::printf(
+        "| target | cache mirrored, ms/step | cache uploaded per op, ms/step | speed-up | "
+        "logits |\n| --- | ---: | ---: | ---: | --- |\n");
+    for (const char* precision : {"fp32", "bf16"}) {
+      const pinmark::Target target{"cuda", precision};
+      auto mirrored_backend = pinmark::make_target_backend(target);
+      CacheUploaded uploaded_backend(pinmark::make_target_backend(target));
+      // Alternated, the mirrored run first and last, so that neither gets the warmer GPU alone.
+      const Run a = decode(c, w, *mirrored_backend, prompt, steps);
+      const Run b = decode(c, w, uploaded_backend, prompt, steps);
+      const Run a2 = decode(c, w, *mirrored_backend, prompt, steps);
+      const double mirrored = std::min(a.median_ms, a2.median_ms);
+      const bool same =
+          a.logits.size() == b.logits.size() &&
+          std::memcmp(a.logits.data(), b.logits.data(), a.logits.size() * sizeof(float)) == 0 &&
+          a.logits == a2.logits;
+      std::printf("| cuda %s | %.3f | %.3f | %.2fx | %s |\n", precision, mirrored, b.median_ms,
+                  b.median_ms / mirrored, same ? "same bits" : "DIFFER");
+      if (!same) return 1;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pinned_decode_bench: %s\n", e.what());
+    return 1;
+  }
+}
