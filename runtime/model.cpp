@@ -597,13 +597,18 @@ void Model<T>::mla_attention(const Layer& L, const std::string& p, int layer, co
   emit(p + "latent", {n, rank}, normed.data());
   emit(p + "k_rot", {n, rope}, k_rot.data());
 
+  // The new rows [latent, k_rot], written as one announced write: attention in the latent
+  // space reads the cached rows whole.
   T* cached = cache.keys(layer);
+  std::vector<T> rows(int64_t{n} * row);
   for (int i = 0; i < n; ++i) {
     std::copy(normed.begin() + int64_t{i} * rank, normed.begin() + int64_t{i + 1} * rank,
-              cached + int64_t{p0 + i} * row);
+              rows.begin() + int64_t{i} * row);
     std::copy(k_rot.begin() + int64_t{i} * rope, k_rot.begin() + int64_t{i + 1} * rope,
-              cached + int64_t{p0 + i} * row + rank);
+              rows.begin() + int64_t{i} * row + rank);
   }
+  write_cache(cached, int64_t{cache.capacity()} * row, int64_t{p0} * row, rows.data(),
+              static_cast<int64_t>(rows.size()));
 
   // qk^-0.5, and for yarn with mscale_all_dim the square of its mscale as well
   // (DeepseekV3Attention's scaling).
@@ -884,23 +889,39 @@ typename Model<T>::Expert Model<T>::gated_weights(const Weights& weights, const 
 
 template <class T>
 Model<T>::~Model() {
+  watcher_->model = nullptr;
   for (const T* w : held_) backend_.release_matrix(w);
   for (const T* a : cache_arrays_) backend_.release_cache(a);
 }
 
 template <class T>
-void Model<T>::write_cache(T* array, int64_t first, const T* src, int64_t count) {
-  std::copy(src, src + count, array + first);
+void Model<T>::write_cache(T* array, int64_t capacity, int64_t first, const T* src,
+                           int64_t count) {
+  // Known as announced before it changes, so that a failure in between cannot leave a
+  // written array unreleased.
   cache_arrays_.insert(array);
-  backend_.cache_written(array, first, count);
+  std::copy(src, src + count, array + first);
+  backend_.cache_written(array, capacity, first, count);
 }
 
 template <class T>
-void Model<T>::attend_to(const KVCache<T>& cache) {
+void Model<T>::attend_to(KVCache<T>& cache) {
   if (cache.id() == cache_id_) return;
+  forget_cache(cache_id_);
+  cache_id_ = cache.id();
+  const std::shared_ptr<CacheWatcher> watcher = watcher_;
+  const uint64_t id = cache.id();
+  cache.watch(CacheWatch([watcher, id] {
+    if (watcher->model) watcher->model->forget_cache(id);
+  }));
+}
+
+template <class T>
+void Model<T>::forget_cache(uint64_t id) {
+  if (id != cache_id_) return;
   for (const T* a : cache_arrays_) backend_.release_cache(a);
   cache_arrays_.clear();
-  cache_id_ = cache.id();
+  cache_id_ = 0;
 }
 
 template <class T>
@@ -1261,8 +1282,10 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       if (computes_kv) {
         emit(p + "k", {n, kv_heads, hd}, k.data());
         emit(p + "v", {n, kv_heads, hd}, v.data());
-        write_cache(cache.keys(l), p0 * kv_row, k.data(), static_cast<int64_t>(k.size()));
-        write_cache(cache.values(l), p0 * kv_row, v.data(), static_cast<int64_t>(v.size()));
+        const int64_t values = int64_t{cache.capacity()} * kv_row;
+        write_cache(cache.keys(l), values, p0 * kv_row, k.data(), static_cast<int64_t>(k.size()));
+        write_cache(cache.values(l), values, p0 * kv_row, v.data(),
+                    static_cast<int64_t>(v.size()));
       }
 
       AttentionParams a;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -60,6 +61,38 @@ using TapFn = std::function<void(const std::string& name, const Shape& shape, co
 // weights of overwritten experts are renormalised from the router's probabilities.
 using RouteFn = std::function<void(const std::string& choice, int tokens, int top_k, int* ids)>;
 
+// A call made once, when the arrays of the cache that holds it die: a model attending over a
+// cache releases the backend's mirrors of its arrays then (Backend::release_cache), before
+// their memory can be some other array's. Moving it moves the call; assigning over one makes
+// the call it held first.
+class CacheWatch {
+ public:
+  CacheWatch() = default;
+  explicit CacheWatch(std::function<void()> on_gone) : on_gone_(std::move(on_gone)) {}
+  CacheWatch(const CacheWatch&) = delete;
+  CacheWatch& operator=(const CacheWatch&) = delete;
+  CacheWatch(CacheWatch&& other) noexcept : on_gone_(std::move(other.on_gone_)) {
+    other.on_gone_ = nullptr;
+  }
+  CacheWatch& operator=(CacheWatch&& other) noexcept {
+    if (this != &other) {
+      fire();
+      on_gone_ = std::move(other.on_gone_);
+      other.on_gone_ = nullptr;
+    }
+    return *this;
+  }
+  ~CacheWatch() { fire(); }
+
+ private:
+  void fire() noexcept {
+    std::function<void()> call = std::move(on_gone_);
+    on_gone_ = nullptr;
+    if (call) call();
+  }
+  std::function<void()> on_gone_;
+};
+
 template <class T>
 class KVCache {
  public:
@@ -72,6 +105,8 @@ class KVCache {
   // A number no other cache of this process has had: a new cache may take a dead one's
   // memory, so its arrays' addresses do not tell it apart.
   uint64_t id() const { return id_; }
+  // Replaces the watch (making the old one's call): Model::forward sets one.
+  void watch(CacheWatch w) { watch_ = std::move(w); }
   int length() const { return length_; }
   int capacity() const { return capacity_; }
   // The keys and values layer `layer` attends over: its own, or for a layer that shares them
@@ -126,6 +161,8 @@ class KVCache {
   std::vector<std::vector<T>> k_, v_;
   std::vector<std::vector<T>> conv_, state_, index_k_;  // per layer
   std::vector<std::vector<T>> compressor_rows_, compressed_, index_rows_, index_compressed_;
+  // Last, so that its call comes before the arrays go.
+  CacheWatch watch_;
 };
 
 template <class T>
@@ -219,13 +256,16 @@ class Model {
   // w.data(), announced to the backend (hold_matrix) the first time it is used: every whole
   // weight passed to matmul or matmul_bias goes through here.
   const T* held(const std::vector<T>& w, int k, int m);
-  // Copies src[count] into the cache array `array` at value `first` and announces the write
-  // (Backend::cache_written): every write to an array attention reads goes through here.
-  void write_cache(T* array, int64_t first, const T* src, int64_t count);
-  // Releases the arrays announced for another cache than `cache` (Backend::release_cache):
-  // called as each forward call starts, so that a backend's mirrors are never those of a
-  // cache that is gone.
-  void attend_to(const KVCache<T>& cache);
+  // Copies src[count] into the cache array `array` [capacity] at value `first` and announces
+  // the write (Backend::cache_written): every write to an array that an attention op reads
+  // whole goes through here.
+  void write_cache(T* array, int64_t capacity, int64_t first, const T* src, int64_t count);
+  // Called as each forward call starts. For a cache other than the last one, releases the
+  // arrays announced for that one (Backend::release_cache) and watches the new one, so that
+  // its arrays are released when it dies.
+  void attend_to(KVCache<T>& cache);
+  // Releases the arrays announced for cache `id`, if it is the one attended to.
+  void forget_cache(uint64_t id);
   void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,
             T* y);
   void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
@@ -345,6 +385,11 @@ class Model {
   std::unordered_set<const T*> held_;
   uint64_t cache_id_ = 0;                      // the cache of the last forward call
   std::unordered_set<const T*> cache_arrays_;  // its arrays announced to the backend
+  // What a cache's watch reaches the model through: null once the model is gone.
+  struct CacheWatcher {
+    Model* model;
+  };
+  std::shared_ptr<CacheWatcher> watcher_ = std::make_shared<CacheWatcher>(CacheWatcher{this});
   std::unordered_set<const T*> output_projections_;  // o_proj and every down_proj
 };
 

@@ -18,8 +18,9 @@ void StoringBackend<T>::release_matrix(const T* w) {
   inner_->release_matrix(w);
 }
 template <class T>
-void StoringBackend<T>::cache_written(const T* cache, int64_t first, int64_t count) {
-  inner_->cache_written(cache, first, count);
+void StoringBackend<T>::cache_written(const T* cache, int64_t capacity, int64_t first,
+                                      int64_t count) {
+  inner_->cache_written(cache, capacity, first, count);
 }
 template <class T>
 void StoringBackend<T>::release_cache(const T* cache) {

@@ -71,7 +71,7 @@ class StoringBackend : public Backend<T> {
   void hold_matrix(const T* w, int k, int m, MatrixRole role) override;
   void release_matrix(const T* w) override;
   // The cache holds what the model stored (already in the storage type): announced as it is.
-  void cache_written(const T* cache, int64_t first, int64_t count) override;
+  void cache_written(const T* cache, int64_t capacity, int64_t first, int64_t count) override;
   void release_cache(const T* cache) override;
 
  protected:

@@ -687,28 +687,38 @@ class CudaBackend final : public Backend<float> {
   // An announced KV cache array is mirrored on device 0, in fp32 as the attention kernels
   // read it: each write is uploaded once, and attention reads the mirror, so a decode step
   // uploads one position's keys and values rather than the whole cache.
-  void cache_written(const float* cache, int64_t first, int64_t count) override {
+  void cache_written(const float* cache, int64_t capacity, int64_t first,
+                     int64_t count) override {
     if (count <= 0) return;
     CacheMirror& mirror = mirrors_[cache];
-    // A write past the announced prefix leaves a gap the mirror cannot fill: it serves only
+    // A write past the announced values leaves a gap the mirror cannot fill: it serves only
     // what it holds, and attention reads the rest from the host.
     if (first > mirror.valid) return;
     const int64_t end = first + count;
     main_.select();
     if (end > mirror.capacity) {
-      // The cache's capacity is not announced: grown by doubling, so that a decode step's
-      // write rarely reallocates.
-      const int64_t capacity = std::max(end, 2 * mirror.capacity);
+      // Allocated once at the announced capacity (more only if a write goes past it). Without
+      // the room, the array is not mirrored: attention reads it from the host, as before.
+      const int64_t room = std::max(capacity, end);
       float* data = nullptr;
-      PINMARK_CUDA_CHECK(cudaMalloc(&data, capacity * sizeof(float)));
-      if (first > 0)
-        PINMARK_CUDA_CHECK(cudaMemcpyAsync(data, mirror.data, first * sizeof(float),
-                                           cudaMemcpyDeviceToDevice, main_.stream));
-      PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+      if (cudaMalloc(&data, room * sizeof(float)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        release_cache(cache);
+        return;
+      }
+      const cudaError_t copied =
+          first > 0 ? cudaMemcpy(data, mirror.data, first * sizeof(float), cudaMemcpyDeviceToDevice)
+                    : cudaSuccess;
       (void)cudaFree(mirror.data);
       mirror.data = data;
-      mirror.capacity = capacity;
+      mirror.capacity = room;
+      if (copied != cudaSuccess) {
+        release_cache(cache);
+        PINMARK_CUDA_CHECK(copied);
+      }
     }
+    // Invalidated first: if the copy fails, nothing of the mirror past `first` is trusted.
+    mirror.valid = first;
     PINMARK_CUDA_CHECK(cudaMemcpyAsync(mirror.data + first, cache + first, count * sizeof(float),
                                        cudaMemcpyHostToDevice, main_.stream));
     // The host array may change once this returns: the copy must be done.
@@ -719,6 +729,8 @@ class CudaBackend final : public Backend<float> {
   void release_cache(const float* cache) override {
     const auto it = mirrors_.find(cache);
     if (it == mirrors_.end()) return;
+    // Errors are dropped: this is called from destructors, and a failing device has
+    // reported itself in the op that met it.
     (void)cudaFree(it->second.data);
     mirrors_.erase(it);
   }

@@ -940,11 +940,10 @@ TEST_F(CudaTest, AttentionBlockIsBitwiseReproducible) {
 
 // A KV cache array announced write by write (Backend::cache_written) is attended over from the
 // device's mirror: the bits of the same array passed unannounced. Past the announced values,
-// after a write that starts a new sequence in the same memory, and after a release, the op
-// reads the host array.
+// past a gap in them, and after a release, the op reads the host array.
 TEST_F(CudaTest, AnnouncedCacheArraysGiveTheBitsOfCopiedOnes) {
   const int heads = 8, kv_heads = 2, hd = 64, kv_len = 300, n = 1;
-  const int64_t row = int64_t{kv_heads} * hd;
+  const int64_t row = int64_t{kv_heads} * hd, capacity = kv_len * row;
   auto q = make_input<float>("q", n * heads * hd);
   std::vector<float> k = make_input<float>("k", kv_len * row).t;
   std::vector<float> v = make_input<float>("v", kv_len * row, 1.0, 0.5).t;
@@ -960,29 +959,37 @@ TEST_F(CudaTest, AnnouncedCacheArraysGiveTheBitsOfCopiedOnes) {
   };
   auto plain = make_cuda_backend(CudaPrecision::fp32);
   // A prompt of 200 positions, then decode steps one position at a time.
-  backend->cache_written(k.data(), 0, 200 * row);
-  backend->cache_written(v.data(), 0, 200 * row);
+  backend->cache_written(k.data(), capacity, 0, 200 * row);
+  backend->cache_written(v.data(), capacity, 0, 200 * row);
   EXPECT_EQ(attend(*backend, 200), attend(*plain, 200));
   for (int p = 200; p < kv_len; ++p) {
-    backend->cache_written(k.data(), p * row, row);
-    backend->cache_written(v.data(), p * row, row);
+    backend->cache_written(k.data(), capacity, p * row, row);
+    backend->cache_written(v.data(), capacity, p * row, row);
   }
   EXPECT_EQ(attend(*backend, kv_len), attend(*plain, kv_len));
 
-  // A new sequence in the same memory: its first write announces only its own positions.
-  std::vector<float> fresh_k = make_input<float>("k2", 4 * row).t;
-  std::copy(fresh_k.begin(), fresh_k.end(), k.begin());
-  backend->cache_written(k.data(), 0, 4 * row);
+  // The mirror is what is read: a change the model did not announce (which the contract
+  // forbids) is not seen.
+  const std::vector<float> announced = attend(*backend, kv_len);
+  k[0] += 1.0f;
+  EXPECT_EQ(attend(*backend, kv_len), announced);
+  EXPECT_NE(attend(*plain, kv_len), announced);
+
+  // A write that starts over (a new sequence): what followed it in the mirror is no longer
+  // read, so later changes there are seen.
+  backend->cache_written(k.data(), capacity, 0, 4 * row);
+  k[5 * row] += 1.0f;
   EXPECT_EQ(attend(*backend, 4), attend(*plain, 4));
-  EXPECT_EQ(attend(*backend, kv_len), attend(*plain, kv_len)) << "read past the announced values";
+  EXPECT_EQ(attend(*backend, kv_len), attend(*plain, kv_len)) << "read past the latest write";
 
   // A write past the announced values leaves a gap: the mirror serves what precedes it.
-  backend->cache_written(k.data(), 8 * row, row);
-  EXPECT_EQ(attend(*backend, 9), attend(*plain, 9));
+  for (int64_t i = 4 * row; i < 8 * row; ++i) k[i] += 1.0f;
+  backend->cache_written(k.data(), capacity, 8 * row, row);
+  EXPECT_EQ(attend(*backend, 9), attend(*plain, 9)) << "read across a gap";
 
   backend->release_cache(k.data());
   backend->release_cache(v.data());
-  k[0] += 1.0f;
+  k[1] += 1.0f;
   v[0] += 1.0f;
   EXPECT_EQ(attend(*backend, 4), attend(*plain, 4)) << "a released array still mirrored";
 }
@@ -992,7 +999,7 @@ TEST_F(CudaTest, AnnouncedCacheArraysGiveTheBitsOfCopiedOnes) {
 TEST_F(CudaTest, ModelsCacheMirroredOnTheDeviceGivesTheSameBits) {
   struct Unannounced final : StoringBackend<float> {
     Unannounced() : StoringBackend<float>(make_cuda_backend(CudaPrecision::fp32)) {}
-    void cache_written(const float*, int64_t, int64_t) override {}
+    void cache_written(const float*, int64_t, int64_t, int64_t) override {}
     void release_cache(const float*) override {}
     void store(float*, int64_t, int) override {}
   };

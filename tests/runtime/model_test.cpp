@@ -5,6 +5,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "mirroring_backend.h"
 #include "model_fixture.h"
 #include "reference_model.h"
 #include "runtime/cpu/cpu_backend.h"
@@ -938,6 +939,68 @@ TEST(Model, Gemma3nNamesTheDecodeStepOfAGeneratedTokenWithoutAPerLayerEmbedding)
                  "sequence 0: decode step 2 (token 25, chosen at step 1): token id 25 has no "
                  "per-layer embedding (vocab_size_per_layer_input 20); Gemma3nForCausalLM cannot "
                  "run it");
+  }
+}
+
+// The arrays a model announces (Backend::cache_written) are those of the cache it attends over,
+// and no others: released when that cache dies, when the next one takes over, or when the
+// model dies first. A moved cache keeps them.
+TEST(Model, ReleasesACachesArraysWhenTheCacheDiesOrTheNextTakesOver) {
+  const ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  auto arrays_of = [&](KVCache<double>& cache) {
+    std::set<const double*> out;
+    for (int l = 0; l < c.num_hidden_layers; ++l) out.insert({cache.keys(l), cache.values(l)});
+    return out;
+  };
+  test::MirroringBackend mirroring;
+  KVCache<double> outlives_the_model(c, 16);
+  {
+    Model<double> model(c, w, mirroring);
+    {
+      KVCache<double> first(c, 16);
+      model.forward(kPrompt, first);
+      EXPECT_EQ(mirroring.arrays(), arrays_of(first));
+      KVCache<double> second(c, 16);
+      model.forward(kPrompt, second);
+      EXPECT_EQ(mirroring.arrays(), arrays_of(second)) << "the first cache's arrays kept";
+      KVCache<double> moved = std::move(second);
+      model.forward({4}, moved);
+      EXPECT_EQ(mirroring.arrays(), arrays_of(moved));
+    }
+    EXPECT_TRUE(mirroring.arrays().empty()) << "arrays of a dead cache still announced";
+    model.forward(kPrompt, outlives_the_model);
+    EXPECT_EQ(mirroring.arrays(), arrays_of(outlives_the_model));
+  }
+  EXPECT_TRUE(mirroring.arrays().empty()) << "arrays still announced after the model died";
+  EXPECT_EQ(mirroring.reads_past_mirrors(), 0);
+  EXPECT_EQ(mirroring.reads_unannounced(), 0);
+}
+
+// The families whose layers differ most: Gemma 3n (layers sharing another layer's keys and
+// values), Qwen3-Next (attention between Gated DeltaNet layers) and DeepSeek-V4 (attention over
+// copies of the cache and its compressed entries), attended over mirrors: the same bits.
+TEST(Model, AttentionOverMirroredCacheArraysGivesTheSameBits) {
+  GenerateOptions options;
+  options.decode = 3;
+  options.prefill_chunk = 4;
+  for (const ModelConfig& c : {small_gemma3n(), small_qwen3_next(), small_deepseek_v4()}) {
+    const Weights w = synthetic_weights(c);
+    const std::vector<std::vector<int>> prompts = {kV4Prompt, {7, 2, 30}};
+    auto plain = make_cpu_backend<double>();
+    Model<double> reference(c, w, *plain);
+    const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
+    test::MirroringBackend mirroring;
+    Model<double> model(c, w, mirroring);
+    const std::vector<SequenceOutput> got = generate(model, prompts, options);
+    for (size_t s = 0; s < got.size(); ++s)
+      EXPECT_EQ(got[s].logits, expected[s].logits) << c.model_type << ", sequence " << s;
+    EXPECT_EQ(mirroring.reads_past_mirrors(), 0) << c.model_type;
+    if (c.model_type != "deepseek_v4") {
+      EXPECT_GT(mirroring.reads_from_mirrors(), 0) << c.model_type;
+      EXPECT_EQ(mirroring.reads_unannounced(), 0) << c.model_type;
+    }
+    EXPECT_TRUE(mirroring.arrays().empty()) << c.model_type;
   }
 }
 
