@@ -223,8 +223,23 @@ __global__ void attention_values_kernel(const float* probs, const float* v, int 
     const float* p = probs + (h * n + i) * kv_len;
     const float* vc = v + (h / group) * head_dim + d;
     const int64_t v_stride = int64_t{kv_heads} * head_dim;
+    // The loads of kAhead keys are issued before their terms are added, so that a long
+    // context waits on memory once per kAhead keys rather than once per key; the terms are
+    // still added one at a time in key order, the plain loop's operations and bits.
+    constexpr int kAhead = 16;
     float sum = 0.0f;
-    for (int j = 0; j < kv_len; ++j) sum += p[j] * vc[j * v_stride];
+    int j = 0;
+    for (; j + kAhead <= kv_len; j += kAhead) {
+      float pj[kAhead], vj[kAhead];
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) {
+        pj[u] = p[j + u];
+        vj[u] = vc[(j + u) * v_stride];
+      }
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) sum += pj[u] * vj[u];
+    }
+    for (; j < kv_len; ++j) sum += p[j] * vc[j * v_stride];
     out[idx] = sum;
   }
 }
@@ -626,14 +641,18 @@ class CudaBackend final : public Backend<float> {
 
   void embed(const float* table, const int* tokens, int n, int dim, float* out) override {
     if (n <= 0 || dim <= 0) return;
-    // The table's size is not passed: copy the rows up to the largest token used.
-    int rows = 0;
+    // Only the rows the tokens use cross (the table's size is not passed, and a decode step
+    // needs one row of it); the device gathers them as it would from the whole table.
+    std::vector<float> rows(int64_t{n} * dim);
+    std::vector<int> index(n);
     for (int i = 0; i < n; ++i) {
       if (tokens[i] < 0) throw std::runtime_error("embed: negative token id");
-      rows = std::max(rows, tokens[i] + 1);
+      std::copy(table + int64_t{tokens[i]} * dim, table + int64_t{tokens[i] + 1} * dim,
+                rows.begin() + int64_t{i} * dim);
+      index[i] = i;
     }
-    const float* d_table = upload(0, table, int64_t{rows} * dim);
-    const int* d_tokens = upload(1, tokens, n);
+    const float* d_table = upload(0, rows.data(), int64_t{n} * dim);
+    const int* d_tokens = upload(1, index.data(), n);
     float* d_out = main_.arena.get<float>(2, int64_t{n} * dim);
     embed_kernel<<<grid_for(int64_t{n} * dim), kBlock, 0, main_.stream>>>(d_table, d_tokens, n, dim,
                                                                       d_out);

@@ -480,6 +480,33 @@ TEST_F(CudaTest, AttentionValues) {
     }
 }
 
+// Each output sums its terms one at a time in key order, in fp32 without fused multiply-adds:
+// the bits of that plain loop on the host (IEEE fp32 multiplies and adds round alike), over
+// contexts that are and are not multiples of the keys whose loads the kernel issues together.
+TEST_F(CudaTest, AttentionValuesSumTheKeysInOrder) {
+  const int heads = 4, kv_heads = 2, hd = 64, n = 2;
+  for (int kv_len : {1, 15, 16, 17, 300, 4099}) {
+    SCOPED_TRACE(testing::Message() << "kv_len=" << kv_len);
+    const std::vector<float> probs = make_input<float>("p", heads * n * kv_len, 0.5, 0.5).t;
+    const std::vector<float> v = make_input<float>("v", kv_len * kv_heads * hd).t;
+    std::vector<float> out(n * heads * hd), plain(out.size());
+    backend->attention_values(probs.data(), v.data(), n, kv_len, heads, kv_heads, hd,
+                              out.data());
+    for (int i = 0; i < n; ++i)
+      for (int h = 0; h < heads; ++h)
+        for (int d = 0; d < hd; ++d) {
+          float sum = 0.0f;
+          for (int j = 0; j < kv_len; ++j) {
+            const float term = probs[(int64_t{h} * n + i) * kv_len + j] *
+                               v[(int64_t{j} * kv_heads + h / (heads / kv_heads)) * hd + d];
+            sum = sum + term;
+          }
+          plain[(int64_t{i} * heads + h) * hd + d] = sum;
+        }
+    EXPECT_EQ(out, plain);
+  }
+}
+
 TEST_F(CudaTest, GroupsThatDoNotDivideAreAnErrorNotACrash) {
   std::vector<float> q(3 * 64), k(2 * 64), s(3);
   const int position = 0;
