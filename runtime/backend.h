@@ -283,14 +283,14 @@ class Backend {
   // The KV cache, announced. The model calls cache_written(c, capacity, first, count) after it
   // writes values [first, first + count) of a cache array c[capacity] that an attention op
   // reads whole (one layer's keys or values, or MLA's cached latent rows, passed as k or v to
-  // attention_scores, attention_values or attention), and release_cache(c) once, when the
-  // cache that holds c dies or the model goes, and before c's memory can be another array's.
-  // Between the two, c changes only by announced writes. A write may start at or before the
-  // end of the previous one: a new sequence restarts at 0, and a forward call that failed
-  // is redone from where it started. A backend may mirror c (on a device) and, when an
-  // attention op receives c, read the mirror instead, if the op reads no value past
-  // first + count of c's latest write and every value before that was announced since c was
-  // first announced. Any other pointer an op receives arrives unannounced (temporaries, a
+  // attention_scores, attention_values or attention), and release_cache(c) when the model
+  // turns to another cache, when the cache that holds c dies (before c's memory can be
+  // another array's) or when the model goes. Between the two, c changes only by announced
+  // writes. A write may start at or before the end of the previous one (a forward call that
+  // failed is redone from where it started); after a release, c's writes may resume past 0.
+  // A backend may mirror c (on a device) and, when an attention op receives c, read the
+  // mirror instead, if the op reads no value past first + count of c's latest write and
+  // every value before that was announced since c was last released. Any other pointer an op receives arrives unannounced (temporaries, a
   // kernel case's arrays, caches of the families whose attention reads copies). The default
   // keeps nothing. release_cache must not throw: it is called from destructors.
   virtual void cache_written(const T* cache, int64_t capacity, int64_t first, int64_t count) {

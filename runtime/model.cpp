@@ -908,17 +908,19 @@ template <class T>
 void Model<T>::attend_to(KVCache<T>& cache) {
   if (cache.id() == cache_id_) return;
   forget_cache(cache_id_);
-  cache_id_ = cache.id();
+  // The cache is watched before it counts as attended to: replacing its watch makes the old
+  // one's call, which may be this model's own from an earlier turn of the same cache.
   const std::shared_ptr<CacheWatcher> watcher = watcher_;
   const uint64_t id = cache.id();
   cache.watch(CacheWatch([watcher, id] {
     if (watcher->model) watcher->model->forget_cache(id);
   }));
+  cache_id_ = id;
 }
 
 template <class T>
 void Model<T>::forget_cache(uint64_t id) {
-  if (id != cache_id_) return;
+  if (id == 0 || id != cache_id_) return;
   for (const T* a : cache_arrays_) backend_.release_cache(a);
   cache_arrays_.clear();
   cache_id_ = 0;

@@ -100,8 +100,10 @@ class KVCache {
   // Not copyable: a backend may mirror the arrays (Backend::cache_written), known by id().
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
+  // Movable (the arrays and their watch go together), not assignable: assigning over a cache
+  // would free its arrays before its watch's call.
   KVCache(KVCache&&) = default;
-  KVCache& operator=(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = delete;
   // A number no other cache of this process has had: a new cache may take a dead one's
   // memory, so its arrays' addresses do not tell it apart.
   uint64_t id() const { return id_; }
@@ -161,7 +163,7 @@ class KVCache {
   std::vector<std::vector<T>> k_, v_;
   std::vector<std::vector<T>> conv_, state_, index_k_;  // per layer
   std::vector<std::vector<T>> compressor_rows_, compressed_, index_rows_, index_compressed_;
-  // Last, so that its call comes before the arrays go.
+  // Last, so that when the cache dies its call comes before the arrays go.
   CacheWatch watch_;
 };
 

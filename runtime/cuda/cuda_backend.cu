@@ -641,18 +641,28 @@ class CudaBackend final : public Backend<float> {
 
   void embed(const float* table, const int* tokens, int n, int dim, float* out) override {
     if (n <= 0 || dim <= 0) return;
-    // Only the rows the tokens use cross (the table's size is not passed, and a decode step
-    // needs one row of it); the device gathers them as it would from the whole table.
-    std::vector<float> rows(int64_t{n} * dim);
-    std::vector<int> index(n);
+    // The table's size is not passed. What crosses is the smaller of the rows up to the
+    // largest token and the tokens' own rows (a decode step needs one); the device gathers
+    // from either as it would from the whole table.
+    int rows = 0;
     for (int i = 0; i < n; ++i) {
       if (tokens[i] < 0) throw std::runtime_error("embed: negative token id");
-      std::copy(table + int64_t{tokens[i]} * dim, table + int64_t{tokens[i] + 1} * dim,
-                rows.begin() + int64_t{i} * dim);
-      index[i] = i;
+      rows = std::max(rows, tokens[i] + 1);
     }
-    const float* d_table = upload(0, rows.data(), int64_t{n} * dim);
-    const int* d_tokens = upload(1, index.data(), n);
+    std::vector<float> used;
+    std::vector<int> index;
+    if (n < rows) {
+      used.resize(int64_t{n} * dim);
+      index.resize(n);
+      for (int i = 0; i < n; ++i) {
+        std::copy(table + int64_t{tokens[i]} * dim, table + (int64_t{tokens[i]} + 1) * dim,
+                  used.begin() + int64_t{i} * dim);
+        index[i] = i;
+      }
+    }
+    const float* d_table = used.empty() ? upload(0, table, int64_t{rows} * dim)
+                                        : upload(0, used.data(), int64_t{n} * dim);
+    const int* d_tokens = upload(1, index.empty() ? tokens : index.data(), n);
     float* d_out = main_.arena.get<float>(2, int64_t{n} * dim);
     embed_kernel<<<grid_for(int64_t{n} * dim), kBlock, 0, main_.stream>>>(d_table, d_tokens, n, dim,
                                                                       d_out);

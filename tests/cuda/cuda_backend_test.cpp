@@ -330,12 +330,16 @@ TEST_F(CudaTest, Embed) {
   for (int dim : kDims) {
     const int vocab = 50;
     auto table = make_input<float>("table", vocab * dim);
-    const std::vector<int> tokens = {3, 49, 0, 3, 17, 8, 22};
-    std::vector<float> out(tokens.size() * dim);
-    backend->embed(table.t.data(), tokens.data(), static_cast<int>(tokens.size()), dim,
-                   out.data());
-    const auto expected = ref::embed(table.d, tokens, dim);
-    EXPECT_EQ(widen(out), expected) << "dim " << dim;
+    // Fewer tokens than the rows up to the largest (their own rows cross), then more (the
+    // table's first rows cross), then one (a decode step).
+    for (const std::vector<int>& tokens : std::vector<std::vector<int>>{
+             {3, 49, 0, 3, 17, 8, 22}, {2, 0, 1, 2, 2, 0, 1, 1, 0}, {41}}) {
+      std::vector<float> out(tokens.size() * dim);
+      backend->embed(table.t.data(), tokens.data(), static_cast<int>(tokens.size()), dim,
+                     out.data());
+      const auto expected = ref::embed(table.d, tokens, dim);
+      EXPECT_EQ(widen(out), expected) << "dim " << dim << ", " << tokens.size() << " tokens";
+    }
   }
 }
 

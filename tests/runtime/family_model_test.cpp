@@ -299,8 +299,12 @@ TEST(Families, AttentionOverMirroredCacheArraysGivesTheSameBits) {
       EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
     }
     EXPECT_EQ(mirroring.reads_past_mirrors(), 0) << name;
-    if (c.kv_lora_rank == 0 || c.mla_absorb) EXPECT_GT(mirroring.reads_from_mirrors(), 0) << name;
-    if (c.kv_lora_rank == 0) EXPECT_EQ(mirroring.reads_unannounced(), 0) << name;
+    if (c.kv_lora_rank == 0 || c.mla_absorb) {
+      EXPECT_GT(mirroring.reads_from_mirrors(), 0) << name;
+    }
+    if (c.kv_lora_rank == 0) {
+      EXPECT_EQ(mirroring.reads_unannounced(), 0) << name;
+    }
     EXPECT_TRUE(mirroring.arrays().empty()) << name << ": arrays announced after their cache died";
   }
 }

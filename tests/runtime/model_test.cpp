@@ -977,6 +977,28 @@ TEST(Model, ReleasesACachesArraysWhenTheCacheDiesOrTheNextTakesOver) {
   EXPECT_EQ(mirroring.reads_unannounced(), 0);
 }
 
+// A model that turns back to a cache it attended over before: its arrays were released when the
+// model turned away (their later positions now read from the host, past the mirror's gap), and
+// are released again when that cache dies.
+TEST(Model, ReleasesTheArraysOfACacheItTurnsBackTo) {
+  const ModelConfig c = small_llama();
+  const Weights w = synthetic_weights(c);
+  test::MirroringBackend mirroring;
+  Model<double> model(c, w, mirroring);
+  auto plain = make_cpu_backend<double>();
+  Model<double> reference(c, w, *plain);
+  {
+    KVCache<double> first(c, 16), second(c, 16), first_ref(c, 16);
+    model.forward(kPrompt, first);
+    reference.forward(kPrompt, first_ref);
+    model.forward(kPrompt, second);
+    EXPECT_EQ(model.forward({4}, first).data, reference.forward({4}, first_ref).data);
+    EXPECT_EQ(model.forward({9}, first).data, reference.forward({9}, first_ref).data);
+    EXPECT_GT(mirroring.reads_past_mirrors(), 0) << "a released array read from its mirror";
+  }
+  EXPECT_TRUE(mirroring.arrays().empty()) << "arrays of a dead cache still announced";
+}
+
 // The families whose layers differ most: Gemma 3n (layers sharing another layer's keys and
 // values), Qwen3-Next (attention between Gated DeltaNet layers) and DeepSeek-V4 (attention over
 // copies of the cache and its compressed entries), attended over mirrors: the same bits.
