@@ -286,26 +286,18 @@ TEST(Families, AttentionOverMirroredCacheArraysGivesTheSameBits) {
   options.prefill_chunk = 4;
   const std::vector<std::vector<int>> prompts = {kPrompt, {7, 2, 30}};
   for (const auto& [name, c] : families()) {
-    const Weights w = synthetic_weights(c);
-    auto plain = make_cpu_backend<double>();
-    Model<double> reference(c, w, *plain);
-    const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
-    test::MirroringBackend mirroring;
-    Model<double> model(c, w, mirroring);
-    const std::vector<SequenceOutput> got = generate(model, prompts, options);
-    ASSERT_EQ(got.size(), expected.size()) << name;
-    for (size_t s = 0; s < got.size(); ++s) {
-      EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
-      EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
-    }
-    EXPECT_EQ(mirroring.reads_past_mirrors(), 0) << name;
+    const test::MirroredRun run =
+        test::generate_over_mirrors(c, synthetic_weights(c), prompts, options, name);
+    EXPECT_EQ(run.reads_past_mirrors, 0) << name;
     if (c.kv_lora_rank == 0 || c.mla_absorb) {
-      EXPECT_GT(mirroring.reads_from_mirrors(), 0) << name;
+      EXPECT_GT(run.reads_from_mirrors, 0) << name;
     }
     if (c.kv_lora_rank == 0) {
-      EXPECT_EQ(mirroring.reads_unannounced(), 0) << name;
+      EXPECT_EQ(run.reads_unannounced, 0) << name;
     }
-    EXPECT_TRUE(mirroring.arrays().empty()) << name << ": arrays announced after their cache died";
+    EXPECT_EQ(run.arrays_after_generate, 0u)
+        << name << ": arrays announced after their cache died";
+    EXPECT_EQ(run.arrays_after_model, 0u) << name << ": arrays announced after the model died";
   }
 }
 

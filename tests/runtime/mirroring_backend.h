@@ -9,10 +9,14 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/generate.h"
+#include "runtime/model.h"
 #include "runtime/storing_backend.h"
+#include "runtime/weights.h"
 
 namespace pinmark::test {
 
@@ -87,5 +91,40 @@ class MirroringBackend final : public StoringBackend<double> {
   std::map<const double*, std::vector<double>> mirrors_;
   int reads_ = 0, unannounced_ = 0, short_reads_ = 0;
 };
+
+// What a MirroringBackend counted over one generate() call.
+struct MirroredRun {
+  int reads_from_mirrors = 0, reads_unannounced = 0, reads_past_mirrors = 0;
+  // Arrays still announced once generate() returned (its caches are dead by then, the model
+  // not yet), and once the model died.
+  size_t arrays_after_generate = 0, arrays_after_model = 0;
+};
+
+// Generates `prompts` with the model of config c and weights w on the plain CPU backend and on a
+// MirroringBackend, and expects the same logits and tokens, bit for bit.
+inline MirroredRun generate_over_mirrors(const ModelConfig& c, const Weights& w,
+                                         const std::vector<std::vector<int>>& prompts,
+                                         const GenerateOptions& options, const std::string& name) {
+  auto plain = make_cpu_backend<double>();
+  Model<double> reference(c, w, *plain);
+  const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
+  MirroringBackend mirroring;
+  MirroredRun run;
+  {
+    Model<double> model(c, w, mirroring);
+    const std::vector<SequenceOutput> got = generate(model, prompts, options);
+    run.arrays_after_generate = mirroring.arrays().size();
+    EXPECT_EQ(got.size(), expected.size()) << name;
+    for (size_t s = 0; s < got.size() && s < expected.size(); ++s) {
+      EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
+      EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
+    }
+  }
+  run.arrays_after_model = mirroring.arrays().size();
+  run.reads_from_mirrors = mirroring.reads_from_mirrors();
+  run.reads_unannounced = mirroring.reads_unannounced();
+  run.reads_past_mirrors = mirroring.reads_past_mirrors();
+  return run;
+}
 
 }  // namespace pinmark::test

@@ -1007,22 +1007,15 @@ TEST(Model, AttentionOverMirroredCacheArraysGivesTheSameBits) {
   options.decode = 3;
   options.prefill_chunk = 4;
   for (const ModelConfig& c : {small_gemma3n(), small_qwen3_next(), small_deepseek_v4()}) {
-    const Weights w = synthetic_weights(c);
-    const std::vector<std::vector<int>> prompts = {kV4Prompt, {7, 2, 30}};
-    auto plain = make_cpu_backend<double>();
-    Model<double> reference(c, w, *plain);
-    const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
-    test::MirroringBackend mirroring;
-    Model<double> model(c, w, mirroring);
-    const std::vector<SequenceOutput> got = generate(model, prompts, options);
-    for (size_t s = 0; s < got.size(); ++s)
-      EXPECT_EQ(got[s].logits, expected[s].logits) << c.model_type << ", sequence " << s;
-    EXPECT_EQ(mirroring.reads_past_mirrors(), 0) << c.model_type;
+    const test::MirroredRun run = test::generate_over_mirrors(
+        c, synthetic_weights(c), {kV4Prompt, {7, 2, 30}}, options, c.model_type);
+    EXPECT_EQ(run.reads_past_mirrors, 0) << c.model_type;
     if (c.model_type != "deepseek_v4") {
-      EXPECT_GT(mirroring.reads_from_mirrors(), 0) << c.model_type;
-      EXPECT_EQ(mirroring.reads_unannounced(), 0) << c.model_type;
+      EXPECT_GT(run.reads_from_mirrors, 0) << c.model_type;
+      EXPECT_EQ(run.reads_unannounced, 0) << c.model_type;
     }
-    EXPECT_TRUE(mirroring.arrays().empty()) << c.model_type;
+    EXPECT_EQ(run.arrays_after_generate, 0u) << c.model_type;
+    EXPECT_EQ(run.arrays_after_model, 0u) << c.model_type;
   }
 }
 
