@@ -44,16 +44,10 @@ namespace pinmark {
 class ForwardingBackend : public StoringBackend<float> {
  public:
   explicit ForwardingBackend(std::unique_ptr<Backend<float>> inner)
-      : ForwardingBackend(inner.get(), std::move(inner)) {}
+      : StoringBackend<float>(std::move(inner)) {}
 
  protected:
-  Backend<float>& inner() { return *inner_; }
   void store(float*, int64_t, int) override {}
-
- private:
-  ForwardingBackend(Backend<float>* inner, std::unique_ptr<Backend<float>>&& owned)
-      : StoringBackend<float>(std::move(owned)), inner_(inner) {}
-  Backend<float>* inner_;  // owned by StoringBackend
 };
 
 // A ForwardingBackend over pinmark's CPU fp32 backend (the kernels of the built-in "cpu fp32"

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
+
+#include "runtime/dtype.h"
 
 namespace pinmark {
 
@@ -297,6 +300,39 @@ class Backend {
     (void)cache, (void)capacity, (void)first, (void)count;
   }
   virtual void release_cache(const T* cache) { (void)cache; }
+
+  // Activations, announced. The model calls hold_activations(a, count) for an array a[count]
+  // of its forward pass (a layer's input, q, the scores, the logits), and release_activations(a)
+  // before a's memory goes. In between, a changes only through this backend's ops and through
+  // the model's own writes, which it announces: after writing values [first, first + count) of
+  // a on the host it calls from_host(a, first, count), before the next call to this backend;
+  // before reading values on the host it calls to_host(a, first, count), and they are current
+  // until the next call to this backend. So a backend may keep a held array on a device between
+  // ops, read and write it there, and leave the host's copy stale. A pointer into a held array
+  // reaches an op only with a range inside it. to_host and from_host ignore an array that is
+  // not held. A backend serves one thread's calls at a time; release_activations must not
+  // throw: it is called from destructors. The defaults keep nothing on a device.
+  virtual void hold_activations(const T* a, int64_t count) { (void)a, (void)count; }
+  virtual void release_activations(const T* a) { (void)a; }
+  virtual void to_host(const T* a, int64_t first, int64_t count) {
+    (void)a, (void)first, (void)count;
+  }
+  virtual void from_host(const T* a, int64_t first, int64_t count) {
+    (void)a, (void)first, (void)count;
+  }
+
+  // values[i] rounded to the nearest value of `storage` (docs/numerics.md): how an op's output
+  // is stored in a 16-bit target (make_rounding_backend). A backend that keeps values on a
+  // device rounds them there, with the same bits as round_to() (runtime/dtype.h). A double is
+  // rounded through float.
+  virtual void round_stored(T* values, int64_t n, DType storage) {
+    if constexpr (std::is_same_v<T, float>) {
+      round_in_place(storage, values, n);
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        values[i] = static_cast<T>(round_to(storage, static_cast<float>(values[i])));
+    }
+  }
 };
 
 }  // namespace pinmark

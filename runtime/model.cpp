@@ -115,6 +115,29 @@ bool has_sandwich_norms(const ModelConfig& c) {
 // [experts, 2 * intermediate, hidden], gate rows first, and "mlp.experts.down_proj"
 // [experts, hidden, intermediate]), split into one matrix per expert. save_pretrained writes
 // the legacy per-expert names by default (save_original_format), which synthetic weights use.
+// Arrays announced to the backend as activations (Backend::hold_activations) for one scope,
+// and released when it ends, however it ends. Holds nothing when not enabled.
+template <class T>
+class HeldActivations {
+ public:
+  HeldActivations(Backend<T>& backend, bool enabled) : backend_(backend), enabled_(enabled) {}
+  HeldActivations(const HeldActivations&) = delete;
+  HeldActivations& operator=(const HeldActivations&) = delete;
+  ~HeldActivations() {
+    for (auto it = arrays_.rbegin(); it != arrays_.rend(); ++it) backend_.release_activations(*it);
+  }
+  void add(const std::vector<T>& a) {
+    if (!enabled_ || a.empty()) return;
+    arrays_.push_back(a.data());  // known before it is held: a failed hold is released too
+    backend_.hold_activations(a.data(), static_cast<int64_t>(a.size()));
+  }
+
+ private:
+  Backend<T>& backend_;
+  bool enabled_;
+  std::vector<const T*> arrays_;
+};
+
 template <class T>
 std::vector<T> slice(const Tensor<double>& t, int64_t first, int64_t count) {
   return std::vector<T>(t.data.begin() + first, t.data.begin() + first + count);
@@ -900,6 +923,7 @@ void Model<T>::write_cache(T* array, int64_t capacity, int64_t first, const T* s
   // Known as announced before it changes, so that a failure in between cannot leave a
   // written array unreleased.
   cache_arrays_.insert(array);
+  backend_.to_host(src, 0, count);
   std::copy(src, src + count, array + first);
   backend_.cache_written(array, capacity, first, count);
 }
@@ -983,6 +1007,8 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
     return;
   const int64_t width = int64_t{m} * inter;
   std::vector<T> g(width), u(width), a(width);
+  HeldActivations<T> device(backend_, holding_activations_);
+  for (const std::vector<T>* t : {&g, &u, &a}) device.add(*t);
   backend_.matmul(x, held(gate, hidden, inter), m, hidden, inter, g.data());
   backend_.matmul(x, held(up, hidden, inter), m, hidden, inter, u.data());
   activation(g.data(), u.data(), width, a.data());
@@ -990,14 +1016,25 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
 }
 
 template <class T>
-void Model<T>::qk_norm(std::vector<T>& x, const std::vector<T>& w) {
+void Model<T>::qk_norm(std::vector<T>& x, std::vector<T>& scratch, const std::vector<T>& w) {
   const int dim = static_cast<int>(w.size()), rows = static_cast<int>(x.size() / w.size());
-  std::vector<T> y(x.size());
+  if (scratch.size() != x.size())
+    throw std::logic_error("qk_norm: a scratch of " + std::to_string(scratch.size()) +
+                           " values for " + std::to_string(x.size()));
   if (has_offset_norms(config_))
-    backend_.rmsnorm_plus_one(x.data(), w.data(), rows, dim, config_.rms_norm_eps, y.data());
+    backend_.rmsnorm_plus_one(x.data(), w.data(), rows, dim, config_.rms_norm_eps, scratch.data());
   else
-    backend_.rmsnorm(x.data(), w.data(), rows, dim, config_.rms_norm_eps, y.data());
-  x.swap(y);
+    backend_.rmsnorm(x.data(), w.data(), rows, dim, config_.rms_norm_eps, scratch.data());
+  x.swap(scratch);
+}
+
+template <class T>
+bool Model<T>::holds_activations() const {
+  const ModelConfig& c = config_;
+  if (is_gemma3n(c) || is_deepseek_v4(c)) return false;
+  for (const Layer& L : layers_)
+    if (!L.experts.empty() || !L.kv_b.empty() || !L.in_qkv.empty()) return false;
+  return true;
 }
 
 // Phi-3's partial rotary: the first rotary_dim values of each head rotate as a head of that
@@ -1021,11 +1058,14 @@ void Model<T>::rotate_prefix(T* x, const int* positions, int n, int rows_per_tok
                              int width) {
   const int64_t rows = int64_t{n} * rows_per_token;
   std::vector<T> part(rows * width);
+  backend_.to_host(x, 0, rows * stride);
   for (int64_t r = 0; r < rows; ++r)
     std::copy(x + r * stride, x + r * stride + width, part.begin() + r * width);
   rotate_heads(part.data(), positions, n, rows_per_token, width);
+  backend_.to_host(x, 0, rows * stride);  // current only until the call above
   for (int64_t r = 0; r < rows; ++r)
     std::copy(part.begin() + r * width, part.begin() + (r + 1) * width, x + r * stride);
+  backend_.from_host(x, 0, rows * stride);
 }
 
 template <class T>
@@ -1197,6 +1237,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                              " is beyond the learned position embeddings (n_positions " +
                              std::to_string(c.max_position_embeddings) + ")");
 
+  holding_activations_ = holds_activations();
   if (is_deepseek_v4(c)) return forward_deepseek_v4(tokens, cache, tap, route);
 
   const int hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
@@ -1211,7 +1252,15 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                            ? std::pow(c.query_pre_attn_scalar, -0.5)
                            : 1.0 / std::sqrt(static_cast<double>(hd));
   auto emit = [&](const std::string& name, const Shape& shape, const T* data) {
-    if (tap) tap(name, shape, data);
+    if (!tap) return;
+    backend_.to_host(data, 0, element_count(shape));
+    tap(name, shape, data);
+  };
+  // x = y on the host, both held activations or neither.
+  auto copy = [&](const std::vector<T>& from, std::vector<T>& to) {
+    backend_.to_host(from.data(), 0, static_cast<int64_t>(from.size()));
+    std::copy(from.begin(), from.end(), to.begin());
+    backend_.from_host(to.data(), 0, static_cast<int64_t>(to.size()));
   };
 
   std::vector<int> positions(n);
@@ -1220,7 +1269,20 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   std::vector<T> x(nh), h(nh), attn_out(nh), mlp_out(nh), post(nh);
   std::vector<T> q(int64_t{n} * widest * hd), k(n * kv_row), v(n * kv_row);
   std::vector<T> scores(int64_t{widest} * n * kv_len), att(int64_t{n} * widest * hd);
-  std::vector<T> up(int64_t{n} * inter), act(int64_t{n} * inter);  // GPT-2's MLP
+  std::vector<T> up(gpt2 ? int64_t{n} * inter : 0), act(up.size());  // GPT-2's MLP
+  // qk_norm's results, whose buffers q and k (and Gemma 3n's v) then take turns with.
+  std::vector<T> q_normed, k_normed, v_normed;
+  if (std::any_of(layers_.begin(), layers_.end(), [](const Layer& L) { return !L.q_norm.empty(); })) {
+    q_normed.resize(q.size());
+    k_normed.resize(k.size());
+  }
+  if (gemma3n) v_normed.resize(v.size());
+  Tensor<T> logits({n, vocab});
+  // Everything above may stay on a device between the ops that read and write it.
+  HeldActivations<T> device(backend_, holding_activations_);
+  for (const std::vector<T>* a : {&x, &h, &attn_out, &mlp_out, &post, &q, &k, &v, &scores, &att,
+                                  &up, &act, &q_normed, &k_normed, &v_normed, &logits.data})
+    device.add(*a);
 
   backend_.embed(embed_.data(), tokens.data(), n, hidden, x.data());
   if (gpt2) {
@@ -1247,10 +1309,11 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       emit(p + "predictions", {c.altup_num_inputs, n, hidden}, predictions.data());
       const T* active = predictions.data() + c.altup_active_idx * nh;
       std::copy(active, active + nh, x.begin());
+      backend_.from_host(x.data(), 0, nh);
     }
 
     if (L.attn_norm.empty()) {
-      std::copy(x.begin(), x.end(), h.begin());
+      copy(x, h);
     } else {
       norm(x.data(), L.attn_norm, L.attn_norm_bias, n, hidden, h.data());
       emit(p + "attn_norm", {n, hidden}, h.data());
@@ -1271,11 +1334,11 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
         linear(h.data(), L.v, L.v_bias, n, hidden, kv_heads * hd, v.data());
       }
       if (!L.q_norm.empty()) {
-        qk_norm(q, L.q_norm);
-        if (computes_kv) qk_norm(k, L.k_norm);
+        qk_norm(q, q_normed, L.q_norm);
+        if (computes_kv) qk_norm(k, k_normed, L.k_norm);
       }
       // Gemma 3n's v_norm: RMSNorm without a weight.
-      if (gemma3n && computes_kv) qk_norm(v, ones_);
+      if (gemma3n && computes_kv) qk_norm(v, v_normed, ones_);
       if (!gpt2) {
         rotate(q.data(), positions.data(), n, heads, sliding);
         if (computes_kv) rotate(k.data(), positions.data(), n, kv_heads, sliding);
@@ -1313,6 +1376,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
           // is then dropped, so a row's probabilities over the keys sum to less than 1.
           const int64_t wide = int64_t{kv_len} + 1;
           std::vector<T> with_sink(int64_t{heads} * n * wide);
+          backend_.to_host(scores.data(), 0, int64_t{heads} * n * kv_len);
           for (int hh = 0; hh < heads; ++hh)
             for (int i = 0; i < n; ++i) {
               const int64_t row = int64_t{hh} * n + i;
@@ -1324,6 +1388,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
           for (int64_t row = 0; row < int64_t{heads} * n; ++row)
             std::copy(with_sink.begin() + row * wide, with_sink.begin() + row * wide + kv_len,
                       scores.begin() + row * kv_len);
+          backend_.from_host(scores.data(), 0, int64_t{heads} * n * kv_len);
         }
         emit(p + "scores", {heads, n, kv_len}, scores.data());
         backend_.attention_values(scores.data(), cache.values(l), n, kv_len, heads, kv_heads, hd,
@@ -1337,6 +1402,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
                               gated.data());
         emit(p + "attn_gate", {n, heads * hd}, gated.data());
         std::copy(gated.begin(), gated.end(), att.begin());
+        backend_.from_host(att.data(), 0, static_cast<int64_t>(gated.size()));
       }
       linear(att.data(), L.o, L.o_bias, n, heads * hd, hidden, attn_out.data());
     }
@@ -1354,11 +1420,11 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
       backend_.add(x.data(), laurel_out.data(), nh);
       const std::vector<T> factor(n, static_cast<T>(1.0 / std::sqrt(2.0)));
       backend_.mix_streams(x.data(), factor.data(), n, 1, 1, hidden, h.data());
-      std::copy(h.begin(), h.end(), x.begin());
+      copy(h, x);
     }
 
     if (L.mlp_norm.empty())
-      std::copy(x.begin(), x.end(), h.begin());
+      copy(x, h);
     else
       norm(x.data(), L.mlp_norm, L.mlp_norm_bias, n, hidden, h.data());
     if (!L.experts.empty()) {
@@ -1402,12 +1468,12 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   norm(x.data(), final_norm_, final_norm_bias_, n, hidden, h.data());
   emit("final_norm", {n, hidden}, h.data());
 
-  Tensor<T> logits({n, vocab});
   const std::vector<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
   backend_.matmul(h.data(), held(head, hidden, vocab), n, hidden, vocab, logits.data.data());
   if (c.final_logit_softcapping > 0)
     backend_.softcap(logits.data.data(), int64_t{n} * vocab, c.final_logit_softcapping);
   emit("logits", logits.shape, logits.data.data());
+  backend_.to_host(logits.data.data(), 0, int64_t{n} * vocab);
   return logits;
 }
 

@@ -321,7 +321,12 @@ class Model {
   void deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids, T* weights);
   // RMSNorm of the queries or keys x in place over rows of w's length: one head's (Qwen3,
   // Gemma 3 with (1 + w), Qwen3-Next) or the whole projection's (OLMo 2), as w was stored.
-  void qk_norm(std::vector<T>& x, const std::vector<T>& w);
+  // The result goes to `scratch`, whose buffer x then takes (a held activation stays held).
+  void qk_norm(std::vector<T>& x, std::vector<T>& scratch, const std::vector<T>& w);
+  // Whether this forward pass announces its activations (Backend::hold_activations): for
+  // the families whose layers use only the plain path of forward() (no experts, MLA, Gated
+  // DeltaNet, AltUp or DeepSeek-V4), whose host reads and writes forward() announces.
+  bool holds_activations() const;
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
   // RoPE on the first `width` values of each of the n * rows_per_token rows of x, `stride`
   // apart; the rest pass through (Phi-3's partial rotary, DeepSeek-V3.2's indexer heads).
@@ -393,6 +398,7 @@ class Model {
   };
   std::shared_ptr<CacheWatcher> watcher_ = std::make_shared<CacheWatcher>(CacheWatcher{this});
   std::unordered_set<const T*> output_projections_;  // o_proj and every down_proj
+  bool holding_activations_ = false;                 // in this forward call
 };
 
 }  // namespace pinmark

@@ -11,8 +11,18 @@ class RoundingBackend final : public StoringBackend<float> {
       : StoringBackend<float>(std::move(inner)), storage_(storage) {}
 
  protected:
-  void store(float* values, int64_t n, int) override {
-    round_in_place(storage_, values, n);
+  // The inner backend rounds, where it keeps the values: so the activations it holds on a
+  // device may stay there (Backend::hold_activations).
+  void store(float* values, int64_t n, int) override { inner().round_stored(values, n, storage_); }
+  void hold_activations(const float* a, int64_t count) override {
+    inner().hold_activations(a, count);
+  }
+  void release_activations(const float* a) override { inner().release_activations(a); }
+  void to_host(const float* a, int64_t first, int64_t count) override {
+    inner().to_host(a, first, count);
+  }
+  void from_host(const float* a, int64_t first, int64_t count) override {
+    inner().from_host(a, first, count);
   }
   double stored_scalar(double s) override { return round_to(storage_, static_cast<float>(s)); }
 

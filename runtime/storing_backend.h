@@ -73,8 +73,12 @@ class StoringBackend : public Backend<T> {
   // The cache holds what the model stored (already in the storage type): announced as it is.
   void cache_written(const T* cache, int64_t capacity, int64_t first, int64_t count) override;
   void release_cache(const T* cache) override;
+  // Activations are not announced to the inner backend: the hooks below work on the host's
+  // copy, so every op's result must arrive there (a subclass whose hooks do not, such as the
+  // rounding backend, hands them on).
 
  protected:
+  Backend<T>& inner() { return *inner_; }
   // values[n], each the result of a sum of `reduction` products (1 for an elementwise op),
   // stored to memory in the target's storage type.
   virtual void store(T* values, int64_t n, int reduction) = 0;

@@ -1,0 +1,250 @@
+// A CPU backend that keeps the activations the model holds (Backend::hold_activations) where
+// the host cannot see them, as a device backend does, and is stricter than any device: after
+// every call the host's copy of each held array is NaN, and before every op it is put back
+// from the backend's own copy. A host read the model does not announce (to_host) reads NaN; a
+// host write it does not announce (from_host) is overwritten before the next op reads it. Either
+// changes the logits, which the checks below compare bit for bit with the plain backend's.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/cpu/cpu_backend.h"
+
+namespace pinmark::test {
+
+template <class T>
+class ResidentBackend final : public Backend<T> {
+ public:
+  explicit ResidentBackend(std::unique_ptr<Backend<T>> inner) : inner_(std::move(inner)) {}
+
+  void hold_activations(const T* a, int64_t count) override {
+    EXPECT_EQ(arrays_.count(a), 0u) << "an array held twice";
+    arrays_[a] = std::vector<T>(a, a + count);
+    std::fill(const_cast<T*>(a), const_cast<T*>(a) + count, kPoison);
+    ++holds_;
+  }
+  void release_activations(const T* a) override {
+    EXPECT_EQ(arrays_.erase(a), 1u) << "an array released that was not held";
+  }
+  void to_host(const T* a, int64_t first, int64_t count) override {
+    if (T* own = find(a + first, count)) std::copy(own, own + count, const_cast<T*>(a) + first);
+  }
+  void from_host(const T* a, int64_t first, int64_t count) override {
+    if (T* own = find(a + first, count)) std::copy(a + first, a + first + count, own);
+  }
+
+  // Arrays held now, and hold_activations calls so far.
+  size_t held() const { return arrays_.size(); }
+  int holds() const { return holds_; }
+
+  void embed(const T* table, const int* tokens, int n, int dim, T* out) override {
+    Op op(*this);
+    inner_->embed(table, tokens, n, dim, out);
+  }
+  void matmul(const T* x, const T* w, int n, int k, int m, T* y) override {
+    Op op(*this);
+    inner_->matmul(x, w, n, k, m, y);
+  }
+  void rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) override {
+    Op op(*this);
+    inner_->rmsnorm(x, w, n, dim, eps, y);
+  }
+  void rope(T* x, const int* positions, int n, int heads, int head_dim, double theta) override {
+    Op op(*this);
+    inner_->rope(x, positions, n, heads, head_dim, theta);
+  }
+  void attention_scores(const T* q, const T* k, const int* positions, int n, int kv_len, int heads,
+                        int kv_heads, int head_dim, double scale, T* scores) override {
+    Op op(*this);
+    inner_->attention_scores(q, k, positions, n, kv_len, heads, kv_heads, head_dim, scale, scores);
+  }
+  void softmax(T* x, int rows, int len) override {
+    Op op(*this);
+    inner_->softmax(x, rows, len);
+  }
+  void attention_values(const T* probs, const T* v, int n, int kv_len, int heads, int kv_heads,
+                        int head_dim, T* out) override {
+    Op op(*this);
+    inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
+  }
+  void swiglu(const T* gate, const T* up, int64_t n, T* out) override {
+    Op op(*this);
+    inner_->swiglu(gate, up, n, out);
+  }
+  void clamped_swiglu(const T* gate, const T* up, int64_t n, double alpha, double limit,
+                      T* out) override {
+    Op op(*this);
+    inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
+  }
+  void add(T* y, const T* x, int64_t n) override {
+    Op op(*this);
+    inner_->add(y, x, n);
+  }
+  void matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m, T* y) override {
+    Op op(*this);
+    inner_->matmul_bias(x, w, b, n, k, m, y);
+  }
+  void rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps, T* y) override {
+    Op op(*this);
+    inner_->rmsnorm_plus_one(x, w, n, dim, eps, y);
+  }
+  void layernorm(const T* x, const T* w, const T* b, int n, int dim, double eps, T* y) override {
+    Op op(*this);
+    inner_->layernorm(x, w, b, n, dim, eps, y);
+  }
+  void rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
+                  const double* inv_freq, double attention_scaling) override {
+    Op op(*this);
+    inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
+  }
+  void score_mod(T* scores, const int* positions, int n, int kv_len, int heads, double softcap,
+                 int window) override {
+    Op op(*this);
+    inner_->score_mod(scores, positions, n, kv_len, heads, softcap, window);
+  }
+  void softcap(T* x, int64_t n, double cap) override {
+    Op op(*this);
+    inner_->softcap(x, n, cap);
+  }
+  void scale(T* x, int64_t n, double scale) override {
+    Op op(*this);
+    inner_->scale(x, n, scale);
+  }
+  void gelu(const T* x, int64_t n, bool tanh, T* out) override {
+    Op op(*this);
+    inner_->gelu(x, n, tanh, out);
+  }
+  void geglu(const T* gate, const T* up, int64_t n, bool tanh, T* out) override {
+    Op op(*this);
+    inner_->geglu(gate, up, n, tanh, out);
+  }
+  void moe_route(const T* logits, int n, int experts, int top_k, T* probs, int* ids,
+                 T* weights) override {
+    Op op(*this);
+    inner_->moe_route(logits, n, experts, top_k, probs, ids, weights);
+  }
+  void moe_combine(T* y, const T* x, const int* rows, const T* weights, int m, int dim) override {
+    Op op(*this);
+    inner_->moe_combine(y, x, rows, weights, m, dim);
+  }
+  void causal_conv1d_silu(const T* x, const T* w, int n, int channels, int kernel,
+                          T* out) override {
+    Op op(*this);
+    inner_->causal_conv1d_silu(x, w, n, channels, kernel, out);
+  }
+  void gated_delta_rule(const T* qkv, const T* a, const T* b, const T* A_log, const T* dt_bias,
+                        const GatedDeltaParams& p, T* state, T* out) override {
+    Op op(*this);
+    inner_->gated_delta_rule(qkv, a, b, A_log, dt_bias, p, state, out);
+  }
+  void rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim, double eps,
+                     T* y) override {
+    Op op(*this);
+    inner_->rmsnorm_gated(x, w, gate, n, dim, eps, y);
+  }
+  void sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) override {
+    Op op(*this);
+    inner_->sigmoid_gate(x, gate, n, out);
+  }
+  void indexer_scores(const T* q, const T* k, const T* weights, const int* positions, int n,
+                      int kv_len, int heads, int head_dim, double scale, double weight_scale,
+                      T* out) override {
+    Op op(*this);
+    inner_->indexer_scores(q, k, weights, positions, n, kv_len, heads, head_dim, scale,
+                           weight_scale, out);
+  }
+  void mix_streams(const T* x, const T* coefs, int n, int in_streams, int out_streams, int dim,
+                   T* y) override {
+    Op op(*this);
+    inner_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
+  }
+  void scale_columns(const T* x, const T* w, int n, int dim, T* y) override {
+    Op op(*this);
+    inner_->scale_columns(x, w, n, dim, y);
+  }
+  void rescale_rms(const T* x, const T* ref, int n, int dim, double floor, T* y) override {
+    Op op(*this);
+    inner_->rescale_rms(x, ref, n, dim, floor, y);
+  }
+  void gaussian_topk(T* x, int n, int dim, double std_multiplier) override {
+    Op op(*this);
+    inner_->gaussian_topk(x, n, dim, std_multiplier);
+  }
+  void softmax_pool(const T* kv, const T* gate, int n, int slots, int dim, T* out) override {
+    Op op(*this);
+    inner_->softmax_pool(kv, gate, n, slots, dim, out);
+  }
+  bool attention(const T* q, const T* k, const T* v, const int* positions, const T* sinks,
+                 const AttentionParams& params, T* out) override {
+    Op op(*this);
+    return inner_->attention(q, k, v, positions, sinks, params, out);
+  }
+  bool gated_mlp(const T* x, const T* gate, const T* up, const T* down, int n, int hidden,
+                 int inter, GatedActivation act, T* out) override {
+    Op op(*this);
+    return inner_->gated_mlp(x, gate, up, down, n, hidden, inter, act, out);
+  }
+  void hold_matrix(const T* w, int k, int m, MatrixRole role) override {
+    Op op(*this);
+    inner_->hold_matrix(w, k, m, role);
+  }
+  void release_matrix(const T* w) override {
+    Op op(*this);
+    inner_->release_matrix(w);
+  }
+  void cache_written(const T* cache, int64_t capacity, int64_t first, int64_t count) override {
+    Op op(*this);
+    inner_->cache_written(cache, capacity, first, count);
+  }
+  void release_cache(const T* cache) override { inner_->release_cache(cache); }
+  void round_stored(T* values, int64_t n, DType storage) override {
+    Op op(*this);
+    inner_->round_stored(values, n, storage);
+  }
+
+ private:
+  static constexpr T kPoison = std::numeric_limits<T>::quiet_NaN();
+
+  // One call: the held arrays' values on the host for the op, then taken back.
+  class Op {
+   public:
+    explicit Op(ResidentBackend& b) : b_(b) {
+      for (auto& [a, own] : b_.arrays_) std::copy(own.begin(), own.end(), const_cast<T*>(a));
+    }
+    ~Op() {
+      for (auto& [a, own] : b_.arrays_) {
+        T* host = const_cast<T*>(a);
+        std::copy(host, host + own.size(), own.begin());
+        std::fill(host, host + own.size(), kPoison);
+      }
+    }
+
+   private:
+    ResidentBackend& b_;
+  };
+
+  // The backend's copy of p[0, count) when p is in a held array, or null.
+  T* find(const T* p, int64_t count) {
+    auto it = arrays_.upper_bound(p);
+    if (it == arrays_.begin()) return nullptr;
+    --it;
+    const int64_t offset = p - it->first, size = static_cast<int64_t>(it->second.size());
+    if (offset >= size) return nullptr;
+    EXPECT_LE(offset + count, size) << "a range past a held array's end";
+    return it->second.data() + offset;
+  }
+
+  std::unique_ptr<Backend<T>> inner_;
+  std::map<const T*, std::vector<T>> arrays_;
+  int holds_ = 0;
+};
+
+}  // namespace pinmark::test
