@@ -21,8 +21,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -87,6 +89,30 @@ __global__ void to_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* out) {
 
 __global__ void to_half_kernel(const float* x, int64_t n, __half* out) {
   PINMARK_GRID_STRIDE(i, n) out[i] = __float2half_rn(x[i]);
+}
+
+// round_in_place (runtime/dtype.cpp) on the device, the same integer and IEEE operations: the
+// bits match the host's for every input, NaN payloads included.
+__global__ void round_bf16_kernel(float* x, int64_t n) {
+  PINMARK_GRID_STRIDE(i, n) {
+    const uint32_t b = __float_as_uint(x[i]);
+    const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+    const uint32_t nan = (b & 0xFFFF0000u) | 0x00400000u;
+    x[i] = __uint_as_float((b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+  }
+}
+
+__global__ void round_fp16_kernel(float* x, int64_t n) {
+  PINMARK_GRID_STRIDE(i, n) {
+    const uint32_t b = __float_as_uint(x[i]), sign = b & 0x80000000u, a = b & 0x7FFFFFFFu;
+    // Subnormals: (a + 0.5) - 0.5 rounds a to a multiple of 2^-24, ties to even.
+    const uint32_t sub = __float_as_uint(__fsub_rn(__fadd_rn(__uint_as_float(a), 0.5f), 0.5f));
+    const uint32_t normal = (a + 0xFFFu + ((a >> 13) & 1u)) & 0xFFFFE000u;
+    uint32_t r = a < 0x38800000u ? sub : normal;
+    r = a >= 0x477FF000u ? 0x7F800000u : r;
+    r = a > 0x7F800000u ? 0x7FC00000u : r;
+    x[i] = __uint_as_float(sign | r);
+  }
 }
 
 __global__ void from_bf16_kernel(const __nv_bfloat16* x, int64_t n, float* out) {
@@ -632,6 +658,8 @@ class CudaBackend final : public Backend<float> {
   ~CudaBackend() override {
     for (auto& entry : held_) free_held(entry.second);
     for (auto& entry : mirrors_) (void)cudaFree(entry.second.data);
+    for (auto& entry : resident_) (void)cudaFree(entry.second.data);
+    for (auto& entry : spare_) (void)cudaFree(entry.second);
 #ifdef PINMARK_HAVE_NCCL_HEADERS
     if (peer_)
       for (ncclComm_t comm : comms_)
@@ -762,6 +790,64 @@ class CudaBackend final : public Backend<float> {
     // reported itself in the op that met it.
     (void)cudaFree(it->second.data);
     mirrors_.erase(it);
+  }
+
+  // A held activation array lives on device 0 as well: ops read it there and write their
+  // results there (upload() and download() below), and it crosses only when the model reads or
+  // writes it on the host. Not with two ranks: their products move activations between
+  // devices through the host.
+  void hold_activations(const float* a, int64_t count) override {
+    if (peer_ || count <= 0) return;
+    release_activations(a);
+    main_.select();
+    float* data = take_spare(count);
+    if (data == nullptr && cudaMalloc(&data, count * sizeof(float)) != cudaSuccess) {
+      // Without the room the array stays on the host, as an unannounced one.
+      (void)cudaGetLastError();
+      return;
+    }
+    resident_[a] = Resident{a, data, count, false, true};
+  }
+
+  void release_activations(const float* a) override {
+    const auto it = resident_.find(a);
+    if (it == resident_.end()) return;
+    give_spare(it->second.data, it->second.count);
+    resident_.erase(it);
+  }
+
+  void to_host(const float* a, int64_t first, int64_t count) override {
+    Resident* r = resident(a + first, count);
+    if (r == nullptr || r->host_valid || count <= 0) return;
+    PINMARK_CUDA_CHECK(cudaMemcpyAsync(const_cast<float*>(a) + first, r->data + (a + first - r->host),
+                                       count * sizeof(float), cudaMemcpyDeviceToHost,
+                                       main_.stream));
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+    if (first == 0 && count == r->count) r->host_valid = true;
+  }
+
+  void from_host(const float* a, int64_t first, int64_t count) override {
+    Resident* r = resident(a + first, count);
+    if (r == nullptr || !r->device_valid || count <= 0) return;
+    PINMARK_CUDA_CHECK(cudaMemcpyAsync(r->data + (a + first - r->host), a + first,
+                                       count * sizeof(float), cudaMemcpyHostToDevice,
+                                       main_.stream));
+  }
+
+  void round_stored(float* values, int64_t n, DType storage) override {
+    Resident* r = resident(values, n);
+    if (r == nullptr || !r->device_valid || n <= 0 ||
+        (storage != DType::bf16 && storage != DType::f16))
+      return Backend<float>::round_stored(values, n, storage);
+    float* d = r->data + (values - r->host);
+    if (storage == DType::bf16) {
+      round_bf16_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d, n);
+      PINMARK_CUDA_CHECK_LAUNCH(round_bf16_kernel);
+    } else {
+      round_fp16_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d, n);
+      PINMARK_CUDA_CHECK_LAUNCH(round_fp16_kernel);
+    }
+    r->host_valid = false;
   }
 
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
@@ -971,8 +1057,8 @@ class CudaBackend final : public Backend<float> {
     moe_route_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_l, n, experts, top_k, d_p, d_ids,
                                                           d_w);
     PINMARK_CUDA_CHECK_LAUNCH(moe_route_kernel);
-    copy_back(main_, probs, d_p, int64_t{n} * experts);
-    copy_back(main_, ids, d_ids, int64_t{n} * top_k);
+    deliver(probs, d_p, int64_t{n} * experts);
+    deliver(ids, d_ids, int64_t{n} * top_k);
     download(weights, d_w, int64_t{n} * top_k);
   }
 
@@ -1016,7 +1102,7 @@ class CudaBackend final : public Backend<float> {
         d_qkv, d_a, d_b, d_A, d_dt, p.n, p.k_heads, p.v_heads, p.k_dim, p.v_dim, scale, d_state,
         d_o);
     PINMARK_CUDA_CHECK_LAUNCH(gated_delta_rule_kernel);
-    copy_back(main_, state, d_state, state_count);
+    deliver(state, d_state, state_count);
     download(out, d_o, out_count);
   }
 
@@ -1156,8 +1242,20 @@ class CudaBackend final : public Backend<float> {
     return data;
   }
 
+  // The device's copy of host[count]: a held activation's own (made current first), or an
+  // upload into `slot`. An op that writes through the pointer returned hands it to download().
   template <class T>
   T* upload(int slot, const T* host, int64_t count) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (Resident* r = resident(host, count)) {
+        if (!r->device_valid) {
+          PINMARK_CUDA_CHECK(cudaMemcpyAsync(r->data, r->host, r->count * sizeof(float),
+                                             cudaMemcpyHostToDevice, main_.stream));
+          r->device_valid = true;
+        }
+        return r->data + (host - r->host);
+      }
+    }
     return upload_to(main_, slot, host, count);
   }
 
@@ -1176,12 +1274,79 @@ class CudaBackend final : public Backend<float> {
           cudaMemcpyAsync(host, data, count * sizeof(T), cudaMemcpyDeviceToHost, device.stream));
   }
 
-  // The op's last copy: waits for the stream, so a fault in any of its kernels is reported
-  // by the op that caused it.
+  // An op's result data[count] on its way to host[count]: into a held activation's device
+  // copy (whose host copy is then stale), or copied to the host.
+  template <class T>
+  void deliver(T* host, const T* data, int64_t count) {
+    if (count <= 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (Resident* r = resident(host, count)) {
+        float* d = r->data + (host - r->host);
+        if (!r->device_valid && count < r->count)
+          // The rest of the array is the host's: it goes up first.
+          PINMARK_CUDA_CHECK(cudaMemcpyAsync(r->data, r->host, r->count * sizeof(float),
+                                             cudaMemcpyHostToDevice, main_.stream));
+        if (d != data)
+          PINMARK_CUDA_CHECK(cudaMemcpyAsync(d, data, count * sizeof(float),
+                                             cudaMemcpyDeviceToDevice, main_.stream));
+        r->device_valid = true;
+        r->host_valid = false;
+        return;
+      }
+    }
+    copy_back(main_, host, data, count);
+    copies_to_host_ = true;
+  }
+
+  // The op's last result. When anything went to the host, waits for the stream, so a fault in
+  // any of its kernels is reported by the op that caused it; an op whose results all stay on
+  // the device returns at once, and a fault is reported by the next op that waits.
   template <class T>
   void download(T* host, const T* data, int64_t count) {
-    copy_back(main_, host, data, count);
+    deliver(host, data, count);
+    if (!copies_to_host_) return;
     PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+    copies_to_host_ = false;
+  }
+
+  // The held activation array that holds host[0, count), or null. A range that starts in one
+  // and runs past it breaks the contract (Backend::hold_activations).
+  struct Resident;
+  Resident* resident(const float* host, int64_t count) {
+    if (resident_.empty()) return nullptr;
+    auto it = resident_.upper_bound(host);
+    if (it == resident_.begin()) return nullptr;
+    --it;
+    Resident& r = it->second;
+    if (host >= r.host + r.count) return nullptr;
+    if (count > r.host + r.count - host)
+      throw std::logic_error("a range of " + std::to_string(count) +
+                             " values runs past the end of a held activation array of " +
+                             std::to_string(r.count));
+    return &r;
+  }
+
+  // Device buffers of released activation arrays, kept for the next forward pass's (a decode
+  // step holds the same sizes again), up to kSpareBytes.
+  static constexpr int64_t kSpareBytes = int64_t{512} << 20;
+  float* take_spare(int64_t count) {
+    const auto it = spare_.lower_bound(count);
+    // Not a buffer many times the size: that would keep the large ones from being freed.
+    if (it == spare_.end() || it->first > 2 * count + 65536) return nullptr;
+    float* data = it->second;
+    spare_bytes_ -= it->first * static_cast<int64_t>(sizeof(float));
+    spare_.erase(it);
+    return data;
+  }
+  void give_spare(float* data, int64_t count) {
+    spare_.emplace(count, data);
+    spare_bytes_ += count * static_cast<int64_t>(sizeof(float));
+    while (spare_bytes_ > kSpareBytes && !spare_.empty()) {
+      const auto largest = std::prev(spare_.end());
+      spare_bytes_ -= largest->first * static_cast<int64_t>(sizeof(float));
+      (void)cudaFree(largest->second);  // errors dropped: called from destructors
+      spare_.erase(largest);
+    }
   }
 
   static void check_heads(int heads, int kv_heads) {
@@ -1462,6 +1627,18 @@ class CudaBackend final : public Backend<float> {
     int64_t valid = 0;
   };
   std::unordered_map<const float*, CacheMirror> mirrors_;
+  // A held activation array (hold_activations) on device 0; at least one copy is current.
+  struct Resident {
+    const float* host = nullptr;
+    float* data = nullptr;
+    int64_t count = 0;
+    bool device_valid = false;
+    bool host_valid = true;
+  };
+  std::map<const float*, Resident> resident_;  // by host address, for ranges inside one
+  std::multimap<int64_t, float*> spare_;       // by size in values
+  int64_t spare_bytes_ = 0;
+  bool copies_to_host_ = false;  // since the last wait
 };
 
 }  // namespace

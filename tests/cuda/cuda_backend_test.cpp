@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <ostream>
@@ -20,6 +21,7 @@
 #include "runtime/dtype.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
+#include "runtime/model_config.h"
 #include "runtime/rounding_backend.h"
 #include "runtime/storing_backend.h"
 #include "runtime/target.h"
@@ -1057,6 +1059,152 @@ TEST_F(CudaTest, ModelsCacheMirroredOnTheDeviceGivesTheSameBits) {
     EXPECT_EQ(got[s].logits, expected[s].logits) << "sequence " << s;
     EXPECT_EQ(got[s].generated, expected[s].generated) << "sequence " << s;
   }
+}
+
+// Held activations (Backend::hold_activations) stay on the device: an op's result is not on
+// the host until the model asks for it, a host write it announces is what the next op reads,
+// and an op that writes part of an array keeps the rest.
+TEST_F(CudaTest, HeldActivationsStayOnTheDeviceUntilAsked) {
+  auto plain = make_cpu_backend<float>();
+  const int n = 3, dim = 40;
+  std::vector<float> x = make_input<float>("x", n * dim).t, w = make_input<float>("w", dim).t;
+  const float sentinel = 12345.0f;
+  std::vector<float> y(n * dim, sentinel);
+  backend->hold_activations(x.data(), n * dim);
+  backend->hold_activations(y.data(), n * dim);
+  std::vector<float> expected(n * dim);
+  plain->rmsnorm(x.data(), w.data(), n, dim, 1e-6, expected.data());
+  backend->rmsnorm(x.data(), w.data(), n, dim, 1e-6, y.data());
+  EXPECT_EQ(y, std::vector<float>(n * dim, sentinel)) << "the result came to the host unasked";
+  backend->to_host(y.data(), 0, n * dim);
+  expect_close(widen(y), widen(expected), kFp32, "rmsnorm of held arrays");
+
+  // The host writes row 1 and announces it; the next op reads the new row.
+  for (int i = dim; i < 2 * dim; ++i) x[i] = 0.5f * x[i] + 1.0f;
+  backend->from_host(x.data(), dim, dim);
+  plain->rmsnorm(x.data(), w.data(), n, dim, 1e-6, expected.data());
+  backend->rmsnorm(x.data(), w.data(), n, dim, 1e-6, y.data());
+  backend->to_host(y.data(), 0, n * dim);
+  expect_close(widen(y), widen(expected), kFp32, "after an announced host write");
+
+  // An op writing the last row of a held array the host last wrote keeps the other rows.
+  std::vector<float> z(n * dim);
+  for (int i = 0; i < n * dim; ++i) z[i] = static_cast<float>(i);
+  backend->hold_activations(z.data(), n * dim);
+  backend->rmsnorm(x.data(), w.data(), 1, dim, 1e-6, z.data() + 2 * dim);
+  backend->to_host(z.data(), 0, n * dim);
+  for (int i = 0; i < 2 * dim; ++i) ASSERT_EQ(z[i], static_cast<float>(i)) << "value " << i;
+  expect_close(widen({z.begin() + 2 * dim, z.end()}), widen({expected.begin(), expected.begin() + dim}),
+               kFp32, "the written row");
+
+  // A range running past a held array's end is refused, not read out of bounds.
+  EXPECT_THROW(backend->scale(z.data() + dim, n * dim, 2.0), std::logic_error);
+  for (const float* a : {x.data(), y.data(), z.data()}) backend->release_activations(a);
+}
+
+// Rounding a held array on the device (Backend::round_stored) gives the host's bits for every
+// float: both signs, every exponent, ties, the largest finite values, subnormals, infinities and
+// NaN payloads.
+TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
+  std::vector<uint32_t> bits = {0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u, 0x7FC00000u,
+                                0xFFC00001u, 0x7F800001u, 0x7FBFFFFFu, 0x00000001u, 0x80000001u,
+                                0x477FEFFFu, 0x477FF000u, 0x477FE000u, 0x38800000u, 0x387FFFFFu,
+                                0x33000000u, 0x33000001u, 0x32FFFFFFu, 0x3F808000u, 0x3F818000u,
+                                0x3F800FFFu, 0x3F801000u, 0x3F803000u, 0x7F7FFFFFu, 0x7F7F8000u};
+  uint64_t state = 88172645463325252ull;
+  for (int i = 0; i < 1 << 16; ++i) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    bits.push_back(static_cast<uint32_t>(state));
+  }
+  // Near the tie points and the subnormal range, where the low bits decide.
+  for (uint32_t e = 0x30000000u; e < 0x48000000u; e += 0x00400000u)
+    for (uint32_t low : {0x0FFFu, 0x1000u, 0x1001u, 0x3000u, 0x7FFFu, 0x8000u, 0x8001u, 0x18000u})
+      bits.push_back(e | low), bits.push_back(0x80000000u | e | low);
+  std::vector<float> values(bits.size());
+  std::memcpy(values.data(), bits.data(), bits.size() * sizeof(float));
+  const int64_t n = static_cast<int64_t>(values.size());
+  for (DType storage : {DType::bf16, DType::f16}) {
+    std::vector<float> expected = values;
+    round_in_place(storage, expected.data(), n);
+    std::vector<float> x = values, y(n, 0.0f);
+    backend->hold_activations(x.data(), n);
+    backend->hold_activations(y.data(), n);
+    backend->add(y.data(), x.data(), n);  // reads x: its device copy is now current
+    backend->round_stored(x.data(), n, storage);
+    EXPECT_EQ(std::memcmp(x.data(), values.data(), n * sizeof(float)), 0)
+        << "rounded on the host, not the device";
+    backend->to_host(x.data(), 0, n);
+    int wrong = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t got, want;
+      std::memcpy(&got, &x[i], sizeof got);
+      std::memcpy(&want, &expected[i], sizeof want);
+      if (got != want && ++wrong <= 5)
+        ADD_FAILURE() << dtype_name(storage) << ": 0x" << std::hex << bits[i] << " rounds to 0x"
+                      << got << " on the device, 0x" << want << " on the host";
+    }
+    EXPECT_EQ(wrong, 0) << dtype_name(storage);
+    backend->release_activations(x.data());
+    backend->release_activations(y.data());
+  }
+}
+
+// Models whose activations stay on the device between ops give the bits of the same backend
+// told nothing of them, through the rounding layer of every 16-bit target too: two sequences, a
+// prompt in chunks, decode steps, and families that exercise q/k norms, partial rotary,
+// softcapping, biases and LayerNorm.
+TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
+  struct Unannounced final : StoringBackend<float> {
+    explicit Unannounced(CudaPrecision p) : StoringBackend<float>(make_cuda_backend(p)) {}
+    void store(float*, int64_t, int) override {}
+  };
+  std::vector<ModelConfig> configs;
+  for (const char* type : {"llama", "qwen3", "gemma2", "phi3", "gpt2"}) {
+    ModelConfig c = family_defaults(type);
+    c.vocab_size = 64;
+    c.hidden_size = 64;
+    c.intermediate_size = 96;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = c.model_type == "gpt2" ? 0 : 2;
+    c.head_dim = 16;
+    c.max_position_embeddings = 64;
+    if (c.model_type == "gemma2") {
+      c.sliding_window = 4;
+      c.attn_logit_softcapping = 20;
+      c.final_logit_softcapping = 10;
+    }
+    if (c.model_type == "phi3") c.partial_rotary_factor = 0.5;
+    c.seed = 37;
+    configs.push_back(c);
+  }
+  GenerateOptions options;
+  options.decode = 5;
+  options.prefill_chunk = 5;
+  const std::vector<std::vector<int>> prompts = {{3, 9, 27, 17, 51, 25, 11}, {5, 40}};
+  for (const ModelConfig& c : configs)
+    for (const auto& [precision, storage] :
+         {std::pair{CudaPrecision::fp32, DType::f32}, std::pair{CudaPrecision::bf16, DType::bf16},
+          std::pair{CudaPrecision::fp16, DType::f16}}) {
+      const std::string name = c.model_type + " " + dtype_name(storage);
+      ASSERT_TRUE(validate(c).empty()) << name << ": " << validate(c)[0].message;
+      const Weights w = synthetic_weights(c);
+      std::unique_ptr<Backend<float>> plain = std::make_unique<Unannounced>(precision);
+      std::unique_ptr<Backend<float>> held = make_cuda_backend(precision);
+      if (storage != DType::f32) {
+        plain = make_rounding_backend(std::move(plain), storage);
+        held = make_rounding_backend(std::move(held), storage);
+      }
+      Model<float> reference(c, w, *plain);
+      Model<float> model(c, w, *held);
+      const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
+      const std::vector<SequenceOutput> got = generate(model, prompts, options);
+      ASSERT_EQ(got.size(), expected.size()) << name;
+      for (size_t s = 0; s < got.size(); ++s) {
+        EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
+        EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
+      }
+    }
 }
 
 TEST_F(CudaTest, TargetsRunOnTheDeviceAndSayWhere) {
