@@ -20,12 +20,15 @@
 #include <memory>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "runtime/cuda/cuda_check.h"
@@ -602,6 +605,11 @@ class Device {
                                           CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     // Split-k through atomics would make the sums' order vary run to run.
     PINMARK_CUDA_CHECK(cublasSetAtomicsMode(cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
+    // Without page-locked memory every copy goes from the host's own (copy_to_device).
+    if (cudaHostAlloc(&stage_, kStageBytes, cudaHostAllocDefault) != cudaSuccess) {
+      (void)cudaGetLastError();
+      stage_ = nullptr;
+    }
   }
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
@@ -611,19 +619,45 @@ class Device {
     (void)cudaSetDevice(ordinal_);
     if (cublas != nullptr) (void)cublasDestroy(cublas);
     if (workspace_ != nullptr) (void)cudaFree(workspace_);
+    if (stream != nullptr) (void)cudaStreamSynchronize(stream);
+    if (stage_ != nullptr) (void)cudaFreeHost(stage_);
     if (stream != nullptr) (void)cudaStreamDestroy(stream);
   }
 
   // Makes this the current device: allocations, kernels and cuBLAS calls go to the current one.
   void select() const { PINMARK_CUDA_CHECK(cudaSetDevice(ordinal_)); }
 
+  // Copies `bytes` from host memory to dst on this stream, in order with its kernels. A copy
+  // from pageable memory first waits for the stream, which would stall every op that uploads a
+  // norm weight or the positions; a small copy goes through a page-locked ring instead and
+  // returns at once. The ring is reused only after the stream has drained.
+  void copy_to_device(void* dst, const void* src, size_t bytes) {
+    if (bytes == 0) return;
+    if (stage_ != nullptr && bytes <= kStageBytes / 4) {
+      size_t at = (stage_used_ + 255) & ~size_t{255};
+      if (at + bytes > kStageBytes) {
+        PINMARK_CUDA_CHECK(cudaStreamSynchronize(stream));
+        at = 0;
+      }
+      char* staged = static_cast<char*>(stage_) + at;
+      std::memcpy(staged, src, bytes);
+      stage_used_ = at + bytes;
+      PINMARK_CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream));
+      return;
+    }
+    PINMARK_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+  }
+
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   DeviceArena arena;
 
  private:
+  static constexpr size_t kStageBytes = size_t{8} << 20;
   int ordinal_;
   void* workspace_ = nullptr;
+  void* stage_ = nullptr;  // page-locked, kStageBytes
+  size_t stage_used_ = 0;
 };
 
 class CudaBackend final : public Backend<float> {
@@ -691,7 +725,7 @@ class CudaBackend final : public Backend<float> {
     const float* d_table = used.empty() ? upload(0, table, int64_t{rows} * dim)
                                         : upload(0, used.data(), int64_t{n} * dim);
     const int* d_tokens = upload(1, index.empty() ? tokens : index.data(), n);
-    float* d_out = main_.arena.get<float>(2, int64_t{n} * dim);
+    float* d_out = output(2, out, int64_t{n} * dim, {});
     embed_kernel<<<grid_for(int64_t{n} * dim), kBlock, 0, main_.stream>>>(d_table, d_tokens, n, dim,
                                                                       d_out);
     PINMARK_CUDA_CHECK_LAUNCH(embed_kernel);
@@ -763,9 +797,11 @@ class CudaBackend final : public Backend<float> {
         release_cache(cache);
         return;
       }
-      const cudaError_t copied =
-          first > 0 ? cudaMemcpy(data, mirror.data, first * sizeof(float), cudaMemcpyDeviceToDevice)
-                    : cudaSuccess;
+      // On the op stream, after the writes queued there, and done before the old one goes.
+      cudaError_t copied = first > 0 ? cudaMemcpyAsync(data, mirror.data, first * sizeof(float),
+                                                       cudaMemcpyDeviceToDevice, main_.stream)
+                                     : cudaSuccess;
+      if (copied == cudaSuccess) copied = cudaStreamSynchronize(main_.stream);
       (void)cudaFree(mirror.data);
       mirror.data = data;
       mirror.capacity = room;
@@ -776,10 +812,9 @@ class CudaBackend final : public Backend<float> {
     }
     // Invalidated first: if the copy fails, nothing of the mirror past `first` is trusted.
     mirror.valid = first;
-    PINMARK_CUDA_CHECK(cudaMemcpyAsync(mirror.data + first, cache + first, count * sizeof(float),
-                                       cudaMemcpyHostToDevice, main_.stream));
-    // The host array may change once this returns: the copy must be done.
-    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+    // The host array may change once this returns, and may: copy_to_device has taken the
+    // values by then (into its page-locked ring, or, from pageable memory, CUDA's own staging).
+    main_.copy_to_device(mirror.data + first, cache + first, count * sizeof(float));
     mirror.valid = end;
   }
 
@@ -800,19 +835,29 @@ class CudaBackend final : public Backend<float> {
     if (peer_ || count <= 0) return;
     release_activations(a);
     main_.select();
-    float* data = take_spare(count);
-    if (data == nullptr && cudaMalloc(&data, count * sizeof(float)) != cudaSuccess) {
-      // Without the room the array stays on the host, as an unannounced one.
-      (void)cudaGetLastError();
-      return;
+    int64_t capacity = 0;
+    float* data = take_spare(count, capacity);
+    if (data == nullptr) {
+      // Room to grow: a decode step's scores are a few values longer than the last step's.
+      capacity = count + count / 4 + 256;
+      if (cudaMalloc(&data, capacity * sizeof(float)) != cudaSuccess) {
+        // Without the room the array stays on the host, as an unannounced one.
+        (void)cudaGetLastError();
+        return;
+      }
     }
-    resident_[a] = Resident{a, data, count, false, true};
+    try {
+      resident_[a] = Resident{a, data, count, capacity, false, true};
+    } catch (...) {
+      (void)cudaFree(data);
+      throw;
+    }
   }
 
   void release_activations(const float* a) override {
     const auto it = resident_.find(a);
     if (it == resident_.end()) return;
-    give_spare(it->second.data, it->second.count);
+    give_spare(it->second.data, it->second.capacity);
     resident_.erase(it);
   }
 
@@ -829,9 +874,7 @@ class CudaBackend final : public Backend<float> {
   void from_host(const float* a, int64_t first, int64_t count) override {
     Resident* r = resident(a + first, count);
     if (r == nullptr || !r->device_valid || count <= 0) return;
-    PINMARK_CUDA_CHECK(cudaMemcpyAsync(r->data + (a + first - r->host), a + first,
-                                       count * sizeof(float), cudaMemcpyHostToDevice,
-                                       main_.stream));
+    main_.copy_to_device(r->data + (a + first - r->host), a + first, count * sizeof(float));
   }
 
   void round_stored(float* values, int64_t n, DType storage) override {
@@ -853,7 +896,7 @@ class CudaBackend final : public Backend<float> {
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
     if (n <= 0 || m <= 0) return;
     if (const HeldMatrix* split = split_held(w, k, m)) return split_product(x, *split, nullptr, n, y);
-    float* d_y = main_.arena.get<float>(2, int64_t{n} * m);
+    float* d_y = output(2, y, int64_t{n} * m, {{x, int64_t{n} * k}});
     gemm(x, w, n, k, m, d_y);
     download(y, d_y, int64_t{n} * m);
   }
@@ -862,7 +905,7 @@ class CudaBackend final : public Backend<float> {
                    float* y) override {
     if (n <= 0 || m <= 0) return;
     if (const HeldMatrix* split = split_held(w, k, m)) return split_product(x, *split, b, n, y);
-    float* d_y = main_.arena.get<float>(2, int64_t{n} * m);
+    float* d_y = output(2, y, int64_t{n} * m, {{x, int64_t{n} * k}, {b, m}});
     gemm(x, w, n, k, m, d_y);
     const float* d_b = upload(3, b, m);
     // A separate pass rather than a cuBLAS epilogue: the bias is added to the finished fp32 dot
@@ -936,7 +979,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_k = cached_or_upload(1, k, int64_t{kv_len} * kv_heads * head_dim);
     const int* d_pos = upload(3, positions, n);
     const int64_t count = int64_t{heads} * n * kv_len;
-    float* d_s = main_.arena.get<float>(2, count);
+    float* d_s = output(2, scores, count,
+                        {{q, int64_t{n} * heads * head_dim}, {k, int64_t{kv_len} * kv_heads * head_dim}});
     attention_scores_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
         d_q, d_k, d_pos, n, kv_len, heads, kv_heads, head_dim, static_cast<float>(scale), d_s);
     PINMARK_CUDA_CHECK_LAUNCH(attention_scores_kernel);
@@ -971,7 +1015,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_p = upload(0, probs, int64_t{heads} * n * kv_len);
     const float* d_v = cached_or_upload(1, v, int64_t{kv_len} * kv_heads * head_dim);
     const int64_t count = int64_t{n} * heads * head_dim;
-    float* d_o = main_.arena.get<float>(2, count);
+    float* d_o = output(2, out, count,
+                        {{probs, int64_t{heads} * n * kv_len}, {v, int64_t{kv_len} * kv_heads * head_dim}});
     attention_values_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(d_p, d_v, n, kv_len, heads,
                                                                      kv_heads, head_dim, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(attention_values_kernel);
@@ -982,7 +1027,7 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
-    float* d_o = main_.arena.get<float>(2, n);
+    float* d_o = output(2, out, n, {{gate, n}, {up, n}});
     swiglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(swiglu_kernel);
     download(out, d_o, n);
@@ -1028,7 +1073,7 @@ class CudaBackend final : public Backend<float> {
   void gelu(const float* x, int64_t n, bool tanh, float* out) override {
     if (n <= 0) return;
     const float* d_x = upload(0, x, n);
-    float* d_o = main_.arena.get<float>(2, n);
+    float* d_o = output(2, out, n, {{x, n}});
     gelu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, tanh, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(gelu_kernel);
     download(out, d_o, n);
@@ -1038,7 +1083,7 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
-    float* d_o = main_.arena.get<float>(2, n);
+    float* d_o = output(2, out, n, {{gate, n}, {up, n}});
     geglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, tanh, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(geglu_kernel);
     download(out, d_o, n);
@@ -1236,9 +1281,7 @@ class CudaBackend final : public Backend<float> {
   template <class T>
   static T* upload_to(Device& device, int slot, const T* host, int64_t count) {
     T* data = device.arena.get<T>(slot, count);
-    if (count > 0)
-      PINMARK_CUDA_CHECK(
-          cudaMemcpyAsync(data, host, count * sizeof(T), cudaMemcpyHostToDevice, device.stream));
+    if (count > 0) device.copy_to_device(data, host, count * sizeof(T));
     return data;
   }
 
@@ -1249,8 +1292,7 @@ class CudaBackend final : public Backend<float> {
     if constexpr (std::is_same_v<T, float>) {
       if (Resident* r = resident(host, count)) {
         if (!r->device_valid) {
-          PINMARK_CUDA_CHECK(cudaMemcpyAsync(r->data, r->host, r->count * sizeof(float),
-                                             cudaMemcpyHostToDevice, main_.stream));
+          main_.copy_to_device(r->data, r->host, r->count * sizeof(float));
           r->device_valid = true;
         }
         return r->data + (host - r->host);
@@ -1284,8 +1326,7 @@ class CudaBackend final : public Backend<float> {
         float* d = r->data + (host - r->host);
         if (!r->device_valid && count < r->count)
           // The rest of the array is the host's: it goes up first.
-          PINMARK_CUDA_CHECK(cudaMemcpyAsync(r->data, r->host, r->count * sizeof(float),
-                                             cudaMemcpyHostToDevice, main_.stream));
+          main_.copy_to_device(r->data, r->host, r->count * sizeof(float));
         if (d != data)
           PINMARK_CUDA_CHECK(cudaMemcpyAsync(d, data, count * sizeof(float),
                                              cudaMemcpyDeviceToDevice, main_.stream));
@@ -1326,21 +1367,48 @@ class CudaBackend final : public Backend<float> {
     return &r;
   }
 
+  // Where an op writes its result for host[count]: straight into a held array's device copy
+  // (made current first when the op writes only part of it), unless the result would overlap
+  // one of the op's `inputs` there, which the kernel may still be reading; otherwise into
+  // `slot`. download() then delivers it.
+  float* output(int slot, float* host, int64_t count,
+                std::initializer_list<std::pair<const float*, int64_t>> inputs) {
+    Resident* r = resident(host, count);
+    const auto at = [](const float* p) { return reinterpret_cast<uintptr_t>(p); };
+    bool overlaps = false;
+    for (const auto& [in, n] : inputs)
+      overlaps = overlaps || (in != nullptr && at(in) < at(host + count) && at(host) < at(in + n));
+    if (r == nullptr || overlaps) return main_.arena.get<float>(slot, count);
+    if (!r->device_valid && count < r->count) {
+      main_.copy_to_device(r->data, r->host, r->count * sizeof(float));
+      r->device_valid = true;
+    }
+    return r->data + (host - r->host);
+  }
+
   // Device buffers of released activation arrays, kept for the next forward pass's (a decode
   // step holds the same sizes again), up to kSpareBytes.
   static constexpr int64_t kSpareBytes = int64_t{512} << 20;
-  float* take_spare(int64_t count) {
+  // A spare buffer of at least `count` values, its size in `capacity`; or null.
+  float* take_spare(int64_t count, int64_t& capacity) {
     const auto it = spare_.lower_bound(count);
     // Not a buffer many times the size: that would keep the large ones from being freed.
     if (it == spare_.end() || it->first > 2 * count + 65536) return nullptr;
     float* data = it->second;
-    spare_bytes_ -= it->first * static_cast<int64_t>(sizeof(float));
+    capacity = it->first;
+    spare_bytes_ -= capacity * static_cast<int64_t>(sizeof(float));
     spare_.erase(it);
     return data;
   }
-  void give_spare(float* data, int64_t count) {
-    spare_.emplace(count, data);
-    spare_bytes_ += count * static_cast<int64_t>(sizeof(float));
+  // Never throws: called from release_activations.
+  void give_spare(float* data, int64_t capacity) {
+    try {
+      spare_.emplace(capacity, data);
+    } catch (...) {
+      (void)cudaFree(data);
+      return;
+    }
+    spare_bytes_ += capacity * static_cast<int64_t>(sizeof(float));
     while (spare_bytes_ > kSpareBytes && !spare_.empty()) {
       const auto largest = std::prev(spare_.end());
       spare_bytes_ -= largest->first * static_cast<int64_t>(sizeof(float));
@@ -1361,7 +1429,7 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0 || dim <= 0) return;
     const float* d_x = upload(0, x, int64_t{n} * dim);
     const float* d_w = upload(1, w, dim);
-    float* d_y = main_.arena.get<float>(2, int64_t{n} * dim);
+    float* d_y = output(2, y, int64_t{n} * dim, {{x, int64_t{n} * dim}, {w, dim}});
     rmsnorm_kernel<kPlusOne>
         <<<n, kBlock, 0, main_.stream>>>(d_x, d_w, dim, static_cast<float>(eps), d_y);
     PINMARK_CUDA_CHECK_LAUNCH(rmsnorm_kernel);
@@ -1632,6 +1700,7 @@ class CudaBackend final : public Backend<float> {
     const float* host = nullptr;
     float* data = nullptr;
     int64_t count = 0;
+    int64_t capacity = 0;  // of data, in values
     bool device_valid = false;
     bool host_valid = true;
   };

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <stdexcept>
@@ -1097,6 +1098,18 @@ TEST_F(CudaTest, HeldActivationsStayOnTheDeviceUntilAsked) {
   expect_close(widen({z.begin() + 2 * dim, z.end()}), widen({expected.begin(), expected.begin() + dim}),
                kFp32, "the written row");
 
+  // An op whose result overlaps its input in a held array (in place here) gives the bits it
+  // gives on host arrays: the kernel does not write what it is still reading.
+  std::vector<float> in_place = x, on_host = x;
+  backend->hold_activations(in_place.data(), n * dim);
+  backend->rmsnorm(in_place.data(), w.data(), n, dim, 1e-6, in_place.data());
+  backend->swiglu(in_place.data(), x.data(), n * dim, in_place.data());
+  backend->to_host(in_place.data(), 0, n * dim);
+  backend->release_activations(in_place.data());
+  backend->rmsnorm(on_host.data(), w.data(), n, dim, 1e-6, on_host.data());
+  backend->swiglu(on_host.data(), x.data(), n * dim, on_host.data());
+  EXPECT_EQ(in_place, on_host);
+
   // A range running past a held array's end is refused, not read out of bounds.
   EXPECT_THROW(backend->scale(z.data() + dim, n * dim, 2.0), std::logic_error);
   for (const float* a : {x.data(), y.data(), z.data()}) backend->release_activations(a);
@@ -1146,6 +1159,14 @@ TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
     EXPECT_EQ(wrong, 0) << dtype_name(storage);
     backend->release_activations(x.data());
     backend->release_activations(y.data());
+
+    // A held array whose device copy is not current is rounded on the host, the same way.
+    std::vector<float> fresh = values;
+    backend->hold_activations(fresh.data(), n);
+    backend->round_stored(fresh.data(), n, storage);
+    EXPECT_EQ(std::memcmp(fresh.data(), expected.data(), n * sizeof(float)), 0)
+        << dtype_name(storage) << ": a held array the device never read";
+    backend->release_activations(fresh.data());
   }
 }
 
@@ -1157,6 +1178,36 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
   struct Unannounced final : StoringBackend<float> {
     explicit Unannounced(CudaPrecision p) : StoringBackend<float>(make_cuda_backend(p)) {}
     void store(float*, int64_t, int) override {}
+  };
+  // The backend itself, its activation calls counted on the way.
+  struct Counted final : StoringBackend<float> {
+    explicit Counted(CudaPrecision p) : StoringBackend<float>(make_cuda_backend(p)) {}
+    void store(float*, int64_t, int) override {}
+    void hold_activations(const float* a, int64_t count) override {
+      ++holds;
+      inner().hold_activations(a, count);
+    }
+    void release_activations(const float* a) override { inner().release_activations(a); }
+    void to_host(const float* a, int64_t first, int64_t count) override {
+      ++reads;
+      inner().to_host(a, first, count);
+    }
+    void from_host(const float* a, int64_t first, int64_t count) override {
+      inner().from_host(a, first, count);
+    }
+    void round_stored(float* values, int64_t n, DType storage) override {
+      inner().round_stored(values, n, storage);
+    }
+    int holds = 0, reads = 0;
+  };
+  // Every tap of one forward pass, by name.
+  const auto taps_of = [](Model<float>& model, const ModelConfig& c, const std::vector<int>& t) {
+    std::map<std::string, std::vector<float>> taps;
+    KVCache<float> cache(c, static_cast<int>(t.size()));
+    model.forward(t, cache, [&](const std::string& name, const std::vector<int64_t>& shape, const float* data) {
+      taps[name].assign(data, data + element_count(shape));
+    });
+    return taps;
   };
   std::vector<ModelConfig> configs;
   for (const char* type : {"llama", "qwen3", "gemma2", "phi3", "gpt2"}) {
@@ -1190,7 +1241,9 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
       ASSERT_TRUE(validate(c).empty()) << name << ": " << validate(c)[0].message;
       const Weights w = synthetic_weights(c);
       std::unique_ptr<Backend<float>> plain = std::make_unique<Unannounced>(precision);
-      std::unique_ptr<Backend<float>> held = make_cuda_backend(precision);
+      auto counted = std::make_unique<Counted>(precision);
+      const Counted& counts = *counted;
+      std::unique_ptr<Backend<float>> held = std::move(counted);
       if (storage != DType::f32) {
         plain = make_rounding_backend(std::move(plain), storage);
         held = make_rounding_backend(std::move(held), storage);
@@ -1204,6 +1257,9 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
         EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
         EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
       }
+      EXPECT_EQ(taps_of(model, c, prompts[0]), taps_of(reference, c, prompts[0])) << name;
+      EXPECT_GT(counts.holds, 0) << name << ": nothing held";
+      EXPECT_GT(counts.reads, 0) << name;
     }
 }
 
