@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "mirroring_backend.h"
+#include "resident_backend.h"
 #include "model_fixture.h"
 #include "reference_model.h"
 #include "runtime/cpu/cpu_backend.h"
@@ -1016,6 +1017,29 @@ TEST(Model, AttentionOverMirroredCacheArraysGivesTheSameBits) {
     }
     EXPECT_EQ(run.arrays_after_generate, 0u) << c.model_type;
     EXPECT_EQ(run.arrays_after_model, 0u) << c.model_type;
+  }
+}
+
+// The families whose layers read activations on the host in their own code hold none
+// (Backend::hold_activations), and give the plain backend's bits through a backend that would
+// hide held arrays from the host.
+TEST(Model, FamiliesThatReadActivationsOnTheHostHoldNone) {
+  GenerateOptions options;
+  options.decode = 3;
+  options.prefill_chunk = 4;
+  for (const ModelConfig& c : {small_gemma3n(), small_qwen3_next(), small_deepseek_v4()}) {
+    const Weights w = synthetic_weights(c);
+    auto plain = make_cpu_backend<double>();
+    test::ResidentBackend<double> resident(make_cpu_backend<double>());
+    Model<double> reference(c, w, *plain);
+    Model<double> model(c, w, resident);
+    const std::vector<std::vector<int>> prompts = {kV4Prompt, {7, 2, 30}};
+    const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
+    const std::vector<SequenceOutput> got = generate(model, prompts, options);
+    ASSERT_EQ(got.size(), expected.size()) << c.model_type;
+    for (size_t s = 0; s < got.size(); ++s)
+      EXPECT_EQ(got[s].logits, expected[s].logits) << c.model_type << ", sequence " << s;
+    EXPECT_EQ(resident.holds(), 0) << c.model_type;
   }
 }
 
