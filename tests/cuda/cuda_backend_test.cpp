@@ -491,9 +491,10 @@ TEST_F(CudaTest, AttentionValues) {
 // the bits of that plain loop on the host (IEEE fp32 multiplies and adds round alike), over
 // contexts that are and are not multiples of the keys whose loads the kernel issues together.
 TEST_F(CudaTest, AttentionValuesSumTheKeysInOrder) {
-  const int heads = 4, kv_heads = 2, hd = 64, n = 2;
+  const int heads = 4, kv_heads = 2, n = 2;
+  for (int hd : {16, 64, 96, 256, 320})
   for (int kv_len : {1, 15, 16, 17, 300, 4099}) {
-    SCOPED_TRACE(testing::Message() << "kv_len=" << kv_len);
+    SCOPED_TRACE(testing::Message() << "head_dim=" << hd << " kv_len=" << kv_len);
     const std::vector<float> probs = make_input<float>("p", heads * n * kv_len, 0.5, 0.5).t;
     const std::vector<float> v = make_input<float>("v", kv_len * kv_heads * hd).t;
     std::vector<float> out(n * heads * hd), plain(out.size());
