@@ -40,7 +40,10 @@ namespace pinmark {
 // attention or gated MLP: those calls return false, and the model runs them op by op through
 // the ops you see (yours where you override them). hold_matrix and release_matrix are handed
 // on too, so that the inner matmul may keep the weights in its own layout: override them (and
-// keep your own copies) when your matmul wants the announced weights itself.
+// keep your own copies) when your matmul wants the announced weights itself; so are
+// cache_written and release_cache. The activations' calls (hold_activations, to_host,
+// from_host) are not: every op, yours and the inner backend's, receives its operands and
+// leaves its result on the host.
 class ForwardingBackend : public StoringBackend<float> {
  public:
   explicit ForwardingBackend(std::unique_ptr<Backend<float>> inner)
