@@ -28,6 +28,7 @@
 #include "runtime/target.h"
 #include "runtime/weights.h"
 #include "tests/runtime/reference.h"
+#include "tests/runtime/resident_backend.h"
 #include "tests/runtime/test_util.h"
 
 namespace pinmark {
@@ -1201,15 +1202,6 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
     }
     int holds = 0, reads = 0;
   };
-  // Every tap of one forward pass, by name.
-  const auto taps_of = [](Model<float>& model, const ModelConfig& c, const std::vector<int>& t) {
-    std::map<std::string, std::vector<float>> taps;
-    KVCache<float> cache(c, static_cast<int>(t.size()));
-    model.forward(t, cache, [&](const std::string& name, const std::vector<int64_t>& shape, const float* data) {
-      taps[name].assign(data, data + element_count(shape));
-    });
-    return taps;
-  };
   std::vector<ModelConfig> configs;
   for (const char* type : {"llama", "qwen3", "gemma2", "phi3", "gpt2"}) {
     ModelConfig c = family_defaults(type);
@@ -1258,7 +1250,8 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
         EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
         EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
       }
-      EXPECT_EQ(taps_of(model, c, prompts[0]), taps_of(reference, c, prompts[0])) << name;
+      EXPECT_EQ(test::taps_of(model, c, prompts[0]), test::taps_of(reference, c, prompts[0]))
+          << name;
       EXPECT_GT(counts.holds, 0) << name << ": nothing held";
       EXPECT_GT(counts.reads, 0) << name;
     }

@@ -304,81 +304,31 @@ TEST(Families, AttentionOverMirroredCacheArraysGivesTheSameBits) {
   }
 }
 
-// Every tap of one forward pass over `tokens` from a fresh cache, by name.
-template <class T>
-std::map<std::string, std::vector<T>> taps_of(Model<T>& model, const ModelConfig& c,
-                                              const std::vector<int>& tokens) {
-  std::map<std::string, std::vector<T>> taps;
-  KVCache<T> cache(c, static_cast<int>(tokens.size()));
-  model.forward(tokens, cache, [&](const std::string& name, const Shape& shape, const T* data) {
-    taps[name].assign(data, data + element_count(shape));
-  });
-  return taps;
-}
-
-// Generates two sequences (the prompt in chunks, then decode steps) and taps one forward pass
-// on `plain` and on `resident`, a ResidentBackend over the same kernels, and expects the same
-// bits. Returns how many arrays the model held.
-template <class T>
-int expect_same_bits_with_activations_held(const ModelConfig& c, Backend<T>& plain,
-                                           Backend<T>& resident,
-                                           const test::ResidentBackend<T>& counts,
-                                           const std::string& name) {
-  GenerateOptions options;
-  options.decode = 4;
-  options.prefill_chunk = 4;
-  const std::vector<std::vector<int>> prompts = {kPrompt, {7, 2, 30}};
-  const Weights w = synthetic_weights(c);
-  Model<T> reference(c, w, plain);
-  const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
-  const auto expected_taps = taps_of(reference, c, kPrompt);
-  {
-    Model<T> model(c, w, resident);
-    const std::vector<SequenceOutput> got = generate(model, prompts, options);
-    EXPECT_EQ(got.size(), expected.size()) << name;
-    for (size_t s = 0; s < got.size() && s < expected.size(); ++s) {
-      EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
-      EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
-    }
-    const auto taps = taps_of(model, c, kPrompt);
-    EXPECT_EQ(taps.size(), expected_taps.size()) << name;
-    for (const auto& [tap, values] : expected_taps) {
-      const auto it = taps.find(tap);
-      if (it == taps.end()) {
-        ADD_FAILURE() << name << ": no tap " << tap;
-        continue;
-      }
-      // memcmp, not ==: NaN would compare unequal even where both had it.
-      EXPECT_TRUE(it->second.size() == values.size() &&
-                  std::memcmp(it->second.data(), values.data(), values.size() * sizeof(T)) == 0)
-          << name << ": tap " << tap;
-    }
-  }
-  EXPECT_EQ(counts.held(), 0u) << name << ": arrays held after the forward passes";
-  return counts.holds();
-}
-
 // Activations kept away from the host between ops (Backend::hold_activations), as a device
 // backend keeps them: the logits, the generated tokens and every tap are the plain backend's,
 // bit for bit, in fp64 and through the bf16 rounding layer. The families with experts, MLA,
 // Gated DeltaNet or AltUp hold none (their layers read activations on the host); the rest
 // hold their arrays, so a host read or write the model does not announce fails here.
 TEST(Families, ActivationsKeptOffTheHostGiveTheSameBits) {
+  GenerateOptions options;
+  options.decode = 4;
+  options.prefill_chunk = 4;
+  const std::vector<std::vector<int>> prompts = {kPrompt, {7, 2, 30}};
   for (const auto& [name, c] : families()) {
     const bool plain_layers = c.num_local_experts == 0 && c.kv_lora_rank == 0;
     {
       auto plain = make_cpu_backend<double>();
       test::ResidentBackend<double> resident(make_cpu_backend<double>());
-      const int holds = expect_same_bits_with_activations_held<double>(c, *plain, resident,
-                                                                       resident, name + " fp64");
+      const int holds = test::generate_with_activations_held<double>(
+          c, *plain, resident, resident, prompts, options, name + " fp64");
       EXPECT_EQ(holds > 0, plain_layers) << name << ": " << holds << " arrays held";
     }
     auto plain = make_rounding_backend(make_cpu_backend<float>(), DType::bf16);
     auto owned = std::make_unique<test::ResidentBackend<float>>(make_cpu_backend<float>());
     const test::ResidentBackend<float>& counts = *owned;
     auto rounding = make_rounding_backend(std::move(owned), DType::bf16);
-    const int holds = expect_same_bits_with_activations_held<float>(c, *plain, *rounding, counts,
-                                                                    name + " bf16");
+    const int holds = test::generate_with_activations_held<float>(c, *plain, *rounding, counts,
+                                                                  prompts, options, name + " bf16");
     EXPECT_EQ(holds > 0, plain_layers) << name << ": " << holds << " arrays held";
   }
 }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -17,6 +18,9 @@
 
 #include "runtime/backend.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/generate.h"
+#include "runtime/model.h"
+#include "runtime/weights.h"
 
 namespace pinmark::test {
 
@@ -246,5 +250,55 @@ class ResidentBackend final : public Backend<T> {
   std::map<const T*, std::vector<T>> arrays_;
   int holds_ = 0;
 };
+
+// Every tap of one forward pass over `tokens` from a fresh cache, by name.
+template <class T>
+std::map<std::string, std::vector<T>> taps_of(Model<T>& model, const ModelConfig& c,
+                                              const std::vector<int>& tokens) {
+  std::map<std::string, std::vector<T>> taps;
+  KVCache<T> cache(c, static_cast<int>(tokens.size()));
+  model.forward(tokens, cache, [&](const std::string& name, const Shape& shape, const T* data) {
+    taps[name].assign(data, data + element_count(shape));
+  });
+  return taps;
+}
+
+// Generates `prompts` and taps one forward pass over the first, on `plain` and on `resident`
+// (a backend with a ResidentBackend, `counts`, over the same kernels), and expects the same
+// bits, and nothing held once the models are gone. Returns how many arrays the model held.
+template <class T>
+int generate_with_activations_held(const ModelConfig& c, Backend<T>& plain, Backend<T>& resident,
+                                   const ResidentBackend<T>& counts,
+                                   const std::vector<std::vector<int>>& prompts,
+                                   const GenerateOptions& options, const std::string& name) {
+  const Weights w = synthetic_weights(c);
+  Model<T> reference(c, w, plain);
+  const std::vector<SequenceOutput> expected = generate(reference, prompts, options);
+  const auto expected_taps = taps_of(reference, c, prompts[0]);
+  {
+    Model<T> model(c, w, resident);
+    const std::vector<SequenceOutput> got = generate(model, prompts, options);
+    EXPECT_EQ(got.size(), expected.size()) << name;
+    for (size_t s = 0; s < got.size() && s < expected.size(); ++s) {
+      EXPECT_EQ(got[s].logits, expected[s].logits) << name << ", sequence " << s;
+      EXPECT_EQ(got[s].generated, expected[s].generated) << name << ", sequence " << s;
+    }
+    const auto taps = taps_of(model, c, prompts[0]);
+    EXPECT_EQ(taps.size(), expected_taps.size()) << name;
+    for (const auto& [tap, values] : expected_taps) {
+      const auto it = taps.find(tap);
+      if (it == taps.end()) {
+        ADD_FAILURE() << name << ": no tap " << tap;
+        continue;
+      }
+      // memcmp, not ==: NaN would compare unequal even where both had it.
+      EXPECT_TRUE(it->second.size() == values.size() &&
+                  std::memcmp(it->second.data(), values.data(), values.size() * sizeof(T)) == 0)
+          << name << ": tap " << tap;
+    }
+  }
+  EXPECT_EQ(counts.held(), 0u) << name << ": arrays held after the forward passes";
+  return counts.holds();
+}
 
 }  // namespace pinmark::test
