@@ -279,14 +279,21 @@ TEST(Families, TokenByTokenDecodeMatchesPrefill) {
   }
 }
 
+// Two sequences' worth of work for the backends that keep state between calls: the prompt in
+// chunks of 4, then 4 decode steps.
+GenerateOptions chunked_decode() {
+  GenerateOptions options;
+  options.decode = 4;
+  options.prefill_chunk = 4;
+  return options;
+}
+
 // The model announces every write to the arrays attention reads whole, and releases them when
 // their cache dies: a backend that attends over mirrors gives the plain backend's logits bit
 // for bit, two sequences, the prompt in chunks and decode steps included. MLA reads copies it
 // expands from its cached latents: its values always, its keys too outside the latent space.
 TEST(Families, AttentionOverMirroredCacheArraysGivesTheSameBits) {
-  GenerateOptions options;
-  options.decode = 4;
-  options.prefill_chunk = 4;
+  const GenerateOptions options = chunked_decode();
   const std::vector<std::vector<int>> prompts = {kPrompt, {7, 2, 30}};
   for (const auto& [name, c] : families()) {
     const test::MirroredRun run =
@@ -310,9 +317,7 @@ TEST(Families, AttentionOverMirroredCacheArraysGivesTheSameBits) {
 // Gated DeltaNet or AltUp hold none (their layers read activations on the host); the rest
 // hold their arrays, so a host read or write the model does not announce fails here.
 TEST(Families, ActivationsKeptOffTheHostGiveTheSameBits) {
-  GenerateOptions options;
-  options.decode = 4;
-  options.prefill_chunk = 4;
+  const GenerateOptions options = chunked_decode();
   const std::vector<std::vector<int>> prompts = {kPrompt, {7, 2, 30}};
   for (const auto& [name, c] : families()) {
     const bool plain_layers = c.num_local_experts == 0 && c.kv_lora_rank == 0;
