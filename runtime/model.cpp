@@ -1033,7 +1033,7 @@ bool Model<T>::holds_activations() const {
   const ModelConfig& c = config_;
   if (is_gemma3n(c) || is_deepseek_v4(c)) return false;
   for (const Layer& L : layers_)
-    if (!L.experts.empty() || !L.kv_b.empty() || !L.in_qkv.empty()) return false;
+    if (!L.kv_b.empty() || !L.in_qkv.empty()) return false;
   return true;
 }
 
@@ -1148,6 +1148,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
   if (tap) tap(prefix + "expert_weights", {n, top_k}, weights.data());
 
   std::fill(out, out + int64_t{n} * hidden, T(0));
+  backend_.from_host(out, 0, int64_t{n} * hidden);
   std::vector<T> x, gate, up, act, y;
   for (int e = 0; e < count; ++e) {
     std::vector<int> rows;
@@ -1161,6 +1162,7 @@ void Model<T>::experts(const Layer& L, const T* h, int n, const std::string& pre
     if (rows.empty()) continue;
     const int m = static_cast<int>(rows.size());
     x.resize(int64_t{m} * hidden);
+    backend_.to_host(h, 0, int64_t{n} * hidden);  // current only until the last expert's ops
     for (int r = 0; r < m; ++r)
       std::copy(h + int64_t{rows[r]} * hidden, h + int64_t{rows[r] + 1} * hidden,
                 x.begin() + int64_t{r} * hidden);

@@ -324,8 +324,8 @@ class Model {
   // The result goes to `scratch`, whose buffer x then takes (a held activation stays held).
   void qk_norm(std::vector<T>& x, std::vector<T>& scratch, const std::vector<T>& w);
   // Whether this forward pass announces its activations (Backend::hold_activations): for
-  // the families whose layers use only the plain path of forward() (no experts, MLA, Gated
-  // DeltaNet, AltUp or DeepSeek-V4), whose host reads and writes forward() announces.
+  // the families whose layers use only the paths whose host reads and writes are announced
+  // (forward()'s own and the experts'; not MLA, Gated DeltaNet, AltUp or DeepSeek-V4).
   bool holds_activations() const;
   void rotate_heads(T* x, const int* positions, int n, int heads, int head_dim);
   // RoPE on the first `width` values of each of the n * rows_per_token rows of x, `stride`

@@ -1175,7 +1175,7 @@ TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
 // Models whose activations stay on the device between ops give the bits of the same backend
 // told nothing of them, through the rounding layer of every 16-bit target too: two sequences, a
 // prompt in chunks, decode steps, and families that exercise q/k norms, partial rotary,
-// softcapping, biases and LayerNorm.
+// softcapping, biases, LayerNorm and routed experts.
 TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
   struct Unannounced final : StoringBackend<float> {
     explicit Unannounced(CudaPrecision p) : StoringBackend<float>(make_cuda_backend(p)) {}
@@ -1203,7 +1203,7 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
     int holds = 0, reads = 0;
   };
   std::vector<ModelConfig> configs;
-  for (const char* type : {"llama", "qwen3", "gemma2", "phi3", "gpt2"}) {
+  for (const char* type : {"llama", "qwen3", "gemma2", "phi3", "gpt2", "mixtral"}) {
     ModelConfig c = family_defaults(type);
     c.vocab_size = 64;
     c.hidden_size = 64;
@@ -1219,6 +1219,10 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
       c.final_logit_softcapping = 10;
     }
     if (c.model_type == "phi3") c.partial_rotary_factor = 0.5;
+    if (c.model_type == "mixtral") {
+      c.num_local_experts = 4;
+      c.num_experts_per_tok = 2;
+    }
     c.seed = 37;
     configs.push_back(c);
   }
