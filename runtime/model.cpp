@@ -111,10 +111,6 @@ bool has_sandwich_norms(const ModelConfig& c) {
   return c.model_type == "gemma2" || c.model_type == "gemma3_text" || is_gemma3n(c);
 }
 
-// Mixtral's experts as transformers 5.x keeps them in memory ("mlp.experts.gate_up_proj"
-// [experts, 2 * intermediate, hidden], gate rows first, and "mlp.experts.down_proj"
-// [experts, hidden, intermediate]), split into one matrix per expert. save_pretrained writes
-// the legacy per-expert names by default (save_original_format), which synthetic weights use.
 // Arrays announced to the backend as activations (Backend::hold_activations) for one scope,
 // and released when it ends, however it ends. Holds nothing when not enabled.
 template <class T>
@@ -138,6 +134,10 @@ class HeldActivations {
   std::vector<const T*> arrays_;
 };
 
+// Mixtral's experts as transformers 5.x keeps them in memory ("mlp.experts.gate_up_proj"
+// [experts, 2 * intermediate, hidden], gate rows first, and "mlp.experts.down_proj"
+// [experts, hidden, intermediate]), split into one matrix per expert. save_pretrained writes
+// the legacy per-expert names by default (save_original_format), which synthetic weights use.
 template <class T>
 std::vector<T> slice(const Tensor<double>& t, int64_t first, int64_t count) {
   return std::vector<T>(t.data.begin() + first, t.data.begin() + first + count);
