@@ -1274,7 +1274,8 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   std::vector<T> up(gpt2 ? int64_t{n} * inter : 0), act(up.size());  // GPT-2's MLP
   // qk_norm's results, whose buffers q and k (and Gemma 3n's v) then take turns with.
   std::vector<T> q_normed, k_normed, v_normed;
-  if (std::any_of(layers_.begin(), layers_.end(), [](const Layer& L) { return !L.q_norm.empty(); })) {
+  const auto has_qk_norm = [](const Layer& L) { return !L.q_norm.empty(); };
+  if (std::any_of(layers_.begin(), layers_.end(), has_qk_norm)) {
     q_normed.resize(q.size());
     k_normed.resize(k.size());
   }
