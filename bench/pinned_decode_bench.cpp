@@ -6,13 +6,15 @@
 // bits.
 //
 //   pinned_decode_bench [--prompt N] [--decode N] [--layers N] [--hidden N]
+//                       [--precision fp32|bf16] [--held-only]
 //
 // The model is a Llama with pinmark's synthetic weights (GQA, 4 query heads per KV head, head
 // size 64; by default hidden 512, 8 layers, a prompt of 1024 tokens, 32 decode steps); for the
 // bf16 target the weights are rounded to bf16 first, as a case's are. Each target runs the
 // prompt, then greedy decode steps; the figure is the median time of a decode step, from the
 // host's clock, up to the logits on the host. The three ways alternate, twice each, and each
-// keeps its better median. Exit status: 0, or 1 when no CUDA device can run here
+// keeps its better median. --held-only runs the first way alone, once (for a profiler, whose
+// counters cover every kernel it launches). Exit status: 0, or 1 when no CUDA device can run here
 // or the ways' logits differ, or 2 for a bad argument.
 #include <algorithm>
 #include <charconv>
@@ -89,7 +91,9 @@ constexpr char kUsage[] =
     "  --prompt N   tokens of the prompt (default 1024)\n"
     "  --decode N   decode steps timed (default 32)\n"
     "  --layers N   decoder layers (default 8)\n"
-    "  --hidden N   hidden size, a multiple of 256 (default 512)\n";
+    "  --hidden N   hidden size, a multiple of 256 (default 512)\n"
+    "  --precision P  fp32 or bf16 (default: both)\n"
+    "  --held-only  only the backend as it is, once: for a profiler\n";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -117,6 +121,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 int main(int argc, char** argv) {
   try {
     int prompt = 1024, steps = 32, layers = 8, hidden = 512;
+    std::vector<std::string> precisions = {"fp32", "bf16"};
+    bool held_only = false;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       if (a == "--help" || a == "-h") {
@@ -131,6 +137,13 @@ int main(int argc, char** argv) {
         layers = positive_arg(argc, argv, i, 1024);
       else if (a == "--hidden")
         hidden = positive_arg(argc, argv, i, 1 << 16);
+      else if (a == "--precision" && i + 1 < argc &&
+               (std::string(argv[i + 1]) == "fp32" || std::string(argv[i + 1]) == "bf16"))
+        precisions = {argv[++i]};
+      else if (a == "--precision")
+        throw UsageError("--precision must be fp32 or bf16");
+      else if (a == "--held-only")
+        held_only = true;
       else
         throw UsageError("unknown argument '" + a + "'");
     }
@@ -166,13 +179,18 @@ int main(int argc, char** argv) {
         "| target | activations and cache on the device, ms/step | cache only | neither | "
         "speed-up over cache only | over neither | logits |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
-    for (const char* precision : {"fp32", "bf16"}) {
+    for (const std::string& precision : precisions) {
       const pinmark::Target target{"cuda", precision};
       const pinmark::Weights& weights = target.precision == "bf16" ? bf16_weights : w;
       auto held = pinmark::make_target_backend(target);
       ActivationsOnHost cache_only(pinmark::make_target_backend(target));
       NothingHeld neither(pinmark::make_target_backend(target));
       Backend<float>* ways[3] = {held.get(), &cache_only, &neither};
+      if (held_only) {
+        std::printf("| cuda %s | %.3f | | | | | |\n", precision.c_str(),
+                    decode(c, weights, *held, prompt, steps).median_ms);
+        continue;
+      }
       // Alternated, so that no way gets a warmer or a quieter GPU alone.
       Run runs[2][3];
       for (int round = 0; round < 2; ++round)
@@ -185,8 +203,8 @@ int main(int argc, char** argv) {
         for (int round = 0; round < 2; ++round)
           same = same && same_bits(runs[0][0].logits, runs[round][way].logits);
       }
-      std::printf("| cuda %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %s |\n", precision, best[0],
-                  best[1], best[2], best[1] / best[0], best[2] / best[0],
+      std::printf("| cuda %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %s |\n", precision.c_str(),
+                  best[0], best[1], best[2], best[1] / best[0], best[2] / best[0],
                   same ? "same bits" : "DIFFER");
       if (!same) return 1;
     }
