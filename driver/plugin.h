@@ -42,8 +42,9 @@ namespace pinmark {
 // on too, so that the inner matmul may keep the weights in its own layout: override them (and
 // keep your own copies) when your matmul wants the announced weights itself; so are
 // cache_written and release_cache. The activations' calls (hold_activations, to_host,
-// from_host) are not: every op, yours and the inner backend's, receives its operands and
-// leaves its result on the host.
+// from_host, write_cache) are not: every op, yours and the inner backend's, receives its
+// operands and leaves its result on the host, and the model's cache writes are copied there
+// and handed on as cache_written.
 class ForwardingBackend : public StoringBackend<float> {
  public:
   explicit ForwardingBackend(std::unique_ptr<Backend<float>> inner)

@@ -5,6 +5,7 @@
 // contiguous row-major; shapes are given in the comments as [dims].
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -300,6 +301,22 @@ class Backend {
     (void)cache, (void)capacity, (void)first, (void)count;
   }
   virtual void release_cache(const T* cache) { (void)cache; }
+
+  // The model's writes to such a cache array: copies src[0, count), values of an array of the
+  // forward pass (held or not, see below), into cache[first, first + count), and announces the
+  // write as cache_written does. The default brings src to the host (to_host), copies there and
+  // calls cache_written. A backend that holds src on a device may copy it there, into its mirror
+  // of the cache, and bring the host's values up to date later: before its next call to
+  // to_host, cache_written, write_cache or release_cache returns. So the host's cache is
+  // current whenever the model has asked for an activation, as it does for the logits at the
+  // end of every forward pass; and a write the model makes on the host itself, announced by
+  // cache_written, follows one of those calls (write_cache's default makes one: to_host).
+  virtual void write_cache(T* cache, int64_t capacity, int64_t first, const T* src,
+                           int64_t count) {
+    to_host(src, 0, count);
+    std::copy(src, src + count, cache + first);
+    cache_written(cache, capacity, first, count);
+  }
 
   // Activations, announced. The model calls hold_activations(a, count) for an array a[count]
   // of its forward pass (a layer's input, q, the scores, the logits), and release_activations(a)

@@ -923,9 +923,7 @@ void Model<T>::write_cache(T* array, int64_t capacity, int64_t first, const T* s
   // Known as announced before it changes, so that a failure in between cannot leave a
   // written array unreleased.
   cache_arrays_.insert(array);
-  backend_.to_host(src, 0, count);
-  std::copy(src, src + count, array + first);
-  backend_.cache_written(array, capacity, first, count);
+  backend_.write_cache(array, capacity, first, src, count);
 }
 
 template <class T>

@@ -24,6 +24,11 @@ class RoundingBackend final : public StoringBackend<float> {
   void from_host(const float* a, int64_t first, int64_t count) override {
     inner().from_host(a, first, count);
   }
+  // A cache is written by copying stored values, which need no rounding.
+  void write_cache(float* cache, int64_t capacity, int64_t first, const float* src,
+                   int64_t count) override {
+    inner().write_cache(cache, capacity, first, src, count);
+  }
   double stored_scalar(double s) override { return round_to(storage_, static_cast<float>(s)); }
 
  private:

@@ -75,7 +75,8 @@ class StoringBackend : public Backend<T> {
   void release_cache(const T* cache) override;
   // Activations are not announced to the inner backend: the hooks below work on the host's
   // copy, so every op's result must arrive there (a subclass whose hooks do not, such as the
-  // rounding backend, hands them on).
+  // rounding backend, hands them on). Nor is write_cache: its default copies on the host and
+  // announces the write through cache_written above.
 
  protected:
   Backend<T>& inner() { return *inner_; }

@@ -666,6 +666,11 @@ class CudaBackend final : public Backend<float> {
   // split over devices 0 and 1 by their role (MatrixRole) and output projections' partial sums
   // added by an NCCL all-reduce; every other op on device 0.
   CudaBackend(CudaPrecision precision, int ranks) : precision_(precision), main_(first_device()) {
+    if (cudaHostAlloc(&download_stage_, kDownloadStageBytes, cudaHostAllocDefault) !=
+        cudaSuccess) {
+      (void)cudaGetLastError();
+      download_stage_ = nullptr;
+    }
     if (ranks == 1) return;
 #ifdef PINMARK_HAVE_NCCL_HEADERS
     if (ranks != 2)
@@ -690,6 +695,12 @@ class CudaBackend final : public Backend<float> {
   }
 
   ~CudaBackend() override {
+    // Staged cache writes are dropped: every cache was released (and so brought up to date)
+    // before its memory went, or the device failed.
+    if (download_stage_ != nullptr) {
+      (void)cudaStreamSynchronize(main_.stream);
+      (void)cudaFreeHost(download_stage_);
+    }
     for (auto& entry : held_) free_held(entry.second);
     for (auto& entry : mirrors_) (void)cudaFree(entry.second.data);
     for (auto& entry : resident_) (void)cudaFree(entry.second.data);
@@ -780,49 +791,62 @@ class CudaBackend final : public Backend<float> {
   // uploads one position's keys and values rather than the whole cache.
   void cache_written(const float* cache, int64_t capacity, int64_t first,
                      int64_t count) override {
+    flush_cache_writes();
     if (count <= 0) return;
-    CacheMirror& mirror = mirrors_[cache];
-    // A write past the announced values leaves a gap the mirror cannot fill: it serves only
-    // what it holds, and attention reads the rest from the host.
-    if (first > mirror.valid) return;
-    const int64_t end = first + count;
-    main_.select();
-    if (end > mirror.capacity) {
-      // Allocated once at the announced capacity (more only if a write goes past it). Without
-      // the room, the array is not mirrored: attention reads it from the host, as before.
-      const int64_t room = std::max(capacity, end);
-      float* data = nullptr;
-      if (cudaMalloc(&data, room * sizeof(float)) != cudaSuccess) {
-        (void)cudaGetLastError();
-        release_cache(cache);
-        return;
-      }
-      // On the op stream, after the writes queued there, and done before the old one goes.
-      cudaError_t copied = first > 0 ? cudaMemcpyAsync(data, mirror.data, first * sizeof(float),
-                                                       cudaMemcpyDeviceToDevice, main_.stream)
-                                     : cudaSuccess;
-      if (copied == cudaSuccess) copied = cudaStreamSynchronize(main_.stream);
-      (void)cudaFree(mirror.data);
-      mirror.data = data;
-      mirror.capacity = room;
-      if (copied != cudaSuccess) {
-        release_cache(cache);
-        PINMARK_CUDA_CHECK(copied);
-      }
-    }
+    CacheMirror* mirror = mirror_for(cache, capacity, first, count);
+    if (mirror == nullptr) return;
     // Invalidated first: if the copy fails, nothing of the mirror past `first` is trusted.
-    mirror.valid = first;
+    mirror->valid = first;
     // The host array may change once this returns, and may: copy_to_device has taken the
     // values by then (into its page-locked ring, or, from pageable memory, CUDA's own staging).
-    main_.copy_to_device(mirror.data + first, cache + first, count * sizeof(float));
-    mirror.valid = end;
+    main_.copy_to_device(mirror->data + first, cache + first, count * sizeof(float));
+    mirror->valid = first + count;
+  }
+
+  // Keys and values still on the device go from there into the cache's mirror, and to the
+  // host's cache through a page-locked buffer that reaches it at the next wait for the stream
+  // (flush_cache_writes): a decode step does not wait at every layer to bring k and v up first.
+  void write_cache(float* cache, int64_t capacity, int64_t first, const float* src,
+                   int64_t count) override {
+    Resident* r = count > 0 ? resident(src, count) : nullptr;
+    CacheMirror* mirror = r != nullptr && r->device_valid && download_stage_ != nullptr
+                              ? mirror_for(cache, capacity, first, count)
+                              : nullptr;
+    if (mirror == nullptr) return Backend<float>::write_cache(cache, capacity, first, src, count);
+    const float* d_src = r->data + (src - r->host);
+    const size_t bytes = count * sizeof(float);
+    mirror->valid = first;
+    PINMARK_CUDA_CHECK(cudaMemcpyAsync(mirror->data + first, d_src, bytes,
+                                       cudaMemcpyDeviceToDevice, main_.stream));
+    mirror->valid = first + count;
+    if (bytes > kDownloadStageBytes) {
+      flush_cache_writes();
+      PINMARK_CUDA_CHECK(cudaMemcpyAsync(cache + first, d_src, bytes, cudaMemcpyDeviceToHost,
+                                         main_.stream));
+      PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+      return;
+    }
+    size_t at = (download_stage_used_ + 255) & ~size_t{255};
+    if (at + bytes > kDownloadStageBytes) {
+      flush_cache_writes();
+      at = 0;
+    }
+    char* staged = static_cast<char*>(download_stage_) + at;
+    PINMARK_CUDA_CHECK(
+        cudaMemcpyAsync(staged, d_src, bytes, cudaMemcpyDeviceToHost, main_.stream));
+    pending_cache_writes_.push_back({cache + first, staged, bytes});
+    download_stage_used_ = at + bytes;
   }
 
   void release_cache(const float* cache) override {
-    const auto it = mirrors_.find(cache);
-    if (it == mirrors_.end()) return;
     // Errors are dropped: this is called from destructors, and a failing device has
     // reported itself in the op that met it.
+    try {
+      flush_cache_writes();
+    } catch (const std::exception&) {
+    }
+    const auto it = mirrors_.find(cache);
+    if (it == mirrors_.end()) return;
     (void)cudaFree(it->second.data);
     mirrors_.erase(it);
   }
@@ -862,6 +886,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void to_host(const float* a, int64_t first, int64_t count) override {
+    flush_cache_writes();
     Resident* r = resident(a + first, count);
     if (r == nullptr || r->host_valid || count <= 0) return;
     PINMARK_CUDA_CHECK(cudaMemcpyAsync(const_cast<float*>(a) + first, r->data + (a + first - r->host),
@@ -1302,11 +1327,57 @@ class CudaBackend final : public Backend<float> {
   }
 
   // The device's copy of host[count]: the mirror of an announced cache array that holds all
-  // of it, or an upload into `slot`.
+  // of it, or an upload into `slot` (of the host's values, brought up to date first).
   const float* cached_or_upload(int slot, const float* host, int64_t count) {
     const auto it = mirrors_.find(host);
     if (it != mirrors_.end() && it->second.valid >= count) return it->second.data;
+    flush_cache_writes();
     return upload(slot, host, count);
+  }
+
+  // The mirror of `cache`, with room for a write of [first, first + count): allocated once at
+  // the announced capacity (more only if a write goes past it). nullptr where a write past the
+  // announced values would leave a gap the mirror cannot fill (it keeps serving what it holds,
+  // and attention reads the rest from the host), or where the device has no room (the array is
+  // then not mirrored: attention reads it from the host, as before it was announced).
+  struct CacheMirror;
+  CacheMirror* mirror_for(const float* cache, int64_t capacity, int64_t first, int64_t count) {
+    CacheMirror& mirror = mirrors_[cache];
+    if (first > mirror.valid) return nullptr;
+    const int64_t end = first + count;
+    main_.select();
+    if (end > mirror.capacity) {
+      const int64_t room = std::max(capacity, end);
+      float* data = nullptr;
+      if (cudaMalloc(&data, room * sizeof(float)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        release_cache(cache);
+        return nullptr;
+      }
+      // On the op stream, after the writes queued there, and done before the old one goes.
+      cudaError_t copied = first > 0 ? cudaMemcpyAsync(data, mirror.data, first * sizeof(float),
+                                                       cudaMemcpyDeviceToDevice, main_.stream)
+                                     : cudaSuccess;
+      if (copied == cudaSuccess) copied = cudaStreamSynchronize(main_.stream);
+      (void)cudaFree(mirror.data);
+      mirror.data = data;
+      mirror.capacity = room;
+      if (copied != cudaSuccess) {
+        release_cache(cache);
+        PINMARK_CUDA_CHECK(copied);
+      }
+    }
+    return &mirror;
+  }
+
+  // The host's cache values of write_cache's staged copies, put in place once the stream has
+  // drained; the buffer is then free again.
+  void flush_cache_writes() {
+    if (pending_cache_writes_.empty()) return;
+    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+    for (const PendingCacheWrite& w : pending_cache_writes_) std::memcpy(w.host, w.staged, w.bytes);
+    pending_cache_writes_.clear();
+    download_stage_used_ = 0;
   }
 
   template <class T>
@@ -1695,6 +1766,16 @@ class CudaBackend final : public Backend<float> {
     int64_t valid = 0;
   };
   std::unordered_map<const float*, CacheMirror> mirrors_;
+  // write_cache's copies to the host, staged in a page-locked buffer until flush_cache_writes.
+  struct PendingCacheWrite {
+    float* host;
+    const char* staged;
+    size_t bytes;
+  };
+  static constexpr size_t kDownloadStageBytes = size_t{8} << 20;
+  void* download_stage_ = nullptr;  // nullptr: write_cache waits to copy to the host
+  size_t download_stage_used_ = 0;
+  std::vector<PendingCacheWrite> pending_cache_writes_;
   // A held activation array (hold_activations) on device 0; at least one copy is current.
   struct Resident {
     const float* host = nullptr;

@@ -1117,6 +1117,78 @@ TEST_F(CudaTest, HeldActivationsStayOnTheDeviceUntilAsked) {
   for (const float* a : {x.data(), y.data(), z.data()}) backend->release_activations(a);
 }
 
+// The model's cache writes from an array held on the device (Backend::write_cache): attention
+// reads the written keys at once, from the device; the host's cache gets them by the
+// backend's next to_host, cache_written or release_cache, in the order they were written, so
+// a write from the host after one from the device is the one that stays; a write larger than
+// the page-locked buffer goes straight to the host.
+TEST_F(CudaTest, CacheWrittenFromTheDeviceReachesTheHostInOrder) {
+  const int kv_heads = 2, heads = 4, hd = 16, capacity = 8;
+  const int row = kv_heads * hd;
+  const std::vector<float> w = make_input<float>("w", row).t;
+  std::vector<float> k = make_input<float>("k", 2 * row).t;  // two positions' keys
+  const std::vector<float> k_in = k;
+  const float sentinel = -777.0f;
+  std::vector<float> cache(capacity * row, sentinel);
+  backend->hold_activations(k.data(), 2 * row);
+  // An op leaves the held keys on the device only; the cache takes them from there.
+  backend->rmsnorm(k_in.data(), w.data(), 2 * kv_heads, hd, 1e-6, k.data());
+  backend->write_cache(cache.data(), capacity * row, 0, k.data(), 2 * row);
+  std::vector<float> normed(2 * row);
+  make_cpu_backend<float>()->rmsnorm(k_in.data(), w.data(), 2 * kv_heads, hd, 1e-6,
+                                     normed.data());
+
+  // Attention over the two positions reads them now, before the host has them.
+  const std::vector<float> q = make_input<float>("q", heads * hd).t;
+  const int position = 1;
+  std::vector<float> scores(heads * 2), expected(heads * 2);
+  backend->attention_scores(q.data(), cache.data(), &position, 1, 2, heads, kv_heads, hd, 0.25,
+                            scores.data());
+  backend->to_host(k.data(), 0, 2 * row);
+  expect_close(widen({cache.begin(), cache.begin() + 2 * row}), widen(normed), kFp32,
+               "the cache on the host after to_host");
+  for (int i = 2 * row; i < capacity * row; ++i) ASSERT_EQ(cache[i], sentinel) << "value " << i;
+  make_cpu_backend<float>()->attention_scores(q.data(), cache.data(), &position, 1, 2, heads,
+                                              kv_heads, hd, 0.25, expected.data());
+  EXPECT_EQ(scores, expected) << "attention read what the host now holds";
+
+  // A write from the device, then one of the same position from an array on the host (as a
+  // forward pass that failed is redone): the later one stays, on the host and in what
+  // attention reads.
+  backend->rmsnorm(k_in.data(), w.data(), 2 * kv_heads, hd, 1e-6, k.data());
+  backend->write_cache(cache.data(), capacity * row, 2 * row, k.data(), row);
+  std::vector<float> host_row(row);
+  for (int i = 0; i < row; ++i) host_row[i] = 0.125f * static_cast<float>(i % 7);
+  backend->write_cache(cache.data(), capacity * row, 2 * row, host_row.data(), row);
+  backend->to_host(k.data(), 0, 2 * row);
+  EXPECT_EQ(std::vector<float>(cache.begin() + 2 * row, cache.begin() + 3 * row), host_row);
+  const int third = 2;
+  std::vector<float> three(heads * 3), three_expected(heads * 3);
+  backend->attention_scores(q.data(), cache.data(), &third, 1, 3, heads, kv_heads, hd, 0.25,
+                            three.data());
+  make_cpu_backend<float>()->attention_scores(q.data(), cache.data(), &third, 1, 3, heads,
+                                              kv_heads, hd, 0.25, three_expected.data());
+  EXPECT_EQ(three, three_expected);
+
+  // Released (as when the model turns to another cache): the host is brought up to date.
+  backend->rmsnorm(k_in.data(), w.data(), 2 * kv_heads, hd, 1e-6, k.data());
+  backend->write_cache(cache.data(), capacity * row, 3 * row, k.data() + row, row);
+  backend->release_cache(cache.data());
+  expect_close(widen({cache.begin() + 3 * row, cache.begin() + 4 * row}),
+               widen({normed.begin() + row, normed.end()}), kFp32, "after release_cache");
+  backend->release_activations(k.data());
+
+  // Larger than the page-locked buffer (8 MiB): copied to the host at once.
+  const int64_t big = (int64_t{9} << 20) / sizeof(float);
+  std::vector<float> a(big, 1.5f), big_cache(big, sentinel);
+  backend->hold_activations(a.data(), big);
+  backend->scale(a.data(), big, 2.0);
+  backend->write_cache(big_cache.data(), big, 0, a.data(), big);
+  EXPECT_EQ(big_cache, std::vector<float>(big, 3.0f));
+  backend->release_cache(big_cache.data());
+  backend->release_activations(a.data());
+}
+
 // Rounding a held array on the device (Backend::round_stored) gives the host's bits for every
 // float: both signs, every exponent, ties, the largest finite values, subnormals, infinities and
 // NaN payloads.
@@ -1199,6 +1271,10 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
     }
     void round_stored(float* values, int64_t n, DType storage) override {
       inner().round_stored(values, n, storage);
+    }
+    void write_cache(float* cache, int64_t capacity, int64_t first, const float* src,
+                     int64_t count) override {
+      inner().write_cache(cache, capacity, first, src, count);
     }
     int holds = 0, reads = 0;
   };
