@@ -13,6 +13,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -244,33 +245,93 @@ __global__ void softmax_kernel(float* x, int len) {
   for (int j = threadIdx.x; j < len; j += kBlock) row[j] = row[j] / sum;
 }
 
+// attention_values, a block per query row, KV head, up to kValuesHeads of the heads that read
+// it, and kValuesDims of their dimensions: a warp per head, a lane per dimension. The keys'
+// values and probabilities arrive in tiles of kValuesKeys, staged in shared memory
+// kValuesStages - 1 tiles ahead by asynchronous copies from all the block's threads, so that
+// the loads of a long context overlap the sums. Each output is still one lane's plain loop
+// over the keys in order: an fp32 multiply, then an add (--fmad=false, and spelled out), the
+// bits of the loop with one thread an output. Before the tiles, that loop read its own values
+// from global memory, and a decode step's few outputs left it waiting on memory once every few
+// keys: 104 us a layer at 1024 keys on an H200 (docs/performance.md).
+constexpr int kValuesKeys = 64;
+constexpr int kValuesHeads = 8;
+constexpr int kValuesDims = 32;
+constexpr int kValuesStages = 4;
+
 __global__ void attention_values_kernel(const float* probs, const float* v, int n, int kv_len,
-                                        int heads, int kv_heads, int head_dim, float* out) {
+                                        int heads, int kv_heads, int head_dim, int head_blocks,
+                                        float* out) {
+  __shared__ float v_tile[kValuesStages][kValuesKeys][kValuesDims];
+  __shared__ __align__(16) float p_tile[kValuesStages][kValuesHeads][kValuesKeys];
   const int group = heads / kv_heads;
-  PINMARK_GRID_STRIDE(idx, int64_t{n} * heads * head_dim) {
-    const int64_t d = idx % head_dim, h = idx / head_dim % heads, i = idx / head_dim / heads;
-    const float* p = probs + (h * n + i) * kv_len;
-    const float* vc = v + (h / group) * head_dim + d;
-    const int64_t v_stride = int64_t{kv_heads} * head_dim;
-    // The loads of kAhead keys are issued before their terms are added, so that a long
-    // context waits on memory once per kAhead keys rather than once per key; the terms are
-    // still added one at a time in key order, the plain loop's operations and bits.
-    constexpr int kAhead = 16;
-    float sum = 0.0f;
-    int j = 0;
-    for (; j + kAhead <= kv_len; j += kAhead) {
-      float pj[kAhead], vj[kAhead];
+  const int64_t row = blockIdx.x;
+  const int head_block = static_cast<int>(row % head_blocks);
+  const int g = static_cast<int>(row / head_blocks % kv_heads);
+  const int64_t i = row / head_blocks / kv_heads;
+  const int h0 = g * group + head_block * kValuesHeads;
+  const int head_count = min(kValuesHeads, group - head_block * kValuesHeads);
+  const int d0 = blockIdx.y * kValuesDims;
+  const int dim_count = min(kValuesDims, head_dim - d0);
+  const int tiles = (kv_len + kValuesKeys - 1) / kValuesKeys;
+  const int64_t v_stride = int64_t{kv_heads} * head_dim;
+
+  // Tile t into stage t % kValuesStages; a group of copies is committed for every t, empty past
+  // the last tile, so that the number of groups in flight is the same at every wait.
+  const auto issue = [&](int t) {
+    if (t < tiles) {
+      const int stage = t % kValuesStages, j0 = t * kValuesKeys;
+      const int keys = min(kValuesKeys, kv_len - j0);
+      for (int e = threadIdx.x; e < keys * kValuesDims; e += blockDim.x) {
+        const int key = e / kValuesDims, d = e % kValuesDims;
+        if (d < dim_count)
+          __pipeline_memcpy_async(&v_tile[stage][key][d],
+                                  v + (j0 + key) * v_stride + int64_t{g} * head_dim + d0 + d,
+                                  sizeof(float));
+      }
+      for (int e = threadIdx.x; e < head_count * keys; e += blockDim.x) {
+        const int h = e / keys, key = e % keys;
+        __pipeline_memcpy_async(&p_tile[stage][h][key],
+                                probs + ((h0 + h) * int64_t{n} + i) * kv_len + j0 + key,
+                                sizeof(float));
+      }
+    }
+    __pipeline_commit();
+  };
+
+  const int h = threadIdx.x / kValuesDims, d = threadIdx.x % kValuesDims;
+  const bool sums = h < head_count && d < dim_count;
+  for (int t = 0; t < kValuesStages - 1; ++t) issue(t);
+  float sum = 0.0f;
+  for (int t = 0; t < tiles; ++t) {
+    __pipeline_wait_prior(kValuesStages - 2);  // tile t has arrived, from this thread's copies
+    __syncthreads();  // and from every thread's; the stage tile t - 1 used is free again
+    issue(t + kValuesStages - 1);
+    if (!sums) continue;
+    const int stage = t % kValuesStages;
+    const int keys = min(kValuesKeys, kv_len - t * kValuesKeys);
+    if (keys < kValuesKeys) {
+      for (int key = 0; key < keys; ++key)
+        sum = __fadd_rn(sum, __fmul_rn(p_tile[stage][h][key], v_tile[stage][key][d]));
+      continue;
+    }
+    // A whole tile: 16 keys' operands read from shared memory before their terms are added
+    // (the probabilities four at a time), so that the adds wait on each other, not on loads.
 #pragma unroll
-      for (int u = 0; u < kAhead; ++u) {
-        pj[u] = p[j + u];
-        vj[u] = vc[(j + u) * v_stride];
+    for (int k0 = 0; k0 < kValuesKeys; k0 += 16) {
+      float p[16], x[16];
+#pragma unroll
+      for (int u = 0; u < 16; u += 4) {
+        const float4 p4 = *reinterpret_cast<const float4*>(&p_tile[stage][h][k0 + u]);
+        p[u] = p4.x, p[u + 1] = p4.y, p[u + 2] = p4.z, p[u + 3] = p4.w;
       }
 #pragma unroll
-      for (int u = 0; u < kAhead; ++u) sum += pj[u] * vj[u];
+      for (int u = 0; u < 16; ++u) x[u] = v_tile[stage][k0 + u][d];
+#pragma unroll
+      for (int u = 0; u < 16; ++u) sum = __fadd_rn(sum, __fmul_rn(p[u], x[u]));
     }
-    for (; j < kv_len; ++j) sum += p[j] * vc[j * v_stride];
-    out[idx] = sum;
   }
+  if (sums) out[(i * heads + h0 + h) * head_dim + d0 + d] = sum;
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, float* out) {
@@ -1042,8 +1103,16 @@ class CudaBackend final : public Backend<float> {
     const int64_t count = int64_t{n} * heads * head_dim;
     float* d_o = output(2, out, count,
                         {{probs, int64_t{heads} * n * kv_len}, {v, int64_t{kv_len} * kv_heads * head_dim}});
-    attention_values_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(d_p, d_v, n, kv_len, heads,
-                                                                     kv_heads, head_dim, d_o);
+    const int group = heads / kv_heads;
+    const int head_blocks = (group + kValuesHeads - 1) / kValuesHeads;
+    const int64_t rows = int64_t{n} * kv_heads * head_blocks;
+    if (rows > std::numeric_limits<int>::max())
+      throw std::runtime_error("attention_values: " + std::to_string(rows) +
+                               " blocks of queries and heads, more than a CUDA grid holds");
+    const dim3 grid(static_cast<unsigned>(rows), (head_dim + kValuesDims - 1) / kValuesDims);
+    attention_values_kernel<<<grid, std::min(group, kValuesHeads) * kValuesDims, 0,
+                              main_.stream>>>(d_p, d_v, n, kv_len, heads, kv_heads, head_dim,
+                                              head_blocks, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(attention_values_kernel);
     download(out, d_o, count);
   }
