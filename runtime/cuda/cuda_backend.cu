@@ -259,10 +259,13 @@ constexpr int kValuesHeads = 8;
 constexpr int kValuesDims = 32;
 constexpr int kValuesStages = 4;
 
+// kQuads: the values are copied 16 bytes at a time (head_dim a multiple of 4, v aligned to 16
+// bytes), which takes a quarter of the copy instructions; otherwise 4 bytes at a time.
+template <bool kQuads>
 __global__ void attention_values_kernel(const float* probs, const float* v, int n, int kv_len,
                                         int heads, int kv_heads, int head_dim, int head_blocks,
                                         float* out) {
-  __shared__ float v_tile[kValuesStages][kValuesKeys][kValuesDims];
+  __shared__ __align__(16) float v_tile[kValuesStages][kValuesKeys][kValuesDims];
   __shared__ __align__(16) float p_tile[kValuesStages][kValuesHeads][kValuesKeys];
   const int group = heads / kv_heads;
   const int64_t row = blockIdx.x;
@@ -282,18 +285,20 @@ __global__ void attention_values_kernel(const float* probs, const float* v, int 
     if (t < tiles) {
       const int stage = t % kValuesStages, j0 = t * kValuesKeys;
       const int keys = min(kValuesKeys, kv_len - j0);
-      for (int e = threadIdx.x; e < keys * kValuesDims; e += blockDim.x) {
-        const int key = e / kValuesDims, d = e % kValuesDims;
+      constexpr int kWidth = kQuads ? 4 : 1;  // values a copy
+      for (int e = threadIdx.x; e < keys * (kValuesDims / kWidth); e += blockDim.x) {
+        const int key = e / (kValuesDims / kWidth), d = e % (kValuesDims / kWidth) * kWidth;
         if (d < dim_count)
           __pipeline_memcpy_async(&v_tile[stage][key][d],
                                   v + (j0 + key) * v_stride + int64_t{g} * head_dim + d0 + d,
-                                  sizeof(float));
+                                  kWidth * sizeof(float));
       }
-      for (int e = threadIdx.x; e < head_count * keys; e += blockDim.x) {
-        const int h = e / keys, key = e % keys;
-        __pipeline_memcpy_async(&p_tile[stage][h][key],
-                                probs + ((h0 + h) * int64_t{n} + i) * kv_len + j0 + key,
-                                sizeof(float));
+      for (int e = threadIdx.x; e < head_count * kValuesKeys; e += blockDim.x) {
+        const int h = e / kValuesKeys, key = e % kValuesKeys;
+        if (key < keys)
+          __pipeline_memcpy_async(&p_tile[stage][h][key],
+                                  probs + ((h0 + h) * int64_t{n} + i) * kv_len + j0 + key,
+                                  sizeof(float));
       }
     }
     __pipeline_commit();
@@ -1110,9 +1115,14 @@ class CudaBackend final : public Backend<float> {
       throw std::runtime_error("attention_values: " + std::to_string(rows) +
                                " blocks of queries and heads, more than a CUDA grid holds");
     const dim3 grid(static_cast<unsigned>(rows), (head_dim + kValuesDims - 1) / kValuesDims);
-    attention_values_kernel<<<grid, std::min(group, kValuesHeads) * kValuesDims, 0,
-                              main_.stream>>>(d_p, d_v, n, kv_len, heads, kv_heads, head_dim,
-                                              head_blocks, d_o);
+    // Eight warps a block whatever the group: those past its heads only copy.
+    const int threads = kValuesHeads * kValuesDims;
+    if (head_dim % 4 == 0 && reinterpret_cast<uintptr_t>(d_v) % 16 == 0)
+      attention_values_kernel<true><<<grid, threads, 0, main_.stream>>>(
+          d_p, d_v, n, kv_len, heads, kv_heads, head_dim, head_blocks, d_o);
+    else
+      attention_values_kernel<false><<<grid, threads, 0, main_.stream>>>(
+          d_p, d_v, n, kv_len, heads, kv_heads, head_dim, head_blocks, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(attention_values_kernel);
     download(out, d_o, count);
   }
