@@ -4,6 +4,9 @@
 // from the backend's own copy. A host read the model does not announce (to_host) reads NaN; a
 // host write it does not announce (from_host) is overwritten before the next op reads it. Either
 // changes the logits, which the checks below compare bit for bit with the plain backend's.
+// Cache writes from a held array (write_cache) lag as a device backend's may: the host's cache
+// values are NaN between ops until the next to_host, cache_written, write_cache or
+// release_cache, so a host read of them the model makes before one of those reads NaN.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -39,6 +43,7 @@ class ResidentBackend final : public Backend<T> {
     EXPECT_EQ(arrays_.erase(a), 1u) << "an array released that was not held";
   }
   void to_host(const T* a, int64_t first, int64_t count) override {
+    flush_cache_writes();
     if (T* own = find(a + first, count)) std::copy(own, own + count, const_cast<T*>(a) + first);
   }
   void from_host(const T* a, int64_t first, int64_t count) override {
@@ -205,10 +210,24 @@ class ResidentBackend final : public Backend<T> {
     inner_->release_matrix(w);
   }
   void cache_written(const T* cache, int64_t capacity, int64_t first, int64_t count) override {
+    flush_cache_writes();
     Op op(*this);
     inner_->cache_written(cache, capacity, first, count);
   }
-  void release_cache(const T* cache) override { inner_->release_cache(cache); }
+  void release_cache(const T* cache) override {
+    flush_cache_writes();
+    inner_->release_cache(cache);
+  }
+  void write_cache(T* cache, int64_t capacity, int64_t first, const T* src,
+                   int64_t count) override {
+    flush_cache_writes();
+    const T* own = find(src, count);
+    if (own == nullptr) return Backend<T>::write_cache(cache, capacity, first, src, count);
+    lagging_.push_back({cache + first, std::vector<T>(own, own + count)});
+    std::fill(cache + first, cache + first + count, kPoison);
+    Op op(*this);
+    inner_->cache_written(cache, capacity, first, count);
+  }
   void round_stored(T* values, int64_t n, DType storage) override {
     Op op(*this);
     inner_->round_stored(values, n, storage);
@@ -222,6 +241,7 @@ class ResidentBackend final : public Backend<T> {
    public:
     explicit Op(ResidentBackend& b) : b_(b) {
       for (auto& [a, own] : b_.arrays_) std::copy(own.begin(), own.end(), const_cast<T*>(a));
+      for (auto& [cache, values] : b_.lagging_) std::copy(values.begin(), values.end(), cache);
     }
     ~Op() {
       for (auto& [a, own] : b_.arrays_) {
@@ -229,6 +249,8 @@ class ResidentBackend final : public Backend<T> {
         std::copy(host, host + own.size(), own.begin());
         std::fill(host, host + own.size(), kPoison);
       }
+      for (auto& [cache, values] : b_.lagging_)
+        std::fill(cache, cache + values.size(), kPoison);
     }
 
    private:
@@ -246,8 +268,15 @@ class ResidentBackend final : public Backend<T> {
     return it->second.data() + offset;
   }
 
+  // The lagging cache writes' values reach the host's cache, in the order written.
+  void flush_cache_writes() {
+    for (auto& [cache, values] : lagging_) std::copy(values.begin(), values.end(), cache);
+    lagging_.clear();
+  }
+
   std::unique_ptr<Backend<T>> inner_;
   std::map<const T*, std::vector<T>> arrays_;
+  std::vector<std::pair<T*, std::vector<T>>> lagging_;  // write_cache's, not yet on the host
   int holds_ = 0;
 };
 
