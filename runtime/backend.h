@@ -307,10 +307,11 @@ class Backend {
   // write as cache_written does. The default brings src to the host (to_host), copies there and
   // calls cache_written. A backend that holds src on a device may copy it there, into its mirror
   // of the cache, and bring the host's values up to date later: before its next call to
-  // to_host, cache_written, write_cache or release_cache returns. So the host's cache is
-  // current whenever the model has asked for an activation, as it does for the logits at the
-  // end of every forward pass; and a write the model makes on the host itself, announced by
-  // cache_written, follows one of those calls (write_cache's default makes one: to_host).
+  // to_host, cache_written or release_cache returns (not write_cache: a layer's keys and
+  // values may both be on their way). So the host's cache is current whenever the model has
+  // asked for an activation, as it does for the logits at the end of every forward pass; and a
+  // write the model makes on the host itself, announced by cache_written, follows one of those
+  // calls (write_cache's default makes one: to_host).
   virtual void write_cache(T* cache, int64_t capacity, int64_t first, const T* src,
                            int64_t count) {
     to_host(src, 0, count);

@@ -732,12 +732,16 @@ class CudaBackend final : public Backend<float> {
   // split over devices 0 and 1 by their role (MatrixRole) and output projections' partial sums
   // added by an NCCL all-reduce; every other op on device 0.
   CudaBackend(CudaPrecision precision, int ranks) : precision_(precision), main_(first_device()) {
-    if (cudaHostAlloc(&download_stage_, kDownloadStageBytes, cudaHostAllocDefault) !=
-        cudaSuccess) {
-      (void)cudaGetLastError();
-      download_stage_ = nullptr;
+    if (ranks == 1) {
+      // Last, so that nothing after it can throw and leak it. A tensor-parallel backend holds
+      // no activations, so its write_cache takes the default path and needs none.
+      if (cudaHostAlloc(&download_stage_, kDownloadStageBytes, cudaHostAllocDefault) !=
+          cudaSuccess) {
+        (void)cudaGetLastError();
+        download_stage_ = nullptr;
+      }
+      return;
     }
-    if (ranks == 1) return;
 #ifdef PINMARK_HAVE_NCCL_HEADERS
     if (ranks != 2)
       throw std::runtime_error("tensor parallelism over " + std::to_string(ranks) +
@@ -870,8 +874,9 @@ class CudaBackend final : public Backend<float> {
   }
 
   // Keys and values still on the device go from there into the cache's mirror, and to the
-  // host's cache through a page-locked buffer that reaches it at the next wait for the stream
-  // (flush_cache_writes): a decode step does not wait at every layer to bring k and v up first.
+  // host's cache through a page-locked buffer whose values reach it at the backend's next
+  // to_host, cache_written or release_cache (flush_cache_writes): a decode step does not wait
+  // at every layer to bring k and v up first.
   void write_cache(float* cache, int64_t capacity, int64_t first, const float* src,
                    int64_t count) override {
     Resident* r = count > 0 ? resident(src, count) : nullptr;
@@ -881,27 +886,30 @@ class CudaBackend final : public Backend<float> {
     if (mirror == nullptr) return Backend<float>::write_cache(cache, capacity, first, src, count);
     const float* d_src = r->data + (src - r->host);
     const size_t bytes = count * sizeof(float);
+    // Invalidated first, and valid again only once both copies are on their way: if one fails,
+    // neither the mirror nor the host claims the new values.
     mirror->valid = first;
+    pending_cache_writes_.reserve(pending_cache_writes_.size() + 1);
     PINMARK_CUDA_CHECK(cudaMemcpyAsync(mirror->data + first, d_src, bytes,
                                        cudaMemcpyDeviceToDevice, main_.stream));
-    mirror->valid = first + count;
     if (bytes > kDownloadStageBytes) {
       flush_cache_writes();
       PINMARK_CUDA_CHECK(cudaMemcpyAsync(cache + first, d_src, bytes, cudaMemcpyDeviceToHost,
                                          main_.stream));
       PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
-      return;
+    } else {
+      size_t at = (download_stage_used_ + 255) & ~size_t{255};
+      if (at + bytes > kDownloadStageBytes) {
+        flush_cache_writes();
+        at = 0;
+      }
+      char* staged = static_cast<char*>(download_stage_) + at;
+      PINMARK_CUDA_CHECK(
+          cudaMemcpyAsync(staged, d_src, bytes, cudaMemcpyDeviceToHost, main_.stream));
+      pending_cache_writes_.push_back({cache + first, staged, bytes});
+      download_stage_used_ = at + bytes;
     }
-    size_t at = (download_stage_used_ + 255) & ~size_t{255};
-    if (at + bytes > kDownloadStageBytes) {
-      flush_cache_writes();
-      at = 0;
-    }
-    char* staged = static_cast<char*>(download_stage_) + at;
-    PINMARK_CUDA_CHECK(
-        cudaMemcpyAsync(staged, d_src, bytes, cudaMemcpyDeviceToHost, main_.stream));
-    pending_cache_writes_.push_back({cache + first, staged, bytes});
-    download_stage_used_ = at + bytes;
+    mirror->valid = first + count;
   }
 
   void release_cache(const float* cache) override {
@@ -1451,9 +1459,16 @@ class CudaBackend final : public Backend<float> {
 
   // The host's cache values of write_cache's staged copies, put in place once the stream has
   // drained; the buffer is then free again.
+  // If the stream fails, the staged values are dropped, not kept to land later in arrays that
+  // may be gone by then.
   void flush_cache_writes() {
     if (pending_cache_writes_.empty()) return;
-    PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
+    const cudaError_t drained = cudaStreamSynchronize(main_.stream);
+    if (drained != cudaSuccess) {
+      pending_cache_writes_.clear();
+      download_stage_used_ = 0;
+      PINMARK_CUDA_CHECK(drained);
+    }
     for (const PendingCacheWrite& w : pending_cache_writes_) std::memcpy(w.host, w.staged, w.bytes);
     pending_cache_writes_.clear();
     download_stage_used_ = 0;
@@ -1852,7 +1867,7 @@ class CudaBackend final : public Backend<float> {
     size_t bytes;
   };
   static constexpr size_t kDownloadStageBytes = size_t{8} << 20;
-  void* download_stage_ = nullptr;  // nullptr: write_cache waits to copy to the host
+  void* download_stage_ = nullptr;  // nullptr: write_cache takes Backend's default path
   size_t download_stage_used_ = 0;
   std::vector<PendingCacheWrite> pending_cache_writes_;
   // A held activation array (hold_activations) on device 0; at least one copy is current.

@@ -492,14 +492,15 @@ TEST_F(CudaTest, AttentionValues) {
 // the bits of that plain loop on the host (IEEE fp32 multiplies and adds round alike), over
 // contexts that are and are not multiples of the kernel's tiles of keys, head sizes that fill
 // its blocks' dimensions or leave part of them (some not a multiple of 4, so copied a value at
-// a time), and groups of query heads a KV head that fill
-// one block (2), leave part of one (1, 7) or take more than one (16, 12).
+// a time), and groups of query heads a KV head that leave part of a block's 8 heads (1, 2, 7),
+// fill it (8) or take more than one block (12, 16).
 TEST_F(CudaTest, AttentionValuesSumTheKeysInOrder) {
   struct Heads {
     int heads, kv_heads;
   };
   const int n = 2;
-  for (const Heads shape : {Heads{4, 2}, Heads{3, 3}, Heads{28, 4}, Heads{32, 2}, Heads{12, 1}})
+  for (const Heads shape : {Heads{4, 2}, Heads{3, 3}, Heads{28, 4}, Heads{16, 2}, Heads{32, 2},
+                            Heads{12, 1}})
   for (int hd : {6, 16, 50, 64, 96, 80, 256, 320})
   for (int kv_len : {1, 15, 16, 17, 64, 65, 300, 4099}) {
     const int heads = shape.heads, kv_heads = shape.kv_heads;
