@@ -5,8 +5,9 @@
 // host write it does not announce (from_host) is overwritten before the next op reads it. Either
 // changes the logits, which the checks below compare bit for bit with the plain backend's.
 // Cache writes from a held array (write_cache) lag as a device backend's may: the host's cache
-// values are NaN between ops until the next to_host, cache_written, write_cache or
-// release_cache, so a host read of them the model makes before one of those reads NaN.
+// values are NaN between ops until the next to_host, cache_written or release_cache (a
+// write_cache from a held array leaves earlier ones lagging), so a host read of them the model
+// makes before one of those reads NaN.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -220,7 +221,6 @@ class ResidentBackend final : public Backend<T> {
   }
   void write_cache(T* cache, int64_t capacity, int64_t first, const T* src,
                    int64_t count) override {
-    flush_cache_writes();
     const T* own = find(src, count);
     if (own == nullptr) return Backend<T>::write_cache(cache, capacity, first, src, count);
     lagging_.push_back({cache + first, std::vector<T>(own, own + count)});
