@@ -37,8 +37,8 @@
 // (2: Backend::hold_matrix and release_matrix; tensor parallelism's functions; 3: the ops of
 // Gemma 3n and DeepSeek-V4, up to softmax_pool; 4: Backend::cache_written and release_cache;
 // 5: Backend::hold_activations, release_activations, to_host, from_host and round_stored;
-// 6: Backend::write_cache).
-#define PINMARK_CUDA_MODULE_ABI 6
+// 6: Backend::write_cache; 7: Backend::round_next).
+#define PINMARK_CUDA_MODULE_ABI 7
 
 extern "C" {
 

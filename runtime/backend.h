@@ -343,6 +343,17 @@ class Backend {
   // is stored in a 16-bit target (make_rounding_backend). A backend that keeps values on a
   // device rounds them there, with the same bits as round_to() (runtime/dtype.h). A double is
   // rounded through float.
+  //
+  // The rounding layer announces each such call: round_next(values, n, storage) comes just
+  // before the op whose result values[n] is, and round_stored(values, n, storage) just after
+  // it, with no call between them but that op's. A backend may round the result as its kernel
+  // stores it, with round_stored's bits, and then take that round_stored call as done; the op
+  // must then have written every one of the n values. An op that rounds nothing leaves the
+  // round_stored call to round. The default ignores the notice. (So a 16-bit target stores each
+  // result once, not once and then again rounded.)
+  virtual void round_next(const T* values, int64_t n, DType storage) {
+    (void)values, (void)n, (void)storage;
+  }
   virtual void round_stored(T* values, int64_t n, DType storage) {
     if constexpr (std::is_same_v<T, float>) {
       round_in_place(storage, values, n);

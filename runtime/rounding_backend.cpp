@@ -14,6 +14,9 @@ class RoundingBackend final : public StoringBackend<float> {
   // The inner backend rounds, where it keeps the values: so the activations it holds on a
   // device may stay there (Backend::hold_activations).
   void store(float* values, int64_t n, int) override { inner().round_stored(values, n, storage_); }
+  void will_store(const float* values, int64_t n) override {
+    inner().round_next(values, n, storage_);
+  }
   void hold_activations(const float* a, int64_t count) override {
     inner().hold_activations(a, count);
   }

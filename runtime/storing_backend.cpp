@@ -6,6 +6,7 @@ namespace pinmark {
 
 template <class T>
 void StoringBackend<T>::embed(const T* table, const int* tokens, int n, int dim, T* out) {
+  will_store(out, int64_t{n} * dim);
   inner_->embed(table, tokens, n, dim, out);
   store(out, int64_t{n} * dim, 1);
 }
@@ -28,17 +29,20 @@ void StoringBackend<T>::release_cache(const T* cache) {
 }
 template <class T>
 void StoringBackend<T>::matmul(const T* x, const T* w, int n, int k, int m, T* y) {
+  will_store(y, int64_t{n} * m);
   inner_->matmul(x, w, n, k, m, y);
   store(y, int64_t{n} * m, k);
 }
 template <class T>
 void StoringBackend<T>::rmsnorm(const T* x, const T* w, int n, int dim, double eps, T* y) {
+  will_store(y, int64_t{n} * dim);
   inner_->rmsnorm(x, w, n, dim, eps, y);
   store(y, int64_t{n} * dim, dim);
 }
 template <class T>
 void StoringBackend<T>::rope(T* x, const int* positions, int n, int heads, int head_dim,
                              double theta) {
+  will_store(x, int64_t{n} * heads * head_dim);
   inner_->rope(x, positions, n, heads, head_dim, theta);
   store(x, int64_t{n} * heads * head_dim, 2);
 }
@@ -58,12 +62,14 @@ void StoringBackend<T>::score_mod(T* scores, const int* positions, int n, int kv
 }
 template <class T>
 void StoringBackend<T>::softmax(T* x, int rows, int len) {
+  will_store(x, int64_t{rows} * len);
   inner_->softmax(x, rows, len);
   store(x, int64_t{rows} * len, len);
 }
 template <class T>
 void StoringBackend<T>::attention_values(const T* probs, const T* v, int n, int kv_len,
                                          int heads, int kv_heads, int head_dim, T* out) {
+  will_store(out, int64_t{n} * heads * head_dim);
   inner_->attention_values(probs, v, n, kv_len, heads, kv_heads, head_dim, out);
   store(out, int64_t{n} * heads * head_dim, kv_len);
 }
@@ -85,6 +91,7 @@ bool StoringBackend<T>::gated_mlp(const T* x, const T* gate, const T* up, const 
 template <class T>
 void StoringBackend<T>::causal_conv1d_silu(const T* x, const T* w, int n, int channels,
                                            int kernel, T* out) {
+  will_store(out, int64_t{n} * channels);
   inner_->causal_conv1d_silu(x, w, n, channels, kernel, out);
   store(out, int64_t{n} * channels, kernel);
 }
@@ -94,17 +101,20 @@ template <class T>
 void StoringBackend<T>::gated_delta_rule(const T* qkv, const T* a, const T* b, const T* A_log,
                                          const T* dt_bias, const GatedDeltaParams& p, T* state,
                                          T* out) {
+  will_store(out, int64_t{p.n} * p.v_heads * p.v_dim);
   inner_->gated_delta_rule(qkv, a, b, A_log, dt_bias, p, state, out);
   store(out, int64_t{p.n} * p.v_heads * p.v_dim, p.k_dim);
 }
 template <class T>
 void StoringBackend<T>::rmsnorm_gated(const T* x, const T* w, const T* gate, int n, int dim,
                                       double eps, T* y) {
+  will_store(y, int64_t{n} * dim);
   inner_->rmsnorm_gated(x, w, gate, n, dim, eps, y);
   store(y, int64_t{n} * dim, dim);
 }
 template <class T>
 void StoringBackend<T>::sigmoid_gate(const T* x, const T* gate, int64_t n, T* out) {
+  will_store(out, n);
   inner_->sigmoid_gate(x, gate, n, out);
   store(out, n, 1);
 }
@@ -120,6 +130,7 @@ void StoringBackend<T>::indexer_scores(const T* q, const T* k, const T* weights,
 template <class T>
 void StoringBackend<T>::mix_streams(const T* x, const T* coefs, int n, int in_streams,
                                     int out_streams, int dim, T* y) {
+  will_store(y, int64_t{out_streams} * n * dim);
   inner_->mix_streams(x, coefs, n, in_streams, out_streams, dim, y);
   store(y, int64_t{out_streams} * n * dim, in_streams);
 }
@@ -128,83 +139,98 @@ void StoringBackend<T>::mix_streams(const T* x, const T* coefs, int n, int in_st
 template <class T>
 void StoringBackend<T>::softmax_pool(const T* kv, const T* gate, int n, int slots, int dim,
                                      T* out) {
+  will_store(out, int64_t{n} * dim);
   inner_->softmax_pool(kv, gate, n, slots, dim, out);
   store(out, int64_t{n} * dim, slots);
 }
 template <class T>
 void StoringBackend<T>::scale_columns(const T* x, const T* w, int n, int dim, T* y) {
+  will_store(y, int64_t{n} * dim);
   inner_->scale_columns(x, w, n, dim, y);
   store(y, int64_t{n} * dim, 1);
 }
 template <class T>
 void StoringBackend<T>::rescale_rms(const T* x, const T* ref, int n, int dim, double floor,
                                     T* y) {
+  will_store(y, int64_t{n} * dim);
   inner_->rescale_rms(x, ref, n, dim, floor, y);
   store(y, int64_t{n} * dim, dim);
 }
 // transformers converts the quantile to the activations' dtype before using it.
 template <class T>
 void StoringBackend<T>::gaussian_topk(T* x, int n, int dim, double std_multiplier) {
+  will_store(x, int64_t{n} * dim);
   inner_->gaussian_topk(x, n, dim, stored_scalar(std_multiplier));
   store(x, int64_t{n} * dim, dim);
 }
 template <class T>
 void StoringBackend<T>::swiglu(const T* gate, const T* up, int64_t n, T* out) {
+  will_store(out, n);
   inner_->swiglu(gate, up, n, out);
   store(out, n, 1);
 }
 template <class T>
 void StoringBackend<T>::clamped_swiglu(const T* gate, const T* up, int64_t n, double alpha,
                                        double limit, T* out) {
+  will_store(out, n);
   inner_->clamped_swiglu(gate, up, n, alpha, limit, out);
   store(out, n, 1);
 }
 template <class T>
 void StoringBackend<T>::add(T* y, const T* x, int64_t n) {
+  will_store(y, n);
   inner_->add(y, x, n);
   store(y, n, 1);
 }
 template <class T>
 void StoringBackend<T>::matmul_bias(const T* x, const T* w, const T* b, int n, int k, int m,
                                     T* y) {
+  will_store(y, int64_t{n} * m);
   inner_->matmul_bias(x, w, b, n, k, m, y);
   store(y, int64_t{n} * m, k);
 }
 template <class T>
 void StoringBackend<T>::rmsnorm_plus_one(const T* x, const T* w, int n, int dim, double eps,
                                          T* y) {
+  will_store(y, int64_t{n} * dim);
   inner_->rmsnorm_plus_one(x, w, n, dim, eps, y);
   store(y, int64_t{n} * dim, dim);
 }
 template <class T>
 void StoringBackend<T>::layernorm(const T* x, const T* w, const T* b, int n, int dim,
                                   double eps, T* y) {
+  will_store(y, int64_t{n} * dim);
   inner_->layernorm(x, w, b, n, dim, eps, y);
   store(y, int64_t{n} * dim, dim);
 }
 template <class T>
 void StoringBackend<T>::rope_freqs(T* x, const int* positions, int n, int heads, int head_dim,
                                    const double* inv_freq, double attention_scaling) {
+  will_store(x, int64_t{n} * heads * head_dim);
   inner_->rope_freqs(x, positions, n, heads, head_dim, inv_freq, attention_scaling);
   store(x, int64_t{n} * heads * head_dim, 2);
 }
 template <class T>
 void StoringBackend<T>::softcap(T* x, int64_t n, double cap) {
+  will_store(x, n);
   inner_->softcap(x, n, cap);
   store(x, n, 1);
 }
 template <class T>
 void StoringBackend<T>::scale(T* x, int64_t n, double scale) {
+  will_store(x, n);
   inner_->scale(x, n, stored_scalar(scale));
   store(x, n, 1);
 }
 template <class T>
 void StoringBackend<T>::gelu(const T* x, int64_t n, bool tanh, T* out) {
+  will_store(out, n);
   inner_->gelu(x, n, tanh, out);
   store(out, n, 1);
 }
 template <class T>
 void StoringBackend<T>::geglu(const T* gate, const T* up, int64_t n, bool tanh, T* out) {
+  will_store(out, n);
   inner_->geglu(gate, up, n, tanh, out);
   store(out, n, 1);
 }

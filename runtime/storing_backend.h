@@ -83,6 +83,10 @@ class StoringBackend : public Backend<T> {
   // values[n], each the result of a sum of `reduction` products (1 for an elementwise op),
   // stored to memory in the target's storage type.
   virtual void store(T* values, int64_t n, int reduction) = 0;
+  // Called just before the op whose result values[n] then goes to store() (every store but
+  // moe_combine's, whose rows are stored one by one): where the rounding layer tells the inner
+  // backend what it will round (Backend::round_next).
+  virtual void will_store(const T* values, int64_t n) { (void)values, (void)n; }
   // values[n] kept in the accumulation type, as a fused attention kernel keeps its scores
   // and a router its probabilities (Hugging Face routes in fp32 whatever the model's dtype).
   virtual void keep(T* values, int64_t n, int reduction) { (void)values, (void)n, (void)reduction; }

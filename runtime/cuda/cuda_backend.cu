@@ -80,10 +80,41 @@ struct Max {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (count); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-__global__ void embed_kernel(const float* table, const int* tokens, int n, int dim, float* out) {
+// round_in_place (runtime/dtype.cpp) on the device, the same integer and IEEE operations: the
+// bits match the host's for every input, NaN payloads included.
+__device__ __forceinline__ float round_bf16_value(float x) {
+  const uint32_t b = __float_as_uint(x);
+  const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+  const uint32_t nan = (b & 0xFFFF0000u) | 0x00400000u;
+  return __uint_as_float((b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+}
+
+__device__ __forceinline__ float round_fp16_value(float x) {
+  const uint32_t b = __float_as_uint(x), sign = b & 0x80000000u, a = b & 0x7FFFFFFFu;
+  // Subnormals: (a + 0.5) - 0.5 rounds a to a multiple of 2^-24, ties to even.
+  const uint32_t sub = __float_as_uint(__fsub_rn(__fadd_rn(__uint_as_float(a), 0.5f), 0.5f));
+  const uint32_t normal = (a + 0xFFFu + ((a >> 13) & 1u)) & 0xFFFFE000u;
+  uint32_t r = a < 0x38800000u ? sub : normal;
+  r = a >= 0x477FF000u ? 0x7F800000u : r;
+  r = a > 0x7F800000u ? 0x7FC00000u : r;
+  return __uint_as_float(sign | r);
+}
+
+// How a kernel stores its results: as computed, or already rounded to the 16-bit type the
+// rounding layer would round them to next (Backend::round_next), which then has nothing to do.
+enum class Rounding : int { none, bf16, fp16 };
+
+__device__ __forceinline__ float stored(float x, Rounding rounding) {
+  return rounding == Rounding::bf16   ? round_bf16_value(x)
+         : rounding == Rounding::fp16 ? round_fp16_value(x)
+                                      : x;
+}
+
+__global__ void embed_kernel(const float* table, const int* tokens, int n, int dim,
+                             Rounding rounding, float* out) {
   PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) {
     const int64_t i = idx / dim, d = idx % dim;
-    out[idx] = table[static_cast<int64_t>(tokens[i]) * dim + d];
+    out[idx] = stored(table[static_cast<int64_t>(tokens[i]) * dim + d], rounding);
   }
 }
 
@@ -95,28 +126,8 @@ __global__ void to_half_kernel(const float* x, int64_t n, __half* out) {
   PINMARK_GRID_STRIDE(i, n) out[i] = __float2half_rn(x[i]);
 }
 
-// round_in_place (runtime/dtype.cpp) on the device, the same integer and IEEE operations: the
-// bits match the host's for every input, NaN payloads included.
-__global__ void round_bf16_kernel(float* x, int64_t n) {
-  PINMARK_GRID_STRIDE(i, n) {
-    const uint32_t b = __float_as_uint(x[i]);
-    const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
-    const uint32_t nan = (b & 0xFFFF0000u) | 0x00400000u;
-    x[i] = __uint_as_float((b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
-  }
-}
-
-__global__ void round_fp16_kernel(float* x, int64_t n) {
-  PINMARK_GRID_STRIDE(i, n) {
-    const uint32_t b = __float_as_uint(x[i]), sign = b & 0x80000000u, a = b & 0x7FFFFFFFu;
-    // Subnormals: (a + 0.5) - 0.5 rounds a to a multiple of 2^-24, ties to even.
-    const uint32_t sub = __float_as_uint(__fsub_rn(__fadd_rn(__uint_as_float(a), 0.5f), 0.5f));
-    const uint32_t normal = (a + 0xFFFu + ((a >> 13) & 1u)) & 0xFFFFE000u;
-    uint32_t r = a < 0x38800000u ? sub : normal;
-    r = a >= 0x477FF000u ? 0x7F800000u : r;
-    r = a > 0x7F800000u ? 0x7FC00000u : r;
-    x[i] = __uint_as_float(sign | r);
-  }
+__global__ void round_kernel(float* x, int64_t n, Rounding rounding) {
+  PINMARK_GRID_STRIDE(i, n) x[i] = stored(x[i], rounding);
 }
 
 __global__ void from_bf16_kernel(const __nv_bfloat16* x, int64_t n, float* out) {
@@ -127,8 +138,8 @@ __global__ void from_half_kernel(const __half* x, int64_t n, float* out) {
   PINMARK_GRID_STRIDE(i, n) out[i] = __half2float(x[i]);
 }
 
-__global__ void add_bias_kernel(float* y, const float* b, int n, int m) {
-  PINMARK_GRID_STRIDE(idx, int64_t{n} * m) y[idx] = y[idx] + b[idx % m];
+__global__ void add_bias_kernel(float* y, const float* b, int n, int m, Rounding rounding) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * m) y[idx] = stored(y[idx] + b[idx % m], rounding);
 }
 
 // 1 / sqrt(mean(xr^2) + eps) of one row, by the whole block: shared by the RMSNorm kernels so
@@ -142,29 +153,30 @@ __device__ float inverse_rms(const float* xr, int dim, float eps, float* shared)
 
 // One block per row; kPlusOne for Gemma's weight stored as an offset from one.
 template <bool kPlusOne>
-__global__ void rmsnorm_kernel(const float* x, const float* w, int dim, float eps, float* y) {
+__global__ void rmsnorm_kernel(const float* x, const float* w, int dim, float eps,
+                               Rounding rounding, float* y) {
   __shared__ float shared[kBlock];
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
   const float inv = inverse_rms(xr, dim, eps, shared);
   for (int d = threadIdx.x; d < dim; d += kBlock)
-    yr[d] = (xr[d] * inv) * (kPlusOne ? 1.0f + w[d] : w[d]);
+    yr[d] = stored((xr[d] * inv) * (kPlusOne ? 1.0f + w[d] : w[d]), rounding);
 }
 
 // One block per row. The normalized row is formed as rmsnorm_kernel forms it, then gated.
 __global__ void rmsnorm_gated_kernel(const float* x, const float* w, const float* gate, int dim,
-                                     float eps, float* y) {
+                                     float eps, Rounding rounding, float* y) {
   __shared__ float shared[kBlock];
   const int64_t row = static_cast<int64_t>(blockIdx.x) * dim;
   const float inv = inverse_rms(x + row, dim, eps, shared);
   for (int d = threadIdx.x; d < dim; d += kBlock) {
     const float g = gate[row + d];
-    y[row + d] = ((x[row + d] * inv) * w[d]) * (g / (1.0f + expf(-g)));
+    y[row + d] = stored(((x[row + d] * inv) * w[d]) * (g / (1.0f + expf(-g))), rounding);
   }
 }
 
 __global__ void layernorm_kernel(const float* x, const float* w, const float* b, int dim,
-                                 float eps, float* y) {
+                                 float eps, Rounding rounding, float* y) {
   __shared__ float shared[kBlock];
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
@@ -175,19 +187,21 @@ __global__ void layernorm_kernel(const float* x, const float* w, const float* b,
   for (int d = threadIdx.x; d < dim; d += kBlock) ss += (xr[d] - mean) * (xr[d] - mean);
   ss = block_reduce(ss, shared, Sum{});
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
-  for (int d = threadIdx.x; d < dim; d += kBlock) yr[d] = ((xr[d] - mean) * inv) * w[d] + b[d];
+  for (int d = threadIdx.x; d < dim; d += kBlock)
+    yr[d] = stored(((xr[d] - mean) * inv) * w[d] + b[d], rounding);
 }
 
 // cos_sin[i, j] = (cos, sin) of position i's angle for pair j, computed on the host in fp64.
-__global__ void rope_kernel(float* x, const float2* cos_sin, int n, int heads, int head_dim) {
+__global__ void rope_kernel(float* x, const float2* cos_sin, int n, int heads, int head_dim,
+                            Rounding rounding) {
   const int half = head_dim / 2;
   PINMARK_GRID_STRIDE(idx, int64_t{n} * heads * half) {
     const int64_t j = idx % half, h = idx / half % heads, i = idx / half / heads;
     const float2 cs = cos_sin[i * half + j];
     float* v = x + (i * heads + h) * head_dim;
     const float x1 = v[j], x2 = v[j + half];
-    v[j] = x1 * cs.x - x2 * cs.y;
-    v[j + half] = x2 * cs.x + x1 * cs.y;
+    v[j] = stored(x1 * cs.x - x2 * cs.y, rounding);
+    v[j + half] = stored(x2 * cs.x + x1 * cs.y, rounding);
   }
 }
 
@@ -224,7 +238,7 @@ __global__ void score_mod_kernel(float* scores, const int* positions, int n, int
 }
 
 // One block per row.
-__global__ void softmax_kernel(float* x, int len) {
+__global__ void softmax_kernel(float* x, int len, Rounding rounding) {
   __shared__ float shared[kBlock];
   float* row = x + static_cast<int64_t>(blockIdx.x) * len;
   float max = -INFINITY;
@@ -242,7 +256,7 @@ __global__ void softmax_kernel(float* x, int len) {
     sum += e;
   }
   sum = block_reduce(sum, shared, Sum{});
-  for (int j = threadIdx.x; j < len; j += kBlock) row[j] = row[j] / sum;
+  for (int j = threadIdx.x; j < len; j += kBlock) row[j] = stored(row[j] / sum, rounding);
 }
 
 // attention_values, a block per query row, KV head, up to kValuesHeads of the heads that read
@@ -264,7 +278,7 @@ constexpr int kValuesStages = 4;
 template <bool kQuads>
 __global__ void attention_values_kernel(const float* probs, const float* v, int n, int kv_len,
                                         int heads, int kv_heads, int head_dim, int head_blocks,
-                                        float* out) {
+                                        Rounding rounding, float* out) {
   __shared__ __align__(16) float v_tile[kValuesStages][kValuesKeys][kValuesDims];
   __shared__ __align__(16) float p_tile[kValuesStages][kValuesHeads][kValuesKeys];
   const int group = heads / kv_heads;
@@ -336,36 +350,37 @@ __global__ void attention_values_kernel(const float* probs, const float* v, int 
       for (int u = 0; u < 16; ++u) sum = __fadd_rn(sum, __fmul_rn(p[u], x[u]));
     }
   }
-  if (sums) out[(i * heads + h0 + h) * head_dim + d0 + d] = sum;
+  if (sums) out[(i * heads + h0 + h) * head_dim + d0 + d] = stored(sum, rounding);
 }
 
-__global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, float* out) {
+__global__ void swiglu_kernel(const float* gate, const float* up, int64_t n, Rounding rounding,
+                              float* out) {
   PINMARK_GRID_STRIDE(i, n) {
     const float g = gate[i];
-    out[i] = (g / (1.0f + expf(-g))) * up[i];
+    out[i] = stored((g / (1.0f + expf(-g))) * up[i], rounding);
   }
 }
 
 __global__ void clamped_swiglu_kernel(const float* gate, const float* up, int64_t n, float alpha,
-                                      float limit, float* out) {
+                                      float limit, Rounding rounding, float* out) {
   PINMARK_GRID_STRIDE(i, n) {
     // Comparisons, not fminf/fmaxf, which would turn a NaN into the limit.
     const float g = limit < gate[i] ? limit : gate[i];
     const float u = up[i] < -limit ? -limit : (limit < up[i] ? limit : up[i]);
-    out[i] = (u + 1.0f) * (g / (1.0f + expf(-(alpha * g))));
+    out[i] = stored((u + 1.0f) * (g / (1.0f + expf(-(alpha * g)))), rounding);
   }
 }
 
-__global__ void add_kernel(float* y, const float* x, int64_t n) {
-  PINMARK_GRID_STRIDE(i, n) y[i] = y[i] + x[i];
+__global__ void add_kernel(float* y, const float* x, int64_t n, Rounding rounding) {
+  PINMARK_GRID_STRIDE(i, n) y[i] = stored(y[i] + x[i], rounding);
 }
 
-__global__ void softcap_kernel(float* x, int64_t n, float cap) {
-  PINMARK_GRID_STRIDE(i, n) x[i] = tanhf(x[i] / cap) * cap;
+__global__ void softcap_kernel(float* x, int64_t n, float cap, Rounding rounding) {
+  PINMARK_GRID_STRIDE(i, n) x[i] = stored(tanhf(x[i] / cap) * cap, rounding);
 }
 
-__global__ void scale_kernel(float* x, int64_t n, float s) {
-  PINMARK_GRID_STRIDE(i, n) x[i] = x[i] * s;
+__global__ void scale_kernel(float* x, int64_t n, float s, Rounding rounding) {
+  PINMARK_GRID_STRIDE(i, n) x[i] = stored(x[i] * s, rounding);
 }
 
 // Written term for term like the CPU reference, so that the rounding steps are the same.
@@ -377,13 +392,14 @@ __device__ float gelu_of(float x, bool tanh_approximation) {
   return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
-__global__ void gelu_kernel(const float* x, int64_t n, bool tanh_approximation, float* out) {
-  PINMARK_GRID_STRIDE(i, n) out[i] = gelu_of(x[i], tanh_approximation);
+__global__ void gelu_kernel(const float* x, int64_t n, bool tanh_approximation,
+                            Rounding rounding, float* out) {
+  PINMARK_GRID_STRIDE(i, n) out[i] = stored(gelu_of(x[i], tanh_approximation), rounding);
 }
 
 __global__ void geglu_kernel(const float* gate, const float* up, int64_t n,
-                             bool tanh_approximation, float* out) {
-  PINMARK_GRID_STRIDE(i, n) out[i] = gelu_of(gate[i], tanh_approximation) * up[i];
+                             bool tanh_approximation, Rounding rounding, float* out) {
+  PINMARK_GRID_STRIDE(i, n) out[i] = stored(gelu_of(gate[i], tanh_approximation) * up[i], rounding);
 }
 
 // One thread per row: expert counts are small, and a sequential scan makes the tie rule (the
@@ -430,8 +446,9 @@ __global__ void moe_combine_kernel(float* y, const float* x, const int* rows,
   }
 }
 
-__global__ void sigmoid_gate_kernel(const float* x, const float* gate, int64_t n, float* out) {
-  PINMARK_GRID_STRIDE(i, n) out[i] = x[i] * (1.0f / (1.0f + expf(-gate[i])));
+__global__ void sigmoid_gate_kernel(const float* x, const float* gate, int64_t n,
+                                    Rounding rounding, float* out) {
+  PINMARK_GRID_STRIDE(i, n) out[i] = stored(x[i] * (1.0f / (1.0f + expf(-gate[i]))), rounding);
 }
 
 // One thread per (query, key): the heads and each head's dot product summed in order, as the CPU
@@ -471,8 +488,9 @@ __global__ void mix_streams_kernel(const float* x, const float* coefs, int n, in
   }
 }
 
-__global__ void scale_columns_kernel(const float* x, const float* w, int n, int dim, float* y) {
-  PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) y[idx] = x[idx] * w[idx % dim];
+__global__ void scale_columns_kernel(const float* x, const float* w, int n, int dim,
+                                     Rounding rounding, float* y) {
+  PINMARK_GRID_STRIDE(idx, int64_t{n} * dim) y[idx] = stored(x[idx] * w[idx % dim], rounding);
 }
 
 // One thread per (window, channel): the channel's softmax over the slots, then the weighted sum
@@ -653,12 +671,51 @@ class DeviceArena {
   std::vector<Slot> slots_;
 };
 
+// A page-locked host buffer, handed out front to back in pieces that start on 256-byte
+// boundaries, for copies that must not wait for the stream (a copy from pageable memory waits).
+// When a piece no longer fits, its owner waits for the copies through the earlier ones and
+// starts again from the front (reset). Without page-locked memory it hands out nothing.
+class StagingRing {
+ public:
+  explicit StagingRing(size_t bytes) {
+    if (bytes == 0) return;
+    if (cudaHostAlloc(&data_, bytes, cudaHostAllocDefault) != cudaSuccess) {
+      (void)cudaGetLastError();
+      data_ = nullptr;
+      return;
+    }
+    size_ = bytes;
+  }
+  StagingRing(const StagingRing&) = delete;
+  StagingRing& operator=(const StagingRing&) = delete;
+  // Its owner has waited for the copies through it first.
+  ~StagingRing() {
+    if (data_ != nullptr) (void)cudaFreeHost(data_);
+  }
+
+  bool available() const { return data_ != nullptr; }
+  size_t size() const { return size_; }
+  // Room for `bytes` after the pieces handed out since the last reset, or null.
+  char* take(size_t bytes) {
+    const size_t at = (used_ + 255) & ~size_t{255};
+    if (data_ == nullptr || at + bytes > size_) return nullptr;
+    used_ = at + bytes;
+    return static_cast<char*>(data_) + at;
+  }
+  void reset() { used_ = 0; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+  size_t used_ = 0;
+};
+
 // One GPU's resources: a stream, a cuBLAS handle that accumulates in fp32 without atomics and
 // with a fixed workspace, and buffers. A backend runs its ops on the first; a tensor-parallel
 // backend has one per rank and runs matrix products on all of them.
 class Device {
  public:
-  explicit Device(int ordinal) : ordinal_(ordinal) {
+  explicit Device(int ordinal) : ordinal_(ordinal), stage_(kStageBytes) {
     select();
     PINMARK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     PINMARK_CUDA_CHECK(cublasCreate(&cublas));
@@ -671,11 +728,6 @@ class Device {
                                           CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     // Split-k through atomics would make the sums' order vary run to run.
     PINMARK_CUDA_CHECK(cublasSetAtomicsMode(cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
-    // Without page-locked memory every copy goes from the host's own (copy_to_device).
-    if (cudaHostAlloc(&stage_, kStageBytes, cudaHostAllocDefault) != cudaSuccess) {
-      (void)cudaGetLastError();
-      stage_ = nullptr;
-    }
   }
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
@@ -685,8 +737,8 @@ class Device {
     (void)cudaSetDevice(ordinal_);
     if (cublas != nullptr) (void)cublasDestroy(cublas);
     if (workspace_ != nullptr) (void)cudaFree(workspace_);
+    // The staging ring goes after this: no copy through it is left in flight.
     if (stream != nullptr) (void)cudaStreamSynchronize(stream);
-    if (stage_ != nullptr) (void)cudaFreeHost(stage_);
     if (stream != nullptr) (void)cudaStreamDestroy(stream);
   }
 
@@ -699,15 +751,14 @@ class Device {
   // returns at once. The ring is reused only after the stream has drained.
   void copy_to_device(void* dst, const void* src, size_t bytes) {
     if (bytes == 0) return;
-    if (stage_ != nullptr && bytes <= kStageBytes / 4) {
-      size_t at = (stage_used_ + 255) & ~size_t{255};
-      if (at + bytes > kStageBytes) {
+    if (stage_.available() && bytes <= kStageBytes / 4) {
+      char* staged = stage_.take(bytes);
+      if (staged == nullptr) {
         PINMARK_CUDA_CHECK(cudaStreamSynchronize(stream));
-        at = 0;
+        stage_.reset();
+        staged = stage_.take(bytes);
       }
-      char* staged = static_cast<char*>(stage_) + at;
       std::memcpy(staged, src, bytes);
-      stage_used_ = at + bytes;
       PINMARK_CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream));
       return;
     }
@@ -722,8 +773,8 @@ class Device {
   static constexpr size_t kStageBytes = size_t{8} << 20;
   int ordinal_;
   void* workspace_ = nullptr;
-  void* stage_ = nullptr;  // page-locked, kStageBytes
-  size_t stage_used_ = 0;
+  // Without page-locked memory every copy goes from the host's own (copy_to_device).
+  StagingRing stage_;
 };
 
 class CudaBackend final : public Backend<float> {
@@ -731,17 +782,13 @@ class CudaBackend final : public Backend<float> {
   // ranks 1: every op on device 0. ranks 2: tensor parallelism, the held matrices' products
   // split over devices 0 and 1 by their role (MatrixRole) and output projections' partial sums
   // added by an NCCL all-reduce; every other op on device 0.
-  CudaBackend(CudaPrecision precision, int ranks) : precision_(precision), main_(first_device()) {
-    if (ranks == 1) {
-      // Last, so that nothing after it can throw and leak it. A tensor-parallel backend holds
-      // no activations, so its write_cache takes the default path and needs none.
-      if (cudaHostAlloc(&download_stage_, kDownloadStageBytes, cudaHostAllocDefault) !=
-          cudaSuccess) {
-        (void)cudaGetLastError();
-        download_stage_ = nullptr;
-      }
-      return;
-    }
+  // A tensor-parallel backend holds no activations, so its write_cache takes the default path
+  // and needs no download ring.
+  CudaBackend(CudaPrecision precision, int ranks)
+      : precision_(precision),
+        main_(first_device()),
+        download_stage_(ranks == 1 ? kDownloadStageBytes : 0) {
+    if (ranks == 1) return;
 #ifdef PINMARK_HAVE_NCCL_HEADERS
     if (ranks != 2)
       throw std::runtime_error("tensor parallelism over " + std::to_string(ranks) +
@@ -766,11 +813,8 @@ class CudaBackend final : public Backend<float> {
 
   ~CudaBackend() override {
     // Staged cache writes are dropped: every cache was released (and so brought up to date)
-    // before its memory went, or the device failed.
-    if (download_stage_ != nullptr) {
-      (void)cudaStreamSynchronize(main_.stream);
-      (void)cudaFreeHost(download_stage_);
-    }
+    // before its memory went, or the device failed. None is in flight when the ring goes.
+    (void)cudaStreamSynchronize(main_.stream);
     for (auto& entry : held_) free_held(entry.second);
     for (auto& entry : mirrors_) (void)cudaFree(entry.second.data);
     for (auto& entry : resident_) (void)cudaFree(entry.second.data);
@@ -807,8 +851,9 @@ class CudaBackend final : public Backend<float> {
                                         : upload(0, used.data(), int64_t{n} * dim);
     const int* d_tokens = upload(1, index.empty() ? tokens : index.data(), n);
     float* d_out = output(2, out, int64_t{n} * dim, {});
+    const Rounding rounding = take_rounding(out, int64_t{n} * dim);
     embed_kernel<<<grid_for(int64_t{n} * dim), kBlock, 0, main_.stream>>>(d_table, d_tokens, n, dim,
-                                                                      d_out);
+                                                                      rounding, d_out);
     PINMARK_CUDA_CHECK_LAUNCH(embed_kernel);
     download(out, d_out, int64_t{n} * dim);
   }
@@ -880,9 +925,11 @@ class CudaBackend final : public Backend<float> {
   void write_cache(float* cache, int64_t capacity, int64_t first, const float* src,
                    int64_t count) override {
     Resident* r = count > 0 ? resident(src, count) : nullptr;
-    CacheMirror* mirror = r != nullptr && r->device_valid && download_stage_ != nullptr
-                              ? mirror_for(cache, capacity, first, count)
-                              : nullptr;
+    // A src the host holds current goes from there, as the default copies it.
+    CacheMirror* mirror =
+        r != nullptr && r->device_valid && !r->host_valid && download_stage_.available()
+            ? mirror_for(cache, capacity, first, count)
+            : nullptr;
     if (mirror == nullptr) return Backend<float>::write_cache(cache, capacity, first, src, count);
     const float* d_src = r->data + (src - r->host);
     const size_t bytes = count * sizeof(float);
@@ -892,22 +939,20 @@ class CudaBackend final : public Backend<float> {
     pending_cache_writes_.reserve(pending_cache_writes_.size() + 1);
     PINMARK_CUDA_CHECK(cudaMemcpyAsync(mirror->data + first, d_src, bytes,
                                        cudaMemcpyDeviceToDevice, main_.stream));
-    if (bytes > kDownloadStageBytes) {
+    if (bytes > download_stage_.size()) {
       flush_cache_writes();
       PINMARK_CUDA_CHECK(cudaMemcpyAsync(cache + first, d_src, bytes, cudaMemcpyDeviceToHost,
                                          main_.stream));
       PINMARK_CUDA_CHECK(cudaStreamSynchronize(main_.stream));
     } else {
-      size_t at = (download_stage_used_ + 255) & ~size_t{255};
-      if (at + bytes > kDownloadStageBytes) {
+      char* staged = download_stage_.take(bytes);
+      if (staged == nullptr) {
         flush_cache_writes();
-        at = 0;
+        staged = download_stage_.take(bytes);
       }
-      char* staged = static_cast<char*>(download_stage_) + at;
       PINMARK_CUDA_CHECK(
           cudaMemcpyAsync(staged, d_src, bytes, cudaMemcpyDeviceToHost, main_.stream));
       pending_cache_writes_.push_back({cache + first, staged, bytes});
-      download_stage_used_ = at + bytes;
     }
     mirror->valid = first + count;
   }
@@ -938,14 +983,16 @@ class CudaBackend final : public Backend<float> {
     if (data == nullptr) {
       // Room to grow: a decode step's scores are a few values longer than the last step's.
       capacity = count + count / 4 + 256;
-      if (cudaMalloc(&data, capacity * sizeof(float)) != cudaSuccess) {
+      if (cudaMalloc(&data, buffer_bytes(capacity)) != cudaSuccess) {
         // Without the room the array stays on the host, as an unannounced one.
         (void)cudaGetLastError();
         return;
       }
     }
     try {
-      resident_[a] = Resident{a, data, count, capacity, false, true};
+      Resident r{a, data, count, capacity};
+      r.narrow = narrow_part(data, capacity);
+      resident_[a] = r;
     } catch (...) {
       (void)cudaFree(data);
       throw;
@@ -974,22 +1021,30 @@ class CudaBackend final : public Backend<float> {
     Resident* r = resident(a + first, count);
     if (r == nullptr || !r->device_valid || count <= 0) return;
     main_.copy_to_device(r->data + (a + first - r->host), a + first, count * sizeof(float));
+    r->narrow_valid = false;
+  }
+
+  // Kept until the next op takes it (take_rounding).
+  void round_next(const float* values, int64_t n, DType storage) override {
+    next_rounding_ = {values, n, rounding_of(storage)};
+    rounded_ = {};
   }
 
   void round_stored(float* values, int64_t n, DType storage) override {
+    const Announced done = rounded_;
+    rounded_ = {};
+    next_rounding_ = {};
+    // The op before rounded these values as its kernel stored them.
+    if (done.rounding != Rounding::none && done.rounding == rounding_of(storage) &&
+        done.values == values && done.count == n)
+      return;
     Resident* r = resident(values, n);
-    if (r == nullptr || !r->device_valid || n <= 0 ||
-        (storage != DType::bf16 && storage != DType::f16))
+    if (r == nullptr || !r->device_valid || n <= 0 || rounding_of(storage) == Rounding::none)
       return Backend<float>::round_stored(values, n, storage);
     float* d = r->data + (values - r->host);
-    if (storage == DType::bf16) {
-      round_bf16_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d, n);
-      PINMARK_CUDA_CHECK_LAUNCH(round_bf16_kernel);
-    } else {
-      round_fp16_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d, n);
-      PINMARK_CUDA_CHECK_LAUNCH(round_fp16_kernel);
-    }
-    r->host_valid = false;
+    round_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d, n, rounding_of(storage));
+    PINMARK_CUDA_CHECK_LAUNCH(round_kernel);
+    device_written(*r);
   }
 
   void matmul(const float* x, const float* w, int n, int k, int m, float* y) override {
@@ -1007,9 +1062,11 @@ class CudaBackend final : public Backend<float> {
     float* d_y = output(2, y, int64_t{n} * m, {{x, int64_t{n} * k}, {b, m}});
     gemm(x, w, n, k, m, d_y);
     const float* d_b = upload(3, b, m);
+    const Rounding rounding = take_rounding(y, int64_t{n} * m);
     // A separate pass rather than a cuBLAS epilogue: the bias is added to the finished fp32 dot
     // product, one rounding, which is what the interface asks for either way.
-    add_bias_kernel<<<grid_for(int64_t{n} * m), kBlock, 0, main_.stream>>>(d_y, d_b, n, m);
+    add_bias_kernel<<<grid_for(int64_t{n} * m), kBlock, 0, main_.stream>>>(d_y, d_b, n, m,
+                                                                           rounding);
     PINMARK_CUDA_CHECK_LAUNCH(add_bias_kernel);
     download(y, d_y, int64_t{n} * m);
   }
@@ -1030,7 +1087,9 @@ class CudaBackend final : public Backend<float> {
     const float* d_w = upload(1, w, dim);
     const float* d_b = upload(3, b, dim);
     float* d_y = main_.arena.get<float>(2, int64_t{n} * dim);
-    layernorm_kernel<<<n, kBlock, 0, main_.stream>>>(d_x, d_w, d_b, dim, static_cast<float>(eps), d_y);
+    const Rounding rounding = take_rounding(y, int64_t{n} * dim);
+    layernorm_kernel<<<n, kBlock, 0, main_.stream>>>(d_x, d_w, d_b, dim, static_cast<float>(eps),
+                                                     rounding, d_y);
     PINMARK_CUDA_CHECK_LAUNCH(layernorm_kernel);
     download(y, d_y, int64_t{n} * dim);
   }
@@ -1063,8 +1122,10 @@ class CudaBackend final : public Backend<float> {
     const int64_t count = int64_t{n} * heads * head_dim;
     float* d_x = upload(0, x, count);
     const float2* d_cs = upload(1, cos_sin.data(), static_cast<int64_t>(cos_sin.size()));
-    rope_kernel<<<grid_for(int64_t{n} * heads * half), kBlock, 0, main_.stream>>>(d_x, d_cs, n, heads,
-                                                                              head_dim);
+    // An odd head_dim leaves each head's last value as it was: rounded by round_stored, then.
+    const Rounding rounding = head_dim % 2 == 0 ? take_rounding(x, count) : Rounding::none;
+    rope_kernel<<<grid_for(int64_t{n} * heads * half), kBlock, 0, main_.stream>>>(
+        d_x, d_cs, n, heads, head_dim, rounding);
     PINMARK_CUDA_CHECK_LAUNCH(rope_kernel);
     download(x, d_x, count);
   }
@@ -1102,7 +1163,8 @@ class CudaBackend final : public Backend<float> {
     if (rows <= 0 || len <= 0) return;
     const int64_t count = int64_t{rows} * len;
     float* d_x = upload(0, x, count);
-    softmax_kernel<<<rows, kBlock, 0, main_.stream>>>(d_x, len);
+    const Rounding rounding = take_rounding(x, count);
+    softmax_kernel<<<rows, kBlock, 0, main_.stream>>>(d_x, len, rounding);
     PINMARK_CUDA_CHECK_LAUNCH(softmax_kernel);
     download(x, d_x, count);
   }
@@ -1125,12 +1187,13 @@ class CudaBackend final : public Backend<float> {
     const dim3 grid(static_cast<unsigned>(rows), (head_dim + kValuesDims - 1) / kValuesDims);
     // Eight warps a block whatever the group: those past its heads only copy.
     const int threads = kValuesHeads * kValuesDims;
+    const Rounding rounding = take_rounding(out, count);
     if (head_dim % 4 == 0 && reinterpret_cast<uintptr_t>(d_v) % 16 == 0)
       attention_values_kernel<true><<<grid, threads, 0, main_.stream>>>(
-          d_p, d_v, n, kv_len, heads, kv_heads, head_dim, head_blocks, d_o);
+          d_p, d_v, n, kv_len, heads, kv_heads, head_dim, head_blocks, rounding, d_o);
     else
       attention_values_kernel<false><<<grid, threads, 0, main_.stream>>>(
-          d_p, d_v, n, kv_len, heads, kv_heads, head_dim, head_blocks, d_o);
+          d_p, d_v, n, kv_len, heads, kv_heads, head_dim, head_blocks, rounding, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(attention_values_kernel);
     download(out, d_o, count);
   }
@@ -1140,7 +1203,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
     float* d_o = output(2, out, n, {{gate, n}, {up, n}});
-    swiglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, d_o);
+    const Rounding rounding = take_rounding(out, n);
+    swiglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, rounding, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(swiglu_kernel);
     download(out, d_o, n);
   }
@@ -1151,8 +1215,9 @@ class CudaBackend final : public Backend<float> {
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
     float* d_o = main_.arena.get<float>(2, n);
+    const Rounding rounding = take_rounding(out, n);
     clamped_swiglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(
-        d_g, d_u, n, static_cast<float>(alpha), static_cast<float>(limit), d_o);
+        d_g, d_u, n, static_cast<float>(alpha), static_cast<float>(limit), rounding, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(clamped_swiglu_kernel);
     download(out, d_o, n);
   }
@@ -1161,7 +1226,8 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     float* d_y = upload(0, y, n);
     const float* d_x = upload(1, x, n);
-    add_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_y, d_x, n);
+    const Rounding rounding = take_rounding(y, n);
+    add_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_y, d_x, n, rounding);
     PINMARK_CUDA_CHECK_LAUNCH(add_kernel);
     download(y, d_y, n);
   }
@@ -1169,7 +1235,9 @@ class CudaBackend final : public Backend<float> {
   void softcap(float* x, int64_t n, double cap) override {
     if (n <= 0) return;
     float* d_x = upload(0, x, n);
-    softcap_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, static_cast<float>(cap));
+    const Rounding rounding = take_rounding(x, n);
+    softcap_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, static_cast<float>(cap),
+                                                             rounding);
     PINMARK_CUDA_CHECK_LAUNCH(softcap_kernel);
     download(x, d_x, n);
   }
@@ -1177,7 +1245,9 @@ class CudaBackend final : public Backend<float> {
   void scale(float* x, int64_t n, double scale) override {
     if (n <= 0) return;
     float* d_x = upload(0, x, n);
-    scale_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, static_cast<float>(scale));
+    const Rounding rounding = take_rounding(x, n);
+    scale_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, static_cast<float>(scale),
+                                                           rounding);
     PINMARK_CUDA_CHECK_LAUNCH(scale_kernel);
     download(x, d_x, n);
   }
@@ -1186,7 +1256,8 @@ class CudaBackend final : public Backend<float> {
     if (n <= 0) return;
     const float* d_x = upload(0, x, n);
     float* d_o = output(2, out, n, {{x, n}});
-    gelu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, tanh, d_o);
+    const Rounding rounding = take_rounding(out, n);
+    gelu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, n, tanh, rounding, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(gelu_kernel);
     download(out, d_o, n);
   }
@@ -1196,7 +1267,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_g = upload(0, gate, n);
     const float* d_u = upload(1, up, n);
     float* d_o = output(2, out, n, {{gate, n}, {up, n}});
-    geglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, tanh, d_o);
+    const Rounding rounding = take_rounding(out, n);
+    geglu_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_g, d_u, n, tanh, rounding, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(geglu_kernel);
     download(out, d_o, n);
   }
@@ -1270,8 +1342,9 @@ class CudaBackend final : public Backend<float> {
     const float* d_w = upload(1, w, dim);
     const float* d_g = upload(3, gate, int64_t{n} * dim);
     float* d_y = main_.arena.get<float>(2, int64_t{n} * dim);
+    const Rounding rounding = take_rounding(y, int64_t{n} * dim);
     rmsnorm_gated_kernel<<<n, kBlock, 0, main_.stream>>>(d_x, d_w, d_g, dim,
-                                                         static_cast<float>(eps), d_y);
+                                                         static_cast<float>(eps), rounding, d_y);
     PINMARK_CUDA_CHECK_LAUNCH(rmsnorm_gated_kernel);
     download(y, d_y, int64_t{n} * dim);
   }
@@ -1281,7 +1354,8 @@ class CudaBackend final : public Backend<float> {
     const float* d_x = upload(0, x, n);
     const float* d_g = upload(1, gate, n);
     float* d_o = main_.arena.get<float>(2, n);
-    sigmoid_gate_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, d_g, n, d_o);
+    const Rounding rounding = take_rounding(out, n);
+    sigmoid_gate_kernel<<<grid_for(n), kBlock, 0, main_.stream>>>(d_x, d_g, n, rounding, d_o);
     PINMARK_CUDA_CHECK_LAUNCH(sigmoid_gate_kernel);
     download(out, d_o, n);
   }
@@ -1305,7 +1379,9 @@ class CudaBackend final : public Backend<float> {
     const float* d_x = upload(0, x, size);
     const float* d_w = upload(1, w, dim);
     float* d_y = main_.arena.get<float>(2, size);
-    scale_columns_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_x, d_w, n, dim, d_y);
+    const Rounding rounding = take_rounding(y, size);
+    scale_columns_kernel<<<grid_for(size), kBlock, 0, main_.stream>>>(d_x, d_w, n, dim, rounding,
+                                                                      d_y);
     PINMARK_CUDA_CHECK_LAUNCH(scale_columns_kernel);
     download(y, d_y, size);
   }
@@ -1403,10 +1479,7 @@ class CudaBackend final : public Backend<float> {
   T* upload(int slot, const T* host, int64_t count) {
     if constexpr (std::is_same_v<T, float>) {
       if (Resident* r = resident(host, count)) {
-        if (!r->device_valid) {
-          main_.copy_to_device(r->data, r->host, r->count * sizeof(float));
-          r->device_valid = true;
-        }
+        device_current(*r);
         return r->data + (host - r->host);
       }
     }
@@ -1464,14 +1537,12 @@ class CudaBackend final : public Backend<float> {
   void flush_cache_writes() {
     if (pending_cache_writes_.empty()) return;
     const cudaError_t drained = cudaStreamSynchronize(main_.stream);
-    if (drained != cudaSuccess) {
-      pending_cache_writes_.clear();
-      download_stage_used_ = 0;
-      PINMARK_CUDA_CHECK(drained);
-    }
-    for (const PendingCacheWrite& w : pending_cache_writes_) std::memcpy(w.host, w.staged, w.bytes);
+    if (drained == cudaSuccess)
+      for (const PendingCacheWrite& w : pending_cache_writes_)
+        std::memcpy(w.host, w.staged, w.bytes);
     pending_cache_writes_.clear();
-    download_stage_used_ = 0;
+    download_stage_.reset();
+    PINMARK_CUDA_CHECK(drained);
   }
 
   template <class T>
@@ -1489,14 +1560,12 @@ class CudaBackend final : public Backend<float> {
     if constexpr (std::is_same_v<T, float>) {
       if (Resident* r = resident(host, count)) {
         float* d = r->data + (host - r->host);
-        if (!r->device_valid && count < r->count)
-          // The rest of the array is the host's: it goes up first.
-          main_.copy_to_device(r->data, r->host, r->count * sizeof(float));
+        // The rest of the array is the host's: it goes up first.
+        if (count < r->count) device_current(*r);
         if (d != data)
           PINMARK_CUDA_CHECK(cudaMemcpyAsync(d, data, count * sizeof(float),
                                              cudaMemcpyDeviceToDevice, main_.stream));
-        r->device_valid = true;
-        r->host_valid = false;
+        device_written(*r);
         return;
       }
     }
@@ -1544,11 +1613,85 @@ class CudaBackend final : public Backend<float> {
     for (const auto& [in, n] : inputs)
       overlaps = overlaps || (in != nullptr && at(in) < at(host + count) && at(host) < at(in + n));
     if (r == nullptr || overlaps) return main_.arena.get<float>(slot, count);
-    if (!r->device_valid && count < r->count) {
-      main_.copy_to_device(r->data, r->host, r->count * sizeof(float));
-      r->device_valid = true;
-    }
+    if (count < r->count) device_current(*r);
     return r->data + (host - r->host);
+  }
+
+  // Makes r's device copy current, its host copy uploaded, before an op reads it or writes
+  // part of it.
+  void device_current(Resident& r) {
+    if (r.device_valid) return;
+    main_.copy_to_device(r.data, r.host, r.count * sizeof(float));
+    r.device_valid = true;
+    r.narrow_valid = false;
+  }
+
+  // After a write to r's device copy: the host's copy and the 16-bit one are stale.
+  static void device_written(Resident& r) {
+    r.device_valid = true;
+    r.host_valid = false;
+    r.narrow_valid = false;
+  }
+
+  // x[n * k] in the 16-bit type the products of bf16 and fp16 read, for gemm_on(): a held
+  // array's 16-bit copy (converted from its device copy once after each write, so that q, k
+  // and v, or gate and up, read one conversion of their shared input), or null for gemm_on()
+  // to convert into a buffer of its own.
+  const void* narrow_operand(const float* x, int64_t count) {
+    Resident* r = narrow_products() ? resident(x, count) : nullptr;
+    if (r == nullptr || r->narrow == nullptr) return nullptr;
+    // cuBLAS may choose its kernel, and with it the order of the sums, by the operands'
+    // alignment: only a copy aligned as the buffer gemm_on() converts into would be is used.
+    const char* at = static_cast<const char*>(r->narrow) + (x - r->host) * 2;
+    if (reinterpret_cast<uintptr_t>(at) % 256 != 0) return nullptr;
+    if (!r->narrow_valid) {
+      device_current(*r);
+      if (precision_ == CudaPrecision::bf16) {
+        to_bf16_kernel<<<grid_for(r->count), kBlock, 0, main_.stream>>>(
+            r->data, r->count, static_cast<__nv_bfloat16*>(r->narrow));
+        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+      } else {
+        to_half_kernel<<<grid_for(r->count), kBlock, 0, main_.stream>>>(
+            r->data, r->count, static_cast<__half*>(r->narrow));
+        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+      }
+      r->narrow_valid = true;
+    }
+    return at;
+  }
+
+  static Rounding rounding_of(DType storage) {
+    return storage == DType::bf16 ? Rounding::bf16
+           : storage == DType::f16 ? Rounding::fp16
+                                   : Rounding::none;
+  }
+
+  // How the op about to write host[count] stores it: rounded, when that is the result the
+  // rounding layer announced (round_next), whose round_stored call then finds it done; as
+  // computed otherwise. An op that asks must write all count values through stored().
+  Rounding take_rounding(const float* host, int64_t count) {
+    const Announced next = next_rounding_;
+    next_rounding_ = {};
+    rounded_ = {};
+    if (next.values != host || next.count != count) return Rounding::none;
+    rounded_ = next;
+    return next.rounding;
+  }
+
+  // The device buffer of a held activation array of `capacity` values: fp32, and for bf16
+  // and fp16 their 16-bit copy after it, from a 256-byte boundary as cudaMalloc's buffers start
+  // (narrow_operand).
+  bool narrow_products() const {
+    return precision_ == CudaPrecision::bf16 || precision_ == CudaPrecision::fp16;
+  }
+  static size_t fp32_bytes(int64_t capacity) {
+    return (static_cast<size_t>(capacity) * sizeof(float) + 255) & ~size_t{255};
+  }
+  size_t buffer_bytes(int64_t capacity) const {
+    return fp32_bytes(capacity) + (narrow_products() ? static_cast<size_t>(capacity) * 2 : 0);
+  }
+  void* narrow_part(float* data, int64_t capacity) const {
+    return narrow_products() ? reinterpret_cast<char*>(data) + fp32_bytes(capacity) : nullptr;
   }
 
   // Device buffers of released activation arrays, kept for the next forward pass's (a decode
@@ -1561,7 +1704,7 @@ class CudaBackend final : public Backend<float> {
     if (it == spare_.end() || it->first > 2 * count + 65536) return nullptr;
     float* data = it->second;
     capacity = it->first;
-    spare_bytes_ -= capacity * static_cast<int64_t>(sizeof(float));
+    spare_bytes_ -= static_cast<int64_t>(buffer_bytes(capacity));
     spare_.erase(it);
     return data;
   }
@@ -1573,10 +1716,10 @@ class CudaBackend final : public Backend<float> {
       (void)cudaFree(data);
       return;
     }
-    spare_bytes_ += capacity * static_cast<int64_t>(sizeof(float));
+    spare_bytes_ += static_cast<int64_t>(buffer_bytes(capacity));
     while (spare_bytes_ > kSpareBytes && !spare_.empty()) {
       const auto largest = std::prev(spare_.end());
-      spare_bytes_ -= largest->first * static_cast<int64_t>(sizeof(float));
+      spare_bytes_ -= static_cast<int64_t>(buffer_bytes(largest->first));
       (void)cudaFree(largest->second);  // errors dropped: called from destructors
       spare_.erase(largest);
     }
@@ -1595,8 +1738,9 @@ class CudaBackend final : public Backend<float> {
     const float* d_x = upload(0, x, int64_t{n} * dim);
     const float* d_w = upload(1, w, dim);
     float* d_y = output(2, y, int64_t{n} * dim, {{x, int64_t{n} * dim}, {w, dim}});
+    const Rounding rounding = take_rounding(y, int64_t{n} * dim);
     rmsnorm_kernel<kPlusOne>
-        <<<n, kBlock, 0, main_.stream>>>(d_x, d_w, dim, static_cast<float>(eps), d_y);
+        <<<n, kBlock, 0, main_.stream>>>(d_x, d_w, dim, static_cast<float>(eps), rounding, d_y);
     PINMARK_CUDA_CHECK_LAUNCH(rmsnorm_kernel);
     download(y, d_y, int64_t{n} * dim);
   }
@@ -1607,16 +1751,18 @@ class CudaBackend final : public Backend<float> {
     const auto held = held_.find(w);
     const bool whole = held != held_.end() && held->second.split == 0 &&
                        held->second.k == k && held->second.m == m;
-    gemm_on(main_, precision_, d_x, whole ? held->second.data : nullptr,
-            whole ? nullptr : upload(1, w, int64_t{m} * k), n, k, m, d_y);
+    gemm_on(main_, precision_, d_x, narrow_operand(x, int64_t{n} * k),
+            whole ? held->second.data : nullptr, whole ? nullptr : upload(1, w, int64_t{m} * k), n,
+            k, m, d_y);
   }
 
   // d_y[n, m] = x[n, k] w[m, k]^T on `device`, x there already (d_x). The weight is `held`, in
   // the type cuBLAS reads, or d_w in fp32, converted here for the 16-bit precisions. cuBLAS is
   // column-major: row-major y[n, m] is column-major y^T[m, n] = w[m, k] x^T[k, n], where the
   // row-major w[m, k] read column-major is w^T (so transposed back with OP_T) and row-major
-  // x[n, k] read column-major is x^T already. Uses slots 4 and 5 (operands in 16 bits).
-  static void gemm_on(Device& device, CudaPrecision precision, const float* d_x,
+  // x[n, k] read column-major is x^T already. For bf16 and fp16, x16 is x in that type already
+  // (narrow_operand), or null. Uses slots 4 and 5 (operands in 16 bits).
+  static void gemm_on(Device& device, CudaPrecision precision, const float* d_x, const void* x16,
                       const void* held, const float* d_w, int n, int k, int m, float* d_y) {
     const float alpha = 1.0f, beta = 0.0f;
     const void* a = held ? held : d_w;
@@ -1631,10 +1777,13 @@ class CudaBackend final : public Backend<float> {
         break;
       case CudaPrecision::bf16: {
         // Exact for the values the rounding backend passes in, which are bf16 already.
-        auto* x16 = device.arena.get<__nv_bfloat16>(4, int64_t{n} * k);
-        to_bf16_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(d_x, int64_t{n} * k,
-                                                                               x16);
-        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+        if (!x16) {
+          auto* converted = device.arena.get<__nv_bfloat16>(4, int64_t{n} * k);
+          to_bf16_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(
+              d_x, int64_t{n} * k, converted);
+          PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+          x16 = converted;
+        }
         if (!held) {
           auto* w16 = device.arena.get<__nv_bfloat16>(5, int64_t{m} * k);
           to_bf16_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, device.stream>>>(
@@ -1648,10 +1797,13 @@ class CudaBackend final : public Backend<float> {
         break;
       }
       case CudaPrecision::fp16: {
-        auto* x16 = device.arena.get<__half>(4, int64_t{n} * k);
-        to_half_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(d_x, int64_t{n} * k,
-                                                                              x16);
-        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+        if (!x16) {
+          auto* converted = device.arena.get<__half>(4, int64_t{n} * k);
+          to_half_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(
+              d_x, int64_t{n} * k, converted);
+          PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+          x16 = converted;
+        }
         if (!held) {
           auto* w16 = device.arena.get<__half>(5, int64_t{m} * k);
           to_half_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, device.stream>>>(
@@ -1758,12 +1910,12 @@ class CudaBackend final : public Backend<float> {
       const int64_t count = int64_t{n} * m;
       main_.select();
       float* d_mine = main_.arena.get<float>(2, count);
-      gemm_on(main_, precision_, upload_to(main_, 0, x_mine.data(), int64_t{n} * split),
+      gemm_on(main_, precision_, upload_to(main_, 0, x_mine.data(), int64_t{n} * split), nullptr,
               held.data, nullptr, n, split, m, d_mine);
       peer_->select();
       float* d_theirs = peer_->arena.get<float>(2, count);
       gemm_on(*peer_, precision_, upload_to(*peer_, 0, x_theirs.data(), int64_t{n} * (k - split)),
-              held.peer_data, nullptr, n, k - split, m, d_theirs);
+              nullptr, held.peer_data, nullptr, n, k - split, m, d_theirs);
       all_reduce(d_mine, d_theirs, count);
       main_.select();
       download(y, d_mine, count);
@@ -1781,8 +1933,8 @@ class CudaBackend final : public Backend<float> {
                   float* out) {
     device.select();
     float* d_y = device.arena.get<float>(2, int64_t{n} * m);
-    gemm_on(device, precision_, upload_to(device, 0, x, int64_t{n} * k), w, nullptr, n, k, m,
-            d_y);
+    gemm_on(device, precision_, upload_to(device, 0, x, int64_t{n} * k), nullptr, w, nullptr, n,
+            k, m, d_y);
     copy_back(device, out, d_y, int64_t{n} * m);
   }
 
@@ -1867,8 +2019,7 @@ class CudaBackend final : public Backend<float> {
     size_t bytes;
   };
   static constexpr size_t kDownloadStageBytes = size_t{8} << 20;
-  void* download_stage_ = nullptr;  // nullptr: write_cache takes Backend's default path
-  size_t download_stage_used_ = 0;
+  StagingRing download_stage_;  // unavailable: write_cache takes Backend's default path
   std::vector<PendingCacheWrite> pending_cache_writes_;
   // A held activation array (hold_activations) on device 0; at least one copy is current.
   struct Resident {
@@ -1878,7 +2029,19 @@ class CudaBackend final : public Backend<float> {
     int64_t capacity = 0;  // of data, in values
     bool device_valid = false;
     bool host_valid = true;
+    // bf16 and fp16: the values in the products' 16-bit type too, in the same allocation as
+    // data, after its capacity (narrow_operand); null for fp32 and tf32.
+    void* narrow = nullptr;
+    bool narrow_valid = false;
   };
+  // An op's result that the rounding layer announced (round_next), or took (rounded_).
+  struct Announced {
+    const float* values = nullptr;
+    int64_t count = 0;
+    Rounding rounding = Rounding::none;
+  };
+  Announced next_rounding_;
+  Announced rounded_;
   std::map<const float*, Resident> resident_;  // by host address, for ranges inside one
   std::multimap<int64_t, float*> spare_;       // by size in values
   int64_t spare_bytes_ = 0;

@@ -1200,10 +1200,9 @@ TEST_F(CudaTest, CacheWrittenFromTheDeviceReachesTheHostInOrder) {
   backend->release_activations(a.data());
 }
 
-// Rounding a held array on the device (Backend::round_stored) gives the host's bits for every
-// float: both signs, every exponent, ties, the largest finite values, subnormals, infinities and
-// NaN payloads.
-TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
+// Floats whose rounding to bf16 and fp16 is delicate: zeros, infinities, NaNs with payloads,
+// subnormals, the edges of fp16's range, ties and near-ties, and 65536 random ones.
+std::vector<uint32_t> rounding_probes() {
   std::vector<uint32_t> bits = {0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u, 0x7FC00000u,
                                 0xFFC00001u, 0x7F800001u, 0x7FBFFFFFu, 0x00000001u, 0x80000001u,
                                 0x477FEFFFu, 0x477FF000u, 0x477FE000u, 0x38800000u, 0x387FFFFFu,
@@ -1218,6 +1217,14 @@ TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
   for (uint32_t e = 0x30000000u; e < 0x48000000u; e += 0x00400000u)
     for (uint32_t low : {0x0FFFu, 0x1000u, 0x1001u, 0x3000u, 0x7FFFu, 0x8000u, 0x8001u, 0x18000u})
       bits.push_back(e | low), bits.push_back(0x80000000u | e | low);
+  return bits;
+}
+
+// Rounding a held array on the device (Backend::round_stored) gives the host's bits for every
+// float: both signs, every exponent, ties, the largest finite values, subnormals, infinities and
+// NaN payloads.
+TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
+  const std::vector<uint32_t> bits = rounding_probes();
   std::vector<float> values(bits.size());
   std::memcpy(values.data(), bits.data(), bits.size() * sizeof(float));
   const int64_t n = static_cast<int64_t>(values.size());
@@ -1255,6 +1262,60 @@ TEST_F(CudaTest, RoundStoredOnTheDeviceGivesTheHostsBits) {
   }
 }
 
+// A result the rounding layer announces (Backend::round_next) is rounded by the kernel that
+// stores it, with the host's bits, whether it lands in a held array or goes to the host; the
+// round_stored call that follows then leaves it alone. An announcement for other values, or
+// none, leaves the rounding to round_stored.
+TEST_F(CudaTest, ResultsRoundedAsTheKernelStoresThemHaveTheHostsBits) {
+  const std::vector<uint32_t> bits = rounding_probes();
+  const int64_t n = static_cast<int64_t>(bits.size());
+  std::vector<float> values(n);
+  std::memcpy(values.data(), bits.data(), n * sizeof(float));
+  const auto bits_of = [](float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return b;
+  };
+  for (DType storage : {DType::bf16, DType::f16})
+    for (bool held : {false, true})
+      for (bool announced : {true, false}) {
+        const std::string name = std::string(dtype_name(storage)) + (held ? ", held" : ", host") +
+                                 (announced ? ", announced" : ", not announced");
+        // The values as one row of an embedding table, gathered: no arithmetic (which on the
+        // device would make every NaN the canonical one) between them and the rounding.
+        std::vector<float> expected = values;
+        round_in_place(storage, expected.data(), n);
+        const int token = 0;
+        std::vector<float> y(n, 0.0f);
+        if (held) backend->hold_activations(y.data(), n);
+        if (announced) backend->round_next(y.data(), n, storage);
+        backend->embed(values.data(), &token, 1, static_cast<int>(n), y.data());
+        backend->round_stored(y.data(), n, storage);
+        backend->to_host(y.data(), 0, n);
+        int wrong = 0;
+        for (int64_t i = 0; i < n; ++i)
+          if (bits_of(y[i]) != bits_of(expected[i]) && ++wrong <= 5)
+            ADD_FAILURE() << name << ": 0x" << std::hex << bits[i] << " stored as 0x"
+                          << bits_of(y[i]) << ", the host rounds it to 0x"
+                          << bits_of(expected[i]);
+        EXPECT_EQ(wrong, 0) << name;
+        if (held) backend->release_activations(y.data());
+      }
+
+  // Announced for another array: the kernel stores the values as they are, and round_stored
+  // rounds them.
+  const int token = 0;
+  std::vector<float> y(n, 0.0f), other(n);
+  backend->round_next(other.data(), n, DType::bf16);
+  backend->embed(values.data(), &token, 1, static_cast<int>(n), y.data());
+  ASSERT_EQ(std::memcmp(y.data(), values.data(), n * sizeof(float)), 0)
+      << "rounded without being asked";
+  backend->round_stored(y.data(), n, DType::bf16);
+  std::vector<float> expected = values;
+  round_in_place(DType::bf16, expected.data(), n);
+  EXPECT_EQ(std::memcmp(y.data(), expected.data(), n * sizeof(float)), 0);
+}
+
 // Models whose activations stay on the device between ops give the bits of the same backend
 // told nothing of them, through the rounding layer of every 16-bit target too: two sequences, a
 // prompt in chunks, decode steps, and families that exercise q/k norms, partial rotary,
@@ -1279,6 +1340,9 @@ TEST_F(CudaTest, ModelsActivationsHeldOnTheDeviceGiveTheSameBits) {
     }
     void from_host(const float* a, int64_t first, int64_t count) override {
       inner().from_host(a, first, count);
+    }
+    void round_next(const float* values, int64_t n, DType storage) override {
+      inner().round_next(values, n, storage);
     }
     void round_stored(float* values, int64_t n, DType storage) override {
       inner().round_stored(values, n, storage);

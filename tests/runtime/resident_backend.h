@@ -8,6 +8,10 @@
 // values are NaN between ops until the next to_host, cache_written or release_cache (a
 // write_cache from a held array leaves earlier ones lagging), so a host read of them the model
 // makes before one of those reads NaN.
+// A result the rounding layer announces (Backend::round_next) is rounded as the op that writes it
+// ends, as a device backend's kernel may round it, and the round_stored call that follows is
+// then taken as done: an announcement of values the op does not store in the 16-bit type (the
+// scores, which stay in fp32) would round them, and change the logits.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -228,13 +232,28 @@ class ResidentBackend final : public Backend<T> {
     Op op(*this);
     inner_->cache_written(cache, capacity, first, count);
   }
+  void round_next(const T* values, int64_t n, DType storage) override {
+    announced_ = {values, n, storage};
+    rounded_ = {};
+  }
   void round_stored(T* values, int64_t n, DType storage) override {
+    const Announced done = rounded_;
+    rounded_ = {};
+    announced_ = {};
+    if (done.values != nullptr && done.values == values && done.n == n && done.storage == storage)
+      return;
     Op op(*this);
     inner_->round_stored(values, n, storage);
   }
 
  private:
   static constexpr T kPoison = std::numeric_limits<T>::quiet_NaN();
+
+  struct Announced {
+    const T* values = nullptr;
+    int64_t n = 0;
+    DType storage = DType::f32;
+  };
 
   // One call: the held arrays' values on the host for the op, then taken back.
   class Op {
@@ -244,6 +263,12 @@ class ResidentBackend final : public Backend<T> {
       for (auto& [cache, values] : b_.lagging_) std::copy(values.begin(), values.end(), cache);
     }
     ~Op() {
+      if (b_.announced_.values != nullptr) {
+        const Announced a = b_.announced_;
+        b_.announced_ = {};
+        b_.inner_->round_stored(const_cast<T*>(a.values), a.n, a.storage);
+        b_.rounded_ = a;
+      }
       for (auto& [a, own] : b_.arrays_) {
         T* host = const_cast<T*>(a);
         std::copy(host, host + own.size(), own.begin());
@@ -277,6 +302,8 @@ class ResidentBackend final : public Backend<T> {
   std::unique_ptr<Backend<T>> inner_;
   std::map<const T*, std::vector<T>> arrays_;
   std::vector<std::pair<T*, std::vector<T>>> lagging_;  // write_cache's, not yet on the host
+  Announced announced_;  // by round_next, for the op that comes next
+  Announced rounded_;    // by that op, for the round_stored call that follows it
   int holds_ = 0;
 };
 
