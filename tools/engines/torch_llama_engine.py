@@ -54,23 +54,65 @@ FAMILY_KEYS = {
 }
 
 
+BLAS_KINDS = (("openblas", "openblas"), ("/blas/libblas", "netlib"), ("mkl", "mkl"),
+              ("blis", "blis"), ("atlas", "atlas"))
+
+
+def _sgemm_file():
+    """The real path of the file whose sgemm_ torch's calls bind to, or None where no sgemm_ is
+    exported to torch (a wheel with its BLAS linked in) or the lookup is not possible."""
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    try:
+        dl = ctypes.CDLL("libdl.so.2")  # dladdr; on glibc >= 2.34 found in libc through it
+        dl.dladdr.argtypes = (ctypes.c_void_p, ctypes.POINTER(DlInfo))
+        # glibc binds libtorch's sgemm_ by searching the global scope (the program and the
+        # RTLD_GLOBAL libraries) first, then the dependencies of the library whose dlopen
+        # loaded libtorch, torch._C, breadth first in link order: ask the same in that order.
+        for path in (None, torch._C.__file__):
+            try:
+                sgemm = ctypes.cast(getattr(ctypes.CDLL(path), "sgemm_"), ctypes.c_void_p)
+            except AttributeError:
+                continue
+            info = DlInfo()
+            if dl.dladdr(sgemm, ctypes.byref(info)) and info.dli_fname:
+                # The loaded name is libblas.so.3, a link through /etc/alternatives.
+                return os.path.realpath(os.fsdecode(info.dli_fname))
+            return None
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
 def _blas_name():
-    """The BLAS this process's torch computes with: the library mapped into the process after a
-    matrix product (Debian's torch links the system's libblas.so.3), else torch's build
-    setting (pip wheels carry MKL or OpenBLAS inside)."""
+    """The BLAS this process's torch computes with: the library that provides the sgemm_ torch
+    calls (Debian's torch links the system's libblas.so.3 and liblapack.so.3). Not simply a
+    BLAS mapped into the process: the maps may hold one that does not serve torch's sgemm_,
+    e.g. libopenblas pulled in by OpenBLAS's liblapack.so.3 while libblas.so.3 is netlib's.
+    Where no sgemm_ is found, the BLAS mapped after a matrix product; where neither names a
+    BLAS (an sgemm_ from libtorch itself), torch's build setting (pip wheels carry MKL or
+    OpenBLAS inside)."""
     a = torch.ones(8, 8)
     (a @ a).sum()
-    kinds = (("openblas", "openblas"), ("/blas/libblas", "netlib"), ("mkl", "mkl"),
-             ("blis", "blis"), ("atlas", "atlas"))
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = [line.split()[-1] for line in maps if "/" in line]
-    except OSError:
-        paths = []
-    for path in paths:
-        for needle, name in kinds:
-            if needle in path.lower():
+    provider = _sgemm_file()
+    if provider is not None:
+        for needle, name in BLAS_KINDS:
+            if needle in provider.lower():
                 return name
+    else:
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = [line.split()[-1] for line in maps if "/" in line]
+        except OSError:
+            paths = []
+        for path in paths:
+            for needle, name in BLAS_KINDS:
+                if needle in path.lower():
+                    return name
     config = torch.__config__.show()
     at = config.find("BLAS_INFO=")
     return config[at + 10:].split(",")[0].strip() if at >= 0 else "blas"
