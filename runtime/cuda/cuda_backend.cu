@@ -223,6 +223,61 @@ __global__ void attention_scores_kernel(const float* q, const float* k, const in
   }
 }
 
+// attention_scores, a block per query row, KV head and tile of kScoresKeys keys: the tile's keys
+// and the query's heads that read them are staged in shared memory (the keys' rows one float
+// longer than head_dim, so that the lanes of a warp, one key each, read different banks), and
+// each score is one thread's plain loop over head_dim, the bits of attention_scores_kernel's.
+// Every query head reads its KV head's keys from global memory there, a group of them each
+// once; here a tile is read once for the group, in whole rows. Used where the tile and the
+// queries fit in kScoresShared bytes.
+constexpr int kScoresKeys = 32;
+constexpr size_t kScoresShared = 48 * 1024;
+
+size_t scores_shared_bytes(int group, int head_dim) {
+  return (static_cast<size_t>(kScoresKeys) * (head_dim + 1) + static_cast<size_t>(group) * head_dim) *
+         sizeof(float);
+}
+
+__global__ void attention_scores_tiled_kernel(const float* q, const float* k, const int* positions,
+                                              int n, int kv_len, int heads, int kv_heads,
+                                              int head_dim, float scale, float* scores) {
+  extern __shared__ float staged[];
+  const int group = heads / kv_heads;
+  const int stride = head_dim + 1;
+  float* k_tile = staged;                            // [kScoresKeys][head_dim + 1]
+  float* q_rows = staged + kScoresKeys * stride;     // [group][head_dim]
+  const int tiles = (kv_len + kScoresKeys - 1) / kScoresKeys;
+  const int64_t block = blockIdx.x;
+  const int tile = static_cast<int>(block % tiles);
+  const int g = static_cast<int>(block / tiles % kv_heads);
+  const int64_t i = block / tiles / kv_heads;
+  const int j0 = tile * kScoresKeys;
+  const int keys = min(kScoresKeys, kv_len - j0);
+  for (int e = threadIdx.x; e < keys * head_dim; e += blockDim.x) {
+    const int key = e / head_dim, d = e % head_dim;
+    k_tile[key * stride + d] = k[(int64_t{j0 + key} * kv_heads + g) * head_dim + d];
+  }
+  for (int e = threadIdx.x; e < group * head_dim; e += blockDim.x)
+    q_rows[e] = q[(i * heads + int64_t{g} * group) * head_dim + e];
+  __syncthreads();
+  const int key = threadIdx.x % kScoresKeys;
+  if (key >= keys) return;
+  const int j = j0 + key;
+  const bool masked = j > positions[i];
+  for (int h = threadIdx.x / kScoresKeys; h < group; h += blockDim.x / kScoresKeys) {
+    float* out = scores + ((int64_t{g} * group + h) * n + i) * kv_len + j;
+    if (masked) {
+      *out = -INFINITY;
+      continue;
+    }
+    const float* qv = q_rows + h * head_dim;
+    const float* kv = k_tile + key * stride;
+    float dot = 0.0f;
+    for (int d = 0; d < head_dim; ++d) dot += qv[d] * kv[d];
+    *out = dot * scale;
+  }
+}
+
 __global__ void score_mod_kernel(float* scores, const int* positions, int n, int kv_len,
                                  int heads, float cap, bool use_cap, int window) {
   PINMARK_GRID_STRIDE(idx, int64_t{heads} * n * kv_len) {
@@ -1141,9 +1196,20 @@ class CudaBackend final : public Backend<float> {
     const int64_t count = int64_t{heads} * n * kv_len;
     float* d_s = output(2, scores, count,
                         {{q, int64_t{n} * heads * head_dim}, {k, int64_t{kv_len} * kv_heads * head_dim}});
-    attention_scores_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
-        d_q, d_k, d_pos, n, kv_len, heads, kv_heads, head_dim, static_cast<float>(scale), d_s);
-    PINMARK_CUDA_CHECK_LAUNCH(attention_scores_kernel);
+    const int group = heads / kv_heads;
+    const size_t shared = scores_shared_bytes(group, head_dim);
+    const int64_t blocks =
+        int64_t{n} * kv_heads * ((int64_t{kv_len} + kScoresKeys - 1) / kScoresKeys);
+    if (shared <= kScoresShared && blocks <= std::numeric_limits<int>::max()) {
+      attention_scores_tiled_kernel<<<static_cast<unsigned>(blocks), kBlock, shared,
+                                      main_.stream>>>(d_q, d_k, d_pos, n, kv_len, heads, kv_heads,
+                                                      head_dim, static_cast<float>(scale), d_s);
+      PINMARK_CUDA_CHECK_LAUNCH(attention_scores_tiled_kernel);
+    } else {
+      attention_scores_kernel<<<grid_for(count), kBlock, 0, main_.stream>>>(
+          d_q, d_k, d_pos, n, kv_len, heads, kv_heads, head_dim, static_cast<float>(scale), d_s);
+      PINMARK_CUDA_CHECK_LAUNCH(attention_scores_kernel);
+    }
     download(scores, d_s, count);
   }
 

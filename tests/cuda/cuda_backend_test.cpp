@@ -527,6 +527,51 @@ TEST_F(CudaTest, AttentionValuesSumTheKeysInOrder) {
   }
 }
 
+// Each score is the plain loop over head_dim in fp32, a multiply then an add, then the scale:
+// whether the keys are staged in shared memory (head sizes and groups that fit) or read where
+// they are (MLA's 576-wide heads, the largest groups), and whatever the tile's share of keys.
+TEST_F(CudaTest, AttentionScoresHaveThePlainLoopsBits) {
+  struct Heads {
+    int heads, kv_heads;
+  };
+  const int n = 2;
+  for (const Heads shape : {Heads{4, 2}, Heads{3, 3}, Heads{28, 4}, Heads{16, 1}, Heads{32, 2},
+                            Heads{12, 1}})
+  for (int hd : {6, 16, 50, 64, 96, 128, 256, 320, 576})
+  for (int kv_len : {1, 31, 32, 33, 300, 4099}) {
+    const int heads = shape.heads, kv_heads = shape.kv_heads;
+    if ((hd > 128 || kv_len > 300) && heads != 4 && heads != 16) continue;  // the long ones less
+    if (kv_len < n) continue;
+    SCOPED_TRACE(testing::Message() << "heads=" << heads << "/" << kv_heads << " head_dim=" << hd
+                                    << " kv_len=" << kv_len);
+    const std::vector<float> q = make_input<float>("q", n * heads * hd).t;
+    const std::vector<float> k = make_input<float>("k", kv_len * kv_heads * hd).t;
+    // The first query does not see the last key.
+    const std::vector<int> positions = iota_positions(n, kv_len - n);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> scores(int64_t{heads} * n * kv_len), plain(scores.size());
+    backend->attention_scores(q.data(), k.data(), positions.data(), n, kv_len, heads, kv_heads,
+                              hd, scale, scores.data());
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < kv_len; ++j) {
+          float& out = plain[(int64_t{h} * n + i) * kv_len + j];
+          if (j > positions[i]) {
+            out = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          float dot = 0.0f;
+          for (int d = 0; d < hd; ++d) {
+            const float term = q[(int64_t{i} * heads + h) * hd + d] *
+                               k[(int64_t{j} * kv_heads + h / (heads / kv_heads)) * hd + d];
+            dot = dot + term;
+          }
+          out = dot * scale;
+        }
+    EXPECT_EQ(scores, plain);
+  }
+}
+
 TEST_F(CudaTest, GroupsThatDoNotDivideAreAnErrorNotACrash) {
   std::vector<float> q(3 * 64), k(2 * 64), s(3);
   const int position = 0;
