@@ -224,8 +224,8 @@ __global__ void attention_scores_kernel(const float* q, const float* k, const in
 }
 
 // attention_scores, a block per query row, KV head and tile of kScoresKeys keys: the tile's keys
-// and the query's heads that read them are staged in shared memory (the keys' rows one float
-// longer than head_dim, so that the lanes of a warp, one key each, read different banks), and
+// and the query's heads that read them are staged in shared memory (the keys' rows an odd number
+// of floats apart, so that the lanes of a warp, one key each, read different banks), and
 // each score is one thread's plain loop over head_dim, the bits of attention_scores_kernel's.
 // Every query head reads its KV head's keys from global memory there, a group of them each
 // once; here a tile is read once for the group, in whole rows. Used where the tile and the
@@ -233,8 +233,13 @@ __global__ void attention_scores_kernel(const float* q, const float* k, const in
 constexpr int kScoresKeys = 32;
 constexpr size_t kScoresShared = 48 * 1024;
 
+__host__ __device__ int scores_key_stride(int head_dim) {
+  return head_dim % 2 == 0 ? head_dim + 1 : head_dim;
+}
+
 size_t scores_shared_bytes(int group, int head_dim) {
-  return (static_cast<size_t>(kScoresKeys) * (head_dim + 1) + static_cast<size_t>(group) * head_dim) *
+  return (static_cast<size_t>(kScoresKeys) * scores_key_stride(head_dim) +
+          static_cast<size_t>(group) * head_dim) *
          sizeof(float);
 }
 
@@ -243,8 +248,8 @@ __global__ void attention_scores_tiled_kernel(const float* q, const float* k, co
                                               int head_dim, float scale, float* scores) {
   extern __shared__ float staged[];
   const int group = heads / kv_heads;
-  const int stride = head_dim + 1;
-  float* k_tile = staged;                            // [kScoresKeys][head_dim + 1]
+  const int stride = scores_key_stride(head_dim);
+  float* k_tile = staged;                            // [kScoresKeys][stride]
   float* q_rows = staged + kScoresKeys * stride;     // [group][head_dim]
   const int tiles = (kv_len + kScoresKeys - 1) / kScoresKeys;
   const int64_t block = blockIdx.x;
@@ -1601,7 +1606,11 @@ class CudaBackend final : public Backend<float> {
   // If the stream fails, the staged values are dropped, not kept to land later in arrays that
   // may be gone by then.
   void flush_cache_writes() {
-    if (pending_cache_writes_.empty()) return;
+    if (pending_cache_writes_.empty()) {
+      // A piece taken for a copy that then failed to start is free again too.
+      download_stage_.reset();
+      return;
+    }
     const cudaError_t drained = cudaStreamSynchronize(main_.stream);
     if (drained == cudaSuccess)
       for (const PendingCacheWrite& w : pending_cache_writes_)
