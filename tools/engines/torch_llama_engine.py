@@ -18,6 +18,30 @@ key or option this forward does not implement is answered `unsupported`, naming 
 import os
 import sys
 
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# The same numbers on every x86 machine: torch picks its CPU kernels by the instruction set
+# (AVX2, AVX-512), and they sum in vectors of its width; with AVX-512, bf16 products go through
+# oneDNN instead of torch's own loops. A row measured with AVX-512 then differs from one
+# measured with AVX2 under the same label (seen on Debian's torch 1.13: two bf16 rows whose
+# largest error crossed a rounding step). So the kernels compiled for no particular extension
+# (read before torch starts), no oneDNN (in Engine.run), MKL in its reproducible mode, and
+# OpenBLAS on its Haswell kernels wherever the CPU runs them.
+os.environ["ATEN_CPU_CAPABILITY"] = "default"
+os.environ["MKL_CBWR"] = "COMPATIBLE"
+if {"avx2", "fma"} <= _cpu_flags():
+    os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
 try:
     import torch
 except ImportError:
@@ -337,6 +361,7 @@ class Engine:
 
     def run(self, request):
         torch.set_num_threads(1)
+        torch.backends.mkldnn.enabled = False
         unsupported = {}
         try:
             p = parse_config(ep.read_config(request))
@@ -361,7 +386,7 @@ class Engine:
             model = LlamaForward(p, weights, ep.torch_dtype(precision))
             metadata = {
                 "engine": f"pinmark torch_llama_engine {ENGINE_VERSION}, torch {torch.__version__}",
-                "device": "CPU, 1 thread",
+                "device": "CPU, 1 thread, ATen's default kernels, oneDNN off",
                 # CPU numbers depend on the torch build and the BLAS it calls (Debian's torch
                 # takes whichever libblas.so.3 the system's alternatives select): the rows are
                 # keyed by both, as GPU rows are by compute capability.
