@@ -126,6 +126,21 @@ __global__ void to_half_kernel(const float* x, int64_t n, __half* out) {
   PINMARK_GRID_STRIDE(i, n) out[i] = __float2half_rn(x[i]);
 }
 
+// x[count] on `stream`, each value rounded to the nearest (ties to even) of a 16-bit type into
+// out: bf16 for the bf16 precision, fp16 otherwise.
+void to_16bit(CudaPrecision precision, const float* x, int64_t count, void* out,
+              cudaStream_t stream) {
+  if (count <= 0) return;
+  if (precision == CudaPrecision::bf16) {
+    to_bf16_kernel<<<grid_for(count), kBlock, 0, stream>>>(x, count,
+                                                           static_cast<__nv_bfloat16*>(out));
+    PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
+  } else {
+    to_half_kernel<<<grid_for(count), kBlock, 0, stream>>>(x, count, static_cast<__half*>(out));
+    PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+  }
+}
+
 __global__ void round_kernel(float* x, int64_t n, Rounding rounding) {
   PINMARK_GRID_STRIDE(i, n) x[i] = stored(x[i], rounding);
 }
@@ -1721,15 +1736,7 @@ class CudaBackend final : public Backend<float> {
     if (reinterpret_cast<uintptr_t>(at) % 256 != 0) return nullptr;
     if (!r->narrow_valid) {
       device_current(*r);
-      if (precision_ == CudaPrecision::bf16) {
-        to_bf16_kernel<<<grid_for(r->count), kBlock, 0, main_.stream>>>(
-            r->data, r->count, static_cast<__nv_bfloat16*>(r->narrow));
-        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-      } else {
-        to_half_kernel<<<grid_for(r->count), kBlock, 0, main_.stream>>>(
-            r->data, r->count, static_cast<__half*>(r->narrow));
-        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-      }
+      to_16bit(precision_, r->data, r->count, r->narrow, main_.stream);
       r->narrow_valid = true;
     }
     return at;
@@ -1850,44 +1857,21 @@ class CudaBackend final : public Backend<float> {
       case CudaPrecision::tf32:
         compute = CUBLAS_COMPUTE_32F_FAST_TF32;
         break;
-      case CudaPrecision::bf16: {
-        // Exact for the values the rounding backend passes in, which are bf16 already.
-        if (!x16) {
-          auto* converted = device.arena.get<__nv_bfloat16>(4, int64_t{n} * k);
-          to_bf16_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(
-              d_x, int64_t{n} * k, converted);
-          PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-          x16 = converted;
-        }
-        if (!held) {
-          auto* w16 = device.arena.get<__nv_bfloat16>(5, int64_t{m} * k);
-          to_bf16_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, device.stream>>>(
-              d_w, int64_t{m} * k, w16);
-          PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-          a = w16;
-        }
-        b = x16;
-        type = CUDA_R_16BF;
-        compute = CUBLAS_COMPUTE_32F;
-        break;
-      }
+      case CudaPrecision::bf16:
       case CudaPrecision::fp16: {
+        // Exact for the values the rounding backend passes in, which are of that type already.
         if (!x16) {
-          auto* converted = device.arena.get<__half>(4, int64_t{n} * k);
-          to_half_kernel<<<grid_for(int64_t{n} * k), kBlock, 0, device.stream>>>(
-              d_x, int64_t{n} * k, converted);
-          PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+          void* converted = device.arena.get<uint16_t>(4, int64_t{n} * k);
+          to_16bit(precision, d_x, int64_t{n} * k, converted, device.stream);
           x16 = converted;
         }
         if (!held) {
-          auto* w16 = device.arena.get<__half>(5, int64_t{m} * k);
-          to_half_kernel<<<grid_for(int64_t{m} * k), kBlock, 0, device.stream>>>(
-              d_w, int64_t{m} * k, w16);
-          PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
+          void* w16 = device.arena.get<uint16_t>(5, int64_t{m} * k);
+          to_16bit(precision, d_w, int64_t{m} * k, w16, device.stream);
           a = w16;
         }
         b = x16;
-        type = CUDA_R_16F;
+        type = precision == CudaPrecision::bf16 ? CUDA_R_16BF : CUDA_R_16F;
         compute = CUBLAS_COMPUTE_32F;
         break;
       }
@@ -1920,16 +1904,7 @@ class CudaBackend final : public Backend<float> {
       PINMARK_CUDA_CHECK(cudaMemcpyAsync(data, host, count * sizeof(float),
                                          cudaMemcpyHostToDevice, device.stream));
     } else {
-      const float* staged = upload_to(device, 1, host, count);
-      if (precision_ == CudaPrecision::bf16) {
-        to_bf16_kernel<<<grid_for(count), kBlock, 0, device.stream>>>(
-            staged, count, static_cast<__nv_bfloat16*>(data));
-        PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-      } else {
-        to_half_kernel<<<grid_for(count), kBlock, 0, device.stream>>>(staged, count,
-                                                                     static_cast<__half*>(data));
-        PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-      }
+      to_16bit(precision_, upload_to(device, 1, host, count), count, data, device.stream);
     }
     PINMARK_CUDA_CHECK(cudaStreamSynchronize(device.stream));
     return data;
@@ -2029,18 +2004,9 @@ class CudaBackend final : public Backend<float> {
     if (narrow) {
       for (int r = 0; r < 2; ++r) {
         devices[r]->select();
-        float* partial = static_cast<float*>(buffers[r]);
-        if (precision_ == CudaPrecision::bf16) {
-          auto* h = devices[r]->arena.get<__nv_bfloat16>(6, count);
-          to_bf16_kernel<<<grid_for(count), kBlock, 0, devices[r]->stream>>>(partial, count, h);
-          PINMARK_CUDA_CHECK_LAUNCH(to_bf16_kernel);
-          buffers[r] = h;
-        } else {
-          auto* h = devices[r]->arena.get<__half>(6, count);
-          to_half_kernel<<<grid_for(count), kBlock, 0, devices[r]->stream>>>(partial, count, h);
-          PINMARK_CUDA_CHECK_LAUNCH(to_half_kernel);
-          buffers[r] = h;
-        }
+        void* h = devices[r]->arena.get<uint16_t>(6, count);
+        to_16bit(precision_, static_cast<float*>(buffers[r]), count, h, devices[r]->stream);
+        buffers[r] = h;
       }
     }
     const ncclDataType_t type = precision_ == CudaPrecision::bf16   ? ncclBfloat16
