@@ -1,6 +1,8 @@
 #include "runtime/checkpoint.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -203,16 +205,20 @@ Tensor<double> Checkpoint::read(const std::string& name, const Shape& expected) 
 
 Tensor<double> Checkpoint::read(const std::string& name, const Shape& expected,
                                 const std::set<std::string>& wanted) const {
+  return shards_[check_shape(name, expected, wanted)].read(name);
+}
+
+size_t Checkpoint::check_shape(const std::string& name, const Shape& expected,
+                               const std::set<std::string>& wanted) const {
   auto it = shard_of_.find(name);
   if (it == shard_of_.end()) missing(name, wanted);
   const SafetensorsFile& file = shards_[it->second];
-  const std::string& path = file.label();
   // Checked before reading, so that a wrong config fails without converting a large tensor.
   if (file.shape(name) != expected)
-    throw std::runtime_error("tensor " + quoted_name(name) + " in " + path + " has shape " +
-                             shape_string(file.shape(name)) + ", expected " +
+    throw std::runtime_error("tensor " + quoted_name(name) + " in " + file.label() +
+                             " has shape " + shape_string(file.shape(name)) + ", expected " +
                              shape_string(expected) + " (from config.json)");
-  return file.read(name);
+  return it->second;
 }
 
 Weights Checkpoint::load(const std::vector<std::pair<std::string, Shape>>& wanted) const {
@@ -223,8 +229,9 @@ Weights Checkpoint::load(const std::vector<std::pair<std::string, Shape>>& wante
   return weights;
 }
 
-Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embeddings,
-                               const std::vector<std::pair<std::string, Shape>>& wanted) const {
+std::map<std::string, std::string> Checkpoint::model_names(
+    const std::string& model_type, bool tie_word_embeddings,
+    const std::vector<std::pair<std::string, Shape>>& wanted) const {
   const CheckpointNaming naming = checkpoint_naming(model_type);
   const std::string prefix = naming.base_model_prefix + ".";
   // transformers' rule: one name under the prefix and the checkpoint is the whole model's;
@@ -261,17 +268,23 @@ Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embe
                              ", which pinmark's " + model_type + " model does not use");
   }
 
-  Weights weights;
-  for (const auto& [name, shape] : wanted)
-    weights.insert_or_assign(name, read(stored_name(name), shape, stored_wanted));
-  if (!tied_head) return weights;
+  // Every name and shape checked before any value is read, so that a wrong config fails
+  // without converting a large tensor.
+  std::map<std::string, std::string> names;
+  for (const auto& [name, shape] : wanted) {
+    const std::string stored = stored_name(name);
+    check_shape(stored, shape, stored_wanted);
+    names.insert_or_assign(name, stored);
+  }
+  if (!tied_head) return names;
   // transformers makes the head the embedding itself, so a stored copy is only redundant when
   // it holds the same numbers; any other head would be silently dropped.
-  auto embedding = weights.find(naming.embedding);
-  if (embedding == weights.end())
+  auto embedding = std::find_if(wanted.begin(), wanted.end(),
+                                [&](const auto& w) { return w.first == naming.embedding; });
+  if (embedding == wanted.end())
     throw std::runtime_error("checkpoint " + label_ + ": the " + model_type +
                              " model reads no " + quoted_name(naming.embedding));
-  const Tensor<double>& embed = embedding->second;
+  const Tensor<double> embed = read(stored_name(naming.embedding), embedding->second);
   const Tensor<double> head = read(kHead, embed.shape, stored_wanted);
   for (size_t i = 0; i < head.data.size(); ++i)
     if (!(head.data[i] == embed.data[i]) &&
@@ -282,7 +295,58 @@ Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embe
           std::to_string(i) + "), but config.json ties them (tie_word_embeddings true), so " +
           "transformers uses the embedding as the head: set tie_word_embeddings to false to "
           "use " + quoted_name(kHead) + ", or remove it from the checkpoint");
+  return names;
+}
+
+Weights Checkpoint::load_model(const std::string& model_type, bool tie_word_embeddings,
+                               const std::vector<std::pair<std::string, Shape>>& wanted) const {
+  Weights weights;
+  for (const auto& [name, stored] : model_names(model_type, tie_word_embeddings, wanted))
+    weights.insert_or_assign(name, shards_[shard_of_.at(stored)].read(stored));
   return weights;
+}
+
+const void* Checkpoint::in_place(const std::string& name, DType type) const {
+  auto it = shard_of_.find(name);
+  if (it == shard_of_.end()) return nullptr;
+  const SafetensorsFile& file = shards_[it->second];
+  if (type != DType::f64 && type != DType::f32) return nullptr;
+  if (std::endian::native != std::endian::little || file.storage_dtype(name) != type)
+    return nullptr;
+  // safetensors aligns nothing: a tensor may start at any byte after the header.
+  const unsigned char* bytes = file.bytes(name);
+  const size_t alignment = type == DType::f64 ? alignof(double) : alignof(float);
+  return reinterpret_cast<uintptr_t>(bytes) % alignment == 0 ? bytes : nullptr;
+}
+
+CheckpointWeights::CheckpointWeights(std::shared_ptr<const Checkpoint> checkpoint,
+                                     const std::string& model_type, bool tie_word_embeddings,
+                                     const std::vector<std::pair<std::string, Shape>>& wanted)
+    : checkpoint_(std::move(checkpoint)),
+      stored_(checkpoint_->model_names(model_type, tie_word_embeddings, wanted)) {
+  for (const auto& [name, shape] : wanted) shapes_.insert_or_assign(name, shape);
+}
+
+const std::string& CheckpointWeights::stored(const std::string& name) const {
+  auto it = stored_.find(name);
+  if (it == stored_.end()) throw std::runtime_error("missing tensor '" + name + "'");
+  return it->second;
+}
+
+Shape CheckpointWeights::shape(const std::string& name) const {
+  stored(name);
+  return shapes_.at(name);
+}
+
+Tensor<double> CheckpointWeights::read(const std::string& name) const {
+  const std::string& in_checkpoint = stored(name);  // throws first for a name it lacks
+  return checkpoint_->read(in_checkpoint, shapes_.at(name));
+}
+
+InPlaceValues CheckpointWeights::in_place(const std::string& name, DType type) const {
+  const void* data = checkpoint_->in_place(stored(name), type);
+  if (!data) return {};
+  return {data, checkpoint_};
 }
 
 CheckpointNaming checkpoint_naming(const std::string& model_type) {

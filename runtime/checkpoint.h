@@ -9,6 +9,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -16,6 +17,7 @@
 
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
+#include "runtime/weight_source.h"
 #include "runtime/weights.h"
 
 namespace pinmark {
@@ -62,15 +64,55 @@ class Checkpoint {
   Weights load_model(const std::string& model_type, bool tie_word_embeddings,
                      const std::vector<std::pair<std::string, Shape>>& wanted) const;
 
+  // load_model's matching and every check it makes (a tied head is read to compare it with
+  // the embedding), without reading the other tensors: each wanted name -> the name the
+  // checkpoint stores it under.
+  std::map<std::string, std::string> model_names(
+      const std::string& model_type, bool tie_word_embeddings,
+      const std::vector<std::pair<std::string, Shape>>& wanted) const;
+
+  // The stored values of tensor `name` (as the checkpoint names it) in the mapping of its
+  // file, when they are stored as `type` (F64 for fp64, F32 for fp32; no other type) at an
+  // address aligned for it on a little-endian host; null otherwise. Valid while this lives.
+  const void* in_place(const std::string& name, DType type) const;
+
  private:
   Tensor<double> read(const std::string& name, const Shape& expected,
                       const std::set<std::string>& wanted) const;
+  // The index into shards_ of the file holding `name` after checking its shape; throws as
+  // read() does.
+  size_t check_shape(const std::string& name, const Shape& expected,
+                     const std::set<std::string>& wanted) const;
   [[noreturn]] void missing(const std::string& name, const std::set<std::string>& wanted) const;
 
   std::string directory_;
   std::string label_;
   std::vector<SafetensorsFile> shards_;
   std::map<std::string, size_t> shard_of_;  // tensor name -> index into shards_
+};
+
+// A checkpoint's tensors as a `model_type` model reads them: Checkpoint::load_model's matching
+// and checks (all made when this is built, so a checkpoint that does not fit the config fails
+// here), but each tensor converted only when the model asks for it, and a tensor stored in the
+// model's own type (F32 for an fp32 model, F64 for fp64) read in place from the file's mapping,
+// which the model's arrays then keep alive: no fp64 copy of the checkpoint is ever made.
+class CheckpointWeights final : public WeightSource {
+ public:
+  // Throws as Checkpoint::load_model does.
+  CheckpointWeights(std::shared_ptr<const Checkpoint> checkpoint, const std::string& model_type,
+                    bool tie_word_embeddings,
+                    const std::vector<std::pair<std::string, Shape>>& wanted);
+  bool contains(const std::string& name) const override { return stored_.count(name) > 0; }
+  Shape shape(const std::string& name) const override;
+  Tensor<double> read(const std::string& name) const override;
+  InPlaceValues in_place(const std::string& name, DType type) const override;
+
+ private:
+  const std::string& stored(const std::string& name) const;
+
+  std::shared_ptr<const Checkpoint> checkpoint_;
+  std::map<std::string, std::string> stored_;  // the model's name -> the checkpoint's
+  std::map<std::string, Shape> shapes_;        // by the model's name
 };
 
 // How transformers matches a checkpoint's tensor names to one family's *ForCausalLM model.

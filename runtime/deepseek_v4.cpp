@@ -18,7 +18,7 @@
 namespace pinmark {
 
 template <class T>
-void Model<T>::load_deepseek_v4(const Weights& weights) {
+void Model<T>::load_deepseek_v4(const WeightSource& weights) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, vocab = c.vocab_size, heads = c.num_attention_heads;
   const int64_t hd = c.head_dim, n = c.hc_mult, mixes = (2 + n) * n;
@@ -33,11 +33,11 @@ void Model<T>::load_deepseek_v4(const Weights& weights) {
   const RopeFrequencies compress = rope_frequencies(c, 0);
   compress_inv_freq_ = compress.inv_freq;
   compress_attention_scaling_ = compress.attention_scaling;
-  ones_.assign(static_cast<size_t>(std::max(n * hidden, hd)), T(1));
+  ones_ = std::vector<T>(static_cast<size_t>(std::max(n * hidden, hd)), T(1));
 
   // DeepSeek's own names, as its checkpoints store them (weights.cpp lists the mapping).
-  auto hyper = [&](const std::string& p, std::vector<T>& fn, std::vector<T>& base,
-                   std::vector<T>& scale) {
+  auto hyper = [&](const std::string& p, WeightArray<T>& fn, WeightArray<T>& base,
+                   WeightArray<T>& scale) {
     fn = load_as<T>(weights, p + "fn", {mixes, n * hidden});
     base = load_as<T>(weights, p + "base", {mixes});
     scale = load_as<T>(weights, p + "scale", {3});
@@ -158,8 +158,8 @@ void Model<T>::rotate_interleaved(T* x, const int* positions, int n, int rows_pe
 }
 
 template <class T>
-void Model<T>::hyper_connection(const std::vector<T>& fn, const std::vector<T>& base,
-                                const std::vector<T>& scale, const std::vector<T>& streams, int n,
+void Model<T>::hyper_connection(std::span<const T> fn, std::span<const T> base,
+                                std::span<const T> scale, const std::vector<T>& streams, int n,
                                 T* collapsed, std::vector<T>* post, std::vector<T>* comb) {
   const ModelConfig& c = config_;
   const int N = c.hc_mult, hidden = c.hidden_size, width = N * hidden;
@@ -238,10 +238,10 @@ int Model<T>::compress(const Layer& L, int layer, bool index, const T* h, int n,
   const bool csa = c.layer_types[layer] == "compressed_sparse_attention";
   const int dim = index ? c.index_head_dim : c.head_dim;
   const int windows = csa ? 2 : 1, width = windows * dim, ring = windows * rate;
-  const std::vector<T>& wkv = index ? L.index_kv : L.compressor_kv;
-  const std::vector<T>& wgate = index ? L.index_gate : L.compressor_gate;
-  const std::vector<T>& bias = index ? L.index_bias : L.compressor_bias;
-  const std::vector<T>& norm_w = index ? L.index_norm : L.compressor_norm;
+  const WeightArray<T>& wkv = index ? L.index_kv : L.compressor_kv;
+  const WeightArray<T>& wgate = index ? L.index_gate : L.compressor_gate;
+  const WeightArray<T>& bias = index ? L.index_bias : L.compressor_bias;
+  const WeightArray<T>& norm_w = index ? L.index_norm : L.compressor_norm;
   T* rows = index ? cache.index_rows(layer) : cache.compressor_rows(layer);
   T* entries = index ? cache.index_compressed(layer) : cache.compressed(layer);
 
@@ -516,17 +516,17 @@ Tensor<T> Model<T>::forward_deepseek_v4(const std::vector<int>& tokens, KVCache<
   backend_.rmsnorm(collapsed.data(), final_norm_.data(), n, hidden, c.rms_norm_eps, h.data());
   emit("final_norm", {n, hidden}, h.data());
   Tensor<T> logits({n, vocab});
-  const std::vector<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
+  const WeightArray<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
   backend_.matmul(h.data(), held(head, hidden, vocab), n, hidden, vocab, logits.data.data());
   emit("logits", logits.shape, logits.data.data());
   return logits;
 }
 
 #define PINMARK_DEEPSEEK_V4(T)                                                                    \
-  template void Model<T>::load_deepseek_v4(const Weights&);                                       \
+  template void Model<T>::load_deepseek_v4(const WeightSource&);                                       \
   template void Model<T>::rotate_interleaved(T*, const int*, int, int, int, int, bool, bool);     \
-  template void Model<T>::hyper_connection(const std::vector<T>&, const std::vector<T>&,          \
-                                           const std::vector<T>&, const std::vector<T>&, int, T*, \
+  template void Model<T>::hyper_connection(std::span<const T>, std::span<const T>,                \
+                                           std::span<const T>, const std::vector<T>&, int, T*,    \
                                            std::vector<T>*, std::vector<T>*);                     \
   template int Model<T>::compress(const Layer&, int, bool, const T*, int, int, KVCache<T>&);      \
   template void Model<T>::v4_attention(const Layer&, const std::string&, int, const T*, int,      \

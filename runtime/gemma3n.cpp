@@ -16,7 +16,7 @@ constexpr double kStreamFloor = 1e-5;
 }  // namespace
 
 template <class T>
-void Model<T>::load_gemma3n(const Weights& weights) {
+void Model<T>::load_gemma3n(const WeightSource& weights) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, streams = c.altup_num_inputs, rank = c.laurel_rank;
   const int64_t per_layer = c.hidden_size_per_layer_input;
@@ -34,7 +34,7 @@ void Model<T>::load_gemma3n(const Weights& weights) {
     altup_unembed_projections_.push_back(
         load_as<T>(weights, "model.altup_unembed_projections." + s + ".weight", {hidden, hidden}));
   }
-  ones_.assign(c.head_dim, T(1));
+  ones_ = std::vector<T>(c.head_dim, T(1));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer& L = layers_[l];
@@ -204,7 +204,7 @@ std::vector<T> Model<T>::altup_correct(const Layer& L, int layer, const std::vec
 }
 
 #define PINMARK_GEMMA3N(T)                                                                   \
-  template void Model<T>::load_gemma3n(const Weights&);                                      \
+  template void Model<T>::load_gemma3n(const WeightSource&);                                      \
   template std::vector<T> Model<T>::per_layer_inputs(const std::vector<int>&, const T*, int, \
                                                      const TapFn<T>&);                       \
   template std::vector<T> Model<T>::expand_streams(const T*, int, const TapFn<T>&);          \

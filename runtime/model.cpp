@@ -146,7 +146,7 @@ std::vector<T> slice(const Tensor<double>& t, int64_t first, int64_t count) {
 }  // namespace
 
 template <class T>
-Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& backend)
+Model<T>::Model(const ModelConfig& config, const WeightSource& weights, Backend<T>& backend)
     : config_(checked(config)), backend_(backend) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
@@ -176,14 +176,14 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
       l.attn_norm_bias = load_as<T>(weights, p + "ln_1.bias", {hidden});
       // c_attn's output columns are q, then k, then v.
       const std::vector<T> qkv = conv(p + "attn.c_attn.weight", hidden, 3 * hidden);
-      const std::vector<T> qkv_bias = load_as<T>(weights, p + "attn.c_attn.bias", {3 * hidden});
+      const WeightArray<T> qkv_bias = load_as<T>(weights, p + "attn.c_attn.bias", {3 * hidden});
       const int64_t block = hidden * hidden;
-      l.q.assign(qkv.begin(), qkv.begin() + block);
-      l.k.assign(qkv.begin() + block, qkv.begin() + 2 * block);
-      l.v.assign(qkv.begin() + 2 * block, qkv.end());
-      l.q_bias.assign(qkv_bias.begin(), qkv_bias.begin() + hidden);
-      l.k_bias.assign(qkv_bias.begin() + hidden, qkv_bias.begin() + 2 * hidden);
-      l.v_bias.assign(qkv_bias.begin() + 2 * hidden, qkv_bias.end());
+      l.q = std::vector<T>(qkv.begin(), qkv.begin() + block);
+      l.k = std::vector<T>(qkv.begin() + block, qkv.begin() + 2 * block);
+      l.v = std::vector<T>(qkv.begin() + 2 * block, qkv.end());
+      l.q_bias = std::vector<T>(qkv_bias.begin(), qkv_bias.begin() + hidden);
+      l.k_bias = std::vector<T>(qkv_bias.begin() + hidden, qkv_bias.begin() + 2 * hidden);
+      l.v_bias = std::vector<T>(qkv_bias.begin() + 2 * hidden, qkv_bias.end());
       l.o = conv(p + "attn.c_proj.weight", hidden, hidden);
       l.o_bias = load_as<T>(weights, p + "attn.c_proj.bias", {hidden});
       l.mlp_norm = load_as<T>(weights, p + "ln_2.weight", {hidden});
@@ -284,28 +284,29 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
         const Tensor<double>& down_bias =
             require(weights, p + "mlp.experts.down_proj_bias", {experts, hidden});
         for (int64_t e = 0; e < experts; ++e) {
-          Expert x;
-          x.gate.resize(inter * hidden);
-          x.up.resize(inter * hidden);
-          x.down.resize(hidden * inter);
+          std::vector<T> gate(inter * hidden), up(inter * hidden), down_t(hidden * inter);
           const double* gu = gate_up.data.data() + e * hidden * 2 * inter;
           for (int64_t o = 0; o < inter; ++o)
             for (int64_t i = 0; i < hidden; ++i) {
-              x.gate[o * hidden + i] = static_cast<T>(gu[i * 2 * inter + 2 * o]);
-              x.up[o * hidden + i] = static_cast<T>(gu[i * 2 * inter + 2 * o + 1]);
+              gate[o * hidden + i] = static_cast<T>(gu[i * 2 * inter + 2 * o]);
+              up[o * hidden + i] = static_cast<T>(gu[i * 2 * inter + 2 * o + 1]);
             }
           const double* d = down.data.data() + e * inter * hidden;
           for (int64_t o = 0; o < hidden; ++o)
-            for (int64_t i = 0; i < inter; ++i) x.down[o * inter + i] = static_cast<T>(d[i * hidden + o]);
+            for (int64_t i = 0; i < inter; ++i) down_t[o * inter + i] = static_cast<T>(d[i * hidden + o]);
+          std::vector<T> gate_bias, up_bias;
           const double* gb = gate_up_bias.data.data() + e * 2 * inter;
           for (int64_t o = 0; o < inter; ++o) {
-            x.gate_bias.push_back(static_cast<T>(gb[2 * o]));
-            x.up_bias.push_back(static_cast<T>(gb[2 * o + 1]));
+            gate_bias.push_back(static_cast<T>(gb[2 * o]));
+            up_bias.push_back(static_cast<T>(gb[2 * o + 1]));
           }
+          Expert x = make_expert(std::move(gate), std::move(up), std::move(down_t));
+          x.gate_bias = std::move(gate_bias);
+          x.up_bias = std::move(up_bias);
           x.down_bias = slice<T>(down_bias, e * hidden, hidden);
           l.experts.push_back(std::move(x));
         }
-      } else if (c.model_type == "mixtral" && weights.count(legacy + "gate.weight")) {
+      } else if (c.model_type == "mixtral" && weights.contains(legacy + "gate.weight")) {
         l.router = load_as<T>(weights, legacy + "gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e) {
           const std::string x = legacy + "experts." + std::to_string(e) + ".";
@@ -313,7 +314,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
                                load_as<T>(weights, x + "w3.weight", {inter, hidden}),
                                load_as<T>(weights, x + "w2.weight", {hidden, inter})));
         }
-      } else if (c.model_type == "qwen3_moe" && weights.count(per_expert)) {
+      } else if (c.model_type == "qwen3_moe" && weights.contains(per_expert)) {
         // Qwen3-MoE checkpoints store one gate, up and down projection per expert.
         l.router = load_as<T>(weights, p + "mlp.gate.weight", {experts, hidden});
         for (int e = 0; e < experts; ++e)
@@ -353,7 +354,7 @@ Model<T>::Model(const ModelConfig& config, const Weights& weights, Backend<T>& b
 // projections are regrouped row by row, so each output is the same dot product as in the
 // fused matrix.
 template <class T>
-void Model<T>::load_qwen3_next(const Weights& weights) {
+void Model<T>::load_qwen3_next(const WeightSource& weights) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, hd = c.head_dim;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * hd;
@@ -375,15 +376,20 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
       const Tensor<double>& qkvz =
           require(weights, a + "in_proj_qkvz.weight", {2 * key_dim + 2 * value_dim, hidden});
       const int64_t stride = 2 * dk + 2 * group * dv;
-      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride, dk, l.in_qkv);
-      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride + dk, dk, l.in_qkv);
-      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride + 2 * dk, group * dv, l.in_qkv);
+      std::vector<T> in_qkv, in_z, in_b, in_a;
+      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride, dk, in_qkv);
+      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride + dk, dk, in_qkv);
+      for (int64_t g = 0; g < kh; ++g) rows(qkvz, g * stride + 2 * dk, group * dv, in_qkv);
       for (int64_t g = 0; g < kh; ++g)
-        rows(qkvz, g * stride + 2 * dk + group * dv, group * dv, l.in_z);
+        rows(qkvz, g * stride + 2 * dk + group * dv, group * dv, in_z);
       // in_proj_ba: per key head, the b (beta) rows of its value heads, then the a (decay) rows.
       const Tensor<double>& ba = require(weights, a + "in_proj_ba.weight", {2 * vh, hidden});
-      for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group, group, l.in_b);
-      for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group + group, group, l.in_a);
+      for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group, group, in_b);
+      for (int64_t g = 0; g < kh; ++g) rows(ba, g * 2 * group + group, group, in_a);
+      l.in_qkv = std::move(in_qkv);
+      l.in_z = std::move(in_z);
+      l.in_b = std::move(in_b);
+      l.in_a = std::move(in_a);
       l.conv = load_as<T>(weights, a + "conv1d.weight", {channels, 1, kernel});
       l.A_log = load_as<T>(weights, a + "A_log", {vh});
       l.dt_bias = load_as<T>(weights, a + "dt_bias", {vh});
@@ -394,18 +400,24 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
       const int64_t heads = query_heads(c, i), q_dim = heads * hd;
       // q_proj: per head, its hd query rows, then its hd gate rows.
       const Tensor<double>& q = require(weights, a + "q_proj.weight", {2 * q_dim, hidden});
-      for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd, hd, l.q);
-      for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd + hd, hd, l.attn_gate);
+      std::vector<T> query, gate;
+      for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd, hd, query);
+      for (int64_t h = 0; h < heads; ++h) rows(q, 2 * h * hd + hd, hd, gate);
+      l.q = std::move(query);
+      l.attn_gate = std::move(gate);
       l.k = load_as<T>(weights, a + "k_proj.weight", {kv_dim, hidden});
       l.v = load_as<T>(weights, a + "v_proj.weight", {kv_dim, hidden});
       l.o = load_as<T>(weights, a + "o_proj.weight", {hidden, q_dim});
       if (c.attention_bias) {
         const Tensor<double>& qb = require(weights, a + "q_proj.bias", {2 * q_dim});
+        std::vector<T> q_bias, gate_bias;
         for (int64_t h = 0; h < heads; ++h) {
-          l.q_bias.insert(l.q_bias.end(), qb.data.begin() + 2 * h * hd, qb.data.begin() + (2 * h + 1) * hd);
-          l.attn_gate_bias.insert(l.attn_gate_bias.end(), qb.data.begin() + (2 * h + 1) * hd,
-                                  qb.data.begin() + (2 * h + 2) * hd);
+          q_bias.insert(q_bias.end(), qb.data.begin() + 2 * h * hd, qb.data.begin() + (2 * h + 1) * hd);
+          gate_bias.insert(gate_bias.end(), qb.data.begin() + (2 * h + 1) * hd,
+                           qb.data.begin() + (2 * h + 2) * hd);
         }
+        l.q_bias = std::move(q_bias);
+        l.attn_gate_bias = std::move(gate_bias);
         l.k_bias = load_as<T>(weights, a + "k_proj.bias", {kv_dim});
         l.v_bias = load_as<T>(weights, a + "v_proj.bias", {kv_dim});
         l.o_bias = load_as<T>(weights, a + "o_proj.bias", {hidden});
@@ -417,7 +429,7 @@ void Model<T>::load_qwen3_next(const Weights& weights) {
     if (is_moe_layer(c, i)) {
       const int64_t width = expert_intermediate_size(c), shared = c.shared_expert_intermediate_size;
       l.router = load_as<T>(weights, p + "mlp.gate.weight", {c.num_local_experts, hidden});
-      if (weights.count(p + "mlp.experts.0.gate_proj.weight")) {
+      if (weights.contains(p + "mlp.experts.0.gate_proj.weight")) {
         for (int e = 0; e < c.num_local_experts; ++e)
           l.experts.push_back(
               gated_weights(weights, p + "mlp.experts." + std::to_string(e) + ".", width, hidden));
@@ -494,7 +506,7 @@ void Model<T>::gated_delta_net(const Layer& L, const std::string& p, int layer, 
 
 // DeepSeek-V3 and V3.2 under the names of their checkpoints (transformers 5.17 saves the same).
 template <class T>
-void Model<T>::load_deepseek(const Weights& weights) {
+void Model<T>::load_deepseek(const WeightSource& weights) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t heads = c.num_attention_heads, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
@@ -522,11 +534,12 @@ void Model<T>::load_deepseek(const Weights& weights) {
       // Each head's key rows of kv_b, W_UK_h [nope, rank], transposed to [rank, nope]: the
       // Linear layout of the map q_nope -> q_nope W_UK_h.
       const int64_t nope = c.qk_nope_head_dim, stride = nope + c.v_head_dim;
-      l.kv_b_key_t.resize(heads * rank * nope);
+      std::vector<T> key_t(heads * rank * nope);
       for (int64_t hh = 0; hh < heads; ++hh)
         for (int64_t d = 0; d < nope; ++d)
           for (int64_t r = 0; r < rank; ++r)
-            l.kv_b_key_t[(hh * rank + r) * nope + d] = l.kv_b[(hh * stride + d) * rank + r];
+            key_t[(hh * rank + r) * nope + d] = l.kv_b[(hh * stride + d) * rank + r];
+      l.kv_b_key_t = std::move(key_t);
     }
     if (c.index_n_heads > 0) {
       const std::string x = a + "indexer.";
@@ -891,8 +904,8 @@ void Model<T>::v4_route(const Layer& L, const T* logits, const int* tokens, int 
 }
 
 template <class T>
-void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows,
-                    int dim, T* y) {
+void Model<T>::norm(const T* x, std::span<const T> w, std::span<const T> b, int rows, int dim,
+                    T* y) {
   const ModelConfig& c = config_;
   if (c.model_type == "gpt2")
     backend_.layernorm(x, w.data(), b.data(), rows, dim, c.rms_norm_eps, y);
@@ -903,7 +916,7 @@ void Model<T>::norm(const T* x, const std::vector<T>& w, const std::vector<T>& b
 }
 
 template <class T>
-typename Model<T>::Expert Model<T>::gated_weights(const Weights& weights, const std::string& prefix,
+typename Model<T>::Expert Model<T>::gated_weights(const WeightSource& weights, const std::string& prefix,
                                                   int64_t width, int64_t hidden) {
   return make_expert(load_as<T>(weights, prefix + "gate_proj.weight", {width, hidden}),
                      load_as<T>(weights, prefix + "up_proj.weight", {width, hidden}),
@@ -949,7 +962,7 @@ void Model<T>::forget_cache(uint64_t id) {
 }
 
 template <class T>
-const T* Model<T>::held(const std::vector<T>& w, int k, int m) {
+const T* Model<T>::held(std::span<const T> w, int k, int m) {
   if (held_.empty()) {
     // The layers are complete once a forward pass runs: their output projections, known by
     // address like the held weights.
@@ -971,7 +984,7 @@ const T* Model<T>::held(const std::vector<T>& w, int k, int m) {
 }
 
 template <class T>
-void Model<T>::linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k,
+void Model<T>::linear(const T* x, std::span<const T> w, std::span<const T> b, int n, int k,
                       int m, T* y) {
   if (b.empty())
     backend_.matmul(x, held(w, k, m), n, k, m, y);
@@ -995,8 +1008,8 @@ void Model<T>::activation(const T* gate, const T* up, int64_t n, T* out) {
 }
 
 template <class T>
-void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vector<T>& up,
-                         const std::vector<T>& down, int m, int hidden, int inter, T* out) {
+void Model<T>::gated_mlp(const T* x, std::span<const T> gate, std::span<const T> up,
+                         std::span<const T> down, int m, int hidden, int inter, T* out) {
   const std::string& name = config_.hidden_act;
   const GatedActivation act = name == "silu"   ? GatedActivation::silu
                               : name == "gelu" ? GatedActivation::gelu
@@ -1014,7 +1027,7 @@ void Model<T>::gated_mlp(const T* x, const std::vector<T>& gate, const std::vect
 }
 
 template <class T>
-void Model<T>::qk_norm(std::vector<T>& x, std::vector<T>& scratch, const std::vector<T>& w) {
+void Model<T>::qk_norm(std::vector<T>& x, std::vector<T>& scratch, std::span<const T> w) {
   const int dim = static_cast<int>(w.size()), rows = static_cast<int>(x.size() / w.size());
   if (scratch.size() != x.size())
     throw std::logic_error("qk_norm: a scratch of " + std::to_string(scratch.size()) +
@@ -1469,7 +1482,7 @@ Tensor<T> Model<T>::forward(const std::vector<int>& tokens, KVCache<T>& cache,
   norm(x.data(), final_norm_, final_norm_bias_, n, hidden, h.data());
   emit("final_norm", {n, hidden}, h.data());
 
-  const std::vector<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
+  const WeightArray<T>& head = c.tie_word_embeddings ? embed_ : lm_head_;
   backend_.matmul(h.data(), held(head, hidden, vocab), n, hidden, vocab, logits.data.data());
   if (c.final_logit_softcapping > 0)
     backend_.softcap(logits.data.data(), int64_t{n} * vocab, c.final_logit_softcapping);

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "runtime/backend.h"
 #include "runtime/model_config.h"
 #include "runtime/tensor.h"
+#include "runtime/weight_array.h"
+#include "runtime/weight_source.h"
 #include "runtime/weights.h"
 
 namespace pinmark {
@@ -170,9 +173,13 @@ class KVCache {
 template <class T>
 class Model {
  public:
-  // Converts the weights to T once. Throws std::runtime_error naming a missing tensor or a
-  // shape that disagrees with the config.
-  Model(const ModelConfig& config, const Weights& weights, Backend<T>& backend);
+  // Reads each weight once, as T: in place where the source holds it as T (a checkpoint's F32
+  // tensors for an fp32 model: WeightSource::in_place), into the model's own arrays otherwise.
+  // The source need not outlive the model (a mapping read in place is kept by the arrays).
+  // Throws std::runtime_error naming a missing tensor or a shape that disagrees with the config.
+  Model(const ModelConfig& config, const WeightSource& weights, Backend<T>& backend);
+  Model(const ModelConfig& config, const Weights& weights, Backend<T>& backend)
+      : Model(config, WeightMap(weights), backend) {}
   // Releases the weights the backend holds (Backend::hold_matrix); the backend must outlive
   // the model. Not copyable: the backend knows the weights by their addresses.
   ~Model();
@@ -189,10 +196,10 @@ class Model {
 
  private:
   struct Expert {
-    std::vector<T> gate, up, down;  // Mixtral's w1, w3, w2
-    std::vector<T> gate_bias, up_bias, down_bias;  // gpt-oss; empty for the others
+    WeightArray<T> gate, up, down;  // Mixtral's w1, w3, w2
+    WeightArray<T> gate_bias, up_bias, down_bias;  // gpt-oss; empty for the others
   };
-  static Expert make_expert(std::vector<T> gate, std::vector<T> up, std::vector<T> down) {
+  static Expert make_expert(WeightArray<T> gate, WeightArray<T> up, WeightArray<T> down) {
     Expert e;
     e.gate = std::move(gate);
     e.up = std::move(up);
@@ -201,41 +208,41 @@ class Model {
   }
   // Every weight in the Linear layout [out, in]; an empty bias means none.
   struct Layer {
-    std::vector<T> attn_norm, attn_norm_bias;
-    std::vector<T> q, k, v, o, q_bias, k_bias, v_bias, o_bias;
+    WeightArray<T> attn_norm, attn_norm_bias;
+    WeightArray<T> q, k, v, o, q_bias, k_bias, v_bias, o_bias;
     // Qwen3, Gemma 3 (each head), OLMo 2 (the whole projection)
-    std::vector<T> q_norm, k_norm;
-    std::vector<T> post_attn_norm, post_mlp_norm;  // Gemma 2 and 3, OLMo 2
-    std::vector<T> mlp_norm, mlp_norm_bias;
+    WeightArray<T> q_norm, k_norm;
+    WeightArray<T> post_attn_norm, post_mlp_norm;  // Gemma 2 and 3, OLMo 2
+    WeightArray<T> mlp_norm, mlp_norm_bias;
     Expert mlp;  // the dense MLP; GPT-2's: up = c_fc, down = c_proj, with biases, no gate
-    std::vector<T> router, router_bias;  // Mixtral, Qwen3-MoE; the bias gpt-oss's
-    std::vector<T> sinks;                // gpt-oss: one attention logit per head
+    WeightArray<T> router, router_bias;  // Mixtral, Qwen3-MoE; the bias gpt-oss's
+    WeightArray<T> sinks;                // gpt-oss: one attention logit per head
     // DeepSeek-V3's MLA (q_a, q_a_norm, q_b, or q above without a q rank; kv_a with the rotary
     // key's rows last, kv_a_norm, kv_b) and MoE (score_correction, the shared experts).
-    std::vector<T> q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
-    std::vector<T> kv_b_key_t;  // pinmark.mla_absorb: per head, W_UK_h^T [rank, nope]
+    WeightArray<T> q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
+    WeightArray<T> kv_b_key_t;  // pinmark.mla_absorb: per head, W_UK_h^T [rank, nope]
     // DeepSeek-V3.2's lightning indexer: wq_b [heads * dim, q_lora_rank], wk [dim, hidden], the
     // LayerNorm k_norm (weight and bias) and weights_proj [heads, hidden].
-    std::vector<T> index_wq_b, index_wk, index_k_norm, index_k_norm_bias, index_weights_proj;
-    std::vector<T> score_correction;
+    WeightArray<T> index_wq_b, index_wk, index_k_norm, index_k_norm_bias, index_weights_proj;
+    WeightArray<T> score_correction;
     // Qwen3-Next. Gated attention: attn_gate [heads * head_dim, hidden] (the gate rows of
     // q_proj, regrouped out of it; q holds the query rows) and its bias. Gated DeltaNet:
     // in_proj_qkvz and in_proj_ba regrouped from their per-key-head order into in_qkv (all
     // queries, all keys, all values, as the convolution reads them), in_z, in_b and in_a; the
     // conv weight [channels, kernel]; A_log, dt_bias, the gated norm and out_proj. MoE:
     // shared_gate [1, hidden] scales the shared expert.
-    std::vector<T> attn_gate, attn_gate_bias;
-    std::vector<T> in_qkv, in_z, in_b, in_a, conv, A_log, dt_bias, gated_norm, out_proj;
-    std::vector<T> shared_gate;
+    WeightArray<T> attn_gate, attn_gate_bias;
+    WeightArray<T> in_qkv, in_z, in_b, in_a, conv, A_log, dt_bias, gated_norm, out_proj;
+    WeightArray<T> shared_gate;
     Expert shared;
     std::vector<Expert> experts;
     // Gemma 3n: AltUp's correct_output_scale [hidden], correction_coefs [N, N],
     // prediction_coefs [N * N, N], modality_router [N, hidden] and router_norm; LAuReL's
     // linear_left [rank, hidden], linear_right [hidden, rank] and post_laurel_norm; the
     // per-layer input's gate [P, hidden], projection [hidden, P] and post norm.
-    std::vector<T> altup_scale, altup_correction, altup_prediction, altup_router, altup_router_norm;
-    std::vector<T> laurel_left, laurel_right, laurel_norm;
-    std::vector<T> per_layer_gate, per_layer_projection, per_layer_norm;
+    WeightArray<T> altup_scale, altup_correction, altup_prediction, altup_router, altup_router_norm;
+    WeightArray<T> laurel_left, laurel_right, laurel_norm;
+    WeightArray<T> per_layer_gate, per_layer_projection, per_layer_norm;
     // DeepSeek-V4: the hyper-connections before attention (attn_hc) and the MLP (ffn_hc), fn
     // [(2 + N) N, N * hidden], base [(2 + N) N], scale [3]; kv_proj [head_dim, hidden] and
     // kv_norm; the grouped output projection o_a [o_groups * o_lora_rank, heads * head_dim /
@@ -244,20 +251,20 @@ class Model {
     // kv_norm; a CSA layer's indexer likewise at index_head_dim (its q_b_proj in index_wq_b,
     // its weights_proj in index_weights_proj); a hash_moe layer's tid2eid [vocab, top_k].
     // q_a, q_a_norm, q_b, sinks, router, score_correction, experts and shared as above.
-    std::vector<T> attn_hc_fn, attn_hc_base, attn_hc_scale, ffn_hc_fn, ffn_hc_base, ffn_hc_scale;
-    std::vector<T> kv_proj, kv_norm, o_a, o_b;
-    std::vector<T> compressor_kv, compressor_gate, compressor_bias, compressor_norm;
-    std::vector<T> index_kv, index_gate, index_bias, index_norm;
+    WeightArray<T> attn_hc_fn, attn_hc_base, attn_hc_scale, ffn_hc_fn, ffn_hc_base, ffn_hc_scale;
+    WeightArray<T> kv_proj, kv_norm, o_a, o_b;
+    WeightArray<T> compressor_kv, compressor_gate, compressor_bias, compressor_norm;
+    WeightArray<T> index_kv, index_gate, index_bias, index_norm;
     std::vector<int> tid2eid;
   };
   // gate_proj, up_proj and down_proj under `prefix` (a layer's "...mlp." or an expert's), a
   // gated MLP `width` wide: what every family but GPT-2, Mixtral's legacy names and gpt-oss
   // stores.
-  static Expert gated_weights(const Weights& weights, const std::string& prefix, int64_t width,
+  static Expert gated_weights(const WeightSource& weights, const std::string& prefix, int64_t width,
                               int64_t hidden);
   // w.data(), announced to the backend (hold_matrix) the first time it is used: every whole
   // weight passed to matmul or matmul_bias goes through here.
-  const T* held(const std::vector<T>& w, int k, int m);
+  const T* held(std::span<const T> w, int k, int m);
   // Copies src[count] into the cache array `array` [capacity] at value `first` and announces
   // the write (Backend::cache_written): every write to an array that an attention op reads
   // whole goes through here.
@@ -268,15 +275,13 @@ class Model {
   void attend_to(KVCache<T>& cache);
   // Releases the arrays announced for cache `id`, if it is the one attended to.
   void forget_cache(uint64_t id);
-  void norm(const T* x, const std::vector<T>& w, const std::vector<T>& b, int rows, int dim,
-            T* y);
-  void linear(const T* x, const std::vector<T>& w, const std::vector<T>& b, int n, int k, int m,
-              T* y);
+  void norm(const T* x, std::span<const T> w, std::span<const T> b, int rows, int dim, T* y);
+  void linear(const T* x, std::span<const T> w, std::span<const T> b, int n, int k, int m, T* y);
   void activation(const T* gate, const T* up, int64_t n, T* out);
   // out[m, hidden] = (act(x gate^T) * (x up^T)) down^T: the backend's fused kernel when it has
   // one, otherwise matmul, activation, matmul.
-  void gated_mlp(const T* x, const std::vector<T>& gate, const std::vector<T>& up,
-                 const std::vector<T>& down, int m, int hidden, int inter, T* out);
+  void gated_mlp(const T* x, std::span<const T> gate, std::span<const T> up,
+                 std::span<const T> down, int m, int hidden, int inter, T* out);
   void rotate(T* x, const int* positions, int n, int heads, bool sliding);
   void mla_attention(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                      const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
@@ -288,10 +293,10 @@ class Model {
                                      const T* h, const T* q_resid, int n, const int* positions,
                                      int p0, KVCache<T>& cache, const TapFn<T>& tap,
                                      const RouteFn& route);
-  void load_deepseek(const Weights& weights);
+  void load_deepseek(const WeightSource& weights);
   // Gemma 3n (runtime/gemma3n.cpp): the model's AltUp projections and per-layer embedding, and
   // each layer's AltUp, LAuReL and per-layer input weights.
-  void load_gemma3n(const Weights& weights);
+  void load_gemma3n(const WeightSource& weights);
   // The per-layer inputs [n, layers, P] of the tokens whose scaled embeddings are x [n, hidden].
   std::vector<T> per_layer_inputs(const std::vector<int>& tokens, const T* x, int n,
                                   const TapFn<T>& tap);
@@ -315,14 +320,14 @@ class Model {
   // the per-layer input added to every stream but the first; returns the new streams.
   std::vector<T> altup_correct(const Layer& L, int layer, const std::vector<T>& predictions,
                                const T* activated, const std::vector<T>& per_layer, int n);
-  void load_qwen3_next(const Weights& weights);
+  void load_qwen3_next(const WeightSource& weights);
   void gated_delta_net(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                        KVCache<T>& cache, const TapFn<T>& tap, T* out);
   void deepseek_route(const Layer& L, const T* logits, int n, T* probs, int* ids, T* weights);
   // RMSNorm of the queries or keys x in place over rows of w's length: one head's (Qwen3,
   // Gemma 3 with (1 + w), Qwen3-Next) or the whole projection's (OLMo 2), as w was stored.
   // The result goes to `scratch`, whose buffer x then takes (a held activation stays held).
-  void qk_norm(std::vector<T>& x, std::vector<T>& scratch, const std::vector<T>& w);
+  void qk_norm(std::vector<T>& x, std::vector<T>& scratch, std::span<const T> w);
   // Whether this forward pass announces its activations (Backend::hold_activations): for
   // the families whose layers use only the paths whose host reads and writes are announced
   // (forward()'s own and the experts'; not MLA, Gated DeltaNet, AltUp or DeepSeek-V4).
@@ -337,15 +342,15 @@ class Model {
                const TapFn<T>& tap, const RouteFn& route, const int* tokens = nullptr);
 
   // DeepSeek-V4 (runtime/deepseek_v4.cpp).
-  void load_deepseek_v4(const Weights& weights);
+  void load_deepseek_v4(const WeightSource& weights);
   Tensor<T> forward_deepseek_v4(const std::vector<int>& tokens, KVCache<T>& cache,
                                 const TapFn<T>& tap, const RouteFn& route);
   // A hyper-connection (DeepseekV4HyperConnection) over streams [N, n, hidden]: the input it
   // collapses them into, collapsed [n, hidden]; and unless post is null, its post [n, N] and
   // comb [n, N, N] (comb[t, j, k]: input stream j's weight in output stream k), both rounded
   // to the storage type as transformers casts them.
-  void hyper_connection(const std::vector<T>& fn, const std::vector<T>& base,
-                        const std::vector<T>& scale, const std::vector<T>& streams, int n,
+  void hyper_connection(std::span<const T> fn, std::span<const T> base,
+                        std::span<const T> scale, const std::vector<T>& streams, int n,
                         T* collapsed, std::vector<T>* post, std::vector<T>* comb);
   void v4_attention(const Layer& L, const std::string& prefix, int layer, const T* h, int n,
                     const int* positions, int p0, KVCache<T>& cache, const TapFn<T>& tap,
@@ -372,17 +377,17 @@ class Model {
 
   ModelConfig config_;
   Backend<T>& backend_;
-  std::vector<T> embed_, positions_, final_norm_, final_norm_bias_;
-  std::vector<T> lm_head_;  // empty when tied
+  WeightArray<T> embed_, positions_, final_norm_, final_norm_bias_;
+  WeightArray<T> lm_head_;  // empty when tied
   // Gemma 3n: embed_tokens_per_layer [vocab_size_per_layer_input, layers * P],
   // per_layer_model_projection [layers * P, hidden], per_layer_projection_norm [P], the N - 1
   // altup_projections and altup_unembed_projections [hidden, hidden], and v_norm's unit weight.
-  std::vector<T> embed_per_layer_, per_layer_model_projection_, per_layer_projection_norm_;
-  std::vector<std::vector<T>> altup_projections_, altup_unembed_projections_;
-  std::vector<T> ones_;
+  WeightArray<T> embed_per_layer_, per_layer_model_projection_, per_layer_projection_norm_;
+  std::vector<WeightArray<T>> altup_projections_, altup_unembed_projections_;
+  WeightArray<T> ones_;
   // DeepSeek-V4: the final hyper-connection's hc_fn [N, N * hidden], hc_base [N], hc_scale [1];
   // the rotary frequencies of the sliding layers ("main") and of the compressed ones.
-  std::vector<T> hc_head_fn_, hc_head_base_, hc_head_scale_;
+  WeightArray<T> hc_head_fn_, hc_head_base_, hc_head_scale_;
   std::vector<double> main_inv_freq_, compress_inv_freq_;
   double compress_attention_scaling_ = 1.0;
   std::vector<double> inv_freq_;  // for rope_scaling; empty for plain RoPE

@@ -60,6 +60,11 @@ class SafetensorsFile {
   // tensor and its dtype.
   Tensor<double> read(const std::string& name) const;
 
+  // The tensor's stored bytes in the mapping, little-endian, as many as its dtype and shape
+  // take (checked when the file was opened); valid while this object lives. No alignment is
+  // promised: safetensors lets a tensor start at any byte.
+  const unsigned char* bytes(const std::string& name) const { return data_ + entry(name).begin; }
+
  private:
   struct Entry {
     std::string dtype;

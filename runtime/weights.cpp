@@ -10,34 +10,42 @@ namespace pinmark {
 
 namespace {
 
-void add_tensor(Weights& w, const ModelConfig& c, const std::string& name, Shape shape,
+// The tensors being built, by name; with draw false, only their shapes (the values left empty).
+struct Builder {
+  bool draw = true;
+  Weights tensors;
+  void emplace(const std::string& name, Tensor<double> t) { tensors.emplace(name, std::move(t)); }
+};
+
+void add_tensor(Builder& w, const ModelConfig& c, const std::string& name, Shape shape,
                 double scale, double offset = 0.0) {
-  std::vector<double> values =
-      random_tensor(c.seed, name, static_cast<size_t>(element_count(shape)), scale, offset);
+  std::vector<double> values;
+  if (w.draw)
+    values = random_tensor(c.seed, name, static_cast<size_t>(element_count(shape)), scale, offset);
   w.emplace(name, Tensor<double>(std::move(shape), std::move(values)));
 }
 
 // Uniform in [-a, a) has standard deviation a / sqrt(3); a = sqrt(3 / fan_in) gives
 // 1 / sqrt(fan_in), which keeps activations of order 1 through every layer.
-void add_linear(Weights& w, const ModelConfig& c, const std::string& name, int64_t out,
+void add_linear(Builder& w, const ModelConfig& c, const std::string& name, int64_t out,
                 int64_t in) {
   add_tensor(w, c, name, {out, in}, std::sqrt(3.0 / static_cast<double>(in)));
 }
 
 // 1 + uniform(+-0.1): close to the identity, but a kernel that ignores the weight is visible.
-void add_norm(Weights& w, const ModelConfig& c, const std::string& name, int64_t dim) {
+void add_norm(Builder& w, const ModelConfig& c, const std::string& name, int64_t dim) {
   add_tensor(w, c, name, {dim}, 0.1, 1.0);
 }
 
 // Gemma stores its norm weights as offsets from one (it multiplies by 1 + w), so uniform(+-0.1)
 // around zero plays the part of 1 + uniform(+-0.1) elsewhere.
-void add_offset_norm(Weights& w, const ModelConfig& c, const std::string& name, int64_t dim) {
+void add_offset_norm(Builder& w, const ModelConfig& c, const std::string& name, int64_t dim) {
   add_tensor(w, c, name, {dim}, 0.1);
 }
 
 // A gated MLP (a dense one, an expert, a shared expert) under `prefix`: gate_proj and up_proj
 // [inter, hidden], down_proj [hidden, inter].
-void add_gated_mlp(Weights& w, const ModelConfig& c, const std::string& prefix, int64_t inter,
+void add_gated_mlp(Builder& w, const ModelConfig& c, const std::string& prefix, int64_t inter,
                    int64_t hidden) {
   add_linear(w, c, prefix + "gate_proj.weight", inter, hidden);
   add_linear(w, c, prefix + "up_proj.weight", inter, hidden);
@@ -46,7 +54,7 @@ void add_gated_mlp(Weights& w, const ModelConfig& c, const std::string& prefix, 
 
 // A mixture of experts under `mlp` ("model.layers.N.mlp."): the router gate.weight
 // [experts, hidden] and each expert's gated MLP under experts.E. as checkpoints store them.
-void add_routed_experts(Weights& w, const ModelConfig& c, const std::string& mlp, int64_t inter,
+void add_routed_experts(Builder& w, const ModelConfig& c, const std::string& mlp, int64_t inter,
                         int64_t hidden) {
   add_linear(w, c, mlp + "gate.weight", c.num_local_experts, hidden);
   for (int e = 0; e < c.num_local_experts; ++e)
@@ -54,14 +62,14 @@ void add_routed_experts(Weights& w, const ModelConfig& c, const std::string& mlp
 }
 
 // Biases small next to the outputs they shift, but far from zero.
-void add_bias(Weights& w, const ModelConfig& c, const std::string& name, int64_t dim) {
+void add_bias(Builder& w, const ModelConfig& c, const std::string& name, int64_t dim) {
   add_tensor(w, c, name, {dim}, 0.1);
 }
 
 // GPT-2 under the names and the Conv1D layout ([in, out]) of Hugging Face's GPT2LMHeadModel.
-Weights gpt2_weights(const ModelConfig& c) {
+Weights gpt2_weights(const ModelConfig& c, bool draw) {
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
-  Weights w;
+  Builder w{draw, {}};
   auto conv = [&](const std::string& name, int64_t in, int64_t out) {
     add_tensor(w, c, name + ".weight", {in, out}, std::sqrt(3.0 / static_cast<double>(in)));
     add_bias(w, c, name + ".bias", out);
@@ -83,18 +91,18 @@ Weights gpt2_weights(const ModelConfig& c) {
   }
   layernorm("transformer.ln_f");
   if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
-  return w;
+  return std::move(w.tensors);
 }
 
 // DeepSeek-V3 and V3.2 under their checkpoints' names: MLA projections and norms (and V3.2's
 // indexer), dense MLPs in the first first_k_dense_replace layers, then the router (with its score-correction bias, a buffer
 // checkpoints store), the routed experts and the shared ones.
-Weights deepseek_weights(const ModelConfig& c) {
+Weights deepseek_weights(const ModelConfig& c, bool draw) {
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t heads = c.num_attention_heads, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
   const int64_t rank = c.kv_lora_rank, rope = c.qk_rope_head_dim;
   const int64_t width = expert_intermediate_size(c), shared = width * c.n_shared_experts;
-  Weights w;
+  Builder w{draw, {}};
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -134,20 +142,20 @@ Weights deepseek_weights(const ModelConfig& c) {
   }
   add_norm(w, c, "model.norm.weight", hidden);
   if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
-  return w;
+  return std::move(w.tensors);
 }
 
 // Qwen3-Next under its checkpoints' names: Gated DeltaNet layers (in_proj_qkvz and in_proj_ba
 // in their per-key-head grouped row order, the depthwise conv, A_log, dt_bias, the gated norm,
 // out_proj), gated attention layers (q_proj twice as wide: each head's query rows, then its
 // gate rows), (1 + w) norms, and MoE layers with a sigmoid-gated shared expert.
-Weights qwen3_next_weights(const ModelConfig& c) {
+Weights qwen3_next_weights(const ModelConfig& c, bool draw) {
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const int64_t key_dim = int64_t{c.linear_num_key_heads} * c.linear_key_head_dim;
   const int64_t value_dim = int64_t{c.linear_num_value_heads} * c.linear_value_head_dim;
   const int64_t vh = c.linear_num_value_heads, kernel = c.linear_conv_kernel_dim;
-  Weights w;
+  Builder w{draw, {}};
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -195,7 +203,7 @@ Weights qwen3_next_weights(const ModelConfig& c) {
   }
   add_offset_norm(w, c, "model.norm.weight", hidden);
   if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
-  return w;
+  return std::move(w.tensors);
 }
 
 // Gemma 3n under Gemma3nForCausalLM's names: plain-weight norms, q/k norms, per-layer MLP
@@ -204,12 +212,12 @@ Weights qwen3_next_weights(const ModelConfig& c) {
 // linear layer (standard deviation sqrt(hidden)): its input is the normalised stream divided by
 // hidden (router_input_scale), and at the plain width tanh would see values near 1 / hidden and
 // act as a straight line through 0.
-Weights gemma3n_weights(const ModelConfig& c) {
+Weights gemma3n_weights(const ModelConfig& c, bool draw) {
   const int64_t hidden = c.hidden_size, vocab = c.vocab_size, N = c.altup_num_inputs;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const int64_t P = c.hidden_size_per_layer_input, all = int64_t{c.num_hidden_layers} * P;
   const std::vector<int> kv_sources = kv_source_layers(c);
-  Weights w;
+  Builder w{draw, {}};
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   add_tensor(w, c, "model.embed_tokens_per_layer.weight", {c.vocab_size_per_layer_input, all}, 1.0);
   add_linear(w, c, "model.per_layer_model_projection.weight", all, hidden);
@@ -260,7 +268,7 @@ Weights gemma3n_weights(const ModelConfig& c) {
   }
   add_norm(w, c, "model.norm.weight", hidden);
   if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
-  return w;
+  return std::move(w.tensors);
 }
 
 // DeepSeek-V4 under the names its checkpoints store, DeepSeek's own (transformers 5.17's
@@ -268,12 +276,12 @@ Weights gemma3n_weights(const ModelConfig& c) {
 // experts' merged gate_up_proj, and so on; conversion_mapping.py renames them on loading). The
 // hash layers' tid2eid gives each token num_experts_per_tok distinct experts, drawn by sorting
 // the experts on random keys.
-Weights deepseek_v4_weights(const ModelConfig& c) {
+Weights deepseek_v4_weights(const ModelConfig& c, bool draw) {
   const int64_t hidden = c.hidden_size, vocab = c.vocab_size, heads = c.num_attention_heads;
   const int64_t hd = c.head_dim, n = c.hc_mult, mixes = (2 + n) * n;
   const int64_t groups = c.o_groups, rank = c.o_lora_rank, inter = c.moe_intermediate_size;
   const int64_t experts = c.num_local_experts, top_k = c.num_experts_per_tok;
-  Weights w;
+  Builder w{draw, {}};
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   // A gated MLP in DeepSeek's own names: w1 the gate, w3 the up projection, w2 down.
   auto mlp = [&](const std::string& p) {
@@ -324,7 +332,9 @@ Weights deepseek_v4_weights(const ModelConfig& c) {
     add_linear(w, c, f + "gate.weight", experts, hidden);
     const bool hash = i < static_cast<int>(c.mlp_layer_types.size()) &&
                       c.mlp_layer_types[i] == "hash_moe";
-    if (hash) {
+    if (hash && !w.draw) {
+      w.emplace(f + "gate.tid2eid", Tensor<double>({vocab, top_k}, {}));
+    } else if (hash) {
       const std::string name = f + "gate.tid2eid";
       const std::vector<double> keys = random_tensor(
           c.seed, name, static_cast<size_t>(vocab * experts), 1.0, 0.0);
@@ -349,23 +359,21 @@ Weights deepseek_v4_weights(const ModelConfig& c) {
   add_norm(w, c, "model.hc_head.hc_scale", 1);
   add_norm(w, c, "model.norm.weight", hidden);
   if (!c.tie_word_embeddings) add_linear(w, c, "head.weight", vocab, hidden);
-  return w;
+  return std::move(w.tensors);
 }
 
-}  // namespace
-
-Weights synthetic_weights(const ModelConfig& config) {
+Weights family_weights(const ModelConfig& config, bool draw) {
   const ModelConfig c = with_defaults(config);
-  if (c.model_type == "gpt2") return gpt2_weights(c);
-  if (is_deepseek(c)) return deepseek_weights(c);
-  if (c.model_type == "qwen3_next") return qwen3_next_weights(c);
-  if (is_gemma3n(c)) return gemma3n_weights(c);
-  if (is_deepseek_v4(c)) return deepseek_v4_weights(c);
+  if (c.model_type == "gpt2") return gpt2_weights(c, draw);
+  if (is_deepseek(c)) return deepseek_weights(c, draw);
+  if (c.model_type == "qwen3_next") return qwen3_next_weights(c, draw);
+  if (is_gemma3n(c)) return gemma3n_weights(c, draw);
+  if (is_deepseek_v4(c)) return deepseek_v4_weights(c, draw);
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const int64_t kv_dim = int64_t{c.num_key_value_heads} * c.head_dim;
   const bool gemma =
       c.model_type == "gemma" || c.model_type == "gemma2" || c.model_type == "gemma3_text";
-  auto norm = [&](Weights& w, const std::string& name) {
+  auto norm = [&](Builder& w, const std::string& name) {
     if (gemma)
       add_offset_norm(w, c, name, hidden);
     else
@@ -373,7 +381,7 @@ Weights synthetic_weights(const ModelConfig& config) {
   };
   const std::vector<int> kv_sources = kv_source_layers(c);
 
-  Weights w;
+  Builder w{draw, {}};
   add_tensor(w, c, "model.embed_tokens.weight", {vocab, hidden}, 1.0);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -458,30 +466,18 @@ Weights synthetic_weights(const ModelConfig& config) {
   }
   norm(w, "model.norm.weight");
   if (!c.tie_word_embeddings) add_linear(w, c, "lm_head.weight", vocab, hidden);
-  return w;
+  return std::move(w.tensors);
 }
 
-const Tensor<double>& require(const Weights& weights, const std::string& name, const Shape& shape) {
-  auto it = weights.find(name);
-  if (it == weights.end()) throw std::runtime_error("missing tensor '" + name + "'");
-  const Tensor<double>& t = it->second;
-  if (t.shape != shape)
-    throw std::runtime_error("tensor '" + name + "' has shape " + shape_string(t.shape) +
-                             ", expected " + shape_string(shape));
-  if (t.data.size() != static_cast<size_t>(element_count(shape)))
-    throw std::runtime_error("tensor '" + name + "' has " + std::to_string(t.data.size()) +
-                             " values, its shape " + shape_string(shape) + " needs " +
-                             std::to_string(element_count(shape)));
-  return t;
-}
+}  // namespace
 
-template <class T>
-std::vector<T> load_as(const Weights& weights, const std::string& name, const Shape& shape) {
-  const Tensor<double>& t = require(weights, name, shape);
-  return std::vector<T>(t.data.begin(), t.data.end());
+Weights synthetic_weights(const ModelConfig& config) { return family_weights(config, true); }
+
+std::vector<std::pair<std::string, Shape>> weight_shapes(const ModelConfig& config) {
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (auto& [name, tensor] : family_weights(config, false)) shapes.emplace_back(name, tensor.shape);
+  return shapes;
 }
-template std::vector<double> load_as<double>(const Weights&, const std::string&, const Shape&);
-template std::vector<float> load_as<float>(const Weights&, const std::string&, const Shape&);
 
 Weights rounded_weights(const Weights& weights, DType storage) {
   Weights out = weights;

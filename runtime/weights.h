@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/dtype.h"
@@ -20,15 +21,11 @@ using Weights = std::map<std::string, Tensor<double>>;
 // [-1, 1), norm weights 1 + uniform(+-0.1) so that a dropped weight is visible.
 Weights synthetic_weights(const ModelConfig& config);
 
-// The tensor `name` with the expected shape (require's checks), converted to T.
-template <class T>
-std::vector<T> load_as(const Weights& weights, const std::string& name, const Shape& shape);
+// The name and shape of every tensor synthetic_weights(config) holds, without drawing their
+// values: what a checkpoint for the config must hold.
+std::vector<std::pair<std::string, Shape>> weight_shapes(const ModelConfig& config);
 
 // Every value rounded to `storage` (through fp32), as a checkpoint stored in that type holds it.
 Weights rounded_weights(const Weights& weights, DType storage);
-
-// The tensor `name` with the expected shape, or throws std::runtime_error naming the tensor
-// and both shapes.
-const Tensor<double>& require(const Weights& weights, const std::string& name, const Shape& shape);
 
 }  // namespace pinmark

@@ -338,6 +338,20 @@ TEST(Families, ActivationsKeptOffTheHostGiveTheSameBits) {
   }
 }
 
+// The shapes a checkpoint is checked against (weight_shapes) are the drawn set's, tensor for
+// tensor, in every family's layout.
+TEST(Families, WeightShapesNameTheSyntheticSet) {
+  for (const auto& [name, c] : families()) {
+    const Weights drawn = synthetic_weights(c);
+    const auto shapes = weight_shapes(c);
+    ASSERT_EQ(shapes.size(), drawn.size()) << name;
+    for (const auto& [tensor, shape] : shapes) {
+      ASSERT_TRUE(drawn.count(tensor)) << name << ": " << tensor;
+      EXPECT_EQ(drawn.at(tensor).shape, shape) << name << ": " << tensor;
+    }
+  }
+}
+
 ModelConfig sparse_family() {
   for (const auto& [name, c] : families())
     if (c.model_type == "deepseek_v32" && !c.mla_absorb) return c;

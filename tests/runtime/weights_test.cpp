@@ -1,5 +1,7 @@
 #include "runtime/weights.h"
 
+#include "runtime/weight_source.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -121,7 +123,7 @@ TEST(SyntheticWeights, KeyedBySeedAndName) {
 
 std::string require_error(const Weights& w, const std::string& name, const Shape& shape) {
   try {
-    require(w, name, shape);
+    require(WeightMap(w), name, shape);
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -130,7 +132,7 @@ std::string require_error(const Weights& w, const std::string& name, const Shape
 
 TEST(Require, ReturnsTheTensorOrNamesTheProblem) {
   const Weights w = synthetic_weights(config(false));
-  EXPECT_EQ(&require(w, "model.norm.weight", {24}), &w.at("model.norm.weight"));
+  EXPECT_EQ(require(WeightMap(w), "model.norm.weight", {24}).data, w.at("model.norm.weight").data);
   EXPECT_EQ(require_error(w, "model.layers.2.mlp.up_proj.weight", {60, 24}),
             "missing tensor 'model.layers.2.mlp.up_proj.weight'");
   EXPECT_EQ(require_error(w, "model.layers.0.self_attn.k_proj.weight", {24, 24}),
@@ -138,6 +140,27 @@ TEST(Require, ReturnsTheTensorOrNamesTheProblem) {
             "[24, 24]");
   EXPECT_EQ(require_error(w, "model.norm.weight", {24, 1}),
             "tensor 'model.norm.weight' has shape [24], expected [24, 1]");
+  // A map filled by hand can hold fewer values than its shape: never read past them.
+  Weights broken = w;
+  broken.at("model.norm.weight").data.pop_back();
+  EXPECT_EQ(require_error(broken, "model.norm.weight", {24}),
+            "tensor 'model.norm.weight' has 23 values, its shape [24] needs 24");
+}
+
+// Rounding on read gives what rounding the map gives, and values held in place pass through
+// only where the rounding cannot change them.
+TEST(RoundedWeights, RoundAsRoundedWeightsDoes) {
+  const Weights w = synthetic_weights(config(false));
+  const WeightMap map(w);
+  for (const DType storage : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
+    const Weights expected = rounded_weights(w, storage);
+    const RoundedWeights rounded(map, storage);
+    for (const auto& [name, tensor] : expected) {
+      const Tensor<double> got = rounded.read(name);
+      ASSERT_EQ(got.data, tensor.data) << name << " " << dtype_name(storage);
+    }
+    EXPECT_EQ(rounded.in_place("model.norm.weight", DType::f32).data, nullptr);
+  }
 }
 
 TEST(ShapeString, Formats) {
