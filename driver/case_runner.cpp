@@ -17,6 +17,7 @@
 #include "runtime/kernel_case.h"
 #include "runtime/model.h"
 #include "runtime/perturbing_backend.h"
+#include "runtime/weight_source.h"
 #include "runtime/weights.h"
 
 namespace pinmark {
@@ -46,7 +47,7 @@ RoutingTable routing_of(const ModelRun& oracle) {
 // `routing`, when given, feeds the oracle's experts; `first_sequence` is the oracle's index of
 // prompts[0] (a sequence run alone is sequence 0 of its own run).
 template <class T>
-ModelRun run_model(const CaseSpec& spec, const Weights& weights, Backend<T>& backend,
+ModelRun run_model(const CaseSpec& spec, const WeightSource& weights, Backend<T>& backend,
                    const std::vector<std::vector<int>>& prompts,
                    const std::vector<std::vector<int>>& forced, bool record_taps,
                    const RoutingTable* routing = nullptr, int first_sequence = 0) {
@@ -323,10 +324,10 @@ struct Spread {
   std::vector<double> rows;  // one per row of flatten_logits' order
 };
 
-Spread perturbed_spread(const CaseSpec& spec, const Weights& weights, DType storage, double u,
+Spread perturbed_spread(const CaseSpec& spec, const WeightSource& weights, DType storage, double u,
                         const std::vector<std::vector<int>>& forced, const RoutingTable& routing,
                         const std::vector<SequenceOutput>& oracle) {
-  const Weights stored = rounded_weights(weights, storage);
+  const RoundedWeights stored(weights, storage);
   const std::vector<double> oracle_logits = flatten_logits(oracle);
   Spread worst;
   for (int seed = 1; seed <= kPerturbedRuns; ++seed) {
@@ -347,20 +348,9 @@ Spread perturbed_spread(const CaseSpec& spec, const Weights& weights, DType stor
   return worst;
 }
 
-// Synthetic weights, or the checkpoint's: the synthetic set names every tensor the model
-// needs with its shape, and a checkpoint must hold exactly those, so a tensor pinmark would
-// silently ignore (a bias, a norm) is an error rather than a wrong reference.
-Weights load_weights(const CaseSpec& spec) {
-  Weights synthetic = synthetic_weights(spec.model);
-  if (spec.checkpoint.empty()) return synthetic;
-  const Checkpoint checkpoint(spec.checkpoint, spec.checkpoint_label);
-  std::vector<std::pair<std::string, Shape>> wanted;
-  for (const auto& [name, tensor] : synthetic) wanted.emplace_back(name, tensor.shape);
-  return checkpoint.load_model(spec.model.model_type, spec.model.tie_word_embeddings, wanted);
-}
-
 void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseResult& result) {
-  const Weights weights = load_weights(spec);
+  const std::shared_ptr<const WeightSource> source = case_weights(spec);
+  const WeightSource& weights = *source;
   const auto& prompts = spec.inputs.prompts;
   std::unique_ptr<Backend<double>> oracle_backend = make_cpu_backend<double>();
   ModelRun oracle = run_model(spec, weights, *oracle_backend, prompts, {}, true);
@@ -373,10 +363,8 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     // DeepSeek-V4's checkpoints name the correction bias ffn.gate.bias.
     const std::string bias = is_deepseek_v4(c) ? ".ffn.gate.bias" : ".mlp.gate.e_score_correction_bias";
     for (int l = 0; l < c.num_hidden_layers; ++l) {
-      auto it = weights.find("model.layers." + std::to_string(l) + bias);
-      if (it != weights.end())
-        result.router_choice.correction[l] =
-            std::vector<double>(it->second.data.begin(), it->second.data.end());
+      const std::string name = "model.layers." + std::to_string(l) + bias;
+      if (weights.contains(name)) result.router_choice.correction[l] = weights.read(name).data;
     }
   }
   const std::vector<int> sources = kv_source_layers(spec.model);
@@ -479,7 +467,7 @@ void run_model_case(const CaseSpec& spec, const BackendFactory& backends, CaseRe
     }
     mark_ran(row);
     const DType storage = storage_type(target);
-    const Weights stored = rounded_weights(weights, storage);
+    const RoundedWeights stored(weights, storage);
 
     ModelRun run = run_model(spec, stored, *backend, prompts, forced, true, &routing);
     const std::vector<double> logits = flatten_logits(run.outputs);
@@ -722,6 +710,13 @@ std::vector<double> flatten_logits(const std::vector<SequenceOutput>& outputs) {
 
 bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+std::shared_ptr<const WeightSource> case_weights(const CaseSpec& spec) {
+  if (spec.checkpoint.empty()) return owned_weights(synthetic_weights(spec.model));
+  return std::make_shared<CheckpointWeights>(
+      std::make_shared<const Checkpoint>(spec.checkpoint, spec.checkpoint_label),
+      spec.model.model_type, spec.model.tie_word_embeddings, weight_shapes(spec.model));
 }
 
 }  // namespace pinmark

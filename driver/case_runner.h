@@ -14,6 +14,7 @@
 #include "runtime/generate.h"
 #include "runtime/target.h"
 #include "runtime/tensor.h"
+#include "runtime/weight_source.h"
 
 namespace pinmark {
 
@@ -119,6 +120,13 @@ struct CaseResult {
 using BackendFactory = std::function<std::unique_ptr<Backend<float>>(const Target&)>;
 
 CaseResult run_case(const CaseSpec& spec, const BackendFactory& backends = make_target_backend);
+
+// The weights a model case runs on: its synthetic weights, or its checkpoint's tensors under
+// the names and shapes of the synthetic set (weight_shapes), matched as transformers matches
+// them and read as a model asks for each (CheckpointWeights). The checkpoint must hold exactly
+// those, so a tensor pinmark would silently ignore (a bias, a norm) is an error rather than a
+// wrong reference. Throws std::runtime_error naming the tensor and the file.
+std::shared_ptr<const WeightSource> case_weights(const CaseSpec& spec);
 
 // Judges a model case's target against the oracle and fills `row`: rel L2 and max abs over every
 // logit, KL and top-1 per position (a flip between near-tied logits is no failure), the expert

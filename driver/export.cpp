@@ -16,11 +16,11 @@
 #include <stdexcept>
 
 #include "driver/case_discovery.h"
+#include "driver/case_runner.h"
 #include "driver/case_spec.h"
 #include "driver/fingerprint.h"
 #include "driver/golden_io.h"
 #include "driver/safetensors_writer.h"
-#include "runtime/checkpoint.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/generate.h"
 #include "runtime/kernel_case.h"
@@ -259,18 +259,11 @@ std::vector<int64_t> to_i64(const std::vector<int>& v) { return {v.begin(), v.en
 
 void export_model(const Case& c, const CaseSpec& spec, const std::string& dir, json& index) {
   const std::string name = index["case"]["name"];
-  Weights weights = synthetic_weights(spec.model);
-  if (!spec.checkpoint.empty()) {
-    // As the case runs it (case_runner.cpp): the names and shapes of the synthetic set, read
-    // from the checkpoint as transformers matches them.
-    std::vector<std::pair<std::string, Shape>> wanted;
-    for (const auto& [n, tensor] : weights) wanted.emplace_back(n, tensor.shape);
-    weights = Checkpoint(spec.checkpoint, spec.checkpoint_label)
-                  .load_model(spec.model.model_type, spec.model.tie_word_embeddings, wanted);
-  }
+  // As the case runs it.
+  const std::shared_ptr<const WeightSource> weights = case_weights(spec);
   const auto& prompts = spec.inputs.prompts;
   std::unique_ptr<Backend<double>> backend = make_cpu_backend<double>();
-  Model<double> model(spec.model, weights, *backend);
+  Model<double> model(spec.model, *weights, *backend);
   GenerateOptions options;
   options.decode = spec.inputs.decode;
   options.prefill_chunk = spec.inputs.prefill_chunk;
@@ -350,7 +343,8 @@ void export_model(const Case& c, const CaseSpec& spec, const std::string& dir, j
   if (spec.checkpoint.empty()) {
     SafetensorsWriter model_file;
     model_file.set_metadata("format", "pt");
-    for (const auto& [n, tensor] : weights) {
+    for (const auto& [n, shape] : weight_shapes(spec.model)) {
+      const Tensor<double> tensor = weights->read(n);
       // DeepSeek-V4's hash routing table is an integer buffer, stored as int64 (as
       // save_pretrained writes it).
       if (n.ends_with(".tid2eid"))

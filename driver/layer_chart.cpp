@@ -9,7 +9,6 @@
 
 #include "driver/ci_report.h"
 #include "driver/numerics.h"
-#include "runtime/checkpoint.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/generate.h"
 #include "runtime/weights.h"
@@ -27,7 +26,7 @@ struct Tapped {
 using Routing = std::map<std::tuple<int, int, std::string>, std::vector<int>>;
 
 template <class T>
-Tapped run_tapped(const CaseSpec& spec, const Weights& weights, Backend<T>& backend,
+Tapped run_tapped(const CaseSpec& spec, const WeightSource& weights, Backend<T>& backend,
                   const std::vector<std::vector<int>>& forced, const Routing* routing) {
   Model<T> model(spec.model, weights, backend);
   GenerateOptions options;
@@ -61,13 +60,8 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
   for (int l = 0; l < layers; ++l) chart.points.push_back(std::to_string(l));
   chart.points.push_back("logits");
 
-  Weights weights = synthetic_weights(spec.model);
-  if (!spec.checkpoint.empty()) {
-    std::vector<std::pair<std::string, Shape>> wanted;
-    for (const auto& [name, tensor] : weights) wanted.emplace_back(name, tensor.shape);
-    weights = Checkpoint(spec.checkpoint, spec.checkpoint_label)
-                  .load_model(spec.model.model_type, spec.model.tie_word_embeddings, wanted);
-  }
+  const std::shared_ptr<const WeightSource> source = case_weights(spec);
+  const WeightSource& weights = *source;
   auto oracle_backend = make_cpu_backend<double>();
   const Tapped oracle = run_tapped(spec, weights, *oracle_backend, {}, nullptr);
   std::vector<std::vector<int>> forced;
@@ -85,7 +79,7 @@ LayerChart measure_layer_errors(const CaseSpec& spec, const std::vector<TargetRo
     std::unique_ptr<Backend<float>> backend = backends(row.target);
     if (!backend) continue;
     const Tapped run =
-        run_tapped(spec, rounded_weights(weights, storage_type(row.target)), *backend, forced,
+        run_tapped(spec, RoundedWeights(weights, storage_type(row.target)), *backend, forced,
                    &routing);
     LayerSeries series{row.label, std::vector<double>(layers + 1, 0.0), row.tolerance,
                        row.ill_conditioned ? "ill-conditioned" : row.ok ? "PASS" : "FAIL"};
