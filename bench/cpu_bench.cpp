@@ -9,20 +9,28 @@
 // embeddings) with pinmark's synthetic weights. Decode: greedy tokens after a one-token prompt,
 // each a forward of one token through the KV cache. Prefill: one forward of N tokens. GEMM:
 // y = x w^T for square N, GFLOP/s, beside OpenBLAS sgemm on one thread when built with it.
-// Peak memory (getrusage) is printed beside the weights and the KV cache it must hold.
+// Memory: the fp32 model built two ways, each in a process of its own (this program run again
+// with --memory-of): from the synthetic fp64 weights, and from the same weights written as an F32
+// safetensors checkpoint that the model reads in place (memory-mapped); peak, anonymous and
+// file-backed resident memory printed beside the weights and the KV cache the model must hold.
 // bench/llama2c_compare.sh runs llama2.c's run.c on the same model for the peer figure.
 #include <omp.h>
-#include <sys/resource.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "driver/safetensors_writer.h"
+#include "runtime/checkpoint.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/model.h"
 #include "runtime/random.h"
@@ -101,10 +109,63 @@ double prefill_rate(pinmark::Model<T>& model, const ModelConfig& c, int tokens) 
   return rates[1];
 }
 
-double peak_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;
+// A field of /proc/self/status in MiB ("VmHWM", "RssAnon", "RssFile"; the kernel gives kB).
+double status_mib(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with(field + ":")) return std::stod(line.substr(field.size() + 1)) / 1024.0;
+  throw std::runtime_error("no " + field + " in /proc/self/status");
+}
+
+// The synthetic weights as a checkpoint directory: model.safetensors with every tensor F32.
+void write_f32_checkpoint(const std::string& dir, const pinmark::Weights& weights) {
+  pinmark::SafetensorsWriter file;
+  file.set_metadata("format", "pt");
+  for (const auto& [name, t] : weights)
+    file.add_f32(name, t.shape, std::vector<float>(t.data.begin(), t.data.end()));
+  file.write(dir + "/model.safetensors");
+}
+
+// --memory-of: build the fp32 model from `source` ("synthetic", or a checkpoint directory read
+// in place), decode `tokens` tokens on one thread, print "peak anonymous file-backed tok/s".
+int memory_of(const std::string& source, const ModelConfig& c, int tokens) {
+  auto backend = pinmark::make_cpu_backend<float>();
+  std::unique_ptr<pinmark::Weights> synthetic;
+  std::shared_ptr<const pinmark::WeightSource> weights;
+  if (source == "synthetic") {
+    synthetic = std::make_unique<pinmark::Weights>(pinmark::synthetic_weights(c));
+    weights = std::make_shared<pinmark::WeightMap>(*synthetic);
+  } else {
+    weights = std::make_shared<pinmark::CheckpointWeights>(
+        std::make_shared<const pinmark::Checkpoint>(source), c.model_type, c.tie_word_embeddings,
+        pinmark::weight_shapes(c));
+  }
+  pinmark::Model<float> model(c, *weights, *backend);
+  omp_set_num_threads(1);
+  const double rate = decode_rate(model, c, tokens);
+  std::printf("%.1f %.1f %.1f %.1f\n", status_mib("VmHWM"), status_mib("RssAnon"),
+              status_mib("RssFile"), rate);
+  return 0;
+}
+
+struct Memory {
+  double peak = 0, anonymous = 0, file = 0, rate = 0;
+};
+
+// This program run again with --memory-of, so that each way of building starts from nothing.
+Memory measure_memory(const std::string& model_name, int tokens, const std::string& source) {
+  // popen runs a shell, whose own /proc/self/exe would be the shell: resolved here first.
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string command = "'" + self + "' --model " + model_name + " --tokens " +
+                              std::to_string(tokens) + " --memory-of '" + source + "'";
+  std::fflush(stdout);
+  FILE* child = popen(command.c_str(), "r");
+  if (!child) throw std::runtime_error("cannot run " + command);
+  Memory m;
+  const int fields = std::fscanf(child, "%lf %lf %lf %lf", &m.peak, &m.anonymous, &m.file, &m.rate);
+  if (pclose(child) != 0 || fields != 4) throw std::runtime_error(command + " failed");
+  return m;
 }
 
 void gemm_table(const std::vector<int>& threads) {
@@ -227,7 +288,7 @@ std::vector<int> parse_list(const std::string& text) {
 
 int main(int argc, char** argv) {
   try {
-    std::string model_name = "stories15M", llama2c, tokenizer;
+    std::string model_name = "stories15M", llama2c, tokenizer, memory_source;
     int tokens = 256;
     bool gemm = false;
     std::vector<int> threads = {1, 2};
@@ -256,6 +317,7 @@ int main(int argc, char** argv) {
       else if (a == "--gemm") gemm = true;
       else if (a == "--write-llama2c") llama2c = value();
       else if (a == "--write-tokenizer") tokenizer = value();
+      else if (a == "--memory-of") memory_source = value();
       else throw std::runtime_error("unknown argument " + a);
     }
     if (!tokenizer.empty()) {
@@ -263,6 +325,7 @@ int main(int argc, char** argv) {
       if (llama2c.empty()) return 0;
     }
     const ModelConfig c = stories(model_name, std::max(tokens, 256));
+    if (!memory_source.empty()) return memory_of(memory_source, c, tokens);
     const pinmark::Weights weights = pinmark::synthetic_weights(c);
     if (!llama2c.empty()) {
       write_llama2c(llama2c, c, weights);
@@ -288,11 +351,33 @@ int main(int argc, char** argv) {
     // The CPU backend keeps each matrix a second time, transposed into the panels its products
     // read (Backend::hold_matrix): every weight but the norms'.
     const double matrices = params - (2.0 * c.num_hidden_layers + 1) * c.hidden_size;
-    std::printf("peak memory %.0f MiB; the fp32 weights %.0f MiB, their matrices' panels %.0f MiB "
-                "and KV cache %.1f MiB it needs; besides them the fp64 synthetic weights it was "
-                "built from, %.0f MiB, and activations, buffers and the allocator's own\n",
-                peak_mib(), params * 4 / (1 << 20), matrices * 4 / (1 << 20), kv_mib,
-                params * 8 / (1 << 20));
+    char dir_template[] = "/tmp/pinmark-cpu-bench-XXXXXX";
+    if (!mkdtemp(dir_template)) throw std::runtime_error("cannot make a directory in /tmp");
+    const std::string dir = dir_template;
+    Memory in_memory, mapped;
+    try {
+      write_f32_checkpoint(dir, weights);
+      in_memory = measure_memory(model_name, tokens, "synthetic");
+      mapped = measure_memory(model_name, tokens, dir);
+    } catch (...) {
+      std::filesystem::remove_all(dir);
+      throw;
+    }
+    std::filesystem::remove_all(dir);
+    std::printf("\nmemory of the fp32 model after decoding %d tokens on 1 thread, each way in a "
+                "process of its own (MiB; file-backed: pages of the checkpoint's mapping, clean, "
+                "which the kernel may drop and read again)\n",
+                tokens);
+    std::printf("%-52s %8s %10s %12s %13s\n", "weights", "peak", "anonymous", "file-backed",
+                "decode tok/s");
+    std::printf("%-52s %8.0f %10.0f %12.0f %13.1f\n",
+                "synthetic, fp64 in memory (as a synthetic case)", in_memory.peak,
+                in_memory.anonymous, in_memory.file, in_memory.rate);
+    std::printf("%-52s %8.0f %10.0f %12.0f %13.1f\n", "F32 checkpoint, read in place (mapped)",
+                mapped.peak, mapped.anonymous, mapped.file, mapped.rate);
+    std::printf("what the model needs: the fp32 weights %.0f MiB (in memory: fp64 %.0f MiB "
+                "beside them), their matrices' panels %.0f MiB, KV cache %.1f MiB\n",
+                params * 4 / (1 << 20), params * 8 / (1 << 20), matrices * 4 / (1 << 20), kv_mib);
     // The other CPU targets on the same kernels: the fp64 oracle, and bf16 and fp16 emulated
     // (fp32 arithmetic, every value an op stores rounded to the storage type).
     std::printf("\nthe other CPU targets, same model and kernels (tok/s):\n");
