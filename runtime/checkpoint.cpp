@@ -208,6 +208,13 @@ Tensor<double> Checkpoint::read(const std::string& name, const Shape& expected,
   return shards_[check_shape(name, expected, wanted)].read(name);
 }
 
+template <class T>
+void Checkpoint::read_into(const std::string& name, const Shape& expected, T* out) const {
+  shards_[check_shape(name, expected, {})].read_into(name, out);
+}
+template void Checkpoint::read_into<double>(const std::string&, const Shape&, double*) const;
+template void Checkpoint::read_into<float>(const std::string&, const Shape&, float*) const;
+
 size_t Checkpoint::check_shape(const std::string& name, const Shape& expected,
                                const std::set<std::string>& wanted) const {
   auto it = shard_of_.find(name);
@@ -341,6 +348,20 @@ Shape CheckpointWeights::shape(const std::string& name) const {
 Tensor<double> CheckpointWeights::read(const std::string& name) const {
   const std::string& in_checkpoint = stored(name);  // throws first for a name it lacks
   return checkpoint_->read(in_checkpoint, shapes_.at(name));
+}
+
+template <class T>
+void CheckpointWeights::convert(const std::string& name, T* out) const {
+  const std::string& in_checkpoint = stored(name);  // throws first for a name it lacks
+  checkpoint_->read_into(in_checkpoint, shapes_.at(name), out);
+}
+
+void CheckpointWeights::read_into(const std::string& name, double* out) const {
+  convert(name, out);
+}
+
+void CheckpointWeights::read_into(const std::string& name, float* out) const {
+  convert(name, out);
 }
 
 InPlaceValues CheckpointWeights::in_place(const std::string& name, DType type) const {

@@ -49,6 +49,11 @@ class Checkpoint {
   // tensor, the directory and the closest name the checkpoint has when it is missing.
   Tensor<double> read(const std::string& name, const Shape& expected) const;
 
+  // read()'s values as T (double or float) into out[element_count(expected)], without an fp64
+  // copy in between.
+  template <class T>
+  void read_into(const std::string& name, const Shape& expected, T* out) const;
+
   // read() for each (name, expected shape).
   Weights load(const std::vector<std::pair<std::string, Shape>>& wanted) const;
 
@@ -106,9 +111,13 @@ class CheckpointWeights final : public WeightSource {
   Shape shape(const std::string& name) const override;
   Tensor<double> read(const std::string& name) const override;
   InPlaceValues in_place(const std::string& name, DType type) const override;
+  void read_into(const std::string& name, double* out) const override;
+  void read_into(const std::string& name, float* out) const override;
 
  private:
   const std::string& stored(const std::string& name) const;
+  template <class T>
+  void convert(const std::string& name, T* out) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;
   std::map<std::string, std::string> stored_;  // the model's name -> the checkpoint's

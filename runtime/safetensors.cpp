@@ -244,46 +244,55 @@ std::optional<DType> SafetensorsFile::storage_dtype(const std::string& name) con
 }
 
 Tensor<double> SafetensorsFile::read(const std::string& name) const {
+  Tensor<double> t(entry(name).shape);
+  read_into(name, t.data.data());
+  return t;
+}
+
+template <class T>
+void SafetensorsFile::read_into(const std::string& name, T* out) const {
   const Entry& e = entry(name);
   const std::optional<DType> dtype = readable_dtype(e.dtype);
-  Tensor<double> t(e.shape);
+  const size_t count = static_cast<size_t>(element_count(e.shape));
   const unsigned char* p = data_ + e.begin;
   // Integer buffers (DeepSeek-V4's hash routing table): exact in fp64 up to 2^53.
   if (!dtype && (e.dtype == "I64" || e.dtype == "I32")) {
     const bool wide = e.dtype == "I64";
-    for (size_t i = 0; i < t.data.size(); ++i) {
+    for (size_t i = 0; i < count; ++i) {
       const int64_t v = wide ? static_cast<int64_t>(load_le<uint64_t>(p + 8 * i))
                              : static_cast<int32_t>(load_le<uint32_t>(p + 4 * i));
       if (v > (int64_t{1} << 53) || v < -(int64_t{1} << 53))
         fail("tensor " + quoted(name) + " holds " + std::to_string(v) +
              ", an integer beyond the 2^53 that pinmark reads exactly");
-      t.data[i] = static_cast<double>(v);
+      out[i] = static_cast<T>(static_cast<double>(v));
     }
-    return t;
+    return;
   }
   if (!dtype)
     fail("tensor " + quoted(name) + " has dtype " + e.dtype +
          ", which pinmark does not read (it reads F64, F32, F16, BF16, and I64 and I32 as "
          "integers)");
-  // The header check made the byte length equal count * element size.
-  const size_t count = t.data.size();
+  // The header check made the byte length equal count * element size. Each value goes through
+  // fp64 (exact for all four types), so T = float rounds an F64 value once, as converting the
+  // fp64 tensor would.
+  const auto put = [out](size_t i, double v) { out[i] = static_cast<T>(v); };
   switch (*dtype) {
     case DType::f64:
       for (size_t i = 0; i < count; ++i)
-        t.data[i] = std::bit_cast<double>(load_le<uint64_t>(p + 8 * i));
+        put(i, std::bit_cast<double>(load_le<uint64_t>(p + 8 * i)));
       break;
     case DType::f32:
-      for (size_t i = 0; i < count; ++i)
-        t.data[i] = std::bit_cast<float>(load_le<uint32_t>(p + 4 * i));
+      for (size_t i = 0; i < count; ++i) put(i, std::bit_cast<float>(load_le<uint32_t>(p + 4 * i)));
       break;
     case DType::f16:
-      for (size_t i = 0; i < count; ++i) t.data[i] = fp16_bits_to_float(load_le<uint16_t>(p + 2 * i));
+      for (size_t i = 0; i < count; ++i) put(i, fp16_bits_to_float(load_le<uint16_t>(p + 2 * i)));
       break;
     case DType::bf16:
-      for (size_t i = 0; i < count; ++i) t.data[i] = bf16_bits_to_float(load_le<uint16_t>(p + 2 * i));
+      for (size_t i = 0; i < count; ++i) put(i, bf16_bits_to_float(load_le<uint16_t>(p + 2 * i)));
       break;
   }
-  return t;
 }
+template void SafetensorsFile::read_into<double>(const std::string&, double*) const;
+template void SafetensorsFile::read_into<float>(const std::string&, float*) const;
 
 }  // namespace pinmark

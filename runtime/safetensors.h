@@ -59,6 +59,10 @@ class SafetensorsFile {
   // integers up to 2^53 in magnitude (a larger one throws); any other dtype throws, naming the
   // tensor and its dtype.
   Tensor<double> read(const std::string& name) const;
+  // read()'s values converted to T (double or float) into out[element_count(shape(name))],
+  // without an fp64 copy of the tensor in between; throws as read() does.
+  template <class T>
+  void read_into(const std::string& name, T* out) const;
 
   // The tensor's stored bytes in the mapping, little-endian, as many as its dtype and shape
   // take (checked when the file was opened); valid while this object lives. No alignment is

@@ -1,5 +1,6 @@
 #include "runtime/weight_source.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <type_traits>
 
@@ -39,7 +40,25 @@ class OwnedWeightMap final : public WeightSource {
   WeightMap view_;
 };
 
+template <class T>
+void convert_into(const WeightSource& weights, const std::string& name, T* out) {
+  if (const Tensor<double>* t = weights.held_fp64(name)) {
+    std::copy(t->data.begin(), t->data.end(), out);
+    return;
+  }
+  const Tensor<double> t = weights.read(name);
+  std::copy(t.data.begin(), t.data.end(), out);
+}
+
 }  // namespace
+
+void WeightSource::read_into(const std::string& name, double* out) const {
+  convert_into(*this, name, out);
+}
+
+void WeightSource::read_into(const std::string& name, float* out) const {
+  convert_into(*this, name, out);
+}
 
 Shape WeightMap::shape(const std::string& name) const { return found(weights_, name).shape; }
 
@@ -93,10 +112,9 @@ WeightArray<T> load_as(const WeightSource& weights, const std::string& name, con
   if (held.data)
     return WeightArray<T>(static_cast<const T*>(held.data),
                           static_cast<size_t>(element_count(shape)), std::move(held.owner));
-  if (const Tensor<double>* t = weights.held_fp64(name))
-    return std::vector<T>(t->data.begin(), t->data.end());
-  const Tensor<double> t = weights.read(name);
-  return std::vector<T>(t.data.begin(), t.data.end());
+  std::vector<T> values(static_cast<size_t>(element_count(shape)));
+  weights.read_into(name, values.data());
+  return values;
 }
 template WeightArray<double> load_as<double>(const WeightSource&, const std::string&, const Shape&);
 template WeightArray<float> load_as<float>(const WeightSource&, const std::string&, const Shape&);

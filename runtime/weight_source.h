@@ -40,6 +40,10 @@ class WeightSource {
   // The tensor's fp64 values where the source already holds them, valid while it lives, so
   // that a reader converts them without a copy; null otherwise (read() them then).
   virtual const Tensor<double>* held_fp64(const std::string& /*name*/) const { return nullptr; }
+  // read()'s values as T into out[element_count(shape(name))]; a source that converts from
+  // its own storage does so without an fp64 copy in between. Throws as read() does.
+  virtual void read_into(const std::string& name, double* out) const;
+  virtual void read_into(const std::string& name, float* out) const;
 };
 
 // The tensors of a Weights map, which must outlive the source.

@@ -138,6 +138,11 @@ TEST_F(MappedWeightsTest, OtherTypesAreConverted) {
     EXPECT_TRUE(same_bits(logits(model), logits_read_whole<double>(*checkpoint))) << dtype;
     ASSERT_EQ(backend.held.size(), 15u);
   }
+  // An fp32 model of an F64 file: each value rounded once to fp32, as from the fp64 tensor.
+  const auto checkpoint = open(write("F64"));
+  HeldRecorder<float> backend;
+  Model<float> model(config_, *source(checkpoint), backend);
+  EXPECT_TRUE(same_bits(logits(model), logits_read_whole<float>(*checkpoint)));
 }
 
 // safetensors lets a tensor start at any byte: one that is not aligned for its type is copied,
