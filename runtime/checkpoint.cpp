@@ -225,6 +225,7 @@ size_t Checkpoint::check_shape(const std::string& name, const Shape& expected,
     throw std::runtime_error("tensor " + quoted_name(name) + " in " + file.label() +
                              " has shape " + shape_string(file.shape(name)) + ", expected " +
                              shape_string(expected) + " (from config.json)");
+  file.check_readable(name);
   return it->second;
 }
 
@@ -275,8 +276,8 @@ std::map<std::string, std::string> Checkpoint::model_names(
                              ", which pinmark's " + model_type + " model does not use");
   }
 
-  // Every name and shape checked before any value is read, so that a wrong config fails
-  // without converting a large tensor.
+  // Every name, shape and dtype checked, in the order wanted, before any value is read, so that
+  // a wrong config fails without converting a large tensor.
   std::map<std::string, std::string> names;
   for (const auto& [name, shape] : wanted) {
     const std::string stored = stored_name(name);

@@ -69,9 +69,9 @@ class Checkpoint {
   Weights load_model(const std::string& model_type, bool tie_word_embeddings,
                      const std::vector<std::pair<std::string, Shape>>& wanted) const;
 
-  // load_model's matching and every check it makes (a tied head is read to compare it with
-  // the embedding), without reading the other tensors: each wanted name -> the name the
-  // checkpoint stores it under.
+  // load_model's matching and its checks of names, shapes and dtypes (a tied head is read to
+  // compare it with the embedding), without reading the other tensors: each wanted name -> the
+  // name the checkpoint stores it under. An integer buffer past 2^53 is found when it is read.
   std::map<std::string, std::string> model_names(
       const std::string& model_type, bool tie_word_embeddings,
       const std::vector<std::pair<std::string, Shape>>& wanted) const;
@@ -97,10 +97,13 @@ class Checkpoint {
 };
 
 // A checkpoint's tensors as a `model_type` model reads them: Checkpoint::load_model's matching
-// and checks (all made when this is built, so a checkpoint that does not fit the config fails
-// here), but each tensor converted only when the model asks for it, and a tensor stored in the
-// model's own type (F32 for an fp32 model, F64 for fp64) read in place from the file's mapping,
-// which the model's arrays then keep alive: no fp64 copy of the checkpoint is ever made.
+// and checks (Checkpoint::model_names, made when this is built, so a checkpoint that does not
+// fit the config fails here), but each tensor converted only when the model asks for it,
+// straight from the mapping into the model's array, and a tensor stored in the model's own type
+// (F32 for an fp32 model, F64 for fp64) read in place, the model's arrays then keeping the
+// mapping alive: this source makes no fp64 copy of the checkpoint. The files stay mapped while
+// a model reads from them: one truncated or rewritten meanwhile is undefined (a SIGBUS or
+// changed values), as for every reader of mapped weights.
 class CheckpointWeights final : public WeightSource {
  public:
   // Throws as Checkpoint::load_model does.

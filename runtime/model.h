@@ -181,7 +181,9 @@ class Model {
   Model(const ModelConfig& config, const Weights& weights, Backend<T>& backend)
       : Model(config, WeightMap(weights), backend) {}
   // Releases the weights the backend holds (Backend::hold_matrix); the backend must outlive
-  // the model. Not copyable: the backend knows the weights by their addresses.
+  // the model. Not copyable: the backend knows the weights by their addresses. Two models built
+  // from one checkpoint source share the addresses of the tensors read in place, so they must
+  // not be alive on one backend at once (the first one gone would release the other's).
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

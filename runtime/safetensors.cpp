@@ -249,6 +249,14 @@ Tensor<double> SafetensorsFile::read(const std::string& name) const {
   return t;
 }
 
+void SafetensorsFile::check_readable(const std::string& name) const {
+  const std::string& dtype = entry(name).dtype;
+  if (!readable_dtype(dtype) && dtype != "I64" && dtype != "I32")
+    fail("tensor " + quoted(name) + " has dtype " + dtype +
+         ", which pinmark does not read (it reads F64, F32, F16, BF16, and I64 and I32 as "
+         "integers)");
+}
+
 template <class T>
 void SafetensorsFile::read_into(const std::string& name, T* out) const {
   const Entry& e = entry(name);
@@ -268,10 +276,7 @@ void SafetensorsFile::read_into(const std::string& name, T* out) const {
     }
     return;
   }
-  if (!dtype)
-    fail("tensor " + quoted(name) + " has dtype " + e.dtype +
-         ", which pinmark does not read (it reads F64, F32, F16, BF16, and I64 and I32 as "
-         "integers)");
+  check_readable(name);
   // The header check made the byte length equal count * element size. Each value goes through
   // fp64 (exact for all four types), so T = float rounds an F64 value once, as converting the
   // fp64 tensor would.

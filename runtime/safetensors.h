@@ -64,6 +64,9 @@ class SafetensorsFile {
   template <class T>
   void read_into(const std::string& name, T* out) const;
 
+  // Throws as read() does for a dtype pinmark does not read; no value is read.
+  void check_readable(const std::string& name) const;
+
   // The tensor's stored bytes in the mapping, little-endian, as many as its dtype and shape
   // take (checked when the file was opened); valid while this object lives. No alignment is
   // promised: safetensors lets a tensor start at any byte.

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -18,9 +19,12 @@ class WeightArray {
   // Takes the values (implicit, so that a computed weight is assigned as before).
   WeightArray(std::vector<T> values)  // NOLINT(google-explicit-constructor)
       : owned_(std::move(values)), data_(owned_.data()), size_(owned_.size()) {}
-  // Views `size` values at `data`, which `owner` keeps alive.
+  // Views `size` values at `data`, which `owner` keeps alive. Throws std::invalid_argument for a
+  // null owner: a view is known by its owner.
   WeightArray(const T* data, size_t size, std::shared_ptr<const void> owner)
-      : owner_(std::move(owner)), data_(data), size_(size) {}
+      : owner_(std::move(owner)), data_(data), size_(size) {
+    if (!owner_) throw std::invalid_argument("WeightArray: a view needs the owner of its values");
+  }
 
   // The owned vector's buffer moves with it, so a move keeps data() valid and unchanged.
   WeightArray(WeightArray&& other) noexcept { *this = std::move(other); }
@@ -35,13 +39,14 @@ class WeightArray {
     return *this;
   }
   // A copy of an owned array owns a copy; a copy of a view views the same values.
-  WeightArray(const WeightArray& other) { *this = other; }
+  WeightArray(const WeightArray& other)
+      : owned_(other.owned_),
+        owner_(other.owner_),
+        data_(other.mapped() ? other.data_ : owned_.data()),
+        size_(other.size_) {}
+  // Copy and swap: a copy that throws leaves this array as it was.
   WeightArray& operator=(const WeightArray& other) {
-    if (this == &other) return *this;
-    owner_ = other.owner_;
-    owned_ = other.owned_;
-    data_ = other.mapped() ? other.data_ : owned_.data();
-    size_ = other.size_;
+    if (this != &other) *this = WeightArray(other);
     return *this;
   }
 

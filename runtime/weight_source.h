@@ -35,7 +35,8 @@ class WeightSource {
   virtual Tensor<double> read(const std::string& name) const = 0;
   // The tensor's values where they are already held as `type` (little-endian, aligned for
   // it), so that a model of that type can use them without a copy; data null otherwise. The
-  // values are those read() gives, converted to `type` exactly.
+  // values are those read() gives, converted to `type` exactly (a signalling NaN's payload,
+  // which a conversion would quiet, kept as stored). The owner is never null.
   virtual InPlaceValues in_place(const std::string& /*name*/, DType /*type*/) const { return {}; }
   // The tensor's fp64 values where the source already holds them, valid while it lives, so
   // that a reader converts them without a copy; null otherwise (read() them then).

@@ -62,6 +62,7 @@ class MappedWeightsTest : public ::testing::Test {
     const fs::path dir = fs::path(tmp_.path()) / (dtype + std::to_string(misalign));
     fs::create_directory(dir);
     const DType storage = dtype == "F64" ? DType::f64 : dtype == "BF16" ? DType::bf16 : DType::f32;
+    // (I8: the values truncated, for a checkpoint that must be refused.)
     std::vector<test::StoredTensor> tensors;
     for (const auto& [name, t] : rounded_weights(synthetic_weights(config_), storage))
       tensors.push_back({name, t.shape, t.data});
@@ -195,6 +196,15 @@ TEST_F(MappedWeightsTest, ACheckpointThatDoesNotFitFailsWhenOpened) {
     EXPECT_EQ(std::string(e.what()),
               "tensor 'model.layers.0.mlp.down_proj.weight' in ckpt/model.safetensors has shape "
               "[24, 40], expected [24, 48] (from config.json)");
+  }
+  // A dtype pinmark does not read is found there too, in name order, before any value is read.
+  try {
+    source(open(write("I8")));
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "ckpt/model.safetensors: tensor 'lm_head.weight' has dtype I8, which pinmark "
+              "does not read (it reads F64, F32, F16, BF16, and I64 and I32 as integers)");
   }
   const auto weights = source(checkpoint);
   EXPECT_FALSE(weights->contains("lm_head.bias"));

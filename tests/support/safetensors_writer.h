@@ -17,8 +17,8 @@ struct StoredTensor {
   std::vector<double> values;  // rounded to float32 when written
 };
 
-// `dtype` "F32", "F64" or "BF16" (each value must then be exact in bf16: its float's low 16
-// bits zero). `misalign` spaces are added after the header's padding to a multiple of 8, so that
+// `dtype` "F32", "F64", "BF16" (each value must then be exact in bf16: its float's low 16 bits
+// zero) or "I8" (each value truncated to an int8: a dtype pinmark refuses to read). `misalign` spaces are added after the header's padding to a multiple of 8, so that
 // with an odd count no tensor starts at an address aligned for its type (the format allows it).
 inline void write_safetensors_as(const std::string& path, const std::vector<StoredTensor>& tensors,
                                  const std::string& dtype, size_t misalign = 0) {
@@ -33,6 +33,8 @@ inline void write_safetensors_as(const std::string& path, const std::vector<Stor
       const uint32_t bits = std::bit_cast<uint32_t>(static_cast<float>(v));
       if (dtype == "F64") {
         put(std::bit_cast<uint64_t>(v), 8);
+      } else if (dtype == "I8") {
+        put(static_cast<uint64_t>(static_cast<int8_t>(v)), 1);
       } else if (dtype == "BF16") {
         if (bits & 0xFFFF) throw std::invalid_argument(t.name + " holds a value bf16 cannot");
         put(bits >> 16, 2);
