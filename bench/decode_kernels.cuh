@@ -60,6 +60,48 @@ __device__ __forceinline__ float round_bf16(float v) {
   return __bfloat162float(__float2bfloat16_rn(v));
 }
 
+// Rotary embedding of the pair (x1, x2) = elements j and j + hd/2 of a head, both already
+// rounded to bf16, by the angle whose cosine and sine are c and s; each result rounded to bf16.
+// One function for the five-kernel step and the persistent one (decode_persistent.cuh), so
+// that both compile the same arithmetic.
+__device__ __forceinline__ void rope_pair(float x1, float x2, float c, float s, bf16* lo,
+                                          bf16* hi) {
+  *lo = __float2bfloat16_rn(x1 * c - x2 * s);
+  *hi = __float2bfloat16_rn(x2 * c + x1 * s);
+}
+
+// SwiGLU of a gate and an up value, each already rounded to bf16.
+__device__ __forceinline__ bf16 swiglu_value(float g, float u) {
+  return __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+}
+
+// RMSNorm's pieces (y = x / sqrt(mean(x^2) + eps) * w in fp32, rounded to bf16): a chunk of 8
+// added to a running sum of squares, the inverse root of the finished sum, a chunk normalised.
+__device__ __forceinline__ float add_squares8(uint4 x, float ss) {
+  Pack8 p;
+  p.u = x;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 f = __bfloat1622float2(p.h[j]);
+    ss += f.x * f.x + f.y * f.y;
+  }
+  return ss;
+}
+__device__ __forceinline__ float rms_inverse(float sum, int k, float eps) {
+  return 1.0f / sqrtf(sum / static_cast<float>(k) + eps);
+}
+__device__ __forceinline__ uint4 normalise8(uint4 x, uint4 w, float inv) {
+  Pack8 p, q, o;
+  p.u = x;
+  q.u = w;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 a = __bfloat1622float2(p.h[j]), b = __bfloat1622float2(q.h[j]);
+    o.h[j] = __floats2bfloat162_rn((a.x * inv) * b.x, (a.y * inv) * b.y);
+  }
+  return o.u;
+}
+
 // The tokens of one decode step: token b (b < count) is sequence b's, at position pos[b]; its
 // cache rows lie seq_stride values after sequence b - 1's. Passed by value, so a captured graph
 // keeps them.
@@ -117,8 +159,7 @@ struct ToRopeCache {
     const float c = cos_t[int64_t{pos} * half + j], s = sin_t[int64_t{pos} * half + j];
     bf16* dst = head < heads ? q_out + (int64_t{b} * heads + head) * hd
                              : k_cache + cache_row + int64_t{head - heads} * hd;
-    dst[j] = __float2bfloat16_rn(x1 * c - x2 * s);
-    dst[j + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+    rope_pair(x1, x2, c, s, &dst[j], &dst[j + half]);
   }
 };
 
@@ -131,7 +172,7 @@ struct ToSwiglu {
   __device__ int64_t row(int slot, int i) const { return slot + int64_t{i} * inter; }
   __device__ void store(int slot, int b, const float (&dot)[2]) const {
     const float g = round_bf16(dot[0]), u = round_bf16(dot[1]);
-    act[int64_t{b} * inter + slot] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+    act[int64_t{b} * inter + slot] = swiglu_value(g, u);
   }
 };
 
@@ -158,36 +199,21 @@ __device__ void stage_input(const bf16* x, const bf16* norm_w, float eps, int k,
     ws[c] = wv[c];
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
-      Pack8 p;
-      p.u = xv[b * vecs + c];
-      xs[b * vecs + c] = p.u;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 f = __bfloat1622float2(p.h[j]);
-        ss[b] += f.x * f.x + f.y * f.y;
-      }
+      const uint4 xc = xv[b * vecs + c];
+      xs[b * vecs + c] = xc;
+      ss[b] = add_squares8(xc, ss[b]);
     }
   }
   float inv[kBatch];
 #pragma unroll
   for (int b = 0; b < kBatch; ++b) {
     // Its barriers also publish xs and ws.
-    inv[b] = 1.0f / sqrtf(block_reduce<false>(ss[b], scratch) / static_cast<float>(k) + eps);
+    inv[b] = rms_inverse(block_reduce<false>(ss[b], scratch), k, eps);
   }
   for (int c = threadIdx.x; c < vecs; c += blockDim.x) {
-    Pack8 q;
-    q.u = ws[c];
+    const uint4 wc = ws[c];
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      Pack8 p, o;
-      p.u = xs[b * vecs + c];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 a = __bfloat1622float2(p.h[j]), w = __bfloat1622float2(q.h[j]);
-        o.h[j] = __floats2bfloat162_rn((a.x * inv[b]) * w.x, (a.y * inv[b]) * w.y);
-      }
-      xs[b * vecs + c] = o.u;
-    }
+    for (int b = 0; b < kBatch; ++b) xs[b * vecs + c] = normalise8(xs[b * vecs + c], wc, inv[b]);
   }
   __syncthreads();
 }
@@ -439,16 +465,24 @@ __device__ __forceinline__ float key_dot(const Key& key, const float4* q) {
   return dot;
 }
 
+// A barrier over the threads that run an attention phase: the whole block here; the consumer
+// warps in the persistent step (decode_persistent.cuh), whose loading warp runs on alone.
+struct BlockSync {
+  __device__ void operator()() const { __syncthreads(); }
+};
+
 // The values of one block's keys, weighted: thread t of T adds dims 8 (t % V) ... + 7 of keys
 // t / V, t / V + T / V, ... < count (V = HD / 8) in order, each value times ps[h][key] for every
 // head h < group at once (each value read once); then the partial sums of each dim of a warp,
 // a butterfly over its 32 / V key groups, go to red[warp][h][dim]; after a barrier, the warps'
 // sums of each output are added in warp order and handed to done(h, dim, sum), output i = h HD +
-// dim to threads i, i + T, ... The caller's barrier publishes what done writes.
-template <int HD, int T, int C, class Values, class Done>
+// dim to threads i, i + T, ... The caller's barrier publishes what done writes; `sync` is the
+// barrier over the T threads.
+template <int HD, int T, int C, class Values, class Done, class Sync = BlockSync>
 __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)[kMaxGroup][C],
                                              int count, int group,
-                                             float (&red)[T / 32][kMaxGroup][HD], Done done) {
+                                             float (&red)[T / 32][kMaxGroup][HD], Done done,
+                                             Sync sync = {}) {
   constexpr int V = HD / 8, KG = T / V;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5, dv = t % V, kg = t / V;
   float acc[kMaxGroup][8];
@@ -486,7 +520,7 @@ __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)
       }
     }
   }
-  __syncthreads();
+  sync();
   for (int i = t; i < group * HD; i += T) {
     const int h = i / HD, d = i % HD;
     float sum = 0.0f;
@@ -607,6 +641,123 @@ __global__ void __launch_bounds__(kSplitThreads)
 }
 
 
+// Keys a block of the cluster attention holds in shared memory at once.
+constexpr int kClusterKeys = 256;
+
+// One block's working set in the cluster attention: the query rows (padded by 16 bytes: the lanes
+// of a warp read the rows of 4 to 8 heads at once), a tile's scores, the values' partial sums.
+template <int HD, int T>
+struct AttentionScratch {
+  __align__(16) float qs[kMaxGroup][HD + 4];
+  float ps[kMaxGroup][kClusterKeys];
+  float red[T / 32][kMaxGroup][HD];
+};
+// What a block hands to the merge: its unnormalised output, running max and sum per head.
+template <int HD>
+struct AttentionPartial {
+  float acc_out[kMaxGroup][HD];
+  float run_m[kMaxGroup], run_l[kMaxGroup], rescale[kMaxGroup];
+};
+
+// Keys [begin, end) of one KV head for its `group` query heads (w.qs, fp32), by T threads
+// (threadIdx.x < T), in tiles of kClusterKeys with the online softmax (Milakov and Gimelshein
+// 2018) across tiles; `part` starts at output 0, max -infinity, sum 0 and ends with this range's.
+// load_tile(j0, count, false) starts the copies of a later tile into ks and vs (the first is
+// already under way); `sync` is the barrier over the T threads. One function for the cluster
+// kernel and the persistent step, so that both compile the same arithmetic.
+template <int HD, int T, class LoadTile, class Sync>
+__device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*ks)[HD + 8],
+                            bf16 (*vs)[HD], AttentionScratch<HD, T>& w,
+                            AttentionPartial<HD>& part, LoadTile load_tile, Sync sync) {
+  constexpr int C = kClusterKeys, V = HD / 8;
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  auto& ps = w.ps;
+  auto& run_m = part.run_m;
+  auto& run_l = part.run_l;
+  auto& rescale = part.rescale;
+  auto& acc_out = part.acc_out;
+  for (int j0 = begin; j0 < end; j0 += C) {
+    const int count = min(end - j0, C);
+    if (j0 != begin) {
+      sync();  // the previous tile is consumed
+      load_tile(j0, count, false);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    sync();
+
+    // Scores: one (key, head) pair a thread, key j = i / group and head h = i % group for
+    // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension order.
+    for (int i = t; i < count * group; i += T) {
+      const int j = i / group, h = i % group;
+      const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]),
+                                   reinterpret_cast<const float4*>(&w.qs[h][0]));
+      ps[h][j] = dot * scale;  // only keys < count are read after
+    }
+    sync();
+    // Warp h: the tile's max, the running max and sum rescaled, the exponentials.
+    for (int h = warp; h < group; h += T / 32) {
+      float m = -INFINITY;
+      for (int j = lane; j < count; j += 32) m = fmaxf(m, ps[h][j]);
+      m = fmaxf(warp_max(m), run_m[h]);
+      float l = 0.0f;
+      for (int j = lane; j < count; j += 32) {
+        const float e = __expf(ps[h][j] - m);
+        ps[h][j] = e;
+        l += e;
+      }
+      l = warp_sum(l);
+      __syncwarp();
+      if (lane == 0) {
+        const float s = __expf(run_m[h] - m);  // 0 on the first tile (run_m = -infinity)
+        rescale[h] = s;
+        run_l[h] = run_l[h] * s + l;
+        run_m[h] = m;
+      }
+    }
+    sync();
+    weigh_values<HD, T>(
+        vs, ps, count, group, w.red,
+        [&](int h, int d, float sum) { acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum); },
+        sync);
+  }
+}
+
+// Outputs [r n / CL, (r + 1) n / CL) of the n = group HD of one KV head's heads, r = rank < CL,
+// merged from the CL blocks' partials (partial_of(p): rank p's, read in rank order, each rescaled
+// by exp(m_p - max)) and divided once; out[h HD + d] for the head's group heads. T threads.
+template <int HD, int CL, int T, class PartialOf>
+__device__ void merge_partials(int r, int group, PartialOf partial_of, bf16* out) {
+  const int t = threadIdx.x;
+  const int n = group * HD, lo = r * n / CL, hi = (r + 1) * n / CL;
+  for (int i = lo + t; i < hi; i += T) {
+    const int h = i / HD, d = i % HD;
+    // All 3 CL remote loads issued before any is used (CL is a constant: the loops unroll).
+    float pm[CL], po[CL], pl[CL];
+#pragma unroll
+    for (int p = 0; p < CL; ++p) {
+      pm[p] = partial_of(p)->run_m[h];
+      po[p] = partial_of(p)->acc_out[h][d];
+      pl[p] = partial_of(p)->run_l[h];
+    }
+    float m = -INFINITY;
+#pragma unroll
+    for (int p = 0; p < CL; ++p) m = fmaxf(m, pm[p]);
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int p = 0; p < CL; ++p) {
+      const float w = __expf(pm[p] - m);
+      num = fmaf(w, po[p], num);
+      den = fmaf(w, pl[p], den);
+    }
+    out[int64_t{h} * HD + d] = __float2bfloat16_rn(num / den);
+  }
+}
+
+template <int HD>
+constexpr size_t cluster_attention_shared() {
+  return sizeof(bf16) * kClusterKeys * ((HD + 8) + HD);
+}
+
 // Decode attention with the merge inside a thread block cluster (Hopper's distributed shared
 // memory; CUDA programming guide, "Thread Block Clusters"): the CL blocks of a cluster share
 // token b's KV head g, block r taking keys [r P, r P + P), P = ceil(kv_len / CL), in tiles of
@@ -618,13 +769,6 @@ __global__ void __launch_bounds__(kSplitThreads)
 // The partition depends on kv_len only, so a token's bits are the same alone and in a batch.
 // Shapes and the cache's layout as for decode_attention_split; grid (kv_heads CL, 1, tokens),
 // cluster (CL, 1, 1), T threads, cluster_attention_shared() bytes of dynamic shared memory.
-constexpr int kClusterKeys = 256;
-
-template <int HD>
-constexpr size_t cluster_attention_shared() {
-  return sizeof(bf16) * kClusterKeys * ((HD + 8) + HD);
-}
-
 template <int HD, int CL, int T>
 __global__ void __launch_bounds__(T)
     decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
@@ -638,15 +782,11 @@ __global__ void __launch_bounds__(T)
   // K rows padded by 16 bytes, so that the lanes reading 32 different rows hit distinct banks.
   auto ks = reinterpret_cast<bf16(*)[HD + 8]>(dynamic_shared);
   auto vs = reinterpret_cast<bf16(*)[HD]>(dynamic_shared + sizeof(bf16) * C * (HD + 8));
-  // Query rows padded by 16 bytes: the lanes of a warp read the rows of 4 to 8 heads at once.
-  __shared__ __align__(16) float qs[kMaxGroup][HD + 4];
-  __shared__ float ps[kMaxGroup][C];
-  __shared__ float red[T / 32][kMaxGroup][HD];
-  __shared__ float acc_out[kMaxGroup][HD];  // this block's unnormalised output
-  __shared__ float run_m[kMaxGroup], run_l[kMaxGroup], rescale[kMaxGroup];
+  __shared__ AttentionScratch<HD, T> scratch;
+  __shared__ AttentionPartial<HD> partial;
   const int r = static_cast<int>(cluster.block_rank());
   const int g = blockIdx.x / CL, b = blockIdx.z, t = threadIdx.x;
-  const int lane = t & 31, warp = t >> 5, heads = kv_heads * group;
+  const int heads = kv_heads * group;
   const int kv_len = rows.pos[b] + 1, own_row = kv_len - 1;
   k_cache += b * rows.seq_stride;
   v_cache += b * rows.seq_stride;
@@ -676,83 +816,21 @@ __global__ void __launch_bounds__(T)
     copy16_async(&vs[own_row - begin][(t - V) * 8], row_of(v_cache, own_row) + (t - V) * 8);
   asm volatile("cp.async.commit_group;\n" ::: "memory");
   for (int i = t; i < group * HD; i += T) {
-    qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
-    acc_out[i / HD][i % HD] = 0.0f;
+    scratch.qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
+    partial.acc_out[i / HD][i % HD] = 0.0f;
   }
   if (t < kMaxGroup) {
-    run_m[t] = -INFINITY;
-    run_l[t] = 0.0f;
+    partial.run_m[t] = -INFINITY;
+    partial.run_l[t] = 0.0f;
   }
 
-  for (int j0 = begin; j0 < end; j0 += C) {
-    const int count = min(end - j0, C);
-    if (j0 != begin) {
-      __syncthreads();  // the previous tile is consumed
-      load_tile(j0, count, false);
-    }
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
-
-    // Scores: one (key, head) pair a thread, key j = i / group and head h = i % group for
-    // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension order.
-    for (int i = t; i < count * group; i += T) {
-      const int j = i / group, h = i % group;
-      const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]),
-                                   reinterpret_cast<const float4*>(&qs[h][0]));
-      ps[h][j] = dot * scale;  // only keys < count are read after
-    }
-    __syncthreads();
-    // Warp h: the tile's max, the running max and sum rescaled, the exponentials.
-    for (int h = warp; h < group; h += T / 32) {
-      float m = -INFINITY;
-      for (int j = lane; j < count; j += 32) m = fmaxf(m, ps[h][j]);
-      m = fmaxf(warp_max(m), run_m[h]);
-      float l = 0.0f;
-      for (int j = lane; j < count; j += 32) {
-        const float e = __expf(ps[h][j] - m);
-        ps[h][j] = e;
-        l += e;
-      }
-      l = warp_sum(l);
-      __syncwarp();
-      if (lane == 0) {
-        const float s = __expf(run_m[h] - m);  // 0 on the first tile (run_m = -infinity)
-        rescale[h] = s;
-        run_l[h] = run_l[h] * s + l;
-        run_m[h] = m;
-      }
-    }
-    __syncthreads();
-    weigh_values<HD, T>(vs, ps, count, group, red, [&](int h, int d, float sum) {
-      acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum);
-    });
-  }
+  attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile, BlockSync{});
 
   // Every block's m, l and output are in its shared memory: block r merges its slice.
   cluster.sync();
-  const int n = group * HD, lo = r * n / CL, hi = (r + 1) * n / CL;
-  for (int i = lo + t; i < hi; i += T) {
-    const int h = i / HD, d = i % HD;
-    // All 3 CL remote loads issued before any is used (CL is a constant: the loops unroll).
-    float pm[CL], po[CL], pl[CL];
-#pragma unroll
-    for (int p = 0; p < CL; ++p) {
-      pm[p] = *cluster.map_shared_rank(&run_m[h], p);
-      po[p] = *cluster.map_shared_rank(&acc_out[h][d], p);
-      pl[p] = *cluster.map_shared_rank(&run_l[h], p);
-    }
-    float m = -INFINITY;
-#pragma unroll
-    for (int p = 0; p < CL; ++p) m = fmaxf(m, pm[p]);
-    float num = 0.0f, den = 0.0f;
-#pragma unroll
-    for (int p = 0; p < CL; ++p) {
-      const float w = __expf(pm[p] - m);
-      num = fmaf(w, po[p], num);
-      den = fmaf(w, pl[p], den);
-    }
-    out[int64_t{g * group + h} * HD + d] = __float2bfloat16_rn(num / den);
-  }
+  merge_partials<HD, CL, T>(
+      r, group, [&](int p) { return cluster.map_shared_rank(&partial, p); },
+      out + int64_t{g} * group * HD);
   cluster.sync();  // no block leaves while another reads its shared memory
 }
 

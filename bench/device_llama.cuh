@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bench/decode_kernels.cuh"
+#include "bench/decode_persistent.cuh"
 #include "bench/device_common.cuh"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/model_config.h"
@@ -622,6 +623,22 @@ class DeviceModel {
       layers_.push_back(L);
     }
 
+    // The persistent step (decode_persistent.cuh) where its limits allow: the weights' pointers
+    // on the device, its stage counters zeroed once (it zeroes them again as it ends).
+    std::vector<StepLayer> step_layers;
+    for (const Layer& L : layers_)
+      step_layers.push_back({L.attn_norm, L.mlp_norm, L.wqkv, L.wo, L.wgu, L.wdown});
+    step_layers_ = alloc<StepLayer>(d.layers);
+    CHECK(cudaMemcpy(step_layers_, step_layers.data(), d.layers * sizeof(StepLayer),
+                     cudaMemcpyHostToDevice));
+    step_counters_ = alloc<unsigned>(int64_t{d.layers} * kStepStages + 1);
+    CHECK(cudaMemset(step_counters_, 0, (d.layers * kStepStages + 1) * sizeof(unsigned)));
+    auto product_k_fits = [](int64_t k) { return k % 8 == 0 && k <= 8192; };
+    const bool step_fits = product_k_fits(H) && product_k_fits(Q) && product_k_fits(I) &&
+                           H <= 4096 && !shard_.all_reduce && shard_.adds_residual &&
+                           shard_.vocab_first == 0 && shard_.vocab_count == d.vocab;
+    step_blocks_ = step_fits ? persistent_step_blocks() : 0;
+
     const int64_t T = max_tokens;
     x_ = alloc<bf16>(T * H);
     h_ = alloc<bf16>(T * H);
@@ -739,6 +756,15 @@ class DeviceModel {
     attention_threads_ = threads;
   }
 
+  // Blocks of the persistent decode step (0: it cannot run here, or for this model), and whether
+  // decode() runs it for one token without a profiler: after set_persistent(true), never by
+  // default (it measured slower than the five kernels a layer: docs/performance.md).
+  int persistent_blocks() const { return step_blocks_; }
+  bool persistent() const { return step_blocks_ > 0 && persistent_; }
+  void set_persistent(bool on) { persistent_ = on; }
+  // For timing the persistent step's parts: what it leaves out (kLeaveOut* bits; 0 for a step).
+  void set_leave_out(int bits) { leave_out_ = bits; }
+
   void decode(int first, const std::vector<int>& positions, Profiler* prof = nullptr) {
     const Dims& d = d_;
     const int B = static_cast<int>(positions.size());
@@ -762,6 +788,36 @@ class DeviceModel {
     auto mark = [&](int part) {
       if (prof) prof->mark(part);
     };
+    if (B == 1 && prof == nullptr && persistent()) {
+      StepParams p = {};
+      p.layers = step_layers_;
+      p.layer_count = d.layers;
+      p.hidden = H;
+      p.heads = d.heads;
+      p.kv_heads = d.kv_heads;
+      p.inter = I;
+      p.vocab = d.vocab;
+      p.eps = eps;
+      p.scale = scale;
+      p.embed = embed_;
+      p.final_norm = final_norm_;
+      p.token = tokens_;
+      p.pos = positions[0];
+      p.k_cache = k_cache_ + base;
+      p.v_cache = v_cache_ + base;
+      p.cache_layer = cache_layer_;
+      p.cos_t = cos_;
+      p.sin_t = sin_;
+      p.x = x_;
+      p.qkv = qkv_;
+      p.att = att_;
+      p.gu = gu_;
+      p.logits = logits_;
+      p.counters = step_counters_;
+      p.leave_out = leave_out_;
+      launch_persistent_step(step_blocks_, stream_, p);
+      return;
+    }
     mark(kOther);
     embed_rows<<<B, 128, 0, stream_>>>(embed_, tokens_, H, x_);
     CHECK_LAUNCH(embed_rows);
@@ -965,6 +1021,11 @@ class DeviceModel {
   // 8 the device runs; 0: the split kernel (decode_attention_split).
   int attention_cluster_ = 0;
   int attention_threads_ = 256;
+  StepLayer* step_layers_;
+  unsigned* step_counters_;
+  int step_blocks_ = 0;
+  bool persistent_ = false;
+  int leave_out_ = 0;
   bf16* probs_;
   const void** ptrs_;
 };

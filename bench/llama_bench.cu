@@ -31,6 +31,11 @@
 
 namespace {
 
+// Bits of two logit buffers.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
 // The device forward's logits against the CPU reference on the same synthetic weights: every
 // row of a short prompt (prefill path), then one decode step (decode path).
 bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) {
@@ -67,8 +72,28 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   CHECK(cudaStreamSynchronize(stream));
   const std::vector<float> again = download_logits(m, 1);
   const bool same = std::memcmp(again.data(), decoded.data(), decoded.size() * sizeof(float)) == 0;
+  // The persistent step against the five kernels a layer it replaces, with the attention it
+  // runs (clusters of 16 x 256 threads): the same sums in the same order, so the same bits.
+  bool step_same = true;
+  if (m.persistent_blocks() > 0 && cluster_attention_fits<64>(16, 256)) {
+    const int cluster = m.attention_cluster(), threads = m.attention_threads();
+    m.set_attention(16, 256);
+    m.forward(1, prompt_len, 1);
+    const std::vector<float> five = download_logits(m, 1);
+    m.set_persistent(true);
+    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
+    m.forward(1, prompt_len, 1);
+    CHECK(cudaStreamSynchronize(stream));
+    step_same = same_bits(download_logits(m, 1), five);
+    m.set_persistent(false);
+    m.set_attention(cluster, threads);
+    std::printf("  decode step as one persistent kernel (%d blocks) vs five kernels a layer: %s\n",
+                m.persistent_blocks(), step_same ? "same bits" : "bits differ: FAIL");
+  } else {
+    std::printf("  decode step as one persistent kernel: cannot run here\n");
+  }
   const bool att_ok = e_att < 1e-2 && e_att_cont < 1e-2;
-  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2 && att_ok && same;
+  const bool ok = e_prefill < 3e-2 && e_decode < 3e-2 && att_ok && same && step_same;
   std::printf("  flash vs unfused attention rel L2 (layer %d): 7 rows at 0 %.3e, 3 rows at 4 %.3e"
               " (expect ~1e-3): %s\n",
               d.layers - 1, e_att, e_att_cont, att_ok ? "PASS" : "FAIL");
@@ -93,7 +118,8 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
   m.forward(prompt_len, 0, 1);
   upload_tokens(m, random_tokens(1, d.vocab, "bench.long.next"), stream);
   auto decode_with = [&](int cluster, int threads) {
-    m.set_attention(cluster, threads);
+    m.set_persistent(cluster < 0);
+    if (cluster >= 0) m.set_attention(cluster, threads);
     CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
     m.forward(1, prompt_len, 1);
     CHECK(cudaStreamSynchronize(stream));
@@ -111,6 +137,15 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
                 prompt_len + 1, (prompt_len + 1 + shape[0] - 1) / shape[0], kClusterKeys,
                 shape[0], shape[1], e, e < 1e-2 ? "PASS" : "FAIL");
   }
+  if (m.persistent_blocks() > 0) {
+    const double e = rel_l2(decode_with(-1, 0), split);
+    ok = ok && e < 1e-2;
+    std::printf("  long context (%d keys, %d a block in tiles of %d): persistent step vs split, "
+                "decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
+                prompt_len + 1, (prompt_len + 1 + kStepCluster - 1) / kStepCluster, kClusterKeys,
+                e, e < 1e-2 ? "PASS" : "FAIL");
+  }
+  m.set_persistent(false);
   m.set_attention(chosen_cluster, chosen_threads);
   return ok;
 }
@@ -142,11 +177,6 @@ bool& decode_kernels_ok() {
 std::vector<std::string>& batch_summary() {
   static std::vector<std::string> lines;
   return lines;
-}
-
-// Bits of two logit buffers.
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 // Decode of several sequences in one step: kMaxBatch sequences, each prefilled with a prompt of
@@ -398,8 +428,17 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
   const double bytes = weight_bytes + kv_bytes;
   const double floor_ms = bytes / c.bandwidth * 1e3;
   const double eager_ms = timer.median_ms(3, 21, [&] { m.forward(1, context, 1); });
-
-  const double graph_ms = timer.graph_ms([&] { m.forward(1, context, 1); });
+  // The five kernels a layer and, where it runs, the persistent step (decode_persistent.cuh),
+  // alternated twice as graphs; each the better of its two.
+  const bool persistent = m.persistent_blocks() > 0;
+  double graph_ms = 1e30, step_ms = 1e30;
+  for (int round = 0; round < 2; ++round) {
+    graph_ms = std::min(graph_ms, timer.graph_ms([&] { m.forward(1, context, 1); }));
+    if (!persistent) continue;
+    m.set_persistent(true);
+    step_ms = std::min(step_ms, timer.graph_ms([&] { m.forward(1, context, 1); }));
+    m.set_persistent(false);
+  }
   const double best = std::min(graph_ms, eager_ms);
   std::printf("  decode attention: %s\n",
               m.attention_cluster() > 0
@@ -412,6 +451,39 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
               " %.1f%% of floor\n",
               context, graph_ms, eager_ms, 1e3 / best, bytes * 1e-9, weight_bytes * 1e-9,
               kv_bytes * 1e-9, floor_ms, 1e3 / floor_ms, 100.0 * floor_ms / best);
+  if (persistent) {
+    // Its logits against the five kernels' with the attention it runs (16 x 256 threads).
+    const int cluster = m.attention_cluster(), threads = m.attention_threads();
+    m.set_attention(16, 256);
+    m.forward(1, context, 1);
+    const std::vector<float> five = download_logits(m, 1);
+    m.set_attention(cluster, threads);
+    m.set_persistent(true);
+    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
+    m.forward(1, context, 1);
+    const bool same = same_bits(download_logits(m, 1), five);
+    if (!same) decode_kernels_ok() = false;
+    std::printf("  decode batch 1 as one persistent kernel (%d blocks in clusters of %d x %d "
+                "threads): %.3f ms/token (graph, alternated with the line above), %.1f%% of "
+                "floor; logits vs five kernels a layer: %s\n",
+                m.persistent_blocks(), kStepCluster, kStepThreads, step_ms,
+                100.0 * floor_ms / step_ms, same ? "same bits" : "bits differ: FAIL");
+    // Where its time goes: the same kernel leaving parts out (its results are then wrong, so
+    // only timed), each a graph.
+    std::printf("    leaving parts out (timing only):");
+    for (const auto& [bits, what] :
+         {std::pair{kLeaveOutAttention, "no attention"},
+          {kLeaveOutAttention | kLeaveOutWaits, "no attention, no waits"},
+          {kLeaveOutAttention | kLeaveOutProducts, "no attention, no products"},
+          {kLeaveOutAttention | kLeaveOutWaits | kLeaveOutProducts, "weights streamed only"}}) {
+      m.set_leave_out(bits);
+      const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
+      std::printf(" %s %.3f ms (%.1f%%);", what, ms, 100.0 * floor_ms / ms);
+    }
+    std::printf("\n");
+    m.set_leave_out(0);
+    m.set_persistent(false);
+  }
   bench_decode_attention(m, context, floor_ms, timer, stream);
   {
     Profiler prof(stream);
