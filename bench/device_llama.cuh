@@ -631,13 +631,17 @@ class DeviceModel {
     step_layers_ = alloc<StepLayer>(d.layers);
     CHECK(cudaMemcpy(step_layers_, step_layers.data(), d.layers * sizeof(StepLayer),
                      cudaMemcpyHostToDevice));
-    step_counters_ = alloc<unsigned>(int64_t{d.layers} * kStepStages + 1);
-    CHECK(cudaMemset(step_counters_, 0, (d.layers * kStepStages + 1) * sizeof(unsigned)));
+    const int counters = persistent_step_counters(d.layers, d.kv_heads);
+    step_counters_ = alloc<unsigned>(counters);
+    CHECK(cudaMemset(step_counters_, 0, counters * sizeof(unsigned)));
+    step_partials_ = alloc<AttentionPartial<64>>(int64_t{d.layers} * d.kv_heads * kStepSplits);
     auto product_k_fits = [](int64_t k) { return k % 8 == 0 && k <= 8192; };
     const bool step_fits = product_k_fits(H) && product_k_fits(Q) && product_k_fits(I) &&
                            H <= 4096 && !shard_.all_reduce && shard_.adds_residual &&
                            shard_.vocab_first == 0 && shard_.vocab_count == d.vocab;
     step_blocks_ = step_fits ? persistent_step_blocks() : 0;
+    if (step_blocks_ > 0 && (H + step_blocks_ - 1) / step_blocks_ > kStepResidualRows)
+      step_blocks_ = 0;
 
     const int64_t T = max_tokens;
     x_ = alloc<bf16>(T * H);
@@ -764,6 +768,15 @@ class DeviceModel {
   void set_persistent(bool on) { persistent_ = on; }
   // For timing the persistent step's parts: what it leaves out (kLeaveOut* bits; 0 for a step).
   void set_leave_out(int bits) { leave_out_ = bits; }
+  // Weight chunks (16 KB) each block of the persistent step prefetches into L2 ahead of its ring.
+  int prefetch_chunks() const { return prefetch_chunks_; }
+  void set_prefetch_chunks(int chunks) { prefetch_chunks_ = chunks; }
+  // Rows (1 to 4) a computing warp of the persistent step sums at once, as independent chains.
+  int rows_per_warp() const { return rows_per_warp_; }
+  void set_rows_per_warp(int rows) {
+    if (rows < 1 || rows > 4) throw std::runtime_error("rows_per_warp is 1 to 4");
+    rows_per_warp_ = rows;
+  }
 
   void decode(int first, const std::vector<int>& positions, Profiler* prof = nullptr) {
     const Dims& d = d_;
@@ -815,6 +828,9 @@ class DeviceModel {
       p.logits = logits_;
       p.counters = step_counters_;
       p.leave_out = leave_out_;
+      p.partials = step_partials_;
+      p.prefetch_chunks = prefetch_chunks_;
+      p.rows_per_warp = rows_per_warp_;
       launch_persistent_step(step_blocks_, stream_, p);
       return;
     }
@@ -1026,6 +1042,9 @@ class DeviceModel {
   int step_blocks_ = 0;
   bool persistent_ = false;
   int leave_out_ = 0;
+  int prefetch_chunks_ = 0;
+  int rows_per_warp_ = 4;
+  AttentionPartial<64>* step_partials_;
   bf16* probs_;
   const void** ptrs_;
 };

@@ -142,7 +142,7 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
     ok = ok && e < 1e-2;
     std::printf("  long context (%d keys, %d a block in tiles of %d): persistent step vs split, "
                 "decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
-                prompt_len + 1, (prompt_len + 1 + kStepCluster - 1) / kStepCluster, kClusterKeys,
+                prompt_len + 1, (prompt_len + 1 + kStepSplits - 1) / kStepSplits, kClusterKeys,
                 e, e < 1e-2 ? "PASS" : "FAIL");
   }
   m.set_persistent(false);
@@ -463,10 +463,10 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     m.forward(1, context, 1);
     const bool same = same_bits(download_logits(m, 1), five);
     if (!same) decode_kernels_ok() = false;
-    std::printf("  decode batch 1 as one persistent kernel (%d blocks in clusters of %d x %d "
-                "threads): %.3f ms/token (graph, alternated with the line above), %.1f%% of "
-                "floor; logits vs five kernels a layer: %s\n",
-                m.persistent_blocks(), kStepCluster, kStepThreads, step_ms,
+    std::printf("  decode batch 1 as one persistent kernel (%d blocks x %d threads, L2 prefetch "
+                "%d chunks ahead): %.3f ms/token (graph, alternated with the line above), %.1f%% "
+                "of floor; logits vs five kernels a layer: %s\n",
+                m.persistent_blocks(), kStepThreads, m.prefetch_chunks(), step_ms,
                 100.0 * floor_ms / step_ms, same ? "same bits" : "bits differ: FAIL");
     // Where its time goes: the same kernel leaving parts out (its results are then wrong, so
     // only timed), each a graph.
@@ -475,13 +475,33 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
          {std::pair{kLeaveOutAttention, "no attention"},
           {kLeaveOutAttention | kLeaveOutWaits, "no attention, no waits"},
           {kLeaveOutAttention | kLeaveOutProducts, "no attention, no products"},
-          {kLeaveOutAttention | kLeaveOutWaits | kLeaveOutProducts, "weights streamed only"}}) {
+          {kLeaveOutAttention | kLeaveOutWaits | kLeaveOutProducts, "weights streamed only"},
+          {kLeaveOutAttention | kLeaveOutWaits | kLeaveOutLoads, "products only, no loads"}}) {
       m.set_leave_out(bits);
       const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
       std::printf(" %s %.3f ms (%.1f%%);", what, ms, 100.0 * floor_ms / ms);
     }
     std::printf("\n");
     m.set_leave_out(0);
+    // How far ahead of its ring each block prefetches weights into L2.
+    const int chosen = m.prefetch_chunks();
+    std::printf("    L2 prefetch, chunks of 16 KB ahead of the ring:");
+    for (int chunks : {0, 8, 32}) {
+      m.set_prefetch_chunks(chunks);
+      const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
+      std::printf(" %d: %.3f ms (%.1f%%);", chunks, ms, 100.0 * floor_ms / ms);
+    }
+    std::printf("\n");
+    m.set_prefetch_chunks(chosen);
+    const int chosen_rows = m.rows_per_warp();
+    std::printf("    rows a computing warp sums at once:");
+    for (int rows : {1, 2, 4}) {
+      m.set_rows_per_warp(rows);
+      const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
+      std::printf(" %d: %.3f ms (%.1f%%);", rows, ms, 100.0 * floor_ms / ms);
+    }
+    std::printf("\n");
+    m.set_rows_per_warp(chosen_rows);
     m.set_persistent(false);
   }
   bench_decode_attention(m, context, floor_ms, timer, stream);
