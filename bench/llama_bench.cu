@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -483,25 +484,22 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     }
     std::printf("\n");
     m.set_leave_out(0);
-    // How far ahead of its ring each block prefetches weights into L2.
-    const int chosen = m.prefetch_chunks();
-    std::printf("    L2 prefetch, chunks of 16 KB ahead of the ring:");
-    for (int chunks : {0, 8, 32}) {
-      m.set_prefetch_chunks(chunks);
-      const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
-      std::printf(" %d: %.3f ms (%.1f%%);", chunks, ms, 100.0 * floor_ms / ms);
-    }
-    std::printf("\n");
-    m.set_prefetch_chunks(chosen);
-    const int chosen_rows = m.rows_per_warp();
-    std::printf("    rows a computing warp sums at once:");
-    for (int rows : {1, 2, 4}) {
-      m.set_rows_per_warp(rows);
-      const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
-      std::printf(" %d: %.3f ms (%.1f%%);", rows, ms, 100.0 * floor_ms / ms);
-    }
-    std::printf("\n");
-    m.set_rows_per_warp(chosen_rows);
+    // The step timed at each setting of one of its knobs, the knob then put back.
+    auto sweep = [&](const char* title, std::initializer_list<int> values, int chosen,
+                     const std::function<void(int)>& set) {
+      std::printf("    %s:", title);
+      for (int value : values) {
+        set(value);
+        const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
+        std::printf(" %d: %.3f ms (%.1f%%);", value, ms, 100.0 * floor_ms / ms);
+      }
+      std::printf("\n");
+      set(chosen);
+    };
+    sweep("L2 prefetch, chunks of 16 KB ahead of the ring", {0, 8, 32}, m.prefetch_chunks(),
+          [&](int chunks) { m.set_prefetch_chunks(chunks); });
+    sweep("rows a computing warp sums at once", {1, 2, 4}, m.rows_per_warp(),
+          [&](int rows) { m.set_rows_per_warp(rows); });
     m.set_persistent(false);
   }
   bench_decode_attention(m, context, floor_ms, timer, stream);
