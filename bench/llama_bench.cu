@@ -37,6 +37,23 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// The persistent step's logits at position `pos` against the five kernels a layer with the
+// attention it runs (clusters of 16 x 256 threads): the same sums in the same order, so the same
+// bits. The model's attention kernel is left as it was, the persistent step off.
+bool persistent_matches_five(DeviceModel& m, int pos) {
+  const int cluster = m.attention_cluster(), threads = m.attention_threads();
+  m.set_attention(16, 256);
+  m.forward(1, pos, 1);
+  const std::vector<float> five = download_logits(m, 1);
+  m.set_attention(cluster, threads);
+  m.set_persistent(true);
+  CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.logit_columns(), m.stream()));
+  m.forward(1, pos, 1);
+  const bool same = same_bits(download_logits(m, 1), five);
+  m.set_persistent(false);
+  return same;
+}
+
 // The device forward's logits against the CPU reference on the same synthetic weights: every
 // row of a short prompt (prefill path), then one decode step (decode path).
 bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) {
@@ -72,22 +89,11 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   m.forward(1, prompt_len, 1);
   CHECK(cudaStreamSynchronize(stream));
   const std::vector<float> again = download_logits(m, 1);
-  const bool same = std::memcmp(again.data(), decoded.data(), decoded.size() * sizeof(float)) == 0;
-  // The persistent step against the five kernels a layer it replaces, with the attention it
-  // runs (clusters of 16 x 256 threads): the same sums in the same order, so the same bits.
+  const bool same = same_bits(again, decoded);
+  // The persistent step against the five kernels a layer it replaces.
   bool step_same = true;
   if (m.persistent_blocks() > 0 && cluster_attention_fits<64>(16, 256)) {
-    const int cluster = m.attention_cluster(), threads = m.attention_threads();
-    m.set_attention(16, 256);
-    m.forward(1, prompt_len, 1);
-    const std::vector<float> five = download_logits(m, 1);
-    m.set_persistent(true);
-    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
-    m.forward(1, prompt_len, 1);
-    CHECK(cudaStreamSynchronize(stream));
-    step_same = same_bits(download_logits(m, 1), five);
-    m.set_persistent(false);
-    m.set_attention(cluster, threads);
+    step_same = persistent_matches_five(m, prompt_len);
     std::printf("  decode step as one persistent kernel (%d blocks) vs five kernels a layer: %s\n",
                 m.persistent_blocks(), step_same ? "same bits" : "bits differ: FAIL");
   } else {
@@ -453,17 +459,9 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
               context, graph_ms, eager_ms, 1e3 / best, bytes * 1e-9, weight_bytes * 1e-9,
               kv_bytes * 1e-9, floor_ms, 1e3 / floor_ms, 100.0 * floor_ms / best);
   if (persistent) {
-    // Its logits against the five kernels' with the attention it runs (16 x 256 threads).
-    const int cluster = m.attention_cluster(), threads = m.attention_threads();
-    m.set_attention(16, 256);
-    m.forward(1, context, 1);
-    const std::vector<float> five = download_logits(m, 1);
-    m.set_attention(cluster, threads);
-    m.set_persistent(true);
-    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
-    m.forward(1, context, 1);
-    const bool same = same_bits(download_logits(m, 1), five);
+    const bool same = persistent_matches_five(m, context);
     if (!same) decode_kernels_ok() = false;
+    m.set_persistent(true);
     std::printf("  decode batch 1 as one persistent kernel (%d blocks x %d threads, L2 prefetch "
                 "%d chunks ahead): %.3f ms/token (graph, alternated with the line above), %.1f%% "
                 "of floor; logits vs five kernels a layer: %s\n",
