@@ -112,6 +112,27 @@ struct DecodeRows {
   int64_t seq_stride = 0;
 };
 
+// Timing only: when a kernel of a decode step ran, in %globaltimer nanoseconds (PTX ISA, "Special
+// Registers"). at[0] holds 2^64 - 1 minus the first block's start (so that every field is a
+// maximum and zeroes reset them all), at[1] the last block's start, at[2] the last return from
+// the wait for the previous kernel, at[3] the last block's end (thread 0's). Null: nothing is
+// recorded.
+struct KernelTrace {
+  unsigned long long* at = nullptr;
+  static constexpr int kStart = 0, kWaited = 2, kEnd = 3;
+  __device__ __forceinline__ void mark(int what) const {
+    if (at == nullptr || threadIdx.x != 0) return;
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    if (what == kStart) {
+      atomicMax(&at[0], ~now);
+      atomicMax(&at[1], now);
+    } else {
+      atomicMax(&at[what], now);
+    }
+  }
+};
+
 // y[b, r] = dot (+ y[b, r] when add_into): R consecutive rows per slot, m rows in all.
 template <int R>
 struct ToRows {
@@ -230,12 +251,13 @@ __device__ void stage_input(const bf16* x, const bf16* norm_w, float eps, int k,
 template <int kWarps, int kParts, int kUnroll, int kBatch, class Out>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_gemv(const bf16* x, const bf16* norm_w, float eps, const bf16* w, int k, int slots,
-                Out out) {
+                Out out, KernelTrace trace) {
   static_assert(kWarps % kParts == 0, "a block's warps split into whole slots");
   constexpr int R = Out::kRows, U = kUnroll, kSlots = kWarps / kParts, kStride = 32 * kParts;
   extern __shared__ uint4 xs[];
   __shared__ float scratch[32];
   __shared__ float partial[kWarps][kBatch][R];
+  trace.mark(KernelTrace::kStart);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int part = warp % kParts;
   const int slot = blockIdx.x * kSlots + warp / kParts;
@@ -263,6 +285,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int u = 0; u < U; ++u) loaded ^= wv[i][u].x ^ wv[i][u].y ^ wv[i][u].z ^ wv[i][u].w;
   wait_for_previous(loaded);
+  trace.mark(KernelTrace::kWaited);
   start_next();
   stage_input<kBatch>(x, norm_w, eps, k, xs, xs + kBatch * vecs, scratch);
   float acc[kBatch][R];
@@ -295,6 +318,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (lane == 0 && slot < slots)
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) out.store(slot, b, acc[b]);
+    trace.mark(KernelTrace::kEnd);
     return;
   }
   if (lane == 0) {
@@ -315,13 +339,15 @@ __global__ void __launch_bounds__(kWarps * 32)
       out.store(slot, b, acc[b]);
     }
   }
+  trace.mark(KernelTrace::kEnd);
 }
 
 // Launches decode_gemv over `slots` slots for the kBatch rows of x; a block past 48 KB of
 // staged rows asks for the shared memory first.
 template <int kWarps, int kParts, int kUnroll, int kBatch, class Out>
 void launch_decode_gemv_for(cudaStream_t stream, const bf16* x, const bf16* norm_w, float eps,
-                            const bf16* w, int k, int slots, const Out& out) {
+                            const bf16* w, int k, int slots, const Out& out,
+                            const KernelTrace& trace) {
   constexpr int kSlots = kWarps / kParts;
   const size_t shared = static_cast<size_t>((norm_w ? kBatch + 1 : kBatch) * k) * sizeof(bf16);
   auto kernel = decode_gemv<kWarps, kParts, kUnroll, kBatch, Out>;
@@ -332,27 +358,28 @@ void launch_decode_gemv_for(cudaStream_t stream, const bf16* x, const bf16* norm
     allowed = shared;
   }
   launch_dependent(kernel, dim3((slots + kSlots - 1) / kSlots), dim3(kWarps * 32), shared, stream,
-                   x, norm_w, eps, w, k, slots, out);
+                   x, norm_w, eps, w, k, slots, out, trace);
 }
 
 // The same for `batch` rows, 1, 2, 4 or 8 (each a kernel of its own); std::runtime_error for
 // another count.
 template <int kWarps, int kParts, int kUnroll, class Out>
 void launch_decode_gemv(int batch, cudaStream_t stream, const bf16* x, const bf16* norm_w,
-                        float eps, const bf16* w, int k, int slots, const Out& out) {
+                        float eps, const bf16* w, int k, int slots, const Out& out,
+                        const KernelTrace& trace = {}) {
   switch (batch) {
     case 1:
       return launch_decode_gemv_for<kWarps, kParts, kUnroll, 1>(stream, x, norm_w, eps, w, k,
-                                                                slots, out);
+                                                                slots, out, trace);
     case 2:
       return launch_decode_gemv_for<kWarps, kParts, kUnroll, 2>(stream, x, norm_w, eps, w, k,
-                                                                slots, out);
+                                                                slots, out, trace);
     case 4:
       return launch_decode_gemv_for<kWarps, kParts, kUnroll, 4>(stream, x, norm_w, eps, w, k,
-                                                                slots, out);
+                                                                slots, out, trace);
     case 8:
       return launch_decode_gemv_for<kWarps, kParts, kUnroll, 8>(stream, x, norm_w, eps, w, k,
-                                                                slots, out);
+                                                                slots, out, trace);
   }
   throw std::runtime_error("a decode step takes 1, 2, 4 or 8 tokens, not " +
                            std::to_string(batch));
@@ -533,7 +560,7 @@ template <int HD>
 __global__ void __launch_bounds__(kSplitThreads)
     decode_attention_split(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                            DecodeRows rows, int kv_heads, int group, float scale, float* part,
-                           int* done, bf16* out) {
+                           int* done, bf16* out, KernelTrace trace) {
   constexpr int C = kSplitKeys, T = kSplitThreads, V = HD / 8;
   static_assert(HD % 8 == 0 && 32 % V == 0 && T % C == 0 && C * V % T == 0,
                 "decode attention tiling");
@@ -545,6 +572,7 @@ __global__ void __launch_bounds__(kSplitThreads)
   __shared__ float red[T / 32][kMaxGroup][HD];
   __shared__ float ml[kMaxGroup][2];
   __shared__ bool last;
+  trace.mark(KernelTrace::kStart);
   const int g = blockIdx.x, s = blockIdx.y, S = gridDim.y, b = blockIdx.z, t = threadIdx.x;
   const int lane = t & 31, warp = t >> 5, heads = kv_heads * group;
   // Token b: its sequence's cache, query, partial results, counters and output.
@@ -570,6 +598,7 @@ __global__ void __launch_bounds__(kSplitThreads)
   }
   asm volatile("cp.async.commit_group;\n" ::: "memory");
   wait_for_previous();
+  trace.mark(KernelTrace::kWaited);
   start_next();
   const int own = kv_len - 1 - j0;  // the step's own row, when in this split
   if (own >= 0 && own < count && t < V) {
@@ -635,9 +664,13 @@ __global__ void __launch_bounds__(kSplitThreads)
     }
   }
   __syncthreads();
-  if (!last) return;
+  if (!last) {
+    trace.mark(KernelTrace::kEnd);
+    return;
+  }
   merge_splits<HD>(part + int64_t{g} * group * S * (HD + 4), group, S,
                    out + int64_t{g} * group * HD);
+  trace.mark(KernelTrace::kEnd);
 }
 
 
@@ -772,7 +805,8 @@ constexpr size_t cluster_attention_shared() {
 template <int HD, int CL, int T>
 __global__ void __launch_bounds__(T)
     decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
-                             DecodeRows rows, int kv_heads, int group, float scale, bf16* out) {
+                             DecodeRows rows, int kv_heads, int group, float scale, bf16* out,
+                             KernelTrace trace) {
   constexpr int C = kClusterKeys, V = HD / 8;
   static_assert(HD % 8 == 0 && 32 % V == 0 && T % 32 == 0 && T >= kMaxGroup * 32,
                 "cluster attention tiling");
@@ -784,6 +818,7 @@ __global__ void __launch_bounds__(T)
   auto vs = reinterpret_cast<bf16(*)[HD]>(dynamic_shared + sizeof(bf16) * C * (HD + 8));
   __shared__ AttentionScratch<HD, T> scratch;
   __shared__ AttentionPartial<HD> partial;
+  trace.mark(KernelTrace::kStart);
   const int r = static_cast<int>(cluster.block_rank());
   const int g = blockIdx.x / CL, b = blockIdx.z, t = threadIdx.x;
   const int heads = kv_heads * group;
@@ -798,9 +833,9 @@ __global__ void __launch_bounds__(T)
   // Tile [j0, j0 + count) into shared memory; rows other than the token's own are loaded before
   // the wait for the kernel that writes the own row (first tile only).
   auto load_tile = [&](int j0, int count, bool before_wait) {
-    for (int i = t; i < C * V; i += T) {
+    for (int i = t; i < count * V; i += T) {
       const int j = i / V, c = i % V;
-      if (j < count && (!before_wait || j0 + j != own_row)) {
+      if (!before_wait || j0 + j != own_row) {
         copy16_async(&ks[j][c * 8], row_of(k_cache, j0 + j) + c * 8);
         copy16_async(&vs[j][c * 8], row_of(v_cache, j0 + j) + c * 8);
       }
@@ -808,21 +843,21 @@ __global__ void __launch_bounds__(T)
     asm volatile("cp.async.commit_group;\n" ::: "memory");
   };
   load_tile(begin, min(end - begin, C), true);
+  for (int i = t; i < group * HD; i += T) partial.acc_out[i / HD][i % HD] = 0.0f;
+  if (t < kMaxGroup) {
+    partial.run_m[t] = -INFINITY;
+    partial.run_l[t] = 0.0f;
+  }
   wait_for_previous();
+  trace.mark(KernelTrace::kWaited);
   start_next();
   if (begin <= own_row && own_row < min(end, begin + C) && t < V)
     copy16_async(&ks[own_row - begin][t * 8], row_of(k_cache, own_row) + t * 8);
   else if (begin <= own_row && own_row < min(end, begin + C) && t >= V && t < 2 * V)
     copy16_async(&vs[own_row - begin][(t - V) * 8], row_of(v_cache, own_row) + (t - V) * 8);
   asm volatile("cp.async.commit_group;\n" ::: "memory");
-  for (int i = t; i < group * HD; i += T) {
+  for (int i = t; i < group * HD; i += T)
     scratch.qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
-    partial.acc_out[i / HD][i % HD] = 0.0f;
-  }
-  if (t < kMaxGroup) {
-    partial.run_m[t] = -INFINITY;
-    partial.run_l[t] = 0.0f;
-  }
 
   attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile, BlockSync{});
 
@@ -832,6 +867,7 @@ __global__ void __launch_bounds__(T)
       r, group, [&](int p) { return cluster.map_shared_rank(&partial, p); },
       out + int64_t{g} * group * HD);
   cluster.sync();  // no block leaves while another reads its shared memory
+  trace.mark(KernelTrace::kEnd);
 }
 
 // Whether clusters of `cluster` blocks of decode_attention_cluster<HD> can run on this device,
@@ -885,18 +921,21 @@ template <int HD>
 void launch_cluster_attention(int cluster, int threads, int tokens, cudaStream_t stream,
                               const bf16* q, const bf16* k_cache, const bf16* v_cache,
                               const DecodeRows& rows, int kv_heads, int group, float scale,
-                              bf16* out) {
+                              bf16* out, const KernelTrace& trace = {}) {
   const dim3 grid(kv_heads * cluster, 1, tokens), block(threads);
   const size_t shared = cluster_attention_shared<HD>();
   if (cluster == 8 && threads == 256)
     return launch_dependent_in(8, decode_attention_cluster<HD, 8, 256>, grid, block, shared,
-                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
+                               trace);
   if (cluster == 16 && threads == 256)
     return launch_dependent_in(16, decode_attention_cluster<HD, 16, 256>, grid, block, shared,
-                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
+                               trace);
   if (cluster == 16 && threads == 512)
     return launch_dependent_in(16, decode_attention_cluster<HD, 16, 512>, grid, block, shared,
-                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out);
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
+                               trace);
   throw std::runtime_error("the decode attention has no cluster kernel of " +
                            std::to_string(cluster) + " blocks of " + std::to_string(threads) +
                            " threads");

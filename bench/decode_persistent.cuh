@@ -27,8 +27,9 @@
 // five-kernel step (the bench checks both).
 //
 // Limits: one token (batch 1); head_dim 64; every product's k a multiple of 8 up to 8192 (a row
-// of at most one ring slot); hidden at most 128 rows a block; no tensor-parallel shard. All blocks must be resident at once (they
-// wait on each other): a cooperative launch of one block a multiprocessor.
+// of at most one ring slot); hidden at most 4096, and 128 rows a block; no tensor-parallel
+// shard. All blocks must be resident at once (they wait on each other): a cooperative launch of
+// one block a multiprocessor.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -80,9 +81,12 @@ constexpr int kLeaveOutAttention = 1, kLeaveOutWaits = 2, kLeaveOutProducts = 4,
 
 // Shared memory of a block, in one dynamic allocation.
 constexpr int kStepKeysBytes = static_cast<int>(sizeof(bf16)) * kClusterKeys * (64 + 8 + 64);
-constexpr int kStepStagingBytes = 26752;  // max(inputs 16 KB + norm weights 4 KB, attention)
-static_assert(sizeof(AttentionScratch<64, kStepComputeThreads>) <= kStepStagingBytes,
-              "the attention's scratch fits the staging area");
+// The staging area holds a product's input (k up to kStepMaxK) with the RMSNorm's weights
+// behind it (hidden up to kStepMaxHidden), or the attention's scratch.
+constexpr int kStepMaxK = 8192, kStepMaxHidden = 4096;
+constexpr int kStepStagingBytes =
+    std::max(static_cast<int>(sizeof(bf16)) * (kStepMaxK + kStepMaxHidden),
+             static_cast<int>(sizeof(AttentionScratch<64, kStepComputeThreads>)));
 struct StepShared {
   alignas(128) unsigned char ring[kStepSlots][kStepSlotBytes];
   alignas(128) unsigned char keys[kStepKeysBytes];        // the attention's K and V tile
@@ -567,7 +571,7 @@ __global__ void __launch_bounds__(kStepThreads, 1) decode_step_persistent(StepPa
   };
   Ring ring{&s};
   uint4* xs = reinterpret_cast<uint4*>(s.staging);
-  uint4* ws = xs + 8192 / 8;
+  uint4* ws = xs + kStepMaxK / 8;
   for (int l = 0; l < p.layer_count; ++l) {
     const StepLayer& L = p.layers[l];
     unsigned* counter = p.counters + l * kStepStages;

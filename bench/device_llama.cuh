@@ -344,7 +344,8 @@ __global__ void __launch_bounds__(kFlashThreads)
   uint32_t qa[kFlashD / 16][4];
 #pragma unroll
   for (int kk = 0; kk < kFlashD / 16; ++kk)
-    ldmatrix_x4(qa[kk], &qs[warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][kk * 16 + (lane >> 4) * 8]);
+    ldmatrix_x4(qa[kk],
+                &qs[warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][kk * 16 + (lane >> 4) * 8]);
 
   // The thread holds rows r0 = lane / 4 and r0 + 8 of the warp's 16, columns 2 (lane % 4) + {0, 1}
   // of each 8-wide tile.
@@ -542,6 +543,10 @@ class Profiler {
 // Writes `count` bf16 values of the weight named `name` (Hugging Face's name) to `device`.
 using WeightLoader = std::function<void(bf16* device, int64_t count, const std::string& name)>;
 
+// For timing the five kernels a layer: which of them a decode step leaves out (its results are
+// then wrong).
+constexpr int kSkipQkv = 1, kSkipAttention = 2, kSkipO = 4, kSkipMlp = 8;
+
 // One rank's part of a tensor-parallel forward (bench/llama_bench_tp.cu), Megatron's split:
 // the model's Dims are the rank's share (heads, KV heads and MLP width divided by the ranks;
 // its WeightLoader hands it the matching rows of q, k, v, gate and up and columns of o and
@@ -635,9 +640,9 @@ class DeviceModel {
     step_counters_ = alloc<unsigned>(counters);
     CHECK(cudaMemset(step_counters_, 0, counters * sizeof(unsigned)));
     step_partials_ = alloc<AttentionPartial<64>>(int64_t{d.layers} * d.kv_heads * kStepSplits);
-    auto product_k_fits = [](int64_t k) { return k % 8 == 0 && k <= 8192; };
+    auto product_k_fits = [](int64_t k) { return k % 8 == 0 && k <= kStepMaxK; };
     const bool step_fits = product_k_fits(H) && product_k_fits(Q) && product_k_fits(I) &&
-                           H <= 4096 && !shard_.all_reduce && shard_.adds_residual &&
+                           H <= kStepMaxHidden && !shard_.all_reduce && shard_.adds_residual &&
                            shard_.vocab_first == 0 && shard_.vocab_count == d.vocab;
     step_blocks_ = step_fits ? persistent_step_blocks() : 0;
     if (step_blocks_ > 0 && (H + step_blocks_ - 1) / step_blocks_ > kStepResidualRows)
@@ -760,13 +765,29 @@ class DeviceModel {
     attention_threads_ = threads;
   }
 
+  // Timing only: with tracing on, each step of the five kernels a layer records when each of
+  // its kernels ran (KernelTrace: 4 values per kernel; kernel 5 l + i is stage i of layer l,
+  // q/k/v, attention, o, gate/up, down; kernel 5 layers the LM head), read by trace().
+  void set_trace(bool on) {
+    if (on && trace_ == nullptr) trace_ = alloc<unsigned long long>(4 * traced_kernels());
+    tracing_ = on;
+  }
+  int traced_kernels() const { return 5 * d_.layers + 1; }
+  std::vector<unsigned long long> trace() const {
+    std::vector<unsigned long long> at(4 * traced_kernels());
+    CHECK(cudaStreamSynchronize(stream_));
+    CHECK(cudaMemcpy(at.data(), trace_, sizeof(at[0]) * at.size(), cudaMemcpyDeviceToHost));
+    return at;
+  }
+
   // Blocks of the persistent decode step (0: it cannot run here, or for this model), and whether
   // decode() runs it for one token without a profiler: after set_persistent(true), never by
   // default (it measured slower than the five kernels a layer: docs/performance.md).
   int persistent_blocks() const { return step_blocks_; }
   bool persistent() const { return step_blocks_ > 0 && persistent_; }
   void set_persistent(bool on) { persistent_ = on; }
-  // For timing the persistent step's parts: what it leaves out (kLeaveOut* bits; 0 for a step).
+  // For timing the parts of a step: what it leaves out (kLeaveOut* bits for the persistent step,
+  // kSkip* bits for the five kernels; 0 for a step).
   void set_leave_out(int bits) { leave_out_ = bits; }
   // Weight chunks (16 KB) each block of the persistent step prefetches into L2 ahead of its ring.
   int prefetch_chunks() const { return prefetch_chunks_; }
@@ -837,38 +858,51 @@ class DeviceModel {
     mark(kOther);
     embed_rows<<<B, 128, 0, stream_>>>(embed_, tokens_, H, x_);
     CHECK_LAUNCH(embed_rows);
+    const int skip = prof == nullptr ? leave_out_ : 0;
+    if (tracing_)
+      CHECK(cudaMemsetAsync(trace_, 0, sizeof(unsigned long long) * 4 * traced_kernels(),
+                            stream_));
+    auto traced = [&](int kernel) {
+      return KernelTrace{tracing_ ? trace_ + 4 * kernel : nullptr};
+    };
     for (int l = 0; l < d.layers; ++l) {
       const Layer& L = layers_[l];
       bf16* kc = k_cache_ + base + l * cache_layer_;
       bf16* vc = v_cache_ + base + l * cache_layer_;
       mark(kLayerGemm);
-      launch_decode_gemv<4, 1, 8>(B, stream_, x_, L.attn_norm, eps, L.wqkv, H,
-                                  (d.heads + 2 * d.kv_heads) * hd / 2,
-                                  ToRopeCache{d.heads, d.kv_heads, hd, rows, cos_, sin_, q_, kc,
-                                              vc});
+      if (!(skip & kSkipQkv))
+        launch_decode_gemv<4, 1, 8>(B, stream_, x_, L.attn_norm, eps, L.wqkv, H,
+                                    (d.heads + 2 * d.kv_heads) * hd / 2,
+                                    ToRopeCache{d.heads, d.kv_heads, hd, rows, cos_, sin_, q_, kc,
+                                                vc},
+                                    traced(5 * l));
       mark(kAttention);
-      if (attention_cluster_ > 0)
+      if (!(skip & kSkipAttention) && attention_cluster_ > 0)
         launch_cluster_attention<64>(attention_cluster_, attention_threads_, B, stream_, q_, kc,
-                                     vc, rows, d.kv_heads, d.heads / d.kv_heads, scale, att_);
-      else
+                                     vc, rows, d.kv_heads, d.heads / d.kv_heads, scale, att_,
+                                     traced(5 * l + 1));
+      else if (!(skip & kSkipAttention))
         launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
                          dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
-                         d.heads / d.kv_heads, scale, part_, done_, att_);
+                         d.heads / d.kv_heads, scale, part_, done_, att_, traced(5 * l + 1));
       mark(kLayerGemm);
-      launch_decode_gemv<4, 1, 8>(B, stream_, att_, nullptr, 0.0f, L.wo, Q, (H + 1) / 2,
-                                  ToRows<2>{x_, H, residual});
+      if (!(skip & kSkipO))
+        launch_decode_gemv<4, 1, 8>(B, stream_, att_, nullptr, 0.0f, L.wo, Q, (H + 1) / 2,
+                                    ToRows<2>{x_, H, residual}, traced(5 * l + 2));
       if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{B} * H, stream_);
-      launch_decode_gemv<8, 1, 8>(B, stream_, x_, L.mlp_norm, eps, L.wgu, H, I,
-                                  ToSwiglu{act_, I});
-      launch_decode_gemv<8, 4, 8>(B, stream_, act_, nullptr, 0.0f, L.wdown, I, (H + 1) / 2,
-                                  ToRows<2>{x_, H, residual});
+      if (!(skip & kSkipMlp)) {
+        launch_decode_gemv<8, 1, 8>(B, stream_, x_, L.mlp_norm, eps, L.wgu, H, I,
+                                    ToSwiglu{act_, I}, traced(5 * l + 3));
+        launch_decode_gemv<8, 4, 8>(B, stream_, act_, nullptr, 0.0f, L.wdown, I, (H + 1) / 2,
+                                    ToRows<2>{x_, H, residual}, traced(5 * l + 4));
+      }
       if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{B} * H, stream_);
     }
     mark(kLmHead);
     const int vocab = shard_.vocab_count;
     launch_decode_gemv<8, 1, 4>(B, stream_, x_, final_norm_, eps,
                                 embed_ + int64_t{shard_.vocab_first} * H, H, (vocab + 3) / 4,
-                                ToRows<4>{logits_, vocab, false});
+                                ToRows<4>{logits_, vocab, false}, traced(5 * d.layers));
     mark(kParts);
   }
 
@@ -1043,6 +1077,8 @@ class DeviceModel {
   bool persistent_ = false;
   int leave_out_ = 0;
   int prefetch_chunks_ = 0;
+  bool tracing_ = false;
+  unsigned long long* trace_ = nullptr;
   int rows_per_warp_ = 4;
   AttentionPartial<64>* step_partials_;
   bf16* probs_;

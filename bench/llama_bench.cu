@@ -500,6 +500,53 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
           [&](int rows) { m.set_rows_per_warp(rows); });
     m.set_persistent(false);
   }
+  {
+    const int layers = d.layers;
+    // Where a step of the five kernels a layer spends its time: each kernel's times (KernelTrace)
+    // in one replay of the graph, averaged over the layers but the first and the last. A stage
+    // runs from the end of the kernel before it (its last block's end) to its own end; wait is
+    // from that end to the last return from the wait, early from the first start to that end.
+    const char* stage_names[] = {"q/k/v", "attention", "o", "gate/up", "down"};
+    std::printf("    five kernels, one replay traced (us, mean of layers 1 to %d; stage, wait, "
+                "early):",
+                layers - 2);
+    m.set_trace(true);
+    timer.graph_ms([&] { m.forward(1, context, 1); });
+    const std::vector<unsigned long long> at = m.trace();
+    m.set_trace(false);
+    auto time_of = [&](int kernel, int what) {
+      const unsigned long long v = at[4 * kernel + what];
+      return static_cast<double>(what == 0 ? ~v : v);
+    };
+    double layer_us = 0.0;
+    for (int i = 0; i < 5; ++i) {
+      double stage = 0.0, wait = 0.0, early = 0.0;
+      for (int l = 1; l + 1 < layers; ++l) {
+        const int k = 5 * l + i;
+        const double prev_end = time_of(k - 1, 3);
+        stage += (time_of(k, 3) - prev_end) * 1e-3;
+        wait += (time_of(k, 2) - prev_end) * 1e-3;
+        early += (prev_end - time_of(k, 0)) * 1e-3;
+      }
+      const double n = layers - 2;
+      layer_us += stage / n;
+      std::printf(" %s %.2f %.2f %.2f |", stage_names[i], stage / n, wait / n, early / n);
+    }
+    std::printf(" layer %.2f, LM head %.2f\n", layer_us,
+                (time_of(5 * layers, 3) - time_of(5 * layers - 1, 3)) * 1e-3);
+    std::printf("    five kernels, leaving kernels out (timing only):");
+    for (const auto& [bits, what] :
+         {std::pair{kSkipAttention, "no attention"},
+          {kSkipQkv | kSkipAttention | kSkipO, "MLP and LM head only"},
+          {kSkipMlp, "no MLP"},
+          {kSkipQkv | kSkipAttention | kSkipO | kSkipMlp, "LM head only"}}) {
+      m.set_leave_out(bits);
+      const double ms = timer.graph_ms([&] { m.forward(1, context, 1); });
+      std::printf(" %s %.3f ms;", what, ms);
+    }
+    m.set_leave_out(0);
+    std::printf("\n");
+  }
   bench_decode_attention(m, context, floor_ms, timer, stream);
   {
     Profiler prof(stream);
@@ -522,7 +569,8 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
 
   // The one-line summary gathered at the end.
   char line[512];
-  std::snprintf(line, sizeof line, "| %-18s | %9.0f | %9.1f%% | %8.3f | %8.0f | %8.3f | %8.3f | %7.1f%% |",
+  std::snprintf(line, sizeof line,
+                "| %-18s | %9.0f | %9.1f%% | %8.3f | %8.0f | %8.3f | %8.3f | %7.1f%% |",
                 d.name, n / (prefill_ms * 1e-3), 100.0 * rate / c.gemm_rate, best, 1e3 / best,
                 bytes * 1e-9, floor_ms, 100.0 * floor_ms / best);
   summary().push_back(line);
@@ -562,7 +610,8 @@ int main() {
     Ceilings c;
     c.bandwidth = measure_copy_bandwidth(stream, timer);
     c.gemm_rate = measure_gemm_rate(blas, stream, timer);
-    std::printf("ceiling: copy bandwidth (1 GiB D2D, read + write) %.0f GB/s\n", c.bandwidth * 1e-9);
+    std::printf("ceiling: copy bandwidth (1 GiB D2D, read + write) %.0f GB/s\n",
+                c.bandwidth * 1e-9);
     std::printf("ceiling: cuBLAS bf16 GEMM 8192^3 (fp32 accumulate)  %.1f TFLOP/s\n",
                 c.gemm_rate * 1e-12);
     std::fflush(stdout);

@@ -54,7 +54,8 @@ WeightLoader shard_loader(const Dims& d, int rank, cudaStream_t stream, bf16* sc
     bool by_columns = false;
     if (ends_with(name, "q_proj.weight")) rows = Q, cols = H;
     if (ends_with(name, "k_proj.weight") || ends_with(name, "v_proj.weight")) rows = KV, cols = H;
-    if (ends_with(name, "gate_proj.weight") || ends_with(name, "up_proj.weight")) rows = I, cols = H;
+    if (ends_with(name, "gate_proj.weight") || ends_with(name, "up_proj.weight"))
+      rows = I, cols = H;
     if (ends_with(name, "o_proj.weight")) rows = H, cols = Q, by_columns = true;
     if (ends_with(name, "down_proj.weight")) rows = H, cols = I, by_columns = true;
     if (rows == 0 || rows * cols != count * kRanks)
@@ -221,7 +222,8 @@ void bench_model(std::vector<Rank>& ranks, const Dims& d, const Ceilings& c) {
   std::printf("  its %d all-reduces of one %d-value bf16 row alone: %.3f ms (%.1f us each)\n",
               2 * d.layers, d.hidden, reduce_ms, 1e3 * reduce_ms / (2 * d.layers));
   char line[256];
-  std::snprintf(line, sizeof line, "| %-18s | %9.0f | %10.1f | %8.3f | %8.0f | %8.3f | %8.1f | %9.3f |",
+  std::snprintf(line, sizeof line,
+                "| %-18s | %9.0f | %10.1f | %8.3f | %8.0f | %8.3f | %8.1f | %9.3f |",
                 d.name, n / (prefill_ms * 1e-3), 100.0 * rate / (kRanks * c.gemm_rate), best,
                 1e3 / best, floor_ms, 100.0 * floor_ms / best, reduce_ms);
   summary().push_back(line);
