@@ -543,6 +543,10 @@ class Profiler {
 // Writes `count` bf16 values of the weight named `name` (Hugging Face's name) to `device`.
 using WeightLoader = std::function<void(bf16* device, int64_t count, const std::string& name)>;
 
+// Whether the decode attention's clusters merge their blocks' partials pushed into the merging
+// block's shared memory (decode_attention_cluster) by default.
+constexpr bool kPushedMerge = false;
+
 // For timing the five kernels a layer: which of them a decode step leaves out (its results are
 // then wrong).
 constexpr int kSkipQkv = 1, kSkipAttention = 2, kSkipO = 4, kSkipMlp = 8;
@@ -681,9 +685,10 @@ class DeviceModel {
     CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     const int threads = 2 * 16 * d.kv_heads <= sms ? 512 : 256;
     for (const auto& [cluster, block] : {std::pair{16, threads}, {16, 256}, {8, 256}})
-      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, block)) {
+      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, block, kPushedMerge)) {
         attention_cluster_ = cluster;
         attention_threads_ = block;
+        attention_pushed_ = kPushedMerge;
       }
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
@@ -752,17 +757,20 @@ class DeviceModel {
   // programmatic dependent launch. Every sum has the same order whatever B is, so a token's
   // logits are the same bits alone and in any batch.
   // The decode attention's kernel: clusters of `cluster` blocks of `threads` threads (a shape of
-  // kClusterShapes the device runs), or cluster 0 for the split kernel; std::runtime_error for
-  // another shape or one that cannot run here.
+  // kClusterShapes the device runs), merging pushed or not (decode_attention_cluster), or
+  // cluster 0 for the split kernel; std::runtime_error for another shape or one that cannot run
+  // here.
   int attention_cluster() const { return attention_cluster_; }
   int attention_threads() const { return attention_threads_; }
-  void set_attention(int cluster, int threads) {
-    if (cluster != 0 && !cluster_attention_fits<64>(cluster, threads))
+  bool attention_pushed() const { return attention_pushed_; }
+  void set_attention(int cluster, int threads, bool pushed) {
+    if (cluster != 0 && !cluster_attention_fits<64>(cluster, threads, pushed))
       throw std::runtime_error("the decode attention cannot run in clusters of " +
                                std::to_string(cluster) + " blocks of " + std::to_string(threads) +
                                " threads here");
     attention_cluster_ = cluster;
     attention_threads_ = threads;
+    attention_pushed_ = pushed;
   }
 
   // Timing only: with tracing on, each step of the five kernels a layer records when each of
@@ -878,9 +886,9 @@ class DeviceModel {
                                     traced(5 * l));
       mark(kAttention);
       if (!(skip & kSkipAttention) && attention_cluster_ > 0)
-        launch_cluster_attention<64>(attention_cluster_, attention_threads_, B, stream_, q_, kc,
-                                     vc, rows, d.kv_heads, d.heads / d.kv_heads, scale, att_,
-                                     traced(5 * l + 1));
+        launch_cluster_attention<64>(attention_cluster_, attention_threads_, attention_pushed_, B,
+                                     stream_, q_, kc, vc, rows, d.kv_heads, d.heads / d.kv_heads,
+                                     scale, att_, traced(5 * l + 1));
       else if (!(skip & kSkipAttention))
         launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
                          dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
@@ -1071,6 +1079,7 @@ class DeviceModel {
   // 8 the device runs; 0: the split kernel (decode_attention_split).
   int attention_cluster_ = 0;
   int attention_threads_ = 256;
+  bool attention_pushed_ = false;
   StepLayer* step_layers_;
   unsigned* step_counters_;
   int step_blocks_ = 0;

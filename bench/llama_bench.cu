@@ -42,10 +42,11 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 // bits. The model's attention kernel is left as it was, the persistent step off.
 bool persistent_matches_five(DeviceModel& m, int pos) {
   const int cluster = m.attention_cluster(), threads = m.attention_threads();
-  m.set_attention(16, 256);
+  const bool pushed = m.attention_pushed();
+  m.set_attention(16, 256, pushed);
   m.forward(1, pos, 1);
   const std::vector<float> five = download_logits(m, 1);
-  m.set_attention(cluster, threads);
+  m.set_attention(cluster, threads, pushed);
   m.set_persistent(true);
   CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.logit_columns(), m.stream()));
   m.forward(1, pos, 1);
@@ -92,7 +93,7 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   const bool same = same_bits(again, decoded);
   // The persistent step against the five kernels a layer it replaces.
   bool step_same = true;
-  if (m.persistent_blocks() > 0 && cluster_attention_fits<64>(16, 256)) {
+  if (m.persistent_blocks() > 0 && cluster_attention_fits<64>(16, 256, m.attention_pushed())) {
     step_same = persistent_matches_five(m, prompt_len);
     std::printf("  decode step as one persistent kernel (%d blocks) vs five kernels a layer: %s\n",
                 m.persistent_blocks(), step_same ? "same bits" : "bits differ: FAIL");
@@ -124,28 +125,31 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
   upload_tokens(m, random_tokens(prompt_len, d.vocab, "bench.long.prompt"), stream);
   m.forward(prompt_len, 0, 1);
   upload_tokens(m, random_tokens(1, d.vocab, "bench.long.next"), stream);
-  auto decode_with = [&](int cluster, int threads) {
+  auto decode_with = [&](int cluster, int threads, bool pushed) {
     m.set_persistent(cluster < 0);
-    if (cluster >= 0) m.set_attention(cluster, threads);
+    if (cluster >= 0) m.set_attention(cluster, threads, pushed);
     CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
     m.forward(1, prompt_len, 1);
     CHECK(cudaStreamSynchronize(stream));
     return download_logits(m, 1);
   };
   const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
-  const std::vector<float> split = decode_with(0, kSplitThreads);
+  const bool chosen_pushed = m.attention_pushed();
+  const std::vector<float> split = decode_with(0, kSplitThreads, false);
   bool ok = true;
-  for (const auto& shape : kClusterShapes) {
-    if (!cluster_attention_fits<64>(shape[0], shape[1])) continue;
-    const double e = rel_l2(decode_with(shape[0], shape[1]), split);
-    ok = ok && e < 1e-2;
-    std::printf("  long context (%d keys, %d a block in tiles of %d): cluster of %d x %d threads "
-                "vs split, decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
-                prompt_len + 1, (prompt_len + 1 + shape[0] - 1) / shape[0], kClusterKeys,
-                shape[0], shape[1], e, e < 1e-2 ? "PASS" : "FAIL");
-  }
+  for (const auto& shape : kClusterShapes)
+    for (bool pushed : {false, true}) {
+      if (!cluster_attention_fits<64>(shape[0], shape[1], pushed)) continue;
+      const double e = rel_l2(decode_with(shape[0], shape[1], pushed), split);
+      ok = ok && e < 1e-2;
+      std::printf("  long context (%d keys, %d a block in tiles of %d): cluster of %d x %d "
+                  "threads%s vs split, decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
+                  prompt_len + 1, (prompt_len + 1 + shape[0] - 1) / shape[0], kClusterKeys,
+                  shape[0], shape[1], pushed ? ", merge pushed," : "", e,
+                  e < 1e-2 ? "PASS" : "FAIL");
+    }
   if (m.persistent_blocks() > 0) {
-    const double e = rel_l2(decode_with(-1, 0), split);
+    const double e = rel_l2(decode_with(-1, 0, false), split);
     ok = ok && e < 1e-2;
     std::printf("  long context (%d keys, %d a block in tiles of %d): persistent step vs split, "
                 "decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
@@ -153,7 +157,7 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
                 e, e < 1e-2 ? "PASS" : "FAIL");
   }
   m.set_persistent(false);
-  m.set_attention(chosen_cluster, chosen_threads);
+  m.set_attention(chosen_cluster, chosen_threads, chosen_pushed);
   return ok;
 }
 
@@ -303,54 +307,62 @@ void bench_gemv_cost(const Dims& d, const Ceilings& c, cublasHandle_t blas, cuda
 }
 
 // The decode step with each decode attention kernel the device runs (the split kernel with its
-// last-block merge, and each shape of kClusterShapes), timed as graphs in alternation, twice
-// each, in this run; each step's logits against the default kernel's. The model's kernel is left
-// as it was.
+// last-block merge, and each shape of kClusterShapes with either merge), timed as graphs in
+// alternation, twice each, in this run; each step's logits against the default kernel's. The
+// model's kernel is left as it was.
 void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const Timer& timer,
                             cudaStream_t stream) {
-  const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
-  std::vector<std::pair<int, int>> kinds = {{0, kSplitThreads}};
+  struct Kind {
+    int cluster, threads;
+    bool pushed;
+    bool operator==(const Kind& o) const {
+      return cluster == o.cluster && threads == o.threads && pushed == o.pushed;
+    }
+  };
+  std::vector<Kind> kinds = {{0, kSplitThreads, false}};
   for (const auto& shape : kClusterShapes)
-    if (cluster_attention_fits<64>(shape[0], shape[1])) kinds.push_back({shape[0], shape[1]});
-  auto logits_with = [&](const std::pair<int, int>& kind) {
-    m.set_attention(kind.first, kind.second);
+    for (bool pushed : {false, true})
+      if (cluster_attention_fits<64>(shape[0], shape[1], pushed))
+        kinds.push_back({shape[0], shape[1], pushed});
+  auto logits_with = [&](const Kind& kind) {
+    m.set_attention(kind.cluster, kind.threads, kind.pushed);
     CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.dims().vocab, stream));  // NaN
     m.forward(1, context, 1);
     CHECK(cudaStreamSynchronize(stream));
     return download_logits(m, 1);
   };
-  const std::pair<int, int> chosen_kind = {chosen_cluster,
-                                           chosen_cluster == 0 ? kSplitThreads : chosen_threads};
-  const std::vector<float> reference = logits_with(chosen_kind);
+  const Kind chosen = {m.attention_cluster(),
+                       m.attention_cluster() == 0 ? kSplitThreads : m.attention_threads(),
+                       m.attention_cluster() != 0 && m.attention_pushed()};
+  const std::vector<float> reference = logits_with(chosen);
   std::vector<double> best(kinds.size(), 1e30);
   for (int round = 0; round < 2; ++round)
     for (size_t i = 0; i < kinds.size(); ++i) {
-      m.set_attention(kinds[i].first, kinds[i].second);
+      m.set_attention(kinds[i].cluster, kinds[i].threads, kinds[i].pushed);
       best[i] = std::min(best[i], timer.graph_ms([&] { m.forward(1, context, 1); }));
     }
   std::printf("  decode attention kernels, whole step (graph, alternated, best of 2):\n");
-  std::printf("    %-34s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
+  std::printf("    %-44s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
   for (size_t i = 0; i < kinds.size(); ++i) {
     const std::vector<float> logits = logits_with(kinds[i]);
-    const bool same = std::memcmp(logits.data(), reference.data(),
-                                  logits.size() * sizeof(float)) == 0;
-    char name[64], diff[64];
-    if (kinds[i].first == 0)
+    const bool same = same_bits(logits, reference);
+    char name[80], diff[64];
+    if (kinds[i].cluster == 0)
       std::snprintf(name, sizeof name, "split, %d keys a block", kSplitKeys);
     else
-      std::snprintf(name, sizeof name, "cluster of %d blocks x %d threads", kinds[i].first,
-                    kinds[i].second);
+      std::snprintf(name, sizeof name, "cluster of %d blocks x %d threads%s", kinds[i].cluster,
+                    kinds[i].threads, kinds[i].pushed ? ", merge pushed" : "");
     const double e = rel_l2(logits, reference);
-    if (kinds[i] == chosen_kind)
+    if (kinds[i] == chosen)
       std::snprintf(diff, sizeof diff, "(default)");
     else
       std::snprintf(diff, sizeof diff, "%s rel L2 %.2e%s", same ? "same bits," : "", e,
                     e < 1e-2 ? "" : ": FAIL");
     // Every kernel computes the same attention: one past bf16's rounding is broken.
     if (!(e < 1e-2)) decode_kernels_ok() = false;
-    std::printf("    %-34s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
+    std::printf("    %-44s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
   }
-  m.set_attention(chosen_kind.first, chosen_kind.second);
+  m.set_attention(chosen.cluster, chosen.threads, chosen.pushed);
 }
 
 void print_breakdown(const char* title, const std::vector<double>& ms,
