@@ -755,24 +755,6 @@ __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*k
   }
 }
 
-// One output merged from the CL blocks' maxima pm, unnormalised outputs po and sums pl, in rank
-// order, each rescaled by exp(m_p - max), divided once, rounded to bf16.
-template <int CL>
-__device__ __forceinline__ bf16 merge_value(const float (&pm)[CL], const float (&po)[CL],
-                                            const float (&pl)[CL]) {
-  float m = -INFINITY;
-#pragma unroll
-  for (int p = 0; p < CL; ++p) m = fmaxf(m, pm[p]);
-  float num = 0.0f, den = 0.0f;
-#pragma unroll
-  for (int p = 0; p < CL; ++p) {
-    const float w = __expf(pm[p] - m);
-    num = fmaf(w, po[p], num);
-    den = fmaf(w, pl[p], den);
-  }
-  return __float2bfloat16_rn(num / den);
-}
-
 // Outputs [r n / CL, (r + 1) n / CL) of the n = group HD of one KV head's heads, r = rank < CL,
 // merged from the CL blocks' partials (partial_of(p): rank p's, read in rank order, each rescaled
 // by exp(m_p - max)) and divided once; out[h HD + d] for the head's group heads. T threads.
@@ -790,36 +772,23 @@ __device__ void merge_partials(int r, int group, PartialOf partial_of, bf16* out
       po[p] = partial_of(p)->acc_out[h][d];
       pl[p] = partial_of(p)->run_l[h];
     }
-    out[int64_t{h} * HD + d] = merge_value<CL>(pm, po, pl);
+    float m = -INFINITY;
+#pragma unroll
+    for (int p = 0; p < CL; ++p) m = fmaxf(m, pm[p]);
+    float num = 0.0f, den = 0.0f;
+#pragma unroll
+    for (int p = 0; p < CL; ++p) {
+      const float w = __expf(pm[p] - m);
+      num = fmaf(w, po[p], num);
+      den = fmaf(w, pl[p], den);
+    }
+    out[int64_t{h} * HD + d] = __float2bfloat16_rn(num / den);
   }
 }
 
-// The pushed merge's record of one block for another: its maxima and sums of the group's heads
-// (floats [0, 2 group)), then its outputs of the other block's slice (pushed_slice floats).
-template <int HD, int CL>
-__host__ __device__ constexpr int pushed_slice(int group) {
-  return (group * HD + CL - 1) / CL;
-}
-template <int HD, int CL>
-__host__ __device__ constexpr int pushed_record(int group) {
-  return 2 * group + pushed_slice<HD, CL>(group);
-}
-
-// Dynamic shared memory of decode_attention_cluster: a tile of keys and values; for the pushed
-// merge, the CL records the blocks of the cluster hand this one.
 template <int HD>
-constexpr size_t cluster_attention_shared(int cluster = 0, int record_floats = 0) {
-  return sizeof(bf16) * kClusterKeys * ((HD + 8) + HD) +
-         sizeof(float) * static_cast<size_t>(cluster) * record_floats;
-}
-
-// Cluster barriers split in two (PTX ISA, "barrier.cluster"): arrive, then wait. A relaxed
-// arrival orders no memory; cluster.sync() releases and acquires.
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() {
-  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+constexpr size_t cluster_attention_shared() {
+  return sizeof(bf16) * kClusterKeys * ((HD + 8) + HD);
 }
 
 // Decode attention with the merge inside a thread block cluster (Hopper's distributed shared
@@ -830,16 +799,12 @@ __device__ __forceinline__ void cluster_wait() {
 // block r merges outputs [r n / CL, (r + 1) n / CL) of the n = group HD, reading the CL
 // blocks' values in rank order, each rescaled by exp(m_r - max), and divides once. No global
 // round trip, fence or counter: the split attention's last-block merge is its serial tail.
-// kPushed: each block instead writes its maxima, sums and outputs of block r's slice into block
-// r's shared memory (a record of pushed_record floats for each rank), and block r merges from
-// its own memory after one cluster barrier, with no second barrier to keep the blocks alive
-// while others read them; the same sums in the same order, so the same bits. At most 112
-// registers a thread: a block of 256 threads then leaves a multiprocessor the registers of three
-// blocks of the q/k/v kernel, which it starts beside.
 // The partition depends on kv_len only, so a token's bits are the same alone and in a batch.
 // Shapes and the cache's layout as for decode_attention_split; grid (kv_heads CL, 1, tokens),
 // cluster (CL, 1, 1), T threads, cluster_attention_shared() bytes of dynamic shared memory.
-template <int HD, int CL, int T, bool kPushed>
+// At most 112 registers a thread: a block of 256 threads then leaves a multiprocessor the
+// registers of three blocks of the q/k/v kernel, beside which it starts.
+template <int HD, int CL, int T>
 __global__ void __maxnreg__(112)
     decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                              DecodeRows rows, int kv_heads, int group, float scale, bf16* out,
@@ -856,9 +821,6 @@ __global__ void __maxnreg__(112)
   __shared__ AttentionScratch<HD, T> scratch;
   __shared__ AttentionPartial<HD> partial;
   trace.mark(KernelTrace::kStart);
-  // Every block must have started before another writes into its shared memory: each says so
-  // now and waits for the others only when its records are ready.
-  if (kPushed) cluster_arrive_relaxed();
   const int r = static_cast<int>(cluster.block_rank());
   const int g = blockIdx.x / CL, b = blockIdx.z, t = threadIdx.x;
   const int heads = kv_heads * group;
@@ -901,58 +863,23 @@ __global__ void __maxnreg__(112)
 
   attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile, BlockSync{});
 
-  if (!kPushed) {
-    // Every block's m, l and output are in its shared memory: block r merges its slice.
-    cluster.sync();
-    merge_partials<HD, CL, T>(
-        r, group, [&](int p) { return cluster.map_shared_rank(&partial, p); },
-        out + int64_t{g} * group * HD);
-    cluster.sync();  // no block leaves while another reads its shared memory
-    trace.mark(KernelTrace::kEnd);
-    return;
-  }
-  const int n = group * HD, record = pushed_record<HD, CL>(group);
-  float* received = reinterpret_cast<float*>(dynamic_shared + sizeof(bf16) * C * ((HD + 8) + HD));
-  __syncthreads();  // the partial is complete
-  cluster_wait();
-  for (int i = t; i < n; i += T) {
-    int p = i * CL / n;  // the rank whose slice [p n / CL, (p + 1) n / CL) holds output i
-    while (p + 1 < CL && (p + 1) * n / CL <= i) ++p;
-    while (p > 0 && p * n / CL > i) --p;
-    float* to = cluster.map_shared_rank(received, p) + r * record;
-    to[2 * group + i - p * n / CL] = partial.acc_out[i / HD][i % HD];
-  }
-  for (int i = t; i < CL * group; i += T) {
-    float* to = cluster.map_shared_rank(received, i / group) + r * record;
-    to[i % group] = partial.run_m[i % group];
-    to[group + i % group] = partial.run_l[i % group];
-  }
-  cluster.sync();  // every record written and visible
-  const int lo = r * n / CL, hi = (r + 1) * n / CL;
-  for (int i = lo + t; i < hi; i += T) {
-    const int h = i / HD;
-    float pm[CL], po[CL], pl[CL];
-#pragma unroll
-    for (int p = 0; p < CL; ++p) {
-      pm[p] = received[p * record + h];
-      po[p] = received[p * record + 2 * group + i - lo];
-      pl[p] = received[p * record + group + h];
-    }
-    out[int64_t{g} * group * HD + i] = merge_value<CL>(pm, po, pl);
-  }
+  // Every block's m, l and output are in its shared memory: block r merges its slice.
+  cluster.sync();
+  merge_partials<HD, CL, T>(
+      r, group, [&](int p) { return cluster.map_shared_rank(&partial, p); },
+      out + int64_t{g} * group * HD);
+  cluster.sync();  // no block leaves while another reads its shared memory
   trace.mark(KernelTrace::kEnd);
 }
 
 // Whether clusters of `cluster` blocks of decode_attention_cluster<HD> can run on this device,
-// after giving the kernel the shared memory it asks for (for the pushed merge, records for up
-// to kMaxGroup heads) and, past 8, the non-portable cluster sizes. Never throws: false where the
-// device has no clusters.
-template <int HD, int CL, int T, bool kPushed>
+// after giving the kernel the shared memory it asks for (and, past 8, the non-portable cluster
+// sizes). Never throws: false where the device has no clusters.
+template <int HD, int CL, int T>
 bool cluster_attention_fits_for() {
   const int cluster = CL;
-  auto kernel = decode_attention_cluster<HD, CL, T, kPushed>;
-  const size_t shared =
-      cluster_attention_shared<HD>(kPushed ? CL : 0, pushed_record<HD, CL>(kMaxGroup));
+  auto kernel = decode_attention_cluster<HD, CL, T>;
+  const size_t shared = cluster_attention_shared<HD>();
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess ||
       (cluster > 8 && cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed,
@@ -980,65 +907,37 @@ bool cluster_attention_fits_for() {
 }
 
 // The cluster attention's shapes this file instantiates: blocks per cluster, threads per block.
-// Each comes with either merge (kPushed or not).
 constexpr int kClusterShapes[][2] = {{8, 256}, {16, 256}, {16, 512}};
 
 template <int HD>
-bool cluster_attention_fits(int cluster, int threads, bool pushed = false) {
-  if (cluster == 8 && threads == 256)
-    return pushed ? cluster_attention_fits_for<HD, 8, 256, true>()
-                  : cluster_attention_fits_for<HD, 8, 256, false>();
-  if (cluster == 16 && threads == 256)
-    return pushed ? cluster_attention_fits_for<HD, 16, 256, true>()
-                  : cluster_attention_fits_for<HD, 16, 256, false>();
-  if (cluster == 16 && threads == 512)
-    return pushed ? cluster_attention_fits_for<HD, 16, 512, true>()
-                  : cluster_attention_fits_for<HD, 16, 512, false>();
+bool cluster_attention_fits(int cluster, int threads) {
+  if (cluster == 8 && threads == 256) return cluster_attention_fits_for<HD, 8, 256>();
+  if (cluster == 16 && threads == 256) return cluster_attention_fits_for<HD, 16, 256>();
+  if (cluster == 16 && threads == 512) return cluster_attention_fits_for<HD, 16, 512>();
   return false;
 }
 
-// Launches decode_attention_cluster<HD, CL, T, kPushed> for `tokens` tokens.
-template <int HD, int CL, int T, bool kPushed>
-void launch_cluster_attention_for(int tokens, cudaStream_t stream, const bf16* q,
-                                  const bf16* k_cache, const bf16* v_cache,
-                                  const DecodeRows& rows, int kv_heads, int group, float scale,
-                                  bf16* out, const KernelTrace& trace) {
-  const size_t shared =
-      cluster_attention_shared<HD>(kPushed ? CL : 0, pushed_record<HD, CL>(group));
-  launch_dependent_in(CL, decode_attention_cluster<HD, CL, T, kPushed>,
-                      dim3(kv_heads * CL, 1, tokens), dim3(T), shared, stream, q, k_cache,
-                      v_cache, rows, kv_heads, group, scale, out, trace);
-}
-
-// The same with the merge chosen at run time.
-template <int HD, int CL, int T, class... Args>
-void launch_cluster_attention_merging(bool pushed, const Args&... args) {
-  if (pushed)
-    launch_cluster_attention_for<HD, CL, T, true>(args...);
-  else
-    launch_cluster_attention_for<HD, CL, T, false>(args...);
-}
-
-// Launches decode_attention_cluster for `tokens` tokens in clusters of `cluster` blocks of
-// `threads` threads, merging pushed or not; a shape not in kClusterShapes throws
-// std::runtime_error.
+// Launches decode_attention_cluster<HD, cluster, threads> for `tokens` tokens; a shape not in
+// kClusterShapes throws std::runtime_error.
 template <int HD>
-void launch_cluster_attention(int cluster, int threads, bool pushed, int tokens,
-                              cudaStream_t stream, const bf16* q, const bf16* k_cache,
-                              const bf16* v_cache, const DecodeRows& rows, int kv_heads, int group,
-                              float scale, bf16* out, const KernelTrace& trace = {}) {
+void launch_cluster_attention(int cluster, int threads, int tokens, cudaStream_t stream,
+                              const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                              const DecodeRows& rows, int kv_heads, int group, float scale,
+                              bf16* out, const KernelTrace& trace = {}) {
+  const dim3 grid(kv_heads * cluster, 1, tokens), block(threads);
+  const size_t shared = cluster_attention_shared<HD>();
   if (cluster == 8 && threads == 256)
-    return launch_cluster_attention_merging<HD, 8, 256>(pushed, tokens, stream, q, k_cache,
-                                                        v_cache, rows, kv_heads, group, scale,
-                                                        out, trace);
+    return launch_dependent_in(8, decode_attention_cluster<HD, 8, 256>, grid, block, shared,
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
+                               trace);
   if (cluster == 16 && threads == 256)
-    return launch_cluster_attention_merging<HD, 16, 256>(pushed, tokens, stream, q, k_cache,
-                                                         v_cache, rows, kv_heads, group, scale,
-                                                         out, trace);
+    return launch_dependent_in(16, decode_attention_cluster<HD, 16, 256>, grid, block, shared,
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
+                               trace);
   if (cluster == 16 && threads == 512)
-    return launch_cluster_attention_merging<HD, 16, 512>(pushed, tokens, stream, q, k_cache,
-                                                         v_cache, rows, kv_heads, group, scale,
-                                                         out, trace);
+    return launch_dependent_in(16, decode_attention_cluster<HD, 16, 512>, grid, block, shared,
+                               stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
+                               trace);
   throw std::runtime_error("the decode attention has no cluster kernel of " +
                            std::to_string(cluster) + " blocks of " + std::to_string(threads) +
                            " threads");

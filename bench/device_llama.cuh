@@ -240,18 +240,32 @@ __global__ void attention_pointers(const bf16* q, const bf16* k_cache, const bf1
 // (materialised scores), which the attention check compares it with either way.
 constexpr bool kFlashPrefill = true;
 
-// Prefill attention, fused: per block 64 queries of one head (16 per warp), key tiles of 64
-// streamed through shared memory (double-buffered with cp.async), S = Q K^T and O += P V on the
-// tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation), the softmax online in
-// registers, so the scores never reach device memory. Query i sits at position p0 + i and sees
-// keys 0 ... p0 + i: tiles wholly above the diagonal are never loaded, only tiles that cross it
-// are masked. Q is q[n, heads, 64]; K and V are one layer's cache rows [pos, kv_heads, 64];
-// out[n, heads * 64] is what the o projection reads. The probabilities enter the PV product in
-// bf16, as the unfused path stores them; the normalisation is applied once, in fp32, at the end.
-constexpr int kFlashQ = 64, kFlashK = 64, kFlashD = 64, kFlashThreads = 128;
+// Prefill attention, fused: per block 64 R queries of one head (16 R per warp, R tiles of 16
+// rows), key tiles of 64 streamed through shared memory (double-buffered with cp.async), S = Q K^T
+// and O += P V on the tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation), the
+// softmax online in registers, so the scores never reach device memory. Query i sits at position
+// p0 + i and sees keys 0 ... p0 + i: tiles wholly above the diagonal are never loaded, only tiles
+// that cross it are masked. Q is q[n, heads, 64]; K and V are one layer's cache rows
+// [pos, kv_heads, 64]; out[n, heads * 64] is what the o projection reads. The probabilities enter
+// the PV product in bf16, as the unfused path stores them; the normalisation is applied once, in
+// fp32, at the end. A row's sums do not depend on R (its key tiles and their order are the
+// same; a tile wholly masked for a row leaves its max, sum and output as they were), so every R
+// gives the same bits; a larger R reads each K and V fragment from shared memory once for R
+// row tiles.
+constexpr int kFlashK = 64, kFlashD = 64, kFlashThreads = 128, kFlashWarps = kFlashThreads / 32;
 // Rows padded by 16 bytes: 144-byte rows put the 8 rows an ldmatrix phase reads in 8 distinct
 // 4-bank groups, so the fragment loads are conflict-free.
 constexpr int kFlashLd = kFlashD + 8;
+// Queries a block of flash_attention_prefill<R> takes, and its dynamic shared memory: the query
+// tile, then two buffers of K and two of V.
+template <int R>
+__host__ __device__ constexpr int flash_block_queries() {
+  return kFlashWarps * 16 * R;
+}
+template <int R>
+constexpr size_t flash_prefill_shared() {
+  return sizeof(bf16) * (flash_block_queries<R>() + 4 * kFlashK) * kFlashLd;
+}
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -304,22 +318,29 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 
 // Grid: one block per (query tile, head), the heads of a query tile adjacent (the 4 that share a
 // KV head then read its tiles from L2), the longest query tiles (most keys) first so that the
-// short ones fill the tail.
-__global__ void __launch_bounds__(kFlashThreads)
+// short ones fill the tail. flash_prefill_shared<R>() bytes of dynamic shared memory. Registers
+// for 4 blocks a multiprocessor with one row tile a warp (128 a thread), 2 with two.
+template <int R>
+__global__ void __launch_bounds__(kFlashThreads, R == 1 ? 4 : 2)
     flash_attention_prefill(const bf16* q, const bf16* k_cache, const bf16* v_cache, int n, int p0,
                             int heads, int kv_heads, float scale_log2, bf16* out) {
-  __shared__ __align__(16) bf16 qs[kFlashQ][kFlashLd];
-  __shared__ __align__(16) bf16 ks[2][kFlashK][kFlashLd];
-  __shared__ __align__(16) bf16 vs[2][kFlashK][kFlashLd];
-  const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
+  constexpr int kQ = flash_block_queries<R>();
+  extern __shared__ __align__(16) unsigned char flash_shared[];
+  auto* qs = reinterpret_cast<bf16(*)[kFlashLd]>(flash_shared);
+  auto* ks = reinterpret_cast<bf16(*)[kFlashK][kFlashLd]>(flash_shared +
+                                                           sizeof(bf16) * kQ * kFlashLd);
+  auto* vs = ks + 2;
+  const int tiles_q = (n + kQ - 1) / kQ;
   const int h = blockIdx.x % heads;
   const int qt = tiles_q - 1 - blockIdx.x / heads;
   const int g = h / (heads / kv_heads);
-  const int q0 = qt * kFlashQ;
+  const int q0 = qt * kQ;
   const int kv_len = p0 + n;
   const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
-  const int last_key = p0 + min(q0 + kFlashQ - 1, n - 1);
+  const int last_key = p0 + min(q0 + kQ - 1, n - 1);
   const int tiles_k = last_key / kFlashK + 1;
+  // Key tiles starting past the warp's last position are wholly masked for its rows.
+  const int warp_last = p0 + q0 + (warp + 1) * 16 * R - 1;
 
   auto load_kv = [&](int tile, int buf) {
     for (int c = t; c < kFlashK * kFlashD / 8; c += kFlashThreads) {
@@ -333,29 +354,36 @@ __global__ void __launch_bounds__(kFlashThreads)
   load_kv(0, 0);
   cp_async_commit();
 
-  for (int c = t; c < kFlashQ * kFlashD / 8; c += kFlashThreads) {
+  for (int c = t; c < kQ * kFlashD / 8; c += kFlashThreads) {
     const int row = c >> 3, col = (c & 7) * 8, i = q0 + row;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (i < n) v = *reinterpret_cast<const uint4*>(q + (int64_t{i} * heads + h) * kFlashD + col);
     *reinterpret_cast<uint4*>(&qs[row][col]) = v;
   }
   __syncthreads();
-  // This warp's 16 query rows as A fragments, one per 16 dims.
-  uint32_t qa[kFlashD / 16][4];
+  // This warp's R tiles of 16 query rows as A fragments, one per 16 dims.
+  uint32_t qa[R][kFlashD / 16][4];
 #pragma unroll
-  for (int kk = 0; kk < kFlashD / 16; ++kk)
-    ldmatrix_x4(qa[kk],
-                &qs[warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][kk * 16 + (lane >> 4) * 8]);
+  for (int mt = 0; mt < R; ++mt)
+#pragma unroll
+    for (int kk = 0; kk < kFlashD / 16; ++kk)
+      ldmatrix_x4(qa[mt][kk], &qs[(warp * R + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8]
+                                 [kk * 16 + (lane >> 4) * 8]);
 
-  // The thread holds rows r0 = lane / 4 and r0 + 8 of the warp's 16, columns 2 (lane % 4) + {0, 1}
-  // of each 8-wide tile.
+  // In row tile mt the thread holds rows r0 = lane / 4 and r0 + 8 of its 16, columns
+  // 2 (lane % 4) + {0, 1} of each 8-wide tile.
   const int r0 = lane >> 2, c0 = (lane & 3) * 2;
-  const int pos0 = p0 + q0 + warp * 16 + r0, pos1 = pos0 + 8;
-  float o[kFlashD / 8][4];
-#pragma unroll
-  for (int dt = 0; dt < kFlashD / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  float o[R][kFlashD / 8][4];
   // Running max (log2 units) and this thread's part of the running sum, per row.
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  float m[R][2], l[R][2];
+#pragma unroll
+  for (int mt = 0; mt < R; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kFlashD / 8; ++dt)
+      o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
 
   for (int kt = 0; kt < tiles_k; ++kt) {
     const int buf = kt & 1;
@@ -363,101 +391,151 @@ __global__ void __launch_bounds__(kFlashThreads)
     cp_async_commit();  // an empty group on the last tile keeps the wait count uniform
     cp_async_wait<1>();
     __syncthreads();
-
-    float s[kFlashK / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < kFlashK / 8; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-      for (int kp = 0; kp < kFlashD / 32; ++kp) {
-        uint32_t kb[4];
-        ldmatrix_x4(kb, &ks[buf][nt * 8 + (lane & 7)][kp * 32 + (lane >> 3) * 8]);
-        mma_bf16(s[nt], qa[2 * kp], kb[0], kb[1]);
-        mma_bf16(s[nt], qa[2 * kp + 1], kb[2], kb[3]);
-      }
-    }
     const int k0 = kt * kFlashK;
-    const bool diagonal = k0 + kFlashK - 1 > p0 + q0;
-    // The max is taken over the raw scores (the scale is positive), and the scale enters each
-    // exponent in one fused multiply-add, s * scale - max, as flash attention computes it.
-    float mx0 = -INFINITY, mx1 = -INFINITY;
+    if (k0 <= warp_last) {
+      float s[R][kFlashK / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < kFlashK / 8; ++nt) {
-      if (diagonal) {
+      for (int nt = 0; nt < kFlashK / 8; ++nt) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = k0 + nt * 8 + c0 + (e & 1);
-          if (key > (e < 2 ? pos0 : pos1)) s[nt][e] = -INFINITY;
+        for (int mt = 0; mt < R; ++mt)
+          s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+#pragma unroll
+        for (int kp = 0; kp < kFlashD / 32; ++kp) {
+          uint32_t kb[4];
+          ldmatrix_x4(kb, &ks[buf][nt * 8 + (lane & 7)][kp * 32 + (lane >> 3) * 8]);
+#pragma unroll
+          for (int mt = 0; mt < R; ++mt) {
+            mma_bf16(s[mt][nt], qa[mt][2 * kp], kb[0], kb[1]);
+            mma_bf16(s[mt][nt], qa[mt][2 * kp + 1], kb[2], kb[3]);
+          }
         }
       }
-      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // Key 0 is visible to every row and sits in the first tile, so the max is finite from
-    // then on and no -inf - -inf arises.
-    const float n0 = fmaxf(m0, mx0 * scale_log2), n1 = fmaxf(m1, mx1 * scale_log2);
-    const float a0 = exp2_approx(m0 - n0), a1 = exp2_approx(m1 - n1);
-    m0 = n0;
-    m1 = n1;
-    l0 *= a0;
-    l1 *= a1;
+      const bool diagonal = k0 + kFlashK - 1 > p0 + q0;
+      uint32_t pa[R][kFlashK / 16][4];
 #pragma unroll
-    for (int dt = 0; dt < kFlashD / 8; ++dt) {
-      o[dt][0] *= a0;
-      o[dt][1] *= a0;
-      o[dt][2] *= a1;
-      o[dt][3] *= a1;
-    }
+      for (int mt = 0; mt < R; ++mt) {
+        const int pos0 = p0 + q0 + (warp * R + mt) * 16 + r0, pos1 = pos0 + 8;
+        // The max is taken over the raw scores (the scale is positive), and the scale enters
+        // each exponent in one fused multiply-add, s * scale - max, as flash attention computes
+        // it.
+        float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-    for (int nt = 0; nt < kFlashK / 8; ++nt) {
-      s[nt][0] = exp2_approx(__fmaf_rn(s[nt][0], scale_log2, -n0));
-      s[nt][1] = exp2_approx(__fmaf_rn(s[nt][1], scale_log2, -n0));
-      s[nt][2] = exp2_approx(__fmaf_rn(s[nt][2], scale_log2, -n1));
-      s[nt][3] = exp2_approx(__fmaf_rn(s[nt][3], scale_log2, -n1));
-      l0 += s[nt][0] + s[nt][1];
-      l1 += s[nt][2] + s[nt][3];
-    }
-    // The S accumulator of keys 16j ... 16j + 15 is, packed to bf16, the A fragment of P.
+        for (int nt = 0; nt < kFlashK / 8; ++nt) {
+          if (diagonal) {
 #pragma unroll
-    for (int j = 0; j < kFlashK / 16; ++j) {
-      const uint32_t pa[4] = {
-          pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
-          pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]), pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+            for (int e = 0; e < 4; ++e) {
+              const int key = k0 + nt * 8 + c0 + (e & 1);
+              if (key > (e < 2 ? pos0 : pos1)) s[mt][nt][e] = -INFINITY;
+            }
+          }
+          mx0 = fmaxf(mx0, fmaxf(s[mt][nt][0], s[mt][nt][1]));
+          mx1 = fmaxf(mx1, fmaxf(s[mt][nt][2], s[mt][nt][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        // Key 0 is visible to every row and sits in the first tile, so the max is finite from
+        // then on and no -inf - -inf arises.
+        const float n0 = fmaxf(m[mt][0], mx0 * scale_log2);
+        const float n1 = fmaxf(m[mt][1], mx1 * scale_log2);
+        const float a0 = exp2_approx(m[mt][0] - n0), a1 = exp2_approx(m[mt][1] - n1);
+        m[mt][0] = n0;
+        m[mt][1] = n1;
+        l[mt][0] *= a0;
+        l[mt][1] *= a1;
 #pragma unroll
-      for (int dp = 0; dp < kFlashD / 16; ++dp) {
-        uint32_t vb[4];
-        ldmatrix_x4_trans(
-            vb, &vs[buf][j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][dp * 16 + (lane >> 4) * 8]);
-        mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
-        mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
+        for (int dt = 0; dt < kFlashD / 8; ++dt) {
+          o[mt][dt][0] *= a0;
+          o[mt][dt][1] *= a0;
+          o[mt][dt][2] *= a1;
+          o[mt][dt][3] *= a1;
+        }
+#pragma unroll
+        for (int nt = 0; nt < kFlashK / 8; ++nt) {
+          float* e = s[mt][nt];
+          e[0] = exp2_approx(__fmaf_rn(e[0], scale_log2, -n0));
+          e[1] = exp2_approx(__fmaf_rn(e[1], scale_log2, -n0));
+          e[2] = exp2_approx(__fmaf_rn(e[2], scale_log2, -n1));
+          e[3] = exp2_approx(__fmaf_rn(e[3], scale_log2, -n1));
+          l[mt][0] += e[0] + e[1];
+          l[mt][1] += e[2] + e[3];
+        }
+        // The S accumulator of keys 16j ... 16j + 15 is, packed to bf16, the A fragment of P.
+#pragma unroll
+        for (int j = 0; j < kFlashK / 16; ++j) {
+          pa[mt][j][0] = pack_bf16(s[mt][2 * j][0], s[mt][2 * j][1]);
+          pa[mt][j][1] = pack_bf16(s[mt][2 * j][2], s[mt][2 * j][3]);
+          pa[mt][j][2] = pack_bf16(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+          pa[mt][j][3] = pack_bf16(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kFlashK / 16; ++j) {
+#pragma unroll
+        for (int dp = 0; dp < kFlashD / 16; ++dp) {
+          uint32_t vb[4];
+          ldmatrix_x4_trans(
+              vb, &vs[buf][j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][dp * 16 + (lane >> 4) * 8]);
+#pragma unroll
+          for (int mt = 0; mt < R; ++mt) {
+            mma_bf16(o[mt][2 * dp], pa[mt][j], vb[0], vb[1]);
+            mma_bf16(o[mt][2 * dp + 1], pa[mt][j], vb[2], vb[3]);
+          }
+        }
       }
     }
     __syncthreads();  // the next iteration's loads overwrite the other buffer of this one's
   }
   cp_async_wait<0>();
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
-  const int i0 = q0 + warp * 16 + r0, i1 = i0 + 8;
   const int64_t ld = int64_t{heads} * kFlashD;
 #pragma unroll
-  for (int dt = 0; dt < kFlashD / 8; ++dt) {
-    const int col = h * kFlashD + dt * 8 + c0;
-    if (i0 < n)
-      *reinterpret_cast<__nv_bfloat162*>(out + i0 * ld + col) =
-          __floats2bfloat162_rn(o[dt][0] * inv0, o[dt][1] * inv0);
-    if (i1 < n)
-      *reinterpret_cast<__nv_bfloat162*>(out + i1 * ld + col) =
-          __floats2bfloat162_rn(o[dt][2] * inv1, o[dt][3] * inv1);
+  for (int mt = 0; mt < R; ++mt) {
+    float l0 = l[mt][0], l1 = l[mt][1];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+    const int i0 = q0 + (warp * R + mt) * 16 + r0, i1 = i0 + 8;
+#pragma unroll
+    for (int dt = 0; dt < kFlashD / 8; ++dt) {
+      const int col = h * kFlashD + dt * 8 + c0;
+      if (i0 < n)
+        *reinterpret_cast<__nv_bfloat162*>(out + i0 * ld + col) =
+            __floats2bfloat162_rn(o[mt][dt][0] * inv0, o[mt][dt][1] * inv0);
+      if (i1 < n)
+        *reinterpret_cast<__nv_bfloat162*>(out + i1 * ld + col) =
+            __floats2bfloat162_rn(o[mt][dt][2] * inv1, o[mt][dt][3] * inv1);
+    }
   }
 }
+
+// Gives flash_attention_prefill<R> the dynamic shared memory it asks for (past 48 KB a kernel
+// must ask).
+template <int R>
+void size_flash_prefill() {
+  CHECK(cudaFuncSetAttribute(flash_attention_prefill<R>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(flash_prefill_shared<R>())));
+}
+
+#include "flash_prefill_wgmma.cuh"
+
+// The prefill attention's kernels, each the same tiles and softmax (flash_attention_prefill),
+// so the same bits: mma.sync with 16 or 32 query rows a warp, or wgmma (sm_90a builds only).
+enum class FlashKernel { kMma16, kMma32, kWgmma };
+inline const char* flash_kernel_name(FlashKernel k) {
+  switch (k) {
+    case FlashKernel::kMma16: return "mma.sync, 16 rows a warp";
+    case FlashKernel::kMma32: return "mma.sync, 32 rows a warp";
+    case FlashKernel::kWgmma: return "wgmma";
+  }
+  return "?";
+}
+// The default: wgmma where built (the same bits, faster), else mma.sync.
+constexpr FlashKernel kFlashKernel = kFlashWgmmaBuilt ? FlashKernel::kWgmma : FlashKernel::kMma16;
 
 // act[n, inter] = silu(gate) * up from gu[n, 2 * inter] (gate columns first, then up).
 __global__ void swiglu_rows(const bf16* gu, int n, int inter, bf16* act) {
@@ -542,10 +620,6 @@ class Profiler {
 
 // Writes `count` bf16 values of the weight named `name` (Hugging Face's name) to `device`.
 using WeightLoader = std::function<void(bf16* device, int64_t count, const std::string& name)>;
-
-// Whether the decode attention's clusters merge their blocks' partials pushed into the merging
-// block's shared memory (decode_attention_cluster) by default.
-constexpr bool kPushedMerge = false;
 
 // For timing the five kernels a layer: which of them a decode step leaves out (its results are
 // then wrong).
@@ -684,11 +758,16 @@ class DeviceModel {
     CHECK(cudaGetDevice(&device));
     CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     const int threads = 2 * 16 * d.kv_heads <= sms ? 512 : 256;
+    size_flash_prefill<1>();
+    size_flash_prefill<2>();
+    if (kFlashWgmmaBuilt)
+      CHECK(cudaFuncSetAttribute(flash_attention_prefill_wgmma,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(kFlashWgmmaShared)));
     for (const auto& [cluster, block] : {std::pair{16, threads}, {16, 256}, {8, 256}})
-      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, block, kPushedMerge)) {
+      if (attention_cluster_ == 0 && cluster_attention_fits<64>(cluster, block)) {
         attention_cluster_ = cluster;
         attention_threads_ = block;
-        attention_pushed_ = kPushedMerge;
       }
 
     // Rotary angles in fp64, as the reference computes them, stored as fp32 cos and sin.
@@ -746,6 +825,18 @@ class DeviceModel {
     }
     return std::sqrt(num / den);
   }
+  // Timing: the fused prefill attention alone on what q() and layer l's cache hold now, rows as
+  // for compare_attention. Overwrites the attention output buffer.
+  void prefill_attention(int l, int n, int p0) { attention_flash(l, n, p0); }
+  // The fused prefill attention's output (n x heads x head_dim, as float) on what q() and layer
+  // l's cache hold now, rows as for compare_attention, NaN where the kernel wrote nothing.
+  // Overwrites the attention output buffer.
+  std::vector<float> prefill_attention_output(int l, int n, int p0) {
+    const size_t elems = static_cast<size_t>(n) * q_dim(d_);
+    CHECK(cudaMemsetAsync(att_, 0xff, elems * sizeof(bf16), stream_));  // bf16 NaN
+    attention_flash(l, n, p0);
+    return download_bf16(att_, elems);
+  }
   int* tokens() const { return tokens_; }
 
   // One decode step (decode_kernels.cuh) for the tokens in tokens()[0, B) of sequences first ...
@@ -757,20 +848,24 @@ class DeviceModel {
   // programmatic dependent launch. Every sum has the same order whatever B is, so a token's
   // logits are the same bits alone and in any batch.
   // The decode attention's kernel: clusters of `cluster` blocks of `threads` threads (a shape of
-  // kClusterShapes the device runs), merging pushed or not (decode_attention_cluster), or
-  // cluster 0 for the split kernel; std::runtime_error for another shape or one that cannot run
-  // here.
+  // kClusterShapes the device runs), or cluster 0 for the split kernel; std::runtime_error for
+  // another shape or one that cannot run here.
+  // The prefill attention's kernel; std::runtime_error for wgmma where it was not built.
+  FlashKernel flash_kernel() const { return flash_kernel_; }
+  void set_flash_kernel(FlashKernel k) {
+    if (k == FlashKernel::kWgmma && !kFlashWgmmaBuilt)
+      throw std::runtime_error("the wgmma prefill attention needs an sm_90a build");
+    flash_kernel_ = k;
+  }
   int attention_cluster() const { return attention_cluster_; }
   int attention_threads() const { return attention_threads_; }
-  bool attention_pushed() const { return attention_pushed_; }
-  void set_attention(int cluster, int threads, bool pushed) {
-    if (cluster != 0 && !cluster_attention_fits<64>(cluster, threads, pushed))
+  void set_attention(int cluster, int threads) {
+    if (cluster != 0 && !cluster_attention_fits<64>(cluster, threads))
       throw std::runtime_error("the decode attention cannot run in clusters of " +
                                std::to_string(cluster) + " blocks of " + std::to_string(threads) +
                                " threads here");
     attention_cluster_ = cluster;
     attention_threads_ = threads;
-    attention_pushed_ = pushed;
   }
 
   // Timing only: with tracing on, each step of the five kernels a layer records when each of
@@ -781,11 +876,21 @@ class DeviceModel {
     tracing_ = on;
   }
   int traced_kernels() const { return 5 * d_.layers + 1; }
-  std::vector<unsigned long long> trace() const {
+  // When a traced kernel ran, in %globaltimer nanoseconds (KernelTrace's fields decoded).
+  struct KernelTimes {
+    double first_start, last_start, waited, end;
+  };
+  std::vector<KernelTimes> trace() const {
     std::vector<unsigned long long> at(4 * traced_kernels());
     CHECK(cudaStreamSynchronize(stream_));
     CHECK(cudaMemcpy(at.data(), trace_, sizeof(at[0]) * at.size(), cudaMemcpyDeviceToHost));
-    return at;
+    std::vector<KernelTimes> times(traced_kernels());
+    for (size_t k = 0; k < times.size(); ++k)
+      times[k] = {static_cast<double>(~at[4 * k + KernelTrace::kStart]),
+                  static_cast<double>(at[4 * k + 1]),
+                  static_cast<double>(at[4 * k + KernelTrace::kWaited]),
+                  static_cast<double>(at[4 * k + KernelTrace::kEnd])};
+    return times;
   }
 
   // Blocks of the persistent decode step (0: it cannot run here, or for this model), and whether
@@ -886,9 +991,9 @@ class DeviceModel {
                                     traced(5 * l));
       mark(kAttention);
       if (!(skip & kSkipAttention) && attention_cluster_ > 0)
-        launch_cluster_attention<64>(attention_cluster_, attention_threads_, attention_pushed_, B,
-                                     stream_, q_, kc, vc, rows, d.kv_heads, d.heads / d.kv_heads,
-                                     scale, att_, traced(5 * l + 1));
+        launch_cluster_attention<64>(attention_cluster_, attention_threads_, B, stream_, q_, kc,
+                                     vc, rows, d.kv_heads, d.heads / d.kv_heads, scale, att_,
+                                     traced(5 * l + 1));
       else if (!(skip & kSkipAttention))
         launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
                          dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
@@ -1026,11 +1131,25 @@ class DeviceModel {
   void attention_flash(int l, int n, int p0) {
     const Dims& d = d_;
     const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(d.head_dim));
-    const int tiles_q = (n + kFlashQ - 1) / kFlashQ;
-    flash_attention_prefill<<<tiles_q * d.heads, kFlashThreads, 0, stream_>>>(
-        q_, k_cache_ + seq_ * seq_stride_ + l * cache_layer_,
-        v_cache_ + seq_ * seq_stride_ + l * cache_layer_, n, p0, d.heads, d.kv_heads,
-        scale_log2, att_);
+    const bf16* kc = k_cache_ + seq_ * seq_stride_ + l * cache_layer_;
+    const bf16* vc = v_cache_ + seq_ * seq_stride_ + l * cache_layer_;
+    if (flash_kernel_ == FlashKernel::kWgmma) {
+      flash_attention_prefill_wgmma<<<(n + 63) / 64 * d_.heads, kFlashThreads, kFlashWgmmaShared,
+                                      stream_>>>(q_, kc, vc, n, p0, d_.heads, d_.kv_heads,
+                                                 scale_log2, att_);
+      CHECK_LAUNCH(flash_attention_prefill_wgmma);
+    } else if (flash_kernel_ == FlashKernel::kMma32) {
+      launch_flash<2>(n, p0, kc, vc, scale_log2);
+    } else {
+      launch_flash<1>(n, p0, kc, vc, scale_log2);
+    }
+  }
+  template <int R>
+  void launch_flash(int n, int p0, const bf16* kc, const bf16* vc, float scale_log2) {
+    const int tiles_q = (n + flash_block_queries<R>() - 1) / flash_block_queries<R>();
+    flash_attention_prefill<R><<<tiles_q * d_.heads, kFlashThreads, flash_prefill_shared<R>(),
+                                 stream_>>>(q_, kc, vc, n, p0, d_.heads, d_.kv_heads, scale_log2,
+                                            att_);
     CHECK_LAUNCH(flash_attention_prefill);
   }
 
@@ -1079,7 +1198,7 @@ class DeviceModel {
   // 8 the device runs; 0: the split kernel (decode_attention_split).
   int attention_cluster_ = 0;
   int attention_threads_ = 256;
-  bool attention_pushed_ = false;
+  FlashKernel flash_kernel_ = kFlashKernel;
   StepLayer* step_layers_;
   unsigned* step_counters_;
   int step_blocks_ = 0;

@@ -42,11 +42,10 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 // bits. The model's attention kernel is left as it was, the persistent step off.
 bool persistent_matches_five(DeviceModel& m, int pos) {
   const int cluster = m.attention_cluster(), threads = m.attention_threads();
-  const bool pushed = m.attention_pushed();
-  m.set_attention(16, 256, pushed);
+  m.set_attention(16, 256);
   m.forward(1, pos, 1);
   const std::vector<float> five = download_logits(m, 1);
-  m.set_attention(cluster, threads, pushed);
+  m.set_attention(cluster, threads);
   m.set_persistent(true);
   CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.logit_columns(), m.stream()));
   m.forward(1, pos, 1);
@@ -93,7 +92,7 @@ bool correctness_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream) 
   const bool same = same_bits(again, decoded);
   // The persistent step against the five kernels a layer it replaces.
   bool step_same = true;
-  if (m.persistent_blocks() > 0 && cluster_attention_fits<64>(16, 256, m.attention_pushed())) {
+  if (m.persistent_blocks() > 0 && cluster_attention_fits<64>(16, 256)) {
     step_same = persistent_matches_five(m, prompt_len);
     std::printf("  decode step as one persistent kernel (%d blocks) vs five kernels a layer: %s\n",
                 m.persistent_blocks(), step_same ? "same bits" : "bits differ: FAIL");
@@ -125,31 +124,28 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
   upload_tokens(m, random_tokens(prompt_len, d.vocab, "bench.long.prompt"), stream);
   m.forward(prompt_len, 0, 1);
   upload_tokens(m, random_tokens(1, d.vocab, "bench.long.next"), stream);
-  auto decode_with = [&](int cluster, int threads, bool pushed) {
+  auto decode_with = [&](int cluster, int threads) {
     m.set_persistent(cluster < 0);
-    if (cluster >= 0) m.set_attention(cluster, threads, pushed);
+    if (cluster >= 0) m.set_attention(cluster, threads);
     CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
     m.forward(1, prompt_len, 1);
     CHECK(cudaStreamSynchronize(stream));
     return download_logits(m, 1);
   };
   const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
-  const bool chosen_pushed = m.attention_pushed();
-  const std::vector<float> split = decode_with(0, kSplitThreads, false);
+  const std::vector<float> split = decode_with(0, kSplitThreads);
   bool ok = true;
-  for (const auto& shape : kClusterShapes)
-    for (bool pushed : {false, true}) {
-      if (!cluster_attention_fits<64>(shape[0], shape[1], pushed)) continue;
-      const double e = rel_l2(decode_with(shape[0], shape[1], pushed), split);
-      ok = ok && e < 1e-2;
-      std::printf("  long context (%d keys, %d a block in tiles of %d): cluster of %d x %d "
-                  "threads%s vs split, decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
-                  prompt_len + 1, (prompt_len + 1 + shape[0] - 1) / shape[0], kClusterKeys,
-                  shape[0], shape[1], pushed ? ", merge pushed," : "", e,
-                  e < 1e-2 ? "PASS" : "FAIL");
-    }
+  for (const auto& shape : kClusterShapes) {
+    if (!cluster_attention_fits<64>(shape[0], shape[1])) continue;
+    const double e = rel_l2(decode_with(shape[0], shape[1]), split);
+    ok = ok && e < 1e-2;
+    std::printf("  long context (%d keys, %d a block in tiles of %d): cluster of %d x %d threads "
+                "vs split, decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
+                prompt_len + 1, (prompt_len + 1 + shape[0] - 1) / shape[0], kClusterKeys,
+                shape[0], shape[1], e, e < 1e-2 ? "PASS" : "FAIL");
+  }
   if (m.persistent_blocks() > 0) {
-    const double e = rel_l2(decode_with(-1, 0, false), split);
+    const double e = rel_l2(decode_with(-1, 0), split);
     ok = ok && e < 1e-2;
     std::printf("  long context (%d keys, %d a block in tiles of %d): persistent step vs split, "
                 "decode logits rel L2 %.3e (expect <= ~1e-3): %s\n",
@@ -157,7 +153,7 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
                 e, e < 1e-2 ? "PASS" : "FAIL");
   }
   m.set_persistent(false);
-  m.set_attention(chosen_cluster, chosen_threads, chosen_pushed);
+  m.set_attention(chosen_cluster, chosen_threads);
   return ok;
 }
 
@@ -307,62 +303,54 @@ void bench_gemv_cost(const Dims& d, const Ceilings& c, cublasHandle_t blas, cuda
 }
 
 // The decode step with each decode attention kernel the device runs (the split kernel with its
-// last-block merge, and each shape of kClusterShapes with either merge), timed as graphs in
-// alternation, twice each, in this run; each step's logits against the default kernel's. The
-// model's kernel is left as it was.
+// last-block merge, and each shape of kClusterShapes), timed as graphs in alternation, twice
+// each, in this run; each step's logits against the default kernel's. The model's kernel is left
+// as it was.
 void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const Timer& timer,
                             cudaStream_t stream) {
-  struct Kind {
-    int cluster, threads;
-    bool pushed;
-    bool operator==(const Kind& o) const {
-      return cluster == o.cluster && threads == o.threads && pushed == o.pushed;
-    }
-  };
-  std::vector<Kind> kinds = {{0, kSplitThreads, false}};
+  const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
+  std::vector<std::pair<int, int>> kinds = {{0, kSplitThreads}};
   for (const auto& shape : kClusterShapes)
-    for (bool pushed : {false, true})
-      if (cluster_attention_fits<64>(shape[0], shape[1], pushed))
-        kinds.push_back({shape[0], shape[1], pushed});
-  auto logits_with = [&](const Kind& kind) {
-    m.set_attention(kind.cluster, kind.threads, kind.pushed);
+    if (cluster_attention_fits<64>(shape[0], shape[1])) kinds.push_back({shape[0], shape[1]});
+  auto logits_with = [&](const std::pair<int, int>& kind) {
+    m.set_attention(kind.first, kind.second);
     CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.dims().vocab, stream));  // NaN
     m.forward(1, context, 1);
     CHECK(cudaStreamSynchronize(stream));
     return download_logits(m, 1);
   };
-  const Kind chosen = {m.attention_cluster(),
-                       m.attention_cluster() == 0 ? kSplitThreads : m.attention_threads(),
-                       m.attention_cluster() != 0 && m.attention_pushed()};
-  const std::vector<float> reference = logits_with(chosen);
+  const std::pair<int, int> chosen_kind = {chosen_cluster,
+                                           chosen_cluster == 0 ? kSplitThreads : chosen_threads};
+  const std::vector<float> reference = logits_with(chosen_kind);
   std::vector<double> best(kinds.size(), 1e30);
   for (int round = 0; round < 2; ++round)
     for (size_t i = 0; i < kinds.size(); ++i) {
-      m.set_attention(kinds[i].cluster, kinds[i].threads, kinds[i].pushed);
+      m.set_attention(kinds[i].first, kinds[i].second);
       best[i] = std::min(best[i], timer.graph_ms([&] { m.forward(1, context, 1); }));
     }
   std::printf("  decode attention kernels, whole step (graph, alternated, best of 2):\n");
-  std::printf("    %-44s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
+  std::printf("    %-34s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
   for (size_t i = 0; i < kinds.size(); ++i) {
     const std::vector<float> logits = logits_with(kinds[i]);
-    const bool same = same_bits(logits, reference);
-    char name[80], diff[64];
-    if (kinds[i].cluster == 0)
+    const bool same = std::memcmp(logits.data(), reference.data(),
+                                  logits.size() * sizeof(float)) == 0;
+    char name[64], diff[64];
+    if (kinds[i].first == 0)
       std::snprintf(name, sizeof name, "split, %d keys a block", kSplitKeys);
     else
-      std::snprintf(name, sizeof name, "cluster of %d blocks x %d threads%s", kinds[i].cluster,
-                    kinds[i].threads, kinds[i].pushed ? ", merge pushed" : "");
+      std::snprintf(name, sizeof name, "cluster of %d blocks x %d threads", kinds[i].first,
+                    kinds[i].second);
     const double e = rel_l2(logits, reference);
-    if (kinds[i] == chosen)
+    if (kinds[i] == chosen_kind)
       std::snprintf(diff, sizeof diff, "(default)");
     else
       std::snprintf(diff, sizeof diff, "%s rel L2 %.2e%s", same ? "same bits," : "", e,
                     e < 1e-2 ? "" : ": FAIL");
     // Every kernel computes the same attention: one past bf16's rounding is broken.
     if (!(e < 1e-2)) decode_kernels_ok() = false;
-    std::printf("    %-44s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
+    std::printf("    %-34s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
   }
-  m.set_attention(chosen.cluster, chosen.threads, chosen.pushed);
+  m.set_attention(chosen_kind.first, chosen_kind.second);
 }
 
 void print_breakdown(const char* title, const std::vector<double>& ms,
@@ -435,6 +423,56 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     std::printf("  flash vs unfused attention rel L2 (layer %d): %d rows at 0 %.3e, 1000 rows at"
                 " %d %.3e (expect ~1e-3): %s\n",
                 d.layers - 1, prefill, e_full, prefill - 1000, e_cont, ok ? "PASS" : "FAIL");
+  }
+  {
+    // The prefill attention's kernels on the last layer's queries and cache: bits against the
+    // default and error against the unfused path (both shapes of the check above), then the
+    // kernel alone and the whole prefill.
+    const int l = d.layers - 1;
+    const FlashKernel chosen = m.flash_kernel();
+    std::vector<FlashKernel> kernels = {FlashKernel::kMma16, FlashKernel::kMma32};
+    if (kFlashWgmmaBuilt) kernels.push_back(FlashKernel::kWgmma);
+    // Bits and errors first, on the queries and cache the default kernel's forward left.
+    const std::vector<float> base_full = m.prefill_attention_output(l, prefill, 0);
+    const std::vector<float> base_cont = m.prefill_attention_output(l, 1000, prefill - 1000);
+    std::vector<std::string> checks;
+    for (const FlashKernel k : kernels) {
+      m.set_flash_kernel(k);
+      const double e_full = m.compare_attention(l, prefill, 0);
+      const double e_cont = m.compare_attention(l, 1000, prefill - 1000);
+      const bool ok = e_full < 1e-2 && e_cont < 1e-2;
+      if (!ok) attention_check_ok() = false;
+      const bool same = same_bits(m.prefill_attention_output(l, prefill, 0), base_full) &&
+                        same_bits(m.prefill_attention_output(l, 1000, prefill - 1000), base_cont);
+      char line[96];
+      std::snprintf(line, sizeof line, "%.3e %.3e %s  %s", e_full, e_cont, ok ? "PASS" : "FAIL",
+                    k == chosen ? "(default)" : same ? "same" : "differ");
+      checks.push_back(line);
+    }
+    // Interleaved at the finest grain, so that the clocks' drift over the run falls on every
+    // kernel alike: 15 rounds, in each a median of 5 of the kernel alone and one whole prefill
+    // for every kernel in turn; each figure the median over the rounds.
+    std::vector<std::vector<double>> alone(kernels.size()), forward(kernels.size());
+    for (int round = 0; round < 15; ++round)
+      for (size_t i = 0; i < kernels.size(); ++i) {
+        m.set_flash_kernel(kernels[i]);
+        alone[i].push_back(timer.median_ms(1, 5, [&] { m.prefill_attention(l, prefill, 0); }));
+        forward[i].push_back(timer.median_ms(0, 1, [&] { m.forward(prefill, 0, 1); }));
+      }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    std::printf("  prefill attention kernels (layer %d; alone and one eager prefill in turn, median"
+                " of 15 rounds):\n"
+                "    kernel                      alone us  TFLOP/s  prefill ms  vs unfused"
+                "            bits vs default\n",
+                l);
+    for (size_t i = 0; i < kernels.size(); ++i)
+      std::printf("    %-26s %9.1f %8.0f %11.3f  %s\n", flash_kernel_name(kernels[i]),
+                  median(alone[i]) * 1e3, attn_flops / L / (median(alone[i]) * 1e-3) * 1e-12,
+                  median(forward[i]), checks[i].c_str());
+    m.set_flash_kernel(chosen);
   }
 
   // Decode: one token at position 2048 over a cache of 2048 filled by the prefill above, each
@@ -524,28 +562,24 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
                 layers - 2);
     m.set_trace(true);
     timer.graph_ms([&] { m.forward(1, context, 1); });
-    const std::vector<unsigned long long> at = m.trace();
+    const auto times = m.trace();
     m.set_trace(false);
-    auto time_of = [&](int kernel, int what) {
-      const unsigned long long v = at[4 * kernel + what];
-      return static_cast<double>(what == 0 ? ~v : v);
-    };
     double layer_us = 0.0;
     for (int i = 0; i < 5; ++i) {
       double stage = 0.0, wait = 0.0, early = 0.0;
       for (int l = 1; l + 1 < layers; ++l) {
         const int k = 5 * l + i;
-        const double prev_end = time_of(k - 1, 3);
-        stage += (time_of(k, 3) - prev_end) * 1e-3;
-        wait += (time_of(k, 2) - prev_end) * 1e-3;
-        early += (prev_end - time_of(k, 0)) * 1e-3;
+        const double prev_end = times[k - 1].end;
+        stage += (times[k].end - prev_end) * 1e-3;
+        wait += (times[k].waited - prev_end) * 1e-3;
+        early += (prev_end - times[k].first_start) * 1e-3;
       }
       const double n = layers - 2;
       layer_us += stage / n;
       std::printf(" %s %.2f %.2f %.2f |", stage_names[i], stage / n, wait / n, early / n);
     }
     std::printf(" layer %.2f, LM head %.2f\n", layer_us,
-                (time_of(5 * layers, 3) - time_of(5 * layers - 1, 3)) * 1e-3);
+                (times[5 * layers].end - times[5 * layers - 1].end) * 1e-3);
     std::printf("    five kernels, leaving kernels out (timing only):");
     for (const auto& [bits, what] :
          {std::pair{kSkipAttention, "no attention"},

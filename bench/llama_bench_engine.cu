@@ -169,8 +169,10 @@ json answer(const std::string& request_path, cublasHandle_t blas, cudaStream_t s
             ? "split-KV attention merged in clusters of " + std::to_string(m.attention_cluster())
             : std::string("split-KV attention");
     out.set_metadata("math_mode",
-                     "prefill: cuBLAS GemmEx bf16 operands, fp32 compute, flash attention; "
-                     "decode: fused matrix-vector kernels, fp32 sums in a fixed order, " +
+                     std::string("prefill: cuBLAS GemmEx bf16 operands, fp32 compute, flash "
+                                 "attention (") +
+                         flash_kernel_name(m.flash_kernel()) +
+                         "); decode: fused matrix-vector kernels, fp32 sums in a fixed order, " +
                          attention + "; bf16 activations");
     run_sequences(m, request, stream, "", out);
     run_sequences(m, request, stream, "repeat.", out);
