@@ -332,8 +332,7 @@ void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const 
   std::printf("    %-34s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
   for (size_t i = 0; i < kinds.size(); ++i) {
     const std::vector<float> logits = logits_with(kinds[i]);
-    const bool same = std::memcmp(logits.data(), reference.data(),
-                                  logits.size() * sizeof(float)) == 0;
+    const bool same = same_bits(logits, reference);
     char name[64], diff[64];
     if (kinds[i].first == 0)
       std::snprintf(name, sizeof name, "split, %d keys a block", kSplitKeys);
