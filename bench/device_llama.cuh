@@ -112,6 +112,7 @@ __global__ void fill_synthetic(bf16* out, int64_t count, uint64_t seed, uint64_t
 }
 
 __global__ void embed_rows(const bf16* table, const int* tokens, int dim, bf16* out) {
+  wait_for_previous();  // a no-op unless started by programmatic dependent launch
   const int row = blockIdx.x;
   const uint4* src = reinterpret_cast<const uint4*>(table + int64_t{tokens[row]} * dim);
   uint4* dst = reinterpret_cast<uint4*>(out + int64_t{row} * dim);
@@ -120,6 +121,7 @@ __global__ void embed_rows(const bf16* table, const int* tokens, int dim, bf16* 
 
 // y = x / sqrt(mean(x^2) + eps) * w, one block per row, in fp32, stored in bf16.
 __global__ void rmsnorm_rows(const bf16* x, const bf16* w, int dim, float eps, bf16* y) {
+  wait_for_previous();  // a no-op unless started by programmatic dependent launch
   __shared__ float scratch[32];
   const uint4* xr = reinterpret_cast<const uint4*>(x + int64_t{blockIdx.x} * dim);
   const uint4* wr = reinterpret_cast<const uint4*>(w);
@@ -157,6 +159,7 @@ __global__ void rmsnorm_rows(const bf16* x, const bf16* w, int dim, float eps, b
 __global__ void rope_and_cache(const bf16* qkv, int n, int p0, int heads, int kv_heads, int hd,
                                const float* cos_t, const float* sin_t, bf16* q_out,
                                bf16* k_cache, bf16* v_cache) {
+  wait_for_previous();  // a no-op unless started by programmatic dependent launch
   const int half = hd / 2, chunks = half / 8, all = heads + 2 * kv_heads;
   const int64_t total = int64_t{n} * all * chunks;
   const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
@@ -316,6 +319,71 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// One key tile of the online softmax for a thread's rows r0 and r0 + 8 of a 16-row tile (at
+// positions pos0, pos1), on the mma.sync m16n8 accumulator layout (s[j][e], o[j][e]: element e
+// of the tile of columns 8 j ...), which a wgmma accumulator's warp shares: masks the keys past
+// each row's position where the tile crosses the diagonal, raises the running max (m, log2
+// units), rescales the running sum l and the output o by 2^(old - new max), turns the scores s
+// into 2^(s scale - max), adds them to l and packs them, bf16, into the A fragments of P.
+// The max is taken over the raw scores (the scale is positive), and the scale enters each
+// exponent in one fused multiply-add, s * scale - max, as flash attention computes it.
+__device__ __forceinline__ void softmax_tile(float (&s)[kFlashK / 8][4], int k0, bool diagonal,
+                                             int pos0, int pos1, int c0, float scale_log2,
+                                             float& m0, float& m1, float& l0, float& l1,
+                                             float (&o)[kFlashD / 8][4],
+                                             uint32_t (&pa)[kFlashK / 16][4]) {
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < kFlashK / 8; ++nt) {
+    if (diagonal) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = k0 + nt * 8 + c0 + (e & 1);
+        if (key > (e < 2 ? pos0 : pos1)) s[nt][e] = -INFINITY;
+      }
+    }
+    mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+    mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  // Key 0 is visible to every row and sits in the first tile, so the max is finite from then on
+  // and no -inf - -inf arises.
+  const float n0 = fmaxf(m0, mx0 * scale_log2), n1 = fmaxf(m1, mx1 * scale_log2);
+  const float a0 = exp2_approx(m0 - n0), a1 = exp2_approx(m1 - n1);
+  m0 = n0;
+  m1 = n1;
+  l0 *= a0;
+  l1 *= a1;
+#pragma unroll
+  for (int dt = 0; dt < kFlashD / 8; ++dt) {
+    o[dt][0] *= a0;
+    o[dt][1] *= a0;
+    o[dt][2] *= a1;
+    o[dt][3] *= a1;
+  }
+#pragma unroll
+  for (int nt = 0; nt < kFlashK / 8; ++nt) {
+    float* e = s[nt];
+    e[0] = exp2_approx(__fmaf_rn(e[0], scale_log2, -n0));
+    e[1] = exp2_approx(__fmaf_rn(e[1], scale_log2, -n0));
+    e[2] = exp2_approx(__fmaf_rn(e[2], scale_log2, -n1));
+    e[3] = exp2_approx(__fmaf_rn(e[3], scale_log2, -n1));
+    l0 += e[0] + e[1];
+    l1 += e[2] + e[3];
+  }
+  // The S accumulator of keys 16 j ... 16 j + 15 is, packed to bf16, the A fragment of P.
+#pragma unroll
+  for (int j = 0; j < kFlashK / 16; ++j) {
+    pa[j][0] = pack_bf16(s[2 * j][0], s[2 * j][1]);
+    pa[j][1] = pack_bf16(s[2 * j][2], s[2 * j][3]);
+    pa[j][2] = pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]);
+    pa[j][3] = pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3]);
+  }
+}
+
 // Grid: one block per (query tile, head), the heads of a query tile adjacent (the 4 that share a
 // KV head then read its tiles from L2), the longest query tiles (most keys) first so that the
 // short ones fill the tail. flash_prefill_shared<R>() bytes of dynamic shared memory. Registers
@@ -324,6 +392,7 @@ template <int R>
 __global__ void __launch_bounds__(kFlashThreads, R == 1 ? 4 : 2)
     flash_attention_prefill(const bf16* q, const bf16* k_cache, const bf16* v_cache, int n, int p0,
                             int heads, int kv_heads, float scale_log2, bf16* out) {
+  wait_for_previous();
   constexpr int kQ = flash_block_queries<R>();
   extern __shared__ __align__(16) unsigned char flash_shared[];
   auto* qs = reinterpret_cast<bf16(*)[kFlashLd]>(flash_shared);
@@ -415,60 +484,8 @@ __global__ void __launch_bounds__(kFlashThreads, R == 1 ? 4 : 2)
 #pragma unroll
       for (int mt = 0; mt < R; ++mt) {
         const int pos0 = p0 + q0 + (warp * R + mt) * 16 + r0, pos1 = pos0 + 8;
-        // The max is taken over the raw scores (the scale is positive), and the scale enters
-        // each exponent in one fused multiply-add, s * scale - max, as flash attention computes
-        // it.
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < kFlashK / 8; ++nt) {
-          if (diagonal) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int key = k0 + nt * 8 + c0 + (e & 1);
-              if (key > (e < 2 ? pos0 : pos1)) s[mt][nt][e] = -INFINITY;
-            }
-          }
-          mx0 = fmaxf(mx0, fmaxf(s[mt][nt][0], s[mt][nt][1]));
-          mx1 = fmaxf(mx1, fmaxf(s[mt][nt][2], s[mt][nt][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        // Key 0 is visible to every row and sits in the first tile, so the max is finite from
-        // then on and no -inf - -inf arises.
-        const float n0 = fmaxf(m[mt][0], mx0 * scale_log2);
-        const float n1 = fmaxf(m[mt][1], mx1 * scale_log2);
-        const float a0 = exp2_approx(m[mt][0] - n0), a1 = exp2_approx(m[mt][1] - n1);
-        m[mt][0] = n0;
-        m[mt][1] = n1;
-        l[mt][0] *= a0;
-        l[mt][1] *= a1;
-#pragma unroll
-        for (int dt = 0; dt < kFlashD / 8; ++dt) {
-          o[mt][dt][0] *= a0;
-          o[mt][dt][1] *= a0;
-          o[mt][dt][2] *= a1;
-          o[mt][dt][3] *= a1;
-        }
-#pragma unroll
-        for (int nt = 0; nt < kFlashK / 8; ++nt) {
-          float* e = s[mt][nt];
-          e[0] = exp2_approx(__fmaf_rn(e[0], scale_log2, -n0));
-          e[1] = exp2_approx(__fmaf_rn(e[1], scale_log2, -n0));
-          e[2] = exp2_approx(__fmaf_rn(e[2], scale_log2, -n1));
-          e[3] = exp2_approx(__fmaf_rn(e[3], scale_log2, -n1));
-          l[mt][0] += e[0] + e[1];
-          l[mt][1] += e[2] + e[3];
-        }
-        // The S accumulator of keys 16j ... 16j + 15 is, packed to bf16, the A fragment of P.
-#pragma unroll
-        for (int j = 0; j < kFlashK / 16; ++j) {
-          pa[mt][j][0] = pack_bf16(s[mt][2 * j][0], s[mt][2 * j][1]);
-          pa[mt][j][1] = pack_bf16(s[mt][2 * j][2], s[mt][2 * j][3]);
-          pa[mt][j][2] = pack_bf16(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
-          pa[mt][j][3] = pack_bf16(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
-        }
+        softmax_tile(s[mt], k0, diagonal, pos0, pos1, c0, scale_log2, m[mt][0], m[mt][1],
+                     l[mt][0], l[mt][1], o[mt], pa[mt]);
       }
 #pragma unroll
       for (int j = 0; j < kFlashK / 16; ++j) {
@@ -539,6 +556,7 @@ constexpr FlashKernel kFlashKernel = kFlashWgmmaBuilt ? FlashKernel::kWgmma : Fl
 
 // act[n, inter] = silu(gate) * up from gu[n, 2 * inter] (gate columns first, then up).
 __global__ void swiglu_rows(const bf16* gu, int n, int inter, bf16* act) {
+  wait_for_previous();  // a no-op unless started by programmatic dependent launch
   const int64_t vecs = int64_t{n} * inter / 8;
   const int64_t v = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
   if (v >= vecs) return;
@@ -569,6 +587,24 @@ void fill(cudaStream_t stream, bf16* out, int64_t count, const std::string& name
                                            offset);
   CHECK_LAUNCH(fill_synthetic);
 }
+
+// cuBLAS's workspace for the forward: an allocation of its own, so that cuBLAS allocates nothing
+// while a graph is captured, and the same size in every program that runs the forward (the
+// bench, the engine whose rows the goldens pin, the two-GPU bench), because cuBLAS's heuristics
+// choose a product's kernel by the room they are given. The caller frees the returned
+// allocation once the handle is destroyed; std::runtime_error when it cannot be had.
+constexpr size_t kBlasWorkspaceBytes = size_t{64} << 20;
+void* attach_blas_workspace(cublasHandle_t blas) {
+  void* workspace = nullptr;
+  CHECK(cudaMalloc(&workspace, kBlasWorkspaceBytes));
+  CHECK(cublasSetWorkspace(blas, workspace, kBlasWorkspaceBytes));
+  return workspace;
+}
+
+// The prefill's own kernels (embedding gather, norms, RoPE, attention, SwiGLU) are started by
+// programmatic dependent launch: each waits for its predecessor first thing, so what is won is
+// the launch's latency, 1.7% of the 1B prefill (the bench's table). false: plain launches.
+constexpr bool kPrefillPdl = true;
 
 // y[n, m] = x[n, k] w[m, k]^T (+ y when beta is 1): bf16 operands and output, fp32 accumulation.
 void gemm(cublasHandle_t blas, const bf16* x, const bf16* w, int n, int k, int m, bf16* y,
@@ -857,6 +893,12 @@ class DeviceModel {
       throw std::runtime_error("the wgmma prefill attention needs an sm_90a build");
     flash_kernel_ = k;
   }
+  // The prefill's own kernels (embedding gather, norms, RoPE, attention, SwiGLU) by programmatic
+  // dependent launch (the default, kPrefillPdl) or plainly. Timing only: the bits do not change.
+  bool prefill_pdl() const { return prefill_pdl_; }
+  void set_prefill_pdl(bool on) { prefill_pdl_ = on; }
+  // Timing: layer l's prefill MLP alone on what x_ holds now (adds to it).
+  void prefill_mlp(int l, int n) { mlp(layers_[l], n, nullptr); }
   int attention_cluster() const { return attention_cluster_; }
   int attention_threads() const { return attention_threads_; }
   void set_attention(int cluster, int threads) {
@@ -1041,8 +1083,7 @@ class DeviceModel {
     };
 
     mark(kOther);
-    embed_rows<<<n, 128, 0, stream_>>>(embed_, tokens_, H, x_);
-    CHECK_LAUNCH(embed_rows);
+    launch_prefill(embed_rows, n, 128, 0, embed_, tokens_, H, x_);
     if (n > 1 && !kFlashPrefill) {
       mark(kAttention);
       const int count = d.layers * d.heads;
@@ -1056,38 +1097,24 @@ class DeviceModel {
       bf16* kc = k_cache_ + seq_ * seq_stride_ + l * cache_layer_;
       bf16* vc = v_cache_ + seq_ * seq_stride_ + l * cache_layer_;
       mark(kOther);
-      rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.attn_norm, H, eps, h_);
-      CHECK_LAUNCH(rmsnorm_rows);
+      launch_prefill(rmsnorm_rows, n, 256, 0, x_, L.attn_norm, H, eps, h_);
       mark(kLayerGemm);
       gemm(blas_, h_, L.wqkv, n, H, Q + 2 * KV, qkv_);
       mark(kOther);
       // A thread for each 8 rotated pairs.
       const int64_t chunks = int64_t{n} * (d.heads + 2 * d.kv_heads) * (d.head_dim / 16);
-      rope_and_cache<<<blocks_for(chunks, 256), 256, 0, stream_>>>(
-          qkv_, n, p0, d.heads, d.kv_heads, d.head_dim, cos_, sin_, q_, kc, vc);
-      CHECK_LAUNCH(rope_and_cache);
+      launch_prefill(rope_and_cache, blocks_for(chunks, 256), 256, 0, qkv_, n, p0, d.heads,
+                     d.kv_heads, d.head_dim, cos_, sin_, q_, kc, vc);
       mark(kAttention);
       attention(l, n, p0);
       mark(kLayerGemm);
       gemm(blas_, att_, L.wo, n, Q, H, x_, residual);  // the residual add rides on beta = 1
       if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
-      mark(kOther);
-      rmsnorm_rows<<<n, 256, 0, stream_>>>(x_, L.mlp_norm, H, eps, h_);
-      CHECK_LAUNCH(rmsnorm_rows);
-      mark(kLayerGemm);
-      gemm(blas_, h_, L.wgu, n, H, 2 * d.inter, gu_);
-      mark(kOther);
-      swiglu_rows<<<blocks_for(int64_t{n} * d.inter / 8, 256), 256, 0, stream_>>>(gu_, n, d.inter,
-                                                                                  act_);
-      CHECK_LAUNCH(swiglu_rows);
-      mark(kLayerGemm);
-      gemm(blas_, act_, L.wdown, n, d.inter, H, x_, residual);
-      if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
+      mlp(L, n, prof);
     }
     mark(kOther);
-    rmsnorm_rows<<<logit_rows, 256, 0, stream_>>>(x_ + int64_t{n - logit_rows} * H, final_norm_,
-                                                   H, eps, h_);
-    CHECK_LAUNCH(rmsnorm_rows);
+    launch_prefill(rmsnorm_rows, logit_rows, 256, 0, x_ + int64_t{n - logit_rows} * H,
+                   final_norm_, H, eps, h_);
     mark(kLmHead);
     gemm(blas_, h_, embed_ + int64_t{shard_.vocab_first} * H, logit_rows, H, shard_.vocab_count,
          logits_);
@@ -1098,6 +1125,41 @@ class DeviceModel {
   struct Layer {
     bf16 *attn_norm, *mlp_norm, *wqkv, *wo, *wgu, *wdown;
   };
+
+  // Launches one of the prefill's own kernels on the stream: by programmatic dependent launch
+  // when prefill_pdl_ is set (the kernel waits for its predecessor first thing, so only the
+  // launch's latency is hidden), else plainly.
+  template <class... Params, class... Args>
+  void launch_prefill(void (*kernel)(Params...), int grid, int block, size_t shared,
+                      Args&&... args) {
+    if (prefill_pdl_) {
+      launch_dependent(kernel, dim3(grid), dim3(block), shared, stream_,
+                       std::forward<Args>(args)...);
+    } else {
+      kernel<<<grid, block, shared, stream_>>>(std::forward<Args>(args)...);
+      CHECK(cudaGetLastError());
+    }
+  }
+
+  // A prefill layer's MLP on rows [0, n) of x_: the RMSNorm, the gate/up product, SwiGLU, the
+  // down product with the residual add.
+  void mlp(const Layer& L, int n, Profiler* prof) {
+    const Dims& d = d_;
+    const int H = d.hidden;
+    auto mark = [&](int part) {
+      if (prof) prof->mark(part);
+    };
+    mark(kOther);
+    launch_prefill(rmsnorm_rows, n, 256, 0, x_, L.mlp_norm, H, static_cast<float>(d.eps), h_);
+    mark(kLayerGemm);
+    gemm(blas_, h_, L.wgu, n, H, 2 * d.inter, gu_);
+    mark(kOther);
+    launch_prefill(swiglu_rows, blocks_for(int64_t{n} * d.inter / 8, 256), 256, 0, gu_, n,
+                   d.inter, act_);
+    mark(kLayerGemm);
+    gemm(blas_, act_, L.wdown, n, d.inter, H, x_, shard_.adds_residual ? 1.0f : 0.0f);
+    if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
+  }
 
   std::vector<float> download_bf16(const bf16* src, size_t count) const {
     std::vector<uint16_t> raw(count);
@@ -1134,10 +1196,8 @@ class DeviceModel {
     const bf16* kc = k_cache_ + seq_ * seq_stride_ + l * cache_layer_;
     const bf16* vc = v_cache_ + seq_ * seq_stride_ + l * cache_layer_;
     if (flash_kernel_ == FlashKernel::kWgmma) {
-      flash_attention_prefill_wgmma<<<(n + 63) / 64 * d_.heads, kFlashThreads, kFlashWgmmaShared,
-                                      stream_>>>(q_, kc, vc, n, p0, d_.heads, d_.kv_heads,
-                                                 scale_log2, att_);
-      CHECK_LAUNCH(flash_attention_prefill_wgmma);
+      launch_prefill(flash_attention_prefill_wgmma, (n + 63) / 64 * d_.heads, kFlashThreads,
+                     kFlashWgmmaShared, q_, kc, vc, n, p0, d_.heads, d_.kv_heads, scale_log2, att_);
     } else if (flash_kernel_ == FlashKernel::kMma32) {
       launch_flash<2>(n, p0, kc, vc, scale_log2);
     } else {
@@ -1147,10 +1207,9 @@ class DeviceModel {
   template <int R>
   void launch_flash(int n, int p0, const bf16* kc, const bf16* vc, float scale_log2) {
     const int tiles_q = (n + flash_block_queries<R>() - 1) / flash_block_queries<R>();
-    flash_attention_prefill<R><<<tiles_q * d_.heads, kFlashThreads, flash_prefill_shared<R>(),
-                                 stream_>>>(q_, kc, vc, n, p0, d_.heads, d_.kv_heads, scale_log2,
-                                            att_);
-    CHECK_LAUNCH(flash_attention_prefill);
+    launch_prefill(flash_attention_prefill<R>, tiles_q * d_.heads, kFlashThreads,
+                   flash_prefill_shared<R>(), q_, kc, vc, n, p0, d_.heads, d_.kv_heads, scale_log2,
+                   att_);
   }
 
   // Prefill: scores = scale * Q K^T and out = P V as batched cuBLAS products over the heads,
@@ -1199,6 +1258,7 @@ class DeviceModel {
   int attention_cluster_ = 0;
   int attention_threads_ = 256;
   FlashKernel flash_kernel_ = kFlashKernel;
+  bool prefill_pdl_ = kPrefillPdl;
   StepLayer* step_layers_;
   unsigned* step_counters_;
   int step_blocks_ = 0;

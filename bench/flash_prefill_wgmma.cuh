@@ -15,6 +15,13 @@
 #define PINMARK_BENCH_SM90A 0
 #endif
 constexpr bool kFlashWgmmaBuilt = PINMARK_BENCH_SM90A != 0;
+// Whether this device compilation has wgmma: only sm_90a's does, so in a build for several
+// architectures (e.g. 90a and 100a) every other one compiles the kernel as a trap, never launched.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define PINMARK_WGMMA_ARCH 1
+#else
+#define PINMARK_WGMMA_ARCH 0
+#endif
 
 // The shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format") of a tile whose rows
 // are 128 bytes (64 bf16) in the 128-byte swizzle, the tile 1024-byte aligned: start address,
@@ -30,25 +37,51 @@ __device__ __forceinline__ uint32_t swizzled_offset(int r, int c) {
   return static_cast<uint32_t>(r * 128 + ((c ^ (r & 7)) << 4));
 }
 
+// The 32 fp32 accumulators of a m64n64 wgmma (a thread's part of the 64 x 64 tile, as the 8
+// mma.sync m16n8 tiles d[j][e] its warp's 16 rows make): the operand list in the instruction's
+// text, and the asm operands that bind them, %0 ... %31.
+#define PINMARK_WGMMA_D32                                  \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, "                      \
+  "%8, %9, %10, %11, %12, %13, %14, %15, "                 \
+  "%16, %17, %18, %19, %20, %21, %22, %23, "               \
+  "%24, %25, %26, %27, %28, %29, %30, %31}"
+#define PINMARK_WGMMA_D32_OPERANDS(d) \
+  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), \
+  "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
+  "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), \
+  "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+  "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), \
+  "+f"(d[7][2]), "+f"(d[7][3])
+using WgmmaTile = float[kFlashK / 8][4];
+static_assert(kFlashK == 64 && kFlashD == 64, "the wgmma tiles are m64n64: 64 keys, 64 dims");
+
 __device__ __forceinline__ void wgmma_fence() {
+#if PINMARK_WGMMA_ARCH
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
 }
 __device__ __forceinline__ void wgmma_commit() {
+#if PINMARK_WGMMA_ARCH
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
 }
 __device__ __forceinline__ void wgmma_wait_all() {
+#if PINMARK_WGMMA_ARCH
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
 }
 // Keeps the compiler from moving reads or writes of an accumulator across a wgmma's issue or
 // wait (the asm statements of those do not name the registers the hardware writes later).
-__device__ __forceinline__ void wgmma_hold(float (&d)[32]) {
+__device__ __forceinline__ void wgmma_hold(WgmmaTile& d) {
 #pragma unroll
-  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i / 4][i % 4])::"memory");
 }
 // Writes through the generic proxy (cp.async, st.shared) made visible to the tensor cores'
 // asynchronous proxy, before a barrier after which wgmma reads them.
 __device__ __forceinline__ void fence_proxy_async_shared() {
+#if PINMARK_WGMMA_ARCH
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
 }
 
 // d (+)= a b for the warpgroup: a 64 x 16 bf16 in registers (each warp its 16 rows, as an
@@ -56,23 +89,15 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 // tile's rows are b's columns) or MN-major (1: the rows are b's rows), d 64 x 64 fp32; accumulate
 // 0 overwrites d.
 template <int kTransB>
-__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4],
+__device__ __forceinline__ void wgmma_m64n64k16(WgmmaTile& d, const uint32_t (&a)[4],
                                                 uint64_t b, int accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if PINMARK_WGMMA_ARCH
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, "
-      "%8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, "
-      "%24, %25, %26, %27, %28, %29, %30, %31}, "
+      PINMARK_WGMMA_D32 ", "
       "{%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
-        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
-        "+f"(d[30]), "+f"(d[31])
+      : PINMARK_WGMMA_D32_OPERANDS(d)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(kTransB));
 #else
   __trap();
@@ -80,23 +105,15 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const uint32_t (
 }
 
 // d (+)= a b with a too read from shared memory by descriptor (K-major).
-__device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32], uint64_t a, uint64_t b,
+__device__ __forceinline__ void wgmma_m64n64k16_ss(WgmmaTile& d, uint64_t a, uint64_t b,
                                                    int accumulate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if PINMARK_WGMMA_ARCH
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, "
-      "%8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, "
-      "%24, %25, %26, %27, %28, %29, %30, %31}, "
+      PINMARK_WGMMA_D32 ", "
       "%32, %33, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
-        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
-        "+f"(d[30]), "+f"(d[31])
+      : PINMARK_WGMMA_D32_OPERANDS(d)
       : "l"(a), "l"(b), "r"(accumulate));
 #else
   __trap();
@@ -108,71 +125,14 @@ __device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32], uint64_t a, u
 constexpr uint32_t kFlashTileBytes = sizeof(bf16) * kFlashK * kFlashD;
 constexpr size_t kFlashWgmmaShared = 1024 + 5 * kFlashTileBytes;
 
-// One key tile of the online softmax for the thread's rows r0 and r0 + 8 (pos0, pos1): masks
-// the keys past each row's position where the tile crosses the diagonal, raises the running
-// max (m, log2 units), rescales the running sum l and the output o by 2^(old - new max), turns
-// the scores s into 2^(s scale - max), adds them to l and packs them, bf16, into the A
-// fragments of P. As flash_attention_prefill computes each step.
-__device__ __forceinline__ void softmax_tile(float (&s)[32], int k0, bool diagonal, int pos0,
-                                             int pos1, int c0, float scale_log2, float& m0,
-                                             float& m1, float& l0, float& l1, float (&o)[32],
-                                             uint32_t (&pa)[kFlashK / 16][4]) {
-  float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-  for (int nt = 0; nt < kFlashK / 8; ++nt) {
-    if (diagonal) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = k0 + nt * 8 + c0 + (e & 1);
-        if (key > (e < 2 ? pos0 : pos1)) s[4 * nt + e] = -INFINITY;
-      }
-    }
-    mx0 = fmaxf(mx0, fmaxf(s[4 * nt], s[4 * nt + 1]));
-    mx1 = fmaxf(mx1, fmaxf(s[4 * nt + 2], s[4 * nt + 3]));
-  }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  // Key 0 is visible to every row and sits in the first tile, so the max is finite from then on.
-  const float n0 = fmaxf(m0, mx0 * scale_log2), n1 = fmaxf(m1, mx1 * scale_log2);
-  const float a0 = exp2_approx(m0 - n0), a1 = exp2_approx(m1 - n1);
-  m0 = n0;
-  m1 = n1;
-  l0 *= a0;
-  l1 *= a1;
-#pragma unroll
-  for (int dt = 0; dt < kFlashD / 8; ++dt) {
-    o[4 * dt] *= a0;
-    o[4 * dt + 1] *= a0;
-    o[4 * dt + 2] *= a1;
-    o[4 * dt + 3] *= a1;
-  }
-#pragma unroll
-  for (int nt = 0; nt < kFlashK / 8; ++nt) {
-    float* e = s + 4 * nt;
-    e[0] = exp2_approx(__fmaf_rn(e[0], scale_log2, -n0));
-    e[1] = exp2_approx(__fmaf_rn(e[1], scale_log2, -n0));
-    e[2] = exp2_approx(__fmaf_rn(e[2], scale_log2, -n1));
-    e[3] = exp2_approx(__fmaf_rn(e[3], scale_log2, -n1));
-    l0 += e[0] + e[1];
-    l1 += e[2] + e[3];
-  }
-#pragma unroll
-  for (int j = 0; j < kFlashK / 16; ++j) {
-    pa[j][0] = pack_bf16(s[8 * j], s[8 * j + 1]);
-    pa[j][1] = pack_bf16(s[8 * j + 2], s[8 * j + 3]);
-    pa[j][2] = pack_bf16(s[8 * j + 4], s[8 * j + 5]);
-    pa[j][3] = pack_bf16(s[8 * j + 6], s[8 * j + 7]);
-  }
-}
-
 // Shapes, grid and results as flash_attention_prefill<1>: one block of 128 threads per
 // (64 queries, head), the longest query tiles first; kFlashWgmmaShared bytes of dynamic shared
 // memory. K and V of the next tile load (cp.async) while this one is used.
 __global__ void __launch_bounds__(kFlashThreads)
     flash_attention_prefill_wgmma(const bf16* q, const bf16* k_cache, const bf16* v_cache, int n,
                                   int p0, int heads, int kv_heads, float scale_log2, bf16* out) {
+#if PINMARK_WGMMA_ARCH
+  wait_for_previous();
   extern __shared__ __align__(16) unsigned char flash_shared[];
   const uint32_t raw = smem_addr(flash_shared);
   const uint32_t tiles = (raw + 1023) & ~1023u;  // slot b: K at + 16 KB b, V 8 KB after it
@@ -210,10 +170,10 @@ __global__ void __launch_bounds__(kFlashThreads)
 
   const int r0 = lane >> 2, c0 = (lane & 3) * 2;
   const int pos0 = p0 + q0 + warp * 16 + r0, pos1 = pos0 + 8;
-  // o[4 j + e] and s[4 j + e]: element e of the mma.sync tile j (columns 8 j ...).
-  float o[32];
+  // o[j][e] and s[j][e]: element e of the mma.sync tile j (columns 8 j ...).
+  WgmmaTile o;
 #pragma unroll
-  for (int i = 0; i < 32; ++i) o[i] = 0.0f;
+  for (int i = 0; i < 32; ++i) o[i / 4][i % 4] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   for (int kt = 0; kt < tiles_k; ++kt) {
     const int slot = kt & 1;
@@ -224,7 +184,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     __syncthreads();
 
     const uint32_t k_tile = tiles + 2 * slot * kFlashTileBytes, v_tile = k_tile + kFlashTileBytes;
-    float s[32];
+    WgmmaTile s;
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kFlashD / 16; ++kk)  // 16 dims a step: 32 bytes along the rows
@@ -262,9 +222,12 @@ __global__ void __launch_bounds__(kFlashThreads)
     const int col = h * kFlashD + dt * 8 + c0;
     if (i0 < n)
       *reinterpret_cast<__nv_bfloat162*>(out + i0 * ld + col) =
-          __floats2bfloat162_rn(o[4 * dt] * inv0, o[4 * dt + 1] * inv0);
+          __floats2bfloat162_rn(o[dt][0] * inv0, o[dt][1] * inv0);
     if (i1 < n)
       *reinterpret_cast<__nv_bfloat162*>(out + i1 * ld + col) =
-          __floats2bfloat162_rn(o[4 * dt + 2] * inv1, o[4 * dt + 3] * inv1);
+          __floats2bfloat162_rn(o[dt][2] * inv1, o[dt][3] * inv1);
   }
+#else
+  __trap();
+#endif
 }

@@ -361,6 +361,36 @@ void print_breakdown(const char* title, const std::vector<double>& ms,
                 100.0 * floor_ms[p] / ms[p]);
 }
 
+// Medians of `options` ways of running a part of the prefill, each timed alone (a median of 5
+// launches) and in one whole eager prefill, interleaved at the finest grain so that the clocks'
+// drift over the run falls on every option alike: 15 rounds, in each every option in turn
+// (select(i), then the part, then the prefill); each figure the median over the rounds, in ms.
+struct Interleaved {
+  std::vector<double> alone, prefill;
+};
+Interleaved time_interleaved(const Timer& timer, size_t options,
+                             const std::function<void(size_t)>& select,
+                             const std::function<void()>& part,
+                             const std::function<void()>& prefill) {
+  std::vector<std::vector<double>> alone(options), whole(options);
+  for (int round = 0; round < 15; ++round)
+    for (size_t i = 0; i < options; ++i) {
+      select(i);
+      alone[i].push_back(timer.median_ms(1, 5, part));
+      whole[i].push_back(timer.median_ms(0, 1, prefill));
+    }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  Interleaved out;
+  for (size_t i = 0; i < options; ++i) {
+    out.alone.push_back(median(alone[i]));
+    out.prefill.push_back(median(whole[i]));
+  }
+  return out;
+}
+
 void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStream_t stream,
                  const Timer& timer) {
   const int prefill = 2048, context = 2048;
@@ -448,20 +478,9 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
                     k == chosen ? "(default)" : same ? "same" : "differ");
       checks.push_back(line);
     }
-    // Interleaved at the finest grain, so that the clocks' drift over the run falls on every
-    // kernel alike: 15 rounds, in each a median of 5 of the kernel alone and one whole prefill
-    // for every kernel in turn; each figure the median over the rounds.
-    std::vector<std::vector<double>> alone(kernels.size()), forward(kernels.size());
-    for (int round = 0; round < 15; ++round)
-      for (size_t i = 0; i < kernels.size(); ++i) {
-        m.set_flash_kernel(kernels[i]);
-        alone[i].push_back(timer.median_ms(1, 5, [&] { m.prefill_attention(l, prefill, 0); }));
-        forward[i].push_back(timer.median_ms(0, 1, [&] { m.forward(prefill, 0, 1); }));
-      }
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
+    const Interleaved t = time_interleaved(
+        timer, kernels.size(), [&](size_t i) { m.set_flash_kernel(kernels[i]); },
+        [&] { m.prefill_attention(l, prefill, 0); }, [&] { m.forward(prefill, 0, 1); });
     std::printf("  prefill attention kernels (layer %d; alone and one eager prefill in turn, median"
                 " of 15 rounds):\n"
                 "    kernel                      alone us  TFLOP/s  prefill ms  vs unfused"
@@ -469,9 +488,37 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
                 l);
     for (size_t i = 0; i < kernels.size(); ++i)
       std::printf("    %-26s %9.1f %8.0f %11.3f  %s\n", flash_kernel_name(kernels[i]),
-                  median(alone[i]) * 1e3, attn_flops / L / (median(alone[i]) * 1e-3) * 1e-12,
-                  median(forward[i]), checks[i].c_str());
+                  t.alone[i] * 1e3, attn_flops / L / (t.alone[i] * 1e-3) * 1e-12, t.prefill[i],
+                  checks[i].c_str());
     m.set_flash_kernel(chosen);
+  }
+  {
+    // The prefill's own kernels started by programmatic dependent launch or plainly: the last
+    // layer's MLP alone and the whole prefill, interleaved as above, and the prefill logits'
+    // bits against the default.
+    const bool pdl0 = m.prefill_pdl();
+    const bool options[] = {false, true};
+    upload_tokens(m, random_tokens(prefill, d.vocab, "bench.prompt"), stream);
+    std::vector<std::vector<float>> logits;
+    for (const bool pdl : options) {
+      m.set_prefill_pdl(pdl);
+      m.forward(prefill, 0, 1);
+      logits.push_back(download_logits(m, 1));
+    }
+    const Interleaved t = time_interleaved(
+        timer, 2, [&](size_t i) { m.set_prefill_pdl(options[i]); },
+        [&] { m.prefill_mlp(d.layers - 1, prefill); }, [&] { m.forward(prefill, 0, 1); });
+    std::printf("  prefill's own kernels (layer %d's MLP alone and one eager prefill in turn,"
+                " median of 15 rounds):\n"
+                "    launched                          MLP alone us  prefill ms  logits\n",
+                d.layers - 1);
+    for (size_t i = 0; i < 2; ++i)
+      std::printf("    %-32s %13.1f %11.3f  %s\n",
+                  options[i] ? "by programmatic dependent launch" : "plainly",
+                  t.alone[i] * 1e3, t.prefill[i],
+                  options[i] == pdl0 ? "(default)"
+                  : same_bits(logits[i], logits[pdl0 ? 1 : 0]) ? "same bits" : "differ");
+    m.set_prefill_pdl(pdl0);
   }
 
   // Decode: one token at position 2048 over a cache of 2048 filled by the prefill above, each
@@ -640,11 +687,7 @@ int main() {
     cublasHandle_t blas;
     CHECK(cublasCreate(&blas));
     CHECK(cublasSetStream(blas, stream));
-    // A workspace of our own, so that cuBLAS allocates nothing while a graph is captured.
-    void* workspace = nullptr;
-    const size_t workspace_bytes = size_t{64} << 20;
-    CHECK(cudaMalloc(&workspace, workspace_bytes));
-    CHECK(cublasSetWorkspace(blas, workspace, workspace_bytes));
+    void* workspace = attach_blas_workspace(blas);
     const Timer timer{stream};
 
     std::printf("device: %s (%d SMs, %.0f MB L2)\n", prop.name, prop.multiProcessorCount,

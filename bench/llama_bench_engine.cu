@@ -201,6 +201,15 @@ int main() {
     return 0;
   }
   cublasSetStream(blas, stream);
+  void* workspace = nullptr;
+  try {
+    workspace = attach_blas_workspace(blas);  // as the bench's, so the same kernels run
+  } catch (const std::exception& e) {
+    std::cout << json{{"unavailable", std::string("cuBLAS workspace: ") + e.what()}}.dump()
+              << "\n"
+              << std::flush;
+    return 0;
+  }
   for (std::string line; std::getline(std::cin, line);) {
     json reply;
     try {
@@ -211,6 +220,7 @@ int main() {
     std::cout << reply.dump() << "\n" << std::flush;
   }
   cublasDestroy(blas);
+  cudaFree(workspace);
   cudaStreamDestroy(stream);
   return 0;
 }

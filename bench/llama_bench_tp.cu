@@ -89,9 +89,7 @@ struct Rank {
     CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     CHECK(cublasCreate(&blas));
     CHECK(cublasSetStream(blas, stream));
-    const size_t bytes = size_t{64} << 20;
-    CHECK(cudaMalloc(&workspace, bytes));
-    CHECK(cublasSetWorkspace(blas, workspace, bytes));
+    workspace = attach_blas_workspace(blas);
     CHECK(cudaMalloc(&scratch, scratch_count * sizeof(bf16)));
   }
   void close() {
