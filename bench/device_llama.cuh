@@ -7,6 +7,7 @@
 // Included by each of the two programs (one translation unit each), hence its own namespace.
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -17,8 +18,11 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench/decode_kernels.cuh"
@@ -615,6 +619,8 @@ void gemm(cublasHandle_t blas, const bf16* x, const bf16* w, int n, int k, int m
                      CUBLAS_GEMM_DEFAULT));
 }
 
+#include "tuned_gemm.cuh"
+
 enum Part { kLayerGemm, kAttention, kLmHead, kOther, kParts };
 const char* const kPartNames[kParts] = {"layer GEMMs", "attention", "LM head", "other ops"};
 
@@ -689,6 +695,7 @@ class DeviceModel {
         sequences_(sequences),
         blas_(blas),
         stream_(stream),
+        products_(blas, stream),
         shard_(shard) {
     if (shard_.vocab_count == 0) shard_.vocab_count = d.vocab - shard_.vocab_first;
     if (sequences < 1 || sequences > max_tokens)
@@ -897,6 +904,11 @@ class DeviceModel {
   // dependent launch (the default, kPrefillPdl) or plainly. Timing only: the bits do not change.
   bool prefill_pdl() const { return prefill_pdl_; }
   void set_prefill_pdl(bool on) { prefill_pdl_ = on; }
+  // The forward's products (q/k/v, o, gate/up, down, LM head) by the tuned algorithm of their
+  // shape (TunedGemm, the default) or by cublasGemmEx's pick; the same bits either way.
+  bool tuned_products() const { return products_.on(); }
+  void set_tuned_products(bool on) { products_.set_on(on); }
+  std::vector<TunedGemm::Choice> product_choices() const { return products_.choices(); }
   // Timing: layer l's prefill MLP alone on what x_ holds now (adds to it).
   void prefill_mlp(int l, int n) { mlp(layers_[l], n, nullptr); }
   int attention_cluster() const { return attention_cluster_; }
@@ -1099,7 +1111,7 @@ class DeviceModel {
       mark(kOther);
       launch_prefill(rmsnorm_rows, n, 256, 0, x_, L.attn_norm, H, eps, h_);
       mark(kLayerGemm);
-      gemm(blas_, h_, L.wqkv, n, H, Q + 2 * KV, qkv_);
+      products_.run(h_, L.wqkv, n, H, Q + 2 * KV, qkv_);
       mark(kOther);
       // A thread for each 8 rotated pairs.
       const int64_t chunks = int64_t{n} * (d.heads + 2 * d.kv_heads) * (d.head_dim / 16);
@@ -1108,7 +1120,7 @@ class DeviceModel {
       mark(kAttention);
       attention(l, n, p0);
       mark(kLayerGemm);
-      gemm(blas_, att_, L.wo, n, Q, H, x_, residual);  // the residual add rides on beta = 1
+      products_.run(att_, L.wo, n, Q, H, x_, residual);  // the residual add rides on beta = 1
       if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
       mlp(L, n, prof);
     }
@@ -1116,8 +1128,8 @@ class DeviceModel {
     launch_prefill(rmsnorm_rows, logit_rows, 256, 0, x_ + int64_t{n - logit_rows} * H,
                    final_norm_, H, eps, h_);
     mark(kLmHead);
-    gemm(blas_, h_, embed_ + int64_t{shard_.vocab_first} * H, logit_rows, H, shard_.vocab_count,
-         logits_);
+    products_.run(h_, embed_ + int64_t{shard_.vocab_first} * H, logit_rows, H,
+                  shard_.vocab_count, logits_);
     mark(kParts);
   }
 
@@ -1152,12 +1164,12 @@ class DeviceModel {
     mark(kOther);
     launch_prefill(rmsnorm_rows, n, 256, 0, x_, L.mlp_norm, H, static_cast<float>(d.eps), h_);
     mark(kLayerGemm);
-    gemm(blas_, h_, L.wgu, n, H, 2 * d.inter, gu_);
+    products_.run(h_, L.wgu, n, H, 2 * d.inter, gu_);
     mark(kOther);
     launch_prefill(swiglu_rows, blocks_for(int64_t{n} * d.inter / 8, 256), 256, 0, gu_, n,
                    d.inter, act_);
     mark(kLayerGemm);
-    gemm(blas_, act_, L.wdown, n, d.inter, H, x_, shard_.adds_residual ? 1.0f : 0.0f);
+    products_.run(act_, L.wdown, n, d.inter, H, x_, shard_.adds_residual ? 1.0f : 0.0f);
     if (shard_.all_reduce) shard_.all_reduce(x_, int64_t{n} * H, stream_);
   }
 
@@ -1243,6 +1255,7 @@ class DeviceModel {
   int seq_ = 0;  // the sequence a prefill forward() runs
   cublasHandle_t blas_;
   cudaStream_t stream_;
+  TunedGemm products_;  // the forward's products, gemm()'s bits by the fastest such algorithm
   Shard shard_;
   std::vector<void*> buffers_;
   bf16 *arena_, *embed_, *final_norm_;

@@ -391,6 +391,52 @@ Interleaved time_interleaved(const Timer& timer, size_t options,
   return out;
 }
 
+// A switch of the prefill (off, on) that must leave its bits as they are: the last layer's MLP
+// alone and the whole prefill timed both ways, interleaved (time_interleaved), and the prefill
+// logits' bits against the default's. The switch is left at `current`.
+void bench_prefill_switch(DeviceModel& m, const Timer& timer, cudaStream_t stream, int prefill,
+                          const char* title, const char* heading, const char* const (&names)[2],
+                          bool current, const std::function<void(bool)>& set) {
+  const Dims& d = m.dims();
+  upload_tokens(m, random_tokens(prefill, d.vocab, "bench.prompt"), stream);
+  std::vector<std::vector<float>> logits;
+  for (const bool on : {false, true}) {
+    set(on);
+    m.forward(prefill, 0, 1);
+    logits.push_back(download_logits(m, 1));
+  }
+  const Interleaved t = time_interleaved(
+      timer, 2, [&](size_t i) { set(i == 1); }, [&] { m.prefill_mlp(d.layers - 1, prefill); },
+      [&] { m.forward(prefill, 0, 1); });
+  std::printf("  %s (layer %d's MLP alone and one eager prefill in turn, median of 15 rounds):\n"
+              "    %-32s  MLP alone us  prefill ms  logits\n",
+              title, d.layers - 1, heading);
+  for (int i = 0; i < 2; ++i)
+    std::printf("    %-32s %13.1f %11.3f  %s\n", names[i], t.alone[i] * 1e3, t.prefill[i],
+                (i == 1) == current                      ? "(default)"
+                : same_bits(logits[i], logits[current]) ? "same bits"
+                                                         : "differ");
+  set(current);
+}
+
+// The algorithm TunedGemm chose for each product shape the forward has run, beside
+// cublasGemmEx's pick, each timed on the tuning operands (median of 5), as a share of the
+// 8192^3 rate.
+void print_product_choices(const DeviceModel& m, double gemm_rate) {
+  std::printf("  products as tuned (us on random operands, median of 5; %% of the 8192^3 rate):\n"
+              "    [n x k] x [k x m]              cublasGemmEx       %%      tuned       %%"
+              "  same bits / offered  algorithm\n");
+  for (const TunedGemm::Choice& c : m.product_choices()) {
+    const double flops = 2.0 * c.n * c.k * static_cast<double>(c.m);
+    char dims[48];
+    std::snprintf(dims, sizeof dims, "[%d x %d] x [%d x %d]", c.n, c.k, c.k, c.m);
+    std::printf("    %-30s %12.1f %7.1f %10.1f %7.1f  %8d / %-8d  %s\n", dims, c.gemm_ms * 1e3,
+                100.0 * flops / (c.gemm_ms * 1e-3) / gemm_rate, c.chosen_ms * 1e3,
+                100.0 * flops / (c.chosen_ms * 1e-3) / gemm_rate, c.same, c.offered,
+                c.name.c_str());
+  }
+}
+
 void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStream_t stream,
                  const Timer& timer) {
   const int prefill = 2048, context = 2048;
@@ -492,34 +538,13 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
                   checks[i].c_str());
     m.set_flash_kernel(chosen);
   }
-  {
-    // The prefill's own kernels started by programmatic dependent launch or plainly: the last
-    // layer's MLP alone and the whole prefill, interleaved as above, and the prefill logits'
-    // bits against the default.
-    const bool pdl0 = m.prefill_pdl();
-    const bool options[] = {false, true};
-    upload_tokens(m, random_tokens(prefill, d.vocab, "bench.prompt"), stream);
-    std::vector<std::vector<float>> logits;
-    for (const bool pdl : options) {
-      m.set_prefill_pdl(pdl);
-      m.forward(prefill, 0, 1);
-      logits.push_back(download_logits(m, 1));
-    }
-    const Interleaved t = time_interleaved(
-        timer, 2, [&](size_t i) { m.set_prefill_pdl(options[i]); },
-        [&] { m.prefill_mlp(d.layers - 1, prefill); }, [&] { m.forward(prefill, 0, 1); });
-    std::printf("  prefill's own kernels (layer %d's MLP alone and one eager prefill in turn,"
-                " median of 15 rounds):\n"
-                "    launched                          MLP alone us  prefill ms  logits\n",
-                d.layers - 1);
-    for (size_t i = 0; i < 2; ++i)
-      std::printf("    %-32s %13.1f %11.3f  %s\n",
-                  options[i] ? "by programmatic dependent launch" : "plainly",
-                  t.alone[i] * 1e3, t.prefill[i],
-                  options[i] == pdl0 ? "(default)"
-                  : same_bits(logits[i], logits[pdl0 ? 1 : 0]) ? "same bits" : "differ");
-    m.set_prefill_pdl(pdl0);
-  }
+  bench_prefill_switch(m, timer, stream, prefill, "prefill's own kernels", "launched",
+                       {"plainly", "by programmatic dependent launch"}, m.prefill_pdl(),
+                       [&](bool on) { m.set_prefill_pdl(on); });
+  bench_prefill_switch(m, timer, stream, prefill, "prefill products", "algorithm",
+                       {"cublasGemmEx's pick", "tuned (TunedGemm)"}, m.tuned_products(),
+                       [&](bool on) { m.set_tuned_products(on); });
+  print_product_choices(m, c.gemm_rate);
 
   // Decode: one token at position 2048 over a cache of 2048 filled by the prefill above, each
   // replay recomputing the same step, so every timed step has the same context.

@@ -169,8 +169,12 @@ json answer(const std::string& request_path, cublasHandle_t blas, cudaStream_t s
             ? "split-KV attention merged in clusters of " + std::to_string(m.attention_cluster())
             : std::string("split-KV attention");
     out.set_metadata("math_mode",
-                     std::string("prefill: cuBLAS GemmEx bf16 operands, fp32 compute, flash "
-                                 "attention (") +
+                     std::string(m.tuned_products()
+                                     ? "prefill: cuBLAS bf16 operands, fp32 compute (cuBLASLt "
+                                       "algorithms tuned per shape, cublasGemmEx's bits), flash "
+                                       "attention ("
+                                     : "prefill: cuBLAS GemmEx bf16 operands, fp32 compute, "
+                                       "flash attention (") +
                          flash_kernel_name(m.flash_kernel()) +
                          "); decode: fused matrix-vector kernels, fp32 sums in a fixed order, " +
                          attention + "; bf16 activations");
