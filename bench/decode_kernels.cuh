@@ -114,22 +114,39 @@ struct DecodeRows {
 
 // Timing only: when a kernel of a decode step ran, in %globaltimer nanoseconds (PTX ISA, "Special
 // Registers"). at[0] holds 2^64 - 1 minus the first block's start (so that every field is a
-// maximum and zeroes reset them all), at[1] the last block's start, at[2] the last return from
-// the wait for the previous kernel, at[3] the last block's end (thread 0's). Null: nothing is
+// maximum or a sum and zeroes reset them all), at[1] the last block's start, at[2] the last
+// return from the wait for the previous kernel, at[3] the last block's end (thread 0's). A kernel
+// that marks phases after its wait (the cluster attention) adds, for phase k < kPhases, the
+// latest end of it in any block at[4 + k] (%globaltimer) and the sum over blocks of its length
+// in SM clock cycles (clock64, from the block's previous mark) at[4 + kPhases + k]: a phase
+// lasts a few hundred nanoseconds, which a sum of cycles counts exactly. Null: nothing is
 // recorded.
 struct KernelTrace {
   unsigned long long* at = nullptr;
-  static constexpr int kStart = 0, kWaited = 2, kEnd = 3;
+  static constexpr int kStart = 0, kWaited = 2, kEnd = 3, kPhases = 6, kFields = 4 + 2 * kPhases;
   __device__ __forceinline__ void mark(int what) const {
     if (at == nullptr || threadIdx.x != 0) return;
-    unsigned long long now;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    const unsigned long long now = clock_now();
     if (what == kStart) {
       atomicMax(&at[0], ~now);
       atomicMax(&at[1], now);
     } else {
       atomicMax(&at[what], now);
     }
+  }
+  // Phase k of this block ended; `last` is the clock64 value of the block's previous mark (start
+  // it with clock64() after the wait).
+  __device__ __forceinline__ void phase(int k, long long& last) const {
+    if (at == nullptr || threadIdx.x != 0) return;
+    const long long cycles = clock64();
+    atomicMax(&at[4 + k], clock_now());
+    atomicAdd(&at[4 + kPhases + k], static_cast<unsigned long long>(cycles - last));
+    last = cycles;
+  }
+  static __device__ __forceinline__ unsigned long long clock_now() {
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    return now;
   }
 };
 
@@ -696,12 +713,17 @@ struct AttentionPartial {
 // (threadIdx.x < T), in tiles of kClusterKeys with the online softmax (Milakov and Gimelshein
 // 2018) across tiles; `part` starts at output 0, max -infinity, sum 0 and ends with this range's.
 // load_tile(j0, count, false) starts the copies of a later tile into ks and vs (the first is
-// already under way); `sync` is the barrier over the T threads. One function for the cluster
-// kernel and the persistent step, so that both compile the same arithmetic.
-template <int HD, int T, class LoadTile, class Sync>
+// already under way); `sync` is the barrier over the T threads; phase(k) marks, for timing, the
+// end of each tile's load (0), scores (1) and softmax (2). One function for the cluster kernel
+// and the persistent step, so that both compile the same arithmetic.
+struct NoPhase {
+  __device__ void operator()(int) const {}
+};
+template <int HD, int T, class LoadTile, class Sync, class Phase = NoPhase>
 __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*ks)[HD + 8],
                             bf16 (*vs)[HD], AttentionScratch<HD, T>& w,
-                            AttentionPartial<HD>& part, LoadTile load_tile, Sync sync) {
+                            AttentionPartial<HD>& part, LoadTile load_tile, Sync sync,
+                            Phase phase = {}) {
   constexpr int C = kClusterKeys, V = HD / 8;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   auto& ps = w.ps;
@@ -717,6 +739,7 @@ __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*k
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     sync();
+    phase(0);
 
     // Scores: one (key, head) pair a thread, key j = i / group and head h = i % group for
     // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension order.
@@ -727,6 +750,7 @@ __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*k
       ps[h][j] = dot * scale;  // only keys < count are read after
     }
     sync();
+    phase(1);
     // Warp h: the tile's max, the running max and sum rescaled, the exponentials.
     for (int h = warp; h < group; h += T / 32) {
       float m = -INFINITY;
@@ -748,6 +772,7 @@ __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*k
       }
     }
     sync();
+    phase(2);
     weigh_values<HD, T>(
         vs, ps, count, group, w.red,
         [&](int h, int d, float sum) { acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum); },
@@ -802,13 +827,17 @@ constexpr size_t cluster_attention_shared() {
 // The partition depends on kv_len only, so a token's bits are the same alone and in a batch.
 // Shapes and the cache's layout as for decode_attention_split; grid (kv_heads CL, 1, tokens),
 // cluster (CL, 1, 1), T threads, cluster_attention_shared() bytes of dynamic shared memory.
+// `trigger` says where its blocks let the next kernel start (0: right after the wait, as every
+// decode kernel does; 1: after the weighted values; 2: after the merge: timing only). Traced,
+// it marks attend_keys's phases, then the values' end (3), the first cluster barrier (4) and
+// the merge (5).
 // At most 112 registers a thread: a block of 256 threads then leaves a multiprocessor the
 // registers of three blocks of the q/k/v kernel, beside which it starts.
 template <int HD, int CL, int T>
 __global__ void __maxnreg__(112)
     decode_attention_cluster(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                              DecodeRows rows, int kv_heads, int group, float scale, bf16* out,
-                             KernelTrace trace) {
+                             KernelTrace trace, int trigger) {
   constexpr int C = kClusterKeys, V = HD / 8;
   static_assert(HD % 8 == 0 && 32 % V == 0 && T % 32 == 0 && T >= kMaxGroup * 32,
                 "cluster attention tiling");
@@ -852,7 +881,8 @@ __global__ void __maxnreg__(112)
   }
   wait_for_previous();
   trace.mark(KernelTrace::kWaited);
-  start_next();
+  long long last_mark = clock64();
+  if (trigger == 0) start_next();
   if (begin <= own_row && own_row < min(end, begin + C) && t < V)
     copy16_async(&ks[own_row - begin][t * 8], row_of(k_cache, own_row) + t * 8);
   else if (begin <= own_row && own_row < min(end, begin + C) && t >= V && t < 2 * V)
@@ -861,13 +891,20 @@ __global__ void __maxnreg__(112)
   for (int i = t; i < group * HD; i += T)
     scratch.qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
 
-  attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile, BlockSync{});
+  auto phase = [&](int k) { trace.phase(k, last_mark); };
+  attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile, BlockSync{},
+                     phase);
+  phase(3);
+  if (trigger == 1) start_next();
 
   // Every block's m, l and output are in its shared memory: block r merges its slice.
   cluster.sync();
+  phase(4);
   merge_partials<HD, CL, T>(
       r, group, [&](int p) { return cluster.map_shared_rank(&partial, p); },
       out + int64_t{g} * group * HD);
+  phase(5);
+  if (trigger == 2) start_next();
   cluster.sync();  // no block leaves while another reads its shared memory
   trace.mark(KernelTrace::kEnd);
 }
@@ -923,21 +960,21 @@ template <int HD>
 void launch_cluster_attention(int cluster, int threads, int tokens, cudaStream_t stream,
                               const bf16* q, const bf16* k_cache, const bf16* v_cache,
                               const DecodeRows& rows, int kv_heads, int group, float scale,
-                              bf16* out, const KernelTrace& trace = {}) {
+                              bf16* out, const KernelTrace& trace = {}, int trigger = 0) {
   const dim3 grid(kv_heads * cluster, 1, tokens), block(threads);
   const size_t shared = cluster_attention_shared<HD>();
   if (cluster == 8 && threads == 256)
     return launch_dependent_in(8, decode_attention_cluster<HD, 8, 256>, grid, block, shared,
                                stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
-                               trace);
+                               trace, trigger);
   if (cluster == 16 && threads == 256)
     return launch_dependent_in(16, decode_attention_cluster<HD, 16, 256>, grid, block, shared,
                                stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
-                               trace);
+                               trace, trigger);
   if (cluster == 16 && threads == 512)
     return launch_dependent_in(16, decode_attention_cluster<HD, 16, 512>, grid, block, shared,
                                stream, q, k_cache, v_cache, rows, kv_heads, group, scale, out,
-                               trace);
+                               trace, trigger);
   throw std::runtime_error("the decode attention has no cluster kernel of " +
                            std::to_string(cluster) + " blocks of " + std::to_string(threads) +
                            " threads");

@@ -619,6 +619,51 @@ void gemm(cublasHandle_t blas, const bf16* x, const bf16* w, int n, int k, int m
                      CUBLAS_GEMM_DEFAULT));
 }
 
+// Times on CUDA events: the benches' measurements, and TunedGemm's choice of algorithm.
+struct Timer {
+  cudaStream_t stream;
+  // Median milliseconds of `repeats` timed calls of fn, after `warmup` untimed ones.
+  double median_ms(int warmup, int repeats, const std::function<void()>& fn) const {
+    for (int i = 0; i < warmup; ++i) fn();
+    CHECK(cudaStreamSynchronize(stream));
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    std::vector<double> ms;
+    for (int i = 0; i < repeats; ++i) {
+      CHECK(cudaEventRecord(a, stream));
+      fn();
+      CHECK(cudaEventRecord(b, stream));
+      CHECK(cudaEventSynchronize(b));
+      float t = 0.0f;
+      CHECK(cudaEventElapsedTime(&t, a, b));
+      ms.push_back(t);
+    }
+    CHECK(cudaEventDestroy(a));
+    CHECK(cudaEventDestroy(b));
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  }
+  // Median milliseconds of one `step`, captured once as a CUDA graph on the timer's stream
+  // and replayed 20 times per timed call (2 calls untimed, 9 timed).
+  double graph_ms(const std::function<void()>& step) const {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    step();
+    CHECK(cudaStreamEndCapture(stream, &graph));
+    CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const int replays = 20;
+    const double ms = median_ms(2, 9, [&] {
+                        for (int i = 0; i < replays; ++i) CHECK(cudaGraphLaunch(exec, stream));
+                      }) /
+                      replays;
+    CHECK(cudaGraphExecDestroy(exec));
+    CHECK(cudaGraphDestroy(graph));
+    return ms;
+  }
+};
+
 #include "tuned_gemm.cuh"
 
 enum Part { kLayerGemm, kAttention, kLmHead, kOther, kParts };
@@ -921,29 +966,46 @@ class DeviceModel {
     attention_cluster_ = cluster;
     attention_threads_ = threads;
   }
+  // Timing: where the cluster attention lets the o product's blocks start (its `trigger`: 0
+  // after its wait, the default; 1 after its weighted values; 2 after its merge). The same bits.
+  int attention_trigger() const { return attention_trigger_; }
+  void set_attention_trigger(int at) {
+    if (at < 0 || at > 2) throw std::runtime_error("attention_trigger is 0, 1 or 2");
+    attention_trigger_ = at;
+  }
 
   // Timing only: with tracing on, each step of the five kernels a layer records when each of
-  // its kernels ran (KernelTrace: 4 values per kernel; kernel 5 l + i is stage i of layer l,
-  // q/k/v, attention, o, gate/up, down; kernel 5 layers the LM head), read by trace().
+  // its kernels ran (KernelTrace: kFields values per kernel; kernel 5 l + i is stage i of layer
+  // l, q/k/v, attention, o, gate/up, down; kernel 5 layers the LM head), read by trace().
   void set_trace(bool on) {
-    if (on && trace_ == nullptr) trace_ = alloc<unsigned long long>(4 * traced_kernels());
+    if (on && trace_ == nullptr)
+      trace_ = alloc<unsigned long long>(KernelTrace::kFields * traced_kernels());
     tracing_ = on;
   }
   int traced_kernels() const { return 5 * d_.layers + 1; }
-  // When a traced kernel ran, in %globaltimer nanoseconds (KernelTrace's fields decoded).
+  // When a traced kernel ran, in %globaltimer nanoseconds (KernelTrace's fields decoded); for a
+  // kernel that marks phases, each phase's latest end and the sum of its lengths over blocks in
+  // SM clock cycles.
   struct KernelTimes {
     double first_start, last_start, waited, end;
+    double phase_end[KernelTrace::kPhases], phase_sum[KernelTrace::kPhases];
   };
   std::vector<KernelTimes> trace() const {
-    std::vector<unsigned long long> at(4 * traced_kernels());
+    constexpr int F = KernelTrace::kFields, P = KernelTrace::kPhases;
+    std::vector<unsigned long long> at(F * traced_kernels());
     CHECK(cudaStreamSynchronize(stream_));
     CHECK(cudaMemcpy(at.data(), trace_, sizeof(at[0]) * at.size(), cudaMemcpyDeviceToHost));
     std::vector<KernelTimes> times(traced_kernels());
-    for (size_t k = 0; k < times.size(); ++k)
-      times[k] = {static_cast<double>(~at[4 * k + KernelTrace::kStart]),
-                  static_cast<double>(at[4 * k + 1]),
-                  static_cast<double>(at[4 * k + KernelTrace::kWaited]),
-                  static_cast<double>(at[4 * k + KernelTrace::kEnd])};
+    for (size_t k = 0; k < times.size(); ++k) {
+      const unsigned long long* a = &at[F * k];
+      times[k] = {static_cast<double>(~a[KernelTrace::kStart]), static_cast<double>(a[1]),
+                  static_cast<double>(a[KernelTrace::kWaited]),
+                  static_cast<double>(a[KernelTrace::kEnd]), {}, {}};
+      for (int i = 0; i < P; ++i) {
+        times[k].phase_end[i] = static_cast<double>(a[4 + i]);
+        times[k].phase_sum[i] = static_cast<double>(a[4 + P + i]);
+      }
+    }
     return times;
   }
 
@@ -1027,10 +1089,11 @@ class DeviceModel {
     CHECK_LAUNCH(embed_rows);
     const int skip = prof == nullptr ? leave_out_ : 0;
     if (tracing_)
-      CHECK(cudaMemsetAsync(trace_, 0, sizeof(unsigned long long) * 4 * traced_kernels(),
-                            stream_));
+      CHECK(cudaMemsetAsync(
+          trace_, 0, sizeof(unsigned long long) * KernelTrace::kFields * traced_kernels(),
+          stream_));
     auto traced = [&](int kernel) {
-      return KernelTrace{tracing_ ? trace_ + 4 * kernel : nullptr};
+      return KernelTrace{tracing_ ? trace_ + KernelTrace::kFields * kernel : nullptr};
     };
     for (int l = 0; l < d.layers; ++l) {
       const Layer& L = layers_[l];
@@ -1047,7 +1110,7 @@ class DeviceModel {
       if (!(skip & kSkipAttention) && attention_cluster_ > 0)
         launch_cluster_attention<64>(attention_cluster_, attention_threads_, B, stream_, q_, kc,
                                      vc, rows, d.kv_heads, d.heads / d.kv_heads, scale, att_,
-                                     traced(5 * l + 1));
+                                     traced(5 * l + 1), attention_trigger_);
       else if (!(skip & kSkipAttention))
         launch_dependent(decode_attention_split<64>, dim3(d.kv_heads, splits, B),
                          dim3(kSplitThreads), 0, stream_, q_, kc, vc, rows, d.kv_heads,
@@ -1279,6 +1342,7 @@ class DeviceModel {
   int leave_out_ = 0;
   int prefetch_chunks_ = 0;
   bool tracing_ = false;
+  int attention_trigger_ = 0;
   unsigned long long* trace_ = nullptr;
   int rows_per_warp_ = 4;
   AttentionPartial<64>* step_partials_;

@@ -437,6 +437,40 @@ void print_product_choices(const DeviceModel& m, double gemm_rate) {
   }
 }
 
+// One thread reads %globaltimer for 200 us: out[0] its smallest step (ns), out[1] the time
+// spanned (ns), out[2] the SM clock cycles (clock64) over the same span.
+__global__ void probe_clocks(unsigned long long* out) {
+  const unsigned long long t0 = KernelTrace::clock_now();
+  const long long c0 = clock64();
+  unsigned long long prev = t0, now = t0, step = ~0ull;
+  while (now - t0 < 200000) {
+    now = KernelTrace::clock_now();
+    if (now != prev) {
+      step = min(step, now - prev);
+      prev = now;
+    }
+  }
+  out[0] = step;
+  out[1] = now - t0;
+  out[2] = static_cast<unsigned long long>(clock64() - c0);
+}
+
+// The SM clock in MHz, measured against %globaltimer; prints it and %globaltimer's resolution.
+double measure_sm_mhz(cudaStream_t stream) {
+  unsigned long long* dev = nullptr;
+  CHECK(cudaMalloc(&dev, 3 * sizeof(unsigned long long)));
+  unsigned long long at[3];
+  for (int i = 0; i < 2; ++i) probe_clocks<<<1, 1, 0, stream>>>(dev);  // the first warms up
+  CHECK(cudaMemcpyAsync(at, dev, sizeof at, cudaMemcpyDeviceToHost, stream));
+  CHECK(cudaStreamSynchronize(stream));
+  CHECK(cudaFree(dev));
+  const double mhz = static_cast<double>(at[2]) / static_cast<double>(at[1]) * 1e3;
+  std::printf("    clocks: %%globaltimer advances in steps of %llu ns; SM clock %.0f MHz "
+              "(clock64 over %.0f us of it)\n",
+              at[0], mhz, at[1] * 1e-3);
+  return mhz;
+}
+
 void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStream_t stream,
                  const Timer& timer) {
   const int prefill = 2048, context = 2048;
@@ -628,29 +662,90 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     // runs from the end of the kernel before it (its last block's end) to its own end; wait is
     // from that end to the last return from the wait, early from the first start to that end.
     const char* stage_names[] = {"q/k/v", "attention", "o", "gate/up", "down"};
-    std::printf("    five kernels, one replay traced (us, mean of layers 1 to %d; stage, wait, "
-                "early):",
-                layers - 2);
-    m.set_trace(true);
-    timer.graph_ms([&] { m.forward(1, context, 1); });
-    const auto times = m.trace();
-    m.set_trace(false);
-    double layer_us = 0.0;
-    for (int i = 0; i < 5; ++i) {
-      double stage = 0.0, wait = 0.0, early = 0.0;
-      for (int l = 1; l + 1 < layers; ++l) {
-        const int k = 5 * l + i;
-        const double prev_end = times[k - 1].end;
-        stage += (times[k].end - prev_end) * 1e-3;
-        wait += (times[k].waited - prev_end) * 1e-3;
-        early += (prev_end - times[k].first_start) * 1e-3;
-      }
+    const double sm_mhz = measure_sm_mhz(stream);
+    const char* phase_names[KernelTrace::kPhases] = {"first tile in", "scores", "softmax",
+                                                     "values",        "barrier", "merge"};
+    const double blocks = d.kv_heads * std::max(m.attention_cluster(), 1);
+    auto print_trace = [&](const char* setting) {
+      std::printf("    five kernels%s, one replay traced (us, mean of layers 1 to %d; stage, "
+                  "wait, early):",
+                  setting, layers - 2);
+      m.set_trace(true);
+      timer.graph_ms([&] { m.forward(1, context, 1); });
+      const auto times = m.trace();
+      m.set_trace(false);
+      double layer_us = 0.0;
       const double n = layers - 2;
-      layer_us += stage / n;
-      std::printf(" %s %.2f %.2f %.2f |", stage_names[i], stage / n, wait / n, early / n);
-    }
-    std::printf(" layer %.2f, LM head %.2f\n", layer_us,
-                (times[5 * layers].end - times[5 * layers - 1].end) * 1e-3);
+      for (int i = 0; i < 5; ++i) {
+        double stage = 0.0, wait = 0.0, early = 0.0;
+        for (int l = 1; l + 1 < layers; ++l) {
+          const int k = 5 * l + i;
+          const double prev_end = times[k - 1].end;
+          stage += (times[k].end - prev_end) * 1e-3;
+          wait += (times[k].waited - prev_end) * 1e-3;
+          early += (prev_end - times[k].first_start) * 1e-3;
+        }
+        layer_us += stage / n;
+        std::printf(" %s %.2f %.2f %.2f |", stage_names[i], stage / n, wait / n, early / n);
+      }
+      std::printf(" layer %.2f, LM head %.2f\n", layer_us,
+                  (times[5 * layers].end - times[5 * layers - 1].end) * 1e-3);
+      if (m.attention_cluster() == 0) return;
+      // The cluster attention's phases: when the last block ended each, from the q/k/v kernel's
+      // end (%globaltimer), and each phase's mean length over the blocks (SM cycles at the clock
+      // measured in this run).
+      std::printf("      attention phases (us; last block's end after q/k/v's end / mean length "
+                  "a block at %.0f MHz):",
+                  sm_mhz);
+      for (int k = 0; k < KernelTrace::kPhases; ++k) {
+        double last = 0.0, mean = 0.0;
+        for (int l = 1; l + 1 < layers; ++l) {
+          const DeviceModel::KernelTimes& a = times[5 * l + 1];
+          last += (a.phase_end[k] - times[5 * l].end) * 1e-3;
+          mean += a.phase_sum[k] / blocks / sm_mhz;
+        }
+        std::printf(" %s %.2f / %.2f;", phase_names[k], last / n, mean / n);
+      }
+      std::printf("\n");
+    };
+    print_trace("");
+    // A setting of the step that must leave its bits as they are: each option but the first
+    // traced (when `traced`), then all timed in alternation (graphs, 3 rounds, the median of
+    // each), the logits' bits compared with the first's. set(0) after.
+    auto decode_switch = [&](const char* title, const std::vector<const char*>& names,
+                             bool traced, const std::function<void(int)>& set) {
+      const int options = static_cast<int>(names.size());
+      std::vector<std::vector<float>> logits;
+      for (int i = 0; i < options; ++i) {
+        set(i);
+        CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
+        m.forward(1, context, 1);
+        logits.push_back(download_logits(m, 1));
+      }
+      for (int i = 1; traced && i < options; ++i) {
+        set(i);
+        print_trace((std::string(", ") + title + ": " + names[i]).c_str());
+      }
+      std::vector<std::vector<double>> ms(options);
+      for (int round = 0; round < 3; ++round)
+        for (int i = 0; i < options; ++i) {
+          set(i);
+          ms[i].push_back(timer.graph_ms([&] { m.forward(1, context, 1); }));
+        }
+      set(0);
+      std::printf("    %s (graphs alternated, median of 3):", title);
+      for (int i = 0; i < options; ++i) {
+        std::sort(ms[i].begin(), ms[i].end());
+        const bool same = same_bits(logits[i], logits[0]);
+        if (!same) decode_kernels_ok() = false;
+        std::printf(" %s %.3f ms (%.1f%%%s);", names[i], ms[i][1], 100.0 * floor_ms / ms[i][1],
+                    i == 0 ? "" : same ? ", same bits" : ", bits differ: FAIL");
+      }
+      std::printf("\n");
+    };
+    decode_switch("o product started by the attention", {"after its wait", "after its values",
+                                                          "after its merge"},
+                  true, [&](int i) { m.set_attention_trigger(i); });
     std::printf("    five kernels, leaving kernels out (timing only):");
     for (const auto& [bits, what] :
          {std::pair{kSkipAttention, "no attention"},

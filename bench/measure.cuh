@@ -1,6 +1,6 @@
-// What llama_bench and llama_bench_tp measure with: a median-of-repeats timer on CUDA events,
-// the two ceilings of a card (device-to-device copy bandwidth, cuBLAS bf16 GEMM rate), the
-// prompt tokens, and the relative error of logits against the CPU reference.
+// What llama_bench and llama_bench_tp measure with, beside device_llama.cuh's Timer: the two
+// ceilings of a card (device-to-device copy bandwidth, cuBLAS bf16 GEMM rate), the prompt
+// tokens, and the relative error of logits against the CPU reference.
 #pragma once
 
 #include "bench/device_llama.cuh"
@@ -10,53 +10,6 @@ namespace {
 struct Ceilings {
   double bandwidth;  // bytes/s
   double gemm_rate;  // FLOP/s
-};
-
-// ---------------------------------------------------------------------------------------------
-// Measurement.
-
-struct Timer {
-  cudaStream_t stream;
-  // Median milliseconds of `repeats` timed calls of fn, after `warmup` untimed ones.
-  double median_ms(int warmup, int repeats, const std::function<void()>& fn) const {
-    for (int i = 0; i < warmup; ++i) fn();
-    CHECK(cudaStreamSynchronize(stream));
-    cudaEvent_t a, b;
-    CHECK(cudaEventCreate(&a));
-    CHECK(cudaEventCreate(&b));
-    std::vector<double> ms;
-    for (int i = 0; i < repeats; ++i) {
-      CHECK(cudaEventRecord(a, stream));
-      fn();
-      CHECK(cudaEventRecord(b, stream));
-      CHECK(cudaEventSynchronize(b));
-      float t = 0.0f;
-      CHECK(cudaEventElapsedTime(&t, a, b));
-      ms.push_back(t);
-    }
-    CHECK(cudaEventDestroy(a));
-    CHECK(cudaEventDestroy(b));
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  }
-  // Median milliseconds of one `step`, captured once as a CUDA graph on the timer's stream
-  // and replayed 20 times per timed call (2 calls untimed, 9 timed).
-  double graph_ms(const std::function<void()>& step) const {
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    step();
-    CHECK(cudaStreamEndCapture(stream, &graph));
-    CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    const int replays = 20;
-    const double ms = median_ms(2, 9, [&] {
-                        for (int i = 0; i < replays; ++i) CHECK(cudaGraphLaunch(exec, stream));
-                      }) /
-                      replays;
-    CHECK(cudaGraphExecDestroy(exec));
-    CHECK(cudaGraphDestroy(graph));
-    return ms;
-  }
 };
 
 // Bytes read plus bytes written per second by a large device-to-device copy.

@@ -7,7 +7,7 @@
 // order of the fp32 additions). Why: cublasGemmEx's pick runs the 1B prefill's q/k/v and o
 // products at under 60% of the 8192^3 rate on an H200, where another algorithm with the same
 // bits takes 10 to 16% less time (docs/performance.md, "Prefill products, tuned").
-// Included by device_llama.cuh, inside its namespace, after gemm() and fill(); its headers
+// Included by device_llama.cuh, inside its namespace, after gemm(), fill() and Timer; its headers
 // are device_llama.cuh's.
 #pragma once
 
@@ -101,6 +101,7 @@ class TunedGemm {
     bool lt;
     cublasLtMatmulAlgo_t algo;
     std::string name;
+    std::shared_ptr<const LtProduct> product;  // the shape described for cublasLtMatmul
   };
 
   TunedGemm(cublasHandle_t blas, cudaStream_t stream) : blas_(blas), stream_(stream) {
@@ -123,15 +124,14 @@ class TunedGemm {
       gemm(blas_, x, w, n, k, m, y, beta);
       return;
     }
-    products_.at(key(n, k, m))->run(lt_, c->algo, x, w, y, beta, workspace_, kBlasWorkspaceBytes,
-                                    stream_);
+    c->product->run(lt_, c->algo, x, w, y, beta, workspace_, kBlasWorkspaceBytes, stream_);
   }
   bool on() const { return on_; }
   void set_on(bool on) { on_ = on; }
   // The shapes tuned so far, in the order first met.
   std::vector<Choice> choices() const {
     std::vector<Choice> out;
-    for (const auto& k : order_) out.push_back(choices_.at(k));
+    for (const Key& k : order_) out.push_back(choices_.at(k));
     return out;
   }
 
@@ -147,28 +147,6 @@ class TunedGemm {
     if (capture != cudaStreamCaptureStatusNone) return nullptr;
     tune(n, k, m);
     return &choices_.at(key(n, k, m));
-  }
-
-  double median_ms(const std::function<void()>& f) const {
-    cudaEvent_t a, b;
-    CHECK(cudaEventCreate(&a));
-    CHECK(cudaEventCreate(&b));
-    f();
-    f();
-    std::vector<double> ms;
-    for (int i = 0; i < 5; ++i) {
-      CHECK(cudaEventRecord(a, stream_));
-      f();
-      CHECK(cudaEventRecord(b, stream_));
-      CHECK(cudaEventSynchronize(b));
-      float t = 0.0f;
-      CHECK(cudaEventElapsedTime(&t, a, b));
-      ms.push_back(t);
-    }
-    CHECK(cudaEventDestroy(a));
-    CHECK(cudaEventDestroy(b));
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
   }
 
   void tune(int n, int k, int m) {
@@ -193,10 +171,11 @@ class TunedGemm {
       return std::equal(a.begin(), a.end(), b.begin());
     };
 
-    Choice choice{n, k, m, 0.0, 0.0, 0, 0, false, {}, "cublasGemmEx"};
-    choice.gemm_ms = median_ms([&] { gemm(blas_, x, w, n, k, m, y); });
+    Choice choice{n, k, m, 0.0, 0.0, 0, 0, false, {}, "cublasGemmEx", nullptr};
+    const Timer timer{stream_};
+    choice.gemm_ms = timer.median_ms(2, 5, [&] { gemm(blas_, x, w, n, k, m, y); });
     choice.chosen_ms = choice.gemm_ms;
-    auto product = std::make_unique<LtProduct>(n, k, m);
+    auto product = std::make_shared<const LtProduct>(n, k, m);
     const std::vector<cublasLtMatmulAlgo_t> algos =
         product->algorithms(lt_, 16, kBlasWorkspaceBytes);
     choice.offered = static_cast<int>(algos.size());
@@ -215,7 +194,7 @@ class TunedGemm {
       launch(1.0f);
       if (!same_as(want1)) continue;
       ++choice.same;
-      const double ms = median_ms([&] { launch(0.0f); });
+      const double ms = timer.median_ms(2, 5, [&] { launch(0.0f); });
       if (ms < choice.chosen_ms) {
         choice.chosen_ms = ms;
         choice.lt = true;
@@ -224,7 +203,7 @@ class TunedGemm {
       }
     }
     for (bf16* p : {x, w, c, want0, want1, y}) CHECK(cudaFree(p));
-    products_[key(n, k, m)] = std::move(product);
+    choice.product = std::move(product);
     choices_[key(n, k, m)] = choice;
     order_.push_back(key(n, k, m));
   }
@@ -234,7 +213,6 @@ class TunedGemm {
   cublasLtHandle_t lt_;
   void* workspace_ = nullptr;
   bool on_ = true;
-  std::map<Key, std::unique_ptr<LtProduct>> products_;
   std::map<Key, Choice> choices_;
   std::vector<Key> order_;
 };
