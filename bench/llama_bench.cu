@@ -710,10 +710,10 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     };
     print_trace("");
     // A setting of the step that must leave its bits as they are: each option but the first
-    // traced (when `traced`), then all timed in alternation (graphs, 3 rounds, the median of
-    // each), the logits' bits compared with the first's. set(0) after.
+    // traced, then all timed in alternation (graphs, 3 rounds, the median of each), the logits'
+    // bits compared with the first's. set(0) after.
     auto decode_switch = [&](const char* title, const std::vector<const char*>& names,
-                             bool traced, const std::function<void(int)>& set) {
+                             const std::function<void(int)>& set) {
       const int options = static_cast<int>(names.size());
       std::vector<std::vector<float>> logits;
       for (int i = 0; i < options; ++i) {
@@ -722,7 +722,7 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
         m.forward(1, context, 1);
         logits.push_back(download_logits(m, 1));
       }
-      for (int i = 1; traced && i < options; ++i) {
+      for (int i = 1; i < options; ++i) {
         set(i);
         print_trace((std::string(", ") + title + ": " + names[i]).c_str());
       }
@@ -745,7 +745,7 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     };
     decode_switch("o product started by the attention", {"after its wait", "after its values",
                                                           "after its merge"},
-                  true, [&](int i) { m.set_attention_trigger(i); });
+                  [&](int i) { m.set_attention_trigger(i); });
     std::printf("    five kernels, leaving kernels out (timing only):");
     for (const auto& [bits, what] :
          {std::pair{kSkipAttention, "no attention"},
