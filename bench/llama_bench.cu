@@ -9,6 +9,7 @@
 // dimensions reaches 75% of the cuBLAS rate in useful matrix FLOPs.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -709,6 +710,13 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
       std::printf("\n");
     };
     print_trace("");
+    // One step replayed inside a profiler range, so that `ncu --profile-from-start off` profiles
+    // the kernels of exactly one decode step at this context (docs/performance.md has the
+    // command line); outside a profiler the range does nothing.
+    CHECK(cudaProfilerStart());
+    m.forward(1, context, 1);
+    CHECK(cudaStreamSynchronize(stream));
+    CHECK(cudaProfilerStop());
     // A setting of the step that must leave its bits as they are: each option but the first
     // traced, then all timed in alternation (graphs, 3 rounds, the median of each), the logits'
     // bits compared with the first's. set(0) after.
