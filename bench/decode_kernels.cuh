@@ -509,31 +509,87 @@ __device__ __forceinline__ float key_dot(const Key& key, const float4* q) {
   return dot;
 }
 
+// key_dot of one key against G query rows at once (q + h q_stride, 16-byte aligned, in fp32):
+// the key converted once, the G sums interleaved so that they do not wait on each other, each
+// summed in key_dot's order, so that dot[h] has key_dot's bits.
+template <int V, int G>
+__device__ __forceinline__ void key_dots(const uint4* key, const float* q, int q_stride,
+                                         float (&dot)[G]) {
+#pragma unroll
+  for (int h = 0; h < G; ++h) dot[h] = 0.0f;
+#pragma unroll
+  for (int c = 0; c < V; ++c) {
+    Pack8 p;
+    p.u = key[c];
+    float k[8];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(p.h[e]);
+      k[2 * e] = f.x;
+      k[2 * e + 1] = f.y;
+    }
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+      const float4* qh = reinterpret_cast<const float4*>(q + h * q_stride);
+      const float4 qa = qh[2 * c], qb = qh[2 * c + 1];
+      const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dot[h] = fmaf(k[e], qv[e], dot[h]);
+    }
+  }
+}
+
 // A barrier over the threads that run an attention phase: the whole block here; the consumer
 // warps in the persistent step (decode_persistent.cuh), whose loading warp runs on alone.
 struct BlockSync {
   __device__ void operator()() const { __syncthreads(); }
 };
 
+// One exchange of weigh_values's reduction, then the next: lanes l and l ^ o each hold sums
+// [0, n) of the same outputs; the lane with bit o clear keeps [0, n / 2) plus its partner's, the
+// other [n / 2, n) plus its partner's, moved to [0, n / 2); `first` counts where the kept sums
+// start in the original order. Until o reaches the warp's width.
+template <int N, int n, int o>
+__device__ __forceinline__ void halve_sums(float (&acc)[N], int lane, int& first) {
+  if constexpr (o < 32) {
+    const bool upper = (lane & o) != 0;
+#pragma unroll
+    for (int i = 0; i < n / 2; ++i) {
+      const float send = upper ? acc[i] : acc[i + n / 2];
+      const float keep = upper ? acc[i + n / 2] : acc[i];
+      acc[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+    }
+    if (upper) first += n / 2;
+    halve_sums<N, n / 2, 2 * o>(acc, lane, first);
+  }
+}
+
 // The values of one block's keys, weighted: thread t of T adds dims 8 (t % V) ... + 7 of keys
 // t / V, t / V + T / V, ... < count (V = HD / 8) in order, each value times ps[h][key] for every
-// head h < group at once (each value read once); then the partial sums of each dim of a warp,
-// a butterfly over its 32 / V key groups, go to red[warp][h][dim]; after a barrier, the warps'
-// sums of each output are added in warp order and handed to done(h, dim, sum), output i = h HD +
-// dim to threads i, i + T, ... The caller's barrier publishes what done writes; `sync` is the
-// barrier over the T threads.
-template <int HD, int T, int C, class Values, class Done, class Sync = BlockSync>
+// head h < group at once (each value read once). The partial sums of the 32 / V key groups of a
+// warp (a0, a1, ... by lane / V) are then added as a butterfly over the lanes adds them,
+// ((a0 + a1) + (a2 + a3)), but each exchange halves what a lane holds: at lane offset o the lane
+// with bit o clear keeps the lower half of its sums and adds its partner's, the other the upper
+// half, so that a warp's reduction issues 8 G - 8 G / (32 / V) exchanges instead of 8 G log2(32 /
+// V) (the bits are the same: each sum is the same two operands). The warp's sums go to
+// red[warp][h][dim]; after a barrier, the warps' sums of each output are added in warp order and
+// handed to done(h, dim, sum), output i = h HD + dim to threads i, i + T, ... The caller's barrier
+// publishes what done writes; `sync` is the barrier over the T threads. G: the heads a thread
+// accumulates, `group` itself where the caller knows it at compile time (no per-head branches),
+// else kMaxGroup with group <= G at run time.
+template <int HD, int T, int C, int G = kMaxGroup, class Values, class Done,
+          class Sync = BlockSync>
 __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)[kMaxGroup][C],
                                              int count, int group,
                                              float (&red)[T / 32][kMaxGroup][HD], Done done,
                                              Sync sync = {}) {
-  constexpr int V = HD / 8, KG = T / V;
+  constexpr int V = HD / 8, KG = T / V, N = 8 * G, L = 32 / V;
+  static_assert(G <= kMaxGroup && 32 % V == 0 && (L & (L - 1)) == 0 && N % L == 0,
+                "values tiling");
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5, dv = t % V, kg = t / V;
-  float acc[kMaxGroup][8];
+  float acc[N];  // acc[8 h + e]: dim 8 dv + e of head h
 #pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[h][e] = 0.0f;
+  for (int c = 0; c < N; ++c) acc[c] = 0.0f;
   for (int j = kg; j < count; j += KG) {
     Pack8 p;
     p.u = reinterpret_cast<const uint4*>(&vs[j][0])[dv];
@@ -545,24 +601,21 @@ __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)
       v[2 * e + 1] = f.y;
     }
 #pragma unroll
-    for (int h = 0; h < kMaxGroup; ++h) {
+    for (int h = 0; h < G; ++h) {
       if (h < group) {
         const float pj = ps[h][j];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pj, v[e], acc[h][e]);
+        for (int e = 0; e < 8; ++e) acc[8 * h + e] = fmaf(pj, v[e], acc[8 * h + e]);
       }
     }
   }
+  // The halving exchanges: after them this lane holds sums [first, first + N / L) of acc's order.
+  int first = 0;
+  halve_sums<N, N, V>(acc, lane, first);
 #pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h) {
-    if (h < group) {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        float a = acc[h][e];
-        for (int o = V; o < 32; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane < V) red[warp][h][dv * 8 + e] = a;
-      }
-    }
+  for (int i = 0; i < N / L; ++i) {
+    const int c = first + i;
+    if (c / 8 < group) red[warp][c / 8][dv * 8 + c % 8] = acc[i];
   }
   sync();
   for (int i = t; i < group * HD; i += T) {
@@ -714,16 +767,16 @@ struct AttentionPartial {
 // 2018) across tiles; `part` starts at output 0, max -infinity, sum 0 and ends with this range's.
 // load_tile(j0, count, false) starts the copies of a later tile into ks and vs (the first is
 // already under way); `sync` is the barrier over the T threads; phase(k) marks, for timing, the
-// end of each tile's load (0), scores (1) and softmax (2). One function for the cluster kernel
-// and the persistent step, so that both compile the same arithmetic.
+// end of each tile's load (0), scores (1) and softmax (2); G as for weigh_values. One function
+// for the cluster kernel and the persistent step, so that both compile the same arithmetic.
 struct NoPhase {
   __device__ void operator()(int) const {}
 };
-template <int HD, int T, class LoadTile, class Sync, class Phase = NoPhase>
-__device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*ks)[HD + 8],
-                            bf16 (*vs)[HD], AttentionScratch<HD, T>& w,
-                            AttentionPartial<HD>& part, LoadTile load_tile, Sync sync,
-                            Phase phase = {}) {
+template <int HD, int T, int G = kMaxGroup, class LoadTile, class Sync, class Phase = NoPhase>
+__device__ __forceinline__ void attend_keys(int begin, int end, int group, float scale,
+                                            bf16 (*ks)[HD + 8], bf16 (*vs)[HD],
+                                            AttentionScratch<HD, T>& w, AttentionPartial<HD>& part,
+                                            LoadTile load_tile, Sync sync, Phase phase = {}) {
   constexpr int C = kClusterKeys, V = HD / 8;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   auto& ps = w.ps;
@@ -741,13 +794,25 @@ __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*k
     sync();
     phase(0);
 
-    // Scores: one (key, head) pair a thread, key j = i / group and head h = i % group for
-    // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension order.
-    for (int i = t; i < count * group; i += T) {
-      const int j = i / group, h = i % group;
-      const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]),
-                                   reinterpret_cast<const float4*>(&w.qs[h][0]));
-      ps[h][j] = dot * scale;  // only keys < count are read after
+    if constexpr (G < kMaxGroup) {
+      // Scores, the group known: thread t takes key j = t, t + T, ... for all G heads, its row
+      // read and converted once and the G sums interleaved, each in dimension order.
+      for (int j = t; j < count; j += T) {
+        float dot[G];
+        key_dots<V, G>(reinterpret_cast<const uint4*>(&ks[j][0]), &w.qs[0][0], HD + 4, dot);
+#pragma unroll
+        for (int h = 0; h < G; ++h) ps[h][j] = dot[h] * scale;
+      }
+    } else {
+      // Scores: one (key, head) pair a thread, key j = i / group and head h = i % group for
+      // i = t, t + T, ... (the threads of a key read its row together), each sum in dimension
+      // order.
+      for (int i = t; i < count * group; i += T) {
+        const int j = i / group, h = i % group;
+        const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]),
+                                     reinterpret_cast<const float4*>(&w.qs[h][0]));
+        ps[h][j] = dot * scale;  // only keys < count are read after
+      }
     }
     sync();
     phase(1);
@@ -773,7 +838,7 @@ __device__ void attend_keys(int begin, int end, int group, float scale, bf16 (*k
     }
     sync();
     phase(2);
-    weigh_values<HD, T>(
+    weigh_values<HD, T, C, G>(
         vs, ps, count, group, w.red,
         [&](int h, int d, float sum) { acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum); },
         sync);
@@ -892,8 +957,14 @@ __global__ void __maxnreg__(112)
     scratch.qs[i / HD][i % HD] = __bfloat162float(q[int64_t{g} * group * HD + i]);
 
   auto phase = [&](int k) { trace.phase(k, last_mark); };
-  attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile, BlockSync{},
-                     phase);
+  // A group of 4 (Llama 3's, Mistral's, the bench's models') compiled as a constant: its scores'
+  // and values' loops then have no per-head branches or divisions. Same arithmetic, same bits.
+  if (group == 4)
+    attend_keys<HD, T, 4>(begin, end, 4, scale, ks, vs, scratch, partial, load_tile, BlockSync{},
+                          phase);
+  else
+    attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile,
+                       BlockSync{}, phase);
   phase(3);
   if (trigger == 1) start_next();
 

@@ -968,7 +968,6 @@ class DeviceModel {
   }
   // Timing: where the cluster attention lets the o product's blocks start (its `trigger`: 0
   // after its wait, the default; 1 after its weighted values; 2 after its merge). The same bits.
-  int attention_trigger() const { return attention_trigger_; }
   void set_attention_trigger(int at) {
     if (at < 0 || at > 2) throw std::runtime_error("attention_trigger is 0, 1 or 2");
     attention_trigger_ = at;
