@@ -488,32 +488,12 @@ __device__ void merge_splits(const float* part, int group, int S, bf16* out) {
   }
 }
 
-// A key's score: its 8 V bf16 values (key[c], 8 a chunk) against a query row in fp32 (q, 4 a
-// float4), summed in dimension order. `key` is registers or shared memory.
-template <int V, class Key>
-__device__ __forceinline__ float key_dot(const Key& key, const float4* q) {
-  float dot = 0.0f;
-#pragma unroll
-  for (int c = 0; c < V; ++c) {
-    Pack8 p;
-    p.u = key[c];
-    const float4 qa = q[2 * c], qb = q[2 * c + 1];
-    const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 f = __bfloat1622float2(p.h[e]);
-      dot = fmaf(f.x, qv[2 * e], dot);
-      dot = fmaf(f.y, qv[2 * e + 1], dot);
-    }
-  }
-  return dot;
-}
-
-// key_dot of one key against G query rows at once (q + h q_stride, 16-byte aligned, in fp32):
-// the key converted once, the G sums interleaved so that they do not wait on each other, each
-// summed in key_dot's order, so that dot[h] has key_dot's bits.
-template <int V, int G>
-__device__ __forceinline__ void key_dots(const uint4* key, const float* q, int q_stride,
+// The scores of one key against G query rows at once: its 8 V bf16 values (key[c], 8 a chunk;
+// registers or shared memory) against rows q + h q_stride in fp32 (16-byte aligned), each summed
+// in dimension order. The key is converted once and the G sums interleaved, so that they do not
+// wait on each other.
+template <int V, int G, class Key>
+__device__ __forceinline__ void key_dots(const Key& key, const float* q, int q_stride,
                                          float (&dot)[G]) {
 #pragma unroll
   for (int h = 0; h < G; ++h) dot[h] = 0.0f;
@@ -537,6 +517,14 @@ __device__ __forceinline__ void key_dots(const uint4* key, const float* q, int q
       for (int e = 0; e < 8; ++e) dot[h] = fmaf(k[e], qv[e], dot[h]);
     }
   }
+}
+
+// One key's score against one query row q: key_dots for one head.
+template <int V, class Key>
+__device__ __forceinline__ float key_dot(const Key& key, const float* q) {
+  float dot[1];
+  key_dots<V, 1>(key, q, 0, dot);
+  return dot[0];
 }
 
 // A barrier over the threads that run an attention phase: the whole block here; the consumer
@@ -690,7 +678,7 @@ __global__ void __launch_bounds__(kSplitThreads)
     for (int c = 0; c < V; ++c)
       kr[c] = j < count ? reinterpret_cast<const uint4*>(&ks[j][0])[c] : make_uint4(0, 0, 0, 0);
     for (int h = t / C; h < group; h += T / C) {
-      const float dot = key_dot<V>(kr, reinterpret_cast<const float4*>(&qs[h][0]));
+      const float dot = key_dot<V>(kr, &qs[h][0]);
       ps[h][j] = j < count ? dot * scale : -INFINITY;
     }
   }
@@ -809,8 +797,7 @@ __device__ __forceinline__ void attend_keys(int begin, int end, int group, float
       // order.
       for (int i = t; i < count * group; i += T) {
         const int j = i / group, h = i % group;
-        const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]),
-                                     reinterpret_cast<const float4*>(&w.qs[h][0]));
+        const float dot = key_dot<V>(reinterpret_cast<const uint4*>(&ks[j][0]), &w.qs[h][0]);
         ps[h][j] = dot * scale;  // only keys < count are read after
       }
     }
