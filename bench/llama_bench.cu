@@ -710,9 +710,9 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
       std::printf("\n");
     };
     print_trace("");
-    // One step replayed inside a profiler range, so that `ncu --profile-from-start off` profiles
-    // the kernels of exactly one decode step at this context (docs/performance.md has the
-    // command line); outside a profiler the range does nothing.
+    // One step run eagerly (not as a graph) inside a profiler range, so that `ncu
+    // --profile-from-start off` profiles the kernels of exactly one decode step at this context
+    // (docs/performance.md has the command line); outside a profiler the range does nothing.
     CHECK(cudaProfilerStart());
     m.forward(1, context, 1);
     CHECK(cudaStreamSynchronize(stream));
