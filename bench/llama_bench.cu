@@ -38,19 +38,40 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// The logits of one decode step at `position`, the buffer filled with NaN first so that a step
+// that writes nothing cannot pass for the one before it.
+std::vector<float> decode_logits(DeviceModel& m, int position) {
+  CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.logit_columns(), m.stream()));
+  m.forward(1, position, 1);
+  return download_logits(m, 1);
+}
+
+// The decode step at `position` under each of `options` settings (set(i) applies setting i),
+// timed as graphs in alternation, `rounds` times each, so that the GPU's drift during the run
+// falls on every setting alike: ms[i] holds setting i's times in round order.
+std::vector<std::vector<double>> alternate_settings(DeviceModel& m, int position, int options,
+                                                    int rounds,
+                                                    const std::function<void(int)>& set,
+                                                    const Timer& timer) {
+  std::vector<std::vector<double>> ms(options);
+  for (int round = 0; round < rounds; ++round)
+    for (int i = 0; i < options; ++i) {
+      set(i);
+      ms[i].push_back(timer.graph_ms([&] { m.forward(1, position, 1); }));
+    }
+  return ms;
+}
+
 // The persistent step's logits at position `pos` against the five kernels a layer with the
 // attention it runs (clusters of 16 x 256 threads): the same sums in the same order, so the same
 // bits. The model's attention kernel is left as it was, the persistent step off.
 bool persistent_matches_five(DeviceModel& m, int pos) {
   const int cluster = m.attention_cluster(), threads = m.attention_threads();
   m.set_attention(16, 256);
-  m.forward(1, pos, 1);
-  const std::vector<float> five = download_logits(m, 1);
+  const std::vector<float> five = decode_logits(m, pos);
   m.set_attention(cluster, threads);
   m.set_persistent(true);
-  CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.logit_columns(), m.stream()));
-  m.forward(1, pos, 1);
-  const bool same = same_bits(download_logits(m, 1), five);
+  const bool same = same_bits(decode_logits(m, pos), five);
   m.set_persistent(false);
   return same;
 }
@@ -128,10 +149,7 @@ bool long_context_check(const Dims& d, cublasHandle_t blas, cudaStream_t stream)
   auto decode_with = [&](int cluster, int threads) {
     m.set_persistent(cluster < 0);
     if (cluster >= 0) m.set_attention(cluster, threads);
-    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
-    m.forward(1, prompt_len, 1);
-    CHECK(cudaStreamSynchronize(stream));
-    return download_logits(m, 1);
+    return decode_logits(m, prompt_len);
   };
   const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
   const std::vector<float> split = decode_with(0, kSplitThreads);
@@ -307,32 +325,24 @@ void bench_gemv_cost(const Dims& d, const Ceilings& c, cublasHandle_t blas, cuda
 // last-block merge, and each shape of kClusterShapes), timed as graphs in alternation, twice
 // each, in this run; each step's logits against the default kernel's. The model's kernel is left
 // as it was.
-void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const Timer& timer,
-                            cudaStream_t stream) {
+void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const Timer& timer) {
   const int chosen_cluster = m.attention_cluster(), chosen_threads = m.attention_threads();
   std::vector<std::pair<int, int>> kinds = {{0, kSplitThreads}};
   for (const auto& shape : kClusterShapes)
     if (cluster_attention_fits<64>(shape[0], shape[1])) kinds.push_back({shape[0], shape[1]});
-  auto logits_with = [&](const std::pair<int, int>& kind) {
-    m.set_attention(kind.first, kind.second);
-    CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * m.dims().vocab, stream));  // NaN
-    m.forward(1, context, 1);
-    CHECK(cudaStreamSynchronize(stream));
-    return download_logits(m, 1);
-  };
+  auto set = [&](int i) { m.set_attention(kinds[i].first, kinds[i].second); };
   const std::pair<int, int> chosen_kind = {chosen_cluster,
                                            chosen_cluster == 0 ? kSplitThreads : chosen_threads};
-  const std::vector<float> reference = logits_with(chosen_kind);
-  std::vector<double> best(kinds.size(), 1e30);
-  for (int round = 0; round < 2; ++round)
-    for (size_t i = 0; i < kinds.size(); ++i) {
-      m.set_attention(kinds[i].first, kinds[i].second);
-      best[i] = std::min(best[i], timer.graph_ms([&] { m.forward(1, context, 1); }));
-    }
+  m.set_attention(chosen_kind.first, chosen_kind.second);
+  const std::vector<float> reference = decode_logits(m, context);
+  const std::vector<std::vector<double>> ms =
+      alternate_settings(m, context, static_cast<int>(kinds.size()), 2, set, timer);
   std::printf("  decode attention kernels, whole step (graph, alternated, best of 2):\n");
   std::printf("    %-34s %9s %8s %22s\n", "kernel", "ms/token", "% floor", "logits vs default");
   for (size_t i = 0; i < kinds.size(); ++i) {
-    const std::vector<float> logits = logits_with(kinds[i]);
+    set(static_cast<int>(i));
+    const std::vector<float> logits = decode_logits(m, context);
+    const double best = *std::min_element(ms[i].begin(), ms[i].end());
     const bool same = same_bits(logits, reference);
     char name[64], diff[64];
     if (kinds[i].first == 0)
@@ -348,7 +358,7 @@ void bench_decode_attention(DeviceModel& m, int context, double floor_ms, const 
                     e < 1e-2 ? "" : ": FAIL");
     // Every kernel computes the same attention: one past bf16's rounding is broken.
     if (!(e < 1e-2)) decode_kernels_ok() = false;
-    std::printf("    %-34s %9.3f %7.1f%% %22s\n", name, best[i], 100.0 * floor_ms / best[i], diff);
+    std::printf("    %-34s %9.3f %7.1f%% %22s\n", name, best, 100.0 * floor_ms / best, diff);
   }
   m.set_attention(chosen_kind.first, chosen_kind.second);
 }
@@ -726,20 +736,13 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
       std::vector<std::vector<float>> logits;
       for (int i = 0; i < options; ++i) {
         set(i);
-        CHECK(cudaMemsetAsync(m.logits(), 0xff, sizeof(bf16) * d.vocab, stream));
-        m.forward(1, context, 1);
-        logits.push_back(download_logits(m, 1));
+        logits.push_back(decode_logits(m, context));
       }
       for (int i = 1; i < options; ++i) {
         set(i);
         print_trace((std::string(", ") + title + ": " + names[i]).c_str());
       }
-      std::vector<std::vector<double>> ms(options);
-      for (int round = 0; round < 3; ++round)
-        for (int i = 0; i < options; ++i) {
-          set(i);
-          ms[i].push_back(timer.graph_ms([&] { m.forward(1, context, 1); }));
-        }
+      std::vector<std::vector<double>> ms = alternate_settings(m, context, options, 3, set, timer);
       set(0);
       std::printf("    %s (graphs alternated, median of 3):", title);
       for (int i = 0; i < options; ++i) {
@@ -767,7 +770,7 @@ void bench_model(const Dims& d, const Ceilings& c, cublasHandle_t blas, cudaStre
     m.set_leave_out(0);
     std::printf("\n");
   }
-  bench_decode_attention(m, context, floor_ms, timer, stream);
+  bench_decode_attention(m, context, floor_ms, timer);
   {
     Profiler prof(stream);
     m.forward(1, context, 1, &prof);
