@@ -563,8 +563,9 @@ __device__ __forceinline__ void halve_sums(float (&acc)[N], int lane, int& first
 // red[warp][h][dim]; after a barrier, the warps' sums of each output are added in warp order and
 // handed to done(h, dim, sum), output i = h HD + dim to threads i, i + T, ... The caller's barrier
 // publishes what done writes; `sync` is the barrier over the T threads. G: the heads a thread
-// accumulates, `group` itself where the caller knows it at compile time (no per-head branches),
-// else kMaxGroup with group <= G at run time.
+// accumulates, `group` itself where the caller knows it at compile time (then `group` is read as
+// the constant G, so its loops have no per-head branches), else kMaxGroup with group <= G at run
+// time.
 template <int HD, int T, int C, int G = kMaxGroup, class Values, class Done,
           class Sync = BlockSync>
 __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)[kMaxGroup][C],
@@ -574,6 +575,7 @@ __device__ __forceinline__ void weigh_values(const Values& vs, const float (&ps)
   constexpr int V = HD / 8, KG = T / V, N = 8 * G, L = 32 / V;
   static_assert(G <= kMaxGroup && 32 % V == 0 && (L & (L - 1)) == 0 && N % L == 0,
                 "values tiling");
+  if constexpr (G < kMaxGroup) group = G;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5, dv = t % V, kg = t / V;
   float acc[N];  // acc[8 h + e]: dim 8 dv + e of head h
 #pragma unroll
@@ -732,16 +734,27 @@ __global__ void __launch_bounds__(kSplitThreads)
 }
 
 
-// Keys a block of the cluster attention holds in shared memory at once.
-constexpr int kClusterKeys = 256;
+// Keys a block of the cluster attention holds in shared memory at once. 192 rather than 256: with
+// the values' sums kept in the K tile a block of 256 threads then takes 64.7 KB instead of 98.5
+// (head dimension 64), and the 1B decode step measured 1% faster (docs/performance.md, "Why the
+// attention's blocks start late"). A block's keys past one tile are rescaled at tile edges, so
+// the tile size is part of the bits from 16 x 192 = 3072 keys on.
+constexpr int kClusterKeys = 192;
+
+// Whether the values' partial sums of T threads fit in the K tile, which the scores have finished
+// with when the values start: then they are kept there.
+template <int HD, int T>
+constexpr bool kRedInKeys =
+    sizeof(float) * (T / 32) * kMaxGroup * HD <= sizeof(bf16) * kClusterKeys * (HD + 8);
 
 // One block's working set in the cluster attention: the query rows (padded by 16 bytes: the lanes
-// of a warp read the rows of 4 to 8 heads at once), a tile's scores, the values' partial sums.
+// of a warp read the rows of 4 to 8 heads at once), a tile's scores, the values' partial sums
+// (where the K tile cannot hold them).
 template <int HD, int T>
 struct AttentionScratch {
   __align__(16) float qs[kMaxGroup][HD + 4];
   float ps[kMaxGroup][kClusterKeys];
-  float red[T / 32][kMaxGroup][HD];
+  float red[kRedInKeys<HD, T> ? 1 : T / 32][kMaxGroup][HD];
 };
 // What a block hands to the merge: its unnormalised output, running max and sum per head.
 template <int HD>
@@ -766,6 +779,7 @@ __device__ __forceinline__ void attend_keys(int begin, int end, int group, float
                                             AttentionScratch<HD, T>& w, AttentionPartial<HD>& part,
                                             LoadTile load_tile, Sync sync, Phase phase = {}) {
   constexpr int C = kClusterKeys, V = HD / 8;
+  if constexpr (G < kMaxGroup) group = G;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   auto& ps = w.ps;
   auto& run_m = part.run_m;
@@ -825,8 +839,11 @@ __device__ __forceinline__ void attend_keys(int begin, int end, int group, float
     }
     sync();
     phase(2);
+    using Red = float[T / 32][kMaxGroup][HD];
+    Red& red = *reinterpret_cast<Red*>(kRedInKeys<HD, T> ? static_cast<void*>(&ks[0][0])
+                                                          : static_cast<void*>(&w.red[0][0][0]));
     weigh_values<HD, T, C, G>(
-        vs, ps, count, group, w.red,
+        vs, ps, count, group, red,
         [&](int h, int d, float sum) { acc_out[h][d] = fmaf(acc_out[h][d], rescale[h], sum); },
         sync);
   }
@@ -947,8 +964,8 @@ __global__ void __maxnreg__(112)
   // A group of 4 (Llama 3's, Mistral's, the bench's models') compiled as a constant: its scores'
   // and values' loops then have no per-head branches or divisions. Same arithmetic, same bits.
   if (group == 4)
-    attend_keys<HD, T, 4>(begin, end, 4, scale, ks, vs, scratch, partial, load_tile, BlockSync{},
-                          phase);
+    attend_keys<HD, T, 4>(begin, end, group, scale, ks, vs, scratch, partial, load_tile,
+                          BlockSync{}, phase);
   else
     attend_keys<HD, T>(begin, end, group, scale, ks, vs, scratch, partial, load_tile,
                        BlockSync{}, phase);
